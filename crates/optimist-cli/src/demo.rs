@@ -1,0 +1,56 @@
+//! `optimist demo`: every optimizer on the built-in problems.
+
+use clap::Args;
+use optimist_core::problems::{minimize, Problem, Quadratic, Rosenbrock};
+use optimist_core::registry::{build, registry};
+use optimist_core::Result;
+use serde_json::{json, Value};
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Steps per run.
+    #[arg(long, default_value_t = 2000)]
+    steps: usize,
+    /// Only these optimizers (comma-separated registry names).
+    #[arg(long, value_delimiter = ',')]
+    optimizers: Vec<String>,
+}
+
+/// A learning rate that suits each family on these small deterministic problems.
+fn demo_hparams(name: &str) -> Value {
+    match name {
+        "sgd" => json!({"lr": 1e-3, "momentum": 0.9}),
+        "adam" | "adamw" => json!({"lr": 2e-2}),
+        _ => json!({}),
+    }
+}
+
+pub fn run(args: &DemoArgs) -> Result<()> {
+    let problems: Vec<Box<dyn Problem>> =
+        vec![Box::new(Quadratic::default()), Box::new(Rosenbrock)];
+    let names: Vec<&str> = if args.optimizers.is_empty() {
+        registry().iter().map(|s| s.name).collect()
+    } else {
+        args.optimizers.iter().map(String::as_str).collect()
+    };
+    println!(
+        "{:<12} {:<12} {:>14} {:>14} {:>14}",
+        "optimizer", "problem", "initial loss", "final loss", "hparams"
+    );
+    for name in names {
+        for problem in &problems {
+            let hp = demo_hparams(name);
+            let mut opt = build(name, &hp)?;
+            let losses = minimize(problem.as_ref(), opt.as_mut(), args.steps)?;
+            println!(
+                "{:<12} {:<12} {:>14.6e} {:>14.6e}   {}",
+                name,
+                problem.name(),
+                losses[0],
+                losses[losses.len() - 1],
+                hp
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! The optimizer interface, typed configurations and the generic engine that
+//! runs a per-parameter update rule.
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::state::{ParamState, StateDict, StateStore};
+use crate::tensor::ParamMut;
+
+/// An optimizer: updates parameters in place from their gradients.
+///
+/// Object safe, so that optimizers, parameter groups and wrappers compose as
+/// `Box<dyn Optimizer>`.
+pub trait Optimizer: Send {
+    /// Registry name, e.g. `adamw`.
+    fn name(&self) -> &str;
+
+    /// The full configuration as JSON (hyperparameter names as in the reference).
+    fn config(&self) -> Value;
+
+    /// Replaces the configuration; validated first, unchanged on error.
+    fn set_config(&mut self, config: Value) -> Result<()>;
+
+    /// One optimization step over `params`.
+    fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()>;
+
+    /// Every state buffer and scalar, keyed by parameter name.
+    fn state_dict(&self) -> StateDict;
+
+    /// Restores the state from [`Optimizer::state_dict`]; unchanged on error.
+    fn load_state_dict(&mut self, dict: &StateDict) -> Result<()>;
+
+    /// A scalar hyperparameter (`lr`, `weight_decay`, `beta1`, `beta2`, ...).
+    fn hparam(&self, key: &str) -> Option<f64> {
+        get_hparam(&self.config(), key)
+    }
+
+    /// Sets a scalar hyperparameter, validated like the configuration. This
+    /// is how schedules drive any hyperparameter.
+    fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
+        let mut cfg = self.config();
+        set_hparam_in(&mut cfg, self.name(), key, value)?;
+        self.set_config(cfg)
+    }
+
+    /// Current learning rate, if the optimizer has one.
+    fn lr(&self) -> Option<f64> {
+        self.hparam("lr")
+    }
+
+    /// Sets the learning rate.
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        self.set_hparam("lr", lr)
+    }
+}
+
+/// Reads scalar `key` from a JSON configuration: a plain number field, or
+/// `beta1`/`beta2` for the entries of `betas`.
+pub fn get_hparam(cfg: &Value, key: &str) -> Option<f64> {
+    let obj = cfg.as_object()?;
+    if let Some(v) = obj.get(key) {
+        return v.as_f64().or_else(|| v.as_bool().map(|b| b as u8 as f64));
+    }
+    let idx = match key {
+        "beta1" => 0,
+        "beta2" => 1,
+        _ => return None,
+    };
+    obj.get("betas")?.as_array()?.get(idx)?.as_f64()
+}
+
+/// Sets scalar `key` in a JSON configuration (see [`get_hparam`]).
+pub fn set_hparam_in(cfg: &mut Value, optimizer: &str, key: &str, value: f64) -> Result<()> {
+    let num = serde_json::Number::from_f64(value)
+        .ok_or_else(|| Error::hparam(optimizer, key, value, "must be a finite number"))?;
+    let Some(obj) = cfg.as_object_mut() else {
+        return Err(Error::config(optimizer, "configuration is not an object"));
+    };
+    if let Some(slot) = obj.get_mut(key) {
+        if slot.is_number() {
+            *slot = Value::Number(num);
+            return Ok(());
+        }
+        return Err(Error::config(
+            optimizer,
+            format!("hyperparameter '{key}' is not a number"),
+        ));
+    }
+    let idx = match key {
+        "beta1" => Some(0),
+        "beta2" => Some(1),
+        _ => None,
+    };
+    if let Some(slot) = idx.and_then(|i| obj.get_mut("betas")?.as_array_mut()?.get_mut(i)) {
+        *slot = Value::Number(num);
+        return Ok(());
+    }
+    Err(Error::config(
+        optimizer,
+        format!("has no scalar hyperparameter '{key}'"),
+    ))
+}
+
+/// A typed optimizer configuration: hyperparameters with the reference's
+/// names and defaults, readable from JSON (unknown keys are errors).
+pub trait OptimizerConfig:
+    Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static
+{
+    /// Registry name.
+    const NAME: &'static str;
+    /// The implementation this one matches value for value.
+    const REFERENCE: &'static str;
+    /// The paper that introduced the method.
+    const PAPER: &'static str;
+    /// One line on what the method does.
+    const SUMMARY: &'static str;
+
+    /// Checks every hyperparameter, naming the first bad one.
+    fn validate(&self) -> Result<()>;
+
+    /// Reads a configuration from a JSON object; missing keys take defaults.
+    fn from_json(value: &Value) -> Result<Self> {
+        let value = match value {
+            Value::Null => Value::Object(Default::default()),
+            Value::Object(_) => value.clone(),
+            other => {
+                return Err(Error::config(
+                    Self::NAME,
+                    format!("hyperparameters must be a JSON object, got {other}"),
+                ))
+            }
+        };
+        let cfg: Self = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path.is_empty() {
+                Error::config(Self::NAME, format!("invalid hyperparameters: {inner}"))
+            } else {
+                Error::config(
+                    Self::NAME,
+                    format!("invalid hyperparameter '{path}': {inner}"),
+                )
+            }
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The configuration as JSON.
+    fn to_json(&self) -> Value {
+        // Serializing plain structs of numbers, bools and strings cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// Step-wide information passed to an update rule.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInfo {
+    /// The optimizer's step count, 1 on the first step.
+    pub step: u64,
+}
+
+/// An update rule that treats each parameter on its own: the configuration
+/// type carries the hyperparameters and the rule.
+pub trait UpdateRule: OptimizerConfig {
+    /// Per-parameter state.
+    type State: ParamState;
+
+    /// Updates one parameter in one pass over its slices.
+    fn update(
+        &self,
+        info: &StepInfo,
+        param: &mut ParamMut<'_>,
+        state: &mut Self::State,
+    ) -> Result<()>;
+
+    /// Updates all parameters. The default calls [`UpdateRule::update`] for
+    /// each; rules that need a global quantity first (a norm over all
+    /// gradients) override this.
+    fn update_all(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<Self::State>,
+    ) -> Result<()> {
+        for p in params.iter_mut() {
+            let st = states.get(p.name, p.numel())?;
+            self.update(info, p, st)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs an [`UpdateRule`]: owns its configuration, per-parameter states and
+/// step count, and implements [`Optimizer`].
+#[derive(Debug, Clone)]
+pub struct Engine<R: UpdateRule> {
+    config: R,
+    states: StateStore<R::State>,
+    step: u64,
+}
+
+impl<R: UpdateRule> Engine<R> {
+    /// Validates `config` and builds the optimizer.
+    pub fn new(config: R) -> Result<Self> {
+        config.validate()?;
+        Ok(Engine {
+            config,
+            states: StateStore::default(),
+            step: 0,
+        })
+    }
+
+    /// The typed configuration.
+    pub fn typed_config(&self) -> &R {
+        &self.config
+    }
+
+    /// The per-parameter states.
+    pub fn states(&self) -> &StateStore<R::State> {
+        &self.states
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+}
+
+impl<R: UpdateRule> Optimizer for Engine<R> {
+    fn name(&self) -> &str {
+        R::NAME
+    }
+
+    fn config(&self) -> Value {
+        self.config.to_json()
+    }
+
+    fn set_config(&mut self, config: Value) -> Result<()> {
+        self.config = R::from_json(&config)?;
+        Ok(())
+    }
+
+    fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for p in params.iter() {
+            p.check()?;
+            self.states.check(p.name, p.numel())?;
+            if !seen.insert(p.name) {
+                return Err(Error::Input(format!(
+                    "parameter '{}' given twice in one step",
+                    p.name
+                )));
+            }
+        }
+        let info = StepInfo {
+            step: self.step + 1,
+        };
+        self.config.update_all(&info, params, &mut self.states)?;
+        self.step += 1;
+        Ok(())
+    }
+
+    fn state_dict(&self) -> StateDict {
+        let mut d = self.states.state_dict();
+        d.scalars.insert("step".into(), self.step as f64);
+        d
+    }
+
+    fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
+        let step = match dict.scalars.get("step") {
+            Some(&s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 => s as u64,
+            Some(&s) => return Err(Error::Input(format!("state 'step': invalid value {s}"))),
+            None => return Err(Error::Input("state has no 'step' entry".into())),
+        };
+        let mut states = StateStore::default();
+        states.load_state_dict(dict)?;
+        self.states = states;
+        self.step = step;
+        Ok(())
+    }
+}

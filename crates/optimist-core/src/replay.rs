@@ -1,0 +1,226 @@
+//! The replay contract (v1): run one optimizer on fixed parameters with a
+//! fixed sequence of gradients and record the parameters after every step.
+//!
+//! Format and procedure are documented in `docs/replay.md`. In short, for
+//! each step: set the gradients, clip them (`grad_clip`), set the scheduled
+//! learning rate (`lr_schedule`), step (with `hessian[t]` when given), record.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::clip::ClipGradNorm;
+use crate::error::{Error, Result};
+use crate::optimizer::Optimizer;
+use crate::registry;
+use crate::schedule::ScheduleSpec;
+use crate::tensor::{numel, ParamMut};
+
+/// One parameter of a case.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CaseParam {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// A replay case as read from JSON (keys the replay does not use are ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Case {
+    pub optimizer: String,
+    #[serde(default)]
+    pub hparams: Value,
+    #[serde(default)]
+    pub lr_schedule: Value,
+    #[serde(default)]
+    pub grad_clip: Value,
+    pub params: Vec<CaseParam>,
+    pub grads: Vec<Vec<Vec<f32>>>,
+    #[serde(default)]
+    pub hessian: Option<Vec<Option<Vec<Vec<f32>>>>>,
+}
+
+/// Parameters after every step: `[step][param][value]`.
+pub type Trajectory = Vec<Vec<Vec<f32>>>;
+
+impl Case {
+    /// Parses a case from JSON text.
+    pub fn parse(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| Error::Input(format!("invalid case: {e}")))
+    }
+
+    /// Checks shapes and lengths of everything in the case.
+    pub fn validate(&self) -> Result<()> {
+        let mut names = std::collections::HashSet::new();
+        for p in &self.params {
+            let n = numel(&p.shape)?;
+            if n != p.data.len() {
+                return Err(Error::Shape(format!(
+                    "parameter '{}': shape {:?} needs {n} values, data has {}",
+                    p.name,
+                    p.shape,
+                    p.data.len()
+                )));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(Error::Input(format!(
+                    "parameter name '{}' appears twice",
+                    p.name
+                )));
+            }
+        }
+        let check_step = |what: &str, t: usize, step: &[Vec<f32>]| -> Result<()> {
+            if step.len() != self.params.len() {
+                return Err(Error::Shape(format!(
+                    "{what} of step {}: {} tensors for {} parameters",
+                    t + 1,
+                    step.len(),
+                    self.params.len()
+                )));
+            }
+            for (g, p) in step.iter().zip(&self.params) {
+                if g.len() != p.data.len() {
+                    return Err(Error::Shape(format!(
+                        "{what} of step {} for parameter '{}': {} values, expected {}",
+                        t + 1,
+                        p.name,
+                        g.len(),
+                        p.data.len()
+                    )));
+                }
+            }
+            Ok(())
+        };
+        for (t, step) in self.grads.iter().enumerate() {
+            check_step("gradient", t, step)?;
+        }
+        if let Some(h) = &self.hessian {
+            if h.len() > self.grads.len() {
+                return Err(Error::Shape(format!(
+                    "hessian has {} steps, grads only {}",
+                    h.len(),
+                    self.grads.len()
+                )));
+            }
+            for (t, step) in h.iter().enumerate() {
+                if let Some(step) = step {
+                    check_step("hessian", t, step)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the case's optimizer.
+    pub fn optimizer(&self) -> Result<Box<dyn Optimizer>> {
+        registry::build(&self.optimizer.to_lowercase(), &self.hparams)
+    }
+
+    /// Runs the replay and returns the parameters after every step.
+    pub fn run(&self) -> Result<Trajectory> {
+        self.validate()?;
+        let mut opt = self.optimizer()?;
+        let clip = match &self.grad_clip {
+            Value::Null => None,
+            v => {
+                let c: ClipGradNorm = serde_json::from_value(v.clone())
+                    .map_err(|e| Error::config("grad_clip", format!("invalid grad_clip: {e}")))?;
+                c.validate()?;
+                Some(c)
+            }
+        };
+        let schedule = match &self.lr_schedule {
+            Value::Null => None,
+            v => {
+                let spec = ScheduleSpec::from_json(v)?;
+                let base = opt.lr().ok_or_else(|| {
+                    Error::config(&self.optimizer, "has no learning rate to schedule")
+                })?;
+                Some(spec.build(base))
+            }
+        };
+
+        let mut values: Vec<Vec<f32>> = self.params.iter().map(|p| p.data.clone()).collect();
+        let mut out = Vec::with_capacity(self.grads.len());
+        for (t, step_grads) in self.grads.iter().enumerate() {
+            let mut grads = step_grads.clone();
+            if let Some(c) = &clip {
+                let mut views: Vec<&mut [f32]> =
+                    grads.iter_mut().map(|g| g.as_mut_slice()).collect();
+                c.apply(&mut views);
+            }
+            if let Some(s) = &schedule {
+                opt.set_lr(s.value(t as u64))?;
+            }
+            let hess = self
+                .hessian
+                .as_ref()
+                .and_then(|h| h.get(t))
+                .and_then(|h| h.as_ref());
+            let mut views: Vec<ParamMut<'_>> = values
+                .iter_mut()
+                .zip(&self.params)
+                .zip(&grads)
+                .enumerate()
+                .map(|(i, ((v, p), g))| ParamMut {
+                    name: &p.name,
+                    shape: &p.shape,
+                    value: v.as_mut_slice(),
+                    grad: g.as_slice(),
+                    hessian: hess.map(|h| h[i].as_slice()),
+                })
+                .collect();
+            opt.step(&mut views)?;
+            for (v, p) in values.iter().zip(&self.params) {
+                if let Some(j) = v.iter().position(|x| !x.is_finite()) {
+                    return Err(Error::NonFinite(format!(
+                        "step {}: parameter '{}'[{j}] became {} (not representable in JSON)",
+                        t + 1,
+                        p.name,
+                        v[j]
+                    )));
+                }
+            }
+            out.push(values.clone());
+        }
+        Ok(out)
+    }
+}
+
+/// The result JSON: `{"params": [[[...], ...], ...]}` with every f32
+/// printed so that it reads back as the same f32.
+pub fn result_json(traj: &Trajectory) -> String {
+    use std::fmt::Write;
+    let mut s =
+        String::with_capacity(64 + traj.iter().flatten().map(|v| v.len() * 12).sum::<usize>());
+    s.push_str("{\"params\": [");
+    for (t, step) in traj.iter().enumerate() {
+        if t > 0 {
+            s.push_str(", ");
+        }
+        s.push('[');
+        for (i, p) in step.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push('[');
+            for (j, x) in p.iter().enumerate() {
+                if j > 0 {
+                    s.push(',');
+                }
+                // Writing to a String cannot fail.
+                let _ = write!(s, "{x:?}");
+            }
+            s.push(']');
+        }
+        s.push(']');
+    }
+    s.push_str("]}");
+    s
+}
+
+/// Reads, runs and serializes the case in `path`.
+pub fn replay_file(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let case = Case::parse(&text)?;
+    Ok(result_json(&case.run()?))
+}

@@ -1,0 +1,269 @@
+//! Per-parameter optimizer state: typed structs of named buffers, stored by
+//! parameter name, enumerable as (parameter, state name, tensor) triples.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::tensor::StateTensor;
+
+/// A typed per-parameter state: named buffers plus a step count.
+///
+/// Implemented by the [`param_state!`](crate::param_state) macro, which
+/// declares the struct and its buffer names in one place.
+pub trait ParamState: Default + Send + Sync + 'static {
+    /// Names of the buffers, in declaration order.
+    const BUFFERS: &'static [&'static str];
+    /// Number of steps taken on this parameter.
+    fn step(&self) -> u64;
+    /// Sets the step count (checkpoint loading).
+    fn set_step(&mut self, step: u64);
+    /// The buffer called `name`.
+    fn buffer(&self, name: &str) -> Option<&StateTensor>;
+    /// The buffer called `name`, mutably.
+    fn buffer_mut(&mut self, name: &str) -> Option<&mut StateTensor>;
+}
+
+/// Declares a per-parameter state struct with a `step` counter and the given
+/// [`StateTensor`] buffers, and implements [`ParamState`] for it.
+///
+/// ```
+/// optimist_core::param_state! {
+///     /// State of a momentum method.
+///     pub struct MomentumState { momentum_buffer }
+/// }
+/// let s = MomentumState::default();
+/// assert!(!s.momentum_buffer.is_allocated());
+/// ```
+#[macro_export]
+macro_rules! param_state {
+    ($(#[$m:meta])* pub struct $name:ident { $($field:ident),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct $name {
+            /// Steps taken on this parameter.
+            pub step: u64,
+            $(
+                #[doc = concat!("State buffer `", stringify!($field), "`.")]
+                pub $field: $crate::tensor::StateTensor,
+            )*
+        }
+
+        impl $crate::state::ParamState for $name {
+            const BUFFERS: &'static [&'static str] = &[$(stringify!($field)),*];
+            fn step(&self) -> u64 { self.step }
+            fn set_step(&mut self, step: u64) { self.step = step; }
+            fn buffer(&self, name: &str) -> Option<&$crate::tensor::StateTensor> {
+                match name { $(stringify!($field) => Some(&self.$field),)* _ => None }
+            }
+            fn buffer_mut(&mut self, name: &str) -> Option<&mut $crate::tensor::StateTensor> {
+                match name { $(stringify!($field) => Some(&mut self.$field),)* _ => None }
+            }
+        }
+    };
+}
+
+/// One entry of an optimizer's state, for checkpoints and inspection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateEntry {
+    /// Parameter name (prefixed by the group name inside parameter groups).
+    pub param: String,
+    /// Buffer name, e.g. `exp_avg`.
+    pub name: String,
+    /// The buffer values.
+    pub values: Vec<f32>,
+}
+
+/// An optimizer's whole state: buffers and scalars (step counts), keyed by
+/// stable names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateDict {
+    /// Buffers, sorted by (param, name).
+    pub tensors: Vec<StateEntry>,
+    /// Scalars such as `param/<name>/step` or `step`.
+    pub scalars: BTreeMap<String, f64>,
+}
+
+impl StateDict {
+    /// Adds every entry of `other` with `prefix` put in front of the names.
+    pub fn merge_prefixed(&mut self, prefix: &str, other: StateDict) {
+        for mut e in other.tensors {
+            e.param = format!("{prefix}{}", e.param);
+            self.tensors.push(e);
+        }
+        for (k, v) in other.scalars {
+            self.scalars.insert(format!("{prefix}{k}"), v);
+        }
+    }
+
+    /// The entries whose names start with `prefix`, with the prefix removed.
+    pub fn strip_prefix(&self, prefix: &str) -> StateDict {
+        let tensors = self
+            .tensors
+            .iter()
+            .filter_map(|e| {
+                e.param.strip_prefix(prefix).map(|p| StateEntry {
+                    param: p.to_string(),
+                    name: e.name.clone(),
+                    values: e.values.clone(),
+                })
+            })
+            .collect();
+        let scalars = self
+            .scalars
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), *v)))
+            .collect();
+        StateDict { tensors, scalars }
+    }
+
+    /// Total bytes of the buffers.
+    pub fn nbytes(&self) -> usize {
+        self.tensors.iter().map(|e| e.values.len() * 4).sum()
+    }
+}
+
+/// Per-parameter states of one optimizer, keyed by parameter name.
+#[derive(Debug, Clone)]
+pub struct StateStore<S> {
+    states: BTreeMap<String, (usize, S)>,
+}
+
+impl<S> Default for StateStore<S> {
+    fn default() -> Self {
+        StateStore {
+            states: BTreeMap::new(),
+        }
+    }
+}
+
+impl<S: ParamState> StateStore<S> {
+    /// The state of parameter `name` with `numel` elements, created empty on
+    /// first use. A parameter that changes size between steps is an error.
+    pub fn get(&mut self, name: &str, numel: usize) -> Result<&mut S> {
+        if !self.states.contains_key(name) {
+            self.states.insert(name.to_string(), (numel, S::default()));
+        }
+        // The entry was inserted above if it was missing.
+        let Some((n, s)) = self.states.get_mut(name) else {
+            return Err(Error::Input(format!("parameter '{name}': state missing")));
+        };
+        if *n == 0 {
+            // Loaded from a checkpoint that held only a step count.
+            *n = numel;
+        }
+        if *n != numel {
+            return Err(Error::Shape(format!(
+                "parameter '{name}' had {n} elements in earlier steps, now {numel}"
+            )));
+        }
+        Ok(s)
+    }
+
+    /// Checks, without changing anything, that parameter `name` may be
+    /// stepped with `numel` elements.
+    pub fn check(&self, name: &str, numel: usize) -> Result<()> {
+        match self.states.get(name) {
+            Some((n, _)) if *n != 0 && *n != numel => Err(Error::Shape(format!(
+                "parameter '{name}' had {n} elements in earlier steps, now {numel}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The state of `name`, if any step has seen it.
+    pub fn peek(&self, name: &str) -> Option<&S> {
+        self.states.get(name).map(|(_, s)| s)
+    }
+
+    /// Number of parameters with state.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// True before the first step.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// Enumerates every allocated buffer and every step count.
+    pub fn state_dict(&self) -> StateDict {
+        let mut out = StateDict::default();
+        for (param, (_, s)) in &self.states {
+            out.scalars
+                .insert(format!("param/{param}/step"), s.step() as f64);
+            for &b in S::BUFFERS {
+                if let Some(t) = s.buffer(b).filter(|t| t.is_allocated()) {
+                    out.tensors.push(StateEntry {
+                        param: param.clone(),
+                        name: b.to_string(),
+                        values: t.as_slice().to_vec(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Replaces all states with the content of `dict`. Every buffer must be
+    /// one this state type declares; lengths must agree per parameter. On
+    /// error nothing is changed.
+    pub fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
+        let mut fresh: BTreeMap<String, (usize, S)> = BTreeMap::new();
+        for (key, &v) in &dict.scalars {
+            let Some(param) = key
+                .strip_prefix("param/")
+                .and_then(|k| k.strip_suffix("/step"))
+            else {
+                continue;
+            };
+            if !(v.is_finite() && v >= 0.0 && v.fract() == 0.0) {
+                return Err(Error::Input(format!(
+                    "state '{key}': invalid step count {v}"
+                )));
+            }
+            let entry = fresh
+                .entry(param.to_string())
+                .or_insert((usize::MAX, S::default()));
+            entry.1.set_step(v as u64);
+        }
+        for e in &dict.tensors {
+            let entry = fresh
+                .entry(e.param.clone())
+                .or_insert((usize::MAX, S::default()));
+            if entry.0 != usize::MAX && entry.0 != e.values.len() {
+                return Err(Error::Shape(format!(
+                    "state of '{}': buffer '{}' has {} values, other buffers have {}",
+                    e.param,
+                    e.name,
+                    e.values.len(),
+                    entry.0
+                )));
+            }
+            entry.0 = e.values.len();
+            let Some(buf) = entry.1.buffer_mut(&e.name) else {
+                return Err(Error::Input(format!(
+                    "state of '{}': unknown buffer '{}' (expected one of {:?})",
+                    e.param,
+                    e.name,
+                    S::BUFFERS
+                )));
+            };
+            *buf = StateTensor::from_slice(&e.values);
+        }
+        // Parameters with only a step count keep an unknown size until first use.
+        let fresh = fresh
+            .into_iter()
+            .map(|(k, (n, s))| {
+                let n = if n == usize::MAX { 0 } else { n };
+                (k, (n, s))
+            })
+            .collect();
+        self.states = fresh;
+        Ok(())
+    }
+
+    /// Iterates over (name, state).
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &S)> {
+        self.states.iter().map(|(k, (_, s))| (k, s))
+    }
+}

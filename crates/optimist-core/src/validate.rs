@@ -1,0 +1,81 @@
+//! Checks shared by every optimizer's configuration validation.
+//!
+//! Each check returns an [`Error::InvalidHparam`] naming the optimizer, the
+//! field and the bad value. NaN fails every check.
+
+use crate::error::{Error, Result};
+
+/// `value >= 0` and finite.
+pub fn non_negative(opt: &str, field: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::hparam(
+            opt,
+            field,
+            value,
+            "must be a finite number >= 0",
+        ))
+    }
+}
+
+/// `value > 0` and finite.
+pub fn positive(opt: &str, field: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::hparam(
+            opt,
+            field,
+            value,
+            "must be a finite number > 0",
+        ))
+    }
+}
+
+/// `0 <= value < 1`.
+pub fn unit_interval_open(opt: &str, field: &str, value: f64) -> Result<()> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::hparam(opt, field, value, "must be in [0, 1)"))
+    }
+}
+
+/// `0 <= value <= 1`.
+pub fn unit_interval(opt: &str, field: &str, value: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::hparam(opt, field, value, "must be in [0, 1]"))
+    }
+}
+
+/// Both entries of a `betas` pair in `[0, 1)`.
+pub fn betas(opt: &str, betas: [f64; 2]) -> Result<()> {
+    unit_interval_open(opt, "betas[0]", betas[0])?;
+    unit_interval_open(opt, "betas[1]", betas[1])
+}
+
+/// Any finite number.
+pub fn finite(opt: &str, field: &str, value: f64) -> Result<()> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::hparam(opt, field, value, "must be a finite number"))
+    }
+}
+
+/// A count `>= min`.
+pub fn at_least(opt: &str, field: &str, value: u64, min: u64) -> Result<()> {
+    if value >= min {
+        Ok(())
+    } else {
+        Err(Error::hparam(
+            opt,
+            field,
+            value,
+            &format!("must be >= {min}"),
+        ))
+    }
+}
