@@ -10,6 +10,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::tensor::ParamMut;
+use crate::transform::GradientTransform;
 
 /// Configuration of global-norm clipping.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -102,4 +104,20 @@ pub fn total_norm(grads: &[&[f32]], norm_type: f64) -> f64 {
         .map(|&x| (x as f64).abs().powf(norm_type))
         .sum();
     s.powf(1.0 / norm_type)
+}
+
+impl GradientTransform for ClipGradNorm {
+    fn name(&self) -> &str {
+        "clip_grad_norm"
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::json!({"max_norm": self.max_norm, "norm_type": self.norm_type})
+    }
+
+    fn transform(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
+        let mut grads: Vec<&mut [f32]> = params.iter_mut().map(|p| &mut *p.grad).collect();
+        self.apply(&mut grads);
+        Ok(())
+    }
 }

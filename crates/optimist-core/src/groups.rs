@@ -257,7 +257,7 @@ impl Optimizer for ParamGroups {
                 name: p.name,
                 shape: p.shape,
                 value: &mut *p.value,
-                grad: p.grad,
+                grad: &mut *p.grad,
                 hessian: p.hessian,
             });
         }

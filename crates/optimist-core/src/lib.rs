@@ -19,7 +19,7 @@
 //! Layout: [`optimizer`] (the [`Optimizer`] trait, typed configurations,
 //! the generic [`Engine`]), [`optim`] (one file per update rule),
 //! [`registry`] (every optimizer by name), [`groups`] (parameter groups),
-//! [`clip`] and [`schedule`] (composable stages), [`state`] (typed state
+//! [`transform`] (gradient stages and `Chain`), [`clip`] and [`schedule`], [`state`] (typed state
 //! and checkpoints' state dicts), [`replay`] (the conformance contract),
 //! [`problems`] (built-in test functions).
 
@@ -35,6 +35,7 @@ pub mod replay;
 pub mod schedule;
 pub mod state;
 pub mod tensor;
+pub mod transform;
 pub mod validate;
 
 pub use error::{Error, Result};

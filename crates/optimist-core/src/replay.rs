@@ -14,6 +14,7 @@ use crate::optimizer::Optimizer;
 use crate::registry;
 use crate::schedule::ScheduleSpec;
 use crate::tensor::{numel, ParamMut};
+use crate::transform::GradientTransform;
 
 /// One parameter of a case.
 #[derive(Debug, Clone, Deserialize)]
@@ -119,13 +120,13 @@ impl Case {
     pub fn run(&self) -> Result<Trajectory> {
         self.validate()?;
         let mut opt = self.optimizer()?;
-        let clip = match &self.grad_clip {
+        let mut clip = match &self.grad_clip {
             Value::Null => None,
             v => {
                 let c: ClipGradNorm = serde_json::from_value(v.clone())
                     .map_err(|e| Error::config("grad_clip", format!("invalid grad_clip: {e}")))?;
                 c.validate()?;
-                Some(c)
+                Some(Box::new(c) as Box<dyn GradientTransform>)
             }
         };
         let schedule = match &self.lr_schedule {
@@ -143,11 +144,6 @@ impl Case {
         let mut out = Vec::with_capacity(self.grads.len());
         for (t, step_grads) in self.grads.iter().enumerate() {
             let mut grads = step_grads.clone();
-            if let Some(c) = &clip {
-                let mut views: Vec<&mut [f32]> =
-                    grads.iter_mut().map(|g| g.as_mut_slice()).collect();
-                c.apply(&mut views);
-            }
             if let Some(s) = &schedule {
                 opt.set_lr(s.value(t as u64))?;
             }
@@ -159,16 +155,19 @@ impl Case {
             let mut views: Vec<ParamMut<'_>> = values
                 .iter_mut()
                 .zip(&self.params)
-                .zip(&grads)
+                .zip(grads.iter_mut())
                 .enumerate()
                 .map(|(i, ((v, p), g))| ParamMut {
                     name: &p.name,
                     shape: &p.shape,
                     value: v.as_mut_slice(),
-                    grad: g.as_slice(),
+                    grad: g.as_mut_slice(),
                     hessian: hess.map(|h| h[i].as_slice()),
                 })
                 .collect();
+            if let Some(c) = &mut clip {
+                c.transform(&mut views)?;
+            }
             opt.step(&mut views)?;
             for (v, p) in values.iter().zip(&self.params) {
                 if let Some(j) = v.iter().position(|x| !x.is_finite()) {

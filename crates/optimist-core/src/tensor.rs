@@ -2,8 +2,7 @@
 //! state buffers.
 //!
 //! Optimizers never own parameters. A step receives [`ParamMut`] views: the
-//! parameter's name, shape, its values as a mutable slice and its gradient as
-//! a slice, so that a framework adapter can hand over its own storage without
+//! parameter's name, shape, its values and its gradient as mutable slices, so that a framework adapter can hand over its own storage without
 //! a copy, and [`Param`] is only a convenience owner for tests, replay and
 //! demos.
 //!
@@ -74,7 +73,7 @@ impl Param {
             name: &self.name,
             shape: &self.shape,
             value: &mut self.data,
-            grad: &self.grad,
+            grad: &mut self.grad,
             hessian: None,
         }
     }
@@ -94,8 +93,10 @@ pub struct ParamMut<'a> {
     pub shape: &'a [usize],
     /// Parameter values, updated in place.
     pub value: &'a mut [f32],
-    /// Gradient, same length as `value`.
-    pub grad: &'a [f32],
+    /// Gradient, same length as `value`. Gradient stages (clipping and the
+    /// like) rewrite it in place, as `clip_grad_norm_` rewrites `.grad`;
+    /// update rules only read it.
+    pub grad: &'a mut [f32],
     /// Optional curvature estimate (Hessian diagonal) for second-order rules.
     pub hessian: Option<&'a [f32]>,
 }

@@ -95,7 +95,7 @@ impl UpdateRule for Sgd {
         let sgn = if self.maximize { -1.0f32 } else { 1.0 };
         st.step += 1;
         if self.momentum == 0.0 {
-            for (x, &g) in p.value.iter_mut().zip(p.grad) {
+            for (x, &g) in p.value.iter_mut().zip(p.grad.iter()) {
                 let g = wd.apply(x, sgn * g);
                 *x += -lr * g;
             }
@@ -108,7 +108,7 @@ impl UpdateRule for Sgd {
             st.momentum_buffer = StateTensor::zeros(p.numel());
         }
         let buf = st.momentum_buffer.as_mut_slice();
-        for ((x, &g), b) in p.value.iter_mut().zip(p.grad).zip(buf) {
+        for ((x, &g), b) in p.value.iter_mut().zip(p.grad.iter()).zip(buf) {
             let g = wd.apply(x, sgn * g);
             *b = if first { g } else { *b * mom + damp * g };
             let d = if self.nesterov { g + mom * *b } else { *b };

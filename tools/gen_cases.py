@@ -1,0 +1,1349 @@
+#!/usr/bin/env python3
+"""Generate golden replay cases ("replay contract v1") from the reference implementations.
+
+Each case runs one optimizer on fixed f32 parameters with a fixed sequence of
+gradients and stores the parameters after every step, as computed by the
+trusted reference (torch.optim 2.15.0 or pytorch-optimizer 4.1.0).  The format
+and the replay procedure are those of shared/conformance/README.md; the cases
+are meant for `python3 shared/conformance/check.py BINARY tests/golden/cases`.
+
+Installing the references (outside the repository, CPU is enough):
+
+    python3 -m venv /root/venv-ref
+    /root/venv-ref/bin/pip install torch==2.15.0 pytorch-optimizer==4.1.0 numpy
+
+(PyPI's Linux torch wheel is the CUDA build; it runs on the CPU as is.)
+
+Usage:
+
+    /root/venv-ref/bin/python tools/gen_cases.py [--out DIR] [--ext-out DIR] [--only NAME ...]
+                                                 [--clean] [--check-public DIR] [--list]
+
+    --out DIR          contract cases (default tests/golden/cases)
+    --ext-out DIR      cases beyond contract v1 (default tests/golden/extensions):
+                       `maximize: true` for sgd/adam/adamw (the contract keeps maximize
+                       false and treats it as an unknown hyperparameter) and
+                       `adamomentum` (not in the registry; checked against the
+                       independent implementation in this file)
+    --only NAME ...    only cases whose id or optimizer matches NAME (fnmatch patterns,
+                       e.g. `--only adam 'error-*' lookahead-sgd-*`)
+    --clean            remove *.json in the output directories first (full runs only)
+    --check-public DIR rerun the reference on every numeric case of DIR (e.g. the
+                       owners' shared/conformance/cases) and compare with its expected
+                       values; writes nothing
+    --list             print the case ids and exit
+
+How each case is made (deterministic: every case draws its data from its own
+numpy Generator seeded from a CRC32 of the case id, and from a new derived seed
+on a retry):
+
+  * params ~ N(0, pscale), gradients ~ N(0, gscale), rounded to f32; optional
+    all-zero gradient steps and steps whose gradient is multiplied by 1e3/1e4;
+    sophiah Hessian estimates at steps 1, 1+update_period, ...
+  * the reference replays it in float32 (these are the expected values) with the
+    optimizer's default foreach setting, fresh gradients every step,
+    torch.nn.utils.clip_grad_norm_ when grad_clip is set, and
+    torch.optim.lr_scheduler.LambdaLR (warmup_cosine) stepped after every
+    optimizer.step();
+  * robustness: the same replay in float64 must stay within ROBUST_FRACTION of the
+    tolerance of the float32 result (|f64 - f32| <= 0.1 * (atol + rtol |f32|)),
+    otherwise the case is re-drawn with another seed (values near a sign flip or a
+    clamp boundary), and dropped after MAX_ATTEMPTS; the run with foreach=False is
+    also compared and reported;
+  * error cases are kept only when the reference itself raises (constructing the
+    optimizer or replaying) or when the case breaks the contract format (README:
+    unknown name/hyperparameter, data not matching its shape, a step with a wrong
+    number of gradients, ...).  The generator checks both and records which.
+
+Muon and AdaMuon: the contract runs their Newton-Schulz iteration in f32, while
+the libraries cast to bfloat16.  Only that cast is replaced, the rest is the
+library code:
+  * torch.optim.Muon: `torch.optim._muon._zeropower_via_newtonschulz` does
+    `grad.to(dtype=torch.bfloat16, copy=True)`.  Its source is taken with
+    inspect.getsource, that one expression is replaced by
+    `grad.to(dtype=grad.dtype, copy=True)` (asserted to occur exactly once) and
+    the function is re-defined in the torch.optim._muon module namespace, where
+    `_single_tensor_muon` looks it up.
+  * pytorch_optimizer.AdaMuon: calls
+    `zero_power_via_newton_schulz_5(update, num_steps=..., weights=...)`, whose
+    `dtype` argument defaults to torch.bfloat16.  The name is re-bound in
+    `pytorch_optimizer.optimizer.muon.adamuon` (and `.muon.base`, used by the
+    foreach path) to a wrapper that calls the original with `dtype=g.dtype`.
+  Both patches count their calls and the generator asserts they were used.
+
+SophiaH: `step(hessian=[...])` stores the given tensors as state['hessian'] and
+folds them into the Hessian EMA (`hessian_moment.lerp_(hessian, 1 - beta2)`) at
+that step; at the other steps `step()` is called, and because estimates are
+given exactly at steps 1, 1+update_period, ... the library never computes its
+own Hutchinson estimate.
+
+AdaMomentum (`adamomentum`, extension): not in any reference library; see the
+class AdaMomentum below for the formula (Wang et al. 2021, arXiv:2106.11514).
+"""
+
+import argparse
+import copy
+import fnmatch
+import glob
+import inspect
+import json
+import math
+import os
+import sys
+import zlib
+
+import numpy as np
+import torch
+
+try:
+    import pytorch_optimizer
+    from pytorch_optimizer.optimizer.muon import adamuon as _po_adamuon_mod
+    from pytorch_optimizer.optimizer.muon import base as _po_muon_base_mod
+except ImportError:  # pragma: no cover - reported in main()
+    pytorch_optimizer = None
+
+import torch.optim._muon as _torch_muon_mod
+
+EXPECTED_VERSIONS = {"torch": "2.15.0", "pytorch-optimizer": "4.1.0"}
+ROBUST_FRACTION = 0.1     # f64 vs f32 difference allowed, as a fraction of the tolerance
+MAX_ATTEMPTS = 8
+DEFAULT_TOL = {"atol": 1e-06, "rtol": 1e-05}
+MUON_TOL = {"atol": 1e-04, "rtol": 1e-04}
+F32_EPS = float(np.finfo(np.float32).eps)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# --------------------------------------------------------------------------------------
+# Registry (contract v1, shared/conformance/registry.json) and its extensions
+# --------------------------------------------------------------------------------------
+
+REGISTRY = {
+    "sgd": {"lr": 0.001, "momentum": 0, "dampening": 0, "weight_decay": 0, "nesterov": False},
+    "adam": {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0, "amsgrad": False,
+             "decoupled_weight_decay": False},
+    "adamw": {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0.01, "amsgrad": False},
+    "nadam": {"lr": 0.002, "betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0, "momentum_decay": 0.004,
+              "decoupled_weight_decay": False},
+    "radam": {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0, "decoupled_weight_decay": False},
+    "adamax": {"lr": 0.002, "betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0},
+    "adagrad": {"lr": 0.01, "lr_decay": 0, "weight_decay": 0, "initial_accumulator_value": 0, "eps": 1e-10},
+    "rmsprop": {"lr": 0.01, "alpha": 0.99, "eps": 1e-08, "weight_decay": 0, "momentum": 0, "centered": False},
+    "adadelta": {"lr": 1.0, "rho": 0.9, "eps": 1e-06, "weight_decay": 0},
+    "adafactor": {"lr": 0.01, "beta2_decay": -0.8, "eps": [None, 0.001], "d": 1.0, "weight_decay": 0.0},
+    "muon": {"lr": 0.001, "weight_decay": 0.1, "momentum": 0.95, "nesterov": True,
+             "ns_coefficients": [3.4445, -4.775, 2.0315], "eps": 1e-07, "ns_steps": 5, "adjust_lr_fn": None},
+    "lion": {"lr": 0.0001, "betas": [0.9, 0.99], "weight_decay": 0.0, "weight_decouple": True, "cautious": False},
+    "adabelief": {"lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "weight_decouple": True,
+                  "rectify": False, "ams_bound": False, "eps": 1e-16},
+    "lamb": {"lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "weight_decouple": True,
+             "grad_averaging": True, "max_grad_norm": 1.0, "adam": False, "pre_norm": False, "eps": 1e-06},
+    "adabound": {"lr": 0.001, "final_lr": 0.1, "betas": [0.9, 0.999], "gamma": 0.001, "weight_decay": 0.0,
+                 "weight_decouple": True, "ams_bound": False, "eps": 1e-08},
+    "signsgd": {"lr": 0.001, "momentum": 0.9, "weight_decay": 0.0, "weight_decouple": True},
+    "adamuon": {"lr": 0.02, "betas": [0.9, 0.95], "weight_decay": 0.0, "weight_decouple": True, "ns_steps": 5,
+                "use_adjusted_lr": True, "eps": 1e-10},
+    "sophiah": {"lr": 0.06, "betas": [0.96, 0.99], "weight_decay": 0.0, "weight_decouple": True, "p": 0.01,
+                "update_period": 10, "eps": 1e-12},
+    "lookahead": {"k": 5, "alpha": 0.5, "inner": None},
+}
+
+# Beyond contract v1: written to --ext-out only.
+EXT_REGISTRY = {
+    "adamomentum": {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0},
+}
+EXT_HPARAMS = {"sgd": {"maximize"}, "adam": {"maximize"}, "adamw": {"maximize"}}
+
+# registry name -> (library, class path, class getter)
+REFERENCES = {
+    "sgd": ("torch", "torch.optim.SGD", lambda: torch.optim.SGD),
+    "adam": ("torch", "torch.optim.Adam", lambda: torch.optim.Adam),
+    "adamw": ("torch", "torch.optim.AdamW", lambda: torch.optim.AdamW),
+    "nadam": ("torch", "torch.optim.NAdam", lambda: torch.optim.NAdam),
+    "radam": ("torch", "torch.optim.RAdam", lambda: torch.optim.RAdam),
+    "adamax": ("torch", "torch.optim.Adamax", lambda: torch.optim.Adamax),
+    "adagrad": ("torch", "torch.optim.Adagrad", lambda: torch.optim.Adagrad),
+    "rmsprop": ("torch", "torch.optim.RMSprop", lambda: torch.optim.RMSprop),
+    "adadelta": ("torch", "torch.optim.Adadelta", lambda: torch.optim.Adadelta),
+    "adafactor": ("torch", "torch.optim.Adafactor", lambda: torch.optim.Adafactor),
+    "muon": ("torch", "torch.optim.Muon", lambda: torch.optim.Muon),
+    "lion": ("pytorch-optimizer", "pytorch_optimizer.Lion", lambda: pytorch_optimizer.Lion),
+    "adabelief": ("pytorch-optimizer", "pytorch_optimizer.AdaBelief", lambda: pytorch_optimizer.AdaBelief),
+    "lamb": ("pytorch-optimizer", "pytorch_optimizer.Lamb", lambda: pytorch_optimizer.Lamb),
+    "adabound": ("pytorch-optimizer", "pytorch_optimizer.AdaBound", lambda: pytorch_optimizer.AdaBound),
+    "signsgd": ("pytorch-optimizer", "pytorch_optimizer.SignSGD", lambda: pytorch_optimizer.SignSGD),
+    "adamuon": ("pytorch-optimizer", "pytorch_optimizer.AdaMuon", lambda: pytorch_optimizer.AdaMuon),
+    "sophiah": ("pytorch-optimizer", "pytorch_optimizer.SophiaH", lambda: pytorch_optimizer.SophiaH),
+    "lookahead": ("pytorch-optimizer", "pytorch_optimizer.Lookahead", lambda: pytorch_optimizer.Lookahead),
+    "adamomentum": ("optimist-gen", "independent implementation of the paper", lambda: AdaMomentum),
+}
+MATRIX_ONLY = {"muon", "adamuon"}
+TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients"}   # JSON arrays -> Python tuples
+
+
+def library_version(library):
+    if library == "torch":
+        return torch.__version__.split("+")[0]
+    if library == "pytorch-optimizer":
+        import importlib.metadata
+        return importlib.metadata.version("pytorch_optimizer")
+    return "n/a"
+
+
+# --------------------------------------------------------------------------------------
+# Newton-Schulz in the parameter dtype (f32) instead of bfloat16
+# --------------------------------------------------------------------------------------
+
+NS_CALLS = {"torch_muon": 0, "adamuon": 0}
+
+
+def _patch_torch_muon():
+    fn_name = "_zeropower_via_newtonschulz"
+    src = inspect.getsource(getattr(_torch_muon_mod, fn_name))
+    old = "grad.to(dtype=torch.bfloat16, copy=True)"
+    if src.count(old) != 1:
+        raise RuntimeError(f"torch.optim._muon.{fn_name} changed: cannot find the bfloat16 cast to replace")
+    new_src = src.replace(old, "grad.to(dtype=grad.dtype, copy=True)")
+    namespace = {}
+    exec(compile(new_src, f"<torch.optim._muon.{fn_name} without the bfloat16 cast>", "exec"),
+         _torch_muon_mod.__dict__, namespace)
+    patched = namespace[fn_name]
+
+    def counted(*args, **kwargs):
+        NS_CALLS["torch_muon"] += 1
+        return patched(*args, **kwargs)
+
+    setattr(_torch_muon_mod, fn_name, counted)
+
+
+def _patch_adamuon():
+    original = _po_adamuon_mod.zero_power_via_newton_schulz_5
+    if "dtype" not in inspect.signature(original).parameters:
+        raise RuntimeError("pytorch_optimizer zero_power_via_newton_schulz_5 has no dtype argument any more")
+
+    def ns_in_input_dtype(g, *args, **kwargs):
+        NS_CALLS["adamuon"] += 1
+        kwargs["dtype"] = g.dtype
+        return original(g, *args, **kwargs)
+
+    _po_adamuon_mod.zero_power_via_newton_schulz_5 = ns_in_input_dtype
+    if hasattr(_po_muon_base_mod, "zero_power_via_newton_schulz_5"):
+        _po_muon_base_mod.zero_power_via_newton_schulz_5 = ns_in_input_dtype
+
+
+# --------------------------------------------------------------------------------------
+# AdaMomentum: independent implementation (no reference library has it)
+# --------------------------------------------------------------------------------------
+
+ADAMOMENTUM_FORMULA = ("m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*m^2 + eps (eps added into the state every step); "
+                       "p *= 1 - lr*weight_decay (decoupled, before the update); "
+                       "p -= lr * (m/(1-b1^t)) / sqrt(v/(1-b2^t)) (no eps outside the sqrt)")
+
+
+class AdaMomentum(torch.optim.Optimizer):
+    """AdaMomentum, Wang et al., "Rethinking Adam: A Twofold Exponential Moving Average
+    Approach", arXiv:2106.11514: Adam whose second moment tracks the momentum m
+    instead of the raw gradient, with eps inside the second-moment state.
+
+        m_t = b1 m_{t-1} + (1 - b1) g_t
+        v_t = b2 v_{t-1} + (1 - b2) m_t^2 + eps
+        p_t = p_{t-1} - lr * (m_t / (1 - b1^t)) / sqrt(v_t / (1 - b2^t))
+
+    Weight decay is not part of the paper's algorithm; here it is decoupled
+    (AdamW style, p *= 1 - lr * weight_decay before the update), as in the
+    AdaBelief-derived ports that cite the paper.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["m"] = torch.zeros_like(p)
+                    state["v"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"]
+                m, v = state["m"], state["v"]
+                if wd != 0:
+                    p.mul_(1.0 - lr * wd)
+                m.mul_(beta1).add_(p.grad, alpha=1.0 - beta1)
+                v.mul_(beta2).addcmul_(m, m, value=1.0 - beta2).add_(eps)
+                denom = (v / (1.0 - beta2 ** t)).sqrt()
+                p.addcdiv_(m, denom, value=-lr / (1.0 - beta1 ** t))
+        return None
+
+
+def adamomentum_numpy(case):
+    """Plain float64 numpy AdaMomentum (same formula), used as an extra check."""
+    hp = dict(EXT_REGISTRY["adamomentum"])
+    hp.update(case["hparams"])
+    b1, b2 = hp["betas"]
+    ps = [np.asarray(p["data"], dtype=np.float64).copy() for p in case["params"]]
+    ms = [np.zeros_like(p) for p in ps]
+    vs = [np.zeros_like(p) for p in ps]
+    out = []
+    base = hp["lr"]
+    for t, grads in enumerate(case["grads"]):
+        gs = [np.asarray(g, dtype=np.float64) for g in grads]
+        if case.get("grad_clip"):
+            total = math.sqrt(sum(float(np.sum(g * g)) for g in gs))
+            coef = case["grad_clip"]["max_norm"] / (total + 1e-6)
+            if coef < 1:
+                gs = [g * coef for g in gs]
+        lr = schedule_lr(case["lr_schedule"], base, t) if case.get("lr_schedule") else base
+        step = t + 1
+        for i in range(len(ps)):
+            if hp["weight_decay"] != 0:
+                ps[i] *= 1 - lr * hp["weight_decay"]
+            ms[i] = b1 * ms[i] + (1 - b1) * gs[i]
+            vs[i] = b2 * vs[i] + (1 - b2) * ms[i] ** 2 + hp["eps"]
+            ps[i] = ps[i] - lr * (ms[i] / (1 - b1 ** step)) / np.sqrt(vs[i] / (1 - b2 ** step))
+        out.append([p.copy() for p in ps])
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Contract checks (what the binary must reject even where the reference would not)
+# --------------------------------------------------------------------------------------
+
+class ContractError(Exception):
+    pass
+
+
+def contract_check_optimizer(name, hparams, shapes, ext, where="optimizer"):
+    reg = dict(REGISTRY)
+    if ext:
+        reg.update(EXT_REGISTRY)
+    if not isinstance(name, str) or name not in reg:
+        raise ContractError(f"unknown {where} {name!r}")
+    if not isinstance(hparams, dict):
+        raise ContractError("hparams is not an object")
+    allowed = set(reg[name]) | (EXT_HPARAMS.get(name, set()) if ext else set())
+    unknown = sorted(set(hparams) - allowed)
+    if unknown:
+        raise ContractError(f"unknown hyperparameter {unknown[0]!r} for {name}")
+    if name in MATRIX_ONLY:
+        for s in shapes:
+            if len(s) != 2:
+                raise ContractError(f"{name} takes only 2-D parameters, got shape {s}")
+    if name == "lookahead":
+        inner = hparams.get("inner")
+        if not isinstance(inner, dict) or "optimizer" not in inner:
+            raise ContractError("lookahead requires 'inner'")
+        extra = sorted(set(inner) - {"optimizer", "hparams"})
+        if extra:
+            raise ContractError(f"unknown key {extra[0]!r} in inner")
+        if inner["optimizer"] == "lookahead":
+            raise ContractError("nested lookahead is not part of the contract")
+        contract_check_optimizer(inner["optimizer"], inner.get("hparams", {}), shapes, ext, "inner optimizer")
+
+
+def contract_check(case, ext=False):
+    shapes = [p["shape"] for p in case["params"]]
+    contract_check_optimizer(case["optimizer"], case["hparams"], shapes, ext)
+    sizes = []
+    for p in case["params"]:
+        n = int(np.prod(p["shape"])) if len(p["shape"]) else 1
+        if len(p["data"]) != n:
+            raise ContractError(f"param {p['name']!r}: {len(p['data'])} values for shape {p['shape']}")
+        sizes.append(n)
+    for t, step in enumerate(case["grads"]):
+        if len(step) != len(sizes):
+            raise ContractError(f"step {t + 1}: {len(step)} gradients for {len(sizes)} parameters")
+        for i, g in enumerate(step):
+            if len(g) != sizes[i]:
+                raise ContractError(f"step {t + 1}: gradient of {case['params'][i]['name']!r} has {len(g)} values")
+    if case.get("hessian") is not None:
+        if len(case["hessian"]) != len(case["grads"]):
+            raise ContractError("hessian has a different number of steps")
+        for t, step in enumerate(case["hessian"]):
+            if step is None:
+                continue
+            if len(step) != len(sizes) or any(len(h) != n for h, n in zip(step, sizes)):
+                raise ContractError(f"step {t + 1}: hessian does not match the parameters")
+
+
+# --------------------------------------------------------------------------------------
+# Reference replay
+# --------------------------------------------------------------------------------------
+
+def schedule_lr(sched, base, s):
+    w, total = sched["warmup_steps"], sched["total_steps"]
+    m = sched.get("min_lr", 0.0)
+    if s < w:
+        return base * s / w
+    progress = min(1.0, (s - w) / max(1, total - w))
+    return m + (base - m) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _kwargs(name, hparams, dtype, foreach_false):
+    kw = {}
+    for k, v in hparams.items():
+        kw[k] = tuple(v) if (k in TUPLE_HPARAMS and isinstance(v, list)) else v
+    if name == "adafactor" and dtype == torch.float64:
+        # contract: eps1 null means f32 machine epsilon; keep it so in the f64 rerun
+        eps = list(kw.get("eps", (None, 0.001)))
+        if eps[0] is None:
+            eps[0] = F32_EPS
+        kw["eps"] = tuple(eps)
+    if foreach_false and name not in ("muon", "adamuon", "adamomentum"):
+        kw["foreach"] = False
+    return kw
+
+
+def build_reference(name, hparams, params, dtype, foreach_false=False):
+    """Returns (optimizer to step, optimizer the scheduler drives)."""
+    if name == "lookahead":
+        hp = {k: v for k, v in hparams.items() if k != "inner"}
+        inner = hparams.get("inner") if isinstance(hparams, dict) else None
+        if not isinstance(inner, dict):
+            # the reference needs an optimizer to wrap
+            return pytorch_optimizer.Lookahead(**hp), None
+        inner_opt, _ = build_reference(inner["optimizer"], inner.get("hparams", {}), params, dtype, foreach_false)
+        return pytorch_optimizer.Lookahead(inner_opt, **hp), inner_opt
+    if name not in REFERENCES:
+        raise KeyError(f"no reference optimizer named {name!r}")
+    cls = REFERENCES[name][2]()
+    kw = _kwargs(name, hparams, dtype, foreach_false)
+    if name == "adamuon":
+        opt = cls([{"params": params, "use_muon": True}], **kw)
+    else:
+        opt = cls(params, **kw)
+    return opt, opt
+
+
+def reference_replay(case, dtype=torch.float32, foreach_false=False):
+    """Replay a case with the reference; returns [[np.ndarray per param] per step]."""
+    params = []
+    for p in case["params"]:
+        arr = np.asarray(p["data"], dtype=np.float32).reshape(p["shape"])
+        params.append(torch.from_numpy(arr.copy()).to(dtype).requires_grad_(True))
+    opt, sched_opt = build_reference(case["optimizer"], case["hparams"], params, dtype, foreach_false)
+    scheduler = None
+    if case.get("lr_schedule"):
+        sched = case["lr_schedule"]
+        base = sched_opt.param_groups[0]["lr"]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            sched_opt, lr_lambda=lambda s: schedule_lr(sched, base, s) / base)
+    hessian = case.get("hessian")
+    out = []
+    for t, step in enumerate(case["grads"]):
+        if len(step) != len(params):
+            raise ValueError(f"step {t + 1}: {len(step)} gradients for {len(params)} parameters")
+        for p, g in zip(params, step):
+            p.grad = torch.from_numpy(np.asarray(g, dtype=np.float32).reshape(p.shape).copy()).to(dtype)
+        if case.get("grad_clip"):
+            gc = case["grad_clip"]
+            torch.nn.utils.clip_grad_norm_(params, max_norm=gc["max_norm"], norm_type=gc.get("norm_type", 2.0))
+        if hessian is not None and hessian[t] is not None:
+            hs = [torch.from_numpy(np.asarray(h, dtype=np.float32).copy()).to(dtype).reshape(p.shape)
+                  for h, p in zip(hessian[t], params)]
+            opt.step(hessian=hs)
+        else:
+            opt.step()
+        if scheduler is not None:
+            scheduler.step()
+        out.append([p.detach().clone().numpy().reshape(-1) for p in params])
+    return out
+
+
+def tol_ratio(result, expected, tol):
+    """max over values of |result - expected| / (atol + rtol |expected|)."""
+    worst = 0.0
+    for rs, es in zip(result, expected):
+        for r, e in zip(rs, es):
+            r = np.asarray(r, dtype=np.float64)
+            e = np.asarray(e, dtype=np.float64)
+            if not (np.all(np.isfinite(r)) and np.all(np.isfinite(e))):
+                return math.inf
+            allowed = tol["atol"] + tol["rtol"] * np.abs(e)
+            worst = max(worst, float(np.max(np.abs(r - e) / allowed)) if r.size else 0.0)
+    return worst
+
+
+# --------------------------------------------------------------------------------------
+# Case specifications
+# --------------------------------------------------------------------------------------
+
+WB = [("w", [8, 6]), ("b", [6])]
+
+
+def spec(cid, optimizer, hparams, shapes, steps, desc, zero=(), big=None, clip=None, sched=None,
+         pscale=0.5, gscale=1.0, zero_params=(), hess=None, ext=False):
+    return dict(id=cid, optimizer=optimizer, hparams=hparams, shapes=shapes, steps=steps, desc=desc,
+                zero=tuple(zero), big=dict(big or {}), clip=clip, sched=sched, pscale=pscale, gscale=gscale,
+                zero_params=tuple(zero_params), hess=hess, ext=ext)
+
+
+def warmup_cosine(w, total, min_lr=0.0):
+    return {"name": "warmup_cosine", "warmup_steps": w, "total_steps": total, "min_lr": min_lr}
+
+
+def clip_norm(m):
+    return {"max_norm": m, "norm_type": 2.0}
+
+
+def numeric_specs():
+    S = []
+    a = S.append
+    # ---------------------------------------------------------------- sgd
+    a(spec("sgd-defaults", "sgd", {}, WB, 8, "SGD with every hyperparameter at its default (lr 0.001, no momentum)"))
+    a(spec("sgd-lr-4d", "sgd", {"lr": 0.1}, [("conv", [4, 3, 2, 2]), ("s", [1])], 7,
+           "plain SGD on a 4-D tensor and a 1-element tensor", zero=[3]))
+    a(spec("sgd-momentum", "sgd", {"lr": 0.05, "momentum": 0.9}, [("k", [3, 2, 4]), ("b", [5])], 10,
+           "heavy-ball momentum; the buffer starts as the first gradient"))
+    a(spec("sgd-momentum-dampening-wd", "sgd", {"lr": 0.03, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01},
+           [("w", [6, 5]), ("s", [1])], 10,
+           "momentum with dampening and L2 weight decay; the first gradient is zero, so the buffer starts as "
+           "weight_decay * p", zero=[1]))
+    a(spec("sgd-dampening-one", "sgd", {"lr": 0.02, "momentum": 0.5, "dampening": 1.0}, [("v", [17])], 8,
+           "dampening = 1: after the first step the buffer only decays (buf = momentum * buf)"))
+    a(spec("sgd-nesterov-wd", "sgd", {"lr": 0.02, "momentum": 0.95, "nesterov": True, "weight_decay": 0.001},
+           [("conv", [3, 2, 3, 3]), ("b", [3])], 12, "Nesterov momentum (g + momentum * buf) with L2 weight decay"))
+    a(spec("sgd-nesterov-large-grad", "sgd", {"lr": 1e-4, "momentum": 0.9, "nesterov": True}, WB, 9,
+           "Nesterov momentum", big={4: 1e4}))
+    a(spec("sgd-l2-only", "sgd", {"lr": 0.1, "weight_decay": 0.1},
+           [("w", [5, 7]), ("k", [2, 3, 4]), ("s", [1])], 6, "SGD with L2 weight decay and no momentum",
+           big={2: 1e3}, zero=[5]))
+    a(spec("sgd-grad-clip", "sgd", {"lr": 0.05, "momentum": 0.9}, WB, 8,
+           "momentum SGD after clip_grad_norm_; some steps are clipped, some not", clip=clip_norm(9.0), big={3: 1e3}))
+    a(spec("sgd-warmup-cosine", "sgd", {"lr": 0.1, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.0005},
+           [("w", [4, 6]), ("b", [6])], 10, "momentum SGD with dampening under warmup_cosine",
+           sched=warmup_cosine(2, 7, 0.01)))
+    # ---------------------------------------------------------------- adam
+    a(spec("adam-defaults-shapes", "adam", {}, [("v", [9]), ("w", [4, 5]), ("k", [2, 3, 4]), ("s", [1])], 10,
+           "Adam defaults on a vector, a matrix, a 3-D tensor and a 1-element tensor"))
+    a(spec("adam-betas-eps", "adam", {"lr": 0.01, "betas": [0.8, 0.95], "eps": 1e-06}, WB, 12,
+           "Adam with non-default betas and eps"))
+    a(spec("adam-l2-wd", "adam", {"lr": 0.003, "weight_decay": 0.05}, [("conv", [4, 3, 2, 2]), ("b", [4])], 10,
+           "Adam with L2 (coupled) weight decay", zero=[2]))
+    a(spec("adam-amsgrad-large-grad", "adam", {"lr": 0.005, "betas": [0.9, 0.99], "amsgrad": True}, WB, 12,
+           "AMSGrad: the running max of v binds after the large step", big={3: 1e3}))
+    a(spec("adam-decoupled-wd", "adam", {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+           [("w", [7, 3]), ("b", [3])], 10, "Adam with decoupled_weight_decay (same as AdamW)"))
+    a(spec("adam-amsgrad-decoupled", "adam",
+           {"lr": 0.002, "betas": [0.85, 0.999], "weight_decay": 0.02, "amsgrad": True,
+            "decoupled_weight_decay": True},
+           [("k", [2, 2, 5]), ("s", [1])], 12, "AMSGrad with decoupled weight decay", big={5: 1e4}, zero=[8]))
+    a(spec("adam-large-eps", "adam", {"lr": 0.01, "eps": 0.1}, [("v", [15])], 8,
+           "Adam with a large eps, so eps matters in every denominator"))
+    a(spec("adam-zero-first-step", "adam", {"lr": 0.02}, WB, 7,
+           "Adam whose first gradient is zero (m = v = 0, update 0 / eps = 0)", zero=[1]))
+    a(spec("adam-beta1-zero", "adam", {"lr": 0.01, "betas": [0.0, 0.99]}, [("w", [3, 8])], 9,
+           "Adam with beta1 = 0 (no momentum)"))
+    a(spec("adam-grad-clip", "adam", {"lr": 0.01, "amsgrad": True}, WB, 8,
+           "AMSGrad after clip_grad_norm_", clip=clip_norm(7.0), big={4: 1e3}))
+    a(spec("adam-warmup-cosine-min-lr", "adam", {"lr": 0.02, "weight_decay": 0.01}, [("w", [6, 4]), ("b", [4])], 13,
+           "Adam with L2 weight decay under warmup_cosine with min_lr > 0", sched=warmup_cosine(3, 9, 0.002)))
+    # ---------------------------------------------------------------- adamw
+    a(spec("adamw-defaults-4d", "adamw", {}, [("conv", [4, 3, 3, 3]), ("b", [4])], 10,
+           "AdamW defaults (weight_decay 0.01) on a 4-D tensor"))
+    a(spec("adamw-high-wd", "adamw", {"lr": 0.01, "weight_decay": 0.5}, WB, 10,
+           "AdamW with strong decoupled weight decay", zero=[4]))
+    a(spec("adamw-no-wd", "adamw", {"lr": 0.003, "weight_decay": 0.0}, [("k", [3, 3, 3])], 8,
+           "AdamW with weight_decay 0 (plain Adam)"))
+    a(spec("adamw-betas-eps", "adamw", {"lr": 0.004, "betas": [0.95, 0.9], "eps": 1e-05, "weight_decay": 0.02},
+           [("v", [12]), ("s", [1])], 12, "AdamW with beta1 > beta2 and a larger eps"))
+    a(spec("adamw-amsgrad-zero-large", "adamw", {"lr": 0.002, "amsgrad": True, "weight_decay": 0.05}, WB, 12,
+           "AdamW with AMSGrad", zero=[2], big={6: 1e4}))
+    a(spec("adamw-large-first-grad", "adamw", {"lr": 0.001, "weight_decay": 0.01},
+           [("w", [5, 7]), ("k", [2, 3, 4]), ("s", [1])], 9, "AdamW whose first gradient is huge", big={1: 1e3}))
+    a(spec("adamw-clip-warmup-cosine", "adamw", {"lr": 0.01, "weight_decay": 0.1}, WB, 10,
+           "AdamW with clip_grad_norm_ and warmup_cosine (decoupled decay uses the scheduled lr)",
+           clip=clip_norm(6.0), sched=warmup_cosine(2, 6)))
+    a(spec("adamw-one-element", "adamw", {"lr": 0.05, "betas": [0.5, 0.6]}, [("s", [1])], 15,
+           "AdamW on a single 1-element tensor with small betas"))
+    # ---------------------------------------------------------------- nadam
+    a(spec("nadam-defaults-3d", "nadam", {}, [("k", [3, 2, 4]), ("b", [6])], 10, "NAdam defaults"))
+    a(spec("nadam-momentum-decay-l2", "nadam", {"lr": 0.005, "momentum_decay": 0.01, "weight_decay": 0.01}, WB, 12,
+           "NAdam with a larger momentum_decay and L2 weight decay", zero=[3]))
+    a(spec("nadam-decoupled-wd-betas", "nadam",
+           {"lr": 0.003, "betas": [0.8, 0.99], "eps": 1e-06, "weight_decay": 0.05, "decoupled_weight_decay": True},
+           [("conv", [2, 3, 2, 2]), ("s", [1])], 10, "NAdam with decoupled weight decay, other betas and eps"))
+    a(spec("nadam-large-grad", "nadam", {"lr": 0.002}, WB, 8, "NAdam", big={5: 1e4}))
+    a(spec("nadam-warmup-cosine", "nadam", {"lr": 0.01}, [("w", [5, 5]), ("b", [5])], 11,
+           "NAdam under warmup_cosine", sched=warmup_cosine(3, 8, 0.001)))
+    # ---------------------------------------------------------------- radam
+    a(spec("radam-defaults", "radam", {}, WB, 10, "RAdam defaults: steps 1-5 unrectified, 6+ rectified"))
+    a(spec("radam-l2-betas", "radam", {"lr": 0.01, "betas": [0.9, 0.9], "weight_decay": 0.01}, [("k", [2, 3, 4])], 12,
+           "RAdam with beta2 = 0.9 (rho_inf = 19) and L2 weight decay"))
+    a(spec("radam-decoupled-eps", "radam",
+           {"lr": 0.005, "eps": 0.0001, "weight_decay": 0.1, "decoupled_weight_decay": True},
+           [("conv", [3, 2, 2, 2]), ("s", [1])], 12, "RAdam with decoupled weight decay and a larger eps", zero=[7]))
+    a(spec("radam-large-grad", "radam", {"lr": 0.003, "betas": [0.8, 0.95]}, WB, 10, "RAdam", big={7: 1e3}))
+    a(spec("radam-grad-clip", "radam", {"lr": 0.01}, [("w", [6, 3]), ("b", [3])], 9,
+           "RAdam after clip_grad_norm_", clip=clip_norm(3.0), big={2: 1e3}))
+    # ---------------------------------------------------------------- adamax
+    a(spec("adamax-defaults", "adamax", {}, [("w", [5, 4]), ("k", [2, 2, 3])], 8, "Adamax defaults"))
+    a(spec("adamax-options", "adamax", {"lr": 0.01, "betas": [0.8, 0.99], "eps": 1e-06, "weight_decay": 0.01},
+           [("w", [4, 4]), ("s", [1])], 10, "Adamax with every option changed", zero=[1]))
+    a(spec("adamax-large-grad", "adamax", {"lr": 0.005}, [("conv", [2, 2, 3, 3])], 10,
+           "Adamax: the infinity norm jumps at the large step", big={4: 1e4}))
+    a(spec("adamax-warmup-cosine", "adamax", {"lr": 0.02}, WB, 9, "Adamax under warmup_cosine",
+           sched=warmup_cosine(2, 6)))
+    # ---------------------------------------------------------------- adagrad
+    a(spec("adagrad-defaults", "adagrad", {}, WB, 10, "Adagrad defaults"))
+    a(spec("adagrad-lr-decay", "adagrad", {"lr": 0.1, "lr_decay": 0.05}, [("k", [3, 2, 4])], 12,
+           "Adagrad with lr_decay"))
+    a(spec("adagrad-init-acc-wd-eps", "adagrad",
+           {"lr": 0.05, "initial_accumulator_value": 0.5, "weight_decay": 0.01, "eps": 1e-06},
+           [("v", [10]), ("s", [1])], 10, "Adagrad with initial accumulator, L2 weight decay and eps", zero=[1]))
+    a(spec("adagrad-large-grad", "adagrad", {"lr": 0.05, "lr_decay": 0.01}, WB, 8, "Adagrad", big={3: 1e4}))
+    a(spec("adagrad-grad-clip", "adagrad", {"lr": 0.1}, [("conv", [2, 3, 2, 2]), ("b", [2])], 8,
+           "Adagrad after clip_grad_norm_", clip=clip_norm(2.0)))
+    # ---------------------------------------------------------------- rmsprop
+    a(spec("rmsprop-defaults", "rmsprop", {}, WB, 10, "RMSprop defaults"))
+    a(spec("rmsprop-alpha-eps", "rmsprop", {"lr": 0.005, "alpha": 0.9, "eps": 0.0001}, [("k", [2, 3, 4])], 10,
+           "RMSprop with alpha 0.9 and a larger eps"))
+    a(spec("rmsprop-momentum-wd", "rmsprop", {"lr": 0.002, "momentum": 0.9, "weight_decay": 0.01},
+           [("conv", [3, 2, 2, 2]), ("s", [1])], 12, "RMSprop with momentum and L2 weight decay", zero=[2]))
+    a(spec("rmsprop-centered", "rmsprop", {"lr": 0.001, "alpha": 0.95, "centered": True}, WB, 10,
+           "centered RMSprop"))
+    a(spec("rmsprop-centered-momentum-large", "rmsprop",
+           {"lr": 0.001, "momentum": 0.5, "centered": True, "weight_decay": 0.001}, [("v", [14])], 10,
+           "centered RMSprop with momentum and L2 weight decay", big={4: 1e3}))
+    a(spec("rmsprop-warmup-cosine", "rmsprop", {"lr": 0.01, "momentum": 0.8}, [("w", [4, 7]), ("b", [7])], 10,
+           "RMSprop with momentum under warmup_cosine", sched=warmup_cosine(3, 7, 0.001)))
+    # ---------------------------------------------------------------- adadelta
+    a(spec("adadelta-defaults", "adadelta", {}, [("w", [6, 6]), ("b", [6])], 10, "Adadelta defaults"))
+    a(spec("adadelta-rho-eps-lr", "adadelta", {"lr": 0.5, "rho": 0.95, "eps": 0.0001}, [("k", [3, 2, 2])], 12,
+           "Adadelta with other lr, rho and eps", zero=[3]))
+    a(spec("adadelta-wd-large-grad", "adadelta", {"lr": 2.0, "weight_decay": 0.05},
+           [("conv", [2, 3, 2, 2]), ("s", [1])], 10, "Adadelta with L2 weight decay", big={5: 1e4}))
+    a(spec("adadelta-grad-clip", "adadelta", {}, WB, 8, "Adadelta after clip_grad_norm_", clip=clip_norm(1.0)))
+    # ---------------------------------------------------------------- adafactor
+    a(spec("adafactor-defaults-mixed", "adafactor", {}, [("w", [8, 6]), ("v", [7]), ("s", [1])], 10,
+           "torch Adafactor defaults: factored matrix, full second moment for the vectors"))
+    a(spec("adafactor-4d", "adafactor", {"lr": 0.05}, [("conv", [3, 2, 4, 5])], 10,
+           "Adafactor on a 4-D tensor (the last two dimensions are factored)", zero=[2]))
+    a(spec("adafactor-options", "adafactor",
+           {"lr": 0.02, "beta2_decay": -0.5, "eps": [1e-06, 0.01], "d": 2.0, "weight_decay": 0.1},
+           [("w", [5, 9]), ("k", [2, 3, 4]), ("b", [5])], 12, "Adafactor with every option changed"))
+    a(spec("adafactor-large-grad", "adafactor", {"lr": 0.01, "d": 1.5}, WB, 10,
+           "Adafactor: update clipping by RMS at the large step", big={3: 1e4}))
+    a(spec("adafactor-warmup-cosine", "adafactor", {"lr": 0.05, "weight_decay": 0.01}, [("w", [4, 6]), ("b", [6])],
+           11, "Adafactor under warmup_cosine (rho_t = min(scheduled lr, 1/sqrt(t)))",
+           sched=warmup_cosine(2, 8, 0.005)))
+    a(spec("adafactor-thin-matrices", "adafactor", {"lr": 0.03}, [("row", [1, 8]), ("col", [8, 1])], 9,
+           "Adafactor on 1xN and Nx1 matrices"))
+    # ---------------------------------------------------------------- muon
+    a(spec("muon-defaults-square-tall", "muon", {}, [("w", [6, 6]), ("tall", [9, 4])], 8,
+           "torch.optim.Muon defaults on a square and a tall matrix"))
+    a(spec("muon-original-no-wd", "muon", {"lr": 0.02, "adjust_lr_fn": "original", "weight_decay": 0.0},
+           [("tall", [10, 4]), ("wide", [3, 7])], 10, "Muon, adjust_lr_fn 'original', no weight decay", zero=[3]))
+    a(spec("muon-match-rms-adamw-large", "muon",
+           {"lr": 0.01, "adjust_lr_fn": "match_rms_adamw", "weight_decay": 0.05, "momentum": 0.9},
+           [("w", [8, 5]), ("row", [1, 7])], 10, "Muon with Moonlight lr adjustment", big={4: 1e4}))
+    a(spec("muon-spectral-unclamped", "muon", {"lr": 0.02, "adjust_lr_fn": "spectral_unclamped", "nesterov": False},
+           [("tall", [12, 3]), ("wide", [4, 9])], 9, "Muon without Nesterov, adjust_lr_fn 'spectral_unclamped'"))
+    a(spec("muon-custom-ns", "muon", {"lr": 0.01, "ns_coefficients": [1.875, -1.25, 0.375], "ns_steps": 8,
+                                      "momentum": 0.8}, [("w", [6, 5])], 8,
+           "Muon with other Newton-Schulz coefficients and 8 iterations"))
+    a(spec("muon-eps-small-grads", "muon", {"lr": 0.02, "eps": 0.01, "weight_decay": 0.0}, [("w", [5, 6])], 8,
+           "Muon with gradients ~1e-4 and eps 0.01, so the Newton-Schulz input is divided by eps, not its norm",
+           gscale=1e-4))
+    a(spec("muon-clip-warmup-cosine", "muon", {"lr": 0.02, "weight_decay": 0.1}, [("w", [7, 5]), ("v", [5, 8])], 10,
+           "Muon with clip_grad_norm_ and warmup_cosine", clip=clip_norm(4.0), sched=warmup_cosine(2, 7)))
+    a(spec("muon-momentum-zero", "muon", {"lr": 0.01, "momentum": 0.0}, [("w", [4, 6])], 7,
+           "Muon with momentum 0 (orthogonalised raw gradient)"))
+    # ---------------------------------------------------------------- lion
+    a(spec("lion-defaults-4d", "lion", {}, [("conv", [4, 2, 3, 3]), ("b", [4])], 10, "Lion defaults"))
+    a(spec("lion-betas-lr", "lion", {"lr": 0.001, "betas": [0.95, 0.98]}, [("k", [2, 3, 4])], 12,
+           "Lion with other betas; the first gradient is zero (sign(0) = 0)", zero=[1]))
+    a(spec("lion-wd-decoupled", "lion", {"lr": 0.003, "weight_decay": 0.5}, WB, 10, "Lion with decoupled decay"))
+    a(spec("lion-wd-l2", "lion", {"lr": 0.002, "weight_decay": 0.1, "weight_decouple": False},
+           [("v", [16]), ("s", [1])], 10, "Lion with L2 weight decay (weight_decouple false)", zero=[4]))
+    a(spec("lion-cautious-large", "lion", {"lr": 0.001, "cautious": True, "betas": [0.9, 0.999]}, WB, 10,
+           "cautious Lion", big={5: 1e4}))
+    a(spec("lion-cautious-l2-clip", "lion",
+           {"lr": 0.002, "cautious": True, "weight_decay": 0.05, "weight_decouple": False},
+           [("w", [5, 5]), ("k", [2, 2, 2])], 9, "cautious Lion with L2 decay after clip_grad_norm_",
+           clip=clip_norm(3.0)))
+    a(spec("lion-warmup-cosine", "lion", {"lr": 0.002, "weight_decay": 0.1}, WB, 11, "Lion under warmup_cosine",
+           sched=warmup_cosine(3, 8, 0.0002)))
+    # ---------------------------------------------------------------- adabelief
+    a(spec("adabelief-defaults-mixed", "adabelief", {}, [("w", [5, 6]), ("k", [2, 2, 3]), ("s", [1])], 10,
+           "AdaBelief defaults"))
+    a(spec("adabelief-rectify", "adabelief", {"lr": 0.01, "rectify": True}, WB, 12,
+           "AdaBelief with rectification: SGD-like steps until n_sma >= 5"))
+    a(spec("adabelief-ams-bound", "adabelief", {"lr": 0.005, "ams_bound": True, "eps": 1e-08, "betas": [0.85, 0.99]},
+           [("conv", [3, 2, 2, 2])], 12, "AdaBelief with ams_bound and eps 1e-8", big={3: 1e3}))
+    a(spec("adabelief-wd-decoupled", "adabelief", {"lr": 0.003, "weight_decay": 0.1}, WB, 10,
+           "AdaBelief with decoupled weight decay", zero=[2]))
+    a(spec("adabelief-wd-l2-rectify", "adabelief",
+           {"lr": 0.002, "weight_decay": 0.01, "weight_decouple": False, "rectify": True, "betas": [0.9, 0.99]},
+           [("v", [11])], 12, "rectified AdaBelief with L2 weight decay"))
+    a(spec("adabelief-large-grad", "adabelief", {"lr": 0.001}, WB, 8, "AdaBelief", big={6: 1e4}))
+    # ---------------------------------------------------------------- lamb
+    a(spec("lamb-defaults-mixed", "lamb", {}, [("w", [6, 5]), ("k", [2, 3, 2]), ("b", [5])], 10, "LAMB defaults"))
+    a(spec("lamb-norm-clamp", "lamb", {"lr": 0.01}, [("w", [8, 6]), ("b", [6])], 10,
+           "LAMB with large weights: ||w|| > 10, so the trust-ratio numerator is clamped at 10", pscale=3.0))
+    a(spec("lamb-pre-norm", "lamb", {"lr": 0.005, "pre_norm": True, "max_grad_norm": 0.5}, WB, 10,
+           "LAMB with pre_norm (global gradient scaling by max_grad_norm)", big={3: 1e3}))
+    a(spec("lamb-adam-mode-wd", "lamb", {"lr": 0.002, "adam": True, "weight_decay": 0.05},
+           [("conv", [2, 2, 3, 3])], 10, "LAMB with adam=True (trust ratio 1) and decoupled decay"))
+    a(spec("lamb-l2-no-grad-averaging", "lamb",
+           {"lr": 0.003, "weight_decay": 0.01, "weight_decouple": False, "grad_averaging": False,
+            "betas": [0.8, 0.99], "eps": 0.0001}, WB, 12,
+           "LAMB with L2 decay inside the update, grad_averaging false, other betas and eps", zero=[2]))
+    a(spec("lamb-zero-param", "lamb", {"lr": 0.01, "weight_decay": 0.01}, [("w", [4, 5]), ("b", [5])], 8,
+           "LAMB with a parameter that starts at zero (||p|| = 0 gives trust ratio 1)", zero_params=["b"]))
+    a(spec("lamb-large-grad", "lamb", {"lr": 0.001, "pre_norm": True}, [("v", [13]), ("s", [1])], 8,
+           "LAMB with pre_norm", big={4: 1e4}))
+    # ---------------------------------------------------------------- adabound
+    a(spec("adabound-defaults", "adabound", {}, [("k", [3, 2, 4]), ("b", [4])], 10, "AdaBound defaults"))
+    a(spec("adabound-tight-bounds", "adabound", {"lr": 0.01, "final_lr": 0.01, "gamma": 0.1}, WB, 12,
+           "AdaBound with gamma 0.1 and final_lr 0.01: the bounds bind within a few steps"))
+    a(spec("adabound-ams-wd", "adabound",
+           {"lr": 0.003, "ams_bound": True, "weight_decay": 0.01, "betas": [0.8, 0.99], "eps": 1e-06},
+           [("conv", [2, 3, 2, 2]), ("s", [1])], 10, "AdaBound with ams_bound and decoupled decay", big={4: 1e3}))
+    a(spec("adabound-l2-zero", "adabound",
+           {"lr": 0.002, "weight_decay": 0.05, "weight_decouple": False, "final_lr": 0.05}, WB, 10,
+           "AdaBound with L2 decay", zero=[1]))
+    a(spec("adabound-large-grad", "adabound", {"lr": 0.001, "gamma": 0.01}, [("v", [18])], 8, "AdaBound",
+           big={5: 1e4}))
+    # ---------------------------------------------------------------- signsgd
+    a(spec("signsgd-defaults", "signsgd", {}, WB, 8, "SignSGD defaults (Signum, momentum 0.9)"))
+    a(spec("signsgd-no-momentum-zero", "signsgd", {"lr": 0.01, "momentum": 0.0}, [("k", [2, 3, 4]), ("s", [1])], 6,
+           "signSGD without momentum; step 2 is zero (sign(0) = 0)", zero=[2]))
+    a(spec("signsgd-wd-decoupled", "signsgd", {"lr": 0.005, "momentum": 0.5, "weight_decay": 0.1},
+           [("conv", [3, 2, 2, 2])], 10, "Signum with decoupled weight decay"))
+    a(spec("signsgd-wd-l2-large", "signsgd",
+           {"lr": 0.002, "momentum": 0.9, "weight_decay": 0.01, "weight_decouple": False}, WB, 10,
+           "Signum with L2 weight decay", big={3: 1e4}))
+    a(spec("signsgd-warmup-cosine", "signsgd", {"lr": 0.01}, [("w", [5, 4])], 9, "Signum under warmup_cosine",
+           sched=warmup_cosine(2, 6)))
+    # ---------------------------------------------------------------- adamuon
+    a(spec("adamuon-defaults-square-tall", "adamuon", {}, [("w", [6, 6]), ("tall", [10, 3])], 8,
+           "AdaMuon defaults on a square and a tall matrix"))
+    a(spec("adamuon-no-adjusted-lr", "adamuon", {"lr": 0.01, "use_adjusted_lr": False, "betas": [0.85, 0.9]},
+           [("tall", [9, 4]), ("wide", [4, 7])], 10, "AdaMuon with Keller Jordan's lr scaling", zero=[2]))
+    a(spec("adamuon-wd-decoupled-ns3", "adamuon", {"lr": 0.02, "weight_decay": 0.1, "ns_steps": 3},
+           [("w", [5, 8])], 10, "AdaMuon with decoupled weight decay and 3 Newton-Schulz steps"))
+    a(spec("adamuon-wd-l2-eps-large", "adamuon",
+           {"lr": 0.01, "weight_decay": 0.01, "weight_decouple": False, "eps": 1e-06},
+           [("w", [7, 5]), ("row", [1, 6])], 8, "AdaMuon with L2 weight decay and eps 1e-6", big={4: 1e4}))
+    a(spec("adamuon-clip-warmup-cosine", "adamuon", {"lr": 0.02}, [("w", [6, 4]), ("v", [4, 6])], 10,
+           "AdaMuon with clip_grad_norm_ and warmup_cosine", clip=clip_norm(3.0), sched=warmup_cosine(2, 7, 0.002)))
+    # ---------------------------------------------------------------- sophiah
+    a(spec("sophiah-period-3", "sophiah", {"update_period": 3}, WB, 10,
+           "SophiaH, update_period 3: Hessian estimates at steps 1, 4, 7, 10", hess=(300.0, 300.0)))
+    a(spec("sophiah-options", "sophiah",
+           {"lr": 0.03, "betas": [0.9, 0.5], "p": 0.05, "update_period": 4, "eps": 0.0001},
+           [("k", [2, 3, 4]), ("s", [1])], 12,
+           "SophiaH with other betas, p and eps, update_period 4: estimates at steps 1, 5, 9", hess=(100.0, 150.0)))
+    a(spec("sophiah-wd-decoupled", "sophiah", {"lr": 0.05, "weight_decay": 0.1, "update_period": 5},
+           [("conv", [2, 2, 3, 3])], 11, "SophiaH with decoupled decay: estimates at steps 1, 6, 11", zero=[3],
+           hess=(500.0, 400.0)))
+    a(spec("sophiah-wd-l2-large", "sophiah",
+           {"weight_decay": 0.01, "weight_decouple": False, "update_period": 2, "p": 0.1}, WB, 9,
+           "SophiaH with L2 decay, update_period 2", big={4: 1e3}, hess=(50.0, 60.0)))
+    a(spec("sophiah-defaults", "sophiah", {}, [("w", [4, 5]), ("b", [5])], 12,
+           "SophiaH defaults (update_period 10): estimates at steps 1 and 11", hess=(400.0, 300.0)))
+    # ---------------------------------------------------------------- lookahead
+    a(spec("lookahead-adam-k3", "lookahead", {"k": 3, "alpha": 0.5, "inner": {"optimizer": "adam",
+                                                                            "hparams": {"lr": 0.01}}},
+           WB, 10, "Lookahead k 3 around Adam: sync at steps 3, 6, 9"))
+    a(spec("lookahead-adamw-k4", "lookahead",
+           {"k": 4, "alpha": 0.3, "inner": {"optimizer": "adamw", "hparams": {"lr": 0.005, "weight_decay": 0.1}}},
+           [("k", [2, 3, 4])], 12, "Lookahead k 4, alpha 0.3 around AdamW", zero=[4]))
+    a(spec("lookahead-sgd-nesterov-k2", "lookahead",
+           {"k": 2, "alpha": 0.8,
+            "inner": {"optimizer": "sgd", "hparams": {"lr": 0.05, "momentum": 0.9, "nesterov": True}}},
+           [("conv", [2, 3, 2, 2]), ("s", [1])], 9, "Lookahead k 2, alpha 0.8 around Nesterov SGD "
+           "(the momentum buffer is not touched by the sync)", big={3: 1e3}))
+    a(spec("lookahead-lion", "lookahead",
+           {"inner": {"optimizer": "lion", "hparams": {"lr": 0.001, "weight_decay": 0.1}}}, WB, 12,
+           "Lookahead defaults (k 5, alpha 0.5) around Lion: sync at steps 5 and 10"))
+    a(spec("lookahead-sgd-alpha-zero", "lookahead",
+           {"k": 3, "alpha": 0.0, "inner": {"optimizer": "sgd", "hparams": {"lr": 0.1, "momentum": 0.5}}},
+           [("v", [9])], 8, "Lookahead alpha 0: every 3rd step resets the weights to the initial ones"))
+    a(spec("lookahead-adam-clip-warmup-cosine", "lookahead",
+           {"k": 2, "alpha": 0.6, "inner": {"optimizer": "adam", "hparams": {"lr": 0.02, "amsgrad": True}}},
+           WB, 9, "Lookahead around AMSGrad with clip_grad_norm_ and warmup_cosine (schedule on the inner lr)",
+           clip=clip_norm(6.0), sched=warmup_cosine(2, 6)))
+    a(spec("lookahead-radam-k1", "lookahead",
+           {"k": 1, "alpha": 0.5, "inner": {"optimizer": "radam", "hparams": {"lr": 0.01}}},
+           [("w", [4, 4])], 8, "Lookahead k 1 around RAdam: every step is pulled half way back"))
+    # ---------------------------------------------------------------- extensions (not contract v1)
+    a(spec("sgd-maximize-nesterov", "sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "maximize": True}, WB, 8,
+           "EXTENSION (maximize is not a contract v1 hyperparameter): Nesterov SGD maximizing", ext=True))
+    a(spec("adam-maximize-amsgrad", "adam", {"lr": 0.01, "amsgrad": True, "weight_decay": 0.01, "maximize": True},
+           [("k", [2, 3, 4]), ("s", [1])], 8,
+           "EXTENSION (maximize is not a contract v1 hyperparameter): AMSGrad with L2 decay, maximizing", ext=True))
+    a(spec("adamw-maximize", "adamw", {"lr": 0.01, "weight_decay": 0.1, "maximize": True}, WB, 8,
+           "EXTENSION (maximize is not a contract v1 hyperparameter): AdamW maximizing (decay still shrinks p)",
+           ext=True, zero=[3]))
+    formula = "; formula: " + ADAMOMENTUM_FORMULA
+    a(spec("adamomentum-defaults", "adamomentum", {}, WB, 10, "AdaMomentum defaults" + formula, ext=True))
+    a(spec("adamomentum-betas-eps", "adamomentum", {"lr": 0.005, "betas": [0.8, 0.99], "eps": 1e-06},
+           [("k", [2, 3, 4]), ("s", [1])], 12, "AdaMomentum with other betas and eps" + formula, ext=True, zero=[1]))
+    a(spec("adamomentum-wd-large-grad", "adamomentum", {"lr": 0.002, "weight_decay": 0.1},
+           [("conv", [3, 2, 2, 2])], 10, "AdaMomentum with decoupled weight decay" + formula, ext=True,
+           big={4: 1e4}))
+    a(spec("adamomentum-clip-warmup-cosine", "adamomentum", {"lr": 0.01}, [("w", [5, 6]), ("b", [6])], 10,
+           "AdaMomentum with clip_grad_norm_ and warmup_cosine" + formula, ext=True, clip=clip_norm(4.0),
+           sched=warmup_cosine(2, 7, 0.001)))
+    return S
+
+
+def error_specs():
+    """(id, description, mutate(case) -> None, base kwargs for the numeric part)."""
+    E = []
+
+    def e(cid, desc, optimizer, hparams, shapes=WB, steps=3, mutate=None, hess=None):
+        E.append(dict(id=cid, desc=desc, optimizer=optimizer, hparams=hparams, shapes=shapes, steps=steps,
+                      mutate=mutate, hess=hess))
+
+    e("error-unknown-optimizer-sgd-nesterov", "unknown optimizer name", "sgd_nesterov", {})
+    e("error-unknown-optimizer-lookbehind", "unknown optimizer name", "lookbehind", {"k": 5})
+    e("error-unknown-hparam-adam", "unknown hyperparameter (learning_rate instead of lr)", "adam",
+      {"learning_rate": 0.001})
+    e("error-unknown-hparam-adamw-weight-decouple", "unknown hyperparameter for torch AdamW (weight_decouple)",
+      "adamw", {"weight_decouple": True})
+    e("error-unknown-hparam-sgd", "unknown hyperparameter for SGD (decoupled_weight_decay)", "sgd",
+      {"lr": 0.01, "decoupled_weight_decay": True})
+    e("error-unknown-hparam-lion", "unknown hyperparameter for Lion (amsgrad)", "lion", {"amsgrad": True})
+    e("error-unknown-hparam-inner", "unknown hyperparameter inside lookahead's inner optimizer", "lookahead",
+      {"k": 3, "inner": {"optimizer": "adam", "hparams": {"momentum": 0.9}}})
+    e("error-unknown-inner-optimizer", "unknown optimizer inside lookahead", "lookahead",
+      {"inner": {"optimizer": "adamz", "hparams": {}}})
+    e("error-negative-lr-sgd", "negative lr", "sgd", {"lr": -0.01})
+    e("error-negative-lr-adamw", "negative lr", "adamw", {"lr": -0.001})
+    e("error-negative-lr-lion", "negative lr", "lion", {"lr": -0.0001})
+    e("error-negative-lr-sophiah", "negative lr", "sophiah", {"lr": -0.06})
+    e("error-negative-lr-muon", "negative lr", "muon", {"lr": -0.02}, shapes=[("w", [4, 6])])
+    e("error-negative-lr-inner", "negative lr inside lookahead's inner optimizer", "lookahead",
+      {"inner": {"optimizer": "sgd", "hparams": {"lr": -0.1}}})
+    e("error-beta2-one-adam", "beta2 = 1 is outside [0, 1)", "adam", {"betas": [0.9, 1.0]})
+    e("error-beta1-negative-adamw", "beta1 < 0", "adamw", {"betas": [-0.1, 0.999]})
+    e("error-beta1-one-lion", "beta1 = 1 is outside [0, 1)", "lion", {"betas": [1.0, 0.99]})
+    e("error-beta2-large-adabelief", "beta2 = 1.5", "adabelief", {"betas": [0.9, 1.5]})
+    e("error-beta1-one-nadam", "beta1 = 1", "nadam", {"betas": [1.0, 0.999]})
+    e("error-betas-one-value", "betas with a single value", "adam", {"betas": [0.9]})
+    e("error-negative-eps-adam", "negative eps", "adam", {"eps": -1e-08})
+    e("error-negative-eps-rmsprop", "negative eps", "rmsprop", {"eps": -1e-08})
+    e("error-negative-eps-adabelief", "negative eps", "adabelief", {"eps": -1e-16})
+    e("error-negative-eps-sophiah", "negative eps", "sophiah", {"eps": -1e-12})
+    e("error-negative-wd-sgd", "negative weight_decay", "sgd", {"weight_decay": -0.1})
+    e("error-negative-wd-adamw", "negative weight_decay", "adamw", {"weight_decay": -0.01})
+    e("error-negative-wd-lamb", "negative weight_decay", "lamb", {"weight_decay": -0.01})
+    e("error-negative-wd-adafactor", "negative weight_decay", "adafactor", {"weight_decay": -0.1})
+    e("error-sgd-nesterov-no-momentum", "nesterov needs momentum > 0", "sgd", {"nesterov": True})
+    e("error-sgd-nesterov-dampening", "nesterov needs dampening 0", "sgd",
+      {"momentum": 0.9, "dampening": 0.1, "nesterov": True})
+    e("error-negative-momentum-sgd", "negative momentum", "sgd", {"momentum": -0.5})
+    e("error-signsgd-momentum-one", "signsgd momentum must be in [0, 1)", "signsgd", {"momentum": 1.0})
+    e("error-adagrad-negative-lr-decay", "negative lr_decay", "adagrad", {"lr_decay": -0.1})
+    e("error-adagrad-negative-initial-accumulator", "negative initial_accumulator_value", "adagrad",
+      {"initial_accumulator_value": -0.1})
+    e("error-adadelta-rho-large", "rho > 1", "adadelta", {"rho": 1.5})
+    e("error-adafactor-d-below-one", "Adafactor d must be >= 1", "adafactor", {"d": 0.5})
+    e("error-adafactor-positive-beta2-decay", "Adafactor beta2_decay must be <= 0", "adafactor",
+      {"beta2_decay": 0.5})
+    e("error-nadam-negative-momentum-decay", "negative momentum_decay", "nadam", {"momentum_decay": -0.004})
+    e("error-lamb-negative-max-grad-norm", "negative max_grad_norm", "lamb", {"max_grad_norm": -1.0})
+    e("error-adabound-negative-gamma", "negative gamma", "adabound", {"gamma": -0.1})
+    e("error-sophiah-update-period-zero", "update_period must be >= 1", "sophiah", {"update_period": 0})
+    e("error-sophiah-negative-p", "negative p", "sophiah", {"p": -0.01})
+    e("error-muon-bad-adjust-lr-fn", "unknown adjust_lr_fn", "muon", {"adjust_lr_fn": "sqrt"},
+      shapes=[("w", [4, 6])])
+    e("error-muon-ns-steps-100", "torch Muon rejects ns_steps >= 100 (at the first step)", "muon",
+      {"ns_steps": 100}, shapes=[("w", [4, 6])])
+    e("error-adamuon-ns-steps-zero", "ns_steps must be positive", "adamuon", {"ns_steps": 0},
+      shapes=[("w", [4, 6])])
+    e("error-lookahead-alpha-one", "lookahead alpha must be in [0, 1)", "lookahead",
+      {"alpha": 1.0, "inner": {"optimizer": "adam", "hparams": {}}})
+    e("error-lookahead-k-zero", "lookahead k must be positive", "lookahead",
+      {"k": 0, "inner": {"optimizer": "adam", "hparams": {}}})
+    e("error-lookahead-no-inner", "lookahead without inner", "lookahead", {"k": 5, "alpha": 0.5})
+    e("error-muon-1d-param", "Muon takes only 2-D parameters (a 1-D parameter)", "muon", {},
+      shapes=[("w", [4, 6]), ("b", [6])])
+    e("error-muon-3d-param", "Muon takes only 2-D parameters (a 3-D parameter)", "muon", {},
+      shapes=[("k", [2, 3, 4])])
+    e("error-adamuon-1d-param", "AdaMuon takes only 2-D parameters (a 1-D parameter)", "adamuon", {},
+      shapes=[("w", [4, 6]), ("b", [6])])
+    e("error-adamuon-3d-param", "AdaMuon takes only 2-D parameters in the contract (a 3-D parameter)", "adamuon", {},
+      shapes=[("k", [2, 3, 4])])
+    e("error-string-lr", "a string where a number is expected (lr)", "adam", {"lr": "0.001"})
+    e("error-string-momentum", "a string where a number is expected (momentum)", "sgd", {"momentum": "0.9"})
+    e("error-null-lr", "lr null (the reference compares it with 0 and fails)", "adam", {"lr": None})
+
+    def short_data(case):
+        case["params"][0]["data"] = case["params"][0]["data"][:-1]
+    e("error-data-length-mismatch", "param 'w' has 47 values for shape [8, 6]", "adam", {}, mutate=short_data)
+
+    def long_data(case):
+        case["params"][1]["data"] = list(case["params"][1]["data"]) + [0.25]
+    e("error-data-length-too-long", "param 'b' has 7 values for shape [6]", "sgd", {"lr": 0.01}, mutate=long_data)
+
+    def missing_grad(case):
+        case["grads"][1] = case["grads"][1][:1]
+    e("error-step-missing-gradient", "step 2 has 1 gradient for 2 parameters", "adam", {}, mutate=missing_grad)
+
+    def extra_grad(case):
+        case["grads"][0] = list(case["grads"][0]) + [case["grads"][0][1]]
+    e("error-step-extra-gradient", "step 1 has 3 gradients for 2 parameters", "sgd", {"lr": 0.01},
+      mutate=extra_grad)
+
+    def short_grad(case):
+        case["grads"][2][1] = case["grads"][2][1][:5]
+    e("error-gradient-wrong-length", "step 3: gradient of 'b' has 5 values for shape [6]", "adamw", {},
+      mutate=short_grad)
+
+    def short_hess(case):
+        case["hessian"][0][0] = case["hessian"][0][0][:-2]
+    e("error-sophiah-hessian-wrong-length", "the step-1 Hessian estimate of 'w' has 46 values for shape [8, 6]",
+      "sophiah", {"update_period": 2}, mutate=short_hess, hess=(300.0, 300.0))
+    return E
+
+
+# --------------------------------------------------------------------------------------
+# Case construction
+# --------------------------------------------------------------------------------------
+
+def case_seed(cid, attempt):
+    return (zlib.crc32(cid.encode()) + 1_000_003 * attempt) % (2 ** 32)
+
+
+def draw_case(s, attempt):
+    seed = case_seed(s["id"], attempt)
+    rng = np.random.default_rng(seed)
+    params = []
+    for name, shape in s["shapes"]:
+        n = int(np.prod(shape))
+        data = (rng.standard_normal(n) * s.get("pscale", 0.5)).astype(np.float32)
+        if name in s.get("zero_params", ()):
+            data = np.zeros(n, dtype=np.float32)
+        params.append({"name": name, "shape": list(shape), "data": data})
+    grads = []
+    for t in range(1, s["steps"] + 1):
+        step = []
+        for name, shape in s["shapes"]:
+            n = int(np.prod(shape))
+            g = rng.standard_normal(n) * s.get("gscale", 1.0)
+            if t in s.get("zero", ()):
+                g = np.zeros(n)
+            if t in s.get("big", {}):
+                g = g * s["big"][t]
+            step.append(g.astype(np.float32))
+        grads.append(step)
+    hessian = None
+    if s["optimizer"] == "sophiah":
+        period = s["hparams"].get("update_period", REGISTRY["sophiah"]["update_period"])
+        hmean, hstd = s.get("hess") or (300.0, 300.0)
+        if not isinstance(period, int) or period < 1:
+            period = 1
+        hessian = []
+        for t in range(s["steps"]):
+            if t % period == 0:
+                hessian.append([(hmean + hstd * rng.standard_normal(int(np.prod(shape)))).astype(np.float32)
+                                for _, shape in s["shapes"]])
+            else:
+                hessian.append(None)
+    return seed, params, grads, hessian
+
+
+def describe(s):
+    parts = [s["desc"]]
+    for t in sorted(s.get("zero", ())):
+        parts.append(f"step {t} has a zero gradient")
+    for t, f in sorted(s.get("big", {}).items()):
+        parts.append(f"step {t} gradient is {f:.0e} times larger".replace("e+0", "e"))
+    if s.get("clip"):
+        parts.append(f"grad_clip max_norm={s['clip']['max_norm']}")
+    if s.get("sched"):
+        sc = s["sched"]
+        past = s["steps"] - sc["total_steps"]
+        text = (f"warmup_cosine warmup {sc['warmup_steps']}, total {sc['total_steps']}, min_lr {sc['min_lr']}")
+        if past > 0:
+            text += f" (the last {past} steps run past total_steps at min_lr)"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def reference_info(s, notes):
+    name = s["optimizer"]
+    lib, cls, _ = REFERENCES[name]
+    ref = {"library": lib, "version": library_version(lib), "class": cls}
+    if name == "lookahead":
+        inner = s["hparams"]["inner"]["optimizer"]
+        ilib, icls, _ = REFERENCES[inner]
+        ref["inner"] = {"library": ilib, "version": library_version(ilib), "class": icls}
+    ref["notes"] = notes
+    return ref
+
+
+def tolerance_for(s):
+    name = s["optimizer"]
+    if name == "lookahead":
+        name = s["hparams"]["inner"]["optimizer"]
+    return dict(MUON_TOL if name in MATRIX_ONLY else DEFAULT_TOL)
+
+
+def base_notes(s):
+    name = s["optimizer"]
+    inner = s["hparams"]["inner"]["optimizer"] if name == "lookahead" else name
+    notes = []
+    if name == "adamomentum":
+        notes.append("no reference library implements AdaMomentum; " + ADAMOMENTUM_FORMULA +
+                     "; checked against a separate float64 numpy implementation of the same formula")
+    elif inner in ("muon",):
+        notes.append("Newton-Schulz run in float32 instead of the library's bfloat16 cast "
+                     "(torch.optim._muon._zeropower_via_newtonschulz re-defined without the cast)")
+    elif inner in ("adamuon",):
+        notes.append("all parameters in one group with use_muon=True; Newton-Schulz run in float32 instead of the "
+                     "library's bfloat16 cast (zero_power_via_newton_schulz_5 called with dtype=float32)")
+    else:
+        notes.append("default foreach setting")
+    if name == "lookahead":
+        notes.append("pullback_momentum='none'")
+    if s.get("clip"):
+        notes.append("torch.nn.utils.clip_grad_norm_ on all gradients before each step")
+    if s.get("sched"):
+        notes.append("torch.optim.lr_scheduler.LambdaLR, scheduler.step() after each optimizer.step()")
+    if name == "sophiah":
+        notes.append("step(hessian=[...]) at the steps with a non-null 'hessian' entry, step() otherwise")
+    return notes
+
+
+def make_numeric(s, log):
+    tol = tolerance_for(s)
+    last_err = None
+    for attempt in range(MAX_ATTEMPTS):
+        seed, params, grads, hessian = draw_case(s, attempt)
+        case = {
+            "version": 1, "id": s["id"], "description": describe(s), "optimizer": s["optimizer"],
+            "hparams": copy.deepcopy(s["hparams"]), "lr_schedule": s.get("sched"), "grad_clip": s.get("clip"),
+            "params": params, "grads": grads,
+        }
+        if hessian is not None:
+            case["hessian"] = hessian
+        contract_check(case, ext=s["ext"])
+        before = dict(NS_CALLS)
+        r32 = reference_replay(case, torch.float32)
+        ns_used = {k: NS_CALLS[k] - before[k] for k in NS_CALLS}
+        inner = s["hparams"]["inner"]["optimizer"] if s["optimizer"] == "lookahead" else s["optimizer"]
+        if inner == "muon" and ns_used["torch_muon"] == 0:
+            raise RuntimeError("patched torch Muon Newton-Schulz was not called")
+        if inner == "adamuon" and ns_used["adamuon"] == 0:
+            raise RuntimeError("patched AdaMuon Newton-Schulz was not called")
+        r64 = reference_replay(case, torch.float64)
+        robust = tol_ratio(r64, r32, tol)
+        rfe = reference_replay(case, torch.float32, foreach_false=True)
+        fe_ratio = tol_ratio(rfe, r32, tol)
+        extra = None
+        if s["optimizer"] == "adamomentum":
+            extra = tol_ratio(adamomentum_numpy(case), r32, tol)
+        moved = any(np.any(r32[-1][i] != params[i]["data"]) for i in range(len(params)))
+        finite = all(np.all(np.isfinite(x)) for step in r32 for x in step)
+        ok = finite and moved and robust <= ROBUST_FRACTION and fe_ratio <= ROBUST_FRACTION and \
+            (extra is None or extra <= ROBUST_FRACTION)
+        if not ok:
+            last_err = (f"attempt {attempt}: finite={finite} moved={moved} f64={robust:.3g} "
+                        f"foreach_false={fe_ratio:.3g}" + (f" numpy={extra:.3g}" if extra is not None else ""))
+            log(f"  retry {s['id']}: {last_err}")
+            continue
+        notes = base_notes(s)
+        notes.append(f"float64 rerun within {robust:.2g} of the tolerance")
+        if s["optimizer"] not in ("adamomentum",):
+            notes.append(f"foreach=False rerun within {fe_ratio:.2g} of the tolerance")
+        if extra is not None:
+            notes.append(f"numpy float64 implementation within {extra:.2g} of the tolerance")
+        notes.append(f"generated by tools/gen_cases.py, seed {seed}")
+        case["expected"] = [[x.astype(np.float32) for x in step] for step in r32]
+        case["tolerance"] = tol
+        case["reference"] = reference_info(s, "; ".join(notes))
+        return case, dict(attempt=attempt, robust=robust, foreach=fe_ratio, extra=extra)
+    return None, dict(error=last_err)
+
+
+def make_error(es, log):
+    s = dict(es)
+    s.setdefault("zero", ())
+    s.setdefault("big", {})
+    seed, params, grads, hessian = draw_case(s, 0)
+    case = {
+        "version": 1, "id": s["id"], "description": s["desc"], "optimizer": s["optimizer"],
+        "hparams": copy.deepcopy(s["hparams"]), "lr_schedule": None, "grad_clip": None,
+        "params": params, "grads": grads,
+    }
+    if hessian is not None:
+        case["hessian"] = hessian
+    if s.get("mutate"):
+        s["mutate"](case)
+    contract_msg = None
+    try:
+        contract_check(case)
+    except ContractError as exc:
+        contract_msg = str(exc)
+    ref_msg = None
+    try:
+        reference_replay(case, torch.float32)
+    except Exception as exc:  # the reference (or building its input) rejects the case
+        ref_msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    if contract_msg is None and ref_msg is None:
+        log(f"  DROP {s['id']}: neither the contract nor the reference rejects it")
+        return None, dict(error="accepted")
+    notes = ["error case: exit non-zero, nothing on stdout"]
+    if contract_msg:
+        notes.append(f"contract: {contract_msg}")
+    if ref_msg:
+        notes.append(f"the reference raises {ref_msg}")
+    else:
+        notes.append("the reference itself accepts this; it is an error by the contract (README)")
+    case["expect_error"] = True
+    case["expected"] = None
+    case["tolerance"] = dict(DEFAULT_TOL)
+    case["reference"] = {"library": "n/a", "version": "", "class": "", "notes": "; ".join(notes)}
+    return case, dict(contract=contract_msg, reference=ref_msg)
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------
+
+def f32_str(x):
+    """Shortest decimal that reads back as the same f32 (numpy's float32 repr)."""
+    v = np.float32(x)
+    if not np.isfinite(v):
+        raise ValueError(f"non-finite value {v}")
+    s = str(v)
+    if np.float32(float(s)).tobytes() != v.tobytes():
+        raise AssertionError(f"{s} does not round-trip to f32 {v!r}")
+    return s
+
+
+def arr_str(a):
+    if isinstance(a, np.ndarray) and a.dtype != np.float32 and a.dtype != np.float64:
+        a = a.astype(np.float64)
+    return "[" + ",".join(f32_str(x) for x in a) + "]"
+
+
+def step_str(step):
+    return "[" + ",".join(arr_str(a) for a in step) + "]"
+
+
+def case_json(case):
+    d = json.dumps
+    lines = ["{"]
+    for key in ("version", "id", "description", "optimizer", "hparams", "lr_schedule", "grad_clip"):
+        lines.append(f"  {d(key)}: {d(case[key])},")
+    lines.append('  "params": [')
+    ps = [f'    {{"name": {d(p["name"])}, "shape": {d(p["shape"])}, "data": {arr_str(p["data"])}}}'
+          for p in case["params"]]
+    lines.append(",\n".join(ps))
+    lines.append("  ],")
+    lines.append('  "grads": [')
+    lines.append(",\n".join("    " + step_str(s) for s in case["grads"]))
+    lines.append("  ],")
+    if "hessian" in case:
+        lines.append('  "hessian": [')
+        lines.append(",\n".join("    " + ("null" if h is None else step_str(h)) for h in case["hessian"]))
+        lines.append("  ],")
+    if case.get("expect_error"):
+        lines.append('  "expect_error": true,')
+        lines.append('  "expected": null,')
+    else:
+        lines.append('  "expected": [')
+        lines.append(",\n".join("    " + step_str(s) for s in case["expected"]))
+        lines.append("  ],")
+    lines.append(f'  "tolerance": {d(case["tolerance"])},')
+    lines.append(f'  "reference": {d(case["reference"])}')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def write_case(case, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, case["id"] + ".json")
+    text = case_json(case)
+    json.loads(text)  # must be valid JSON
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# Cross-check against existing cases (e.g. the owners' public ones)
+# --------------------------------------------------------------------------------------
+
+def check_public(directory):
+    files = sorted(glob.glob(os.path.join(directory, "*.json")))
+    if not files:
+        print(f"no cases in {directory}")
+        return 2
+    bad = 0
+    for path in files:
+        with open(path) as f:
+            case = json.load(f)
+        name = os.path.basename(path)
+        if case.get("expect_error"):
+            contract_msg = ref_msg = None
+            try:
+                contract_check(case)
+            except ContractError as exc:
+                contract_msg = str(exc)
+            try:
+                reference_replay(case)
+            except Exception as exc:
+                ref_msg = f"{type(exc).__name__}: {exc}"
+            rejected = contract_msg is not None or ref_msg is not None
+            bad += not rejected
+            print(f"{'PASS' if rejected else 'FAIL'}  {name:34s} error case: contract={contract_msg!r} "
+                  f"reference={ref_msg!r}")
+            continue
+        tol = case.get("tolerance") or DEFAULT_TOL
+        expected = [[np.asarray(x, dtype=np.float32) for x in step] for step in case["expected"]]
+        r_default = reference_replay(case)
+        r_nofe = reference_replay(case, foreach_false=True)
+        r64 = reference_replay(case, torch.float64)
+        w_default = tol_ratio(r_default, expected, tol)
+        w_nofe = tol_ratio(r_nofe, expected, tol)
+        w64 = tol_ratio(r64, expected, tol)
+        ok = w_default <= 1.0 and w_nofe <= 1.0
+        bad += not ok
+        exact = all(np.array_equal(a, b) for sa, sb in zip(r_nofe, expected) for a, b in zip(sa, sb))
+        print(f"{'PASS' if ok else 'FAIL'}  {name:34s} default={w_default:.3g}x tol  foreach=False={w_nofe:.3g}x tol"
+              f"{' (bit-identical)' if exact else ''}  f64={w64:.3g}x tol")
+    print(f"{len(files) - bad} passed, {bad} failed")
+    return 0 if bad == 0 else 1
+
+
+# --------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------
+
+def _check_versions():
+    msgs = []
+    for lib, want in EXPECTED_VERSIONS.items():
+        have = library_version(lib)
+        if have != want:
+            msgs.append(f"warning: {lib} {have} installed, the cases are meant for {want}")
+    return msgs
+
+
+def _check_registry():
+    for cand in (os.path.join(REPO_ROOT, "shared", "conformance", "registry.json"),
+                 os.path.join(os.path.dirname(REPO_ROOT), "shared", "conformance", "registry.json")):
+        if os.path.isfile(cand):
+            with open(cand) as f:
+                reg = json.load(f)["optimizers"]
+            for name, entry in reg.items():
+                if name not in REGISTRY or entry["hparams"] != REGISTRY[name]:
+                    raise RuntimeError(f"embedded registry differs from {cand} for {name!r}")
+            if set(reg) != set(REGISTRY):
+                raise RuntimeError(f"embedded registry names differ from {cand}")
+            return cand
+    return None
+
+
+def matches(patterns, s):
+    if not patterns:
+        return True
+    return any(fnmatch.fnmatchcase(s["id"], p) or fnmatch.fnmatchcase(s["optimizer"], p) for p in patterns)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=os.path.join(REPO_ROOT, "tests", "golden", "cases"))
+    ap.add_argument("--ext-out", default=os.path.join(REPO_ROOT, "tests", "golden", "extensions"))
+    ap.add_argument("--only", nargs="+", metavar="NAME")
+    ap.add_argument("--clean", action="store_true")
+    ap.add_argument("--check-public", metavar="DIR")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+
+    if pytorch_optimizer is None:
+        print("error: pytorch_optimizer is not installed (see the module docstring)", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    for m in _check_versions():
+        print(m, file=sys.stderr)
+    reg_path = _check_registry()
+    _patch_torch_muon()
+    _patch_adamuon()
+
+    if args.check_public:
+        return check_public(args.check_public)
+
+    numeric = [s for s in numeric_specs() if matches(args.only, s)]
+    errors = [s for s in error_specs() if matches(args.only, s)]
+    ids = [s["id"] for s in numeric_specs()] + [s["id"] for s in error_specs()]
+    dup = {i for i in ids if ids.count(i) > 1}
+    if dup:
+        raise RuntimeError(f"duplicate case ids: {sorted(dup)}")
+    if args.list:
+        for s in numeric + errors:
+            print(s["id"])
+        return 0
+    if args.clean and not args.only:
+        for d in (args.out, args.ext_out):
+            for p in glob.glob(os.path.join(d, "*.json")):
+                os.remove(p)
+
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
+    if reg_path:
+        log(f"registry matches {reg_path}")
+    written, dropped, retried = [], [], []
+    per_opt = {}
+    worst = {"robust": 0.0, "foreach": 0.0}
+    for s in numeric:
+        case, info = make_numeric(s, log)
+        if case is None:
+            dropped.append((s["id"], info["error"]))
+            log(f"DROP  {s['id']}: {info['error']}")
+            continue
+        path = write_case(case, args.ext_out if s["ext"] else args.out)
+        written.append(path)
+        if info["attempt"]:
+            retried.append((s["id"], info["attempt"]))
+        key = s["optimizer"] + (" (ext)" if s["ext"] else "")
+        per_opt[key] = per_opt.get(key, 0) + 1
+        worst["robust"] = max(worst["robust"], info["robust"])
+        worst["foreach"] = max(worst["foreach"], info["foreach"])
+        log(f"ok    {s['id']:40s} f64 {info['robust']:.2g}x tol  foreach=False {info['foreach']:.2g}x tol"
+            + (f"  numpy {info['extra']:.2g}x tol" if info["extra"] is not None else "")
+            + (f"  (seed attempt {info['attempt']})" if info["attempt"] else ""))
+    for es in errors:
+        case, info = make_error(es, log)
+        if case is None:
+            dropped.append((es["id"], info["error"]))
+            continue
+        written.append(write_case(case, args.out))
+        per_opt["error"] = per_opt.get("error", 0) + 1
+        log(f"ok    {es['id']:40s} contract={info['contract']!r} reference={info['reference']!r}")
+
+    print("\nsummary")
+    for k in sorted(per_opt):
+        print(f"  {k:22s} {per_opt[k]}")
+    print(f"  written {len(written)} files; worst f64/f32 difference {worst['robust']:.3g}x tol, "
+          f"worst foreach=False difference {worst['foreach']:.3g}x tol")
+    if retried:
+        print("  re-seeded: " + ", ".join(f"{i} (attempt {a})" for i, a in retried))
+    if dropped:
+        print("  DROPPED: " + "; ".join(f"{i}: {e}" for i, e in dropped))
+    return 1 if dropped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
