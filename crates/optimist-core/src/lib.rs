@@ -25,11 +25,13 @@
 
 pub mod clip;
 pub mod error;
+pub mod exec;
 pub mod groups;
 pub mod math;
 pub mod optim;
 pub mod optimizer;
 pub mod problems;
+pub mod quant;
 pub mod registry;
 pub mod replay;
 pub mod schedule;
@@ -39,6 +41,7 @@ pub mod transform;
 pub mod validate;
 
 pub use error::{Error, Result};
+pub use exec::{Elementwise, ExecOptions};
 pub use optimizer::{Engine, Optimizer, OptimizerConfig, StepInfo, UpdateRule};
 pub use state::{ParamState, StateDict, StateEntry, StateStore};
 pub use tensor::{DType, Param, ParamMut, StateTensor};

@@ -5,6 +5,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::exec::ExecOptions;
 use crate::state::{ParamState, StateDict, StateStore};
 use crate::tensor::ParamMut;
 
@@ -52,6 +53,21 @@ pub trait Optimizer: Send {
     /// Sets the learning rate.
     fn set_lr(&mut self, lr: f64) -> Result<()> {
         self.set_hparam("lr", lr)
+    }
+
+    /// Sets how steps execute: threads, fast or simple path, state storage
+    /// type ([`crate::exec`]). Optimizers without execution options refuse.
+    fn set_exec_options(&mut self, exec: ExecOptions) -> Result<()> {
+        let _ = exec;
+        Err(Error::Unsupported(format!(
+            "{}: execution options are not supported",
+            self.name()
+        )))
+    }
+
+    /// Bytes of state held (compressed buffers count their real size).
+    fn state_nbytes(&self) -> usize {
+        self.state_dict().nbytes()
     }
 }
 
@@ -159,6 +175,18 @@ pub trait OptimizerConfig:
 pub struct StepInfo {
     /// The optimizer's step count, 1 on the first step.
     pub step: u64,
+    /// How the step executes (threads, state storage); read by the driver.
+    pub exec: ExecOptions,
+}
+
+impl StepInfo {
+    /// Step `step` with the default execution options.
+    pub fn new(step: u64) -> Self {
+        StepInfo {
+            step,
+            exec: ExecOptions::default(),
+        }
+    }
 }
 
 /// An update rule that treats each parameter on its own: the configuration
@@ -166,6 +194,11 @@ pub struct StepInfo {
 pub trait UpdateRule: OptimizerConfig {
     /// Per-parameter state.
     type State: ParamState;
+
+    /// Whether the rule runs through the fused elementwise driver (set by
+    /// [`elementwise_fast_path!`](crate::elementwise_fast_path) together with
+    /// [`UpdateRule::update_all`]); only such rules can keep compressed state.
+    const ELEMENTWISE: bool = false;
 
     /// Updates one parameter in one pass over its slices.
     fn update(
@@ -176,19 +209,17 @@ pub trait UpdateRule: OptimizerConfig {
     ) -> Result<()>;
 
     /// Updates all parameters. The default calls [`UpdateRule::update`] for
-    /// each; rules that need a global quantity first (a norm over all
-    /// gradients) override this.
+    /// each, in parallel over parameters ([`crate::exec::run_per_param`]);
+    /// elementwise rules use the fused driver instead
+    /// ([`elementwise_fast_path!`](crate::elementwise_fast_path)); rules that
+    /// need a global quantity first (a norm over all gradients) override this.
     fn update_all(
         &self,
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<Self::State>,
     ) -> Result<()> {
-        for p in params.iter_mut() {
-            let st = states.get(p.name, p.numel())?;
-            self.update(info, p, st)?;
-        }
-        Ok(())
+        crate::exec::run_per_param(self, info, params, states)
     }
 }
 
@@ -199,6 +230,7 @@ pub struct Engine<R: UpdateRule> {
     config: R,
     states: StateStore<R::State>,
     step: u64,
+    exec: ExecOptions,
 }
 
 impl<R: UpdateRule> Engine<R> {
@@ -209,7 +241,19 @@ impl<R: UpdateRule> Engine<R> {
             config,
             states: StateStore::default(),
             step: 0,
+            exec: ExecOptions::default(),
         })
+    }
+
+    /// Sets the execution options (builder style); see [`crate::exec`].
+    pub fn with_exec(mut self, exec: ExecOptions) -> Result<Self> {
+        self.set_exec_options(exec)?;
+        Ok(self)
+    }
+
+    /// The execution options.
+    pub fn exec_options(&self) -> ExecOptions {
+        self.exec
     }
 
     /// The typed configuration.
@@ -256,10 +300,36 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
         }
         let info = StepInfo {
             step: self.step + 1,
+            exec: self.exec,
         };
-        self.config.update_all(&info, params, &mut self.states)?;
+        let threads = if self.exec.fused {
+            self.exec.resolved_threads()
+        } else {
+            1
+        };
+        let (config, states) = (&self.config, &mut self.states);
+        crate::exec::run_on(threads, || config.update_all(&info, params, states))??;
         self.step += 1;
         Ok(())
+    }
+
+    fn set_exec_options(&mut self, exec: ExecOptions) -> Result<()> {
+        exec.validate(R::NAME, R::ELEMENTWISE)?;
+        self.exec = exec;
+        Ok(())
+    }
+
+    fn state_nbytes(&self) -> usize {
+        self.states
+            .iter()
+            .map(|(_, s)| {
+                R::State::BUFFERS
+                    .iter()
+                    .filter_map(|b| s.buffer(b))
+                    .map(|t| t.nbytes())
+                    .sum::<usize>()
+            })
+            .sum()
     }
 
     fn state_dict(&self) -> StateDict {

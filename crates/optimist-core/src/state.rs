@@ -21,6 +21,9 @@ pub trait ParamState: Default + Send + Sync + 'static {
     fn buffer(&self, name: &str) -> Option<&StateTensor>;
     /// The buffer called `name`, mutably.
     fn buffer_mut(&mut self, name: &str) -> Option<&mut StateTensor>;
+    /// Pushes every buffer, in [`ParamState::BUFFERS`] order, onto `out`
+    /// (the execution driver's access to all buffers at once).
+    fn buffers_mut<'a>(&'a mut self, out: &mut Vec<&'a mut StateTensor>);
 }
 
 /// Declares a per-parameter state struct with a `step` counter and the given
@@ -57,6 +60,10 @@ macro_rules! param_state {
             }
             fn buffer_mut(&mut self, name: &str) -> Option<&mut $crate::tensor::StateTensor> {
                 match name { $(stringify!($field) => Some(&mut self.$field),)* _ => None }
+            }
+            fn buffers_mut<'a>(&'a mut self, out: &mut Vec<&'a mut $crate::tensor::StateTensor>) {
+                $(out.push(&mut self.$field);)*
+                let _ = out;
             }
         }
     };
@@ -159,6 +166,37 @@ impl<S: ParamState> StateStore<S> {
         Ok(s)
     }
 
+    /// The states of several parameters at once, in the order of `params`
+    /// (name, number of elements), created empty on first use. Names must be
+    /// distinct.
+    pub fn get_many(&mut self, params: &[(&str, usize)]) -> Result<Vec<&mut S>> {
+        for &(name, numel) in params {
+            self.get(name, numel)?;
+        }
+        let index: std::collections::HashMap<&str, usize> = params
+            .iter()
+            .enumerate()
+            .map(|(i, &(name, _))| (name, i))
+            .collect();
+        if index.len() != params.len() {
+            return Err(Error::Input(
+                "a parameter name appears twice in one step".into(),
+            ));
+        }
+        let mut out: Vec<Option<&mut S>> = (0..params.len()).map(|_| None).collect();
+        for (name, (_, s)) in self.states.iter_mut() {
+            if let Some(&i) = index.get(name.as_str()) {
+                out[i] = Some(s);
+            }
+        }
+        out.into_iter()
+            .zip(params)
+            .map(|(s, (name, _))| {
+                s.ok_or_else(|| Error::Input(format!("parameter '{name}': state missing")))
+            })
+            .collect()
+    }
+
     /// Checks, without changing anything, that parameter `name` may be
     /// stepped with `numel` elements.
     pub fn check(&self, name: &str, numel: usize) -> Result<()> {
@@ -196,7 +234,7 @@ impl<S: ParamState> StateStore<S> {
                     out.tensors.push(StateEntry {
                         param: param.clone(),
                         name: b.to_string(),
-                        values: t.as_slice().to_vec(),
+                        values: t.to_vec(),
                     });
                 }
             }

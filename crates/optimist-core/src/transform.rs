@@ -144,4 +144,17 @@ impl Optimizer for Chain {
     fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
         self.optimizer.set_hparam(key, value)
     }
+
+    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
+        self.optimizer.set_exec_options(exec)
+    }
+
+    fn state_nbytes(&self) -> usize {
+        self.optimizer.state_nbytes()
+            + self
+                .stages
+                .iter()
+                .map(|s| s.state_dict().nbytes())
+                .sum::<usize>()
+    }
 }

@@ -27,6 +27,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{bias_correction, lerp, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -95,15 +96,46 @@ impl OptimizerConfig for Adam {
 impl UpdateRule for Adam {
     type State = AdamState;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
-        adam_update(self, p, st);
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
+        let s = adam_prepare(self, p.numel(), st);
+        adam_simple(&s, p, st);
+        let _ = info;
         Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for Adam {
+    type Scalars = AdamScalars;
+
+    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut AdamState) -> Result<AdamScalars> {
+        Ok(adam_prepare(self, p.numel(), st))
+    }
+
+    fn kernel(&self, s: &AdamScalars, c: Chunk<'_>) {
+        adam_kernel(s, c);
     }
 }
 
-/// The Adam/AdamW kernel: one pass over (p, g, m, v[, vmax]).
-fn adam_update(cfg: &Adam, p: &mut ParamMut<'_>, st: &mut AdamState) {
-    let n = p.numel();
+/// Per-step scalars of Adam/AdamW, computed once per parameter in f64 and
+/// rounded to f32.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamScalars {
+    wd: WeightDecay,
+    sgn: f32,
+    w1: f32,
+    b2: f32,
+    w2: f32,
+    step_size: f32,
+    bc2_sqrt: f32,
+    eps: f32,
+    amsgrad: bool,
+}
+
+/// Allocates the state on the first step, advances the step count and
+/// computes the step's scalars.
+fn adam_prepare(cfg: &Adam, n: usize, st: &mut AdamState) -> AdamScalars {
     if !st.exp_avg.is_allocated() {
         st.exp_avg = StateTensor::zeros(n);
         st.exp_avg_sq = StateTensor::zeros(n);
@@ -114,35 +146,70 @@ fn adam_update(cfg: &Adam, p: &mut ParamMut<'_>, st: &mut AdamState) {
     st.step += 1;
     let t = st.step;
     let [beta1, beta2] = cfg.betas;
-    let wd = WeightDecay::new(cfg.weight_decay, cfg.decoupled_weight_decay, cfg.lr);
-    let w1 = (1.0 - beta1) as f32;
-    let b2 = beta2 as f32;
-    let w2 = (1.0 - beta2) as f32;
-    let step_size = (cfg.lr / bias_correction(beta1, t)) as f32;
-    let bc2_sqrt = bias_correction(beta2, t).sqrt() as f32;
-    let eps = cfg.eps as f32;
-    let sgn = if cfg.maximize { -1.0f32 } else { 1.0 };
+    AdamScalars {
+        wd: WeightDecay::new(cfg.weight_decay, cfg.decoupled_weight_decay, cfg.lr),
+        sgn: if cfg.maximize { -1.0 } else { 1.0 },
+        w1: (1.0 - beta1) as f32,
+        b2: beta2 as f32,
+        w2: (1.0 - beta2) as f32,
+        step_size: (cfg.lr / bias_correction(beta1, t)) as f32,
+        bc2_sqrt: bias_correction(beta2, t).sqrt() as f32,
+        eps: cfg.eps as f32,
+        amsgrad: cfg.amsgrad,
+    }
+}
+
+/// Moments of one element: returns the gradient after decay and updates
+/// `x` (decoupled decay), `m` and `v`.
+#[inline(always)]
+fn adam_moments(s: &AdamScalars, x: &mut f32, g: f32, m: &mut f32, v: &mut f32) {
+    let g = s.wd.apply(x, s.sgn * g);
+    *m = lerp(*m, g, s.w1);
+    *v = *v * s.b2 + s.w2 * g * g;
+}
+
+/// The parameter update of one element from its moment and second moment
+/// (`v`, or the running maximum for AMSGrad).
+#[inline(always)]
+fn adam_apply(s: &AdamScalars, x: &mut f32, m: f32, v: f32) {
+    let denom = v.sqrt() / s.bc2_sqrt + s.eps;
+    *x += -s.step_size * (m / denom);
+}
+
+/// The simple path: one pass over (p, g, m, v[, vmax]) by index.
+fn adam_simple(s: &AdamScalars, p: &mut ParamMut<'_>, st: &mut AdamState) {
     let m = st.exp_avg.as_mut_slice();
     let v = st.exp_avg_sq.as_mut_slice();
-    if cfg.amsgrad {
-        let vmax = st.max_exp_avg_sq.as_mut_slice();
-        for i in 0..n {
-            let x = &mut p.value[i];
-            let g = wd.apply(x, sgn * p.grad[i]);
-            m[i] = lerp(m[i], g, w1);
-            v[i] = v[i] * b2 + w2 * g * g;
+    for i in 0..p.numel() {
+        adam_moments(s, &mut p.value[i], p.grad[i], &mut m[i], &mut v[i]);
+        if s.amsgrad {
+            let vmax = st.max_exp_avg_sq.as_mut_slice();
             vmax[i] = vmax[i].max(v[i]);
-            let denom = vmax[i].sqrt() / bc2_sqrt + eps;
-            *x += -step_size * (m[i] / denom);
+            adam_apply(s, &mut p.value[i], m[i], vmax[i]);
+        } else {
+            adam_apply(s, &mut p.value[i], m[i], v[i]);
+        }
+    }
+}
+
+/// The chunk kernel: the same per-element arithmetic over equal-length
+/// slices, so the loop vectorizes.
+#[inline(always)]
+fn adam_kernel(s: &AdamScalars, c: Chunk<'_>) {
+    let n = c.value.len();
+    let [m, v, vmax, ..] = c.state;
+    let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
+    if s.amsgrad {
+        let vmax = &mut vmax[..n];
+        for i in 0..n {
+            adam_moments(s, &mut x[i], g[i], &mut m[i], &mut v[i]);
+            vmax[i] = vmax[i].max(v[i]);
+            adam_apply(s, &mut x[i], m[i], vmax[i]);
         }
     } else {
         for i in 0..n {
-            let x = &mut p.value[i];
-            let g = wd.apply(x, sgn * p.grad[i]);
-            m[i] = lerp(m[i], g, w1);
-            v[i] = v[i] * b2 + w2 * g * g;
-            let denom = v[i].sqrt() / bc2_sqrt + eps;
-            *x += -step_size * (m[i] / denom);
+            adam_moments(s, &mut x[i], g[i], &mut m[i], &mut v[i]);
+            adam_apply(s, &mut x[i], m[i], v[i]);
         }
     }
 }
@@ -208,8 +275,21 @@ impl OptimizerConfig for AdamW {
 impl UpdateRule for AdamW {
     type State = AdamState;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
-        adam_update(&self.as_adam(), p, st);
-        Ok(())
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
+        self.as_adam().update(info, p, st)
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for AdamW {
+    type Scalars = AdamScalars;
+
+    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut AdamState) -> Result<AdamScalars> {
+        Ok(adam_prepare(&self.as_adam(), p.numel(), st))
+    }
+
+    fn kernel(&self, s: &AdamScalars, c: Chunk<'_>) {
+        adam_kernel(s, c);
     }
 }

@@ -22,6 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::exec::{Chunk, Elementwise};
 use crate::math::WeightDecay;
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -86,34 +87,93 @@ impl OptimizerConfig for Sgd {
     }
 }
 
+/// Per-step scalars of SGD.
+#[derive(Debug, Clone, Copy)]
+pub struct SgdScalars {
+    wd: WeightDecay,
+    lr: f32,
+    sgn: f32,
+    mom: f32,
+    damp: f32,
+    momentum: bool,
+    first: bool,
+    nesterov: bool,
+}
+
+/// One element of SGD: returns nothing, updates `x` and the momentum `b`.
+#[inline(always)]
+fn sgd_element(s: &SgdScalars, x: &mut f32, g: f32, b: &mut f32) {
+    let g = s.wd.apply(x, s.sgn * g);
+    *b = if s.first { g } else { *b * s.mom + s.damp * g };
+    let d = if s.nesterov { g + s.mom * *b } else { *b };
+    *x += -s.lr * d;
+}
+
+/// One element of plain SGD (no momentum).
+#[inline(always)]
+fn sgd_plain_element(s: &SgdScalars, x: &mut f32, g: f32) {
+    let g = s.wd.apply(x, s.sgn * g);
+    *x += -s.lr * g;
+}
+
 impl UpdateRule for Sgd {
     type State = SgdState;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SgdState) -> Result<()> {
-        let wd = WeightDecay::new(self.weight_decay, false, self.lr);
-        let lr = self.lr as f32;
-        let sgn = if self.maximize { -1.0f32 } else { 1.0 };
-        st.step += 1;
-        if self.momentum == 0.0 {
-            for (x, &g) in p.value.iter_mut().zip(p.grad.iter()) {
-                let g = wd.apply(x, sgn * g);
-                *x += -lr * g;
+    /// The simple path: per-element loop over the whole tensor.
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SgdState) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let n = p.numel();
+        if !s.momentum {
+            for i in 0..n {
+                sgd_plain_element(&s, &mut p.value[i], p.grad[i]);
             }
             return Ok(());
         }
-        let mom = self.momentum as f32;
-        let damp = (1.0 - self.dampening) as f32;
-        let first = !st.momentum_buffer.is_allocated();
+        let buf = st.momentum_buffer.as_mut_slice();
+        for i in 0..n {
+            sgd_element(&s, &mut p.value[i], p.grad[i], &mut buf[i]);
+        }
+        Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for Sgd {
+    type Scalars = SgdScalars;
+
+    fn prepare(&self, _info: &StepInfo, p: &ParamMut<'_>, st: &mut SgdState) -> Result<SgdScalars> {
+        st.step += 1;
+        let momentum = self.momentum != 0.0;
+        let first = momentum && !st.momentum_buffer.is_allocated();
         if first {
             st.momentum_buffer = StateTensor::zeros(p.numel());
         }
-        let buf = st.momentum_buffer.as_mut_slice();
-        for ((x, &g), b) in p.value.iter_mut().zip(p.grad.iter()).zip(buf) {
-            let g = wd.apply(x, sgn * g);
-            *b = if first { g } else { *b * mom + damp * g };
-            let d = if self.nesterov { g + mom * *b } else { *b };
-            *x += -lr * d;
+        Ok(SgdScalars {
+            wd: WeightDecay::new(self.weight_decay, false, self.lr),
+            lr: self.lr as f32,
+            sgn: if self.maximize { -1.0 } else { 1.0 },
+            mom: self.momentum as f32,
+            damp: (1.0 - self.dampening) as f32,
+            momentum,
+            first,
+            nesterov: self.nesterov,
+        })
+    }
+
+    fn kernel(&self, s: &SgdScalars, c: Chunk<'_>) {
+        let n = c.value.len();
+        let (x, g) = (c.value, &c.grad[..n]);
+        let [b, ..] = c.state;
+        if !s.momentum {
+            for i in 0..n {
+                sgd_plain_element(s, &mut x[i], g[i]);
+            }
+            return;
         }
-        Ok(())
+        let b = &mut b[..n];
+        for i in 0..n {
+            sgd_element(s, &mut x[i], g[i], &mut b[i]);
+        }
     }
 }
