@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod demo;
 mod list;
 
@@ -31,6 +32,8 @@ enum Command {
     },
     /// Minimize the built-in problems with every optimizer and print the losses.
     Demo(demo::DemoArgs),
+    /// Benchmarks: optimizer step time and memory bandwidth (JSON lines).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Demo(args) => demo::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

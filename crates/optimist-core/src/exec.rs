@@ -38,8 +38,9 @@
 //! `OPTIMIST_NUM_THREADS` environment variable, else the number of CPUs.
 //!
 //! **SIMD.** Kernels are plain loops over equal-length slices; on x86-64
-//! the driver runs them in a function compiled for AVX2 (when the CPU has
-//! it), so the loops are vectorized at 8 lanes. IEEE arithmetic gives the
+//! the driver calls them from a function compiled for AVX2 (when the CPU
+//! has it), so the loops are vectorized at 8 lanes (SSE2, 4 lanes,
+//! otherwise). IEEE arithmetic gives the
 //! same results at every width (Rust never contracts `a * b + c` into an
 //! FMA), so this does not change any value.
 //!
@@ -204,31 +205,33 @@ pub fn run_on<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T
     })
 }
 
-/// Runs `f` in a function compiled for the best SIMD level this CPU has
-/// (AVX2 + FMA on x86-64), so that loops inlined into it vectorize at full
-/// width. The results are the same at every level.
-#[inline(always)]
-pub fn simd<T>(f: impl FnOnce() -> T) -> T {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if has_avx2() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-            return unsafe { run_avx2(f) };
-        }
-    }
-    f()
-}
-
+/// Whether the CPU has AVX2 and FMA (checked once).
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
+pub fn has_avx2() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
+/// Runs `rule`'s kernel on `chunk`, compiled for AVX2 when the CPU has it.
+#[inline(always)]
+fn run_kernel<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            unsafe { kernel_avx2(rule, scalars, chunk) };
+            return;
+        }
+    }
+    rule.kernel(scalars, chunk)
+}
+
+/// The kernel compiled for AVX2: `R::kernel` (marked `#[inline(always)]`)
+/// is inlined here, so its loops vectorize at 8 lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2<T>(f: impl FnOnce() -> T) -> T {
-    f()
+unsafe fn kernel_avx2<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) {
+    rule.kernel(scalars, chunk)
 }
 
 /// One chunk of one parameter, as an elementwise kernel sees it: equal-length
@@ -269,7 +272,13 @@ pub trait Elementwise: UpdateRule {
         state: &mut Self::State,
     ) -> Result<Self::Scalars>;
 
-    /// Updates one chunk in one pass.
+    /// Updates one chunk in one pass. Write it as plain loops over
+    /// equal-length slices (re-slice every slice to the chunk's length so
+    /// that bounds checks vanish), compute values first and store them
+    /// unconditionally (a store on one branch only stops vectorization), and
+    /// mark the implementation `#[inline(always)]`: the driver calls it from
+    /// a function compiled for AVX2, and only an inlined kernel gets those
+    /// instructions.
     fn kernel(&self, scalars: &Self::Scalars, chunk: Chunk<'_>);
 }
 
@@ -465,7 +474,7 @@ fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &
             hessian: piece.hessian,
             state,
         };
-        simd(|| rule.kernel(scalars, chunk));
+        run_kernel(rule, scalars, chunk);
         return;
     }
     SCRATCH.with(|cell| {
@@ -500,7 +509,7 @@ fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &
                 hessian: piece.hessian,
                 state,
             };
-            simd(|| rule.kernel(scalars, chunk));
+            run_kernel(rule, scalars, chunk);
         }
         for (b, tmp) in piece.bufs.iter_mut().zip(scratch.chunks(len)) {
             match b {

@@ -36,6 +36,7 @@ pub mod registry;
 pub mod replay;
 pub mod schedule;
 pub mod state;
+pub mod stream;
 pub mod tensor;
 pub mod transform;
 pub mod validate;

@@ -113,6 +113,7 @@ impl Elementwise for Adam {
         Ok(adam_prepare(self, p.numel(), st))
     }
 
+    #[inline(always)]
     fn kernel(&self, s: &AdamScalars, c: Chunk<'_>) {
         adam_kernel(s, c);
     }
@@ -159,21 +160,20 @@ fn adam_prepare(cfg: &Adam, n: usize, st: &mut AdamState) -> AdamScalars {
     }
 }
 
-/// Moments of one element: returns the gradient after decay and updates
-/// `x` (decoupled decay), `m` and `v`.
+/// Moments of one element: from (p, g, m, v) returns the parameter after
+/// decoupled decay, and the new m and v.
 #[inline(always)]
-fn adam_moments(s: &AdamScalars, x: &mut f32, g: f32, m: &mut f32, v: &mut f32) {
-    let g = s.wd.apply(x, s.sgn * g);
-    *m = lerp(*m, g, s.w1);
-    *v = *v * s.b2 + s.w2 * g * g;
+fn adam_moments(s: &AdamScalars, x: f32, g: f32, m: f32, v: f32) -> (f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, s.sgn * g);
+    (x, lerp(m, g, s.w1), v * s.b2 + s.w2 * g * g)
 }
 
 /// The parameter update of one element from its moment and second moment
 /// (`v`, or the running maximum for AMSGrad).
 #[inline(always)]
-fn adam_apply(s: &AdamScalars, x: &mut f32, m: f32, v: f32) {
+fn adam_apply(s: &AdamScalars, x: f32, m: f32, v: f32) -> f32 {
     let denom = v.sqrt() / s.bc2_sqrt + s.eps;
-    *x += -s.step_size * (m / denom);
+    x + -s.step_size * (m / denom)
 }
 
 /// The simple path: one pass over (p, g, m, v[, vmax]) by index.
@@ -181,13 +181,15 @@ fn adam_simple(s: &AdamScalars, p: &mut ParamMut<'_>, st: &mut AdamState) {
     let m = st.exp_avg.as_mut_slice();
     let v = st.exp_avg_sq.as_mut_slice();
     for i in 0..p.numel() {
-        adam_moments(s, &mut p.value[i], p.grad[i], &mut m[i], &mut v[i]);
+        let (x, mi, vi) = adam_moments(s, p.value[i], p.grad[i], m[i], v[i]);
+        m[i] = mi;
+        v[i] = vi;
         if s.amsgrad {
             let vmax = st.max_exp_avg_sq.as_mut_slice();
-            vmax[i] = vmax[i].max(v[i]);
-            adam_apply(s, &mut p.value[i], m[i], vmax[i]);
+            vmax[i] = vmax[i].max(vi);
+            p.value[i] = adam_apply(s, x, mi, vmax[i]);
         } else {
-            adam_apply(s, &mut p.value[i], m[i], v[i]);
+            p.value[i] = adam_apply(s, x, mi, vi);
         }
     }
 }
@@ -202,14 +204,16 @@ fn adam_kernel(s: &AdamScalars, c: Chunk<'_>) {
     if s.amsgrad {
         let vmax = &mut vmax[..n];
         for i in 0..n {
-            adam_moments(s, &mut x[i], g[i], &mut m[i], &mut v[i]);
-            vmax[i] = vmax[i].max(v[i]);
-            adam_apply(s, &mut x[i], m[i], vmax[i]);
+            let (xi, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
+            let vm = vmax[i].max(vi);
+            (m[i], v[i], vmax[i]) = (mi, vi, vm);
+            x[i] = adam_apply(s, xi, mi, vm);
         }
     } else {
         for i in 0..n {
-            adam_moments(s, &mut x[i], g[i], &mut m[i], &mut v[i]);
-            adam_apply(s, &mut x[i], m[i], v[i]);
+            let (xi, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
+            (m[i], v[i]) = (mi, vi);
+            x[i] = adam_apply(s, xi, mi, vi);
         }
     }
 }
@@ -289,6 +293,7 @@ impl Elementwise for AdamW {
         Ok(adam_prepare(&self.as_adam(), p.numel(), st))
     }
 
+    #[inline(always)]
     fn kernel(&self, s: &AdamScalars, c: Chunk<'_>) {
         adam_kernel(s, c);
     }

@@ -100,20 +100,20 @@ pub struct SgdScalars {
     nesterov: bool,
 }
 
-/// One element of SGD: returns nothing, updates `x` and the momentum `b`.
+/// One element of SGD with momentum: from (p, g, b) returns the new p and b.
 #[inline(always)]
-fn sgd_element(s: &SgdScalars, x: &mut f32, g: f32, b: &mut f32) {
-    let g = s.wd.apply(x, s.sgn * g);
-    *b = if s.first { g } else { *b * s.mom + s.damp * g };
-    let d = if s.nesterov { g + s.mom * *b } else { *b };
-    *x += -s.lr * d;
+fn sgd_element(s: &SgdScalars, x: f32, g: f32, b: f32) -> (f32, f32) {
+    let (x, g) = s.wd.apply_to(x, s.sgn * g);
+    let b = if s.first { g } else { b * s.mom + s.damp * g };
+    let d = if s.nesterov { g + s.mom * b } else { b };
+    (x + -s.lr * d, b)
 }
 
-/// One element of plain SGD (no momentum).
+/// One element of plain SGD (no momentum): the new p.
 #[inline(always)]
-fn sgd_plain_element(s: &SgdScalars, x: &mut f32, g: f32) {
-    let g = s.wd.apply(x, s.sgn * g);
-    *x += -s.lr * g;
+fn sgd_plain_element(s: &SgdScalars, x: f32, g: f32) -> f32 {
+    let (x, g) = s.wd.apply_to(x, s.sgn * g);
+    x + -s.lr * g
 }
 
 impl UpdateRule for Sgd {
@@ -125,13 +125,13 @@ impl UpdateRule for Sgd {
         let n = p.numel();
         if !s.momentum {
             for i in 0..n {
-                sgd_plain_element(&s, &mut p.value[i], p.grad[i]);
+                p.value[i] = sgd_plain_element(&s, p.value[i], p.grad[i]);
             }
             return Ok(());
         }
         let buf = st.momentum_buffer.as_mut_slice();
         for i in 0..n {
-            sgd_element(&s, &mut p.value[i], p.grad[i], &mut buf[i]);
+            (p.value[i], buf[i]) = sgd_element(&s, p.value[i], p.grad[i], buf[i]);
         }
         Ok(())
     }
@@ -161,19 +161,20 @@ impl Elementwise for Sgd {
         })
     }
 
+    #[inline(always)]
     fn kernel(&self, s: &SgdScalars, c: Chunk<'_>) {
         let n = c.value.len();
         let (x, g) = (c.value, &c.grad[..n]);
         let [b, ..] = c.state;
         if !s.momentum {
             for i in 0..n {
-                sgd_plain_element(s, &mut x[i], g[i]);
+                x[i] = sgd_plain_element(s, x[i], g[i]);
             }
             return;
         }
         let b = &mut b[..n];
         for i in 0..n {
-            sgd_element(s, &mut x[i], g[i], &mut b[i]);
+            (x[i], b[i]) = sgd_element(s, x[i], g[i], b[i]);
         }
     }
 }
