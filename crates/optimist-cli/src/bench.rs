@@ -164,7 +164,7 @@ fn shape_of(n: usize, dims: usize) -> Vec<usize> {
         return vec![n];
     }
     let mut rows = (n as f64).sqrt() as usize;
-    while rows > 1 && n % rows != 0 {
+    while rows > 1 && (n / rows) * rows != n {
         rows -= 1;
     }
     vec![rows.max(1), n / rows.max(1)]

@@ -82,6 +82,9 @@ pub struct ExecOptions {
     pub q8_block: usize,
     /// Buffers with fewer elements stay f32 under q8 (default 4096).
     pub q8_min_numel: usize,
+    /// Round 8-bit codes stochastically (unbiased; default) instead of to
+    /// the nearest code as bitsandbytes' optimizers do.
+    pub q8_stochastic: bool,
     /// Seed of the stochastic rounding streams.
     pub seed: u64,
 }
@@ -94,6 +97,7 @@ impl Default for ExecOptions {
             state_dtype: DType::F32,
             q8_block: quant::DEFAULT_Q8_BLOCK,
             q8_min_numel: DEFAULT_Q8_MIN_NUMEL,
+            q8_stochastic: true,
             seed: 0,
         }
     }
@@ -349,6 +353,7 @@ fn convert_before(info: &StepInfo, param_hash: u64, bufs: &mut [&mut StateTensor
                 target,
                 info.exec.q8_block,
                 key(info, param_hash, b, PHASE_PRE),
+                info.exec.q8_stochastic,
             );
         }
     }
@@ -364,6 +369,7 @@ fn convert_after(info: &StepInfo, param_hash: u64, bufs: &mut [&mut StateTensor]
                     target,
                     info.exec.q8_block,
                     key(info, param_hash, b, PHASE_POST),
+                    info.exec.q8_stochastic,
                 );
             }
         }
@@ -399,7 +405,12 @@ fn run_simple<R: UpdateRule>(
         for (b, t) in bufs.iter_mut().enumerate() {
             if t.is_allocated() {
                 let target = info.exec.target_dtype(t.len());
-                t.compress(target, info.exec.q8_block, key(info, h, b, PHASE_POST));
+                t.compress(
+                    target,
+                    info.exec.q8_block,
+                    key(info, h, b, PHASE_POST),
+                    info.exec.q8_stochastic,
+                );
             }
         }
     }
@@ -413,7 +424,7 @@ enum Buf<'a> {
     Empty,
     F32(&'a mut [f32]),
     Bf16(&'a mut [u16], u64),
-    Q8(&'a mut [u8], &'a mut [f32], usize),
+    Q8(&'a mut [u8], &'a mut [f32], usize, Option<u64>),
 }
 
 fn split_front<'a, T>(s: &mut &'a mut [T], n: usize) -> &'a mut [T] {
@@ -431,10 +442,10 @@ impl<'a> Buf<'a> {
             Buf::Empty => Buf::Empty,
             Buf::F32(s) => Buf::F32(split_front(s, n)),
             Buf::Bf16(s, k) => Buf::Bf16(split_front(s, n), *k),
-            Buf::Q8(c, sc, block) => {
+            Buf::Q8(c, sc, block, k) => {
                 let codes = split_front(c, n);
                 let scales = split_front(sc, codes.len().div_ceil(*block));
-                Buf::Q8(codes, scales, *block)
+                Buf::Q8(codes, scales, *block, *k)
             }
         }
     }
@@ -496,7 +507,7 @@ fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &
                         quant::bf16_decode(x, tmp);
                         *s = tmp;
                     }
-                    Buf::Q8(c, sc, block) => {
+                    Buf::Q8(c, sc, block, _) => {
                         quant::q8_decode(c, sc, tmp, *block);
                         *s = tmp;
                     }
@@ -514,7 +525,16 @@ fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &
         for (b, tmp) in piece.bufs.iter_mut().zip(scratch.chunks(len)) {
             match b {
                 Buf::Bf16(x, k) => quant::bf16_encode(tmp, x, *k, piece.offset),
-                Buf::Q8(c, sc, block) => quant::q8_encode(tmp, c, sc, *block),
+                Buf::Q8(c, sc, block, k) => {
+                    let rounding = match k {
+                        Some(key) => quant::Rounding::Stochastic {
+                            key: *key,
+                            offset: piece.offset,
+                        },
+                        None => quant::Rounding::Nearest,
+                    };
+                    quant::q8_encode(tmp, c, sc, *block, rounding)
+                }
                 _ => {}
             }
         }
@@ -597,7 +617,14 @@ pub fn run_elementwise<R: Elementwise>(
                     codes,
                     scales,
                     block,
-                } => Buf::Q8(codes.as_mut_slice(), scales.as_mut_slice(), *block),
+                } => Buf::Q8(
+                    codes.as_mut_slice(),
+                    scales.as_mut_slice(),
+                    *block,
+                    info.exec
+                        .q8_stochastic
+                        .then(|| key(info, hashes[i], b, PHASE_POST)),
+                ),
             };
         }
         let mut value: &mut [f32] = &mut *p.value;

@@ -137,6 +137,12 @@ struct Book {
     lut_lo: Vec<u8>,
     /// Per bucket: the midpoint inside the bucket, or +inf.
     lut_thr: Vec<f32>,
+    /// Per bucket: index of the largest magnitude <= the bucket's start.
+    floor_lo: Vec<u8>,
+    /// Per bucket: the magnitude inside the bucket, or +inf.
+    floor_thr: Vec<f32>,
+    /// `1 / (mags[j + 1] - mags[j])`.
+    inv_gap: Vec<f32>,
 }
 
 /// Number of buckets: keys `0..=0x3f80` (0x3f80 is the key of 1.0).
@@ -203,13 +209,54 @@ impl Book {
                 }
             }
         }
+        let mut floor_lo = vec![0u8; LUT_LEN];
+        let mut floor_thr = vec![f32::INFINITY; LUT_LEN];
+        for key in 0..LUT_LEN {
+            let lo = f32::from_bits((key as u32) << 16);
+            let hi = f32::from_bits(((key as u32) + 1) << 16);
+            let c = mags.partition_point(|&m| m <= lo);
+            floor_lo[key] = c.saturating_sub(1) as u8;
+            if let Some(&m) = mags.get(c) {
+                if m < hi {
+                    floor_thr[key] = m;
+                }
+            }
+        }
+        let mut inv_gap: Vec<f32> = mags
+            .windows(2)
+            .map(|w| (1.0 / (w[1] as f64 - w[0] as f64)) as f32)
+            .collect();
+        inv_gap.push(0.0);
         Book {
             values,
             mags,
             mids,
             lut_lo,
             lut_thr,
+            floor_lo,
+            floor_thr,
+            inv_gap,
         }
+    }
+
+    /// Index of the largest magnitude <= `a`.
+    #[inline(always)]
+    fn floor_index(&self, a: f32) -> usize {
+        let key = ((a.to_bits() >> 16) as usize).min(LUT_LEN - 1);
+        self.floor_lo[key] as usize + (a >= self.floor_thr[key]) as usize
+    }
+
+    /// Stochastic rounding of `a` to one of the two magnitudes around it,
+    /// up with probability proportional to the distance from the lower one;
+    /// `top` is the largest index allowed. `r` is uniform in [0, 1).
+    #[inline(always)]
+    fn stochastic_index(&self, a: f32, r: f32, top: usize) -> usize {
+        let lo = self.floor_index(a).min(top);
+        if lo >= top {
+            return top;
+        }
+        let p = (a - self.mags[lo]) * self.inv_gap[lo];
+        lo + (r < p) as usize
     }
 
     /// Index of the magnitude nearest to `a` (expected in `[0, 1]`; other
@@ -221,15 +268,39 @@ impl Book {
     }
 }
 
+/// Uniform in [0, 1) from a random stream (see [`bf16_encode`]).
+#[inline(always)]
+fn uniform(base: u32, idx: u32) -> f32 {
+    (mix32(idx.wrapping_mul(0x9e37_79b9) ^ base) >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
+}
+
+/// How 8-bit encoding rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounding {
+    /// To the nearest code (bitsandbytes' optimizers).
+    Nearest,
+    /// Stochastically between the two codes around the value, with the
+    /// random stream `key`; the first value is element `offset` of its tensor.
+    Stochastic { key: u64, offset: usize },
+}
+
 /// Quantizes `src` block by block into `codes` and `scales`
-/// (`scales.len() == src.len().div_ceil(block)`).
-pub fn q8_encode(src: &[f32], codes: &mut [u8], scales: &mut [f32], block: usize) {
+/// (`scales.len() == src.len().div_ceil(block)`). Blocks start at multiples
+/// of `block` from `src[0]`.
+pub fn q8_encode(
+    src: &[f32],
+    codes: &mut [u8],
+    scales: &mut [f32],
+    block: usize,
+    rounding: Rounding,
+) {
     let b = books();
     let block = block.max(1);
-    for ((x, c), s) in src
+    for (blk, ((x, c), s)) in src
         .chunks(block)
         .zip(codes.chunks_mut(block))
         .zip(scales.iter_mut())
+        .enumerate()
     {
         let mut absmax = 0f32;
         let mut neg = false;
@@ -245,22 +316,54 @@ pub fn q8_encode(src: &[f32], codes: &mut [u8], scales: &mut [f32], block: usize
             continue;
         }
         let inv = if absmax > 0.0 { 1.0 / absmax } else { 0.0 };
-        if neg {
-            *s = -absmax;
-            for (v, code) in x.iter().zip(c.iter_mut()) {
-                let j = b.signed.magnitude_index((v.abs() * inv).min(1.0));
-                *code = if *v < 0.0 {
-                    (127 - j.min(127)) as u8
+        *s = if neg { -absmax } else { absmax };
+        match rounding {
+            Rounding::Nearest => {
+                if neg {
+                    for (v, code) in x.iter().zip(c.iter_mut()) {
+                        let j = b.signed.magnitude_index((v.abs() * inv).min(1.0));
+                        *code = signed_code(*v, j);
+                    }
                 } else {
-                    (127 + j) as u8
-                };
+                    for (v, code) in x.iter().zip(c.iter_mut()) {
+                        *code = b.unsigned.magnitude_index((v * inv).min(1.0)) as u8;
+                    }
+                }
             }
-        } else {
-            *s = absmax;
-            for (v, code) in x.iter().zip(c.iter_mut()) {
-                *code = b.unsigned.magnitude_index((v * inv).min(1.0)) as u8;
+            Rounding::Stochastic { key, offset } => {
+                // Blocks never straddle a 2^32 boundary of the stream (block
+                // sizes are powers of two); one base per block's segment.
+                let abs = offset + blk * block;
+                let base =
+                    mix64(key ^ ((abs as u64) >> 32).wrapping_mul(0x9e37_79b9_7f4a_7c15)) as u32;
+                let lo = abs as u32;
+                if neg {
+                    for (i, (v, code)) in x.iter().zip(c.iter_mut()).enumerate() {
+                        let a = (v.abs() * inv).min(1.0);
+                        let r = uniform(base, lo.wrapping_add(i as u32));
+                        let top = if *v < 0.0 { 127 } else { 128 };
+                        *code = signed_code(*v, b.signed.stochastic_index(a, r, top));
+                    }
+                } else {
+                    for (i, (v, code)) in x.iter().zip(c.iter_mut()).enumerate() {
+                        let a = (v * inv).min(1.0);
+                        let r = uniform(base, lo.wrapping_add(i as u32));
+                        *code = b.unsigned.stochastic_index(a, r, 255) as u8;
+                    }
+                }
             }
         }
+    }
+}
+
+/// The code of a value of the signed book from its sign and magnitude index
+/// (negative magnitudes stop below 1, which only the positive side has).
+#[inline(always)]
+fn signed_code(v: f32, j: usize) -> u8 {
+    if v < 0.0 {
+        (127 - j.min(127)) as u8
+    } else {
+        (127 + j.min(128)) as u8
     }
 }
 
@@ -380,7 +483,7 @@ mod tests {
             .collect();
         let mut codes = vec![0u8; n];
         let mut scales = vec![0f32; q8_blocks(n, block)];
-        q8_encode(&src, &mut codes, &mut scales, block);
+        q8_encode(&src, &mut codes, &mut scales, block, Rounding::Nearest);
         let mut back = vec![0f32; n];
         q8_decode(&codes, &scales, &mut back, block);
         for (blk, (x, y)) in src.chunks(block).zip(back.chunks(block)).enumerate() {
@@ -404,13 +507,64 @@ mod tests {
         }
         // Idempotent where the block maximum is exact (here: non-negative values).
         let pos: Vec<f32> = src.iter().map(|v| v.abs()).collect();
-        q8_encode(&pos, &mut codes, &mut scales, block);
+        q8_encode(&pos, &mut codes, &mut scales, block, Rounding::Nearest);
         q8_decode(&codes, &scales, &mut back, block);
         let mut codes2 = vec![0u8; n];
         let mut scales2 = vec![0f32; scales.len()];
-        q8_encode(&back, &mut codes2, &mut scales2, block);
+        q8_encode(&back, &mut codes2, &mut scales2, block, Rounding::Nearest);
         assert_eq!(codes, codes2);
         assert_eq!(scales, scales2);
+    }
+
+    #[test]
+    fn q8_stochastic_rounding_is_unbiased_between_neighbours() {
+        // One block per value: the block maximum 1.0 fixes the scale and the
+        // value under test sits between two codes.
+        let block = 64;
+        for (x, signed) in [
+            (0.3137f32, false),
+            (-0.0421, true),
+            (0.00077, false),
+            (0.5, true),
+        ] {
+            let reps = 4000;
+            let mut src = Vec::with_capacity(reps * block);
+            for _ in 0..reps {
+                let mut b = vec![x; block];
+                b[0] = 1.0;
+                if signed {
+                    b[1] = -1e-3;
+                }
+                src.extend(b);
+            }
+            let mut codes = vec![0u8; src.len()];
+            let mut scales = vec![0f32; q8_blocks(src.len(), block)];
+            q8_encode(
+                &src,
+                &mut codes,
+                &mut scales,
+                block,
+                Rounding::Stochastic { key: 5, offset: 0 },
+            );
+            let mut back = vec![0f32; src.len()];
+            q8_decode(&codes, &scales, &mut back, block);
+            let vals: Vec<f32> = back.chunks(block).map(|b| b[2]).collect();
+            let book = q8_book(signed);
+            let hi = book.partition_point(|&v| v < x);
+            let (lo_v, hi_v) = (book[hi - 1], book[hi]);
+            assert!(
+                vals.iter().all(|&v| v == lo_v || v == hi_v),
+                "{x}: {lo_v} {hi_v}"
+            );
+            let mean = vals.iter().map(|&v| v as f64).sum::<f64>() / reps as f64;
+            let gap = (hi_v - lo_v) as f64;
+            assert!(
+                (mean - x as f64).abs() < 0.05 * gap,
+                "{x}: mean {mean}, gap {gap}"
+            );
+            // Block maxima stay exact.
+            assert!(back.chunks(block).all(|b| b[0] == 1.0));
+        }
     }
 
     #[test]
@@ -418,7 +572,7 @@ mod tests {
         let src = [f32::NAN, 1.0, f32::INFINITY, -2.0];
         let mut codes = [0u8; 4];
         let mut scales = [0f32; 2];
-        q8_encode(&src, &mut codes, &mut scales, 2);
+        q8_encode(&src, &mut codes, &mut scales, 2, Rounding::Nearest);
         let mut back = [0f32; 4];
         q8_decode(&codes, &scales, &mut back, 2);
         assert!(back[0].is_nan() && back[1].is_nan());

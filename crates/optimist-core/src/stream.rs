@@ -56,7 +56,11 @@ impl Stream {
         let n = self.arrays[0].len();
         // Tasks of CHUNK elements: slices of every array over the same range.
         let mut tasks: Vec<[&mut [f32]; MAX_STREAMS]> = Vec::with_capacity(n / CHUNK + 1);
-        let mut iters: Vec<_> = self.arrays.iter_mut().map(|a| a.chunks_mut(CHUNK)).collect();
+        let mut iters: Vec<_> = self
+            .arrays
+            .iter_mut()
+            .map(|a| a.chunks_mut(CHUNK))
+            .collect();
         'outer: loop {
             let mut t: [&mut [f32]; MAX_STREAMS] = Default::default();
             for (slot, it) in t.iter_mut().zip(iters.iter_mut()) {
@@ -107,14 +111,50 @@ fn kernel(r: usize, w: usize, t: [&mut [f32]; MAX_STREAMS]) {
         };
     }
     dispatch!(
-        (1, 0), (1, 1),
-        (2, 0), (2, 1), (2, 2),
-        (3, 0), (3, 1), (3, 2), (3, 3),
-        (4, 0), (4, 1), (4, 2), (4, 3), (4, 4),
-        (5, 0), (5, 1), (5, 2), (5, 3), (5, 4), (5, 5),
-        (6, 0), (6, 1), (6, 2), (6, 3), (6, 4), (6, 5), (6, 6),
-        (7, 0), (7, 1), (7, 2), (7, 3), (7, 4), (7, 5), (7, 6), (7, 7),
-        (8, 0), (8, 1), (8, 2), (8, 3), (8, 4), (8, 5), (8, 6), (8, 7), (8, 8)
+        (1, 0),
+        (1, 1),
+        (2, 0),
+        (2, 1),
+        (2, 2),
+        (3, 0),
+        (3, 1),
+        (3, 2),
+        (3, 3),
+        (4, 0),
+        (4, 1),
+        (4, 2),
+        (4, 3),
+        (4, 4),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+        (5, 3),
+        (5, 4),
+        (5, 5),
+        (6, 0),
+        (6, 1),
+        (6, 2),
+        (6, 3),
+        (6, 4),
+        (6, 5),
+        (6, 6),
+        (7, 0),
+        (7, 1),
+        (7, 2),
+        (7, 3),
+        (7, 4),
+        (7, 5),
+        (7, 6),
+        (7, 7),
+        (8, 0),
+        (8, 1),
+        (8, 2),
+        (8, 3),
+        (8, 4),
+        (8, 5),
+        (8, 6),
+        (8, 7),
+        (8, 8)
     );
 }
 
@@ -158,7 +198,11 @@ fn fixed<const R: usize, const W: usize>(t: [&mut [f32]; MAX_STREAMS]) {
 
 /// Parses a pattern such as `4,3`.
 pub fn parse_pattern(text: &str) -> Result<(usize, usize)> {
-    let bad = || Error::Input(format!("pattern '{text}': expected READS,WRITES such as 4,3"));
+    let bad = || {
+        Error::Input(format!(
+            "pattern '{text}': expected READS,WRITES such as 4,3"
+        ))
+    };
     let (r, w) = text.split_once(',').ok_or_else(bad)?;
     let r = r.trim().parse().map_err(|_| bad())?;
     let w = w.trim().parse().map_err(|_| bad())?;

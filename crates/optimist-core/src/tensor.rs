@@ -308,9 +308,10 @@ impl StateTensor {
     }
 
     /// Re-encodes the buffer as `dtype`: bf16 rounds stochastically with the
-    /// random stream `key`; q8 uses blocks of `block` values. Converting to
-    /// f32 decodes.
-    pub fn compress(&mut self, dtype: DType, block: usize, key: u64) {
+    /// random stream `key`; q8 uses blocks of `block` values and rounds to
+    /// the nearest code, or stochastically with `key` when `q8_stochastic`.
+    /// Converting to f32 decodes.
+    pub fn compress(&mut self, dtype: DType, block: usize, key: u64, q8_stochastic: bool) {
         if dtype == self.dtype() && dtype != DType::Q8 {
             return;
         }
@@ -331,7 +332,12 @@ impl StateTensor {
                 let block = block.max(1);
                 let mut codes = vec![0u8; values.len()];
                 let mut scales = vec![0f32; crate::quant::q8_blocks(values.len(), block)];
-                crate::quant::q8_encode(&values, &mut codes, &mut scales, block);
+                let rounding = if q8_stochastic {
+                    crate::quant::Rounding::Stochastic { key, offset: 0 }
+                } else {
+                    crate::quant::Rounding::Nearest
+                };
+                crate::quant::q8_encode(&values, &mut codes, &mut scales, block, rounding);
                 Storage::Q8 {
                     codes,
                     scales,

@@ -177,6 +177,7 @@ fn adam_apply(s: &AdamScalars, x: f32, m: f32, v: f32) -> f32 {
 }
 
 /// The simple path: one pass over (p, g, m, v[, vmax]) by index.
+#[allow(clippy::needless_range_loop)]
 fn adam_simple(s: &AdamScalars, p: &mut ParamMut<'_>, st: &mut AdamState) {
     let m = st.exp_avg.as_mut_slice();
     let v = st.exp_avg_sq.as_mut_slice();
@@ -197,6 +198,7 @@ fn adam_simple(s: &AdamScalars, p: &mut ParamMut<'_>, st: &mut AdamState) {
 /// The chunk kernel: the same per-element arithmetic over equal-length
 /// slices, so the loop vectorizes.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 fn adam_kernel(s: &AdamScalars, c: Chunk<'_>) {
     let n = c.value.len();
     let [m, v, vmax, ..] = c.state;

@@ -120,6 +120,7 @@ impl UpdateRule for Sgd {
     type State = SgdState;
 
     /// The simple path: per-element loop over the whole tensor.
+    #[allow(clippy::needless_range_loop)]
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SgdState) -> Result<()> {
         let s = self.prepare(info, p, st)?;
         let n = p.numel();
@@ -162,6 +163,8 @@ impl Elementwise for Sgd {
     }
 
     #[inline(always)]
+    // Index loops over slices re-sliced to one length: no bounds checks, vectorizes.
+    #[allow(clippy::needless_range_loop)]
     fn kernel(&self, s: &SgdScalars, c: Chunk<'_>) {
         let n = c.value.len();
         let (x, g) = (c.value, &c.grad[..n]);
