@@ -287,15 +287,20 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
     }
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
-        let mut seen = std::collections::HashSet::new();
         for p in params.iter() {
             p.check()?;
-            self.states.check(p.name, p.numel())?;
-            if !seen.insert(p.name) {
-                return Err(Error::Input(format!(
-                    "parameter '{}' given twice in one step",
-                    p.name
-                )));
+        }
+        let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
+        // The usual step (same parameters, same order) needs no lookups.
+        if !self.states.matches_order(&keys) {
+            let mut seen = std::collections::HashSet::new();
+            for &(name, numel) in &keys {
+                self.states.check(name, numel)?;
+                if !seen.insert(name) {
+                    return Err(Error::Input(format!(
+                        "parameter '{name}' given twice in one step"
+                    )));
+                }
             }
         }
         let info = StepInfo {
