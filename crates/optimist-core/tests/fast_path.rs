@@ -564,3 +564,35 @@ fn default_per_parameter_path_is_thread_count_independent() {
         );
     }
 }
+
+/// Gradient clipping's global norm sums fixed blocks in a fixed order: the
+/// same bits on every thread count, and the plain f64 sum to rounding.
+#[test]
+fn clip_norm_is_thread_count_independent() {
+    use optimist_core::clip::{total_norm, ClipGradNorm};
+    let ps = params(&sizes(), 21);
+    let grads: Vec<&[f32]> = ps.iter().map(|p| p.data.as_slice()).collect();
+    let plain: f64 = grads
+        .iter()
+        .flat_map(|g| g.iter())
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt();
+    let mut seen = Vec::new();
+    for threads in [1, 2, 3, 8] {
+        optimist_core::exec::set_num_threads(threads).unwrap();
+        let norms: Vec<u64> = [1.0, 2.0, 3.0, f64::INFINITY]
+            .iter()
+            .map(|&t| total_norm(&grads, t).to_bits())
+            .collect();
+        let mut clipped = ps.clone();
+        let mut gs: Vec<&mut [f32]> = clipped.iter_mut().map(|p| p.data.as_mut_slice()).collect();
+        ClipGradNorm::new(1.0, 2.0).unwrap().apply(&mut gs);
+        let after: Vec<u32> = clipped.iter().flat_map(|p| bits(&p.data)).collect();
+        seen.push((norms, after));
+    }
+    optimist_core::exec::set_num_threads(2).unwrap();
+    assert!(seen.windows(2).all(|w| w[0] == w[1]));
+    let two = f64::from_bits(seen[0].0[1]);
+    assert!((two - plain).abs() <= 1e-12 * plain, "{two} vs {plain}");
+}
