@@ -10,10 +10,11 @@
 //!   parameter once (bias corrections, decay factors; in f64, cast to f32)
 //!   and allocates its state; [`Elementwise::kernel`] updates one chunk of
 //!   the parameter, its gradient and its state buffers in a single pass. The
-//!   driver ([`run_elementwise`]) splits every parameter into chunks of
-//!   [`CHUNK`] elements, batches consecutive small parameters into tasks of
-//!   about [`CHUNK`] elements (so a thousand small tensors cost no more than
-//!   one large one), and runs the tasks on a thread pool. Each element is
+//!   driver ([`run_elementwise`]) splits every parameter into chunks of at
+//!   most [`CHUNK`] elements, batches consecutive chunks (of one large or
+//!   of many small parameters) into tasks of 1 to 4 chunks' worth of
+//!   elements (so a thousand small tensors cost about what one large one
+//!   does), and runs the tasks on a thread pool. Each element is
 //!   computed by the same arithmetic whatever the chunking, so results are
 //!   bit-identical for every thread count. A rule opts in with one line in
 //!   its `impl UpdateRule`: [`elementwise_fast_path!`](crate::elementwise_fast_path).
@@ -657,21 +658,24 @@ pub fn run_elementwise<R: Elementwise>(
         }
     }
 
-    // Tasks: runs of consecutive pieces of about CHUNK elements together.
-    let mut tasks: Vec<&mut [Piece<'_>]> = Vec::with_capacity(total / CHUNK + 2);
+    // Tasks: runs of consecutive pieces of at least `target` elements (the
+    // last may be smaller): about 16 tasks per thread, each of 1 to 4
+    // chunks, so that small tensors are batched and threads can balance.
+    let threads = info.exec.resolved_threads();
+    let target = (total / (threads.max(1) * 16)).clamp(CHUNK, 4 * CHUNK);
+    let mut tasks: Vec<&mut [Piece<'_>]> = Vec::with_capacity(total / target + 2);
     {
         let mut rest: &mut [Piece<'_>] = &mut pieces;
         while !rest.is_empty() {
             let mut k = 0;
             let mut acc = 0;
-            while k < rest.len() && (k == 0 || acc + rest[k].value.len() <= CHUNK) {
+            while k < rest.len() && acc < target {
                 acc += rest[k].value.len();
                 k += 1;
             }
             tasks.push(split_front(&mut rest, k));
         }
     }
-    let threads = info.exec.resolved_threads();
     let work = |task: &mut [Piece<'_>]| {
         for piece in task.iter_mut() {
             run_piece(rule, &scalars[piece.param], nb, piece);

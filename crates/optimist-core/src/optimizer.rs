@@ -320,6 +320,14 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
 
     fn set_exec_options(&mut self, exec: ExecOptions) -> Result<()> {
         exec.validate(R::NAME, R::ELEMENTWISE)?;
+        if exec.state_dtype == crate::tensor::DType::F32 {
+            // Back to f32: decode now (compressed targets are applied at the next step).
+            self.states.for_each_mut(|_, s| {
+                let mut bufs = Vec::new();
+                s.buffers_mut(&mut bufs);
+                bufs.iter_mut().for_each(|t| t.decompress());
+            });
+        }
         self.exec = exec;
         Ok(())
     }

@@ -338,6 +338,13 @@ impl<S: ParamState> StateStore<S> {
         Ok(())
     }
 
+    /// Calls `f` on every (name, state), in storage order.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&str, &mut S)) {
+        for (name, _, s) in self.entries.iter_mut() {
+            f(name, s);
+        }
+    }
+
     /// Iterates over (name, state), sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &S)> {
         let mut v: Vec<(&String, &S)> = self.entries.iter().map(|(k, _, s)| (k, s)).collect();

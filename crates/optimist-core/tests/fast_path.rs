@@ -596,3 +596,32 @@ fn clip_norm_is_thread_count_independent() {
     let two = f64::from_bits(seen[0].0[1]);
     assert!((two - plain).abs() <= 1e-12 * plain, "{two} vs {plain}");
 }
+
+/// Switching the state type between steps converts the state: q8 -> bf16
+/// -> f32 on a live optimizer keeps stepping (the simple path too).
+#[test]
+fn state_dtype_can_change_between_steps() {
+    let sz = [20_000usize, 50];
+    for fused in [true, false] {
+        let mut opt = build("adamw", &json!({"lr": 0.01})).unwrap();
+        let mut ps = params(&sz, 2);
+        let mut rng = Rng(6);
+        for dtype in [DType::Q8, DType::Bf16, DType::F32, DType::Q8] {
+            opt.set_exec_options(ExecOptions {
+                fused,
+                state_dtype: dtype,
+                ..ExecOptions::default()
+            })
+            .unwrap();
+            set_grads(&mut ps, &mut rng, 0.1);
+            opt.step(&mut views(&mut ps)).unwrap();
+        }
+        let d = opt.state_dict();
+        assert_eq!(d.scalars["step"], 4.0);
+        assert!(d
+            .tensors
+            .iter()
+            .all(|e| e.values.iter().all(|v| v.is_finite())));
+        assert!(ps.iter().all(|p| p.data.iter().all(|v| v.is_finite())));
+    }
+}
