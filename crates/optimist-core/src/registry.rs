@@ -54,6 +54,10 @@ pub fn registry() -> &'static [OptimizerSpec] {
             spec::<optim::Sgd>(),
             spec::<optim::Adam>(),
             spec::<optim::AdamW>(),
+            spec::<optim::Muon>(),
+            spec::<optim::AdaMuon>(),
+            spec::<optim::Namo>(),
+            spec::<optim::NamoD>(),
         ]
     })
 }

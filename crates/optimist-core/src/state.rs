@@ -13,6 +13,10 @@ use crate::tensor::StateTensor;
 pub trait ParamState: Default + Send + Sync + 'static {
     /// Names of the buffers, in declaration order.
     const BUFFERS: &'static [&'static str];
+    /// Buffers whose length is not the parameter's number of elements (a
+    /// per-matrix scalar, per-column statistics). Their lengths are checked
+    /// by the update rule; every other buffer has the parameter's size.
+    const OTHER_SIZES: &'static [&'static str] = &[];
     /// Number of steps taken on this parameter.
     fn step(&self) -> u64;
     /// Sets the step count (checkpoint loading).
@@ -188,7 +192,7 @@ impl<S: ParamState> StateStore<S> {
     /// Enumerates every allocated buffer and every step count.
     pub fn state_dict(&self) -> StateDict {
         let mut out = StateDict::default();
-        for (param, (_, s)) in &self.states {
+        for (param, (n, s)) in &self.states {
             out.scalars
                 .insert(format!("param/{param}/step"), s.step() as f64);
             for &b in S::BUFFERS {
@@ -198,6 +202,12 @@ impl<S: ParamState> StateStore<S> {
                         name: b.to_string(),
                         values: t.as_slice().to_vec(),
                     });
+                    // A buffer not of the parameter's size (a per-matrix
+                    // scalar, per-column statistics): record the size.
+                    if t.len() != *n && *n != 0 {
+                        out.scalars
+                            .insert(format!("param/{param}/numel"), *n as f64);
+                    }
                 }
             }
         }
@@ -205,10 +215,26 @@ impl<S: ParamState> StateStore<S> {
     }
 
     /// Replaces all states with the content of `dict`. Every buffer must be
-    /// one this state type declares; lengths must agree per parameter. On
-    /// error nothing is changed.
+    /// one this state type declares; lengths must agree per parameter, or,
+    /// where a `param/<name>/numel` scalar gives the parameter's size, equal
+    /// it (buffers in [`ParamState::OTHER_SIZES`] excepted). On error nothing
+    /// is changed.
     pub fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
         let mut fresh: BTreeMap<String, (usize, S)> = BTreeMap::new();
+        // Parameters whose buffers differ in size carry their size explicitly.
+        let mut declared: BTreeMap<&str, usize> = BTreeMap::new();
+        for (key, &v) in &dict.scalars {
+            let Some(param) = key
+                .strip_prefix("param/")
+                .and_then(|k| k.strip_suffix("/numel"))
+            else {
+                continue;
+            };
+            if !(v.is_finite() && v >= 1.0 && v.fract() == 0.0 && v <= usize::MAX as f64) {
+                return Err(Error::Input(format!("state '{key}': invalid size {v}")));
+            }
+            declared.insert(param, v as usize);
+        }
         for (key, &v) in &dict.scalars {
             let Some(param) = key
                 .strip_prefix("param/")
@@ -230,7 +256,17 @@ impl<S: ParamState> StateStore<S> {
             let entry = fresh
                 .entry(e.param.clone())
                 .or_insert((usize::MAX, S::default()));
-            if entry.0 != usize::MAX && entry.0 != e.values.len() {
+            let declared_size = declared.get(e.param.as_str()).copied();
+            if let Some(n) = declared_size {
+                if n != e.values.len() && !S::OTHER_SIZES.contains(&e.name.as_str()) {
+                    return Err(Error::Shape(format!(
+                        "state of '{}': buffer '{}' has {} values, the parameter {n}",
+                        e.param,
+                        e.name,
+                        e.values.len()
+                    )));
+                }
+            } else if entry.0 != usize::MAX && entry.0 != e.values.len() {
                 return Err(Error::Shape(format!(
                     "state of '{}': buffer '{}' has {} values, other buffers have {}",
                     e.param,
@@ -239,7 +275,7 @@ impl<S: ParamState> StateStore<S> {
                     entry.0
                 )));
             }
-            entry.0 = e.values.len();
+            entry.0 = declared_size.unwrap_or(e.values.len());
             let Some(buf) = entry.1.buffer_mut(&e.name) else {
                 return Err(Error::Input(format!(
                     "state of '{}': unknown buffer '{}' (expected one of {:?})",
