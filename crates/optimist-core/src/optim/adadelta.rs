@@ -18,9 +18,11 @@
 //! maximize = false; rho must lie in [0, 1]. State per parameter:
 //! `square_avg`, `acc_delta`.
 //!
-//! Known differences: torch's x86 kernels fuse some multiply-adds (addcmul,
-//! add with alpha) where the CPU has FMA; here every product is rounded, so
-//! values can differ from torch's in the last bit.
+//! Known differences: torch's CPU kernels fuse multiply-adds (addcmul, add
+//! with alpha) into FMA instructions, and MKL builds of torch take f32 square
+//! roots from MKL, which are not always correctly rounded; here every product
+//! is rounded and sqrt is IEEE, so values can differ from torch's in the last
+//! bits (measured in docs/torch-catalogue.md).
 
 use serde::{Deserialize, Serialize};
 

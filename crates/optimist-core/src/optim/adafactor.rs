@@ -26,7 +26,11 @@
 //! The row and column means are formed as torch forms them: the norm of the
 //! row (or column) rounded to f32, squared in f32, divided by the length.
 //! Norms and sums are accumulated in f64 and rounded once to f32 (torch
-//! accumulates in f32), so results can differ from torch's in the last bits.
+//! accumulates in f32), products are rounded on their own (torch's CPU
+//! kernels fuse the multiply-adds of lerp and add-with-alpha into FMA
+//! instructions) and sqrt is IEEE (MKL builds of torch take f32 square roots
+//! from MKL), so results can differ from torch's in the last bits (measured
+//! in docs/torch-catalogue.md).
 //!
 //! Defaults: lr = 1e-2, beta2_decay = -0.8, eps = (None, 1e-3) where
 //! eps1 = None means the f32 machine epsilon (1.1920929e-07), d = 1.0,

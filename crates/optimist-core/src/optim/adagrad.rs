@@ -19,9 +19,11 @@
 //! parameter: `sum` (torch's name). The accumulator is filled with the
 //! `initial_accumulator_value` in force at the parameter's first step.
 //!
-//! Known differences: torch's x86 addcmul kernel fuses `s + g * g` where the
-//! CPU has FMA; here the product is rounded, so values can differ from
-//! torch's in the last bit. Sparse gradients do not exist here.
+//! Known differences: torch's CPU kernels fuse multiply-adds (addcmul) into
+//! FMA instructions, and MKL builds of torch take f32 square roots from MKL,
+//! which are not always correctly rounded; here every product is rounded and
+//! sqrt is IEEE, so values can differ from torch's in the last bits (measured
+//! in docs/torch-catalogue.md). Sparse gradients do not exist here.
 
 use serde::{Deserialize, Serialize};
 

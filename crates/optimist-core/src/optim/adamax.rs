@@ -15,9 +15,9 @@
 //! Defaults: lr = 2e-3, betas = (0.9, 0.999), eps = 1e-8, weight_decay = 0,
 //! maximize = false. State per parameter: `exp_avg`, `exp_inf`.
 //!
-//! Known differences: torch's x86 lerp kernel fuses its multiply-add where
-//! the CPU has FMA; here the product is rounded, so values can differ from
-//! torch's in the last bit.
+//! Known differences: torch's CPU kernels fuse multiply-adds (lerp) into FMA
+//! instructions; here every product is rounded, so values can differ from
+//! torch's in the last bits (measured in docs/torch-catalogue.md).
 
 use serde::{Deserialize, Serialize};
 

@@ -27,9 +27,11 @@
 //! Defaults: lr = 1e-3, betas = (0.9, 0.999), eps = 1e-8, weight_decay = 0,
 //! decoupled_weight_decay = false, maximize = false.
 //!
-//! Known differences: torch's x86 kernels fuse some multiply-adds (lerp,
-//! addcmul) where the CPU has FMA; here every product is rounded, so values
-//! can differ from torch's in the last bit.
+//! Known differences: torch's CPU kernels fuse multiply-adds (lerp, addcmul)
+//! into FMA instructions, and MKL builds of torch take f32 square roots from
+//! MKL, which are not always correctly rounded; here every product is rounded
+//! and sqrt is IEEE, so values can differ from torch's in the last bits
+//! (measured in docs/torch-catalogue.md).
 
 use serde::{Deserialize, Serialize};
 

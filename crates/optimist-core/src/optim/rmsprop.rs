@@ -27,9 +27,11 @@
 //! `square_avg`, `momentum_buffer` (when momentum > 0), `grad_avg` (when
 //! centered). alpha is only required to be >= 0, as in torch.
 //!
-//! Known differences: torch's x86 kernels fuse some multiply-adds (lerp,
-//! addcmul, add with alpha) where the CPU has FMA; here every product is
-//! rounded, so values can differ from torch's in the last bit.
+//! Known differences: torch's CPU kernels fuse multiply-adds (lerp, addcmul,
+//! add with alpha) into FMA instructions, and MKL builds of torch take f32
+//! square roots from MKL, which are not always correctly rounded; here every
+//! product is rounded and sqrt is IEEE, so values can differ from torch's in
+//! the last bits (measured in docs/torch-catalogue.md).
 
 use serde::{Deserialize, Serialize};
 
