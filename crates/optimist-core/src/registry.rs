@@ -54,6 +54,13 @@ pub fn registry() -> &'static [OptimizerSpec] {
             spec::<optim::Sgd>(),
             spec::<optim::Adam>(),
             spec::<optim::AdamW>(),
+            spec::<optim::Nadam>(),
+            spec::<optim::Radam>(),
+            spec::<optim::Adamax>(),
+            spec::<optim::Adagrad>(),
+            spec::<optim::Rmsprop>(),
+            spec::<optim::Adadelta>(),
+            spec::<optim::Adafactor>(),
         ]
     })
 }
