@@ -13,10 +13,10 @@ use crate::tensor::StateTensor;
 pub trait ParamState: Default + Send + Sync + 'static {
     /// Names of the buffers, in declaration order.
     const BUFFERS: &'static [&'static str];
-    /// Buffers whose length is not the parameter's number of elements (a
-    /// per-matrix scalar, per-column statistics). Their lengths are checked
-    /// by the update rule; every other buffer has the parameter's size.
-    const OTHER_SIZES: &'static [&'static str] = &[];
+    /// The buffers whose length is not the parameter's element count
+    /// (factored moments, per-parameter scalars). The store does not check
+    /// their lengths; the update rule does.
+    const UNSIZED: &'static [&'static str] = &[];
     /// Number of steps taken on this parameter.
     fn step(&self) -> u64;
     /// Sets the step count (checkpoint loading).
@@ -28,7 +28,9 @@ pub trait ParamState: Default + Send + Sync + 'static {
 }
 
 /// Declares a per-parameter state struct with a `step` counter and the given
-/// [`StateTensor`] buffers, and implements [`ParamState`] for it.
+/// [`StateTensor`] buffers, and implements [`ParamState`] for it. Buffers
+/// listed after `; unsized:` may hold any number of values (see
+/// [`ParamState::UNSIZED`]); the others hold one value per parameter element.
 ///
 /// ```
 /// optimist_core::param_state! {
@@ -37,10 +39,23 @@ pub trait ParamState: Default + Send + Sync + 'static {
 /// }
 /// let s = MomentumState::default();
 /// assert!(!s.momentum_buffer.is_allocated());
+///
+/// optimist_core::param_state! {
+///     /// State with a per-parameter scalar.
+///     pub struct ScaledState { exp_avg; unsized: scale }
+/// }
+/// use optimist_core::ParamState;
+/// assert_eq!(ScaledState::BUFFERS, ["exp_avg", "scale"]);
+/// assert_eq!(ScaledState::UNSIZED, ["scale"]);
 /// ```
 #[macro_export]
 macro_rules! param_state {
     ($(#[$m:meta])* pub struct $name:ident { $($field:ident),* $(,)? }) => {
+        $crate::param_state! { $(#[$m])* pub struct $name { $($field),* ; unsized: } }
+    };
+    ($(#[$m:meta])* pub struct $name:ident {
+        $($field:ident),* ; unsized: $($ufield:ident),* $(,)?
+    }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Default, PartialEq)]
         pub struct $name {
@@ -50,17 +65,31 @@ macro_rules! param_state {
                 #[doc = concat!("State buffer `", stringify!($field), "`.")]
                 pub $field: $crate::tensor::StateTensor,
             )*
+            $(
+                #[doc = concat!("State buffer `", stringify!($ufield), "` (not parameter-sized).")]
+                pub $ufield: $crate::tensor::StateTensor,
+            )*
         }
 
         impl $crate::state::ParamState for $name {
-            const BUFFERS: &'static [&'static str] = &[$(stringify!($field)),*];
+            const BUFFERS: &'static [&'static str] =
+                &[$(stringify!($field),)* $(stringify!($ufield),)*];
+            const UNSIZED: &'static [&'static str] = &[$(stringify!($ufield)),*];
             fn step(&self) -> u64 { self.step }
             fn set_step(&mut self, step: u64) { self.step = step; }
             fn buffer(&self, name: &str) -> Option<&$crate::tensor::StateTensor> {
-                match name { $(stringify!($field) => Some(&self.$field),)* _ => None }
+                match name {
+                    $(stringify!($field) => Some(&self.$field),)*
+                    $(stringify!($ufield) => Some(&self.$ufield),)*
+                    _ => None,
+                }
             }
             fn buffer_mut(&mut self, name: &str) -> Option<&mut $crate::tensor::StateTensor> {
-                match name { $(stringify!($field) => Some(&mut self.$field),)* _ => None }
+                match name {
+                    $(stringify!($field) => Some(&mut self.$field),)*
+                    $(stringify!($ufield) => Some(&mut self.$ufield),)*
+                    _ => None,
+                }
             }
         }
     };
@@ -192,7 +221,7 @@ impl<S: ParamState> StateStore<S> {
     /// Enumerates every allocated buffer and every step count.
     pub fn state_dict(&self) -> StateDict {
         let mut out = StateDict::default();
-        for (param, (n, s)) in &self.states {
+        for (param, (_, s)) in &self.states {
             out.scalars
                 .insert(format!("param/{param}/step"), s.step() as f64);
             for &b in S::BUFFERS {
@@ -202,12 +231,6 @@ impl<S: ParamState> StateStore<S> {
                         name: b.to_string(),
                         values: t.as_slice().to_vec(),
                     });
-                    // A buffer not of the parameter's size (a per-matrix
-                    // scalar, per-column statistics): record the size.
-                    if t.len() != *n && *n != 0 {
-                        out.scalars
-                            .insert(format!("param/{param}/numel"), *n as f64);
-                    }
                 }
             }
         }
@@ -215,26 +238,10 @@ impl<S: ParamState> StateStore<S> {
     }
 
     /// Replaces all states with the content of `dict`. Every buffer must be
-    /// one this state type declares; lengths must agree per parameter, or,
-    /// where a `param/<name>/numel` scalar gives the parameter's size, equal
-    /// it (buffers in [`ParamState::OTHER_SIZES`] excepted). On error nothing
-    /// is changed.
+    /// one this state type declares; lengths of the parameter-sized buffers
+    /// must agree per parameter. On error nothing is changed.
     pub fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
         let mut fresh: BTreeMap<String, (usize, S)> = BTreeMap::new();
-        // Parameters whose buffers differ in size carry their size explicitly.
-        let mut declared: BTreeMap<&str, usize> = BTreeMap::new();
-        for (key, &v) in &dict.scalars {
-            let Some(param) = key
-                .strip_prefix("param/")
-                .and_then(|k| k.strip_suffix("/numel"))
-            else {
-                continue;
-            };
-            if !(v.is_finite() && v >= 1.0 && v.fract() == 0.0 && v <= usize::MAX as f64) {
-                return Err(Error::Input(format!("state '{key}': invalid size {v}")));
-            }
-            declared.insert(param, v as usize);
-        }
         for (key, &v) in &dict.scalars {
             let Some(param) = key
                 .strip_prefix("param/")
@@ -256,26 +263,18 @@ impl<S: ParamState> StateStore<S> {
             let entry = fresh
                 .entry(e.param.clone())
                 .or_insert((usize::MAX, S::default()));
-            let declared_size = declared.get(e.param.as_str()).copied();
-            if let Some(n) = declared_size {
-                if n != e.values.len() && !S::OTHER_SIZES.contains(&e.name.as_str()) {
+            if !S::UNSIZED.contains(&e.name.as_str()) {
+                if entry.0 != usize::MAX && entry.0 != e.values.len() {
                     return Err(Error::Shape(format!(
-                        "state of '{}': buffer '{}' has {} values, the parameter {n}",
+                        "state of '{}': buffer '{}' has {} values, other buffers have {}",
                         e.param,
                         e.name,
-                        e.values.len()
+                        e.values.len(),
+                        entry.0
                     )));
                 }
-            } else if entry.0 != usize::MAX && entry.0 != e.values.len() {
-                return Err(Error::Shape(format!(
-                    "state of '{}': buffer '{}' has {} values, other buffers have {}",
-                    e.param,
-                    e.name,
-                    e.values.len(),
-                    entry.0
-                )));
+                entry.0 = e.values.len();
             }
-            entry.0 = declared_size.unwrap_or(e.values.len());
             let Some(buf) = entry.1.buffer_mut(&e.name) else {
                 return Err(Error::Input(format!(
                     "state of '{}': unknown buffer '{}' (expected one of {:?})",

@@ -58,10 +58,10 @@ use serde::{Deserialize, Serialize};
 
 use super::newton_schulz::{self as ns, NormGuard};
 use crate::error::{Error, Result};
-use crate::math::{bias_correction, lerp, sign, WeightDecay};
+use crate::math::{bias_correction, descent_sign, l2_norm, lerp, sign, Ema, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::state::StateStore;
-use crate::tensor::{ParamMut, StateTensor};
+use crate::tensor::ParamMut;
 use crate::validate as v;
 
 crate::param_state! {
@@ -219,20 +219,16 @@ impl AdaMuon {
     ) -> Result<()> {
         let (rows, cols) = ns::matrix_dims(Self::NAME, p, self.flatten)?;
         let n = p.numel();
-        if !st.m.is_allocated() {
-            st.m = StateTensor::zeros(n);
-            st.v = StateTensor::zeros(n);
-        }
         st.step += 1;
         let official = self.variant == AdaMuonVariant::Official;
         let [beta1, beta2] = self.betas;
         let wd = WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr);
-        let sgn = if self.maximize { -1.0f32 } else { 1.0 };
-        let b1 = beta1 as f32;
-        let w1 = (1.0 - beta1) as f32;
+        let sgn = descent_sign(self.maximize);
+        let ema1 = Ema::new(beta1);
+        let b1 = ema1.beta;
 
         // Pass 1: weight decay, momentum, the Newton-Schulz input.
-        let m = st.m.as_mut_slice();
+        let m = st.m.get_or_fill(p.name, "m", n, 0.0)?;
         let mut u = vec![0.0f32; n];
         for (((x, &g), m), u) in p
             .value
@@ -246,7 +242,7 @@ impl AdaMuon {
                 *m = *m * b1 + g;
                 *u = sign(if self.nesterov { g + b1 * *m } else { *m });
             } else {
-                *m = lerp(*m, g, w1);
+                *m = ema1.lerp(*m, g);
                 *u = if self.nesterov { lerp(g, *m, b1) } else { *m };
             }
         }
@@ -258,17 +254,16 @@ impl AdaMuon {
         let mut o = ns::orthogonalize(&u, rows, cols, sched, self.ns_steps as usize, guard)?;
 
         // Pass 2: second moment and the normalized update.
-        let b2 = beta2 as f32;
-        let w2 = (1.0 - beta2) as f32;
+        let ema2 = Ema::new(beta2);
         let eps = self.eps as f32;
         let bc2 = if official {
             1.0f32
         } else {
             bias_correction(beta2, st.step) as f32
         };
-        let v = st.v.as_mut_slice();
+        let v = st.v.get_or_fill(p.name, "v", n, 0.0)?;
         for (o, v) in o.iter_mut().zip(v.iter_mut()) {
-            *v = *v * b2 + w2 * *o * *o;
+            *v = ema2.sq(*v, *o);
             let denom = if official {
                 v.sqrt() + eps
             } else {
@@ -278,7 +273,7 @@ impl AdaMuon {
         }
 
         // Pass 3: rescale and apply.
-        let norm = ns::frobenius(&o) + eps;
+        let norm = l2_norm(&o) + eps;
         let (target, lr) = if official {
             (0.2 * ((rows * cols) as f64).sqrt(), self.lr)
         } else {

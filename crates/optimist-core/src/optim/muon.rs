@@ -45,10 +45,10 @@ use serde::{Deserialize, Serialize};
 
 use super::newton_schulz::{self as ns, NormGuard, MUON_COEFFICIENTS};
 use crate::error::{Error, Result};
-use crate::math::lerp;
+use crate::math::{lerp, Ema};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::state::StateStore;
-use crate::tensor::{ParamMut, StateTensor};
+use crate::tensor::ParamMut;
 use crate::validate as v;
 
 crate::param_state! {
@@ -157,17 +157,19 @@ impl UpdateRule for Muon {
     fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut MuonState) -> Result<()> {
         let (rows, cols) = ns::matrix_dims(Self::NAME, p, self.flatten)?;
         let n = p.numel();
-        if !st.momentum_buffer.is_allocated() {
-            st.momentum_buffer = StateTensor::zeros(n);
-        }
         st.step += 1;
-        let w_buf = (1.0 - self.momentum) as f32;
-        let mom = self.momentum as f32;
-        let buf = st.momentum_buffer.as_mut_slice();
+        let ema = Ema::new(self.momentum);
+        let buf = st
+            .momentum_buffer
+            .get_or_fill(p.name, "momentum_buffer", n, 0.0)?;
         let mut u = vec![0.0f32; n];
         for ((b, &g), u) in buf.iter_mut().zip(p.grad.iter()).zip(u.iter_mut()) {
-            *b = lerp(*b, g, w_buf);
-            *u = if self.nesterov { lerp(g, *b, mom) } else { *b };
+            *b = ema.lerp(*b, g);
+            *u = if self.nesterov {
+                lerp(g, *b, ema.beta)
+            } else {
+                *b
+            };
         }
         let coeffs = ns::schedule_f32(&[self.ns_coefficients]);
         let o = ns::orthogonalize(

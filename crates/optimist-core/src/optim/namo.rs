@@ -61,67 +61,24 @@
 use serde::{Deserialize, Serialize};
 
 use super::newton_schulz::{self as ns, NormGuard, MUON_COEFFICIENTS};
-use crate::error::{Error, Result};
-use crate::math::lerp;
+use crate::error::Result;
+use crate::math::{l2_norm, lerp, Ema};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::state::{ParamState, StateStore};
-use crate::tensor::{ParamMut, StateTensor};
+use crate::state::StateStore;
+use crate::tensor::ParamMut;
 use crate::validate as v;
 
-/// NAMO state: the momentum and the EMA of the squared gradient norm (one
-/// value).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct NamoState {
-    /// Steps taken on this parameter.
-    pub step: u64,
-    /// `M`, the parameter's size.
-    pub momentum_buffer: StateTensor,
-    /// `v`, one value.
-    pub v_squared: StateTensor,
+crate::param_state! {
+    /// NAMO state: the momentum and the EMA of the squared gradient norm
+    /// (one value).
+    pub struct NamoState { momentum_buffer; unsized: v_squared }
 }
 
-/// NAMO-D state: the momentum and the EMA of the squared column norms of the
-/// gradient (one value per column).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct NamoDState {
-    /// Steps taken on this parameter.
-    pub step: u64,
-    /// `M`, the parameter's size.
-    pub momentum_buffer: StateTensor,
-    /// `v_j`, one value per column.
-    pub v: StateTensor,
+crate::param_state! {
+    /// NAMO-D state: the momentum and the EMA of the squared column norms of
+    /// the gradient (one value per column).
+    pub struct NamoDState { momentum_buffer; unsized: v }
 }
-
-macro_rules! namo_state {
-    ($name:ident, $other:ident) => {
-        impl ParamState for $name {
-            const BUFFERS: &'static [&'static str] = &["momentum_buffer", stringify!($other)];
-            const OTHER_SIZES: &'static [&'static str] = &[stringify!($other)];
-            fn step(&self) -> u64 {
-                self.step
-            }
-            fn set_step(&mut self, step: u64) {
-                self.step = step;
-            }
-            fn buffer(&self, name: &str) -> Option<&StateTensor> {
-                match name {
-                    "momentum_buffer" => Some(&self.momentum_buffer),
-                    stringify!($other) => Some(&self.$other),
-                    _ => None,
-                }
-            }
-            fn buffer_mut(&mut self, name: &str) -> Option<&mut StateTensor> {
-                match name {
-                    "momentum_buffer" => Some(&mut self.momentum_buffer),
-                    stringify!($other) => Some(&mut self.$other),
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-namo_state!(NamoState, v_squared);
-namo_state!(NamoDState, v);
 
 /// Hyperparameters of NAMO (the reference's `NAMO` class).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,24 +196,13 @@ fn base_lr(lr: f64, momentum: f64, mu2: f64, t: u64) -> f64 {
 
 /// Momentum update and the Newton-Schulz input, one pass; returns `U`.
 fn momentum_pass(grad: &[f32], buf: &mut [f32], momentum: f64, nesterov: bool) -> Vec<f32> {
-    let w = (1.0 - momentum) as f32;
-    let mom = momentum as f32;
+    let ema = Ema::new(momentum);
     let mut u = vec![0.0f32; grad.len()];
     for ((b, &g), u) in buf.iter_mut().zip(grad.iter()).zip(u.iter_mut()) {
-        *b = lerp(*b, g, w);
-        *u = if nesterov { lerp(g, *b, mom) } else { *b };
+        *b = ema.lerp(*b, g);
+        *u = if nesterov { lerp(g, *b, ema.beta) } else { *b };
     }
     u
-}
-
-fn check_len(opt: &str, param: &str, buffer: &str, got: usize, want: usize) -> Result<()> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(Error::Shape(format!(
-            "{opt}: state of '{param}': buffer '{buffer}' has {got} values, expected {want}"
-        )))
-    }
 }
 
 impl OptimizerConfig for Namo {
@@ -286,28 +232,16 @@ impl UpdateRule for Namo {
     fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut NamoState) -> Result<()> {
         let (rows, cols) = ns::matrix_dims(Self::NAME, p, self.flatten)?;
         let n = p.numel();
-        if !st.momentum_buffer.is_allocated() {
-            st.momentum_buffer = StateTensor::zeros(n);
-            st.v_squared = StateTensor::zeros(1);
-        }
-        check_len(
-            Self::NAME,
-            p.name,
-            "momentum_buffer",
-            st.momentum_buffer.len(),
-            n,
-        )?;
-        check_len(Self::NAME, p.name, "v_squared", st.v_squared.len(), 1)?;
-        let gn = ns::frobenius(p.grad);
-        let u = momentum_pass(
-            p.grad,
-            st.momentum_buffer.as_mut_slice(),
-            self.momentum,
-            self.nesterov,
-        );
-        let un = ns::frobenius(&u);
-        let v = &mut st.v_squared.as_mut_slice()[0];
-        *v = *v * self.mu2 as f32 + (1.0 - self.mu2) as f32 * (gn * gn);
+        let buf = st
+            .momentum_buffer
+            .get_or_fill(p.name, "momentum_buffer", n, 0.0)?;
+        let v = &mut st.v_squared.get_or_fill(p.name, "v_squared", 1, 0.0)?[0];
+        let gn = l2_norm(p.grad);
+        let u = momentum_pass(p.grad, buf, self.momentum, self.nesterov);
+        let un = l2_norm(&u);
+        // v.mul_(mu2).add_(gn * gn, alpha = 1 - mu2)
+        let ema2 = Ema::new(self.mu2);
+        *v = *v * ema2.beta + ema2.weight * (gn * gn);
         let coeffs = ns::schedule_f32(&[MUON_COEFFICIENTS]);
         let o = ns::orthogonalize(
             &u,
@@ -409,29 +343,16 @@ impl UpdateRule for NamoD {
     fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut NamoDState) -> Result<()> {
         let (rows, cols) = ns::matrix_dims(Self::NAME, p, self.flatten)?;
         let n = p.numel();
-        if !st.momentum_buffer.is_allocated() {
-            st.momentum_buffer = StateTensor::zeros(n);
-            st.v = StateTensor::zeros(cols);
+        let buf = st
+            .momentum_buffer
+            .get_or_fill(p.name, "momentum_buffer", n, 0.0)?;
+        let vcol = st.v.get_or_fill(p.name, "v", cols, 0.0)?;
+        // V.mul_(mu2).addcmul_(g, g, value = 1 - mu2)
+        let ema2 = Ema::new(self.mu2);
+        for (v, &g) in vcol.iter_mut().zip(&column_norms(p.grad, rows, cols)) {
+            *v = ema2.sq(*v, g);
         }
-        check_len(
-            Self::NAME,
-            p.name,
-            "momentum_buffer",
-            st.momentum_buffer.len(),
-            n,
-        )?;
-        check_len(Self::NAME, p.name, "v", st.v.len(), cols)?;
-        let gcol = column_norms(p.grad, rows, cols);
-        let (mu2, w2) = (self.mu2 as f32, (1.0 - self.mu2) as f32);
-        for (v, g) in st.v.as_mut_slice().iter_mut().zip(&gcol) {
-            *v = *v * mu2 + w2 * g * g;
-        }
-        let u = momentum_pass(
-            p.grad,
-            st.momentum_buffer.as_mut_slice(),
-            self.momentum,
-            self.nesterov,
-        );
+        let u = momentum_pass(p.grad, buf, self.momentum, self.nesterov);
         let coeffs = ns::schedule_f32(&[MUON_COEFFICIENTS]);
         let o = ns::orthogonalize(
             &u,

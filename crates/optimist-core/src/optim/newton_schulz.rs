@@ -33,6 +33,7 @@
 //! `(1.875, -1.25, 0.375)` converge to 1 with enough steps.
 
 use crate::error::{Error, Result};
+use crate::math::l2_norm;
 use crate::tensor::ParamMut;
 
 /// Keller Jordan's quintic coefficients (torch.optim.Muon's default).
@@ -141,14 +142,6 @@ pub fn check_all(optimizer: &str, params: &[ParamMut<'_>], flatten: bool) -> Res
         matrix_dims(optimizer, p, flatten)?;
     }
     Ok(())
-}
-
-/// Frobenius norm of `x`, accumulated in f64 and rounded to f32.
-pub fn frobenius(x: &[f32]) -> f32 {
-    x.iter()
-        .map(|&v| (v as f64) * (v as f64))
-        .sum::<f64>()
-        .sqrt() as f32
 }
 
 /// A strided read-only matrix view for [`gemm`].
@@ -282,7 +275,7 @@ pub fn orthogonalize(
     } else {
         g.to_vec()
     };
-    let norm = frobenius(&x);
+    let norm = l2_norm(&x);
     let denom = match guard {
         NormGuard::Clamp(eps) => norm.max(eps),
         NormGuard::Add(eps) => norm + eps,
