@@ -21,6 +21,10 @@ fn demo_hparams(name: &str) -> Value {
     match name {
         "sgd" => json!({"lr": 1e-3, "momentum": 0.9}),
         "adam" | "adamw" => json!({"lr": 2e-2}),
+        "lion" | "signsgd" => json!({"lr": 1e-3}),
+        "adabelief" | "adabound" | "lamb" => json!({"lr": 2e-2}),
+        "lookahead" => json!({"inner": {"optimizer": "adam", "hparams": {"lr": 2e-2}}}),
+        "cautious" => json!({"inner": {"optimizer": "adamw", "hparams": {"lr": 2e-2}}}),
         _ => json!({}),
     }
 }

@@ -54,6 +54,13 @@ pub fn registry() -> &'static [OptimizerSpec] {
             spec::<optim::Sgd>(),
             spec::<optim::Adam>(),
             spec::<optim::AdamW>(),
+            spec::<optim::Lion>(),
+            spec::<optim::AdaBelief>(),
+            spec::<optim::Lamb>(),
+            spec::<optim::AdaBound>(),
+            spec::<optim::SignSgd>(),
+            optim::lookahead::spec(),
+            crate::cautious::spec(),
         ]
     })
 }
