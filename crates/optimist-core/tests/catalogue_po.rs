@@ -604,19 +604,39 @@ fn lookahead_syncs_every_k_steps_toward_the_initial_slow_weights() {
 
 #[test]
 fn lookahead_wraps_every_registered_optimizer_and_forwards_the_lr() {
+    // One 2-D parameter, which every optimizer takes (some take only matrices).
+    let weight = || vec![shaped_params().remove(0)];
     for spec in registry() {
-        let inner = match spec.name {
-            "lookahead" => {
-                json!({"optimizer": "lookahead", "hparams": {"inner": {"optimizer": "sgd"}}})
-            }
-            "cautious" => {
-                json!({"optimizer": "cautious", "hparams": {"inner": {"optimizer": "lion"}}})
-            }
-            name => json!({"optimizer": name, "hparams": {}}),
+        let (inner_name, inner_hp) = match spec.name {
+            "lookahead" => ("lookahead", json!({"inner": {"optimizer": "sgd"}})),
+            "cautious" => ("cautious", json!({"inner": {"optimizer": "lion"}})),
+            name => (name, json!({})),
         };
+        let inner = json!({"optimizer": inner_name, "hparams": inner_hp});
+        let mut bare = opt(inner_name, inner_hp.clone());
+        let mut pb = weight();
+        let bare_ok = (0..3).all(|k| {
+            set_grads(&mut pb, k);
+            bare.step(&mut [pb[0].view()]).is_ok()
+        });
+        // Between synchronisations lookahead is exactly its inner optimizer.
+        let mut la = opt("lookahead", json!({"k": 1000, "inner": inner.clone()}));
+        let mut pl = weight();
+        let la_ok = (0..3).all(|k| {
+            set_grads(&mut pl, k);
+            la.step(&mut [pl[0].view()]).is_ok()
+        });
+        assert_eq!(bare_ok, la_ok, "{}", spec.name);
+        if !bare_ok {
+            continue;
+        }
+        assert_eq!(pb, pl, "{}: lookahead before its first sync", spec.name);
         let mut o = opt("lookahead", json!({"k": 2, "inner": inner}));
-        let mut p = shaped_params();
-        run_steps(o.as_mut(), &mut p, 0, 3);
+        let mut p = weight();
+        for k in 0..3 {
+            set_grads(&mut p, k);
+            o.step(&mut [p[0].view()]).unwrap();
+        }
         if let Some(lr) = o.lr() {
             o.set_lr(lr * 0.5).unwrap();
             assert_eq!(o.lr(), Some(lr * 0.5), "{}", spec.name);
