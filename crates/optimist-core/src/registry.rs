@@ -61,6 +61,13 @@ pub fn registry() -> &'static [OptimizerSpec] {
             spec::<optim::Rmsprop>(),
             spec::<optim::Adadelta>(),
             spec::<optim::Adafactor>(),
+            spec::<optim::Lion>(),
+            spec::<optim::AdaBelief>(),
+            spec::<optim::Lamb>(),
+            spec::<optim::AdaBound>(),
+            spec::<optim::SignSgd>(),
+            optim::lookahead::spec(),
+            crate::cautious::spec(),
         ]
     })
 }

@@ -120,7 +120,12 @@ fn project_golden_cases() {
 fn project_extension_cases() {
     let dir = repo_root().join("tests/golden/extensions");
     let (n, failures) = run_dir(&dir);
-    assert!(failures.is_empty(), "{} of {n} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{n} extension cases passed");
 }
 
