@@ -24,6 +24,7 @@
 //! [`problems`] (built-in test functions).
 
 pub mod clip;
+pub mod curvature;
 pub mod error;
 pub mod groups;
 pub mod math;
@@ -32,7 +33,9 @@ pub mod optimizer;
 pub mod problems;
 pub mod registry;
 pub mod replay;
+pub mod rng;
 pub mod schedule;
+pub mod stages;
 pub mod state;
 pub mod tensor;
 pub mod transform;

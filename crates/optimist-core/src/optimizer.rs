@@ -53,6 +53,13 @@ pub trait Optimizer: Send {
     fn set_lr(&mut self, lr: f64) -> Result<()> {
         self.set_hparam("lr", lr)
     }
+
+    /// The state buffer `buffer` (e.g. `exp_avg`) of parameter `param`, if
+    /// this optimizer keeps one by that name. Wrappers that read the wrapped
+    /// optimizer's moments (update masking) use it; the default has none.
+    fn state_buffer(&self, _param: &str, _buffer: &str) -> Option<&[f32]> {
+        None
+    }
 }
 
 /// Reads scalar `key` from a JSON configuration: a plain number field, or
@@ -279,5 +286,10 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
         self.states = states;
         self.step = step;
         Ok(())
+    }
+
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        let t = self.states.peek(param)?.buffer(buffer)?;
+        t.is_allocated().then(|| t.as_slice())
     }
 }

@@ -54,6 +54,11 @@ pub fn registry() -> &'static [OptimizerSpec] {
             spec::<optim::Sgd>(),
             spec::<optim::Adam>(),
             spec::<optim::AdamW>(),
+            spec::<optim::SophiaH>(),
+            spec::<optim::SophiaG>(),
+            spec::<optim::AdaMomentum>(),
+            optim::AdaGc::spec(),
+            optim::Magma::spec(),
         ]
     })
 }
