@@ -22,9 +22,11 @@ Usage:
     --out DIR          contract cases (default tests/golden/cases)
     --ext-out DIR      cases beyond contract v1 (default tests/golden/extensions):
                        `maximize: true` for sgd/adam/adamw (the contract keeps maximize
-                       false and treats it as an unknown hyperparameter) and
+                       false and treats it as an unknown hyperparameter),
                        `adamomentum` (not in the registry; checked against the
-                       independent implementation in this file)
+                       independent implementation in this file), and `adagc` and
+                       `magma` (pytorch-optimizer 4.1.0 AdaGC and Magma; Magma
+                       cases use mask_prob 1, so no random mask is drawn)
     --only NAME ...    only cases whose id or optimizer matches NAME (fnmatch patterns,
                        e.g. `--only adam 'error-*' lookahead-sgd-*`)
     --clean            remove *.json in the output directories first (full runs only)
