@@ -31,6 +31,10 @@
 //! **Differences.** `exclude` takes parameter-name patterns (`*`, `?`)
 //! instead of tensor objects. Cosines and norms are accumulated in f64.
 //!
+//! **Composition.** Magma reads the gradients it is given; to clip before
+//! masking (the usual `clip_grad_norm_` then `step()` order), put the stages
+//! in a [`Chain`](crate::transform::Chain) around Magma, not inside it.
+//!
 //! Defaults: mask_prob = 0.5, tau = 2.0, momentum_beta = 0.9,
 //! alignment_ema = 0.9, moment_key = "auto", exclude = [], seed = 0,
 //! inner = AdamW with its defaults (what the reference wraps when given
