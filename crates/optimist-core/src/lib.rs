@@ -23,6 +23,7 @@
 //! and checkpoints' state dicts), [`replay`] (the conformance contract),
 //! [`problems`] (built-in test functions).
 
+pub mod cautious;
 pub mod clip;
 pub mod curvature;
 pub mod error;
@@ -40,6 +41,7 @@ pub mod state;
 pub mod tensor;
 pub mod transform;
 pub mod validate;
+pub mod wrap;
 
 pub use error::{Error, Result};
 pub use optimizer::{Engine, Optimizer, OptimizerConfig, StepInfo, UpdateRule};

@@ -57,17 +57,7 @@ use crate::rng::SplitMix64;
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::ParamMut;
 use crate::validate as v;
-
-/// The wrapped optimizer, as written in a configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InnerSpec {
-    /// Registry name.
-    pub optimizer: String,
-    /// Its hyperparameters (missing keys take its defaults).
-    #[serde(default)]
-    pub hparams: Value,
-}
+use crate::wrap::{build_inner, reconfigure_inner, InnerSpec};
 
 /// Magma's hyperparameters (names and defaults of `pytorch_optimizer.Magma`,
 /// plus `seed`).
@@ -175,7 +165,7 @@ impl Magma {
     pub fn from_json(value: &Value) -> Result<Self> {
         let cfg = MagmaConfig::from_json(value)?;
         let spec = cfg.inner.clone().unwrap_or_else(default_inner);
-        let inner = registry::build(&spec.optimizer, &spec.hparams)?;
+        let inner = build_inner(NAME, &spec)?;
         Magma::new(cfg, inner)
     }
 
@@ -261,19 +251,8 @@ impl Optimizer for Magma {
 
     fn set_config(&mut self, config: Value) -> Result<()> {
         let cfg = MagmaConfig::from_json(&config)?;
-        let spec = cfg.inner.clone();
-        if let Some(spec) = &spec {
-            if spec.optimizer != self.inner.name() {
-                return Err(Error::config(
-                    NAME,
-                    format!(
-                        "cannot change the wrapped optimizer from '{}' to '{}'",
-                        self.inner.name(),
-                        spec.optimizer
-                    ),
-                ));
-            }
-            self.inner.set_config(spec.hparams.clone())?;
+        if let Some(spec) = &cfg.inner {
+            reconfigure_inner(NAME, self.inner.as_mut(), spec)?;
         }
         let seed_changed = cfg.seed != self.config.seed;
         self.config = MagmaConfig { inner: None, ..cfg };
@@ -435,5 +414,9 @@ impl Optimizer for Magma {
 
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
         self.inner.state_buffer(param, buffer)
+    }
+
+    fn set_cautious(&mut self, on: bool) -> Result<()> {
+        self.inner.set_cautious(on)
     }
 }
