@@ -134,29 +134,6 @@ pub fn l2_norm(xs: &[f32]) -> f32 {
     xs.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32
 }
 
-/// torch's `clamp(x, min=lo)`: `lo` when `x < lo`, otherwise `x` (NaN stays
-/// NaN, unlike `f32::max`, which returns `lo` for a NaN `x`).
-#[inline(always)]
-pub fn clamp_min(x: f32, lo: f32) -> f32 {
-    if x < lo {
-        lo
-    } else {
-        x
-    }
-}
-
-/// torch's `clamp(x, min=lo, max=hi)` for `lo <= hi` (NaN stays NaN).
-#[inline(always)]
-pub fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
-    if x < lo {
-        lo
-    } else if x > hi {
-        hi
-    } else {
-        x
-    }
-}
-
 /// torch's `clamp(x, max=hi)`: `hi` when `x > hi`, otherwise `x` (NaN stays NaN).
 #[inline(always)]
 pub fn clamp_max(x: f32, hi: f32) -> f32 {

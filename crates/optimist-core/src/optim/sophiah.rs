@@ -39,7 +39,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::math::{clamp, clamp_min, lerp, WeightDecay};
+use crate::math::{lerp, maximum, WeightDecay};
+use crate::optim::pytorch_optimizer::clamp_nan;
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
@@ -141,7 +142,7 @@ impl UpdateRule for SophiaH {
                     let g = wd.apply(x, sgn * p.grad[i]);
                     m[i] = lerp(m[i], g, w1);
                     h[i] = lerp(h[i], est[i], w2);
-                    let u = clamp(m[i] / clamp_min(h[i], eps), -clip, clip);
+                    let u = clamp_nan(m[i] / maximum(h[i], eps), -clip, clip);
                     *x += neg_lr * u;
                 }
             }
@@ -150,7 +151,7 @@ impl UpdateRule for SophiaH {
                     let x = &mut p.value[i];
                     let g = wd.apply(x, sgn * p.grad[i]);
                     m[i] = lerp(m[i], g, w1);
-                    let u = clamp(m[i] / clamp_min(h[i], eps), -clip, clip);
+                    let u = clamp_nan(m[i] / maximum(h[i], eps), -clip, clip);
                     *x += neg_lr * u;
                 }
             }

@@ -35,14 +35,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::clip::total_norm;
 use crate::error::{Error, Result};
-use crate::math::{clamp_max, clamp_min, lerp};
+use crate::math::{clamp_max, lerp, maximum};
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
 use crate::transform::GradientTransform;
 use crate::validate as v;
-
-use super::l2_norm;
 
 /// AdaGC's clipping hyperparameters (names and defaults of
 /// `pytorch_optimizer.AdaGC`).
@@ -123,7 +122,7 @@ impl AdaGcConfig {
         } else {
             let g = gamma.unwrap_or(0.0);
             let h = clamp_max(
-                self.lambda_rel as f32 * clamp_min(g, eps) / clamp_min(norm, eps),
+                self.lambda_rel as f32 * maximum(g, eps) / maximum(norm, eps),
                 1.0,
             );
             *gamma = Some(lerp(g, h * norm, (1.0 - self.beta) as f32));
@@ -173,7 +172,7 @@ impl GradientTransform for AdaGcClip {
 
     fn transform(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
         self.step += 1;
-        let norms: Vec<f64> = params.iter().map(|p| l2_norm(p.grad)).collect();
+        let norms: Vec<f64> = params.iter().map(|p| total_norm(&[p.grad], 2.0)).collect();
         let global = norms.iter().map(|n| n * n).sum::<f64>().sqrt();
         for (p, &norm) in params.iter_mut().zip(&norms) {
             let mut gamma = self.gamma.get(p.name).copied();

@@ -28,12 +28,10 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::groups::glob_match;
-use crate::math::clamp_min;
+use crate::math::{l2_norm, maximum};
 use crate::tensor::ParamMut;
 use crate::transform::GradientTransform;
 use crate::validate as v;
-
-use super::l2_norm;
 
 /// AGC's hyperparameters (optax's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,12 +86,12 @@ impl Agc {
         let clipping = self.config.clipping as f32;
         let eps = self.config.eps as f32;
         for (w, g) in p.value.chunks(unit).zip(p.grad.chunks_mut(unit)) {
-            let max_norm = clamp_min(l2_norm(w) as f32, eps) * clipping;
-            let g_norm = l2_norm(g) as f32;
+            let max_norm = maximum(l2_norm(w), eps) * clipping;
+            let g_norm = l2_norm(g);
             if g_norm < max_norm {
                 continue;
             }
-            let factor = max_norm / clamp_min(g_norm, 1e-6);
+            let factor = max_norm / maximum(g_norm, 1e-6);
             g.iter_mut().for_each(|x| *x *= factor);
         }
     }

@@ -95,11 +95,3 @@ pub fn parse<T: DeserializeOwned>(stage: &str, config: &Value) -> Result<T> {
         }
     })
 }
-
-/// The L2 norm of a slice, accumulated in f64.
-pub(crate) fn l2_norm(x: &[f32]) -> f64 {
-    x.iter()
-        .map(|&v| (v as f64) * (v as f64))
-        .sum::<f64>()
-        .sqrt()
-}
