@@ -22,9 +22,11 @@ Usage:
     --out DIR          contract cases (default tests/golden/cases)
     --ext-out DIR      cases beyond contract v1 (default tests/golden/extensions):
                        `maximize: true` for sgd/adam/adamw (the contract keeps maximize
-                       false and treats it as an unknown hyperparameter) and
+                       false and treats it as an unknown hyperparameter),
                        `adamomentum` (not in the registry; checked against the
-                       independent implementation in this file)
+                       independent implementation in this file), and `adagc` and
+                       `magma` (pytorch-optimizer 4.1.0 AdaGC and Magma; Magma
+                       cases use mask_prob 1, so no random mask is drawn)
     --only NAME ...    only cases whose id or optimizer matches NAME (fnmatch patterns,
                        e.g. `--only adam 'error-*' lookahead-sgd-*`)
     --clean            remove *.json in the output directories first (full runs only)
@@ -162,7 +164,13 @@ REGISTRY = {
 # Beyond contract v1: written to --ext-out only.
 EXT_REGISTRY = {
     "adamomentum": {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0},
+    "adagc": {"lr": 0.001, "betas": [0.9, 0.999], "beta": 0.98, "lambda_abs": 1.0, "lambda_rel": 1.05,
+              "warmup_steps": 100, "weight_decay": 0.1, "weight_decouple": True, "fixed_decay": False,
+              "eps": 1e-08},
+    "magma": {"mask_prob": 0.5, "tau": 2.0, "momentum_beta": 0.9, "alignment_ema": 0.9, "moment_key": "auto",
+              "inner": None},
 }
+WRAPPERS = {"lookahead", "magma"}   # take an "inner" optimizer
 EXT_HPARAMS = {"sgd": {"maximize"}, "adam": {"maximize"}, "adamw": {"maximize"}}
 
 # registry name -> (library, class path, class getter)
@@ -187,6 +195,8 @@ REFERENCES = {
     "sophiah": ("pytorch-optimizer", "pytorch_optimizer.SophiaH", lambda: pytorch_optimizer.SophiaH),
     "lookahead": ("pytorch-optimizer", "pytorch_optimizer.Lookahead", lambda: pytorch_optimizer.Lookahead),
     "adamomentum": ("optimist-gen", "independent implementation of the paper", lambda: AdaMomentum),
+    "adagc": ("pytorch-optimizer", "pytorch_optimizer.AdaGC", lambda: pytorch_optimizer.AdaGC),
+    "magma": ("pytorch-optimizer", "pytorch_optimizer.Magma", lambda: pytorch_optimizer.Magma),
 }
 MATRIX_ONLY = {"muon", "adamuon"}
 TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients"}   # JSON arrays -> Python tuples
@@ -370,6 +380,18 @@ def contract_check_optimizer(name, hparams, shapes, ext, where="optimizer"):
         if inner["optimizer"] == "lookahead":
             raise ContractError("nested lookahead is not part of the contract")
         contract_check_optimizer(inner["optimizer"], inner.get("hparams", {}), shapes, ext, "inner optimizer")
+    if name == "magma":
+        inner = hparams.get("inner")
+        if inner is None:
+            return  # the reference wraps AdamW with its defaults
+        if not isinstance(inner, dict) or "optimizer" not in inner:
+            raise ContractError("magma's 'inner' needs 'optimizer'")
+        extra = sorted(set(inner) - {"optimizer", "hparams"})
+        if extra:
+            raise ContractError(f"unknown key {extra[0]!r} in inner")
+        if inner["optimizer"] in WRAPPERS:
+            raise ContractError("magma around a wrapper is not generated")
+        contract_check_optimizer(inner["optimizer"], inner.get("hparams", {}), shapes, ext, "inner optimizer")
 
 
 def contract_check(case, ext=False):
@@ -427,6 +449,13 @@ def _kwargs(name, hparams, dtype, foreach_false):
 
 def build_reference(name, hparams, params, dtype, foreach_false=False):
     """Returns (optimizer to step, optimizer the scheduler drives)."""
+    if name == "magma":
+        hp = {k: v for k, v in hparams.items() if k != "inner"}
+        if foreach_false:
+            hp["foreach"] = False
+        inner = hparams.get("inner") or {"optimizer": "adamw", "hparams": {}}
+        inner_opt, _ = build_reference(inner["optimizer"], inner.get("hparams", {}), params, dtype, foreach_false)
+        return pytorch_optimizer.Magma(inner_opt, **hp), inner_opt
     if name == "lookahead":
         hp = {k: v for k, v in hparams.items() if k != "inner"}
         inner = hparams.get("inner") if isinstance(hparams, dict) else None
@@ -828,6 +857,58 @@ def numeric_specs():
     return S
 
 
+def frontier_specs():
+    """Extension cases for AdaGC and Magma (pytorch-optimizer 4.1.0)."""
+    S = []
+    a = S.append
+    three = [("w", [5, 4]), ("k", [2, 3, 2]), ("b", [4])]
+    a(spec("adagc-defaults", "adagc", {}, WB, 8,
+           "AdaGC defaults: every step is in warm-up (global clipping to lambda_abs 1)", ext=True))
+    a(spec("adagc-warmup-3", "adagc", {"lr": 0.01, "warmup_steps": 3}, three, 12,
+           "AdaGC with a 3-step warm-up, then relative per-tensor clipping against the norm EMA", ext=True,
+           big={6: 10.0, 9: 0.1}))
+    a(spec("adagc-l2-wd", "adagc", {"lr": 0.01, "weight_decay": 0.05, "weight_decouple": False, "warmup_steps": 4},
+           three, 10, "AdaGC with L2 decay: the warm-up global norm is recomputed per tensor on partly decayed "
+           "gradients", ext=True, zero=[2], big={7: 30.0}))
+    a(spec("adagc-options", "adagc",
+           {"lr": 0.005, "betas": [0.8, 0.95], "beta": 0.9, "lambda_abs": 0.5, "lambda_rel": 1.2, "warmup_steps": 2,
+            "eps": 1e-06, "weight_decay": 0.0},
+           [("v", [11]), ("s", [1])], 12, "AdaGC with other clipping constants and no weight decay", ext=True,
+           big={5: 100.0}))
+    a(spec("adagc-fixed-decay", "adagc", {"lr": 0.02, "weight_decay": 0.1, "fixed_decay": True, "warmup_steps": 1},
+           [("conv", [3, 2, 2, 2])], 9, "AdaGC with fixed (lr-independent) decoupled decay; warmup_steps 1 "
+           "(only the first step is global)", ext=True, gscale=0.2))
+    a(spec("adagc-clip-warmup-cosine", "adagc", {"lr": 0.01, "warmup_steps": 3}, WB, 10,
+           "AdaGC after clip_grad_norm_ under warmup_cosine", ext=True, clip=clip_norm(5.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("magma-adam-keep", "magma",
+           {"mask_prob": 1.0, "inner": {"optimizer": "adam", "hparams": {"lr": 0.01}}}, WB, 8,
+           "Magma around Adam, mask_prob 1: every update kept, scaled by the alignment EMA of "
+           "sigmoid(cos(exp_avg, g) / tau)", ext=True))
+    a(spec("magma-adamw-tau-ema", "magma",
+           {"mask_prob": 1.0, "tau": 0.5, "alignment_ema": 0.5,
+            "inner": {"optimizer": "adamw", "hparams": {"lr": 0.01, "weight_decay": 0.1}}},
+           three, 10, "Magma around AdamW with a sharper sigmoid and a faster alignment EMA (the decay is masked "
+           "too)", ext=True, zero=[4]))
+    a(spec("magma-sgd-momentum-buffer", "magma",
+           {"mask_prob": 1.0, "inner": {"optimizer": "sgd", "hparams": {"lr": 0.05, "momentum": 0.9}}},
+           [("k", [2, 3, 4]), ("s", [1])], 9, "Magma around momentum SGD: the moment is SGD's momentum_buffer",
+           ext=True))
+    a(spec("magma-sgd-fallback-momentum", "magma",
+           {"mask_prob": 1.0, "momentum_beta": 0.8, "inner": {"optimizer": "sgd", "hparams": {"lr": 0.1}}},
+           WB, 8, "Magma around plain SGD (no moment buffer): Magma's own momentum EMA", ext=True))
+    a(spec("magma-moment-key-null", "magma",
+           {"mask_prob": 1.0, "moment_key": None, "momentum_beta": 0.5,
+            "inner": {"optimizer": "adam", "hparams": {"lr": 0.02, "amsgrad": True}}},
+           [("w", [6, 3])], 9, "Magma with moment_key null: its own momentum even though Adam has exp_avg",
+           ext=True))
+    a(spec("magma-adamw-clip-warmup-cosine", "magma",
+           {"mask_prob": 1.0, "inner": {"optimizer": "adamw", "hparams": {"lr": 0.02}}}, WB, 10,
+           "Magma around AdamW with clip_grad_norm_ and warmup_cosine (schedule on the inner lr)", ext=True,
+           clip=clip_norm(6.0), sched=warmup_cosine(2, 7)))
+    return S
+
+
 def error_specs():
     """(id, description, mutate(case) -> None, base kwargs for the numeric part)."""
     E = []
@@ -1017,24 +1098,30 @@ def reference_info(s, notes):
     name = s["optimizer"]
     lib, cls, _ = REFERENCES[name]
     ref = {"library": lib, "version": library_version(lib), "class": cls}
-    if name == "lookahead":
-        inner = s["hparams"]["inner"]["optimizer"]
+    if name in WRAPPERS:
+        inner = wrapped_name(s)
         ilib, icls, _ = REFERENCES[inner]
         ref["inner"] = {"library": ilib, "version": library_version(ilib), "class": icls}
     ref["notes"] = notes
     return ref
 
 
+def wrapped_name(s):
+    """The optimizer a wrapper case wraps (magma's default is AdamW)."""
+    inner = s["hparams"].get("inner") or {"optimizer": "adamw"}
+    return inner["optimizer"]
+
+
 def tolerance_for(s):
     name = s["optimizer"]
-    if name == "lookahead":
-        name = s["hparams"]["inner"]["optimizer"]
+    if name in WRAPPERS:
+        name = wrapped_name(s)
     return dict(MUON_TOL if name in MATRIX_ONLY else DEFAULT_TOL)
 
 
 def base_notes(s):
     name = s["optimizer"]
-    inner = s["hparams"]["inner"]["optimizer"] if name == "lookahead" else name
+    inner = wrapped_name(s) if name in WRAPPERS else name
     notes = []
     if name == "adamomentum":
         notes.append("no reference library implements AdaMomentum; " + ADAMOMENTUM_FORMULA +
@@ -1051,6 +1138,9 @@ def base_notes(s):
         notes.append("default foreach setting")
     if name == "lookahead":
         notes.append("pullback_momentum='none'")
+    if name == "magma":
+        notes.append("mask_prob 0 or 1, so torch.bernoulli draws no random masks; per-parameter path "
+                     "(the default for CPU tensors)")
     if s.get("clip"):
         notes.append("torch.nn.utils.clip_grad_norm_ on all gradients before each step")
     if s.get("sched"):
@@ -1076,7 +1166,7 @@ def make_numeric(s, log):
         before = dict(NS_CALLS)
         r32 = reference_replay(case, torch.float32, foreach_false=PRIMARY_FOREACH_FALSE)
         ns_used = {k: NS_CALLS[k] - before[k] for k in NS_CALLS}
-        inner = s["hparams"]["inner"]["optimizer"] if s["optimizer"] == "lookahead" else s["optimizer"]
+        inner = wrapped_name(s) if s["optimizer"] in WRAPPERS else s["optimizer"]
         if inner == "muon" and ns_used["torch_muon"] == 0:
             raise RuntimeError("patched torch Muon Newton-Schulz was not called")
         if inner == "adamuon" and ns_used["adamuon"] == 0:
@@ -1356,9 +1446,9 @@ def main(argv=None):
     if args.check_public:
         return check_public(args.check_public)
 
-    numeric = [s for s in numeric_specs() if matches(args.only, s)]
+    numeric = [s for s in numeric_specs() + frontier_specs() if matches(args.only, s)]
     errors = [s for s in error_specs() if matches(args.only, s)]
-    ids = [s["id"] for s in numeric_specs()] + [s["id"] for s in error_specs()]
+    ids = [s["id"] for s in numeric_specs() + frontier_specs()] + [s["id"] for s in error_specs()]
     dup = {i for i in ids if ids.count(i) > 1}
     if dup:
         raise RuntimeError(f"duplicate case ids: {sorted(dup)}")

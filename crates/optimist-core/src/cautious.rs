@@ -222,6 +222,10 @@ impl Optimizer for Cautious {
     fn set_cautious(&mut self, on: bool) -> Result<()> {
         self.inner.set_cautious(on)
     }
+
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        self.inner.state_buffer(param, buffer)
+    }
 }
 
 /// The registry entry of the `cautious` wrapper.

@@ -144,4 +144,8 @@ impl Optimizer for Chain {
     fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
         self.optimizer.set_hparam(key, value)
     }
+
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        self.optimizer.state_buffer(param, buffer)
+    }
 }

@@ -279,6 +279,10 @@ impl Optimizer for Lookahead {
     fn set_cautious(&mut self, on: bool) -> Result<()> {
         self.inner.set_cautious(on)
     }
+
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        self.inner.state_buffer(param, buffer)
+    }
 }
 
 /// The registry entry of `lookahead`.
