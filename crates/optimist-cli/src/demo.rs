@@ -30,6 +30,13 @@ fn demo_hparams(name: &str) -> Value {
         "muon" => json!({"lr": 0.05, "weight_decay": 0.0}),
         "adamuon" => json!({"lr": 0.05}),
         "namo" | "namo_d" => json!({"lr": 0.1, "weight_decay": 0.0}),
+        "nadam" | "radam" | "adamomentum" => json!({"lr": 1e-2}),
+        "adamax" => json!({"lr": 3e-2}),
+        "adagrad" => json!({"lr": 0.5}),
+        "rmsprop" => json!({"lr": 1e-3}),
+        "adafactor" => json!({"lr": 1e-2}),
+        "adagc" => json!({"lr": 2e-2, "weight_decay": 0.0}),
+        "magma" => json!({"inner": {"optimizer": "adam", "hparams": {"lr": 2e-2}}}),
         _ => json!({}),
     }
 }
