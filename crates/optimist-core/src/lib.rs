@@ -23,23 +23,29 @@
 //! and checkpoints' state dicts), [`replay`] (the conformance contract),
 //! [`problems`] (built-in test functions).
 
+pub mod cautious;
 pub mod clip;
+pub mod curvature;
 pub mod error;
 pub mod exec;
 pub mod groups;
 pub mod math;
 pub mod optim;
 pub mod optimizer;
+pub mod presets;
 pub mod problems;
 pub mod quant;
 pub mod registry;
 pub mod replay;
+pub mod rng;
 pub mod schedule;
+pub mod stages;
 pub mod state;
 pub mod stream;
 pub mod tensor;
 pub mod transform;
 pub mod validate;
+pub mod wrap;
 
 pub use error::{Error, Result};
 pub use exec::{Elementwise, ExecOptions};

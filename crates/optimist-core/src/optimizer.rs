@@ -4,6 +4,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
+use crate::cautious::{Apply, CautiousMask};
 use crate::error::{Error, Result};
 use crate::exec::ExecOptions;
 use crate::state::{ParamState, StateDict, StateStore};
@@ -68,6 +69,27 @@ pub trait Optimizer: Send {
     /// Bytes of state held (compressed buffers count their real size).
     fn state_nbytes(&self) -> usize {
         self.state_dict().nbytes()
+    }
+
+    /// The state buffer `buffer` (e.g. `exp_avg`) of parameter `param`, if
+    /// this optimizer keeps one by that name. Wrappers that read the wrapped
+    /// optimizer's moments (update masking) use it; the default has none.
+    fn state_buffer(&self, _param: &str, _buffer: &str) -> Option<&[f32]> {
+        None
+    }
+
+    /// Turns cautious masking ([`crate::cautious`]) on or off. Optimizers
+    /// whose update rule does not expose its update direction refuse to turn
+    /// it on with [`Error::Unsupported`].
+    fn set_cautious(&mut self, on: bool) -> Result<()> {
+        if on {
+            Err(Error::Unsupported(format!(
+                "{}: cautious masking is not supported (the update direction is not exposed)",
+                self.name()
+            )))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -221,6 +243,61 @@ pub trait UpdateRule: OptimizerConfig {
     ) -> Result<()> {
         crate::exec::run_per_param(self, info, params, states)
     }
+
+    /// Whether [`UpdateRule::update_with`] is implemented, so that update
+    /// modifiers such as cautious masking ([`crate::cautious`]) compose
+    /// with this rule.
+    const EXPOSES_UPDATE: bool = false;
+
+    /// Like [`UpdateRule::update`], but the step of every element, in order,
+    /// goes through `apply` instead of being added to the parameter: the
+    /// rule applies its own weight decay and state updates, then calls
+    /// `apply.apply(p, g, lr, u)` where the plain update is `p <- p - lr * u`
+    /// and `g` is the gradient as the rule used it (after L2 decay). The
+    /// caller ends the parameter with [`Apply::finish`]. Rules that set
+    /// [`UpdateRule::EXPOSES_UPDATE`] implement this and write `update` as
+    /// `update_with` with [`crate::cautious::Plain`].
+    fn update_with<A: Apply>(
+        &self,
+        _info: &StepInfo,
+        _param: &mut ParamMut<'_>,
+        _state: &mut Self::State,
+        _apply: &mut A,
+    ) -> Result<()> {
+        Err(Error::Unsupported(format!(
+            "{}: the update rule does not expose its update direction",
+            Self::NAME
+        )))
+    }
+
+    /// Like [`UpdateRule::update_all`] through `apply`. The default calls
+    /// [`UpdateRule::update_with`] and [`Apply::finish`] for each parameter;
+    /// rules that override `update_all` override this too.
+    fn update_all_with<A: Apply>(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<Self::State>,
+        apply: &mut A,
+    ) -> Result<()> {
+        for p in params.iter_mut() {
+            let st = states.get(p.name, p.numel())?;
+            self.update_with(info, p, st, apply)?;
+            apply.finish(p.value)?;
+        }
+        Ok(())
+    }
+
+    /// Called when the configuration is replaced (`set_config`,
+    /// `set_hparam`), with the configuration it replaces: keeps values that
+    /// are not hyperparameters, such as the learning rate the optimizer was
+    /// built with. The default keeps nothing.
+    fn carry_over(&mut self, _previous: &Self) {}
+
+    /// Called once at the start of every step, before any update, for
+    /// rule-level values that change at step time (not hyperparameters).
+    /// The default does nothing.
+    fn begin_step(&mut self, _info: &StepInfo) {}
 }
 
 /// Runs an [`UpdateRule`]: owns its configuration, per-parameter states and
@@ -231,6 +308,8 @@ pub struct Engine<R: UpdateRule> {
     states: StateStore<R::State>,
     step: u64,
     exec: ExecOptions,
+    /// Cautious masking on (see [`crate::cautious`]), with its scratch space.
+    cautious: Option<CautiousMask>,
 }
 
 impl<R: UpdateRule> Engine<R> {
@@ -242,6 +321,7 @@ impl<R: UpdateRule> Engine<R> {
             states: StateStore::default(),
             step: 0,
             exec: ExecOptions::default(),
+            cautious: None,
         })
     }
 
@@ -282,7 +362,9 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
     }
 
     fn set_config(&mut self, config: Value) -> Result<()> {
-        self.config = R::from_json(&config)?;
+        let mut config = R::from_json(&config)?;
+        config.carry_over(&self.config);
+        self.config = config;
         Ok(())
     }
 
@@ -307,19 +389,36 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
             step: self.step + 1,
             exec: self.exec,
         };
-        let threads = if self.exec.fused {
-            self.exec.resolved_threads()
-        } else {
-            1
-        };
-        let (config, states) = (&self.config, &mut self.states);
-        crate::exec::run_on(threads, || config.update_all(&info, params, states))??;
+        self.config.begin_step(&info);
+        match &mut self.cautious {
+            // Cautious masking runs the rules' `update_with`, one parameter
+            // after the other (the simple path).
+            Some(mask) => self
+                .config
+                .update_all_with(&info, params, &mut self.states, mask)?,
+            None => {
+                let threads = if self.exec.fused {
+                    self.exec.resolved_threads()
+                } else {
+                    1
+                };
+                let (config, states) = (&self.config, &mut self.states);
+                crate::exec::run_on(threads, || config.update_all(&info, params, states))??;
+            }
+        }
         self.step += 1;
         Ok(())
     }
 
     fn set_exec_options(&mut self, exec: ExecOptions) -> Result<()> {
         exec.validate(R::NAME, R::ELEMENTWISE)?;
+        if self.cautious.is_some() && exec.state_dtype != crate::tensor::DType::F32 {
+            return Err(Error::Unsupported(format!(
+                "{}: state_dtype '{}' with cautious masking (which runs the simple path on f32 state)",
+                R::NAME,
+                exec.state_dtype.name()
+            )));
+        }
         if exec.state_dtype == crate::tensor::DType::F32 {
             // Back to f32: decode now (compressed targets are applied at the next step).
             self.states.for_each_mut(|_, s| {
@@ -361,6 +460,30 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
         states.load_state_dict(dict)?;
         self.states = states;
         self.step = step;
+        Ok(())
+    }
+
+    /// `None` for a compressed buffer (bf16 or q8 state).
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        let t = self.states.peek(param)?.buffer(buffer)?;
+        t.is_allocated().then(|| t.try_as_slice()).flatten()
+    }
+
+    fn set_cautious(&mut self, on: bool) -> Result<()> {
+        if on && self.exec.state_dtype != crate::tensor::DType::F32 {
+            return Err(Error::Unsupported(format!(
+                "{}: cautious masking runs the simple path, which needs f32 state (state_dtype is {})",
+                R::NAME,
+                self.exec.state_dtype.name()
+            )));
+        }
+        if on && !R::EXPOSES_UPDATE {
+            return Err(Error::Unsupported(format!(
+                "{}: cautious masking needs an update rule that exposes its update direction",
+                R::NAME
+            )));
+        }
+        self.cautious = on.then(CautiousMask::default);
         Ok(())
     }
 }

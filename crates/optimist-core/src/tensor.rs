@@ -224,6 +224,31 @@ impl StateTensor {
         }
     }
 
+    /// The values, filled with `init` (`n` of them) on first use. A buffer
+    /// that holds another number of values (a checkpoint that does not fit
+    /// the parameter) is an error naming the parameter and the buffer.
+    pub fn get_or_fill(
+        &mut self,
+        param: &str,
+        buffer: &str,
+        n: usize,
+        init: f32,
+    ) -> Result<&mut [f32]> {
+        if self.is_empty() {
+            self.storage = Storage::F32(vec![init; n]);
+        }
+        let len = self.len();
+        match &mut self.storage {
+            Storage::F32(v) if len == n => Ok(v),
+            Storage::F32(_) => Err(Error::Shape(format!(
+                "state of '{param}': buffer '{buffer}' holds {len} values, expected {n}"
+            ))),
+            _ => Err(Error::Unsupported(format!(
+                "state of '{param}': buffer '{buffer}' is stored compressed"
+            ))),
+        }
+    }
+
     /// Whether the buffer has been allocated (an empty buffer is "not yet created").
     pub fn is_allocated(&self) -> bool {
         !self.is_empty()
@@ -262,6 +287,14 @@ impl StateTensor {
         match &self.storage {
             Storage::F32(v) => v,
             _ => panic!("{}", Self::COMPRESSED),
+        }
+    }
+
+    /// Values as f32, or `None` if the buffer is stored compressed.
+    pub fn try_as_slice(&self) -> Option<&[f32]> {
+        match &self.storage {
+            Storage::F32(v) => Some(v),
+            _ => None,
         }
     }
 

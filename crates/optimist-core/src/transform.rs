@@ -157,4 +157,8 @@ impl Optimizer for Chain {
                 .map(|s| s.state_dict().nbytes())
                 .sum::<usize>()
     }
+
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        self.optimizer.state_buffer(param, buffer)
+    }
 }

@@ -26,6 +26,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cautious::{Apply, Plain};
 use crate::error::Result;
 use crate::exec::{Chunk, Elementwise};
 use crate::math::{bias_correction, lerp, WeightDecay};
@@ -95,11 +96,21 @@ impl OptimizerConfig for Adam {
 
 impl UpdateRule for Adam {
     type State = AdamState;
+    const EXPOSES_UPDATE: bool = true;
 
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
+        self.update_with(info, p, st, &mut Plain)
+    }
+
+    fn update_with<A: Apply>(
+        &self,
+        _info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut AdamState,
+        apply: &mut A,
+    ) -> Result<()> {
         let s = adam_prepare(self, p.numel(), st);
-        adam_simple(&s, p, st);
-        let _ = info;
+        adam_simple(&s, p, st, apply);
         Ok(())
     }
 
@@ -161,42 +172,46 @@ fn adam_prepare(cfg: &Adam, n: usize, st: &mut AdamState) -> AdamScalars {
 }
 
 /// Moments of one element: from (p, g, m, v) returns the parameter after
-/// decoupled decay, and the new m and v.
+/// decoupled decay, the gradient as used (after L2 decay), and the new m
+/// and v.
 #[inline(always)]
-fn adam_moments(s: &AdamScalars, x: f32, g: f32, m: f32, v: f32) -> (f32, f32, f32) {
+fn adam_moments(s: &AdamScalars, x: f32, g: f32, m: f32, v: f32) -> (f32, f32, f32, f32) {
     let (x, g) = s.wd.apply_to(x, s.sgn * g);
-    (x, lerp(m, g, s.w1), v * s.b2 + s.w2 * g * g)
+    (x, g, lerp(m, g, s.w1), v * s.b2 + s.w2 * g * g)
 }
 
-/// The parameter update of one element from its moment and second moment
-/// (`v`, or the running maximum for AMSGrad).
+/// The direction of one element's step `p <- p - step_size * u`, from its
+/// moment and second moment (`v`, or the running maximum for AMSGrad).
 #[inline(always)]
-fn adam_apply(s: &AdamScalars, x: f32, m: f32, v: f32) -> f32 {
+fn adam_direction(s: &AdamScalars, m: f32, v: f32) -> f32 {
     let denom = v.sqrt() / s.bc2_sqrt + s.eps;
-    x + -s.step_size * (m / denom)
+    m / denom
 }
 
-/// The simple path: one pass over (p, g, m, v[, vmax]) by index.
+/// The simple path: one pass over (p, g, m, v[, vmax]) by index; the step
+/// goes through `apply`.
 #[allow(clippy::needless_range_loop)]
-fn adam_simple(s: &AdamScalars, p: &mut ParamMut<'_>, st: &mut AdamState) {
+fn adam_simple<A: Apply>(s: &AdamScalars, p: &mut ParamMut<'_>, st: &mut AdamState, apply: &mut A) {
     let m = st.exp_avg.as_mut_slice();
     let v = st.exp_avg_sq.as_mut_slice();
     for i in 0..p.numel() {
-        let (x, mi, vi) = adam_moments(s, p.value[i], p.grad[i], m[i], v[i]);
+        let (mut x, g, mi, vi) = adam_moments(s, p.value[i], p.grad[i], m[i], v[i]);
         m[i] = mi;
         v[i] = vi;
-        if s.amsgrad {
+        let u = if s.amsgrad {
             let vmax = st.max_exp_avg_sq.as_mut_slice();
             vmax[i] = vmax[i].max(vi);
-            p.value[i] = adam_apply(s, x, mi, vmax[i]);
+            adam_direction(s, mi, vmax[i])
         } else {
-            p.value[i] = adam_apply(s, x, mi, vi);
-        }
+            adam_direction(s, mi, vi)
+        };
+        apply.apply(&mut x, g, s.step_size, u);
+        p.value[i] = x;
     }
 }
 
 /// The chunk kernel: the same per-element arithmetic over equal-length
-/// slices, so the loop vectorizes.
+/// slices, so the loop vectorizes (`x - step_size * u` is the plain step).
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 fn adam_kernel(s: &AdamScalars, c: Chunk<'_>) {
@@ -206,16 +221,16 @@ fn adam_kernel(s: &AdamScalars, c: Chunk<'_>) {
     if s.amsgrad {
         let vmax = &mut vmax[..n];
         for i in 0..n {
-            let (xi, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
+            let (xi, _, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
             let vm = vmax[i].max(vi);
             (m[i], v[i], vmax[i]) = (mi, vi, vm);
-            x[i] = adam_apply(s, xi, mi, vm);
+            x[i] = xi - s.step_size * adam_direction(s, mi, vm);
         }
     } else {
         for i in 0..n {
-            let (xi, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
+            let (xi, _, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
             (m[i], v[i]) = (mi, vi);
-            x[i] = adam_apply(s, xi, mi, vi);
+            x[i] = xi - s.step_size * adam_direction(s, mi, vi);
         }
     }
 }
@@ -280,9 +295,20 @@ impl OptimizerConfig for AdamW {
 
 impl UpdateRule for AdamW {
     type State = AdamState;
+    const EXPOSES_UPDATE: bool = true;
 
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
         self.as_adam().update(info, p, st)
+    }
+
+    fn update_with<A: Apply>(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut AdamState,
+        apply: &mut A,
+    ) -> Result<()> {
+        self.as_adam().update_with(info, p, st, apply)
     }
 
     crate::elementwise_fast_path!();

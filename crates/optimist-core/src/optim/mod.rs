@@ -2,8 +2,52 @@
 //! update rule, the defaults, the reference implementation it matches and
 //! the paper.
 
+pub mod adabelief;
+pub mod adabound;
+pub mod adadelta;
+pub mod adafactor;
+pub mod adagc;
+pub mod adagrad;
 pub mod adam;
+pub mod adamax;
+pub mod adamomentum;
+pub mod adamuon;
+pub mod lamb;
+pub mod lion;
+pub mod lookahead;
+pub mod magma;
+pub mod muon;
+pub mod nadam;
+pub mod namo;
+pub mod newton_schulz;
+pub mod pytorch_optimizer;
+pub mod radam;
+pub mod rmsprop;
 pub mod sgd;
+pub mod signsgd;
+pub mod sophiag;
+pub mod sophiah;
 
+pub use adabelief::AdaBelief;
+pub use adabound::AdaBound;
+pub use adadelta::Adadelta;
+pub use adafactor::Adafactor;
+pub use adagc::{AdaGc, AdaGcOptimizer};
+pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
+pub use adamax::Adamax;
+pub use adamomentum::AdaMomentum;
+pub use adamuon::AdaMuon;
+pub use lamb::Lamb;
+pub use lion::Lion;
+pub use lookahead::Lookahead;
+pub use magma::{Magma, MagmaConfig};
+pub use muon::Muon;
+pub use nadam::Nadam;
+pub use namo::{Namo, NamoD};
+pub use radam::Radam;
+pub use rmsprop::Rmsprop;
 pub use sgd::Sgd;
+pub use signsgd::SignSgd;
+pub use sophiag::SophiaG;
+pub use sophiah::SophiaH;

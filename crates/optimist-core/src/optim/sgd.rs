@@ -21,6 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cautious::{Apply, Plain};
 use crate::error::{Error, Result};
 use crate::exec::{Chunk, Elementwise};
 use crate::math::WeightDecay;
@@ -100,39 +101,59 @@ pub struct SgdScalars {
     nesterov: bool,
 }
 
-/// One element of SGD with momentum: from (p, g, b) returns the new p and b.
+/// One element of SGD with momentum: from (p, g, b) returns p after weight
+/// decay, the gradient as used (after L2 decay), the new momentum b and the
+/// direction d of the step `p <- p - lr * d`.
 #[inline(always)]
-fn sgd_element(s: &SgdScalars, x: f32, g: f32, b: f32) -> (f32, f32) {
+fn sgd_element(s: &SgdScalars, x: f32, g: f32, b: f32) -> (f32, f32, f32, f32) {
     let (x, g) = s.wd.apply_to(x, s.sgn * g);
     let b = if s.first { g } else { b * s.mom + s.damp * g };
     let d = if s.nesterov { g + s.mom * b } else { b };
-    (x + -s.lr * d, b)
+    (x, g, b, d)
 }
 
-/// One element of plain SGD (no momentum): the new p.
+/// One element of plain SGD (no momentum): p after decay and the gradient
+/// as used, which is also the direction.
 #[inline(always)]
-fn sgd_plain_element(s: &SgdScalars, x: f32, g: f32) -> f32 {
-    let (x, g) = s.wd.apply_to(x, s.sgn * g);
-    x + -s.lr * g
+fn sgd_plain_element(s: &SgdScalars, x: f32, g: f32) -> (f32, f32) {
+    s.wd.apply_to(x, s.sgn * g)
 }
 
 impl UpdateRule for Sgd {
     type State = SgdState;
+    const EXPOSES_UPDATE: bool = true;
 
-    /// The simple path: per-element loop over the whole tensor.
-    #[allow(clippy::needless_range_loop)]
+    /// The simple path: [`UpdateRule::update_with`] and the plain step.
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SgdState) -> Result<()> {
+        self.update_with(info, p, st, &mut Plain)
+    }
+
+    /// Per-element loop over the whole tensor; the step `p - lr * d` goes
+    /// through `apply`.
+    #[allow(clippy::needless_range_loop)]
+    fn update_with<A: Apply>(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut SgdState,
+        apply: &mut A,
+    ) -> Result<()> {
         let s = self.prepare(info, p, st)?;
         let n = p.numel();
         if !s.momentum {
             for i in 0..n {
-                p.value[i] = sgd_plain_element(&s, p.value[i], p.grad[i]);
+                let (mut x, g) = sgd_plain_element(&s, p.value[i], p.grad[i]);
+                apply.apply(&mut x, g, s.lr, g);
+                p.value[i] = x;
             }
             return Ok(());
         }
         let buf = st.momentum_buffer.as_mut_slice();
         for i in 0..n {
-            (p.value[i], buf[i]) = sgd_element(&s, p.value[i], p.grad[i], buf[i]);
+            let (mut x, g, b, d) = sgd_element(&s, p.value[i], p.grad[i], buf[i]);
+            buf[i] = b;
+            apply.apply(&mut x, g, s.lr, d);
+            p.value[i] = x;
         }
         Ok(())
     }
@@ -171,13 +192,16 @@ impl Elementwise for Sgd {
         let [b, ..] = c.state;
         if !s.momentum {
             for i in 0..n {
-                x[i] = sgd_plain_element(s, x[i], g[i]);
+                let (xd, gd) = sgd_plain_element(s, x[i], g[i]);
+                x[i] = xd - s.lr * gd;
             }
             return;
         }
         let b = &mut b[..n];
         for i in 0..n {
-            (x[i], b[i]) = sgd_element(s, x[i], g[i], b[i]);
+            let (xd, _, bi, d) = sgd_element(s, x[i], g[i], b[i]);
+            b[i] = bi;
+            x[i] = xd - s.lr * d;
         }
     }
 }
