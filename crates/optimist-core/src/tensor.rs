@@ -249,6 +249,22 @@ impl StateTensor {
         }
     }
 
+    /// Allocates `n` values filled with `init` on first use; a buffer that
+    /// holds another number of values is an error naming the parameter and
+    /// the buffer. Works on compressed buffers too (it reads no values), so
+    /// [`crate::exec::Elementwise::prepare`] uses it.
+    pub fn ensure(&mut self, param: &str, buffer: &str, n: usize, init: f32) -> Result<()> {
+        if self.is_empty() {
+            self.storage = Storage::F32(vec![init; n]);
+        } else if self.len() != n {
+            return Err(Error::Shape(format!(
+                "state of '{param}': buffer '{buffer}' holds {} values, expected {n}",
+                self.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether the buffer has been allocated (an empty buffer is "not yet created").
     pub fn is_allocated(&self) -> bool {
         !self.is_empty()

@@ -145,6 +145,10 @@ fn configs() -> Vec<(&'static str, Value)> {
             "adamw",
             json!({"lr": 0.01, "amsgrad": true, "weight_decay": 0.5}),
         ),
+        ("lion", json!({"lr": 1e-3, "weight_decay": 0.1})),
+        ("lion", json!({"lr": 1e-3, "weight_decay": 0.1, "weight_decouple": false})),
+        ("radam", json!({"lr": 1e-2})),
+        ("radam", json!({"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": true, "maximize": true})),
     ]
 }
 
@@ -166,9 +170,10 @@ fn fused(threads: usize) -> ExecOptions {
 fn fast_path_equals_simple_path_bit_for_bit() {
     let sz = sizes();
     for (name, hp) in configs() {
-        let reference = run(name, &hp, simple(), &sz, 3);
+        // Seven steps: RAdam reaches its rectified phase at step 6 (beta2 = 0.999).
+        let reference = run(name, &hp, simple(), &sz, 7);
         for threads in [1, 2, 3, 8] {
-            let got = run(name, &hp, fused(threads), &sz, 3);
+            let got = run(name, &hp, fused(threads), &sz, 7);
             assert_identical(&got, &reference, &format!("{name} {hp} threads={threads}"));
         }
     }
@@ -187,6 +192,8 @@ fn compressed_state_fast_path_equals_simple_path() {
             ("adamw", json!({"lr": 0.01})),
             ("adam", json!({"lr": 0.01, "amsgrad": true})),
             ("sgd", json!({"lr": 0.1, "momentum": 0.9})),
+            ("lion", json!({"lr": 1e-3})),
+            ("radam", json!({"lr": 1e-2})),
         ] {
             let opts = |fused, threads| ExecOptions {
                 threads,
