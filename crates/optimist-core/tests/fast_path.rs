@@ -146,9 +146,15 @@ fn configs() -> Vec<(&'static str, Value)> {
             json!({"lr": 0.01, "amsgrad": true, "weight_decay": 0.5}),
         ),
         ("lion", json!({"lr": 1e-3, "weight_decay": 0.1})),
-        ("lion", json!({"lr": 1e-3, "weight_decay": 0.1, "weight_decouple": false})),
+        (
+            "lion",
+            json!({"lr": 1e-3, "weight_decay": 0.1, "weight_decouple": false}),
+        ),
         ("radam", json!({"lr": 1e-2})),
-        ("radam", json!({"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": true, "maximize": true})),
+        (
+            "radam",
+            json!({"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": true, "maximize": true}),
+        ),
     ]
 }
 
