@@ -1,7 +1,8 @@
 //! The fast path (fused, chunked, multi-threaded, SIMD) against the simple
 //! per-element path (`UpdateRule::update` per parameter, one thread):
 //!
-//! * f32 state: bit-identical parameters and state for sgd, adam and adamw,
+//! * f32 state: bit-identical parameters and state for sgd, adam, adamw,
+//!   lion and radam,
 //!   over many shapes (empty chunks, chunk edges, a thousand small tensors)
 //!   and thread counts 1, 2, 3 and 8;
 //! * compressed state (bf16 with stochastic rounding, 8-bit blocks): the
@@ -150,6 +151,11 @@ fn configs() -> Vec<(&'static str, Value)> {
             "lion",
             json!({"lr": 1e-3, "weight_decay": 0.1, "weight_decouple": false}),
         ),
+        ("adabelief", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        (
+            "adabelief",
+            json!({"lr": 1e-2, "rectify": true, "ams_bound": true, "weight_decouple": false, "weight_decay": 0.1}),
+        ),
         ("radam", json!({"lr": 1e-2})),
         (
             "radam",
@@ -200,6 +206,7 @@ fn compressed_state_fast_path_equals_simple_path() {
             ("sgd", json!({"lr": 0.1, "momentum": 0.9})),
             ("lion", json!({"lr": 1e-3})),
             ("radam", json!({"lr": 1e-2})),
+            ("adabelief", json!({"lr": 1e-2, "ams_bound": true})),
         ] {
             let opts = |fused, threads| ExecOptions {
                 threads,
