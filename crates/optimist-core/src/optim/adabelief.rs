@@ -119,7 +119,9 @@ pub struct AdaBeliefScalars {
 
 /// One element: from (p, g, m, s, smax) returns p after decoupled decay, the
 /// gradient as used, the new m, s and smax, and the step `(lr, u)` of
-/// `p <- p - lr * u`.
+/// `p <- p - lr * u`, with `(lr, u) = dir(m, root)` for this step's mode
+/// ([`mode_direction`]). The kernel passes one closure per mode so that each
+/// mode gets its own loop.
 #[inline(always)]
 #[allow(clippy::type_complexity)]
 fn adabelief_element(
@@ -129,6 +131,7 @@ fn adabelief_element(
     m: f32,
     s: f32,
     smax: f32,
+    dir: impl Fn(f32, f32) -> (f32, f32),
 ) -> (f32, f32, f32, f32, f32, f32, f32) {
     let (x, g) = c.wd.apply_to(x, g);
     let m = lerp(m, g, c.w1);
@@ -136,13 +139,47 @@ fn adabelief_element(
     let s = s * c.b2 + c.w2 * r * r + c.eps;
     let mut smax = smax;
     let root = ams_denom(s, c.ams.then_some(&mut smax), 0.0, 0.0);
-    let (lr, u) = match c.mode {
+    let (lr, u) = dir(m, root);
+    (x, g, m, s, smax, lr, u)
+}
+
+/// `(lr, u)` from the moment and the root of the belief in mode `mode`.
+#[inline(always)]
+fn mode_direction(c: &AdaBeliefScalars, mode: Mode, m: f32, root: f32) -> (f32, f32) {
+    match mode {
         Mode::Adaptive { bc2_sqrt } => (c.lr, m / (root / bc2_sqrt + c.eps)),
         Mode::Rectified => (c.lr, m / (root + c.eps)),
         Mode::Momentum => (c.lr, m),
         Mode::Skip => (0.0, 0.0),
-    };
-    (x, g, m, s, smax, lr, u)
+    }
+}
+
+/// The kernel's loop for one mode (given as `dir`) and AMSBound setting.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn adabelief_loop(
+    c: &AdaBeliefScalars,
+    ch: Chunk<'_>,
+    dir: impl Fn(f32, f32) -> (f32, f32) + Copy,
+) {
+    let n = ch.value.len();
+    let [m, s, smax, ..] = ch.state;
+    let (x, g, m, s) = (ch.value, &ch.grad[..n], &mut m[..n], &mut s[..n]);
+    if c.ams {
+        let smax = &mut smax[..n];
+        for i in 0..n {
+            let (xi, _, mi, si, smi, lr, u) =
+                adabelief_element(c, x[i], g[i], m[i], s[i], smax[i], dir);
+            (m[i], s[i], smax[i]) = (mi, si, smi);
+            x[i] = xi - lr * u;
+        }
+    } else {
+        for i in 0..n {
+            let (xi, _, mi, si, _, lr, u) = adabelief_element(c, x[i], g[i], m[i], s[i], 0.0, dir);
+            (m[i], s[i]) = (mi, si);
+            x[i] = xi - lr * u;
+        }
+    }
 }
 
 impl UpdateRule for AdaBelief {
@@ -167,8 +204,9 @@ impl UpdateRule for AdaBelief {
         let mut smax = c.ams.then(|| st.max_exp_avg_var.as_mut_slice());
         for i in 0..p.numel() {
             let sm = smax.as_ref().map_or(0.0, |v| v[i]);
+            let dir = |m, root| mode_direction(&c, c.mode, m, root);
             let (mut x, g, mi, si, smi, lr, u) =
-                adabelief_element(&c, p.value[i], p.grad[i], m[i], s[i], sm);
+                adabelief_element(&c, p.value[i], p.grad[i], m[i], s[i], sm, dir);
             (m[i], s[i]) = (mi, si);
             if let Some(v) = smax.as_mut() {
                 v[i] = smi;
@@ -231,25 +269,16 @@ impl Elementwise for AdaBelief {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel(&self, c: &AdaBeliefScalars, ch: Chunk<'_>) {
-        let n = ch.value.len();
-        let [m, s, smax, ..] = ch.state;
-        let (x, g, m, s) = (ch.value, &ch.grad[..n], &mut m[..n], &mut s[..n]);
-        if c.ams {
-            let smax = &mut smax[..n];
-            for i in 0..n {
-                let (xi, _, mi, si, smi, lr, u) =
-                    adabelief_element(c, x[i], g[i], m[i], s[i], smax[i]);
-                (m[i], s[i], smax[i]) = (mi, si, smi);
-                x[i] = xi - lr * u;
+        match c.mode {
+            Mode::Adaptive { bc2_sqrt } => adabelief_loop(c, ch, move |m, r| {
+                mode_direction(c, Mode::Adaptive { bc2_sqrt }, m, r)
+            }),
+            Mode::Rectified => {
+                adabelief_loop(c, ch, |m, r| mode_direction(c, Mode::Rectified, m, r))
             }
-        } else {
-            for i in 0..n {
-                let (xi, _, mi, si, _, lr, u) = adabelief_element(c, x[i], g[i], m[i], s[i], 0.0);
-                (m[i], s[i]) = (mi, si);
-                x[i] = xi - lr * u;
-            }
+            Mode::Momentum => adabelief_loop(c, ch, |m, r| mode_direction(c, Mode::Momentum, m, r)),
+            Mode::Skip => adabelief_loop(c, ch, |m, r| mode_direction(c, Mode::Skip, m, r)),
         }
     }
 }
