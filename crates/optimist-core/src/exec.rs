@@ -47,7 +47,7 @@
 //!
 //! [`Engine`]: crate::Engine
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -467,11 +467,10 @@ struct Piece<'a> {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &mut Piece<'_>) {
-    let len = piece.value.len();
     if !piece.bufs[..nb].iter().any(Buf::is_compressed) {
         let mut state: [&mut [f32]; MAX_BUFFERS] = Default::default();
         for (s, b) in state.iter_mut().zip(piece.bufs.iter_mut()) {
@@ -489,8 +488,44 @@ fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &
         run_kernel(rule, scalars, chunk);
         return;
     }
-    SCRATCH.with(|cell| {
-        let mut scratch = cell.borrow_mut();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            unsafe { compressed_piece_avx2(rule, scalars, nb, piece) };
+            return;
+        }
+    }
+    compressed_piece(rule, scalars, nb, piece);
+}
+
+/// [`compressed_piece`] compiled for AVX2 (the codecs and the kernel are
+/// inlined into it).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn compressed_piece_avx2<R: Elementwise>(
+    rule: &R,
+    scalars: &R::Scalars,
+    nb: usize,
+    piece: &mut Piece<'_>,
+) {
+    compressed_piece(rule, scalars, nb, piece)
+}
+
+/// Decode the compressed buffers of a piece into scratch space, run the
+/// kernel, encode them back.
+#[inline(always)]
+fn compressed_piece<R: Elementwise>(
+    rule: &R,
+    scalars: &R::Scalars,
+    nb: usize,
+    piece: &mut Piece<'_>,
+) {
+    let len = piece.value.len();
+    // The scratch space is moved out of the thread-local (no closure, so
+    // that everything here is inlined into the AVX2 function).
+    let mut scratch = SCRATCH.take();
+    {
         if scratch.len() < nb * len {
             scratch.resize(nb * len, 0.0);
         }
@@ -521,7 +556,7 @@ fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &
                 hessian: piece.hessian,
                 state,
             };
-            run_kernel(rule, scalars, chunk);
+            rule.kernel(scalars, chunk);
         }
         for (b, tmp) in piece.bufs.iter_mut().zip(scratch.chunks(len)) {
             match b {
@@ -539,7 +574,8 @@ fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &
                 _ => {}
             }
         }
-    });
+    }
+    SCRATCH.set(scratch);
 }
 
 /// The fused elementwise driver (see the module docs).

@@ -78,6 +78,7 @@ pub fn stream_key(seed: u64, param: u64, buffer: usize, step: u64, phase: u64) -
 
 /// Encodes `src` into bf16 with stochastic rounding; `src[0]` is element
 /// `offset` of its tensor (the random stream is indexed by element).
+#[inline(always)]
 pub fn bf16_encode(src: &[f32], dst: &mut [u16], key: u64, offset: usize) {
     let n = src.len().min(dst.len());
     let (src, dst) = (&src[..n], &mut dst[..n]);
@@ -116,6 +117,7 @@ fn bf16_encode_segment(src: &[f32], dst: &mut [u16], base: u32, lo: u32) {
 }
 
 /// Decodes bf16 values into f32 (exact).
+#[inline(always)]
 pub fn bf16_decode(src: &[u16], dst: &mut [f32]) {
     let n = src.len().min(dst.len());
     let (src, dst) = (&src[..n], &mut dst[..n]);
@@ -287,6 +289,7 @@ pub enum Rounding {
 /// Quantizes `src` block by block into `codes` and `scales`
 /// (`scales.len() == src.len().div_ceil(block)`). Blocks start at multiples
 /// of `block` from `src[0]`.
+#[inline(always)]
 pub fn q8_encode(
     src: &[f32],
     codes: &mut [u8],
@@ -368,6 +371,7 @@ fn signed_code(v: f32, j: usize) -> u8 {
 }
 
 /// Decodes block-wise 8-bit values into f32.
+#[inline(always)]
 pub fn q8_decode(codes: &[u8], scales: &[f32], dst: &mut [f32], block: usize) {
     let b = books();
     let block = block.max(1);
