@@ -23,6 +23,7 @@
 //! and checkpoints' state dicts), [`replay`] (the conformance contract),
 //! [`problems`] (built-in test functions).
 
+pub mod checkpoint;
 pub mod clip;
 pub mod error;
 pub mod groups;
@@ -37,8 +38,10 @@ pub mod state;
 pub mod tensor;
 pub mod transform;
 pub mod validate;
+pub mod wrappers;
 
 pub use error::{Error, Result};
+pub use optimizer::Mode;
 pub use optimizer::{Engine, Optimizer, OptimizerConfig, StepInfo, UpdateRule};
 pub use state::{ParamState, StateDict, StateEntry, StateStore};
 pub use tensor::{DType, Param, ParamMut, StateTensor};

@@ -53,6 +53,27 @@ pub trait Optimizer: Send {
     fn set_lr(&mut self, lr: f64) -> Result<()> {
         self.set_hparam("lr", lr)
     }
+
+    /// Puts `params` at the training point or at the evaluation point.
+    /// Optimizers whose evaluation point differs from the point where
+    /// gradients are taken (schedule-free methods, weight averaging) rewrite
+    /// the parameter values; all others do nothing (the default). Switching
+    /// to the mode already set does nothing. Stepping in [`Mode::Eval`] is an
+    /// error for optimizers that track the mode.
+    fn set_mode(&mut self, mode: Mode, params: &mut [ParamMut<'_>]) -> Result<()> {
+        let _ = (mode, params);
+        Ok(())
+    }
+}
+
+/// Which point of the optimization the parameters hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The point where gradients are taken (the state after construction).
+    #[default]
+    Train,
+    /// The point to evaluate (schedule-free's averaged iterate, averaged weights).
+    Eval,
 }
 
 /// Reads scalar `key` from a JSON configuration: a plain number field, or

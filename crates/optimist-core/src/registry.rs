@@ -54,6 +54,8 @@ pub fn registry() -> &'static [OptimizerSpec] {
             spec::<optim::Sgd>(),
             spec::<optim::Adam>(),
             spec::<optim::AdamW>(),
+            optim::schedulefree::spec::<optim::AdamWScheduleFree>(),
+            optim::schedulefree::spec::<optim::SgdScheduleFree>(),
         ]
     })
 }

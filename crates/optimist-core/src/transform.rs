@@ -144,4 +144,12 @@ impl Optimizer for Chain {
     fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
         self.optimizer.set_hparam(key, value)
     }
+
+    fn set_mode(
+        &mut self,
+        mode: crate::optimizer::Mode,
+        params: &mut [ParamMut<'_>],
+    ) -> Result<()> {
+        self.optimizer.set_mode(mode, params)
+    }
 }

@@ -3,7 +3,9 @@
 //! the paper.
 
 pub mod adam;
+pub mod schedulefree;
 pub mod sgd;
 
 pub use adam::{Adam, AdamW};
+pub use schedulefree::{AdamWScheduleFree, SgdScheduleFree};
 pub use sgd::Sgd;
