@@ -154,6 +154,9 @@ struct Meta {
     extra: Value,
 }
 
+/// A tensor of the file: name, shape, values.
+type Tensor<'a> = (String, Vec<usize>, &'a [f32]);
+
 fn bad(msg: impl std::fmt::Display) -> Error {
     Error::Input(format!("checkpoint: {msg}"))
 }
@@ -223,7 +226,7 @@ impl Checkpoint {
     }
 
     /// The tensors in file order: (name, shape, values).
-    fn tensors(&self) -> Result<Vec<(String, Vec<usize>, &[f32])>> {
+    fn tensors(&self) -> Result<Vec<Tensor<'_>>> {
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
         for p in &self.params {
@@ -243,7 +246,7 @@ impl Checkpoint {
         Ok(out)
     }
 
-    fn meta(&self, tensors: &[(String, Vec<usize>, &[f32])]) -> Meta {
+    fn meta(&self, tensors: &[Tensor<'_>]) -> Meta {
         let params = self
             .params
             .iter()

@@ -125,12 +125,15 @@ fn resume_is_bit_exact_for_every_registry_optimizer() {
     }
 }
 
-fn wrapper_makers() -> Vec<(
+/// (label, constructor, NaN step included, save in eval mode).
+type Maker = (
     &'static str,
     Box<dyn Fn() -> Box<dyn Optimizer>>,
     bool,
     bool,
-)> {
+);
+
+fn wrapper_makers() -> Vec<Maker> {
     let wsd = ScheduleSpec::from_json(&json!({"name": "wsd", "warmup_steps": 3, "stable_steps": 3,
         "decay_steps": 4, "cooldown_type": "cosine", "min_lr_ratio": 0.1}))
     .unwrap();

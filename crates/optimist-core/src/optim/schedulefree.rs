@@ -219,7 +219,7 @@ impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
                 .ok_or_else(|| Error::Input(format!("state has no '{key}' entry")))
         };
         let k = get("step")?;
-        if !(k.is_finite() && k >= 0.0 && k.fract() == 0.0) {
+        if !(k.is_finite() && k >= 0.0 && k.fract() == 0.0 && k < 2f64.powi(53)) {
             return Err(Error::Input(format!("state 'step': invalid value {k}")));
         }
         let lr_max = get("lr_max")?;
