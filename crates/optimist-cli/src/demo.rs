@@ -21,6 +21,8 @@ fn demo_hparams(name: &str) -> Value {
     match name {
         "sgd" => json!({"lr": 1e-3, "momentum": 0.9}),
         "adam" | "adamw" => json!({"lr": 2e-2}),
+        "adamw_schedulefree" => json!({"lr": 2e-2}),
+        "sgd_schedulefree" => json!({"lr": 1e-2}),
         _ => json!({}),
     }
 }
