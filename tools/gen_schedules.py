@@ -24,17 +24,18 @@ from a CRC32 of each file's id):
                                   every step; `expected` holds the averaged parameters
                                   after every step (null before the first average).
 
-References (outside the repository):
+References (in a virtual environment outside version control, CPU is enough):
 
-    /root/venv-ref/bin/pip install torch==2.15.0 pytorch-optimizer==4.1.0 numpy \
-        optax==0.2.8 schedulefree==1.4.1 transformers timm==1.0.31
+    python3 -m venv .venv-ref
+    .venv-ref/bin/pip install torch==2.15.0 pytorch-optimizer==4.1.0 numpy \
+        optax==0.2.8 schedulefree==1.4.1 transformers==5.24.0 timm==1.0.31
 
 timm is only read for `timm/utils/model_ema.py`, loaded from its file (the
 package's __init__ needs torchvision, which is not needed here).
 
 Usage:
 
-    /root/venv-ref/bin/python tools/gen_schedules.py [--root DIR] [--list]
+    .venv-ref/bin/python tools/gen_schedules.py [--root DIR] [--list]
 
 Replay cases are checked for robustness as in tools/gen_cases.py: the same
 replay in float64 must stay within 0.1 of the tolerance of the float32 result,
