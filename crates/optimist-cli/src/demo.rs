@@ -21,6 +21,12 @@ fn demo_hparams(name: &str) -> Value {
     match name {
         "sgd" => json!({"lr": 1e-3, "momentum": 0.9}),
         "adam" | "adamw" => json!({"lr": 2e-2}),
+        "lion" | "signsgd" => json!({"lr": 1e-3}),
+        "adabelief" | "lamb" => json!({"lr": 2e-2}),
+        // The default final_lr (0.1, plain SGD at the end) diverges on Rosenbrock.
+        "adabound" => json!({"lr": 1e-2, "final_lr": 2e-3}),
+        "lookahead" => json!({"inner": {"optimizer": "adam", "hparams": {"lr": 2e-2}}}),
+        "cautious" => json!({"inner": {"optimizer": "adamw", "hparams": {"lr": 2e-2}}}),
         "adamw_schedulefree" => json!({"lr": 2e-2}),
         "sgd_schedulefree" => json!({"lr": 1e-2}),
         _ => json!({}),

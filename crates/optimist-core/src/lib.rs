@@ -23,6 +23,7 @@
 //! and checkpoints' state dicts), [`replay`] (the conformance contract),
 //! [`problems`] (built-in test functions).
 
+pub mod cautious;
 pub mod checkpoint;
 pub mod clip;
 pub mod error;
@@ -38,6 +39,7 @@ pub mod state;
 pub mod tensor;
 pub mod transform;
 pub mod validate;
+pub mod wrap;
 pub mod wrappers;
 
 pub use error::{Error, Result};

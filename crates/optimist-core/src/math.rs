@@ -71,3 +71,65 @@ impl WeightDecay {
         }
     }
 }
+
+/// `+1` to descend, `-1` to ascend (`maximize`): torch negates the gradient
+/// first, which is exact.
+#[inline]
+pub fn descent_sign(maximize: bool) -> f32 {
+    if maximize {
+        -1.0
+    } else {
+        1.0
+    }
+}
+
+/// torch's `maximum(a, b)` (and `clamp(a, min=b)`): NaN when either is NaN.
+/// Rust's `f32::max` drops a NaN instead.
+#[inline(always)]
+pub fn maximum(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// An exponential moving average with decay `beta`, in torch's two forms.
+/// `beta` and the weight `1 - beta` are computed in f64 and rounded once to
+/// f32, as torch rounds Python scalars.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ema {
+    /// The decay, as f32.
+    pub beta: f32,
+    /// `1 - beta`, computed in f64 and rounded to f32.
+    pub weight: f32,
+}
+
+impl Ema {
+    /// The average with decay `beta`.
+    pub fn new(beta: f64) -> Self {
+        Ema {
+            beta: beta as f32,
+            weight: (1.0 - beta) as f32,
+        }
+    }
+
+    /// `m.lerp_(x, 1 - beta)`: the first-moment form.
+    #[inline(always)]
+    pub fn lerp(self, m: f32, x: f32) -> f32 {
+        lerp(m, x, self.weight)
+    }
+
+    /// `v.mul_(beta).addcmul_(x, x, value=1 - beta)`: the second-moment
+    /// form, `v * beta + ((1 - beta) * x) * x`.
+    #[inline(always)]
+    pub fn sq(self, v: f32, x: f32) -> f32 {
+        v * self.beta + self.weight * x * x
+    }
+}
+
+/// The L2 norm of `xs` as torch returns it for an f32 tensor (an f32),
+/// accumulated in f64 and rounded once.
+pub fn l2_norm(xs: &[f32]) -> f32 {
+    xs.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32
+}

@@ -4,6 +4,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
+use crate::cautious::{Apply, CautiousMask};
 use crate::error::{Error, Result};
 use crate::state::{ParamState, StateDict, StateStore};
 use crate::tensor::ParamMut;
@@ -52,6 +53,20 @@ pub trait Optimizer: Send {
     /// Sets the learning rate.
     fn set_lr(&mut self, lr: f64) -> Result<()> {
         self.set_hparam("lr", lr)
+    }
+
+    /// Turns cautious masking ([`crate::cautious`]) on or off. Optimizers
+    /// whose update rule does not expose its update direction refuse to turn
+    /// it on with [`Error::Unsupported`].
+    fn set_cautious(&mut self, on: bool) -> Result<()> {
+        if on {
+            Err(Error::Unsupported(format!(
+                "{}: cautious masking is not supported (the update direction is not exposed)",
+                self.name()
+            )))
+        } else {
+            Ok(())
+        }
     }
 
     /// Puts `params` at the training point or at the evaluation point.
@@ -211,6 +226,61 @@ pub trait UpdateRule: OptimizerConfig {
         }
         Ok(())
     }
+
+    /// Whether [`UpdateRule::update_with`] is implemented, so that update
+    /// modifiers such as cautious masking ([`crate::cautious`]) compose
+    /// with this rule.
+    const EXPOSES_UPDATE: bool = false;
+
+    /// Like [`UpdateRule::update`], but the step of every element, in order,
+    /// goes through `apply` instead of being added to the parameter: the
+    /// rule applies its own weight decay and state updates, then calls
+    /// `apply.apply(p, g, lr, u)` where the plain update is `p <- p - lr * u`
+    /// and `g` is the gradient as the rule used it (after L2 decay). The
+    /// caller ends the parameter with [`Apply::finish`]. Rules that set
+    /// [`UpdateRule::EXPOSES_UPDATE`] implement this and write `update` as
+    /// `update_with` with [`crate::cautious::Plain`].
+    fn update_with<A: Apply>(
+        &self,
+        _info: &StepInfo,
+        _param: &mut ParamMut<'_>,
+        _state: &mut Self::State,
+        _apply: &mut A,
+    ) -> Result<()> {
+        Err(Error::Unsupported(format!(
+            "{}: the update rule does not expose its update direction",
+            Self::NAME
+        )))
+    }
+
+    /// Like [`UpdateRule::update_all`] through `apply`. The default calls
+    /// [`UpdateRule::update_with`] and [`Apply::finish`] for each parameter;
+    /// rules that override `update_all` override this too.
+    fn update_all_with<A: Apply>(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<Self::State>,
+        apply: &mut A,
+    ) -> Result<()> {
+        for p in params.iter_mut() {
+            let st = states.get(p.name, p.numel())?;
+            self.update_with(info, p, st, apply)?;
+            apply.finish(p.value)?;
+        }
+        Ok(())
+    }
+
+    /// Called when the configuration is replaced (`set_config`,
+    /// `set_hparam`), with the configuration it replaces: keeps values that
+    /// are not hyperparameters, such as the learning rate the optimizer was
+    /// built with. The default keeps nothing.
+    fn carry_over(&mut self, _previous: &Self) {}
+
+    /// Called once at the start of every step, before any update, for
+    /// rule-level values that change at step time (not hyperparameters).
+    /// The default does nothing.
+    fn begin_step(&mut self, _info: &StepInfo) {}
 }
 
 /// Runs an [`UpdateRule`]: owns its configuration, per-parameter states and
@@ -220,6 +290,8 @@ pub struct Engine<R: UpdateRule> {
     config: R,
     states: StateStore<R::State>,
     step: u64,
+    /// Cautious masking on (see [`crate::cautious`]), with its scratch space.
+    cautious: Option<CautiousMask>,
 }
 
 impl<R: UpdateRule> Engine<R> {
@@ -230,6 +302,7 @@ impl<R: UpdateRule> Engine<R> {
             config,
             states: StateStore::default(),
             step: 0,
+            cautious: None,
         })
     }
 
@@ -259,7 +332,9 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
     }
 
     fn set_config(&mut self, config: Value) -> Result<()> {
-        self.config = R::from_json(&config)?;
+        let mut config = R::from_json(&config)?;
+        config.carry_over(&self.config);
+        self.config = config;
         Ok(())
     }
 
@@ -278,7 +353,13 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
         let info = StepInfo {
             step: self.step + 1,
         };
-        self.config.update_all(&info, params, &mut self.states)?;
+        self.config.begin_step(&info);
+        match &mut self.cautious {
+            Some(mask) => self
+                .config
+                .update_all_with(&info, params, &mut self.states, mask)?,
+            None => self.config.update_all(&info, params, &mut self.states)?,
+        }
         self.step += 1;
         Ok(())
     }
@@ -301,6 +382,17 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
         states.load_state_dict(dict)?;
         self.states = states;
         self.step = step;
+        Ok(())
+    }
+
+    fn set_cautious(&mut self, on: bool) -> Result<()> {
+        if on && !R::EXPOSES_UPDATE {
+            return Err(Error::Unsupported(format!(
+                "{}: cautious masking needs an update rule that exposes its update direction",
+                R::NAME
+            )));
+        }
+        self.cautious = on.then(CautiousMask::default);
         Ok(())
     }
 }

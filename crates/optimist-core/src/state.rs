@@ -13,6 +13,10 @@ use crate::tensor::StateTensor;
 pub trait ParamState: Default + Send + Sync + 'static {
     /// Names of the buffers, in declaration order.
     const BUFFERS: &'static [&'static str];
+    /// The buffers whose length is not the parameter's element count
+    /// (factored moments, per-parameter scalars). The store does not check
+    /// their lengths; the update rule does.
+    const UNSIZED: &'static [&'static str] = &[];
     /// Number of steps taken on this parameter.
     fn step(&self) -> u64;
     /// Sets the step count (checkpoint loading).
@@ -24,7 +28,9 @@ pub trait ParamState: Default + Send + Sync + 'static {
 }
 
 /// Declares a per-parameter state struct with a `step` counter and the given
-/// [`StateTensor`] buffers, and implements [`ParamState`] for it.
+/// [`StateTensor`] buffers, and implements [`ParamState`] for it. Buffers
+/// listed after `; unsized:` may hold any number of values (see
+/// [`ParamState::UNSIZED`]); the others hold one value per parameter element.
 ///
 /// ```
 /// optimist_core::param_state! {
@@ -33,10 +39,23 @@ pub trait ParamState: Default + Send + Sync + 'static {
 /// }
 /// let s = MomentumState::default();
 /// assert!(!s.momentum_buffer.is_allocated());
+///
+/// optimist_core::param_state! {
+///     /// State with a per-parameter scalar.
+///     pub struct ScaledState { exp_avg; unsized: scale }
+/// }
+/// use optimist_core::ParamState;
+/// assert_eq!(ScaledState::BUFFERS, ["exp_avg", "scale"]);
+/// assert_eq!(ScaledState::UNSIZED, ["scale"]);
 /// ```
 #[macro_export]
 macro_rules! param_state {
     ($(#[$m:meta])* pub struct $name:ident { $($field:ident),* $(,)? }) => {
+        $crate::param_state! { $(#[$m])* pub struct $name { $($field),* ; unsized: } }
+    };
+    ($(#[$m:meta])* pub struct $name:ident {
+        $($field:ident),* ; unsized: $($ufield:ident),* $(,)?
+    }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Default, PartialEq)]
         pub struct $name {
@@ -46,17 +65,31 @@ macro_rules! param_state {
                 #[doc = concat!("State buffer `", stringify!($field), "`.")]
                 pub $field: $crate::tensor::StateTensor,
             )*
+            $(
+                #[doc = concat!("State buffer `", stringify!($ufield), "` (not parameter-sized).")]
+                pub $ufield: $crate::tensor::StateTensor,
+            )*
         }
 
         impl $crate::state::ParamState for $name {
-            const BUFFERS: &'static [&'static str] = &[$(stringify!($field)),*];
+            const BUFFERS: &'static [&'static str] =
+                &[$(stringify!($field),)* $(stringify!($ufield),)*];
+            const UNSIZED: &'static [&'static str] = &[$(stringify!($ufield)),*];
             fn step(&self) -> u64 { self.step }
             fn set_step(&mut self, step: u64) { self.step = step; }
             fn buffer(&self, name: &str) -> Option<&$crate::tensor::StateTensor> {
-                match name { $(stringify!($field) => Some(&self.$field),)* _ => None }
+                match name {
+                    $(stringify!($field) => Some(&self.$field),)*
+                    $(stringify!($ufield) => Some(&self.$ufield),)*
+                    _ => None,
+                }
             }
             fn buffer_mut(&mut self, name: &str) -> Option<&mut $crate::tensor::StateTensor> {
-                match name { $(stringify!($field) => Some(&mut self.$field),)* _ => None }
+                match name {
+                    $(stringify!($field) => Some(&mut self.$field),)*
+                    $(stringify!($ufield) => Some(&mut self.$ufield),)*
+                    _ => None,
+                }
             }
         }
     };
@@ -205,8 +238,8 @@ impl<S: ParamState> StateStore<S> {
     }
 
     /// Replaces all states with the content of `dict`. Every buffer must be
-    /// one this state type declares; lengths must agree per parameter. On
-    /// error nothing is changed.
+    /// one this state type declares; lengths of the parameter-sized buffers
+    /// must agree per parameter. On error nothing is changed.
     pub fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
         let mut fresh: BTreeMap<String, (usize, S)> = BTreeMap::new();
         for (key, &v) in &dict.scalars {
@@ -230,16 +263,18 @@ impl<S: ParamState> StateStore<S> {
             let entry = fresh
                 .entry(e.param.clone())
                 .or_insert((usize::MAX, S::default()));
-            if entry.0 != usize::MAX && entry.0 != e.values.len() {
-                return Err(Error::Shape(format!(
-                    "state of '{}': buffer '{}' has {} values, other buffers have {}",
-                    e.param,
-                    e.name,
-                    e.values.len(),
-                    entry.0
-                )));
+            if !S::UNSIZED.contains(&e.name.as_str()) {
+                if entry.0 != usize::MAX && entry.0 != e.values.len() {
+                    return Err(Error::Shape(format!(
+                        "state of '{}': buffer '{}' has {} values, other buffers have {}",
+                        e.param,
+                        e.name,
+                        e.values.len(),
+                        entry.0
+                    )));
+                }
+                entry.0 = e.values.len();
             }
-            entry.0 = e.values.len();
             let Some(buf) = entry.1.buffer_mut(&e.name) else {
                 return Err(Error::Input(format!(
                     "state of '{}': unknown buffer '{}' (expected one of {:?})",

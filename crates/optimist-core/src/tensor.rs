@@ -169,6 +169,27 @@ impl StateTensor {
         }
     }
 
+    /// The values, filled with `init` (`n` of them) on first use. A buffer
+    /// that holds another number of values (a checkpoint that does not fit
+    /// the parameter) is an error naming the parameter and the buffer.
+    pub fn get_or_fill(
+        &mut self,
+        param: &str,
+        buffer: &str,
+        n: usize,
+        init: f32,
+    ) -> Result<&mut [f32]> {
+        if self.data.is_empty() {
+            self.data = vec![init; n];
+        } else if self.data.len() != n {
+            return Err(Error::Shape(format!(
+                "state of '{param}': buffer '{buffer}' holds {} values, expected {n}",
+                self.data.len()
+            )));
+        }
+        Ok(&mut self.data)
+    }
+
     /// Whether the buffer has been allocated (an empty buffer is "not yet created").
     pub fn is_allocated(&self) -> bool {
         !self.data.is_empty()

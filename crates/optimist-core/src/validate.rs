@@ -79,3 +79,31 @@ pub fn at_least(opt: &str, field: &str, value: u64, min: u64) -> Result<()> {
         ))
     }
 }
+
+/// `value <= 0` and finite.
+pub fn non_positive(opt: &str, field: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value <= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::hparam(
+            opt,
+            field,
+            value,
+            "must be a finite number <= 0",
+        ))
+    }
+}
+
+/// `value >= min` and finite.
+pub fn not_below(opt: &str, field: &str, value: f64, min: f64) -> Result<()> {
+    if value.is_finite() && value >= min {
+        Ok(())
+    } else {
+        Err(Error::hparam(
+            opt,
+            field,
+            value,
+            &format!("must be a finite number >= {min}"),
+        ))
+    }
+}

@@ -1,5 +1,6 @@
 //! Golden tests: every replay case of the project (`tests/golden/cases`,
-//! generated from the reference implementations by `tools/gen_cases.py`)
+//! generated from the reference implementations by `tools/gen_cases.py`,
+//! and `tests/golden/extensions`, options beyond the contract)
 //! and the public conformance cases (`../shared/conformance/cases`, when
 //! that directory exists beside the repository) must match within the
 //! case's tolerance; error cases must be rejected with an error value.
@@ -113,6 +114,19 @@ fn project_golden_cases() {
         failures.join("\n")
     );
     eprintln!("{n} project golden cases passed");
+}
+
+#[test]
+fn project_extension_cases() {
+    let dir = repo_root().join("tests/golden/extensions");
+    let (n, failures) = run_dir(&dir);
+    assert!(
+        failures.is_empty(),
+        "{} of {n} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("{n} extension cases passed");
 }
 
 #[test]

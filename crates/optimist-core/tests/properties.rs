@@ -150,7 +150,7 @@ fn invalid_hyperparameters_are_errors_naming_the_field() {
 #[test]
 fn every_registered_optimizer_builds_with_defaults_and_reports_them() {
     for spec in registry() {
-        if spec.name == "lookahead" {
+        if spec.name == "lookahead" || spec.name == "cautious" {
             continue; // needs `inner`
         }
         let o = (spec.build)(&json!({})).unwrap_or_else(|e| panic!("{}: {e}", spec.name));

@@ -26,6 +26,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cautious::{Apply, Plain};
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
@@ -94,15 +95,28 @@ impl OptimizerConfig for Adam {
 
 impl UpdateRule for Adam {
     type State = AdamState;
+    const EXPOSES_UPDATE: bool = true;
 
     fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
-        adam_update(self, p, st);
+        adam_update(self, p, st, &mut Plain);
+        Ok(())
+    }
+
+    fn update_with<A: Apply>(
+        &self,
+        _info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut AdamState,
+        apply: &mut A,
+    ) -> Result<()> {
+        adam_update(self, p, st, apply);
         Ok(())
     }
 }
 
-/// The Adam/AdamW kernel: one pass over (p, g, m, v[, vmax]).
-fn adam_update(cfg: &Adam, p: &mut ParamMut<'_>, st: &mut AdamState) {
+/// The Adam/AdamW kernel: one pass over (p, g, m, v[, vmax]); the step
+/// `p - step_size * (m / denom)` goes through `apply`.
+fn adam_update<A: Apply>(cfg: &Adam, p: &mut ParamMut<'_>, st: &mut AdamState, apply: &mut A) {
     let n = p.numel();
     if !st.exp_avg.is_allocated() {
         st.exp_avg = StateTensor::zeros(n);
@@ -133,7 +147,7 @@ fn adam_update(cfg: &Adam, p: &mut ParamMut<'_>, st: &mut AdamState) {
             v[i] = v[i] * b2 + w2 * g * g;
             vmax[i] = vmax[i].max(v[i]);
             let denom = vmax[i].sqrt() / bc2_sqrt + eps;
-            *x += -step_size * (m[i] / denom);
+            apply.apply(x, g, step_size, m[i] / denom);
         }
     } else {
         for i in 0..n {
@@ -142,7 +156,7 @@ fn adam_update(cfg: &Adam, p: &mut ParamMut<'_>, st: &mut AdamState) {
             m[i] = lerp(m[i], g, w1);
             v[i] = v[i] * b2 + w2 * g * g;
             let denom = v[i].sqrt() / bc2_sqrt + eps;
-            *x += -step_size * (m[i] / denom);
+            apply.apply(x, g, step_size, m[i] / denom);
         }
     }
 }
@@ -207,9 +221,21 @@ impl OptimizerConfig for AdamW {
 
 impl UpdateRule for AdamW {
     type State = AdamState;
+    const EXPOSES_UPDATE: bool = true;
 
     fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
-        adam_update(&self.as_adam(), p, st);
+        adam_update(&self.as_adam(), p, st, &mut Plain);
+        Ok(())
+    }
+
+    fn update_with<A: Apply>(
+        &self,
+        _info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut AdamState,
+        apply: &mut A,
+    ) -> Result<()> {
+        adam_update(&self.as_adam(), p, st, apply);
         Ok(())
     }
 }

@@ -2,10 +2,37 @@
 //! update rule, the defaults, the reference implementation it matches and
 //! the paper.
 
+pub mod adabelief;
+pub mod adabound;
+pub mod adadelta;
+pub mod adafactor;
+pub mod adagrad;
 pub mod adam;
+pub mod adamax;
+pub mod lamb;
+pub mod lion;
+pub mod lookahead;
+pub mod nadam;
+pub mod pytorch_optimizer;
+pub mod radam;
+pub mod rmsprop;
 pub mod schedulefree;
 pub mod sgd;
+pub mod signsgd;
 
+pub use adabelief::AdaBelief;
+pub use adabound::AdaBound;
+pub use adadelta::Adadelta;
+pub use adafactor::Adafactor;
+pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
+pub use adamax::Adamax;
+pub use lamb::Lamb;
+pub use lion::Lion;
+pub use lookahead::Lookahead;
+pub use nadam::Nadam;
+pub use radam::Radam;
+pub use rmsprop::Rmsprop;
 pub use schedulefree::{AdamWScheduleFree, SgdScheduleFree};
 pub use sgd::Sgd;
+pub use signsgd::SignSgd;

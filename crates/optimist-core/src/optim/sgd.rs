@@ -21,6 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cautious::{Apply, Plain};
 use crate::error::{Error, Result};
 use crate::math::WeightDecay;
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
@@ -88,8 +89,20 @@ impl OptimizerConfig for Sgd {
 
 impl UpdateRule for Sgd {
     type State = SgdState;
+    const EXPOSES_UPDATE: bool = true;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SgdState) -> Result<()> {
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SgdState) -> Result<()> {
+        self.update_with(info, p, st, &mut Plain)
+    }
+
+    /// The step `p - lr * d` goes through `apply`.
+    fn update_with<A: Apply>(
+        &self,
+        _info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut SgdState,
+        apply: &mut A,
+    ) -> Result<()> {
         let wd = WeightDecay::new(self.weight_decay, false, self.lr);
         let lr = self.lr as f32;
         let sgn = if self.maximize { -1.0f32 } else { 1.0 };
@@ -97,7 +110,7 @@ impl UpdateRule for Sgd {
         if self.momentum == 0.0 {
             for (x, &g) in p.value.iter_mut().zip(p.grad.iter()) {
                 let g = wd.apply(x, sgn * g);
-                *x += -lr * g;
+                apply.apply(x, g, lr, g);
             }
             return Ok(());
         }
@@ -112,7 +125,7 @@ impl UpdateRule for Sgd {
             let g = wd.apply(x, sgn * g);
             *b = if first { g } else { *b * mom + damp * g };
             let d = if self.nesterov { g + mom * *b } else { *b };
-            *x += -lr * d;
+            apply.apply(x, g, lr, d);
         }
         Ok(())
     }

@@ -203,6 +203,10 @@ impl Optimizer for Ema {
         self.inner.hparam(key)
     }
 
+    fn set_cautious(&mut self, on: bool) -> Result<()> {
+        self.inner.set_cautious(on)
+    }
+
     fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
         self.inner.set_hparam(key, value)
     }

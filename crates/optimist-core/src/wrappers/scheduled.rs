@@ -265,6 +265,10 @@ impl Optimizer for Scheduled {
 
     /// For a scheduled key, sets the schedule's base value (validated on the
     /// inner optimizer); otherwise sets the inner hyperparameter.
+    fn set_cautious(&mut self, on: bool) -> Result<()> {
+        self.inner.set_cautious(on)
+    }
+
     fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
         let Some(i) = self.entries.iter().position(|e| e.key == key) else {
             return self.inner.set_hparam(key, value);

@@ -1,0 +1,182 @@
+//! AdaBound and AMSBound: Adam whose per-element step size is clipped to
+//! bounds that converge to a final (SGD) learning rate.
+//!
+//! **Reference:** `pytorch_optimizer.AdaBound` (pytorch-optimizer 4.1.0),
+//! with `fixed_decay = false`, `maximize = false`, no AdamD. **Paper:** Luo,
+//! Xiong, Liu & Sun, "Adaptive Gradient Methods with Dynamic Bound of
+//! Learning Rate", ICLR 2019 (arXiv:1902.09843).
+//!
+//! Update rule, per element, at step t (one counter for the optimizer):
+//! ```text
+//! p <- p * (1 - lr * wd)                   if weight_decouple (default)
+//! g <- g + wd * p                          otherwise (L2)
+//! m <- lerp(m, g, 1 - beta1)
+//! v <- beta2 * v + (1 - beta2) * g^2
+//! d <- sqrt(max(vmax, v) + 1e-15) + eps    (vmax updated) if ams_bound
+//! d <- sqrt(v + 1e-15) + eps               otherwise
+//! final = final_lr * lr / base_lr          (base_lr: the lr the optimizer was built with)
+//! lower = final * (1 - 1 / (gamma t + 1)),  upper = final * (1 + 1 / (gamma t))
+//! p <- p - clamp(lr * sqrt(1 - beta2^t) / (1 - beta1^t) / d, lower, upper) * m
+//! ```
+//! `base_lr` is the lr at construction, kept when the lr is changed later
+//! (schedules scale `final_lr` with lr / base_lr). As in the reference, a
+//! base of 0 is replaced by the first positive lr seen at a step, and
+//! `final` is 0 while the base is 0. The base is not part of the state dict
+//! (nor is it in the reference's).
+//!
+//! Defaults: lr = 1e-3, final_lr = 0.1, betas = (0.9, 0.999), gamma = 1e-3,
+//! weight_decay = 0, weight_decouple = true, ams_bound = false, eps = 1e-8.
+//! Validation as the reference: lr >= 0, betas in [0, 1), gamma > 0,
+//! weight_decay >= 0, eps >= 0 (final_lr only needs to be finite).
+
+use serde::{Deserialize, Serialize};
+
+use super::pytorch_optimizer::{ams_denom, clamp_nan};
+use crate::cautious::{Apply, Plain};
+use crate::error::Result;
+use crate::math::{bias_correction, lerp, WeightDecay};
+use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::tensor::{ParamMut, StateTensor};
+use crate::validate as v;
+
+crate::param_state! {
+    /// AdaBound state: first and second moments, and the running maximum of
+    /// the second moment for AMSBound.
+    pub struct AdaBoundState { exp_avg, exp_avg_sq, max_exp_avg_sq }
+}
+
+/// Hyperparameters of `pytorch_optimizer.AdaBound`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaBound {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// The learning rate the bounds converge to, for lr = base lr (default 0.1).
+    pub final_lr: f64,
+    /// Decay rates of the moments (default (0.9, 0.999)).
+    pub betas: [f64; 2],
+    /// Convergence speed of the bounds (default 1e-3).
+    pub gamma: f64,
+    /// Weight decay (default 0).
+    pub weight_decay: f64,
+    /// Decoupled weight decay (default true); L2 otherwise.
+    pub weight_decouple: bool,
+    /// AMSBound: running maximum of the second moment (default false).
+    pub ams_bound: bool,
+    /// Added to the denominator (default 1e-8).
+    pub eps: f64,
+    /// The learning rate the optimizer was built with (not a
+    /// hyperparameter; `None` means `lr`).
+    #[serde(skip)]
+    pub base_lr: Option<f64>,
+}
+
+impl Default for AdaBound {
+    fn default() -> Self {
+        AdaBound {
+            lr: 1e-3,
+            final_lr: 0.1,
+            betas: [0.9, 0.999],
+            gamma: 1e-3,
+            weight_decay: 0.0,
+            weight_decouple: true,
+            ams_bound: false,
+            eps: 1e-8,
+            base_lr: None,
+        }
+    }
+}
+
+impl AdaBound {
+    fn base(&self) -> f64 {
+        self.base_lr.unwrap_or(self.lr)
+    }
+}
+
+impl OptimizerConfig for AdaBound {
+    const NAME: &'static str = "adabound";
+    const REFERENCE: &'static str = "pytorch_optimizer.AdaBound (pytorch-optimizer 4.1.0)";
+    const PAPER: &'static str = "Luo, Xiong, Liu & Sun, Adaptive Gradient Methods with Dynamic Bound of Learning Rate, ICLR 2019 (arXiv:1902.09843)";
+    const SUMMARY: &'static str =
+        "Adam with per-element step sizes clipped to bounds converging to SGD; AMSBound option";
+
+    fn validate(&self) -> Result<()> {
+        v::non_negative(Self::NAME, "lr", self.lr)?;
+        v::finite(Self::NAME, "final_lr", self.final_lr)?;
+        v::betas(Self::NAME, self.betas)?;
+        v::positive(Self::NAME, "gamma", self.gamma)?;
+        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        v::non_negative(Self::NAME, "eps", self.eps)
+    }
+}
+
+impl UpdateRule for AdaBound {
+    type State = AdaBoundState;
+    const EXPOSES_UPDATE: bool = true;
+
+    fn carry_over(&mut self, previous: &Self) {
+        self.base_lr = Some(previous.base());
+    }
+
+    fn begin_step(&mut self, _info: &StepInfo) {
+        if self.base() == 0.0 && self.lr > 0.0 {
+            self.base_lr = Some(self.lr);
+        }
+    }
+
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdaBoundState) -> Result<()> {
+        self.update_with(info, p, st, &mut Plain)
+    }
+
+    fn update_with<A: Apply>(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut AdaBoundState,
+        apply: &mut A,
+    ) -> Result<()> {
+        let n = p.numel();
+        if !st.exp_avg.is_allocated() {
+            st.exp_avg = StateTensor::zeros(n);
+            st.exp_avg_sq = StateTensor::zeros(n);
+        }
+        if self.ams_bound && !st.max_exp_avg_sq.is_allocated() {
+            st.max_exp_avg_sq = StateTensor::zeros(n);
+        }
+        st.step += 1;
+        let t = info.step as f64;
+        let [beta1, beta2] = self.betas;
+        let base = self.base();
+        let final_lr = if base > 0.0 {
+            self.final_lr * self.lr / base
+        } else {
+            0.0
+        };
+        let lower = (final_lr * (1.0 - 1.0 / (self.gamma * t + 1.0))) as f32;
+        let upper = (final_lr * (1.0 + 1.0 / (self.gamma * t))) as f32;
+        let step_size = (self.lr * bias_correction(beta2, info.step).sqrt()
+            / bias_correction(beta1, info.step)) as f32;
+        let wd = WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr);
+        let w1 = (1.0 - beta1) as f32;
+        let b2 = beta2 as f32;
+        let w2 = (1.0 - beta2) as f32;
+        let eps = self.eps as f32;
+        const V_EPS: f32 = 1e-15;
+
+        let m = st.exp_avg.as_mut_slice();
+        let v = st.exp_avg_sq.as_mut_slice();
+        let mut vmax = self
+            .ams_bound
+            .then(|| st.max_exp_avg_sq.as_mut_slice().iter_mut());
+        for (((x, &g), m), v) in p.value.iter_mut().zip(p.grad.iter()).zip(m).zip(v) {
+            let g = wd.apply(x, g);
+            *m = lerp(*m, g, w1);
+            *v = *v * b2 + w2 * g * g;
+            let d = ams_denom(*v, vmax.as_mut().and_then(|it| it.next()), V_EPS, eps);
+            let u = clamp_nan(step_size / d, lower, upper) * *m;
+            // The reference subtracts u itself: p - 1 * u == p - u.
+            apply.apply(x, g, 1.0, u);
+        }
+        Ok(())
+    }
+}

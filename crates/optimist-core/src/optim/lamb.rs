@@ -1,0 +1,265 @@
+//! LAMB: Adam-style updates scaled per tensor by a trust ratio
+//! `||p|| / ||update||`, with optional global gradient pre-normalisation.
+//!
+//! **Reference:** `pytorch_optimizer.Lamb` (pytorch-optimizer 4.1.0), its
+//! default (foreach) path, with `fixed_decay = false`, `rectify = false`,
+//! `maximize = false`, no AdaNorm or AdamD; class constant `clamp = 10`.
+//! **Paper:** You et al., "Large Batch Optimization for Deep Learning:
+//! Training BERT in 76 minutes", ICLR 2020 (arXiv:1904.00962).
+//!
+//! Update rule at step t (one counter for the optimizer):
+//! ```text
+//! if pre_norm and max_grad_norm > 0:               (over all parameters' gradients)
+//!     g <- g * min(1, max_grad_norm / (sqrt(sum ||g_i||^2) + eps))
+//! per tensor:
+//! p <- p * (1 - lr * wd)                           if weight_decouple (default)
+//! m <- beta1 * m + beta3 * g                       beta3 = 1 - beta1 if grad_averaging else 1
+//! v <- beta2 * v + (1 - beta2) * g^2
+//! u <- m * (1 / (sqrt(v) + eps))                   (no bias correction of v)
+//! u <- u + wd * p                                  if not weight_decouple (L2 on the update)
+//! w <- min(||p||, 10),  r <- ||u||                 (||p|| after decoupled decay)
+//! trust <- w / (r + eps) if w != 0 and r != 0 else 1;  trust <- 1 if adam
+//! p <- p - lr / (1 - beta1^t) * (u * trust)
+//! ```
+//! Defaults: lr = 1e-3, betas = (0.9, 0.999), weight_decay = 0,
+//! weight_decouple = true, grad_averaging = true, max_grad_norm = 1,
+//! adam = false, pre_norm = false, eps = 1e-6. Validation as the reference:
+//! lr >= 0, betas in [0, 1), weight_decay >= 0, max_grad_norm >= 0, eps >= 0.
+//!
+//! Known differences: norms are accumulated in f64 (the reference reduces in
+//! f32); the pre-normalisation uses the current `eps` and `max_grad_norm`
+//! (the reference reads the values the optimizer was built with), and runs
+//! over the parameters of one step of this optimizer (one parameter group).
+//!
+//! Each parameter takes two passes: the first updates the moments and the
+//! decay and accumulates both norms, the second recomputes `u` from the new
+//! moments (same operations, same bits) and applies the step.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cautious::{Apply, Plain};
+use crate::error::Result;
+use crate::math::{bias_correction, WeightDecay};
+use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::state::StateStore;
+use crate::tensor::{ParamMut, StateTensor};
+use crate::validate as v;
+
+crate::param_state! {
+    /// LAMB state: first and second moments.
+    pub struct LambState { exp_avg, exp_avg_sq }
+}
+
+/// Hyperparameters of `pytorch_optimizer.Lamb`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lamb {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// Decay rates of the moments (default (0.9, 0.999)).
+    pub betas: [f64; 2],
+    /// Weight decay (default 0).
+    pub weight_decay: f64,
+    /// Decoupled weight decay (default true); otherwise `wd * p` is added to the update.
+    pub weight_decouple: bool,
+    /// Scale new gradients by `1 - beta1` in the first moment (default true).
+    pub grad_averaging: bool,
+    /// Reference norm of the pre-normalisation; 0 disables it (default 1).
+    pub max_grad_norm: f64,
+    /// Trust ratio 1 for every tensor (default false).
+    pub adam: bool,
+    /// Scale all gradients by their global norm first (default false).
+    pub pre_norm: bool,
+    /// Added to sqrt(v) and to the update norm (default 1e-6).
+    pub eps: f64,
+}
+
+impl Default for Lamb {
+    fn default() -> Self {
+        Lamb {
+            lr: 1e-3,
+            betas: [0.9, 0.999],
+            weight_decay: 0.0,
+            weight_decouple: true,
+            grad_averaging: true,
+            max_grad_norm: 1.0,
+            adam: false,
+            pre_norm: false,
+            eps: 1e-6,
+        }
+    }
+}
+
+/// The reference's `clamp` on the weight norm.
+const WEIGHT_NORM_CLAMP: f32 = 10.0;
+
+impl Lamb {
+    /// The factor `min(1, max_grad_norm / (||g|| + eps))` of the
+    /// pre-normalisation over `grads`, computed as the reference in f32 from
+    /// the norm (torch's `scalar / tensor` is the reciprocal times the scalar).
+    pub fn pre_norm_scale<'a>(&self, grads: impl Iterator<Item = &'a [f32]>) -> f32 {
+        if !self.pre_norm || self.max_grad_norm == 0.0 {
+            return 1.0;
+        }
+        let sq: f64 = grads
+            .flat_map(|g| g.iter())
+            .map(|&x| x as f64 * x as f64)
+            .sum();
+        let denom = sq.sqrt() as f32 + self.eps as f32;
+        ((1.0 / denom) * self.max_grad_norm as f32).min(1.0)
+    }
+
+    /// One parameter with its gradients scaled by `gscale`.
+    fn update_param<A: Apply>(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut LambState,
+        gscale: f32,
+        apply: &mut A,
+    ) -> Result<()> {
+        let n = p.numel();
+        if !st.exp_avg.is_allocated() {
+            st.exp_avg = StateTensor::zeros(n);
+            st.exp_avg_sq = StateTensor::zeros(n);
+        }
+        st.step += 1;
+        let [beta1, beta2] = self.betas;
+        let b1 = beta1 as f32;
+        let beta3 = if self.grad_averaging {
+            (1.0 - beta1) as f32
+        } else {
+            1.0
+        };
+        let b2 = beta2 as f32;
+        let w2 = (1.0 - beta2) as f32;
+        let eps = self.eps as f32;
+        let step_size = (self.lr / bias_correction(beta1, info.step)) as f32;
+        // Decoupled decay scales p; the L2 form adds wd * p to the update.
+        let decay = WeightDecay::new(self.weight_decay, true, self.lr);
+        let l2 = if !self.weight_decouple && self.weight_decay > 0.0 {
+            Some(self.weight_decay as f32)
+        } else {
+            None
+        };
+        let scaled = self.pre_norm;
+        let direction = |m: f32, v: f32, x: f32| -> f32 {
+            let u = m * (1.0 / (v.sqrt() + eps));
+            match l2 {
+                Some(wd) => u + wd * x,
+                None => u,
+            }
+        };
+
+        let m = st.exp_avg.as_mut_slice();
+        let v = st.exp_avg_sq.as_mut_slice();
+        // Pass 1: decay, moments, norms.
+        let (mut p_sq, mut u_sq) = (0.0f64, 0.0f64);
+        for (((x, &g), m), v) in p
+            .value
+            .iter_mut()
+            .zip(p.grad.iter())
+            .zip(m.iter_mut())
+            .zip(v.iter_mut())
+        {
+            let g = if scaled { g * gscale } else { g };
+            if self.weight_decouple {
+                decay.apply(x, g);
+            }
+            *m = *m * b1 + beta3 * g;
+            *v = *v * b2 + w2 * g * g;
+            if !self.adam {
+                let u = direction(*m, *v, *x);
+                p_sq += *x as f64 * *x as f64;
+                u_sq += u as f64 * u as f64;
+            }
+        }
+        let trust = if self.adam {
+            1.0
+        } else {
+            let w = (p_sq.sqrt() as f32).min(WEIGHT_NORM_CLAMP);
+            let r = u_sq.sqrt() as f32;
+            if w != 0.0 && r != 0.0 {
+                w / (r + eps)
+            } else {
+                1.0
+            }
+        };
+        // Pass 2: the step.
+        for (((x, &g), &m), &v) in p
+            .value
+            .iter_mut()
+            .zip(p.grad.iter())
+            .zip(m.iter())
+            .zip(v.iter())
+        {
+            let g = if scaled { g * gscale } else { g };
+            let u = direction(m, v, *x) * trust;
+            apply.apply(x, g, step_size, u);
+        }
+        Ok(())
+    }
+}
+
+impl OptimizerConfig for Lamb {
+    const NAME: &'static str = "lamb";
+    const REFERENCE: &'static str = "pytorch_optimizer.Lamb (pytorch-optimizer 4.1.0)";
+    const PAPER: &'static str = "You et al., Large Batch Optimization for Deep Learning: Training BERT in 76 minutes, ICLR 2020 (arXiv:1904.00962)";
+    const SUMMARY: &'static str =
+        "Adam-style update scaled per tensor by the trust ratio ||p|| / ||update||";
+
+    fn validate(&self) -> Result<()> {
+        v::non_negative(Self::NAME, "lr", self.lr)?;
+        v::betas(Self::NAME, self.betas)?;
+        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        v::non_negative(Self::NAME, "max_grad_norm", self.max_grad_norm)?;
+        v::non_negative(Self::NAME, "eps", self.eps)
+    }
+}
+
+impl UpdateRule for Lamb {
+    type State = LambState;
+    const EXPOSES_UPDATE: bool = true;
+
+    /// One parameter on its own (the pre-normalisation sees only its gradient).
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut LambState) -> Result<()> {
+        self.update_with(info, p, st, &mut Plain)
+    }
+
+    fn update_all(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<LambState>,
+    ) -> Result<()> {
+        self.update_all_with(info, params, states, &mut Plain)
+    }
+
+    fn update_with<A: Apply>(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut LambState,
+        apply: &mut A,
+    ) -> Result<()> {
+        let gscale = self.pre_norm_scale(std::iter::once(&*p.grad));
+        self.update_param(info, p, st, gscale, apply)
+    }
+
+    /// The global gradient norm first (pre_norm), then each parameter.
+    fn update_all_with<A: Apply>(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<LambState>,
+        apply: &mut A,
+    ) -> Result<()> {
+        let gscale = self.pre_norm_scale(params.iter().map(|p| &*p.grad));
+        for p in params.iter_mut() {
+            let st = states.get(p.name, p.numel())?;
+            self.update_param(info, p, st, gscale, apply)?;
+            apply.finish(p.value)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! RAdam: Adam with a rectified adaptive learning rate.
+//!
+//! **Reference:** `torch.optim.RAdam` (torch 2.15.0), single-tensor path.
+//! **Paper:** Liu, Jiang, He, Chen, Liu, Gao & Han, "On the Variance of the
+//! Adaptive Learning Rate and Beyond", ICLR 2020 (arXiv:1908.03265).
+//!
+//! Update rule, per element, at step t (torch's order of operations):
+//! ```text
+//! g <- -g                                  if maximize
+//! p <- p * (1 - lr * wd)                   if decoupled_weight_decay
+//! g <- g + wd * p                          otherwise (L2)
+//! m <- lerp(m, g, 1 - beta1)
+//! v <- beta2 * v + (1 - beta2) * g^2
+//! rho_inf = 2 / (1 - beta2) - 1
+//! rho_t   = rho_inf - 2 t beta2^t / (1 - beta2^t)
+//! if rho_t > 5:
+//!     rect = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
+//!     p <- p - m / (1 - beta1^t) * lr * (sqrt(1 - beta2^t) / (sqrt(v) + eps)) * rect
+//! else:
+//!     p <- p - m / (1 - beta1^t) * lr      (momentum SGD, no adaptive scaling)
+//! ```
+//! eps is added to sqrt(v) before the bias correction of v is applied
+//! (unlike Adam), and `sqrt(1 - beta2^t) / (sqrt(v) + eps)` is formed as
+//! `(1 / (sqrt(v) + eps)) * sqrt(1 - beta2^t)`, as torch evaluates it.
+//! With the default beta2 = 0.999 the first five steps are not rectified.
+//!
+//! Defaults: lr = 1e-3, betas = (0.9, 0.999), eps = 1e-8, weight_decay = 0,
+//! decoupled_weight_decay = false, maximize = false.
+//!
+//! Known differences: torch's CPU kernels fuse multiply-adds (lerp, addcmul)
+//! into FMA instructions, and MKL builds of torch take f32 square roots from
+//! MKL, which are not always correctly rounded; here every product is rounded
+//! and sqrt is IEEE, so values can differ from torch's in the last bits
+//! (measured in docs/torch-catalogue.md).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::math::{bias_correction, descent_sign, Ema, WeightDecay};
+use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::tensor::ParamMut;
+use crate::validate as v;
+
+crate::param_state! {
+    /// RAdam state: the two moments.
+    pub struct RadamState { exp_avg, exp_avg_sq }
+}
+
+/// Hyperparameters of `torch.optim.RAdam`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Radam {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// Decay rates of the first and second moments (default (0.9, 0.999)).
+    pub betas: [f64; 2],
+    /// Added to sqrt(v) (default 1e-8).
+    pub eps: f64,
+    /// Weight decay (default 0); L2 unless `decoupled_weight_decay`.
+    pub weight_decay: f64,
+    /// Decoupled (AdamW-style) weight decay (default false).
+    pub decoupled_weight_decay: bool,
+    /// Maximize the objective (default false).
+    pub maximize: bool,
+}
+
+impl Default for Radam {
+    fn default() -> Self {
+        Radam {
+            lr: 1e-3,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled_weight_decay: false,
+            maximize: false,
+        }
+    }
+}
+
+impl OptimizerConfig for Radam {
+    const NAME: &'static str = "radam";
+    const REFERENCE: &'static str = "torch.optim.RAdam (torch 2.15.0)";
+    const PAPER: &'static str = "Liu et al., On the Variance of the Adaptive Learning Rate and Beyond, ICLR 2020 (arXiv:1908.03265)";
+    const SUMMARY: &'static str =
+        "Adam with a variance-rectified adaptive step (momentum SGD while rho_t <= 5)";
+
+    fn validate(&self) -> Result<()> {
+        v::non_negative(Self::NAME, "lr", self.lr)?;
+        v::non_negative(Self::NAME, "eps", self.eps)?;
+        v::betas(Self::NAME, self.betas)?;
+        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+    }
+}
+
+impl UpdateRule for Radam {
+    type State = RadamState;
+
+    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut RadamState) -> Result<()> {
+        let n = p.numel();
+        let m = st.exp_avg.get_or_fill(p.name, "exp_avg", n, 0.0)?;
+        let v = st.exp_avg_sq.get_or_fill(p.name, "exp_avg_sq", n, 0.0)?;
+        st.step += 1;
+        let t = st.step as f64;
+        let [beta1, beta2] = self.betas;
+        let bc1 = bias_correction(beta1, st.step);
+        let bc2 = bias_correction(beta2, st.step);
+        let rho_inf = 2.0 / (1.0 - beta2) - 1.0;
+        let rho_t = rho_inf - 2.0 * t * beta2.powf(t) / bc2;
+        // Scalars of the rectified step, or None for the plain momentum step.
+        let rectified = (rho_t > 5.0).then(|| {
+            let rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+                .powf(0.5);
+            (bc2.powf(0.5) as f32, rect as f32)
+        });
+        let bc1 = bc1 as f32;
+        let lr = self.lr as f32;
+        let eps = self.eps as f32;
+        let (ema1, ema2) = (Ema::new(beta1), Ema::new(beta2));
+        let wd = WeightDecay::new(self.weight_decay, self.decoupled_weight_decay, self.lr);
+        let sgn = descent_sign(self.maximize);
+        let slices = p.value.iter_mut().zip(p.grad.iter()).zip(m).zip(v);
+        for (((x, &g), m), v) in slices {
+            let g = wd.apply(x, sgn * g);
+            *m = ema1.lerp(*m, g);
+            *v = ema2.sq(*v, g);
+            let step = *m / bc1 * lr;
+            *x -= match rectified {
+                Some((bc2_sqrt, rect)) => step * ((1.0 / (v.sqrt() + eps)) * bc2_sqrt) * rect,
+                None => step,
+            };
+        }
+        Ok(())
+    }
+}
