@@ -1,7 +1,7 @@
 //! `optimist demo`: every optimizer on the built-in problems.
 
 use clap::Args;
-use optimist_core::problems::{minimize, Problem, Quadratic, Rosenbrock};
+use optimist_core::problems::{minimize, MatrixLeastSquares, Problem, Quadratic, Rosenbrock};
 use optimist_core::registry::{build, registry};
 use optimist_core::Result;
 use serde_json::{json, Value};
@@ -27,6 +27,9 @@ fn demo_hparams(name: &str) -> Value {
         "adabound" => json!({"lr": 1e-2, "final_lr": 2e-3}),
         "lookahead" => json!({"inner": {"optimizer": "adam", "hparams": {"lr": 2e-2}}}),
         "cautious" => json!({"inner": {"optimizer": "adamw", "hparams": {"lr": 2e-2}}}),
+        "muon" => json!({"lr": 0.05, "weight_decay": 0.0}),
+        "adamuon" => json!({"lr": 0.05}),
+        "namo" | "namo_d" => json!({"lr": 0.1, "weight_decay": 0.0}),
         "adamw_schedulefree" => json!({"lr": 2e-2}),
         "sgd_schedulefree" => json!({"lr": 1e-2}),
         _ => json!({}),
@@ -34,8 +37,11 @@ fn demo_hparams(name: &str) -> Value {
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
-    let problems: Vec<Box<dyn Problem>> =
-        vec![Box::new(Quadratic::default()), Box::new(Rosenbrock)];
+    let problems: Vec<Box<dyn Problem>> = vec![
+        Box::new(Quadratic::default()),
+        Box::new(Rosenbrock),
+        Box::new(MatrixLeastSquares::default()),
+    ];
     let names: Vec<&str> = if args.optimizers.is_empty() {
         registry().iter().map(|s| s.name).collect()
     } else {
@@ -49,7 +55,20 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         for problem in &problems {
             let hp = demo_hparams(name);
             let mut opt = build(name, &hp)?;
-            let losses = minimize(problem.as_ref(), opt.as_mut(), args.steps)?;
+            let losses = match minimize(problem.as_ref(), opt.as_mut(), args.steps) {
+                Ok(l) => l,
+                // Matrix optimizers on the vector problems.
+                Err(optimist_core::Error::Unsupported(_)) => {
+                    println!(
+                        "{:<12} {:<12} {:>14}",
+                        name,
+                        problem.name(),
+                        "(not a matrix)"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             println!(
                 "{:<12} {:<12} {:>14.6e} {:>14.6e}   {}",
                 name,

@@ -31,6 +31,7 @@ pub mod groups;
 pub mod math;
 pub mod optim;
 pub mod optimizer;
+pub mod presets;
 pub mod problems;
 pub mod registry;
 pub mod replay;

@@ -17,6 +17,11 @@ pub trait Problem {
     fn optimum(&self) -> f64 {
         0.0
     }
+    /// Shape of the parameter (a vector of `init().len()` values unless the
+    /// problem says otherwise).
+    fn shape(&self) -> Vec<usize> {
+        vec![self.init().len()]
+    }
 }
 
 /// The 2-D Rosenbrock function `(a - x)^2 + b (y - x^2)^2`, a = 1, b = 100,
@@ -91,7 +96,7 @@ impl Problem for Quadratic {
 pub fn minimize(problem: &dyn Problem, opt: &mut dyn Optimizer, steps: usize) -> Result<Vec<f64>> {
     let init = problem.init();
     let n = init.len();
-    let mut p = Param::new("x", vec![n], init)?;
+    let mut p = Param::new("x", problem.shape(), init)?;
     let mut losses = Vec::with_capacity(steps + 1);
     for _ in 0..steps {
         let loss = problem.loss_grad(&p.data, &mut p.grad);
@@ -101,4 +106,80 @@ pub fn minimize(problem: &dyn Problem, opt: &mut dyn Optimizer, steps: usize) ->
     let mut g = vec![0.0; n];
     losses.push(problem.loss_grad(&p.data, &mut g));
     Ok(losses)
+}
+
+/// Matrix least squares `0.5 / k * ||A W - B||_F^2` over a `m x n` matrix
+/// `W`, with a fixed pseudo-random `A` (`k x m`, entries uniform in
+/// `[-1, 1)`) and `B = A W*` for a pseudo-random `W*`, so the minimum is 0 at
+/// `W = W*`; started at `W = 0`. The matrix problem of the Muon family.
+#[derive(Debug, Clone)]
+pub struct MatrixLeastSquares {
+    k: usize,
+    m: usize,
+    n: usize,
+    a: Vec<f64>,
+    b: Vec<f64>,
+}
+
+impl MatrixLeastSquares {
+    /// The problem with `A` of `k x m`, `W` of `m x n`, drawn from `seed`.
+    pub fn new(k: usize, m: usize, n: usize, seed: u64) -> Self {
+        let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let mut next = move || {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        };
+        let a: Vec<f64> = (0..k * m).map(|_| next()).collect();
+        let w: Vec<f64> = (0..m * n).map(|_| next()).collect();
+        let mut b = vec![0.0; k * n];
+        for i in 0..k {
+            for l in 0..m {
+                for j in 0..n {
+                    b[i * n + j] += a[i * m + l] * w[l * n + j];
+                }
+            }
+        }
+        MatrixLeastSquares { k, m, n, a, b }
+    }
+}
+
+impl Default for MatrixLeastSquares {
+    /// `A` of 32 x 16, `W` of 16 x 8.
+    fn default() -> Self {
+        MatrixLeastSquares::new(32, 16, 8, 7)
+    }
+}
+
+impl Problem for MatrixLeastSquares {
+    fn name(&self) -> &str {
+        "lstsq"
+    }
+    fn init(&self) -> Vec<f32> {
+        vec![0.0; self.m * self.n]
+    }
+    fn shape(&self) -> Vec<usize> {
+        vec![self.m, self.n]
+    }
+    fn loss_grad(&self, x: &[f32], g: &mut [f32]) -> f64 {
+        let (k, m, n) = (self.k, self.m, self.n);
+        let mut r = self.b.iter().map(|&b| -b).collect::<Vec<f64>>();
+        for i in 0..k {
+            for l in 0..m {
+                let a = self.a[i * m + l];
+                for j in 0..n {
+                    r[i * n + j] += a * x[l * n + j] as f64;
+                }
+            }
+        }
+        let scale = 1.0 / k as f64;
+        for l in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k).map(|i| self.a[i * m + l] * r[i * n + j]).sum();
+                g[l * n + j] = (s * scale) as f32;
+            }
+        }
+        0.5 * scale * r.iter().map(|v| v * v).sum::<f64>()
+    }
 }

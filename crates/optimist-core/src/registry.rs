@@ -68,6 +68,10 @@ pub fn registry() -> &'static [OptimizerSpec] {
             spec::<optim::SignSgd>(),
             optim::lookahead::spec(),
             crate::cautious::spec(),
+            spec::<optim::Muon>(),
+            spec::<optim::AdaMuon>(),
+            spec::<optim::Namo>(),
+            spec::<optim::NamoD>(),
             optim::schedulefree::spec::<optim::AdamWScheduleFree>(),
             optim::schedulefree::spec::<optim::SgdScheduleFree>(),
         ]
