@@ -22,16 +22,29 @@ Usage:
     --out DIR          contract cases (default tests/golden/cases)
     --ext-out DIR      cases beyond contract v1 (default tests/golden/extensions):
                        `maximize: true` for sgd/adam/adamw (the contract keeps maximize
-                       false and treats it as an unknown hyperparameter) and
+                       false and treats it as an unknown hyperparameter),
                        `adamomentum` (not in the registry; checked against the
-                       independent implementation in this file)
+                       independent implementation in this file), and `adagc` and
+                       `magma` (pytorch-optimizer 4.1.0 AdaGC and Magma; Magma
+                       cases use mask_prob 1, so no random mask is drawn)
     --only NAME ...    only cases whose id or optimizer matches NAME (fnmatch patterns,
                        e.g. `--only adam 'error-*' lookahead-sgd-*`)
     --clean            remove *.json in the output directories first (full runs only)
     --check-public DIR rerun the reference on every numeric case of DIR (e.g. the
                        owners' shared/conformance/cases) and compare with its expected
                        values; writes nothing
+    --foreach-false    take the expected values from the foreach=False path (the owners'
+                       public cases were made so); default: each class's default foreach
+                       setting.  The other path is always rerun and must agree within
+                       ROBUST_FRACTION of the tolerance (on CPU they differ only for
+                       pytorch_optimizer.Lamb, by < 0.03x tol)
     --list             print the case ids and exit
+
+    gen_cases.py replay CASE.json
+                       act as the project's binary with the reference underneath
+                       (prints RESULT, or one error line and exit 1), so that
+                       shared/conformance/check.py can run the references:
+                       check.py "/root/venv-ref/bin/python tools/gen_cases.py" DIR
 
 How each case is made (deterministic: every case draws its data from its own
 numpy Generator seeded from a CRC32 of the case id, and from a new derived seed
@@ -106,6 +119,7 @@ import torch.optim._muon as _torch_muon_mod
 
 EXPECTED_VERSIONS = {"torch": "2.15.0", "pytorch-optimizer": "4.1.0"}
 ROBUST_FRACTION = 0.1     # f64 vs f32 difference allowed, as a fraction of the tolerance
+PRIMARY_FOREACH_FALSE = False   # --foreach-false: expected values from the foreach=False path
 MAX_ATTEMPTS = 8
 DEFAULT_TOL = {"atol": 1e-06, "rtol": 1e-05}
 MUON_TOL = {"atol": 1e-04, "rtol": 1e-04}
@@ -150,7 +164,13 @@ REGISTRY = {
 # Beyond contract v1: written to --ext-out only.
 EXT_REGISTRY = {
     "adamomentum": {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0},
+    "adagc": {"lr": 0.001, "betas": [0.9, 0.999], "beta": 0.98, "lambda_abs": 1.0, "lambda_rel": 1.05,
+              "warmup_steps": 100, "weight_decay": 0.1, "weight_decouple": True, "fixed_decay": False,
+              "eps": 1e-08},
+    "magma": {"mask_prob": 0.5, "tau": 2.0, "momentum_beta": 0.9, "alignment_ema": 0.9, "moment_key": "auto",
+              "inner": None},
 }
+WRAPPERS = {"lookahead", "magma"}   # take an "inner" optimizer
 EXT_HPARAMS = {"sgd": {"maximize"}, "adam": {"maximize"}, "adamw": {"maximize"}}
 
 # registry name -> (library, class path, class getter)
@@ -175,6 +195,8 @@ REFERENCES = {
     "sophiah": ("pytorch-optimizer", "pytorch_optimizer.SophiaH", lambda: pytorch_optimizer.SophiaH),
     "lookahead": ("pytorch-optimizer", "pytorch_optimizer.Lookahead", lambda: pytorch_optimizer.Lookahead),
     "adamomentum": ("optimist-gen", "independent implementation of the paper", lambda: AdaMomentum),
+    "adagc": ("pytorch-optimizer", "pytorch_optimizer.AdaGC", lambda: pytorch_optimizer.AdaGC),
+    "magma": ("pytorch-optimizer", "pytorch_optimizer.Magma", lambda: pytorch_optimizer.Magma),
 }
 MATRIX_ONLY = {"muon", "adamuon"}
 TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients"}   # JSON arrays -> Python tuples
@@ -328,6 +350,10 @@ class ContractError(Exception):
     pass
 
 
+class HarnessError(Exception):
+    """The case cannot even be fed to the reference (unknown name, data that does not fit)."""
+
+
 def contract_check_optimizer(name, hparams, shapes, ext, where="optimizer"):
     reg = dict(REGISTRY)
     if ext:
@@ -353,6 +379,18 @@ def contract_check_optimizer(name, hparams, shapes, ext, where="optimizer"):
             raise ContractError(f"unknown key {extra[0]!r} in inner")
         if inner["optimizer"] == "lookahead":
             raise ContractError("nested lookahead is not part of the contract")
+        contract_check_optimizer(inner["optimizer"], inner.get("hparams", {}), shapes, ext, "inner optimizer")
+    if name == "magma":
+        inner = hparams.get("inner")
+        if inner is None:
+            return  # the reference wraps AdamW with its defaults
+        if not isinstance(inner, dict) or "optimizer" not in inner:
+            raise ContractError("magma's 'inner' needs 'optimizer'")
+        extra = sorted(set(inner) - {"optimizer", "hparams"})
+        if extra:
+            raise ContractError(f"unknown key {extra[0]!r} in inner")
+        if inner["optimizer"] in WRAPPERS:
+            raise ContractError("magma around a wrapper is not generated")
         contract_check_optimizer(inner["optimizer"], inner.get("hparams", {}), shapes, ext, "inner optimizer")
 
 
@@ -411,6 +449,13 @@ def _kwargs(name, hparams, dtype, foreach_false):
 
 def build_reference(name, hparams, params, dtype, foreach_false=False):
     """Returns (optimizer to step, optimizer the scheduler drives)."""
+    if name == "magma":
+        hp = {k: v for k, v in hparams.items() if k != "inner"}
+        if foreach_false:
+            hp["foreach"] = False
+        inner = hparams.get("inner") or {"optimizer": "adamw", "hparams": {}}
+        inner_opt, _ = build_reference(inner["optimizer"], inner.get("hparams", {}), params, dtype, foreach_false)
+        return pytorch_optimizer.Magma(inner_opt, **hp), inner_opt
     if name == "lookahead":
         hp = {k: v for k, v in hparams.items() if k != "inner"}
         inner = hparams.get("inner") if isinstance(hparams, dict) else None
@@ -420,7 +465,7 @@ def build_reference(name, hparams, params, dtype, foreach_false=False):
         inner_opt, _ = build_reference(inner["optimizer"], inner.get("hparams", {}), params, dtype, foreach_false)
         return pytorch_optimizer.Lookahead(inner_opt, **hp), inner_opt
     if name not in REFERENCES:
-        raise KeyError(f"no reference optimizer named {name!r}")
+        raise HarnessError(f"no reference optimizer named {name!r}")
     cls = REFERENCES[name][2]()
     kw = _kwargs(name, hparams, dtype, foreach_false)
     if name == "adamuon":
@@ -434,7 +479,10 @@ def reference_replay(case, dtype=torch.float32, foreach_false=False):
     """Replay a case with the reference; returns [[np.ndarray per param] per step]."""
     params = []
     for p in case["params"]:
-        arr = np.asarray(p["data"], dtype=np.float32).reshape(p["shape"])
+        try:
+            arr = np.asarray(p["data"], dtype=np.float32).reshape(p["shape"])
+        except ValueError as exc:
+            raise HarnessError(f"param {p.get('name')!r}: {exc}") from None
         params.append(torch.from_numpy(arr.copy()).to(dtype).requires_grad_(True))
     opt, sched_opt = build_reference(case["optimizer"], case["hparams"], params, dtype, foreach_false)
     scheduler = None
@@ -447,9 +495,13 @@ def reference_replay(case, dtype=torch.float32, foreach_false=False):
     out = []
     for t, step in enumerate(case["grads"]):
         if len(step) != len(params):
-            raise ValueError(f"step {t + 1}: {len(step)} gradients for {len(params)} parameters")
+            raise HarnessError(f"step {t + 1}: {len(step)} gradients for {len(params)} parameters")
         for p, g in zip(params, step):
-            p.grad = torch.from_numpy(np.asarray(g, dtype=np.float32).reshape(p.shape).copy()).to(dtype)
+            try:
+                arr = np.asarray(g, dtype=np.float32).reshape(p.shape)
+            except ValueError as exc:
+                raise HarnessError(f"step {t + 1}: {exc}") from None
+            p.grad = torch.from_numpy(arr.copy()).to(dtype)
         if case.get("grad_clip"):
             gc = case["grad_clip"]
             torch.nn.utils.clip_grad_norm_(params, max_norm=gc["max_norm"], norm_type=gc.get("norm_type", 2.0))
@@ -524,7 +576,7 @@ def numeric_specs():
            [("w", [5, 7]), ("k", [2, 3, 4]), ("s", [1])], 6, "SGD with L2 weight decay and no momentum",
            big={2: 1e3}, zero=[5]))
     a(spec("sgd-grad-clip", "sgd", {"lr": 0.05, "momentum": 0.9}, WB, 8,
-           "momentum SGD after clip_grad_norm_; some steps are clipped, some not", clip=clip_norm(9.0), big={3: 1e3}))
+           "momentum SGD after clip_grad_norm_", clip=clip_norm(7.5), big={3: 1e3}))
     a(spec("sgd-warmup-cosine", "sgd", {"lr": 0.1, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.0005},
            [("w", [4, 6]), ("b", [6])], 10, "momentum SGD with dampening under warmup_cosine",
            sched=warmup_cosine(2, 7, 0.01)))
@@ -568,7 +620,7 @@ def numeric_specs():
            [("w", [5, 7]), ("k", [2, 3, 4]), ("s", [1])], 9, "AdamW whose first gradient is huge", big={1: 1e3}))
     a(spec("adamw-clip-warmup-cosine", "adamw", {"lr": 0.01, "weight_decay": 0.1}, WB, 10,
            "AdamW with clip_grad_norm_ and warmup_cosine (decoupled decay uses the scheduled lr)",
-           clip=clip_norm(6.0), sched=warmup_cosine(2, 6)))
+           clip=clip_norm(7.5), sched=warmup_cosine(2, 6)))
     a(spec("adamw-one-element", "adamw", {"lr": 0.05, "betas": [0.5, 0.6]}, [("s", [1])], 15,
            "AdamW on a single 1-element tensor with small betas"))
     # ---------------------------------------------------------------- nadam
@@ -608,7 +660,7 @@ def numeric_specs():
            [("v", [10]), ("s", [1])], 10, "Adagrad with initial accumulator, L2 weight decay and eps", zero=[1]))
     a(spec("adagrad-large-grad", "adagrad", {"lr": 0.05, "lr_decay": 0.01}, WB, 8, "Adagrad", big={3: 1e4}))
     a(spec("adagrad-grad-clip", "adagrad", {"lr": 0.1}, [("conv", [2, 3, 2, 2]), ("b", [2])], 8,
-           "Adagrad after clip_grad_norm_", clip=clip_norm(2.0)))
+           "Adagrad after clip_grad_norm_", clip=clip_norm(6.0)))
     # ---------------------------------------------------------------- rmsprop
     a(spec("rmsprop-defaults", "rmsprop", {}, WB, 10, "RMSprop defaults"))
     a(spec("rmsprop-alpha-eps", "rmsprop", {"lr": 0.005, "alpha": 0.9, "eps": 0.0001}, [("k", [2, 3, 4])], 10,
@@ -661,7 +713,7 @@ def numeric_specs():
            "Muon with gradients ~1e-4 and eps 0.01, so the Newton-Schulz input is divided by eps, not its norm",
            gscale=1e-4))
     a(spec("muon-clip-warmup-cosine", "muon", {"lr": 0.02, "weight_decay": 0.1}, [("w", [7, 5]), ("v", [5, 8])], 10,
-           "Muon with clip_grad_norm_ and warmup_cosine", clip=clip_norm(4.0), sched=warmup_cosine(2, 7)))
+           "Muon with clip_grad_norm_ and warmup_cosine", clip=clip_norm(9.0), sched=warmup_cosine(2, 7)))
     a(spec("muon-momentum-zero", "muon", {"lr": 0.01, "momentum": 0.0}, [("w", [4, 6])], 7,
            "Muon with momentum 0 (orthogonalised raw gradient)"))
     # ---------------------------------------------------------------- lion
@@ -676,7 +728,7 @@ def numeric_specs():
     a(spec("lion-cautious-l2-clip", "lion",
            {"lr": 0.002, "cautious": True, "weight_decay": 0.05, "weight_decouple": False},
            [("w", [5, 5]), ("k", [2, 2, 2])], 9, "cautious Lion with L2 decay after clip_grad_norm_",
-           clip=clip_norm(3.0)))
+           clip=clip_norm(5.5)))
     a(spec("lion-warmup-cosine", "lion", {"lr": 0.002, "weight_decay": 0.1}, WB, 11, "Lion under warmup_cosine",
            sched=warmup_cosine(3, 8, 0.0002)))
     # ---------------------------------------------------------------- adabelief
@@ -800,8 +852,60 @@ def numeric_specs():
            [("conv", [3, 2, 2, 2])], 10, "AdaMomentum with decoupled weight decay" + formula, ext=True,
            big={4: 1e4}))
     a(spec("adamomentum-clip-warmup-cosine", "adamomentum", {"lr": 0.01}, [("w", [5, 6]), ("b", [6])], 10,
-           "AdaMomentum with clip_grad_norm_ and warmup_cosine" + formula, ext=True, clip=clip_norm(4.0),
+           "AdaMomentum with clip_grad_norm_ and warmup_cosine" + formula, ext=True, clip=clip_norm(6.0),
            sched=warmup_cosine(2, 7, 0.001)))
+    return S
+
+
+def frontier_specs():
+    """Extension cases for AdaGC and Magma (pytorch-optimizer 4.1.0)."""
+    S = []
+    a = S.append
+    three = [("w", [5, 4]), ("k", [2, 3, 2]), ("b", [4])]
+    a(spec("adagc-defaults", "adagc", {}, WB, 8,
+           "AdaGC defaults: every step is in warm-up (global clipping to lambda_abs 1)", ext=True))
+    a(spec("adagc-warmup-3", "adagc", {"lr": 0.01, "warmup_steps": 3}, three, 12,
+           "AdaGC with a 3-step warm-up, then relative per-tensor clipping against the norm EMA", ext=True,
+           big={6: 10.0, 9: 0.1}))
+    a(spec("adagc-l2-wd", "adagc", {"lr": 0.01, "weight_decay": 0.05, "weight_decouple": False, "warmup_steps": 4},
+           three, 10, "AdaGC with L2 decay: the warm-up global norm is recomputed per tensor on partly decayed "
+           "gradients", ext=True, zero=[2], big={7: 30.0}))
+    a(spec("adagc-options", "adagc",
+           {"lr": 0.005, "betas": [0.8, 0.95], "beta": 0.9, "lambda_abs": 0.5, "lambda_rel": 1.2, "warmup_steps": 2,
+            "eps": 1e-06, "weight_decay": 0.0},
+           [("v", [11]), ("s", [1])], 12, "AdaGC with other clipping constants and no weight decay", ext=True,
+           big={5: 100.0}))
+    a(spec("adagc-fixed-decay", "adagc", {"lr": 0.02, "weight_decay": 0.1, "fixed_decay": True, "warmup_steps": 1},
+           [("conv", [3, 2, 2, 2])], 9, "AdaGC with fixed (lr-independent) decoupled decay; warmup_steps 1 "
+           "(only the first step is global)", ext=True, gscale=0.2))
+    a(spec("adagc-clip-warmup-cosine", "adagc", {"lr": 0.01, "warmup_steps": 3}, WB, 10,
+           "AdaGC after clip_grad_norm_ under warmup_cosine", ext=True, clip=clip_norm(5.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("magma-adam-keep", "magma",
+           {"mask_prob": 1.0, "inner": {"optimizer": "adam", "hparams": {"lr": 0.01}}}, WB, 8,
+           "Magma around Adam, mask_prob 1: every update kept, scaled by the alignment EMA of "
+           "sigmoid(cos(exp_avg, g) / tau)", ext=True))
+    a(spec("magma-adamw-tau-ema", "magma",
+           {"mask_prob": 1.0, "tau": 0.5, "alignment_ema": 0.5,
+            "inner": {"optimizer": "adamw", "hparams": {"lr": 0.01, "weight_decay": 0.1}}},
+           three, 10, "Magma around AdamW with a sharper sigmoid and a faster alignment EMA (the decay is masked "
+           "too)", ext=True, zero=[4]))
+    a(spec("magma-sgd-momentum-buffer", "magma",
+           {"mask_prob": 1.0, "inner": {"optimizer": "sgd", "hparams": {"lr": 0.05, "momentum": 0.9}}},
+           [("k", [2, 3, 4]), ("s", [1])], 9, "Magma around momentum SGD: the moment is SGD's momentum_buffer",
+           ext=True))
+    a(spec("magma-sgd-fallback-momentum", "magma",
+           {"mask_prob": 1.0, "momentum_beta": 0.8, "inner": {"optimizer": "sgd", "hparams": {"lr": 0.1}}},
+           WB, 8, "Magma around plain SGD (no moment buffer): Magma's own momentum EMA", ext=True))
+    a(spec("magma-moment-key-null", "magma",
+           {"mask_prob": 1.0, "moment_key": None, "momentum_beta": 0.5,
+            "inner": {"optimizer": "adam", "hparams": {"lr": 0.02, "amsgrad": True}}},
+           [("w", [6, 3])], 9, "Magma with moment_key null: its own momentum even though Adam has exp_avg",
+           ext=True))
+    a(spec("magma-adamw-clip-warmup-cosine", "magma",
+           {"mask_prob": 1.0, "inner": {"optimizer": "adamw", "hparams": {"lr": 0.02}}}, WB, 10,
+           "Magma around AdamW with clip_grad_norm_ and warmup_cosine (schedule on the inner lr)", ext=True,
+           clip=clip_norm(6.0), sched=warmup_cosine(2, 7)))
     return S
 
 
@@ -962,14 +1066,24 @@ def draw_case(s, attempt):
     return seed, params, grads, hessian
 
 
-def describe(s):
+def describe(s, grads=None):
     parts = [s["desc"]]
     for t in sorted(s.get("zero", ())):
         parts.append(f"step {t} has a zero gradient")
     for t, f in sorted(s.get("big", {}).items()):
         parts.append(f"step {t} gradient is {f:.0e} times larger".replace("e+0", "e"))
-    if s.get("clip"):
-        parts.append(f"grad_clip max_norm={s['clip']['max_norm']}")
+    if s.get("clip") and grads is not None:
+        m = s["clip"]["max_norm"]
+        norms = [math.sqrt(sum(float(np.sum(np.asarray(g, dtype=np.float64) ** 2)) for g in step)) for step in grads]
+        clipped = [t + 1 for t, n in enumerate(norms) if m / (n + 1e-6) < 1]
+        if len(clipped) == len(norms):
+            which = "every step is clipped"
+        elif not clipped:
+            which = "no step is clipped"
+        else:
+            which = "clips step" + ("s " if len(clipped) > 1 else " ") + ", ".join(map(str, clipped)) + \
+                f" of {len(norms)}"
+        parts.append(f"grad_clip max_norm={m}: {which}")
     if s.get("sched"):
         sc = s["sched"]
         past = s["steps"] - sc["total_steps"]
@@ -984,24 +1098,30 @@ def reference_info(s, notes):
     name = s["optimizer"]
     lib, cls, _ = REFERENCES[name]
     ref = {"library": lib, "version": library_version(lib), "class": cls}
-    if name == "lookahead":
-        inner = s["hparams"]["inner"]["optimizer"]
+    if name in WRAPPERS:
+        inner = wrapped_name(s)
         ilib, icls, _ = REFERENCES[inner]
         ref["inner"] = {"library": ilib, "version": library_version(ilib), "class": icls}
     ref["notes"] = notes
     return ref
 
 
+def wrapped_name(s):
+    """The optimizer a wrapper case wraps (magma's default is AdamW)."""
+    inner = s["hparams"].get("inner") or {"optimizer": "adamw"}
+    return inner["optimizer"]
+
+
 def tolerance_for(s):
     name = s["optimizer"]
-    if name == "lookahead":
-        name = s["hparams"]["inner"]["optimizer"]
+    if name in WRAPPERS:
+        name = wrapped_name(s)
     return dict(MUON_TOL if name in MATRIX_ONLY else DEFAULT_TOL)
 
 
 def base_notes(s):
     name = s["optimizer"]
-    inner = s["hparams"]["inner"]["optimizer"] if name == "lookahead" else name
+    inner = wrapped_name(s) if name in WRAPPERS else name
     notes = []
     if name == "adamomentum":
         notes.append("no reference library implements AdaMomentum; " + ADAMOMENTUM_FORMULA +
@@ -1012,10 +1132,15 @@ def base_notes(s):
     elif inner in ("adamuon",):
         notes.append("all parameters in one group with use_muon=True; Newton-Schulz run in float32 instead of the "
                      "library's bfloat16 cast (zero_power_via_newton_schulz_5 called with dtype=float32)")
+    elif PRIMARY_FOREACH_FALSE:
+        notes.append("run with foreach=False")
     else:
         notes.append("default foreach setting")
     if name == "lookahead":
         notes.append("pullback_momentum='none'")
+    if name == "magma":
+        notes.append("mask_prob 0 or 1, so torch.bernoulli draws no random masks; per-parameter path "
+                     "(the default for CPU tensors)")
     if s.get("clip"):
         notes.append("torch.nn.utils.clip_grad_norm_ on all gradients before each step")
     if s.get("sched"):
@@ -1031,7 +1156,7 @@ def make_numeric(s, log):
     for attempt in range(MAX_ATTEMPTS):
         seed, params, grads, hessian = draw_case(s, attempt)
         case = {
-            "version": 1, "id": s["id"], "description": describe(s), "optimizer": s["optimizer"],
+            "version": 1, "id": s["id"], "description": describe(s, grads), "optimizer": s["optimizer"],
             "hparams": copy.deepcopy(s["hparams"]), "lr_schedule": s.get("sched"), "grad_clip": s.get("clip"),
             "params": params, "grads": grads,
         }
@@ -1039,16 +1164,16 @@ def make_numeric(s, log):
             case["hessian"] = hessian
         contract_check(case, ext=s["ext"])
         before = dict(NS_CALLS)
-        r32 = reference_replay(case, torch.float32)
+        r32 = reference_replay(case, torch.float32, foreach_false=PRIMARY_FOREACH_FALSE)
         ns_used = {k: NS_CALLS[k] - before[k] for k in NS_CALLS}
-        inner = s["hparams"]["inner"]["optimizer"] if s["optimizer"] == "lookahead" else s["optimizer"]
+        inner = wrapped_name(s) if s["optimizer"] in WRAPPERS else s["optimizer"]
         if inner == "muon" and ns_used["torch_muon"] == 0:
             raise RuntimeError("patched torch Muon Newton-Schulz was not called")
         if inner == "adamuon" and ns_used["adamuon"] == 0:
             raise RuntimeError("patched AdaMuon Newton-Schulz was not called")
-        r64 = reference_replay(case, torch.float64)
+        r64 = reference_replay(case, torch.float64, foreach_false=PRIMARY_FOREACH_FALSE)
         robust = tol_ratio(r64, r32, tol)
-        rfe = reference_replay(case, torch.float32, foreach_false=True)
+        rfe = reference_replay(case, torch.float32, foreach_false=not PRIMARY_FOREACH_FALSE)
         fe_ratio = tol_ratio(rfe, r32, tol)
         extra = None
         if s["optimizer"] == "adamomentum":
@@ -1065,7 +1190,8 @@ def make_numeric(s, log):
         notes = base_notes(s)
         notes.append(f"float64 rerun within {robust:.2g} of the tolerance")
         if s["optimizer"] not in ("adamomentum",):
-            notes.append(f"foreach=False rerun within {fe_ratio:.2g} of the tolerance")
+            other = "default foreach" if PRIMARY_FOREACH_FALSE else "foreach=False"
+            notes.append(f"{other} rerun within {fe_ratio:.2g} of the tolerance")
         if extra is not None:
             notes.append(f"numpy float64 implementation within {extra:.2g} of the tolerance")
         notes.append(f"generated by tools/gen_cases.py, seed {seed}")
@@ -1095,10 +1221,12 @@ def make_error(es, log):
         contract_check(case)
     except ContractError as exc:
         contract_msg = str(exc)
-    ref_msg = None
+    ref_msg = harness_msg = None
     try:
         reference_replay(case, torch.float32)
-    except Exception as exc:  # the reference (or building its input) rejects the case
+    except HarnessError as exc:  # cannot even be given to the reference
+        harness_msg = str(exc)
+    except Exception as exc:  # the reference rejects the case
         ref_msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
     if contract_msg is None and ref_msg is None:
         log(f"  DROP {s['id']}: neither the contract nor the reference rejects it")
@@ -1108,13 +1236,15 @@ def make_error(es, log):
         notes.append(f"contract: {contract_msg}")
     if ref_msg:
         notes.append(f"the reference raises {ref_msg}")
+    elif harness_msg:
+        notes.append(f"a contract-format error: the input cannot be given to the reference ({harness_msg})")
     else:
         notes.append("the reference itself accepts this; it is an error by the contract (README)")
     case["expect_error"] = True
     case["expected"] = None
     case["tolerance"] = dict(DEFAULT_TOL)
     case["reference"] = {"library": "n/a", "version": "", "class": "", "notes": "; ".join(notes)}
-    return case, dict(contract=contract_msg, reference=ref_msg)
+    return case, dict(contract=contract_msg, reference=ref_msg or harness_msg)
 
 
 # --------------------------------------------------------------------------------------
@@ -1262,7 +1392,33 @@ def matches(patterns, s):
     return any(fnmatch.fnmatchcase(s["id"], p) or fnmatch.fnmatchcase(s["optimizer"], p) for p in patterns)
 
 
+def replay_main(path):
+    """`gen_cases.py replay CASE.json`: behave like the project's binary, using the reference.
+
+    Lets the owners' checker run the references themselves:
+        python3 shared/conformance/check.py "/root/venv-ref/bin/python tools/gen_cases.py" tests/golden/cases
+    Extensions (maximize, adamomentum) are accepted here.
+    """
+    _patch_torch_muon()
+    _patch_adamuon()
+    try:
+        with open(path) as f:
+            case = json.load(f)
+        contract_check(case, ext=True)
+        result = reference_replay(case, torch.float32, foreach_false=PRIMARY_FOREACH_FALSE)
+        text = '{"params": [' + ",".join(step_str(step) for step in result) + "]}"
+    except Exception as exc:
+        print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "replay":
+        torch.set_num_threads(1)
+        return replay_main(argv[1])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(REPO_ROOT, "tests", "golden", "cases"))
     ap.add_argument("--ext-out", default=os.path.join(REPO_ROOT, "tests", "golden", "extensions"))
@@ -1270,9 +1426,13 @@ def main(argv=None):
     ap.add_argument("--clean", action="store_true")
     ap.add_argument("--check-public", metavar="DIR")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--foreach-false", action="store_true",
+                    help="expected values from the foreach=False path (as the owners' public cases)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
+    global PRIMARY_FOREACH_FALSE
+    PRIMARY_FOREACH_FALSE = args.foreach_false
     if pytorch_optimizer is None:
         print("error: pytorch_optimizer is not installed (see the module docstring)", file=sys.stderr)
         return 2
@@ -1286,9 +1446,9 @@ def main(argv=None):
     if args.check_public:
         return check_public(args.check_public)
 
-    numeric = [s for s in numeric_specs() if matches(args.only, s)]
+    numeric = [s for s in numeric_specs() + frontier_specs() if matches(args.only, s)]
     errors = [s for s in error_specs() if matches(args.only, s)]
-    ids = [s["id"] for s in numeric_specs()] + [s["id"] for s in error_specs()]
+    ids = [s["id"] for s in numeric_specs() + frontier_specs()] + [s["id"] for s in error_specs()]
     dup = {i for i in ids if ids.count(i) > 1}
     if dup:
         raise RuntimeError(f"duplicate case ids: {sorted(dup)}")

@@ -359,4 +359,10 @@ impl Optimizer for ParamGroups {
             ))
         }
     }
+
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        self.groups
+            .iter()
+            .find_map(|g| g.optimizer.state_buffer(param, buffer))
+    }
 }

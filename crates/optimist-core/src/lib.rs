@@ -26,6 +26,7 @@
 pub mod cautious;
 pub mod checkpoint;
 pub mod clip;
+pub mod curvature;
 pub mod error;
 pub mod groups;
 pub mod math;
@@ -35,7 +36,9 @@ pub mod presets;
 pub mod problems;
 pub mod registry;
 pub mod replay;
+pub mod rng;
 pub mod schedule;
+pub mod stages;
 pub mod state;
 pub mod tensor;
 pub mod transform;

@@ -133,3 +133,13 @@ impl Ema {
 pub fn l2_norm(xs: &[f32]) -> f32 {
     xs.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32
 }
+
+/// torch's `clamp(x, max=hi)`: `hi` when `x > hi`, otherwise `x` (NaN stays NaN).
+#[inline(always)]
+pub fn clamp_max(x: f32, hi: f32) -> f32 {
+    if x > hi {
+        hi
+    } else {
+        x
+    }
+}

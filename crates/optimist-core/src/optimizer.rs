@@ -55,6 +55,13 @@ pub trait Optimizer: Send {
         self.set_hparam("lr", lr)
     }
 
+    /// The state buffer `buffer` (e.g. `exp_avg`) of parameter `param`, if
+    /// this optimizer keeps one by that name. Wrappers that read the wrapped
+    /// optimizer's moments (update masking) use it; the default has none.
+    fn state_buffer(&self, _param: &str, _buffer: &str) -> Option<&[f32]> {
+        None
+    }
+
     /// Turns cautious masking ([`crate::cautious`]) on or off. Optimizers
     /// whose update rule does not expose its update direction refuse to turn
     /// it on with [`Error::Unsupported`].
@@ -383,6 +390,11 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
         self.states = states;
         self.step = step;
         Ok(())
+    }
+
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        let t = self.states.peek(param)?.buffer(buffer)?;
+        t.is_allocated().then(|| t.as_slice())
     }
 
     fn set_cautious(&mut self, on: bool) -> Result<()> {

@@ -72,6 +72,11 @@ pub fn registry() -> &'static [OptimizerSpec] {
             spec::<optim::AdaMuon>(),
             spec::<optim::Namo>(),
             spec::<optim::NamoD>(),
+            spec::<optim::SophiaH>(),
+            spec::<optim::SophiaG>(),
+            spec::<optim::AdaMomentum>(),
+            optim::AdaGc::spec(),
+            optim::Magma::spec(),
             optim::schedulefree::spec::<optim::AdamWScheduleFree>(),
             optim::schedulefree::spec::<optim::SgdScheduleFree>(),
         ]

@@ -38,6 +38,10 @@ pub struct Case {
     pub grads: Vec<Vec<Vec<f32>>>,
     #[serde(default)]
     pub hessian: Option<Vec<Option<Vec<Vec<f32>>>>>,
+    /// Extension: gradient stages run after `grad_clip`, before the step,
+    /// as a list of `{"name": ..., "config": {...}}` (see `crate::stages`).
+    #[serde(default)]
+    pub stages: Value,
 }
 
 /// Parameters after every step: `[step][param][value]`.
@@ -111,6 +115,35 @@ impl Case {
         Ok(())
     }
 
+    /// Builds the extension `stages` (none when the key is absent or null).
+    pub fn build_stages(&self) -> Result<Vec<Box<dyn GradientTransform>>> {
+        let items = match &self.stages {
+            Value::Null => return Ok(Vec::new()),
+            Value::Array(items) => items,
+            other => {
+                return Err(Error::Input(format!(
+                    "stages must be a list of {{\"name\", \"config\"}} objects, got {other}"
+                )))
+            }
+        };
+        items
+            .iter()
+            .map(|item| {
+                let name = item
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Error::Input(format!("stage {item} has no \"name\"")))?;
+                if let Some(k) = item
+                    .as_object()
+                    .and_then(|o| o.keys().find(|k| *k != "name" && *k != "config"))
+                {
+                    return Err(Error::Input(format!("stage '{name}': unknown key '{k}'")));
+                }
+                crate::stages::build(name, item.get("config").unwrap_or(&Value::Null))
+            })
+            .collect()
+    }
+
     /// Builds the case's optimizer.
     pub fn optimizer(&self) -> Result<Box<dyn Optimizer>> {
         registry::build(&self.optimizer.to_lowercase(), &self.hparams)
@@ -129,6 +162,7 @@ impl Case {
                 Some(Box::new(c) as Box<dyn GradientTransform>)
             }
         };
+        let mut stages = self.build_stages()?;
         let schedule = match &self.lr_schedule {
             Value::Null => None,
             v => {
@@ -167,6 +201,9 @@ impl Case {
                 .collect();
             if let Some(c) = &mut clip {
                 c.transform(&mut views)?;
+            }
+            for s in stages.iter_mut() {
+                s.transform(&mut views)?;
             }
             opt.step(&mut views)?;
             for (v, p) in values.iter().zip(&self.params) {

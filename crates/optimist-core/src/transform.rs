@@ -152,4 +152,8 @@ impl Optimizer for Chain {
     ) -> Result<()> {
         self.optimizer.set_mode(mode, params)
     }
+
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        self.optimizer.state_buffer(param, buffer)
+    }
 }

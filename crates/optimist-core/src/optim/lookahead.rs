@@ -286,6 +286,10 @@ impl Optimizer for Lookahead {
     ) -> Result<()> {
         self.inner.set_mode(mode, params)
     }
+
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        self.inner.state_buffer(param, buffer)
+    }
 }
 
 /// The registry entry of `lookahead`.

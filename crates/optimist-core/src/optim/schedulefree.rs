@@ -52,7 +52,7 @@ use crate::error::{Error, Result};
 use crate::math::{bias_correction, lerp};
 use crate::optimizer::{Mode, Optimizer, OptimizerConfig};
 use crate::registry::OptimizerSpec;
-use crate::state::{StateDict, StateStore};
+use crate::state::{ParamState, StateDict, StateStore};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -247,6 +247,11 @@ impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
         self.weight_sum = weight_sum;
         self.mode = mode;
         Ok(())
+    }
+
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        let t = self.states.peek(param)?.buffer(buffer)?;
+        t.is_allocated().then(|| t.as_slice())
     }
 
     fn set_mode(&mut self, mode: Mode, params: &mut [ParamMut<'_>]) -> Result<()> {

@@ -311,6 +311,10 @@ impl Optimizer for GradAccumulation {
         self.inner.hparam(key)
     }
 
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        self.inner.state_buffer(param, buffer)
+    }
+
     fn set_cautious(&mut self, on: bool) -> Result<()> {
         self.inner.set_cautious(on)
     }

@@ -265,6 +265,10 @@ impl Optimizer for Scheduled {
 
     /// For a scheduled key, sets the schedule's base value (validated on the
     /// inner optimizer); otherwise sets the inner hyperparameter.
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        self.inner.state_buffer(param, buffer)
+    }
+
     fn set_cautious(&mut self, on: bool) -> Result<()> {
         self.inner.set_cautious(on)
     }

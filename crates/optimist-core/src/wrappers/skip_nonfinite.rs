@@ -184,6 +184,10 @@ impl Optimizer for SkipNonFinite {
         self.inner.hparam(key)
     }
 
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        self.inner.state_buffer(param, buffer)
+    }
+
     fn set_cautious(&mut self, on: bool) -> Result<()> {
         self.inner.set_cautious(on)
     }

@@ -1,0 +1,297 @@
+//! AdaGC: Adam on gradients clipped per tensor against an EMA of each
+//! tensor's past clipped norms (global clipping during warm-up).
+//!
+//! **Reference:** `pytorch_optimizer.AdaGC` (pytorch-optimizer 4.1.0),
+//! per-parameter path. **Paper:** Wang, Li, Chen, Zeng, Yang, Yu, Ma & Shen,
+//! "AdaGC: Improving Training Stability for Large Language Model
+//! Pretraining" (arXiv:2502.11034).
+//!
+//! Update rule at step t, for each tensor (the reference's order):
+//! ```text
+//! g <- -g                                        if maximize
+//! p <- p * (1 - lr * wd)                         if weight_decouple (1 - wd if fixed_decay)
+//! g <- g + wd * p                                otherwise (L2; the clipping sees this g)
+//! s <- AdaGC factor of the tensor (see crate::stages::adagc), updating gamma
+//! g_hat <- s * g
+//! m <- lerp(m, g_hat, 1 - beta1)
+//! v <- beta2 * v + (1 - beta2) * g_hat^2
+//! p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+//! ```
+//! The clipping rule is [`crate::stages::AdaGcConfig::clip`], the same code
+//! as the `adagc` gradient stage: with decoupled (or no) weight decay this
+//! optimizer equals `Chain::new(adamw).with(AdaGcClip)`, value for value.
+//!
+//! **Warm-up global norm with L2 decay.** The reference adds the L2 term to
+//! each gradient in place, tensor by tensor, and then (when decay is
+//! coupled) recomputes the global norm for each tensor in warm-up; so the
+//! norm used for tensor i counts the decayed gradients of tensors 1..i and
+//! the raw gradients of tensors i+1..n. This is reproduced. With decoupled or
+//! no decay, the global norm is that of the raw gradients.
+//!
+//! Defaults: lr = 1e-3, betas = (0.9, 0.999), beta = 0.98, lambda_abs = 1.0,
+//! lambda_rel = 1.05, warmup_steps = 100, weight_decay = 0.1,
+//! weight_decouple = true, fixed_decay = false, eps = 1e-8, maximize = false.
+//! State: `exp_avg`, `exp_avg_sq` per parameter, the running norm of each
+//! tensor as scalars `gamma/<param>`, and `step`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::math::{bias_correction, lerp, WeightDecay};
+use crate::optimizer::{Optimizer, OptimizerConfig};
+use crate::registry::OptimizerSpec;
+use crate::stages::adagc::{gamma_from_scalars, gamma_to_scalars};
+use crate::stages::AdaGcConfig;
+use crate::state::{ParamState, StateDict, StateStore};
+use crate::tensor::{ParamMut, StateTensor};
+use crate::validate as v;
+
+crate::param_state! {
+    /// AdaGC state: Adam's moments (the running norm is kept per tensor
+    /// beside it).
+    pub struct AdaGcState { exp_avg, exp_avg_sq }
+}
+
+/// Hyperparameters of `pytorch_optimizer.AdaGC`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaGc {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// Adam's moment decay rates (default (0.9, 0.999)).
+    pub betas: [f64; 2],
+    /// Smoothing of the per-tensor norm EMA (default 0.98).
+    pub beta: f64,
+    /// Global norm bound during warm-up (default 1.0).
+    pub lambda_abs: f64,
+    /// Allowed ratio of a tensor's norm to its EMA (default 1.05).
+    pub lambda_rel: f64,
+    /// Steps of global clipping (default 100).
+    pub warmup_steps: u64,
+    /// Weight decay (default 0.1).
+    pub weight_decay: f64,
+    /// Decoupled weight decay (default true); L2 otherwise.
+    pub weight_decouple: bool,
+    /// Decoupled decay not scaled by lr (default false).
+    pub fixed_decay: bool,
+    /// Norm floor and Adam's denominator eps (default 1e-8).
+    pub eps: f64,
+    /// Maximize the objective (default false).
+    pub maximize: bool,
+}
+
+impl Default for AdaGc {
+    fn default() -> Self {
+        AdaGc {
+            lr: 1e-3,
+            betas: [0.9, 0.999],
+            beta: 0.98,
+            lambda_abs: 1.0,
+            lambda_rel: 1.05,
+            warmup_steps: 100,
+            weight_decay: 0.1,
+            weight_decouple: true,
+            fixed_decay: false,
+            eps: 1e-8,
+            maximize: false,
+        }
+    }
+}
+
+impl AdaGc {
+    /// The clipping part of the configuration.
+    pub fn clip_rule(&self) -> AdaGcConfig {
+        AdaGcConfig {
+            beta: self.beta,
+            lambda_abs: self.lambda_abs,
+            lambda_rel: self.lambda_rel,
+            warmup_steps: self.warmup_steps,
+            eps: self.eps,
+        }
+    }
+
+    /// The registry entry (AdaGC keeps per-tensor scalars, so it has its own
+    /// [`Optimizer`] rather than the generic engine).
+    pub fn spec() -> OptimizerSpec {
+        OptimizerSpec {
+            name: Self::NAME,
+            reference: Self::REFERENCE,
+            paper: Self::PAPER,
+            summary: Self::SUMMARY,
+            defaults: || AdaGc::default().to_json(),
+            build: |v| Ok(Box::new(AdaGcOptimizer::new(AdaGc::from_json(v)?)?)),
+        }
+    }
+}
+
+impl OptimizerConfig for AdaGc {
+    const NAME: &'static str = "adagc";
+    const REFERENCE: &'static str = "pytorch_optimizer.AdaGC (pytorch-optimizer 4.1.0)";
+    const PAPER: &'static str = "Wang et al., AdaGC: Improving Training Stability for Large Language Model Pretraining (arXiv:2502.11034)";
+    const SUMMARY: &'static str =
+        "Adam on gradients clipped per tensor against an EMA of past clipped norms";
+
+    fn validate(&self) -> Result<()> {
+        v::non_negative(Self::NAME, "lr", self.lr)?;
+        v::betas(Self::NAME, self.betas)?;
+        self.clip_rule().validate_as(Self::NAME)?;
+        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+    }
+}
+
+/// The AdaGC optimizer: configuration, Adam state, running norms.
+#[derive(Debug, Clone)]
+pub struct AdaGcOptimizer {
+    config: AdaGc,
+    states: StateStore<AdaGcState>,
+    gamma: BTreeMap<String, f32>,
+    step: u64,
+}
+
+impl AdaGcOptimizer {
+    /// Validates `config` and builds the optimizer.
+    pub fn new(config: AdaGc) -> Result<Self> {
+        config.validate()?;
+        Ok(AdaGcOptimizer {
+            config,
+            states: StateStore::default(),
+            gamma: BTreeMap::new(),
+            step: 0,
+        })
+    }
+
+    /// The running norm of parameter `name`, once seen.
+    pub fn gamma(&self, name: &str) -> Option<f32> {
+        self.gamma.get(name).copied()
+    }
+}
+
+impl Optimizer for AdaGcOptimizer {
+    fn name(&self) -> &str {
+        AdaGc::NAME
+    }
+
+    fn config(&self) -> Value {
+        self.config.to_json()
+    }
+
+    fn set_config(&mut self, config: Value) -> Result<()> {
+        self.config = AdaGc::from_json(&config)?;
+        Ok(())
+    }
+
+    fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
+        let mut seen = HashSet::new();
+        for p in params.iter() {
+            p.check()?;
+            self.states.check(p.name, p.numel())?;
+            if !seen.insert(p.name) {
+                return Err(Error::Input(format!(
+                    "parameter '{}' given twice in one step",
+                    p.name
+                )));
+            }
+        }
+        let cfg = &self.config;
+        let t = self.step + 1;
+        let rule = cfg.clip_rule();
+        let decay_lr = if cfg.fixed_decay { 1.0 } else { cfg.lr };
+        let wd = WeightDecay::new(cfg.weight_decay, cfg.weight_decouple, decay_lr);
+        let sgn = if cfg.maximize { -1.0f32 } else { 1.0 };
+
+        // Norm reductions first: raw and (with L2 decay) decayed gradients.
+        let coupled = matches!(wd, WeightDecay::Coupled(_));
+        let mut raw_sq = Vec::with_capacity(params.len());
+        let mut dec_sq = Vec::with_capacity(params.len());
+        for p in params.iter() {
+            let raw: f64 = p.grad.iter().map(|&g| (g as f64) * (g as f64)).sum();
+            let dec = if coupled {
+                p.value
+                    .iter()
+                    .zip(p.grad.iter())
+                    .map(|(&x, &g)| {
+                        let mut x = x;
+                        let d = wd.apply(&mut x, sgn * g) as f64;
+                        d * d
+                    })
+                    .sum()
+            } else {
+                raw
+            };
+            raw_sq.push(raw);
+            dec_sq.push(dec);
+        }
+        let raw_total: f64 = raw_sq.iter().sum();
+
+        let [beta1, beta2] = cfg.betas;
+        let w1 = (1.0 - beta1) as f32;
+        let b2 = beta2 as f32;
+        let w2 = (1.0 - beta2) as f32;
+        let step_size = (cfg.lr / bias_correction(beta1, t)) as f32;
+        let bc2_sqrt = bias_correction(beta2, t).sqrt() as f32;
+        let eps = cfg.eps as f32;
+        for (i, p) in params.iter_mut().enumerate() {
+            let global = || {
+                if coupled {
+                    (dec_sq[..=i].iter().sum::<f64>() + raw_sq[i + 1..].iter().sum::<f64>()).sqrt()
+                } else {
+                    raw_total.sqrt()
+                }
+            };
+            let mut gamma = self.gamma.get(p.name).copied();
+            let s = rule.clip(t, &mut gamma, dec_sq[i].sqrt(), global);
+            if let Some(g) = gamma {
+                self.gamma.insert(p.name.to_string(), g);
+            }
+            let n = p.numel();
+            let st = self.states.get(p.name, n)?;
+            if !st.exp_avg.is_allocated() {
+                st.exp_avg = StateTensor::zeros(n);
+                st.exp_avg_sq = StateTensor::zeros(n);
+            }
+            st.step += 1;
+            let m = st.exp_avg.as_mut_slice();
+            let v = st.exp_avg_sq.as_mut_slice();
+            for j in 0..n {
+                let x = &mut p.value[j];
+                let g = wd.apply(x, sgn * p.grad[j]) * s;
+                m[j] = lerp(m[j], g, w1);
+                v[j] = v[j] * b2 + w2 * g * g;
+                let denom = v[j].sqrt() / bc2_sqrt + eps;
+                *x += -step_size * (m[j] / denom);
+            }
+        }
+        self.step = t;
+        Ok(())
+    }
+
+    fn state_dict(&self) -> StateDict {
+        let mut d = self.states.state_dict();
+        d.scalars.insert("step".into(), self.step as f64);
+        gamma_to_scalars(&self.gamma, &mut d);
+        d
+    }
+
+    fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
+        let (gamma, rest) = gamma_from_scalars(dict)?;
+        let step = match rest.scalars.get("step") {
+            Some(&s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 => s as u64,
+            Some(&s) => return Err(Error::Input(format!("state 'step': invalid value {s}"))),
+            None => return Err(Error::Input("state has no 'step' entry".into())),
+        };
+        let mut states = StateStore::default();
+        states.load_state_dict(&rest)?;
+        self.states = states;
+        self.gamma = gamma;
+        self.step = step;
+        Ok(())
+    }
+
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        let t = self.states.peek(param)?.buffer(buffer)?;
+        t.is_allocated().then(|| t.as_slice())
+    }
+}

@@ -1,0 +1,121 @@
+//! AdaMomentum: Adam whose second moment tracks the momentum instead of the
+//! raw gradient.
+//!
+//! **Paper:** Wang, Kang, Qin, Wang, Xu, Zhang & Fu, "Rethinking Adam: A
+//! Twofold Exponential Moving Average Approach", arXiv:2106.11514 (earlier
+//! title "Adapting Stepsizes by Momentumized Gradients Improves Optimization
+//! and Generalization"). **Reference:** no library implements it and the
+//! authors' code was not published; the golden cases
+//! (`tests/golden/extensions/adamomentum-*.json`) come from an independent
+//! implementation of the same formula in `tools/gen_cases.py`, itself checked
+//! against a float64 numpy implementation.
+//!
+//! Update rule, per element, at step t:
+//! ```text
+//! p <- p * (1 - lr * weight_decay)                 (decoupled, before the update)
+//! m <- beta1 * m + (1 - beta1) * g
+//! v <- beta2 * v + (1 - beta2) * m^2 + eps         (eps added INTO the state, every step)
+//! p <- p - lr / (1 - beta1^t) * m / sqrt(v / (1 - beta2^t))
+//! ```
+//! **eps placement:** eps is added inside the second-moment state (as in
+//! AdaBelief 0.2.1, from which the known ports of AdaMomentum derive), and
+//! there is no eps outside the square root. Since `v >= eps` from the first
+//! step on, the denominator never vanishes. This differs from Adam's
+//! `sqrt(v_hat) + eps`; with eps = 1e-8 and `beta2 = 0.999` the state floor
+//! is `eps / (1 - beta2) = 1e-5` in the long run, i.e. a denominator floor
+//! near 3.2e-3, much larger than Adam's. Weight decay is not part of the
+//! paper's algorithm; it is decoupled (AdamW style) here.
+//!
+//! Defaults (Adam's): lr = 1e-3, betas = (0.9, 0.999), eps = 1e-8,
+//! weight_decay = 0.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::math::{bias_correction, WeightDecay};
+use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::tensor::{ParamMut, StateTensor};
+use crate::validate as v;
+
+crate::param_state! {
+    /// AdaMomentum state: the momentum and the second moment of the momentum.
+    pub struct AdaMomentumState { exp_avg, exp_avg_sq }
+}
+
+/// Hyperparameters of AdaMomentum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaMomentum {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// Decay rates of the momentum and of its second moment (default (0.9, 0.999)).
+    pub betas: [f64; 2],
+    /// Added to the second-moment state every step (default 1e-8).
+    pub eps: f64,
+    /// Decoupled weight decay (default 0).
+    pub weight_decay: f64,
+}
+
+impl Default for AdaMomentum {
+    fn default() -> Self {
+        AdaMomentum {
+            lr: 1e-3,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl OptimizerConfig for AdaMomentum {
+    const NAME: &'static str = "adamomentum";
+    const REFERENCE: &'static str =
+        "none published; independent implementation of the paper's formula (tools/gen_cases.py)";
+    const PAPER: &'static str = "Wang et al., Rethinking Adam: A Twofold Exponential Moving Average Approach (arXiv:2106.11514)";
+    const SUMMARY: &'static str =
+        "Adam with the second moment of the momentum; eps inside the state";
+
+    fn validate(&self) -> Result<()> {
+        v::non_negative(Self::NAME, "lr", self.lr)?;
+        v::betas(Self::NAME, self.betas)?;
+        v::non_negative(Self::NAME, "eps", self.eps)?;
+        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+    }
+}
+
+impl UpdateRule for AdaMomentum {
+    type State = AdaMomentumState;
+
+    fn update(
+        &self,
+        _info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut AdaMomentumState,
+    ) -> Result<()> {
+        let n = p.numel();
+        if !st.exp_avg.is_allocated() {
+            st.exp_avg = StateTensor::zeros(n);
+            st.exp_avg_sq = StateTensor::zeros(n);
+        }
+        st.step += 1;
+        let t = st.step;
+        let [beta1, beta2] = self.betas;
+        let wd = WeightDecay::new(self.weight_decay, true, self.lr);
+        let (b1, w1) = (beta1 as f32, (1.0 - beta1) as f32);
+        let (b2, w2) = (beta2 as f32, (1.0 - beta2) as f32);
+        let eps = self.eps as f32;
+        let bc2 = bias_correction(beta2, t) as f32;
+        let neg_step = (-self.lr / bias_correction(beta1, t)) as f32;
+        let m = st.exp_avg.as_mut_slice();
+        let v = st.exp_avg_sq.as_mut_slice();
+        for i in 0..n {
+            let x = &mut p.value[i];
+            let g = wd.apply(x, p.grad[i]);
+            m[i] = m[i] * b1 + w1 * g;
+            v[i] = (v[i] * b2 + w2 * m[i] * m[i]) + eps;
+            let denom = (v[i] / bc2).sqrt();
+            *x += neg_step * m[i] / denom;
+        }
+        Ok(())
+    }
+}

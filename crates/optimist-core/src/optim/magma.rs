@@ -1,0 +1,422 @@
+//! Magma: momentum-aligned random masking of the updates of any optimizer.
+//!
+//! **Reference:** `pytorch_optimizer.Magma` (pytorch-optimizer 4.1.0), the
+//! per-parameter path (what it runs on CPU tensors). **Paper:** Joo, Xia,
+//! Kim, Zhang & Ie, "On Surprising Effectiveness of Masking Updates in
+//! Adaptive Optimizers", arXiv:2602.15322.
+//!
+//! Per step, for every parameter that `exclude` does not name:
+//! ```text
+//! p_old, g <- the parameter and its gradient before the step
+//! the wrapped optimizer steps (its state is always updated densely)
+//! m <- the wrapped optimizer's first moment after its step: its buffer
+//!      `moment_key`, or for "auto" `exp_avg`, else `momentum_buffer`;
+//!      if it has none (or moment_key is null): Magma's own
+//!      m <- lerp(m, g, 1 - momentum_beta)
+//! c <- sum( m / max(||m||, 1e-8) * g / max(||g||, 1e-8) )     (cosine similarity)
+//! s <- lerp(s, sigmoid(c / tau), 1 - alignment_ema)           (s starts at 1)
+//! z ~ Bernoulli(mask_prob)                                    (one draw per tensor)
+//! p <- lerp(p_new, p_old, 1 - s z)      i.e. p_old + s z (p_new - p_old)
+//! ```
+//! The whole update of the wrapped optimizer is masked, decoupled weight
+//! decay included; a kept update is scaled by s (no 1/mask_prob rescaling).
+//!
+//! **Randomness.** The masks come from a seeded [`SplitMix64`] (hyperparameter
+//! `seed`), whose state is saved in the state dict, so a run is
+//! reproducible and resumable; it is not torch's generator, so masks match
+//! the reference only when they are certain (mask_prob 0 or 1, which the
+//! golden cases use). [`Magma::set_masks`] injects the masks of the next
+//! step for tests.
+//!
+//! **Differences.** `exclude` takes parameter-name patterns (`*`, `?`)
+//! instead of tensor objects. Cosines and norms are accumulated in f64.
+//!
+//! **Composition.** Magma reads the gradients it is given; to clip before
+//! masking (the usual `clip_grad_norm_` then `step()` order), put the stages
+//! in a [`Chain`](crate::transform::Chain) around Magma, not inside it.
+//!
+//! Defaults: mask_prob = 0.5, tau = 2.0, momentum_beta = 0.9,
+//! alignment_ema = 0.9, moment_key = "auto", exclude = [], seed = 0,
+//! inner = AdamW with its defaults (what the reference wraps when given
+//! parameters). Replay form: `{"optimizer": "magma", "hparams":
+//! {"mask_prob": 1.0, "inner": {"optimizer": "adam", "hparams": {...}}}}`.
+//! (SkipUpdate, the paper's simpler variant, is not provided: its exact rule
+//! could not be read from the paper.)
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::groups::glob_match;
+use crate::math::lerp;
+use crate::optimizer::Optimizer;
+use crate::registry::{self, OptimizerSpec};
+use crate::rng::SplitMix64;
+use crate::state::{StateDict, StateEntry};
+use crate::tensor::ParamMut;
+use crate::validate as v;
+use crate::wrap::{build_inner, reconfigure_inner, InnerSpec};
+
+/// Magma's hyperparameters (names and defaults of `pytorch_optimizer.Magma`,
+/// plus `seed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MagmaConfig {
+    /// Probability of keeping a tensor's update (default 0.5).
+    pub mask_prob: f64,
+    /// Temperature of the alignment sigmoid (default 2.0).
+    pub tau: f64,
+    /// EMA rate of the fallback momentum (default 0.9).
+    pub momentum_beta: f64,
+    /// EMA rate of the alignment score (default 0.9).
+    pub alignment_ema: f64,
+    /// First-moment buffer of the wrapped optimizer: "auto" (default),
+    /// a buffer name, or null for Magma's own momentum.
+    pub moment_key: Option<String>,
+    /// Name patterns of parameters whose updates are never masked.
+    pub exclude: Vec<String>,
+    /// Seed of the mask generator (default 0).
+    pub seed: u64,
+    /// The wrapped optimizer (default AdamW with its defaults).
+    pub inner: Option<InnerSpec>,
+}
+
+impl Default for MagmaConfig {
+    fn default() -> Self {
+        MagmaConfig {
+            mask_prob: 0.5,
+            tau: 2.0,
+            momentum_beta: 0.9,
+            alignment_ema: 0.9,
+            moment_key: Some("auto".into()),
+            exclude: Vec::new(),
+            seed: 0,
+            inner: None,
+        }
+    }
+}
+
+const NAME: &str = "magma";
+const SCALARS: &[&str] = &["mask_prob", "tau", "momentum_beta", "alignment_ema"];
+
+impl MagmaConfig {
+    /// Checks Magma's own hyperparameters as the reference does.
+    pub fn validate(&self) -> Result<()> {
+        v::unit_interval(NAME, "mask_prob", self.mask_prob)?;
+        v::positive(NAME, "tau", self.tau)?;
+        v::unit_interval(NAME, "momentum_beta", self.momentum_beta)?;
+        v::unit_interval(NAME, "alignment_ema", self.alignment_ema)?;
+        if let Some(inner) = &self.inner {
+            if inner.optimizer == NAME {
+                return Err(Error::config(NAME, "cannot wrap another magma"));
+            }
+        }
+        Ok(())
+    }
+
+    fn from_json(value: &Value) -> Result<Self> {
+        let cfg: MagmaConfig = crate::stages::parse(NAME, value)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn scalar(&self, key: &str) -> Option<f64> {
+        match key {
+            "mask_prob" => Some(self.mask_prob),
+            "tau" => Some(self.tau),
+            "momentum_beta" => Some(self.momentum_beta),
+            "alignment_ema" => Some(self.alignment_ema),
+            _ => None,
+        }
+    }
+}
+
+/// The Magma wrapper: implements [`Optimizer`] around any other optimizer.
+pub struct Magma {
+    config: MagmaConfig,
+    inner: Box<dyn Optimizer>,
+    alignment: BTreeMap<String, f32>,
+    momentum: BTreeMap<String, Vec<f32>>,
+    rng: SplitMix64,
+    step: u64,
+    forced: Option<HashMap<String, bool>>,
+}
+
+impl Magma {
+    /// Wraps `inner`; `config.inner` is ignored (it describes `inner` in
+    /// JSON configurations).
+    pub fn new(mut config: MagmaConfig, inner: Box<dyn Optimizer>) -> Result<Self> {
+        config.inner = None;
+        config.validate()?;
+        Ok(Magma {
+            rng: SplitMix64::new(config.seed),
+            config,
+            inner,
+            alignment: BTreeMap::new(),
+            momentum: BTreeMap::new(),
+            step: 0,
+            forced: None,
+        })
+    }
+
+    /// Builds Magma and its wrapped optimizer from a JSON configuration.
+    pub fn from_json(value: &Value) -> Result<Self> {
+        let cfg = MagmaConfig::from_json(value)?;
+        let spec = cfg.inner.clone().unwrap_or_else(default_inner);
+        let inner = build_inner(NAME, &spec)?;
+        Magma::new(cfg, inner)
+    }
+
+    /// The registry entry.
+    pub fn spec() -> OptimizerSpec {
+        OptimizerSpec {
+            name: NAME,
+            reference: "pytorch_optimizer.Magma (pytorch-optimizer 4.1.0)",
+            paper: "Joo, Xia, Kim, Zhang & Ie, On Surprising Effectiveness of Masking Updates in Adaptive Optimizers (arXiv:2602.15322)",
+            summary: "wrapper: random per-tensor masking of any optimizer's update, scaled by momentum-gradient alignment",
+            defaults: || {
+                let mut d = serde_json::to_value(MagmaConfig::default()).unwrap_or(Value::Null);
+                let inner = default_inner();
+                let hp = registry::find(&inner.optimizer)
+                    .map(|s| (s.defaults)())
+                    .unwrap_or(Value::Null);
+                d["inner"] = json!({"optimizer": inner.optimizer, "hparams": hp});
+                d
+            },
+            build: |v| Ok(Box::new(Magma::from_json(v)?)),
+        }
+    }
+
+    /// The wrapped optimizer.
+    pub fn inner(&self) -> &dyn Optimizer {
+        self.inner.as_ref()
+    }
+
+    /// The alignment score of parameter `name`, once seen.
+    pub fn alignment(&self, name: &str) -> Option<f32> {
+        self.alignment.get(name).copied()
+    }
+
+    /// Uses these masks (true = keep the update) at the next step instead of
+    /// drawing them; parameters not named are drawn as usual.
+    pub fn set_masks(&mut self, masks: HashMap<String, bool>) {
+        self.forced = Some(masks);
+    }
+
+    fn excluded(&self, name: &str) -> bool {
+        self.config.exclude.iter().any(|p| glob_match(p, name))
+    }
+}
+
+fn default_inner() -> InnerSpec {
+    InnerSpec {
+        optimizer: "adamw".into(),
+        hparams: json!({}),
+    }
+}
+
+/// `sum(a / max(||a||, 1e-8) * b / max(||b||, 1e-8))`, torch's
+/// `cosine_similarity` on flattened tensors, accumulated in f64.
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let na = a
+        .iter()
+        .map(|&x| (x as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
+        .max(1e-8);
+    let nb = b
+        .iter()
+        .map(|&x| (x as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
+        .max(1e-8);
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 / na) * (y as f64 / nb))
+        .sum()
+}
+
+impl Optimizer for Magma {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn config(&self) -> Value {
+        let mut d = serde_json::to_value(&self.config).unwrap_or(Value::Null);
+        d["inner"] = json!({"optimizer": self.inner.name(), "hparams": self.inner.config()});
+        d
+    }
+
+    fn set_config(&mut self, config: Value) -> Result<()> {
+        let cfg = MagmaConfig::from_json(&config)?;
+        if let Some(spec) = &cfg.inner {
+            reconfigure_inner(NAME, self.inner.as_mut(), spec)?;
+        }
+        let seed_changed = cfg.seed != self.config.seed;
+        self.config = MagmaConfig { inner: None, ..cfg };
+        if seed_changed {
+            self.rng = SplitMix64::new(self.config.seed);
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
+        for p in params.iter() {
+            p.check()?;
+            if let Some(m) = self.momentum.get(p.name) {
+                if m.len() != p.numel() {
+                    return Err(Error::Shape(format!(
+                        "parameter '{}' had {} elements in earlier steps, now {}",
+                        p.name,
+                        m.len(),
+                        p.numel()
+                    )));
+                }
+            }
+        }
+        let saved: Vec<Option<(Vec<f32>, Vec<f32>)>> = params
+            .iter()
+            .map(|p| (!self.excluded(p.name)).then(|| (p.value.to_vec(), p.grad.to_vec())))
+            .collect();
+        self.inner.step(params)?;
+        self.step += 1;
+        let forced = self.forced.take();
+        let cfg = &self.config;
+        for (p, saved) in params.iter_mut().zip(saved) {
+            let Some((old, grad)) = saved else { continue };
+            let moment = match cfg.moment_key.as_deref() {
+                None => None,
+                Some("auto") => self
+                    .inner
+                    .state_buffer(p.name, "exp_avg")
+                    .or_else(|| self.inner.state_buffer(p.name, "momentum_buffer")),
+                Some(key) => self.inner.state_buffer(p.name, key),
+            }
+            .filter(|m| m.len() == grad.len());
+            let cos = match moment {
+                Some(m) => cosine(m, &grad),
+                None => {
+                    let m = self
+                        .momentum
+                        .entry(p.name.to_string())
+                        .or_insert_with(|| vec![0.0; grad.len()]);
+                    let w = (1.0 - cfg.momentum_beta) as f32;
+                    for (mi, &gi) in m.iter_mut().zip(&grad) {
+                        *mi = lerp(*mi, gi, w);
+                    }
+                    cosine(m, &grad)
+                }
+            };
+            let target = (1.0 / (1.0 + (-(cos as f32 as f64) / cfg.tau).exp())) as f32;
+            let a = self.alignment.entry(p.name.to_string()).or_insert(1.0);
+            *a = lerp(*a, target, (1.0 - cfg.alignment_ema) as f32);
+            let keep = match forced.as_ref().and_then(|f| f.get(p.name)) {
+                Some(&k) => k,
+                None => self.rng.bernoulli(cfg.mask_prob),
+            };
+            let blend = *a * if keep { 1.0 } else { 0.0 };
+            let w = 1.0 - blend;
+            for (x, &o) in p.value.iter_mut().zip(&old) {
+                *x = lerp(*x, o, w);
+            }
+        }
+        Ok(())
+    }
+
+    fn state_dict(&self) -> StateDict {
+        let mut d = StateDict::default();
+        d.merge_prefixed("inner/", self.inner.state_dict());
+        d.scalars.insert("step".into(), self.step as f64);
+        let s = self.rng.state();
+        d.scalars.insert("rng_hi".into(), (s >> 32) as f64);
+        d.scalars.insert("rng_lo".into(), (s & 0xFFFF_FFFF) as f64);
+        for (k, &a) in &self.alignment {
+            d.scalars.insert(format!("alignment/{k}"), a as f64);
+        }
+        for (k, m) in &self.momentum {
+            d.tensors.push(StateEntry {
+                param: k.clone(),
+                name: "momentum".into(),
+                values: m.clone(),
+            });
+        }
+        d
+    }
+
+    fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
+        let word = |k: &str| -> Result<u64> {
+            match dict.scalars.get(k) {
+                Some(&x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 4294967296.0 => {
+                    Ok(x as u64)
+                }
+                Some(&x) => Err(Error::Input(format!("magma: invalid state '{k}' = {x}"))),
+                None => Err(Error::Input(format!("magma: state has no '{k}'"))),
+            }
+        };
+        let step = match dict.scalars.get("step") {
+            Some(&x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 => x as u64,
+            _ => return Err(Error::Input("magma: state has no valid 'step'".into())),
+        };
+        let rng = (word("rng_hi")? << 32) | word("rng_lo")?;
+        let mut alignment = BTreeMap::new();
+        for (k, &x) in &dict.scalars {
+            if let Some(name) = k.strip_prefix("alignment/") {
+                alignment.insert(name.to_string(), x as f32);
+            } else if !k.starts_with("inner/")
+                && !["step", "rng_hi", "rng_lo"].contains(&k.as_str())
+            {
+                return Err(Error::Input(format!("magma: unknown state entry '{k}'")));
+            }
+        }
+        let mut momentum = BTreeMap::new();
+        for e in &dict.tensors {
+            if e.param.starts_with("inner/") {
+                continue;
+            }
+            if e.name != "momentum" {
+                return Err(Error::Input(format!(
+                    "magma: unknown state buffer '{}' of '{}'",
+                    e.name, e.param
+                )));
+            }
+            momentum.insert(e.param.clone(), e.values.clone());
+        }
+        self.inner.load_state_dict(&dict.strip_prefix("inner/"))?;
+        self.step = step;
+        self.rng.set_state(rng);
+        self.alignment = alignment;
+        self.momentum = momentum;
+        Ok(())
+    }
+
+    fn hparam(&self, key: &str) -> Option<f64> {
+        self.config.scalar(key).or_else(|| self.inner.hparam(key))
+    }
+
+    fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
+        if SCALARS.contains(&key) {
+            let mut cfg = self.config.clone();
+            match key {
+                "mask_prob" => cfg.mask_prob = value,
+                "tau" => cfg.tau = value,
+                "momentum_beta" => cfg.momentum_beta = value,
+                _ => cfg.alignment_ema = value,
+            }
+            cfg.validate()?;
+            self.config = cfg;
+            Ok(())
+        } else {
+            self.inner.set_hparam(key, value)
+        }
+    }
+
+    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        self.inner.state_buffer(param, buffer)
+    }
+
+    fn set_cautious(&mut self, on: bool) -> Result<()> {
+        self.inner.set_cautious(on)
+    }
+}
