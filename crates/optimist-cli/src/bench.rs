@@ -186,7 +186,10 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
     } else {
         args.optimizers.clone()
     };
-    if args.seeds == 0 || args.lr_grid.is_empty() || args.lr_grid.iter().any(|m| !(*m > 0.0)) {
+    if args.seeds == 0
+        || args.lr_grid.is_empty()
+        || args.lr_grid.iter().any(|m| m.is_nan() || *m <= 0.0)
+    {
         return Err(err(
             "--seeds must be at least 1 and --lr-grid positive numbers",
         ));

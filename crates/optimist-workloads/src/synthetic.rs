@@ -64,14 +64,16 @@ fn random_rotation(n: usize, rng: &mut Rng) -> Vec<f64> {
         .collect();
     // Modified Gram-Schmidt on the rows.
     for i in 0..n {
-        for j in 0..i {
-            let d: f64 = (0..n).map(|k| q[i][k] * q[j][k]).sum();
-            for k in 0..n {
-                q[i][k] -= d * q[j][k];
+        let (done, rest) = q.split_at_mut(i);
+        let qi = &mut rest[0];
+        for qj in done.iter() {
+            let d: f64 = qi.iter().zip(qj).map(|(a, b)| a * b).sum();
+            for (a, b) in qi.iter_mut().zip(qj) {
+                *a -= d * b;
             }
         }
-        let norm = q[i].iter().map(|x| x * x).sum::<f64>().sqrt();
-        for x in q[i].iter_mut() {
+        let norm = qi.iter().map(|x| x * x).sum::<f64>().sqrt();
+        for x in qi.iter_mut() {
             *x /= norm;
         }
     }

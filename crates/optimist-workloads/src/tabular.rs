@@ -108,12 +108,13 @@ fn newton_optimum(x: &[Vec<f64>], y: &[f64]) -> f64 {
             if p.abs() < 1e-300 {
                 break;
             }
-            for r in 0..m {
+            let pivot_row = a[c].clone();
+            for (r, row) in a.iter_mut().enumerate() {
                 if r != c {
-                    let f = a[r][c] / p;
+                    let f = row[c] / p;
                     if f != 0.0 {
-                        for k in c..=m {
-                            a[r][k] -= f * a[c][k];
+                        for (x, y) in row[c..].iter_mut().zip(&pivot_row[c..]) {
+                            *x -= f * y;
                         }
                     }
                 }
