@@ -470,18 +470,43 @@ fn write_report(
         time_rows.push(trow);
         step_rows.push(srow);
         md.push('\n');
+        // The y range stops at twice the largest starting loss, so that a
+        // diverging run does not flatten the others (it leaves the plot).
+        let log_y = series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .all(|p| !p.1.is_finite() || p.1 > 0.0);
+        let top = series
+            .iter()
+            .filter_map(|s| s.points.first())
+            .map(|p| p.1)
+            .filter(|v| v.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max);
+        let bottom = series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .map(|p| p.1)
+            .filter(|v| v.is_finite() && (!log_y || *v > 0.0))
+            .fold(f64::INFINITY, f64::min);
+        let y_range = (top.is_finite() && bottom.is_finite() && bottom < top).then(|| {
+            (
+                bottom,
+                if log_y {
+                    2.0 * top
+                } else {
+                    top + 0.1 * (top - bottom)
+                },
+            )
+        });
         let plot = Plot {
             title: format!("{w}: training loss (seed 0, mean per window)"),
             x_label: "step".into(),
             y_label: "training loss".into(),
-            log_y: series
-                .iter()
-                .flat_map(|s| s.points.iter())
-                .all(|p| !p.1.is_finite() || p.1 > 0.0),
+            log_y,
             series,
             hline: None,
             x_range: None,
-            y_range: None,
+            y_range,
         };
         let file = format!("loss-{w}.svg");
         write_file(&args.out.join(&file), &plot.to_svg())?;

@@ -149,11 +149,20 @@ impl Plot {
         }
         let yticks: Vec<(f64, String)> = if self.log_y {
             let (a, b) = (y0.ceil() as i32, y1.floor() as i32);
-            let stride = ((b - a) / 8 + 1).max(1);
-            (a..=b)
-                .step_by(stride as usize)
-                .map(|e| (10f64.powi(e), format!("1e{e}")))
-                .collect()
+            if b - a >= 1 {
+                let stride = ((b - a) / 8 + 1).max(1);
+                (a..=b)
+                    .step_by(stride as usize)
+                    .map(|e| (10f64.powi(e), format!("1e{e}")))
+                    .collect()
+            } else {
+                // Less than two decades: plain ticks placed on the log scale.
+                nice_ticks(10f64.powf(y0), 10f64.powf(y1), 5)
+                    .into_iter()
+                    .filter(|v| *v > 0.0)
+                    .map(|v| (v, fmt_tick(v)))
+                    .collect()
+            }
         } else {
             nice_ticks(y0, y1, 6)
                 .into_iter()
