@@ -488,7 +488,7 @@ fn write_report(
             .map(|p| p.1)
             .filter(|v| v.is_finite() && (!log_y || *v > 0.0))
             .fold(f64::INFINITY, f64::min);
-        let y_range = (top.is_finite() && bottom.is_finite() && bottom < top).then(|| {
+        let y_range = (top.is_finite() && bottom.is_finite() && bottom < top).then_some({
             (
                 bottom,
                 if log_y {
