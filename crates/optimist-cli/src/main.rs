@@ -5,8 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod data;
 mod demo;
 mod list;
+mod svg;
+mod train;
 
 /// optimist: deep-learning optimizers, exact to their references.
 #[derive(Parser)]
@@ -31,6 +35,12 @@ enum Command {
     },
     /// Minimize the built-in problems with every optimizer and print the losses.
     Demo(demo::DemoArgs),
+    /// Train a workload with an optimizer: progress, JSONL metrics, summary.
+    Train(train::TrainArgs),
+    /// Run optimizers x workloads x seeds; write report.md, report.json and SVG plots.
+    Bench(bench::BenchArgs),
+    /// Fetch or check the datasets of the real-data workloads.
+    Data(data::DataArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +54,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Demo(args) => demo::run(&args),
+        Command::Train(args) => train::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Data(args) => data::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
