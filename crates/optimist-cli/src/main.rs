@@ -6,8 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_micro;
+mod data;
 mod demo;
 mod list;
+mod svg;
+mod train;
 
 /// optimist: deep-learning optimizers, exact to their references.
 #[derive(Parser)]
@@ -32,8 +36,12 @@ enum Command {
     },
     /// Minimize the built-in problems with every optimizer and print the losses.
     Demo(demo::DemoArgs),
-    /// Benchmarks: optimizer step time and memory bandwidth (JSON lines).
+    /// Train a workload with an optimizer: progress, JSONL metrics, summary.
+    Train(train::TrainArgs),
+    /// Run optimizers x workloads x seeds; write report.md, report.json and SVG plots.
     Bench(bench::BenchArgs),
+    /// Fetch or check the datasets of the real-data workloads.
+    Data(data::DataArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,7 +55,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Demo(args) => demo::run(&args),
+        Command::Train(args) => train::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Data(args) => data::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

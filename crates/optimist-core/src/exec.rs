@@ -36,7 +36,8 @@
 //!
 //! **Threads.** Each engine runs on a pool of `threads` threads; 0 (the
 //! default) means the process-wide count: [`set_num_threads`], else the
-//! `OPTIMIST_NUM_THREADS` environment variable, else the number of CPUs.
+//! `OPTIMIST_NUM_THREADS` environment variable, else `RAYON_NUM_THREADS`,
+//! else the number of CPUs.
 //!
 //! **SIMD.** Kernels are plain loops over equal-length slices; on x86-64
 //! the driver calls them from a function compiled for AVX2 (when the CPU
@@ -150,10 +151,13 @@ impl ExecOptions {
 fn global_threads() -> &'static Mutex<usize> {
     static N: OnceLock<Mutex<usize>> = OnceLock::new();
     N.get_or_init(|| {
-        let env = std::env::var("OPTIMIST_NUM_THREADS")
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .filter(|&n| n > 0);
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .filter(|&n| n > 0)
+        };
+        let env = var("OPTIMIST_NUM_THREADS").or_else(|| var("RAYON_NUM_THREADS"));
         let n = env.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())

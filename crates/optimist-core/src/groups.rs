@@ -312,6 +312,34 @@ impl Optimizer for ParamGroups {
         self.groups.iter().find_map(|g| g.optimizer.hparam(key))
     }
 
+    /// Switches every group's parameters (each group's optimizer gets its own).
+    fn set_mode(
+        &mut self,
+        mode: crate::optimizer::Mode,
+        params: &mut [ParamMut<'_>],
+    ) -> Result<()> {
+        self.check_names()?;
+        let assignment = params
+            .iter()
+            .map(|p| self.assign(p.name, p.shape))
+            .collect::<Result<Vec<_>>>()?;
+        let mut parts: Vec<Vec<ParamMut<'_>>> =
+            (0..self.groups.len()).map(|_| Vec::new()).collect();
+        for (p, gi) in params.iter_mut().zip(assignment) {
+            parts[gi].push(ParamMut {
+                name: p.name,
+                shape: p.shape,
+                value: &mut *p.value,
+                grad: &mut *p.grad,
+                hessian: p.hessian,
+            });
+        }
+        for (g, mut part) in self.groups.iter_mut().zip(parts) {
+            g.optimizer.set_mode(mode, &mut part)?;
+        }
+        Ok(())
+    }
+
     /// Sets `key` on every group that has it (as a scheduler does for all
     /// param groups); an error if none has it.
     fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {

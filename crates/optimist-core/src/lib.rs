@@ -24,6 +24,7 @@
 //! [`problems`] (built-in test functions).
 
 pub mod cautious;
+pub mod checkpoint;
 pub mod clip;
 pub mod curvature;
 pub mod error;
@@ -46,9 +47,11 @@ pub mod tensor;
 pub mod transform;
 pub mod validate;
 pub mod wrap;
+pub mod wrappers;
 
 pub use error::{Error, Result};
 pub use exec::{Elementwise, ExecOptions};
+pub use optimizer::Mode;
 pub use optimizer::{Engine, Optimizer, OptimizerConfig, StepInfo, UpdateRule};
 pub use state::{ParamState, StateDict, StateEntry, StateStore};
 pub use tensor::{DType, Param, ParamMut, StateTensor};

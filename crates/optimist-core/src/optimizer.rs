@@ -91,6 +91,27 @@ pub trait Optimizer: Send {
             Ok(())
         }
     }
+
+    /// Puts `params` at the training point or at the evaluation point.
+    /// Optimizers whose evaluation point differs from the point where
+    /// gradients are taken (schedule-free methods, weight averaging) rewrite
+    /// the parameter values; all others do nothing (the default). Switching
+    /// to the mode already set does nothing. Stepping in [`Mode::Eval`] is an
+    /// error for optimizers that track the mode.
+    fn set_mode(&mut self, mode: Mode, params: &mut [ParamMut<'_>]) -> Result<()> {
+        let _ = (mode, params);
+        Ok(())
+    }
+}
+
+/// Which point of the optimization the parameters hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The point where gradients are taken (the state after construction).
+    #[default]
+    Train,
+    /// The point to evaluate (schedule-free's averaged iterate, averaged weights).
+    Eval,
 }
 
 /// Reads scalar `key` from a JSON configuration: a plain number field, or
@@ -452,7 +473,9 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
 
     fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
         let step = match dict.scalars.get("step") {
-            Some(&s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 => s as u64,
+            Some(&s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s < 2f64.powi(53) => {
+                s as u64
+            }
             Some(&s) => return Err(Error::Input(format!("state 'step': invalid value {s}"))),
             None => return Err(Error::Input("state has no 'step' entry".into())),
         };

@@ -327,7 +327,7 @@ impl<S: ParamState> StateStore<S> {
             else {
                 continue;
             };
-            if !(v.is_finite() && v >= 0.0 && v.fract() == 0.0) {
+            if !(v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 2f64.powi(53)) {
                 return Err(Error::Input(format!(
                     "state '{key}': invalid step count {v}"
                 )));

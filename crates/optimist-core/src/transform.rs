@@ -158,6 +158,14 @@ impl Optimizer for Chain {
                 .sum::<usize>()
     }
 
+    fn set_mode(
+        &mut self,
+        mode: crate::optimizer::Mode,
+        params: &mut [ParamMut<'_>],
+    ) -> Result<()> {
+        self.optimizer.set_mode(mode, params)
+    }
+
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
         self.optimizer.state_buffer(param, buffer)
     }

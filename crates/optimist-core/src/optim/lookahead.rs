@@ -279,6 +279,13 @@ impl Optimizer for Lookahead {
     fn set_cautious(&mut self, on: bool) -> Result<()> {
         self.inner.set_cautious(on)
     }
+    fn set_mode(
+        &mut self,
+        mode: crate::optimizer::Mode,
+        params: &mut [ParamMut<'_>],
+    ) -> Result<()> {
+        self.inner.set_mode(mode, params)
+    }
 
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
         self.inner.state_buffer(param, buffer)

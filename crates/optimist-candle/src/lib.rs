@@ -1,0 +1,409 @@
+//! # optimist-candle
+//!
+//! Every optimist optimizer as a [`candle_nn::Optimizer`].
+//!
+//! ```no_run
+//! use candle_core::{DType, Device, Tensor};
+//! use candle_nn::{Optimizer, VarBuilder, VarMap};
+//! use optimist_candle::OptimistOptimizer;
+//! use serde_json::json;
+//!
+//! let varmap = VarMap::new();
+//! let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+//! let w = vb.get((4, 3), "fc.weight")?;
+//! let mut opt = OptimistOptimizer::from_varmap(&varmap, "adamw", &json!({"lr": 1e-3}))?;
+//! let x = Tensor::ones((2, 4), DType::F32, &Device::Cpu)?;
+//! let loss = x.matmul(&w)?.sqr()?.mean_all()?;
+//! opt.backward_step(&loss)?;
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+//!
+//! **Zero copy, in place.** A step write-locks each parameter and its
+//! gradient through candle's in-place custom ops ([`inplace`]) and hands
+//! their f32 storage to [`optimist_core::Optimizer::step`] as
+//! [`ParamMut`] slices. The update rule writes the parameter in place; its
+//! state (moments, ...) lives in optimist's own buffers. No tensor is
+//! allocated per step (candle_nn's AdamW builds about fifteen temporaries
+//! per parameter per step).
+//!
+//! **Supported tensors.** f32 parameters on the CPU. Any other dtype or
+//! device is an error when the optimizer is built: nothing is converted or
+//! copied behind the caller's back.
+//!
+//! **Names.** Parameters are named by their VarMap path and kept sorted by
+//! name, so parameter groups (selected by name pattern) and checkpoints are
+//! reproducible. Gradient-less parameters are skipped in a step, as torch
+//! skips parameters whose `.grad` is None.
+//!
+//! **Curvature.** Rules that consume a Hessian diagonal (Sophia-H) get a
+//! Hutchinson estimate made by finite differences of gradients
+//! ([`curvature`]); call [`OptimistOptimizer::backward_step_with`] with a
+//! closure that recomputes the loss on the current batch.
+
+pub mod build;
+pub mod curvature;
+pub mod inplace;
+pub mod rng;
+
+use std::time::{Duration, Instant};
+
+use candle_core::{backprop::GradStore, Tensor, Var};
+use candle_nn::VarMap;
+use optimist_core::{Optimizer, ParamMut};
+use serde_json::Value;
+
+pub use build::{build_optimizer, param_groups_from_json, selector_from_json, PARAM_GROUPS};
+pub use curvature::{CurvatureConfig, HvpMethod, Probe};
+
+/// Registry names of update rules that read a Hessian diagonal estimate.
+pub const CURVATURE_CONSUMERS: &[&str] = &["sophiah"];
+
+fn wrap(e: optimist_core::Error) -> candle_core::Error {
+    candle_core::Error::msg(e.to_string())
+}
+
+/// Configuration for [`candle_nn::Optimizer::new`]: a registry name (or
+/// `param_groups`) and its hyperparameters as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterConfig {
+    /// Registry name, e.g. `adamw`.
+    pub optimizer: String,
+    /// Hyperparameters (missing keys take the reference's defaults).
+    pub hparams: Value,
+}
+
+impl AdapterConfig {
+    /// `optimizer` with `hparams`.
+    pub fn new(optimizer: impl Into<String>, hparams: Value) -> Self {
+        AdapterConfig {
+            optimizer: optimizer.into(),
+            hparams,
+        }
+    }
+}
+
+/// An optimist optimizer driving candle variables.
+pub struct OptimistOptimizer {
+    names: Vec<String>,
+    grad_labels: Vec<String>,
+    vars: Vec<Var>,
+    shapes: Vec<Vec<usize>>,
+    optimizer: Box<dyn Optimizer>,
+    curvature: Option<CurvatureConfig>,
+    probe_rng: rng::Rng,
+    pending_hessian: Option<Vec<Vec<f32>>>,
+    steps: u64,
+    deferred_error: Option<String>,
+    step_time: Duration,
+}
+
+impl std::fmt::Debug for OptimistOptimizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OptimistOptimizer")
+            .field("optimizer", &self.optimizer.name())
+            .field("params", &self.names)
+            .field("steps", &self.steps)
+            .finish()
+    }
+}
+
+/// Which curvature estimate an optimizer needs, read from its name and
+/// configuration (groups and wrappers included).
+pub fn curvature_for(opt: &dyn Optimizer) -> Option<CurvatureConfig> {
+    fn names_in(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    if k == "optimizer" {
+                        if let Some(s) = x.as_str() {
+                            out.push(s.to_string());
+                        }
+                    }
+                    names_in(x, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| names_in(x, out)),
+            _ => {}
+        }
+    }
+    let mut names = vec![opt.name().to_string()];
+    names_in(&opt.config(), &mut names);
+    if !names
+        .iter()
+        .any(|n| CURVATURE_CONSUMERS.contains(&n.as_str()))
+    {
+        return None;
+    }
+    let mut cfg = CurvatureConfig::default();
+    if let Some(k) = opt.hparam("update_period").filter(|k| *k >= 1.0) {
+        cfg.update_period = k as u64;
+    }
+    if let Some(n) = opt.hparam("num_samples").filter(|n| *n >= 1.0) {
+        cfg.num_samples = n as usize;
+    }
+    Some(cfg)
+}
+
+impl OptimistOptimizer {
+    /// Named variables (sorted by name here) driven by `optimizer`.
+    pub fn from_named(
+        vars: impl IntoIterator<Item = (String, Var)>,
+        optimizer: Box<dyn Optimizer>,
+    ) -> candle_core::Result<Self> {
+        let mut named: Vec<(String, Var)> = vars.into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        for w in named.windows(2) {
+            if w[0].0 == w[1].0 {
+                return Err(candle_core::Error::msg(format!(
+                    "two parameters are named '{}'",
+                    w[0].0
+                )));
+            }
+        }
+        for (name, var) in &named {
+            inplace::check_tensor(&format!("parameter '{name}'"), var.as_tensor())
+                .map_err(candle_core::Error::msg)?;
+        }
+        let curvature = curvature_for(optimizer.as_ref());
+        let (names, vars): (Vec<String>, Vec<Var>) = named.into_iter().unzip();
+        Ok(OptimistOptimizer {
+            grad_labels: names.iter().map(|n| format!("gradient of '{n}'")).collect(),
+            shapes: vars.iter().map(|v| v.dims().to_vec()).collect(),
+            names,
+            vars,
+            optimizer,
+            curvature,
+            probe_rng: rng::Rng::new(0),
+            pending_hessian: None,
+            steps: 0,
+            deferred_error: None,
+            step_time: Duration::ZERO,
+        })
+    }
+
+    /// Every variable of `varmap`, named by its path, driven by `optimizer`.
+    pub fn from_varmap_with(
+        varmap: &VarMap,
+        optimizer: Box<dyn Optimizer>,
+    ) -> candle_core::Result<Self> {
+        let named: Vec<(String, Var)> = {
+            let data = varmap
+                .data()
+                .lock()
+                .map_err(|_| candle_core::Error::msg("VarMap lock poisoned"))?;
+            data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        Self::from_named(named, optimizer)
+    }
+
+    /// Every variable of `varmap` driven by optimizer `name` (a registry
+    /// name or `param_groups`) with JSON `hparams`.
+    pub fn from_varmap(varmap: &VarMap, name: &str, hparams: &Value) -> candle_core::Result<Self> {
+        let opt = build_optimizer(name, hparams).map_err(wrap)?;
+        Self::from_varmap_with(varmap, opt)
+    }
+
+    /// Parameter names, in step order.
+    pub fn param_names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The optimist optimizer (configuration, hyperparameters, state).
+    pub fn inner(&self) -> &dyn Optimizer {
+        self.optimizer.as_ref()
+    }
+
+    /// The optimist optimizer, mutably (`set_hparam`, `load_state_dict`).
+    pub fn inner_mut(&mut self) -> &mut dyn Optimizer {
+        self.optimizer.as_mut()
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Wall time spent in parameter updates (locking and the update rule;
+    /// no forward, backward or curvature estimate).
+    pub fn update_time(&self) -> Duration {
+        self.step_time
+    }
+
+    /// Bytes of optimizer state (every state buffer; f32 values).
+    pub fn state_bytes(&self) -> usize {
+        self.optimizer
+            .state_dict()
+            .tensors
+            .iter()
+            .map(|e| e.values.len() * std::mem::size_of::<f32>())
+            .sum()
+    }
+
+    /// The curvature estimate in use, if the optimizer consumes one.
+    pub fn curvature(&self) -> Option<&CurvatureConfig> {
+        self.curvature.as_ref()
+    }
+
+    /// Sets (or with `None` turns off) the curvature estimate. Without
+    /// one, a curvature-consuming rule gets no Hessian on any step.
+    pub fn set_curvature(&mut self, config: Option<CurvatureConfig>) {
+        if let Some(c) = &config {
+            self.probe_rng = rng::Rng::new(c.seed);
+        }
+        self.curvature = config;
+    }
+
+    /// Whether the next step wants a fresh curvature estimate (Sophia's
+    /// steps 1, 1 + k, 1 + 2k, ...).
+    pub fn needs_curvature(&self) -> bool {
+        match &self.curvature {
+            Some(c) => self.steps.is_multiple_of(c.update_period.max(1)),
+            None => false,
+        }
+    }
+
+    /// Estimates the Hessian diagonal for the next step (Hutchinson, by
+    /// finite differences; see [`curvature`]). `loss_fn` must compute the
+    /// loss on the same batch as the gradients of the next step.
+    pub fn estimate_curvature(
+        &mut self,
+        grads: Option<&GradStore>,
+        loss_fn: &mut dyn FnMut() -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<()> {
+        let cfg = self.curvature.clone().unwrap_or_default();
+        let vars: Vec<&Var> = self.vars.iter().collect();
+        let labels: Vec<String> = self
+            .names
+            .iter()
+            .map(|n| format!("parameter '{n}'"))
+            .collect();
+        let est = curvature::hutchinson_diagonal(
+            &vars,
+            &labels,
+            &cfg,
+            &mut self.probe_rng,
+            grads,
+            loss_fn,
+        )?;
+        self.pending_hessian = Some(est);
+        Ok(())
+    }
+
+    /// Computes the loss with `loss_fn`, its gradients, a curvature
+    /// estimate when the rule wants one at this step, and takes the step.
+    /// Returns the loss.
+    pub fn backward_step_with(
+        &mut self,
+        mut loss_fn: impl FnMut() -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let loss = loss_fn()?;
+        let grads = loss.backward()?;
+        if self.needs_curvature() {
+            self.estimate_curvature(Some(&grads), &mut loss_fn)?;
+        }
+        candle_nn::Optimizer::step(self, &grads)?;
+        Ok(loss)
+    }
+
+    /// Sets the learning rate, reporting an invalid value as an error.
+    pub fn try_set_learning_rate(&mut self, lr: f64) -> candle_core::Result<()> {
+        self.optimizer.set_lr(lr).map_err(wrap)
+    }
+
+    fn update(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        if let Some(e) = self.deferred_error.take() {
+            return Err(candle_core::Error::msg(e));
+        }
+        if self.needs_curvature() && self.pending_hessian.is_none() {
+            return Err(candle_core::Error::msg(format!(
+                "{} needs a Hessian estimate at step {}: use backward_step_with(loss closure) \
+                 or estimate_curvature before step, or set_curvature(None)",
+                self.optimizer.name(),
+                self.steps + 1
+            )));
+        }
+        let hessian = self.pending_hessian.take();
+        let mut idx = Vec::with_capacity(self.vars.len());
+        let mut tensors: Vec<&Tensor> = Vec::with_capacity(2 * self.vars.len());
+        let mut labels: Vec<String> = Vec::with_capacity(2 * self.vars.len());
+        for (i, var) in self.vars.iter().enumerate() {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                if g.dims() != var.dims() {
+                    return Err(candle_core::Error::msg(format!(
+                        "gradient of '{}' has shape {:?}, the parameter {:?}",
+                        self.names[i],
+                        g.dims(),
+                        var.dims()
+                    )));
+                }
+                idx.push(i);
+                tensors.push(var.as_tensor());
+                tensors.push(g);
+                labels.push(format!("parameter '{}'", self.names[i]));
+                labels.push(self.grad_labels[i].clone());
+            }
+        }
+        let start = Instant::now();
+        let names = &self.names;
+        let shapes = &self.shapes;
+        let optimizer = &mut self.optimizer;
+        let mut failure: Option<optimist_core::Error> = None;
+        let result = inplace::with_f32_slices_mut(&tensors, &labels, &mut |slices| {
+            let mut params: Vec<ParamMut<'_>> = Vec::with_capacity(idx.len());
+            for (pair, &i) in slices.chunks_exact_mut(2).zip(&idx) {
+                let (value, grad) = pair.split_at_mut(1);
+                params.push(ParamMut {
+                    name: &names[i],
+                    shape: &shapes[i],
+                    value: &mut *value[0],
+                    grad: &mut *grad[0],
+                    hessian: hessian.as_ref().map(|h| h[i].as_slice()),
+                });
+            }
+            if let Err(e) = optimizer.step(&mut params) {
+                failure = Some(e);
+            }
+            Ok(())
+        });
+        self.step_time += start.elapsed();
+        result?;
+        if let Some(e) = failure {
+            return Err(wrap(e));
+        }
+        self.steps += 1;
+        Ok(())
+    }
+}
+
+impl candle_nn::Optimizer for OptimistOptimizer {
+    type Config = AdapterConfig;
+
+    /// Variables without VarMap paths are named `param0000`, `param0001`,
+    /// ... in the order given; use [`OptimistOptimizer::from_varmap`] to
+    /// name them by path (needed for groups by name).
+    fn new(vars: Vec<Var>, config: AdapterConfig) -> candle_core::Result<Self> {
+        let opt = build_optimizer(&config.optimizer, &config.hparams).map_err(wrap)?;
+        let named = vars
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (format!("param{i:04}"), v));
+        Self::from_named(named, opt)
+    }
+
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+        self.update(grads)
+    }
+
+    /// The learning rate, or NaN for a rule that has none.
+    fn learning_rate(&self) -> f64 {
+        self.optimizer.lr().unwrap_or(f64::NAN)
+    }
+
+    /// Sets the learning rate; an invalid value is reported by the next
+    /// `step` (this trait method cannot return an error).
+    fn set_learning_rate(&mut self, lr: f64) {
+        if let Err(e) = self.optimizer.set_lr(lr) {
+            self.deferred_error = Some(format!("set_learning_rate({lr}): {e}"));
+        }
+    }
+}

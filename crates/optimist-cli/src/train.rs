@@ -1,0 +1,246 @@
+//! `optimist train`: one optimizer on one workload, with a progress bar,
+//! a JSONL metrics log and a final summary.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use optimist_workloads::train::{train, Record, RunResult, TrainOptions};
+use optimist_workloads::{data::resolve_data_dir, load, LoadOptions};
+use serde_json::Value;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Workload (optimist train --list-workloads prints them).
+    #[arg(long, default_value = "mnist-mlp")]
+    workload: String,
+    /// Optimizer registry name (or param_groups with --hparams '{"groups": [...]}').
+    #[arg(long, default_value = "adamw")]
+    optimizer: String,
+    /// Hyperparameters as JSON, on top of the suggested ones.
+    #[arg(long, default_value = "{}")]
+    hparams: String,
+    /// Step budget (default: the workload's).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Seed of the initialisation and the data order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Data directory (default: $OPTIMIST_DATA_DIR, else ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Write every step and evaluation as JSON lines to this file.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Evaluate every N steps (default: the workload's).
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Stop at the first evaluation that meets the target.
+    #[arg(long)]
+    stop_at_target: bool,
+    /// Compute threads (sets RAYON_NUM_THREADS; default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// List the workloads and exit.
+    #[arg(long)]
+    list_workloads: bool,
+}
+
+fn err(e: impl std::fmt::Display) -> optimist_core::Error {
+    optimist_core::Error::Input(e.to_string())
+}
+
+/// Sets the compute threads for candle (before any tensor work).
+pub fn set_threads(threads: Option<usize>) {
+    if let Some(n) = threads {
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+        let _ = optimist_core::exec::set_num_threads(n.max(1));
+    }
+}
+
+/// Parses a JSON option.
+pub fn parse_json(what: &str, s: &str) -> optimist_core::Result<Value> {
+    serde_json::from_str(s).map_err(|e| err(format!("{what}: invalid JSON: {e}")))
+}
+
+fn fmt_metric(metric: &str, v: f64) -> String {
+    if metric == "accuracy" {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.4e}")
+    }
+}
+
+pub fn run(args: &TrainArgs) -> optimist_core::Result<()> {
+    if args.list_workloads {
+        for name in optimist_workloads::WORKLOADS {
+            let s = optimist_workloads::spec(name).map_err(err)?;
+            println!(
+                "{:<22} {} {} {} | {} steps, batch {} | {}",
+                s.name,
+                s.metric,
+                if s.higher_is_better { ">=" } else { "<=" },
+                s.target,
+                s.steps,
+                s.batch_size,
+                s.description
+            );
+        }
+        return Ok(());
+    }
+    set_threads(args.threads);
+    let overrides = parse_json("--hparams", &args.hparams)?;
+    let data_dir = resolve_data_dir(args.data_dir.as_deref());
+    let mut workload = load(
+        &args.workload,
+        &data_dir,
+        args.seed,
+        &LoadOptions::default(),
+    )
+    .map_err(err)?;
+    let spec = workload.spec().clone();
+    let steps = args.steps.unwrap_or(spec.steps);
+    let mut log = match &args.log {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| optimist_core::Error::io(p, e))?,
+        )),
+        None => None,
+    };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(steps as u64);
+        b.set_style(
+            ProgressStyle::with_template("{bar:30} {pos:>6}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    };
+    let mut last_metric = String::from("-");
+    let mut log_error: Option<std::io::Error> = None;
+    let opts = TrainOptions {
+        steps: Some(steps),
+        seed: args.seed,
+        eval_every: args.eval_every,
+        stop_at_target: args.stop_at_target,
+        eval_test: true,
+    };
+    let metric_name = spec.metric;
+    let mut on_record = |r: &Record| {
+        if let Some(w) = log.as_mut() {
+            let line = serde_json::to_string(r).unwrap_or_default();
+            if let Err(e) = writeln!(w, "{line}") {
+                log_error.get_or_insert(e);
+            }
+        }
+        match r {
+            Record::Step {
+                step,
+                loss,
+                train_time,
+            } => {
+                if *step % 10 == 0 || *step == steps {
+                    bar.set_position(*step as u64);
+                    let rate = if *train_time > 0.0 {
+                        *step as f64 / train_time
+                    } else {
+                        0.0
+                    };
+                    bar.set_message(format!(
+                        "loss {loss:.4} | {metric_name} {last_metric} | {rate:.0} steps/s"
+                    ));
+                }
+            }
+            Record::Eval { valid_metric, .. } => {
+                last_metric = fmt_metric(metric_name, *valid_metric);
+            }
+        }
+    };
+    let result = train(
+        workload.as_mut(),
+        &args.optimizer,
+        &overrides,
+        &opts,
+        &mut on_record,
+    )
+    .map_err(err)?;
+    bar.finish_and_clear();
+    if let Some(mut w) = log {
+        if let Err(e) = w.flush() {
+            log_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = log_error {
+        return Err(optimist_core::Error::io(
+            args.log.clone().unwrap_or_default(),
+            e,
+        ));
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&result).map_err(err)?;
+        if let Some(o) = v.as_object_mut() {
+            o.remove("losses");
+            o.remove("evals");
+        }
+        println!("{v}");
+    } else {
+        print_summary(&result);
+    }
+    Ok(())
+}
+
+/// Human-readable summary of a run.
+pub fn print_summary(r: &RunResult) {
+    let cmp = if r.higher_is_better { ">=" } else { "<=" };
+    println!(
+        "workload      {} ({} {cmp} {})",
+        r.workload, r.metric, r.target
+    );
+    println!("optimizer     {} ({}) {}", r.optimizer, r.built, r.hparams);
+    println!("seed          {}", r.seed);
+    match (r.steps_to_target, r.time_to_target) {
+        (Some(s), Some(t)) => {
+            println!("target        reached at step {s} after {t:.2} s of training")
+        }
+        _ => println!("target        not reached in {} steps", r.steps),
+    }
+    println!(
+        "final         valid {} {}{}",
+        r.metric,
+        fmt_metric(&r.metric, r.final_valid.metric),
+        r.final_test
+            .map(|t| format!(", test {} {}", r.metric, fmt_metric(&r.metric, t.metric)))
+            .unwrap_or_default()
+    );
+    if let Some(t) = r.test_at_target {
+        println!(
+            "at target     test {} {}",
+            r.metric,
+            fmt_metric(&r.metric, t.metric)
+        );
+    }
+    let rate = if r.train_time > 0.0 {
+        r.steps as f64 / r.train_time
+    } else {
+        0.0
+    };
+    println!(
+        "time          {:.2} s training, {} steps, {rate:.0} steps/s{}",
+        r.train_time,
+        r.steps,
+        if r.diverged { " (diverged)" } else { "" }
+    );
+    println!(
+        "optimizer     {:.1} us per update, state {} bytes, {} parameters",
+        r.update_time_per_step() * 1e6,
+        r.state_bytes,
+        r.num_params
+    );
+}

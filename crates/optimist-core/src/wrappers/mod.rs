@@ -1,0 +1,168 @@
+//! Wrappers around any optimizer (`Box<dyn Optimizer>`), each itself an
+//! [`Optimizer`], so they nest and go into parameter groups:
+//!
+//! - [`scheduled::Scheduled`]: any scalar hyperparameter follows a schedule;
+//! - [`skip_nonfinite::SkipNonFinite`]: steps with NaN/Inf gradients are skipped
+//!   and counted (optax `apply_if_finite`);
+//! - [`accumulate::GradAccumulation`]: k micro-batches, one step on their mean gradient;
+//! - [`ema::Ema`] and [`swa::Swa`]: averaged weights for evaluation.
+//!
+//! Every wrapper reports its configuration as
+//! `{"wrapper": NAME, ...its fields..., "inner": {"optimizer": NAME, "hparams": ...}}`
+//! and [`build`] rebuilds an optimizer from such a value (or from a plain
+//! `{"optimizer": NAME, "hparams": ...}`). Its state holds the inner
+//! optimizer's state under `inner/` and its own under `NAME/`.
+//! `docs/wrappers.md` describes each one.
+
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::optimizer::Optimizer;
+use crate::registry;
+use crate::state::StateDict;
+use crate::tensor::ParamMut;
+
+pub mod accumulate;
+pub mod averaged;
+pub mod ema;
+pub mod scheduled;
+pub mod skip_nonfinite;
+pub mod swa;
+
+pub use accumulate::{AccumulateIn, GradAccumulation};
+pub use ema::{Ema, EmaConfig};
+pub use scheduled::Scheduled;
+pub use skip_nonfinite::SkipNonFinite;
+pub use swa::{Swa, SwaConfig};
+
+/// Builds an optimizer from `{"optimizer": NAME, "hparams": {...}}`, where
+/// `hparams` is either the optimizer's hyperparameters or a wrapper's
+/// configuration (an object with a `"wrapper"` key, as a wrapper's
+/// [`Optimizer::config`] reports it).
+pub fn build(spec: &Value) -> Result<Box<dyn Optimizer>> {
+    let Some(obj) = spec.as_object() else {
+        return Err(Error::Input(format!(
+            "optimizer spec must be an object {{\"optimizer\": NAME, \"hparams\": {{...}}}}, got {spec}"
+        )));
+    };
+    if obj.contains_key("wrapper") {
+        return build_wrapper(spec);
+    }
+    let Some(name) = obj.get("optimizer").and_then(Value::as_str) else {
+        return Err(Error::Input(
+            "optimizer spec has no string field 'optimizer'".into(),
+        ));
+    };
+    for k in obj.keys() {
+        if k != "optimizer" && k != "hparams" {
+            return Err(Error::Input(format!("optimizer spec: unknown key '{k}'")));
+        }
+    }
+    let hp = obj.get("hparams").cloned().unwrap_or(Value::Null);
+    if hp.get("wrapper").is_some() {
+        return build_wrapper(&hp);
+    }
+    registry::build(&name.to_lowercase(), &hp)
+}
+
+fn build_wrapper(cfg: &Value) -> Result<Box<dyn Optimizer>> {
+    let kind = cfg.get("wrapper").and_then(Value::as_str).unwrap_or("");
+    let inner_spec = cfg
+        .get("inner")
+        .ok_or_else(|| Error::config(kind, "wrapper configuration has no 'inner'"))?;
+    let inner = build(inner_spec)?;
+    let mut w: Box<dyn Optimizer> = match kind {
+        "scheduled" => Box::new(Scheduled::new(inner)),
+        "skip_nonfinite" => Box::new(SkipNonFinite::new(inner, 0)),
+        "grad_accumulation" => Box::new(GradAccumulation::new(inner, 1, AccumulateIn::Buffer)?),
+        "ema" => Box::new(Ema::new(inner, EmaConfig::default())?),
+        "swa" => Box::new(Swa::new(inner, SwaConfig::default())?),
+        other => {
+            return Err(Error::Input(format!(
+                "unknown wrapper '{other}' (known: scheduled, skip_nonfinite, grad_accumulation, ema, swa)"
+            )))
+        }
+    };
+    w.set_config(cfg.clone())?;
+    Ok(w)
+}
+
+/// `{"optimizer": name, "hparams": config}` of an optimizer.
+pub(crate) fn inner_spec(opt: &dyn Optimizer) -> Value {
+    json!({"optimizer": opt.name(), "hparams": opt.config()})
+}
+
+/// Splits a wrapper configuration into its own fields (an object without
+/// `wrapper` and `inner`) and the inner optimizer's hyperparameters.
+/// `kind` must match the `wrapper` field when it is present.
+pub(crate) fn split_config(kind: &str, config: &Value) -> Result<(Value, Option<Value>)> {
+    let Some(obj) = config.as_object() else {
+        return Err(Error::config(
+            kind,
+            format!("configuration must be an object, got {config}"),
+        ));
+    };
+    if let Some(w) = obj.get("wrapper") {
+        if w.as_str() != Some(kind) {
+            return Err(Error::config(
+                kind,
+                format!("configuration is for wrapper {w}, not '{kind}'"),
+            ));
+        }
+    }
+    let mut own = obj.clone();
+    own.remove("wrapper");
+    let inner = own.remove("inner").map(|i| match i.get("hparams") {
+        Some(h) => h.clone(),
+        None => Value::Null,
+    });
+    Ok((Value::Object(own), inner))
+}
+
+/// Checks lengths and duplicate names of the parameters of one step.
+pub(crate) fn check_params(params: &[ParamMut<'_>]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for p in params {
+        p.check()?;
+        if !seen.insert(p.name) {
+            return Err(Error::Input(format!(
+                "parameter '{}' given twice in one step",
+                p.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a non-negative integer scalar `key` of a wrapper's state.
+pub(crate) fn count_scalar(dict: &StateDict, key: &str) -> Result<u64> {
+    match dict.scalars.get(key) {
+        Some(&v) if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 2f64.powi(53) => {
+            Ok(v as u64)
+        }
+        Some(&v) => Err(Error::Input(format!("state '{key}': invalid value {v}"))),
+        None => Err(Error::Input(format!("state has no '{key}' entry"))),
+    }
+}
+
+/// Checks that every entry of `dict` belongs to the inner optimizer
+/// (`inner/`) or to the wrapper (`own/`).
+pub(crate) fn check_state_keys(dict: &StateDict, own: &str) -> Result<()> {
+    let own = format!("{own}/");
+    for e in &dict.tensors {
+        if !(e.param.starts_with("inner/") || e.param.starts_with(&own)) {
+            return Err(Error::Input(format!(
+                "state entry '{}/{}' belongs neither to the wrapper nor to its inner optimizer",
+                e.param, e.name
+            )));
+        }
+    }
+    for k in dict.scalars.keys() {
+        if !(k.starts_with("inner/") || k.starts_with(&own)) {
+            return Err(Error::Input(format!(
+                "state scalar '{k}' belongs neither to the wrapper nor to its inner optimizer"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,454 @@
+//! Hostile input: checkpoint loading and replay parsing get random and
+//! corrupted input (truncated files, flipped bytes, wrong lengths, absurd
+//! shapes and offsets, non-finite or out-of-range hyperparameters and
+//! scalars, unknown dtypes, structural edits of the JSON) and must answer
+//! with an error or a result, never a panic, and never an allocation out of
+//! proportion to the input (a counting allocator records the largest single
+//! allocation). Seeded and bounded: a fixed number of inputs per test, cut
+//! short by a time budget of a few seconds.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Net;
+use optimist_core::checkpoint::{Checkpoint, ConfigCheck, LoadOptions, ParamRef};
+use optimist_core::registry::build;
+use optimist_core::replay::Case;
+use optimist_core::schedule::ScheduleSpec;
+use optimist_core::wrappers::{
+    self, AccumulateIn, Ema, EmaConfig, GradAccumulation, Scheduled, SkipNonFinite,
+};
+use optimist_core::Optimizer;
+use serde_json::{json, Value};
+
+/// Records the largest single allocation; refuses (aborting the test
+/// process) anything above 1 GiB instead of trying to allocate it.
+struct Counting;
+
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
+const HARD_LIMIT: usize = 1 << 30;
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        if layout.size() > HARD_LIMIT {
+            return std::ptr::null_mut();
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        if new_size > HARD_LIMIT {
+            return std::ptr::null_mut();
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// xorshift64*.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+}
+
+/// Values a structural mutation puts in place of a JSON node.
+fn nasty(rng: &mut Rng) -> Value {
+    match rng.below(22) {
+        0 => json!(u64::MAX),
+        1 => json!(-1),
+        2 => json!(1e308),
+        3 => json!(-1e308),
+        4 => json!("NaN"),
+        5 => json!("inf"),
+        6 => json!(0),
+        7 => json!(1u64 << 40),
+        8 => json!([u64::MAX, u64::MAX]),
+        9 => json!([1u64 << 32, 1u64 << 32]),
+        10 => json!([]),
+        11 => json!({}),
+        12 => Value::Null,
+        13 => json!(true),
+        14 => json!("F16"),
+        15 => json!("BF16"),
+        16 => json!([0, 18446744073709551615u64]),
+        17 => json!(0.5),
+        18 => json!("x".repeat(rng.below(40))),
+        19 => json!([[[1.0]]]),
+        20 => json!({"name": "join", "schedules": [], "boundaries": [1]}),
+        _ => json!(1e-45),
+    }
+}
+
+/// Replaces, deletes or inserts at a random node of `v`.
+fn mutate_json(v: &mut Value, rng: &mut Rng) {
+    // Walk down a random path.
+    let mut node = v;
+    for _ in 0..rng.below(6) {
+        let next_is_container = match node {
+            Value::Object(m) if !m.is_empty() => true,
+            Value::Array(a) if !a.is_empty() => true,
+            _ => false,
+        };
+        if !next_is_container || rng.below(4) == 0 {
+            break;
+        }
+        node = match node {
+            Value::Object(m) => {
+                let i = rng.below(m.len());
+                let key = m.keys().nth(i).cloned().unwrap_or_default();
+                m.get_mut(&key).unwrap()
+            }
+            Value::Array(a) => {
+                let i = rng.below(a.len());
+                &mut a[i]
+            }
+            _ => unreachable!(),
+        };
+    }
+    match (rng.below(4), &mut *node) {
+        (0, Value::Object(m)) if !m.is_empty() => {
+            let i = rng.below(m.len());
+            let key = m.keys().nth(i).cloned().unwrap_or_default();
+            m.remove(&key);
+        }
+        (1, Value::Object(m)) => {
+            m.insert(format!("k{}", rng.below(5)), nasty(rng));
+        }
+        (0, Value::Array(a)) if !a.is_empty() => {
+            let i = rng.below(a.len());
+            a.remove(i);
+        }
+        (1, Value::Array(a)) => {
+            let x = nasty(rng);
+            a.push(x);
+        }
+        _ => *node = nasty(rng),
+    }
+}
+
+fn mutate_bytes(bytes: &mut Vec<u8>, rng: &mut Rng) {
+    match rng.below(5) {
+        0 => {
+            let n = rng.below(bytes.len() + 1);
+            bytes.truncate(n);
+        }
+        1 => {
+            for _ in 0..1 + rng.below(8) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = rng.below(bytes.len());
+                bytes[i] ^= 1 << rng.below(8);
+            }
+        }
+        2 => {
+            // The safetensors header length.
+            if bytes.len() >= 8 {
+                let n = match rng.below(4) {
+                    0 => u64::MAX,
+                    1 => rng.next() % (1 << 40),
+                    2 => (bytes.len() as u64).saturating_sub(8 + rng.below(16) as u64),
+                    _ => rng.next() % 200,
+                };
+                bytes[..8].copy_from_slice(&n.to_le_bytes());
+            }
+        }
+        3 => {
+            for _ in 0..rng.below(64) {
+                bytes.push(rng.next() as u8);
+            }
+        }
+        _ => {
+            let i = rng.below(bytes.len() + 1);
+            let j = (i + rng.below(64)).min(bytes.len());
+            bytes.drain(i..j);
+        }
+    }
+}
+
+/// Splits safetensors bytes into (header JSON, data).
+fn split(bytes: &[u8]) -> (Value, Vec<u8>) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    (header, bytes[8 + n..].to_vec())
+}
+
+fn join(header: &Value, data: &[u8]) -> Vec<u8> {
+    let h = serde_json::to_vec(header).unwrap();
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(data);
+    out
+}
+
+type Maker = Box<dyn Fn() -> Box<dyn Optimizer>>;
+
+fn makers() -> Vec<Maker> {
+    vec![
+        Box::new(|| build("adam", &json!({"amsgrad": true})).unwrap()),
+        Box::new(|| build("adamw_schedulefree", &json!({})).unwrap()),
+        Box::new(|| {
+            let s = Scheduled::new(build("sgd", &json!({"lr": 0.1, "momentum": 0.9})).unwrap())
+                .with(
+                    "lr",
+                    ScheduleSpec::from_json(&json!({"name": "cosine", "decay_steps": 5})).unwrap(),
+                )
+                .unwrap();
+            let a = GradAccumulation::new(Box::new(s), 3, AccumulateIn::Buffer).unwrap();
+            let k = SkipNonFinite::new(Box::new(a), 2);
+            Box::new(Ema::new(Box::new(k), EmaConfig::default()).unwrap())
+        }),
+    ]
+}
+
+fn refs(net: &Net) -> Vec<ParamRef<'_>> {
+    net.names
+        .iter()
+        .zip(&net.shapes)
+        .zip(&net.values)
+        .map(|((n, s), v)| ParamRef {
+            name: n,
+            shape: s,
+            values: v,
+        })
+        .collect()
+}
+
+fn check_allocation(what: &str, input_len: usize) {
+    let largest = LARGEST.load(Ordering::Relaxed);
+    let bound = (64 << 20).max(16 * input_len);
+    assert!(
+        largest <= bound,
+        "{what}: allocated {largest} bytes at once for an input of {input_len} bytes"
+    );
+}
+
+#[test]
+fn corrupted_checkpoints_are_errors_not_panics() {
+    let mut valid: Vec<(usize, Vec<u8>)> = Vec::new();
+    for (i, make) in makers().iter().enumerate() {
+        let mut opt = make();
+        let mut net = Net::new(1);
+        for t in 0..4 {
+            net.set_grads(3, t);
+            opt.step(&mut net.views()).unwrap();
+        }
+        let bytes = Checkpoint::capture(opt.as_ref(), &refs(&net))
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        valid.push((i, bytes));
+    }
+    let makers = makers();
+    let mut rng = Rng(0x0123_4567_89AB_CDEF);
+    let start = Instant::now();
+    let (mut runs, mut accepted) = (0usize, 0usize);
+    for iter in 0..10000 {
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+        let (which, base) = &valid[rng.below(valid.len())];
+        let bytes = match rng.below(4) {
+            0 => {
+                let mut b = base.clone();
+                for _ in 0..1 + rng.below(3) {
+                    mutate_bytes(&mut b, &mut rng);
+                }
+                b
+            }
+            1 => {
+                // Structural edit of the safetensors header (tensor infos).
+                let (mut h, data) = split(base);
+                mutate_json(&mut h, &mut rng);
+                join(&h, &data)
+            }
+            2 => {
+                // Structural edit of the optimist metadata.
+                let (mut h, data) = split(base);
+                let meta = h["__metadata__"]["optimist"].as_str().unwrap().to_string();
+                let mut m: Value = serde_json::from_str(&meta).unwrap();
+                for _ in 0..1 + rng.below(3) {
+                    mutate_json(&mut m, &mut rng);
+                }
+                h["__metadata__"]["optimist"] = json!(m.to_string());
+                join(&h, &data)
+            }
+            _ => (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
+        };
+        LARGEST.store(0, Ordering::Relaxed);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let Ok(ck) = Checkpoint::from_bytes(&bytes) else {
+                return false;
+            };
+            let mut ok = false;
+            for config in [ConfigCheck::Strict, ConfigCheck::Adopt] {
+                let mut opt = makers[*which]();
+                let mut net = Net::new(2);
+                let r = ck.restore(opt.as_mut(), &mut net.views(), &LoadOptions { config });
+                if r.is_ok() {
+                    ok = true;
+                    // A loaded state must also step without panicking.
+                    net.set_grads(4, 9);
+                    let _ = opt.step(&mut net.views());
+                }
+            }
+            ok
+        }));
+        match outcome {
+            Ok(ok) => accepted += ok as usize,
+            Err(_) => {
+                let dump = std::env::temp_dir().join(format!("optimist-hostile-ckpt-{iter}.bin"));
+                let _ = std::fs::write(&dump, &bytes);
+                panic!(
+                    "checkpoint input {iter} panicked (saved to {})",
+                    dump.display()
+                );
+            }
+        }
+        check_allocation(&format!("checkpoint input {iter}"), bytes.len());
+        runs += 1;
+    }
+    assert!(runs >= 200, "only {runs} inputs in the time budget");
+    eprintln!("{runs} corrupted checkpoints: {accepted} still loaded, the rest were errors");
+}
+
+fn case_texts() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden");
+    let mut out = Vec::new();
+    for dir in ["cases", "essentials"] {
+        let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        let mut files: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for f in files
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        {
+            let text = std::fs::read_to_string(&f).unwrap();
+            // Keep the fuzzing fast: cases up to 64 KiB.
+            if text.len() <= 64 << 10 {
+                out.push(text);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn corrupted_replay_cases_are_errors_not_panics() {
+    let texts = case_texts();
+    assert!(!texts.is_empty());
+    let mut rng = Rng(0xFEED_FACE_CAFE_BEEF);
+    let start = Instant::now();
+    let (mut runs, mut ran) = (0usize, 0usize);
+    for iter in 0..10000 {
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+        let base = &texts[rng.below(texts.len())];
+        let input = match rng.below(5) {
+            0 => {
+                let mut b = base.clone().into_bytes();
+                mutate_bytes(&mut b, &mut rng);
+                String::from_utf8_lossy(&b).into_owned()
+            }
+            1 => {
+                // Nested JSON far past serde_json's recursion limit.
+                let depth = 100 + rng.below(5000);
+                format!(
+                    "{{\"optimizer\": \"sgd\", \"hparams\": {}{}, \"params\": [], \"grads\": []}}",
+                    "[".repeat(depth),
+                    "]".repeat(depth)
+                )
+            }
+            _ => {
+                let mut v: Value = serde_json::from_str(base).unwrap();
+                for _ in 0..1 + rng.below(3) {
+                    mutate_json(&mut v, &mut rng);
+                }
+                // Also aim at the fields the replay reads.
+                if rng.below(2) == 0 {
+                    let key = [
+                        "hparams",
+                        "lr_schedule",
+                        "grad_clip",
+                        "params",
+                        "grads",
+                        "hessian",
+                    ][rng.below(6)];
+                    if let Some(node) = v.get_mut(key) {
+                        mutate_json(node, &mut rng);
+                    }
+                }
+                v.to_string()
+            }
+        };
+        LARGEST.store(0, Ordering::Relaxed);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            Case::parse(&input).and_then(|c| c.run()).is_ok()
+        }));
+        match outcome {
+            Ok(ok) => ran += ok as usize,
+            Err(_) => {
+                let dump = std::env::temp_dir().join(format!("optimist-hostile-case-{iter}.json"));
+                let _ = std::fs::write(&dump, &input);
+                panic!("replay input {iter} panicked (saved to {})", dump.display());
+            }
+        }
+        check_allocation(&format!("replay input {iter}"), input.len());
+        runs += 1;
+    }
+    assert!(runs >= 200, "only {runs} inputs in the time budget");
+    eprintln!("{runs} corrupted cases: {ran} still ran, the rest were errors");
+}
+
+#[test]
+fn hostile_optimizer_specs_are_errors() {
+    let mut rng = Rng(42);
+    let base = json!({"optimizer": "adamw", "hparams": {"wrapper": "ema", "decay": 0.9,
+        "inner": {"optimizer": "adamw", "hparams": {"wrapper": "scheduled",
+            "schedules": [{"hparam": "lr", "schedule": {"name": "wsd", "warmup_steps": 2, "stable_steps": 2, "decay_steps": 2}}],
+            "inner": {"optimizer": "adamw", "hparams": {"lr": 0.01}}}}}});
+    assert!(wrappers::build(&base).is_ok());
+    for iter in 0..2000 {
+        let mut v = base.clone();
+        for _ in 0..1 + rng.below(3) {
+            mutate_json(&mut v, &mut rng);
+        }
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            if let Ok(mut o) = wrappers::build(&v) {
+                let mut net = Net::new(1);
+                for t in 0..3 {
+                    net.set_grads(1, t);
+                    let _ = o.step(&mut net.views());
+                }
+            }
+        }));
+        assert!(r.is_ok(), "spec {iter} panicked: {v}");
+    }
+}

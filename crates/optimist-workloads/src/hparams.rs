@@ -1,0 +1,142 @@
+//! Suggested hyperparameters per optimizer, and building an optimizer for a
+//! workload's parameters.
+//!
+//! One workload-agnostic setting per optimizer (the AlgoPerf external-tuning
+//! idea with a single point): the reference defaults, with the learning rate
+//! changed where the default is known to be far off for small networks.
+//! The workload's `lr_scale` multiplies `lr` (rosenbrock, the quadratic and
+//! the logistic regression are full-batch-like problems that tolerate
+//! larger steps). An optimizer not listed here runs with its defaults.
+//!
+//! Building also handles what some rules need from their surroundings:
+//! a wrapper with a required `inner` optimizer (lookahead) gets AdamW with
+//! the suggested settings; a rule that accepts only matrices (Muon family)
+//! gets parameter groups: the rule for parameters with two or more
+//! dimensions, AdamW for the rest (biases, norms).
+
+use candle_nn::VarMap;
+use optimist_candle::{build_optimizer, OptimistOptimizer};
+use optimist_core::{registry, Optimizer, Param};
+use serde_json::{json, Map, Value};
+
+use crate::{Error, Result};
+
+/// The suggested hyperparameters of `optimizer` (before the workload's
+/// `lr_scale`).
+pub fn suggested(optimizer: &str) -> Value {
+    match optimizer {
+        "sgd" => json!({"lr": 0.05, "momentum": 0.9}),
+        "adam" | "adamw" | "radam" | "adabelief" | "adamomentum" => json!({"lr": 1e-3}),
+        "nadam" | "adamax" => json!({"lr": 2e-3}),
+        "adagrad" => json!({"lr": 0.02}),
+        "rmsprop" => json!({"lr": 1e-3}),
+        "adadelta" => json!({"lr": 1.0}),
+        "adafactor" => json!({"lr": 1e-2}),
+        "lion" => json!({"lr": 2e-4}),
+        "lamb" => json!({"lr": 1e-2}),
+        "adabound" => json!({"lr": 1e-3, "final_lr": 0.1}),
+        "signsgd" => json!({"lr": 3e-4}),
+        "muon" => json!({"lr": 0.02}),
+        "adamuon" => json!({"lr": 0.02}),
+        "sophiah" => json!({"lr": 0.06}),
+        "lookahead" => json!({"k": 5, "alpha": 0.5}),
+        _ => json!({}),
+    }
+}
+
+/// Merges `over` into `base` (objects, key by key).
+pub fn merge(base: &Value, over: &Value) -> Value {
+    match (base, over) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut m: Map<String, Value> = a.clone();
+            for (k, v) in b {
+                m.insert(k.clone(), v.clone());
+            }
+            Value::Object(m)
+        }
+        (_, Value::Null) => base.clone(),
+        _ => over.clone(),
+    }
+}
+
+fn scale_lr(hp: &mut Value, scale: f64) {
+    if scale == 1.0 {
+        return;
+    }
+    if let Some(lr) = hp.get("lr").and_then(Value::as_f64) {
+        hp["lr"] = json!(lr * scale);
+    }
+}
+
+/// Whether the rule rejects 1-D parameters but takes matrices.
+fn matrices_only(name: &str, hp: &Value) -> bool {
+    let try_shape = |shape: Vec<usize>| -> bool {
+        let Ok(mut opt) = registry::build(name, hp) else {
+            return true;
+        };
+        let n = shape.iter().product();
+        let Ok(mut p) = Param::new("probe", shape, vec![0.5; n]) else {
+            return false;
+        };
+        p.grad = vec![0.1; n];
+        opt.step(&mut [p.view()]).is_ok()
+    };
+    !try_shape(vec![4]) && try_shape(vec![4, 4])
+}
+
+/// The effective configuration for `optimizer` on a workload: suggested
+/// settings, the workload's lr scale, then the caller's overrides. Returns
+/// the name and hyperparameters to build (possibly `param_groups`).
+pub fn effective(optimizer: &str, overrides: &Value, lr_scale: f64) -> Result<(String, Value)> {
+    if optimizer == optimist_candle::PARAM_GROUPS {
+        return Ok((optimizer.to_string(), overrides.clone()));
+    }
+    let spec = registry::find(optimizer).ok_or_else(|| {
+        Error::Optimizer(optimist_core::Error::UnknownOptimizer {
+            name: optimizer.to_string(),
+            known: registry::registry()
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    })?;
+    let defaults = (spec.defaults)();
+    let mut hp = suggested(optimizer);
+    scale_lr(&mut hp, lr_scale);
+    let mut hp = merge(&hp, overrides);
+    // A wrapper whose inner optimizer is required: AdamW by default.
+    if defaults.get("inner").is_some() && hp.get("inner").is_none_or(Value::is_null) {
+        let mut inner = suggested("adamw");
+        scale_lr(&mut inner, lr_scale);
+        hp["inner"] = json!({"optimizer": "adamw", "hparams": inner});
+    }
+    if matrices_only(optimizer, &hp) {
+        let mut rest = suggested("adamw");
+        scale_lr(&mut rest, lr_scale);
+        let groups = json!({"groups": [
+            {"name": "matrices", "select": "matrices", "optimizer": optimizer, "hparams": hp},
+            {"name": "other", "select": "all", "optimizer": "adamw", "hparams": rest}
+        ]});
+        return Ok((optimist_candle::PARAM_GROUPS.to_string(), groups));
+    }
+    Ok((optimizer.to_string(), hp))
+}
+
+/// Builds the optimizer for every parameter of `varmap`.
+pub fn build_for(
+    varmap: &VarMap,
+    optimizer: &str,
+    overrides: &Value,
+    lr_scale: f64,
+    seed: u64,
+) -> Result<(OptimistOptimizer, String, Value)> {
+    let (name, hp) = effective(optimizer, overrides, lr_scale)?;
+    let opt: Box<dyn Optimizer> = build_optimizer(&name, &hp)?;
+    let mut adapter = OptimistOptimizer::from_varmap_with(varmap, opt)?;
+    if let Some(mut c) = adapter.curvature().cloned() {
+        c.seed = seed;
+        adapter.set_curvature(Some(c));
+    }
+    Ok((adapter, name, hp))
+}

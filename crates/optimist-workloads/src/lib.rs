@@ -1,0 +1,193 @@
+//! # optimist-workloads
+//!
+//! Benchmark workloads in the AlgoPerf style: each fixes a dataset, a model
+//! with its initialisation, a loss, an evaluation metric with a validation
+//! target, a step budget and an evaluation interval. Only the optimizer
+//! changes. Models are built with candle and trained through
+//! [`optimist_candle::OptimistOptimizer`].
+//!
+//! | workload | data | model | metric (target) |
+//! | --- | --- | --- | --- |
+//! | `mnist-mlp` | MNIST 50k/10k/10k | 784-128-10, sigmoid (AlgoPerf's MNIST) | accuracy (0.97) |
+//! | `fashion-cnn` | Fashion-MNIST 50k/10k/10k | conv5x5x8-pool-conv5x5x16-pool-64-10 | accuracy |
+//! | `shakespeare-char` | Tiny Shakespeare 90/10 | 2-layer GPT, d=64, 4 heads, context 64 | validation loss |
+//! | `breast-cancer-logreg` | UCI breast cancer 455/114 | L2-regularised logistic regression | training suboptimality |
+//! | `quadratic` | none | DeepOBS noisy quadratic, 100-d | excess loss |
+//! | `rosenbrock` | none | 2-D Rosenbrock | f |
+//! | `teacher-student` | none | 32-128-1 tanh MLP fitting a fixed 32-64-1 teacher | relative validation MSE |
+//!
+//! Everything random (initialisation, data order, synthetic samples) is
+//! drawn from one seed, so a run is reproducible.
+
+pub mod data;
+pub mod error;
+#[cfg(feature = "fetch")]
+pub mod fetch;
+pub mod hparams;
+pub mod image;
+pub mod nn;
+pub mod shakespeare;
+pub mod synthetic;
+pub mod tabular;
+pub mod train;
+
+use std::path::Path;
+
+use candle_core::Tensor;
+use candle_nn::VarMap;
+pub use error::{Error, Result};
+pub use optimist_candle::rng::Rng;
+
+/// What a workload fixes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkloadSpec {
+    /// Name, e.g. `mnist-mlp`.
+    pub name: &'static str,
+    /// One line on the data and the model.
+    pub description: &'static str,
+    /// Name of the evaluation metric.
+    pub metric: &'static str,
+    /// Whether a larger metric is better.
+    pub higher_is_better: bool,
+    /// The validation target.
+    pub target: f64,
+    /// Default step budget.
+    pub steps: usize,
+    /// Evaluate every this many steps.
+    pub eval_every: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Whether it reads data files.
+    pub needs_data: bool,
+    /// Multiplier applied to the suggested learning rate of every optimizer
+    /// (the workload's scale, not per-optimizer tuning).
+    pub lr_scale: f64,
+}
+
+impl WorkloadSpec {
+    /// Whether `metric` meets the target.
+    pub fn reached(&self, metric: f64) -> bool {
+        if self.higher_is_better {
+            metric >= self.target
+        } else {
+            metric <= self.target
+        }
+    }
+}
+
+/// Which held-out set to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// The validation split (targets are set on it).
+    Valid,
+    /// The test split (reported, never tuned on).
+    Test,
+}
+
+/// Loss and metric on a split.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Eval {
+    pub loss: f64,
+    pub metric: f64,
+}
+
+/// A workload ready to train: model parameters in a VarMap, data loaded.
+pub trait Workload {
+    /// What it fixes.
+    fn spec(&self) -> &WorkloadSpec;
+    /// The model's parameters, named by path.
+    fn varmap(&self) -> &VarMap;
+    /// Draws the next training batch.
+    fn next_batch(&mut self, rng: &mut Rng) -> Result<()>;
+    /// The training loss on the current batch (recomputable: curvature
+    /// estimates call it again on the same batch).
+    fn batch_loss(&self) -> candle_core::Result<Tensor>;
+    /// Loss and metric on a held-out split.
+    fn evaluate(&self, split: Split) -> Result<Eval>;
+    /// Whether the workload has a test split distinct from validation.
+    fn has_test(&self) -> bool {
+        false
+    }
+    /// Number of trainable values.
+    fn num_params(&self) -> usize {
+        self.varmap()
+            .all_vars()
+            .iter()
+            .map(|v| v.elem_count())
+            .sum()
+    }
+}
+
+/// Options for loading a workload.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Use only the first N training examples (tests).
+    pub train_limit: Option<usize>,
+    /// Use only the first N validation and test examples (tests).
+    pub eval_limit: Option<usize>,
+}
+
+/// Names of every workload, synthetic ones first.
+pub const WORKLOADS: &[&str] = &[
+    "quadratic",
+    "rosenbrock",
+    "teacher-student",
+    "breast-cancer-logreg",
+    "mnist-mlp",
+    "fashion-cnn",
+    "shakespeare-char",
+];
+
+/// The workloads of a bench suite: `default` needs no data files, `full`
+/// adds the real-data workloads.
+pub fn suite(name: &str) -> Result<Vec<&'static str>> {
+    match name {
+        "default" => Ok(vec!["quadratic", "rosenbrock", "teacher-student"]),
+        "full" => Ok(WORKLOADS.to_vec()),
+        other => Err(Error::Input(format!(
+            "unknown suite \"{other}\" (known: default, full)"
+        ))),
+    }
+}
+
+/// The spec of workload `name`.
+pub fn spec(name: &str) -> Result<WorkloadSpec> {
+    match name {
+        "quadratic" => Ok(synthetic::quadratic_spec()),
+        "rosenbrock" => Ok(synthetic::rosenbrock_spec()),
+        "teacher-student" => Ok(synthetic::teacher_student_spec()),
+        "breast-cancer-logreg" => Ok(tabular::spec()),
+        "mnist-mlp" => Ok(image::mnist_spec()),
+        "fashion-cnn" => Ok(image::fashion_spec()),
+        "shakespeare-char" => Ok(shakespeare::spec()),
+        other => Err(Error::UnknownWorkload {
+            name: other.to_string(),
+            known: WORKLOADS.join(", "),
+        }),
+    }
+}
+
+/// Loads workload `name` with data from `data_dir`, initialised from `seed`.
+pub fn load(
+    name: &str,
+    data_dir: &Path,
+    seed: u64,
+    opts: &LoadOptions,
+) -> Result<Box<dyn Workload>> {
+    let w: Box<dyn Workload> = match name {
+        "quadratic" => Box::new(synthetic::Quadratic::new(seed)?),
+        "rosenbrock" => Box::new(synthetic::Rosenbrock::new(seed)?),
+        "teacher-student" => Box::new(synthetic::TeacherStudent::new(seed)?),
+        "breast-cancer-logreg" => Box::new(tabular::BreastCancer::load(data_dir, seed)?),
+        "mnist-mlp" => Box::new(image::ImageClassifier::mnist(data_dir, seed, opts)?),
+        "fashion-cnn" => Box::new(image::ImageClassifier::fashion(data_dir, seed, opts)?),
+        "shakespeare-char" => Box::new(shakespeare::CharLm::load(data_dir, seed, opts)?),
+        other => {
+            return Err(Error::UnknownWorkload {
+                name: other.to_string(),
+                known: WORKLOADS.join(", "),
+            })
+        }
+    };
+    Ok(w)
+}

@@ -1,0 +1,258 @@
+//! `shakespeare-char`: a small GPT-style character language model on Tiny
+//! Shakespeare.
+//!
+//! Data: the first 90% of the file trains, the last 10% validates (as
+//! nanoGPT's `shakespeare_char`); the vocabulary is the sorted set of bytes
+//! (65 symbols). A batch is `batch_size` windows of `CONTEXT + 1`
+//! characters at random offsets. Model: token and learned position
+//! embeddings (d = 64), two pre-norm transformer blocks (4-head causal
+//! self-attention, GELU MLP of width 256), a final layer norm and a linear
+//! head; about 0.1 M parameters. Metric: mean cross-entropy (nats per
+//! character) on a fixed set of validation windows.
+
+use std::path::Path;
+
+use candle_core::{Device, Module, Tensor};
+use candle_nn::VarMap;
+
+use crate::data::{char_tokens, read_verified};
+use crate::nn::Init;
+use crate::{Error, Eval, LoadOptions, Result, Rng, Split, Workload, WorkloadSpec};
+
+/// Characters of context.
+pub const CONTEXT: usize = 64;
+/// Model width.
+pub const D_MODEL: usize = 64;
+/// Attention heads.
+pub const HEADS: usize = 4;
+/// Transformer blocks.
+pub const LAYERS: usize = 2;
+/// Validation windows evaluated.
+pub const EVAL_WINDOWS: usize = 512;
+
+/// The spec.
+pub fn spec() -> WorkloadSpec {
+    WorkloadSpec {
+        name: "shakespeare-char",
+        description: "Tiny Shakespeare, character-level GPT (2 layers, d=64, 4 heads, context 64)",
+        metric: "valid_loss",
+        higher_is_better: false,
+        target: 2.0,
+        steps: 2000,
+        eval_every: 250,
+        batch_size: 32,
+        needs_data: true,
+        lr_scale: 1.0,
+    }
+}
+
+struct Block {
+    ln1: crate::nn::LayerNorm,
+    qkv: candle_nn::Linear,
+    proj: candle_nn::Linear,
+    ln2: crate::nn::LayerNorm,
+    fc: candle_nn::Linear,
+    out: candle_nn::Linear,
+}
+
+impl Block {
+    fn forward(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let hd = d / HEADS;
+        let h = self.ln1.forward(x)?;
+        let qkv = self.qkv.forward(&h)?.reshape((b, t, 3, HEADS, hd))?;
+        let q = qkv
+            .narrow(2, 0, 1)?
+            .squeeze(2)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let k = qkv
+            .narrow(2, 1, 1)?
+            .squeeze(2)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let v = qkv
+            .narrow(2, 2, 1)?
+            .squeeze(2)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let att = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let att = att.broadcast_add(&mask.narrow(0, 0, t)?.narrow(1, 0, t)?)?;
+        let att = candle_nn::ops::softmax(&att, candle_core::D::Minus1)?;
+        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let x = (x + self.proj.forward(&y)?)?;
+        let h = self.ln2.forward(&x)?;
+        let h = self.out.forward(&self.fc.forward(&h)?.gelu()?)?;
+        x + h
+    }
+}
+
+/// The character language model and its data.
+pub struct CharLm {
+    spec: WorkloadSpec,
+    varmap: VarMap,
+    tok: Tensor,
+    pos: Tensor,
+    blocks: Vec<Block>,
+    ln_f: crate::nn::LayerNorm,
+    head: candle_nn::Linear,
+    mask: Tensor,
+    train: Vec<u32>,
+    valid: Vec<u32>,
+    vocab: usize,
+    batch: Option<(Tensor, Tensor)>,
+}
+
+impl CharLm {
+    /// Loads `data_dir/tinyshakespeare/input.txt` and initialises the model.
+    pub fn load(data_dir: &Path, seed: u64, opts: &LoadOptions) -> Result<Self> {
+        let bytes = read_verified(data_dir, "tinyshakespeare/input.txt")?;
+        let text = char_tokens(&bytes);
+        let split = bytes.len() * 9 / 10;
+        let mut train = text.tokens[..split].to_vec();
+        let mut valid = text.tokens[split..].to_vec();
+        if let Some(l) = opts.train_limit {
+            train.truncate(l.max(CONTEXT + 2));
+        }
+        if let Some(l) = opts.eval_limit {
+            valid.truncate(l.max(CONTEXT + 2));
+        }
+        Self::from_tokens(train, valid, text.vocab.len(), seed)
+    }
+
+    /// A model over already tokenised splits.
+    pub fn from_tokens(train: Vec<u32>, valid: Vec<u32>, vocab: usize, seed: u64) -> Result<Self> {
+        if train.len() < CONTEXT + 2 || valid.len() < CONTEXT + 2 {
+            return Err(Error::Data(format!(
+                "shakespeare-char: splits of {} and {} characters are shorter than the context",
+                train.len(),
+                valid.len()
+            )));
+        }
+        let varmap = VarMap::new();
+        let mut init = Init::new(&varmap, Rng::derive(seed, "init"));
+        let tok = init.normal("tok_emb", &[vocab, D_MODEL], 0.02)?;
+        let pos = init.normal("pos_emb", &[CONTEXT, D_MODEL], 0.02)?;
+        let mut blocks = Vec::new();
+        for l in 0..LAYERS {
+            let p = format!("blocks.{l}");
+            blocks.push(Block {
+                ln1: init.layer_norm(&format!("{p}.ln1"), D_MODEL)?,
+                qkv: init.linear(&format!("{p}.attn.qkv"), D_MODEL, 3 * D_MODEL)?,
+                proj: init.linear(&format!("{p}.attn.proj"), D_MODEL, D_MODEL)?,
+                ln2: init.layer_norm(&format!("{p}.ln2"), D_MODEL)?,
+                fc: init.linear(&format!("{p}.mlp.fc"), D_MODEL, 4 * D_MODEL)?,
+                out: init.linear(&format!("{p}.mlp.out"), 4 * D_MODEL, D_MODEL)?,
+            });
+        }
+        let ln_f = init.layer_norm("ln_f", D_MODEL)?;
+        let head = init.linear("head", D_MODEL, vocab)?;
+        let mask: Vec<f32> = (0..CONTEXT * CONTEXT)
+            .map(|i| {
+                if i % CONTEXT > i / CONTEXT {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Ok(CharLm {
+            spec: spec(),
+            varmap,
+            tok,
+            pos,
+            blocks,
+            ln_f,
+            head,
+            mask: Tensor::from_vec(mask, (CONTEXT, CONTEXT), &Device::Cpu)?,
+            train,
+            valid,
+            vocab,
+            batch: None,
+        })
+    }
+
+    /// Vocabulary size.
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// Training and validation characters.
+    pub fn split_lens(&self) -> (usize, usize) {
+        (self.train.len(), self.valid.len())
+    }
+
+    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_b, t) = x.dims2()?;
+        let h = candle_nn::Embedding::new(self.tok.clone(), D_MODEL)
+            .forward(x)?
+            .broadcast_add(&self.pos.narrow(0, 0, t)?)?;
+        let mut h = h;
+        for b in &self.blocks {
+            h = b.forward(&h, &self.mask)?;
+        }
+        self.head.forward(&self.ln_f.forward(&h)?)
+    }
+
+    fn windows(tokens: &[u32], starts: &[usize]) -> candle_core::Result<(Tensor, Tensor)> {
+        let b = starts.len();
+        let mut x = Vec::with_capacity(b * CONTEXT);
+        let mut y = Vec::with_capacity(b * CONTEXT);
+        for &s in starts {
+            x.extend_from_slice(&tokens[s..s + CONTEXT]);
+            y.extend_from_slice(&tokens[s + 1..s + CONTEXT + 1]);
+        }
+        Ok((
+            Tensor::from_vec(x, (b, CONTEXT), &Device::Cpu)?,
+            Tensor::from_vec(y, (b, CONTEXT), &Device::Cpu)?,
+        ))
+    }
+
+    fn loss_of(&self, x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+        let logits = self.logits(x)?;
+        let (b, t, v) = logits.dims3()?;
+        candle_nn::loss::cross_entropy(&logits.reshape((b * t, v))?, &y.reshape(b * t)?)
+    }
+}
+
+impl Workload for CharLm {
+    fn spec(&self) -> &WorkloadSpec {
+        &self.spec
+    }
+
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn next_batch(&mut self, rng: &mut Rng) -> Result<()> {
+        let span = self.train.len() - CONTEXT - 1;
+        let starts: Vec<usize> = (0..self.spec.batch_size).map(|_| rng.below(span)).collect();
+        self.batch = Some(Self::windows(&self.train, &starts)?);
+        Ok(())
+    }
+
+    fn batch_loss(&self) -> candle_core::Result<Tensor> {
+        let (x, y) = self
+            .batch
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::msg("no batch drawn yet"))?;
+        self.loss_of(x, y)
+    }
+
+    fn evaluate(&self, split: Split) -> Result<Eval> {
+        let tokens = match split {
+            Split::Valid | Split::Test => &self.valid,
+        };
+        // A fixed set of evenly spaced windows.
+        let span = tokens.len() - CONTEXT - 1;
+        let n = EVAL_WINDOWS.min(span.max(1));
+        let starts: Vec<usize> = (0..n).map(|i| i * span / n).collect();
+        let mut total = 0.0;
+        for chunk in starts.chunks(64) {
+            let (x, y) = Self::windows(tokens, chunk)?;
+            total += self.loss_of(&x, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+        }
+        let loss = total / n as f64;
+        Ok(Eval { loss, metric: loss })
+    }
+}
