@@ -26,7 +26,11 @@ use crate::svg::{Plot, Series};
 use crate::train::{parse_json, set_threads};
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Micro-benchmarks instead of the workload suite.
+    #[command(subcommand)]
+    micro: Option<crate::bench_step::BenchCommand>,
     /// `default` (synthetic, no data needed) or `full` (adds the real-data workloads).
     #[arg(long, default_value = "default")]
     suite: String,
@@ -170,6 +174,9 @@ fn better(a: &RunResult, b: &RunResult) -> bool {
 }
 
 pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
+    if let Some(cmd) = &args.micro {
+        return crate::bench_step::run(cmd);
+    }
     set_threads(Some(args.threads));
     let extra = parse_json("--hparams", &args.hparams)?;
     let workloads: Vec<String> = if args.workloads.is_empty() {

@@ -9,7 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
+use crate::exec::{default_threads, run_on, CHUNK};
 use crate::tensor::ParamMut;
 use crate::transform::GradientTransform;
 
@@ -72,38 +75,81 @@ impl ClipGradNorm {
         let total = total_norm(&views, self.norm_type);
         let coef = (self.max_norm / (total + 1e-6)) as f32;
         if coef < 1.0 {
-            for g in grads.iter_mut() {
-                for x in g.iter_mut() {
-                    *x *= coef;
-                }
-            }
+            scale_all(grads, coef);
         }
         total
     }
 }
 
+/// Multiplies every gradient by `coef`, in chunks on the default thread pool.
+fn scale_all(grads: &mut [&mut [f32]], coef: f32) {
+    let mut chunks: Vec<&mut [f32]> = grads.iter_mut().flat_map(|g| g.chunks_mut(CHUNK)).collect();
+    let threads = default_threads();
+    let work = |c: &mut &mut [f32]| {
+        for x in c.iter_mut() {
+            *x *= coef;
+        }
+    };
+    if threads <= 1 || chunks.len() <= 1 {
+        chunks.iter_mut().for_each(work);
+    } else {
+        let _ = run_on(threads, || chunks.par_iter_mut().for_each(work));
+    }
+}
+
+/// The sum of `f(x)` over one block, in f64 with eight interleaved
+/// accumulators (a fixed order, so the same on every run).
+#[inline(always)]
+fn block_sum(b: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let mut it = b.chunks_exact(8);
+    for c in &mut it {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(x as f64);
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(it.remainder()) {
+        *a += f(x as f64);
+    }
+    acc.iter().sum()
+}
+
 /// The p-norm of the per-tensor p-norms (the global norm), computed in f64.
+///
+/// The sum runs over fixed blocks of [`CHUNK`] elements of each tensor
+/// (in parallel on the default thread pool), whose partial sums are then
+/// added in order: the result does not depend on the number of threads.
 pub fn total_norm(grads: &[&[f32]], norm_type: f64) -> f64 {
+    let blocks: Vec<&[f32]> = grads.iter().flat_map(|g| g.chunks(CHUNK)).collect();
+    let per_block = |b: &&[f32]| -> f64 {
+        if norm_type.is_infinite() {
+            b.iter().fold(0.0f64, |m, &x| m.max((x as f64).abs()))
+        } else if norm_type == 2.0 {
+            block_sum(b, |x| x * x)
+        } else if norm_type == 1.0 {
+            block_sum(b, f64::abs)
+        } else {
+            block_sum(b, |x| x.abs().powf(norm_type))
+        }
+    };
+    let threads = default_threads();
+    let partial: Vec<f64> = if threads <= 1 || blocks.len() <= 1 {
+        blocks.iter().map(per_block).collect()
+    } else {
+        run_on(threads, || blocks.par_iter().map(per_block).collect())
+            .unwrap_or_else(|_| blocks.iter().map(per_block).collect())
+    };
     if norm_type.is_infinite() {
-        return grads
-            .iter()
-            .flat_map(|g| g.iter())
-            .fold(0.0f64, |m, &x| m.max((x as f64).abs()));
+        return partial.into_iter().fold(0.0f64, f64::max);
     }
+    let s: f64 = partial.iter().sum();
     if norm_type == 2.0 {
-        let s: f64 = grads
-            .iter()
-            .flat_map(|g| g.iter())
-            .map(|&x| (x as f64) * (x as f64))
-            .sum();
-        return s.sqrt();
+        s.sqrt()
+    } else if norm_type == 1.0 {
+        s
+    } else {
+        s.powf(1.0 / norm_type)
     }
-    let s: f64 = grads
-        .iter()
-        .flat_map(|g| g.iter())
-        .map(|&x| (x as f64).abs().powf(norm_type))
-        .sum();
-    s.powf(1.0 / norm_type)
 }
 
 impl GradientTransform for ClipGradNorm {

@@ -360,6 +360,19 @@ impl Optimizer for ParamGroups {
         }
     }
 
+    /// Sets the execution options of every group; stops at the first group
+    /// that refuses them (the groups before it keep the new options).
+    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
+        for g in self.groups.iter_mut() {
+            g.optimizer.set_exec_options(exec)?;
+        }
+        Ok(())
+    }
+
+    fn state_nbytes(&self) -> usize {
+        self.groups.iter().map(|g| g.optimizer.state_nbytes()).sum()
+    }
+
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
         self.groups
             .iter()

@@ -57,6 +57,18 @@ impl WeightDecay {
         }
     }
 
+    /// [`WeightDecay::apply`] on values: returns the (possibly scaled)
+    /// parameter and the (possibly decayed) gradient. Without a store on one
+    /// branch only, loops that use it vectorize.
+    #[inline(always)]
+    pub fn apply_to(self, p: f32, g: f32) -> (f32, f32) {
+        match self {
+            WeightDecay::Off => (p, g),
+            WeightDecay::Coupled(wd) => (p, g + wd * p),
+            WeightDecay::Decoupled(keep) => (p * keep, g),
+        }
+    }
+
     /// Applies the decay to one element: scales `p` (decoupled) or returns
     /// the gradient with the L2 term added (coupled).
     #[inline(always)]

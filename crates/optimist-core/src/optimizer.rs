@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::cautious::{Apply, CautiousMask};
 use crate::error::{Error, Result};
+use crate::exec::ExecOptions;
 use crate::state::{ParamState, StateDict, StateStore};
 use crate::tensor::ParamMut;
 
@@ -53,6 +54,21 @@ pub trait Optimizer: Send {
     /// Sets the learning rate.
     fn set_lr(&mut self, lr: f64) -> Result<()> {
         self.set_hparam("lr", lr)
+    }
+
+    /// Sets how steps execute: threads, fast or simple path, state storage
+    /// type ([`crate::exec`]). Optimizers without execution options refuse.
+    fn set_exec_options(&mut self, exec: ExecOptions) -> Result<()> {
+        let _ = exec;
+        Err(Error::Unsupported(format!(
+            "{}: execution options are not supported",
+            self.name()
+        )))
+    }
+
+    /// Bytes of state held (compressed buffers count their real size).
+    fn state_nbytes(&self) -> usize {
+        self.state_dict().nbytes()
     }
 
     /// The state buffer `buffer` (e.g. `exp_avg`) of parameter `param`, if
@@ -202,6 +218,18 @@ pub trait OptimizerConfig:
 pub struct StepInfo {
     /// The optimizer's step count, 1 on the first step.
     pub step: u64,
+    /// How the step executes (threads, state storage); read by the driver.
+    pub exec: ExecOptions,
+}
+
+impl StepInfo {
+    /// Step `step` with the default execution options.
+    pub fn new(step: u64) -> Self {
+        StepInfo {
+            step,
+            exec: ExecOptions::default(),
+        }
+    }
 }
 
 /// An update rule that treats each parameter on its own: the configuration
@@ -209,6 +237,11 @@ pub struct StepInfo {
 pub trait UpdateRule: OptimizerConfig {
     /// Per-parameter state.
     type State: ParamState;
+
+    /// Whether the rule runs through the fused elementwise driver (set by
+    /// [`elementwise_fast_path!`](crate::elementwise_fast_path) together with
+    /// [`UpdateRule::update_all`]); only such rules can keep compressed state.
+    const ELEMENTWISE: bool = false;
 
     /// Updates one parameter in one pass over its slices.
     fn update(
@@ -219,19 +252,17 @@ pub trait UpdateRule: OptimizerConfig {
     ) -> Result<()>;
 
     /// Updates all parameters. The default calls [`UpdateRule::update`] for
-    /// each; rules that need a global quantity first (a norm over all
-    /// gradients) override this.
+    /// each, in parallel over parameters ([`crate::exec::run_per_param`]);
+    /// elementwise rules use the fused driver instead
+    /// ([`elementwise_fast_path!`](crate::elementwise_fast_path)); rules that
+    /// need a global quantity first (a norm over all gradients) override this.
     fn update_all(
         &self,
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<Self::State>,
     ) -> Result<()> {
-        for p in params.iter_mut() {
-            let st = states.get(p.name, p.numel())?;
-            self.update(info, p, st)?;
-        }
-        Ok(())
+        crate::exec::run_per_param(self, info, params, states)
     }
 
     /// Whether [`UpdateRule::update_with`] is implemented, so that update
@@ -297,6 +328,7 @@ pub struct Engine<R: UpdateRule> {
     config: R,
     states: StateStore<R::State>,
     step: u64,
+    exec: ExecOptions,
     /// Cautious masking on (see [`crate::cautious`]), with its scratch space.
     cautious: Option<CautiousMask>,
 }
@@ -309,8 +341,20 @@ impl<R: UpdateRule> Engine<R> {
             config,
             states: StateStore::default(),
             step: 0,
+            exec: ExecOptions::default(),
             cautious: None,
         })
+    }
+
+    /// Sets the execution options (builder style); see [`crate::exec`].
+    pub fn with_exec(mut self, exec: ExecOptions) -> Result<Self> {
+        self.set_exec_options(exec)?;
+        Ok(self)
+    }
+
+    /// The execution options.
+    pub fn exec_options(&self) -> ExecOptions {
+        self.exec
     }
 
     /// The typed configuration.
@@ -346,29 +390,79 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
     }
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
-        let mut seen = std::collections::HashSet::new();
         for p in params.iter() {
             p.check()?;
-            self.states.check(p.name, p.numel())?;
-            if !seen.insert(p.name) {
-                return Err(Error::Input(format!(
-                    "parameter '{}' given twice in one step",
-                    p.name
-                )));
+        }
+        let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
+        // The usual step (same parameters, same order) needs no lookups.
+        if !self.states.matches_order(&keys) {
+            let mut seen = std::collections::HashSet::new();
+            for &(name, numel) in &keys {
+                self.states.check(name, numel)?;
+                if !seen.insert(name) {
+                    return Err(Error::Input(format!(
+                        "parameter '{name}' given twice in one step"
+                    )));
+                }
             }
         }
         let info = StepInfo {
             step: self.step + 1,
+            exec: self.exec,
         };
         self.config.begin_step(&info);
         match &mut self.cautious {
+            // Cautious masking runs the rules' `update_with`, one parameter
+            // after the other (the simple path).
             Some(mask) => self
                 .config
                 .update_all_with(&info, params, &mut self.states, mask)?,
-            None => self.config.update_all(&info, params, &mut self.states)?,
+            None => {
+                let threads = if self.exec.fused {
+                    self.exec.resolved_threads()
+                } else {
+                    1
+                };
+                let (config, states) = (&self.config, &mut self.states);
+                crate::exec::run_on(threads, || config.update_all(&info, params, states))??;
+            }
         }
         self.step += 1;
         Ok(())
+    }
+
+    fn set_exec_options(&mut self, exec: ExecOptions) -> Result<()> {
+        exec.validate(R::NAME, R::ELEMENTWISE)?;
+        if self.cautious.is_some() && exec.state_dtype != crate::tensor::DType::F32 {
+            return Err(Error::Unsupported(format!(
+                "{}: state_dtype '{}' with cautious masking (which runs the simple path on f32 state)",
+                R::NAME,
+                exec.state_dtype.name()
+            )));
+        }
+        if exec.state_dtype == crate::tensor::DType::F32 {
+            // Back to f32: decode now (compressed targets are applied at the next step).
+            self.states.for_each_mut(|_, s| {
+                let mut bufs = Vec::new();
+                s.buffers_mut(&mut bufs);
+                bufs.iter_mut().for_each(|t| t.decompress());
+            });
+        }
+        self.exec = exec;
+        Ok(())
+    }
+
+    fn state_nbytes(&self) -> usize {
+        self.states
+            .iter()
+            .map(|(_, s)| {
+                R::State::BUFFERS
+                    .iter()
+                    .filter_map(|b| s.buffer(b))
+                    .map(|t| t.nbytes())
+                    .sum::<usize>()
+            })
+            .sum()
     }
 
     fn state_dict(&self) -> StateDict {
@@ -392,12 +486,20 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
         Ok(())
     }
 
+    /// `None` for a compressed buffer (bf16 or q8 state).
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
         let t = self.states.peek(param)?.buffer(buffer)?;
-        t.is_allocated().then(|| t.as_slice())
+        t.is_allocated().then(|| t.try_as_slice()).flatten()
     }
 
     fn set_cautious(&mut self, on: bool) -> Result<()> {
+        if on && self.exec.state_dtype != crate::tensor::DType::F32 {
+            return Err(Error::Unsupported(format!(
+                "{}: cautious masking runs the simple path, which needs f32 state (state_dtype is {})",
+                R::NAME,
+                self.exec.state_dtype.name()
+            )));
+        }
         if on && !R::EXPOSES_UPDATE {
             return Err(Error::Unsupported(format!(
                 "{}: cautious masking needs an update rule that exposes its update direction",

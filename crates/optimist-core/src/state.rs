@@ -1,7 +1,7 @@
 //! Per-parameter optimizer state: typed structs of named buffers, stored by
 //! parameter name, enumerable as (parameter, state name, tensor) triples.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, Result};
 use crate::tensor::StateTensor;
@@ -25,6 +25,9 @@ pub trait ParamState: Default + Send + Sync + 'static {
     fn buffer(&self, name: &str) -> Option<&StateTensor>;
     /// The buffer called `name`, mutably.
     fn buffer_mut(&mut self, name: &str) -> Option<&mut StateTensor>;
+    /// Pushes every buffer, in [`ParamState::BUFFERS`] order, onto `out`
+    /// (the execution driver's access to all buffers at once).
+    fn buffers_mut<'a>(&'a mut self, out: &mut Vec<&'a mut StateTensor>);
 }
 
 /// Declares a per-parameter state struct with a `step` counter and the given
@@ -91,6 +94,11 @@ macro_rules! param_state {
                     _ => None,
                 }
             }
+            fn buffers_mut<'a>(&'a mut self, out: &mut Vec<&'a mut $crate::tensor::StateTensor>) {
+                $(out.push(&mut self.$field);)*
+                $(out.push(&mut self.$ufield);)*
+                let _ = out;
+            }
         }
     };
 }
@@ -156,72 +164,142 @@ impl StateDict {
 }
 
 /// Per-parameter states of one optimizer, keyed by parameter name.
+///
+/// Stored in first-use order with a name index; a step that presents the
+/// parameters in the stored order (the usual case: the same model every
+/// step) finds all its states with one string comparison per parameter.
+/// Enumeration ([`StateStore::iter`], [`StateStore::state_dict`]) is sorted
+/// by name.
 #[derive(Debug, Clone)]
 pub struct StateStore<S> {
-    states: BTreeMap<String, (usize, S)>,
+    /// (name, number of elements or 0 while unknown, state).
+    entries: Vec<(String, usize, S)>,
+    index: HashMap<String, usize>,
 }
 
 impl<S> Default for StateStore<S> {
     fn default() -> Self {
         StateStore {
-            states: BTreeMap::new(),
+            entries: Vec::new(),
+            index: HashMap::new(),
         }
     }
 }
 
+fn size_error(name: &str, had: usize, now: usize) -> Error {
+    Error::Shape(format!(
+        "parameter '{name}' had {had} elements in earlier steps, now {now}"
+    ))
+}
+
 impl<S: ParamState> StateStore<S> {
-    /// The state of parameter `name` with `numel` elements, created empty on
-    /// first use. A parameter that changes size between steps is an error.
-    pub fn get(&mut self, name: &str, numel: usize) -> Result<&mut S> {
-        if !self.states.contains_key(name) {
-            self.states.insert(name.to_string(), (numel, S::default()));
-        }
-        // The entry was inserted above if it was missing.
-        let Some((n, s)) = self.states.get_mut(name) else {
-            return Err(Error::Input(format!("parameter '{name}': state missing")));
+    /// Index of the entry of `name` with `numel` elements, created on first use.
+    fn slot(&mut self, name: &str, numel: usize) -> Result<usize> {
+        let i = match self.index.get(name) {
+            Some(&i) => i,
+            None => {
+                let i = self.entries.len();
+                self.entries.push((name.to_string(), numel, S::default()));
+                self.index.insert(name.to_string(), i);
+                i
+            }
         };
+        let n = &mut self.entries[i].1;
         if *n == 0 {
             // Loaded from a checkpoint that held only a step count.
             *n = numel;
         }
         if *n != numel {
-            return Err(Error::Shape(format!(
-                "parameter '{name}' had {n} elements in earlier steps, now {numel}"
-            )));
+            return Err(size_error(name, *n, numel));
         }
-        Ok(s)
+        Ok(i)
+    }
+
+    /// The state of parameter `name` with `numel` elements, created empty on
+    /// first use. A parameter that changes size between steps is an error.
+    pub fn get(&mut self, name: &str, numel: usize) -> Result<&mut S> {
+        let i = self.slot(name, numel)?;
+        Ok(&mut self.entries[i].2)
+    }
+
+    /// Whether `params` (name, number of elements) are exactly the stored
+    /// parameters in the stored order with compatible sizes: then they are
+    /// distinct and [`StateStore::get_many`] needs no lookups.
+    pub fn matches_order(&self, params: &[(&str, usize)]) -> bool {
+        params.len() == self.entries.len()
+            && params
+                .iter()
+                .zip(&self.entries)
+                .all(|(&(name, numel), (n, m, _))| n == name && (*m == numel || *m == 0))
+    }
+
+    /// The states of several parameters at once, in the order of `params`
+    /// (name, number of elements), created empty on first use. Names must be
+    /// distinct.
+    pub fn get_many(&mut self, params: &[(&str, usize)]) -> Result<Vec<&mut S>> {
+        if self.matches_order(params) {
+            return Ok(self
+                .entries
+                .iter_mut()
+                .zip(params)
+                .map(|(e, &(_, numel))| {
+                    e.1 = numel;
+                    &mut e.2
+                })
+                .collect());
+        }
+        let mut pos = vec![usize::MAX; self.entries.len() + params.len()];
+        for (k, &(name, numel)) in params.iter().enumerate() {
+            let i = self.slot(name, numel)?;
+            if pos[i] != usize::MAX {
+                return Err(Error::Input(format!(
+                    "parameter '{name}' given twice in one step"
+                )));
+            }
+            pos[i] = k;
+        }
+        let mut out: Vec<Option<&mut S>> = (0..params.len()).map(|_| None).collect();
+        for (i, e) in self.entries.iter_mut().enumerate() {
+            if let Some(slot) = out.get_mut(pos[i]) {
+                *slot = Some(&mut e.2);
+            }
+        }
+        out.into_iter()
+            .zip(params)
+            .map(|(s, (name, _))| {
+                s.ok_or_else(|| Error::Input(format!("parameter '{name}': state missing")))
+            })
+            .collect()
     }
 
     /// Checks, without changing anything, that parameter `name` may be
     /// stepped with `numel` elements.
     pub fn check(&self, name: &str, numel: usize) -> Result<()> {
-        match self.states.get(name) {
-            Some((n, _)) if *n != 0 && *n != numel => Err(Error::Shape(format!(
-                "parameter '{name}' had {n} elements in earlier steps, now {numel}"
-            ))),
+        match self.index.get(name).map(|&i| self.entries[i].1) {
+            Some(n) if n != 0 && n != numel => Err(size_error(name, n, numel)),
             _ => Ok(()),
         }
     }
 
     /// The state of `name`, if any step has seen it.
     pub fn peek(&self, name: &str) -> Option<&S> {
-        self.states.get(name).map(|(_, s)| s)
+        self.index.get(name).map(|&i| &self.entries[i].2)
     }
 
     /// Number of parameters with state.
     pub fn len(&self) -> usize {
-        self.states.len()
+        self.entries.len()
     }
 
     /// True before the first step.
     pub fn is_empty(&self) -> bool {
-        self.states.is_empty()
+        self.entries.is_empty()
     }
 
     /// Enumerates every allocated buffer and every step count.
     pub fn state_dict(&self) -> StateDict {
         let mut out = StateDict::default();
-        for (param, (_, s)) in &self.states {
+        for (param, s) in self.iter() {
             out.scalars
                 .insert(format!("param/{param}/step"), s.step() as f64);
             for &b in S::BUFFERS {
@@ -229,7 +307,7 @@ impl<S: ParamState> StateStore<S> {
                     out.tensors.push(StateEntry {
                         param: param.clone(),
                         name: b.to_string(),
-                        values: t.as_slice().to_vec(),
+                        values: t.to_vec(),
                     });
                 }
             }
@@ -286,19 +364,27 @@ impl<S: ParamState> StateStore<S> {
             *buf = StateTensor::from_slice(&e.values);
         }
         // Parameters with only a step count keep an unknown size until first use.
-        let fresh = fresh
-            .into_iter()
-            .map(|(k, (n, s))| {
-                let n = if n == usize::MAX { 0 } else { n };
-                (k, (n, s))
-            })
-            .collect();
-        self.states = fresh;
+        let mut store = StateStore::default();
+        for (name, (n, s)) in fresh {
+            let n = if n == usize::MAX { 0 } else { n };
+            store.index.insert(name.clone(), store.entries.len());
+            store.entries.push((name, n, s));
+        }
+        *self = store;
         Ok(())
     }
 
-    /// Iterates over (name, state).
+    /// Calls `f` on every (name, state), in storage order.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&str, &mut S)) {
+        for (name, _, s) in self.entries.iter_mut() {
+            f(name, s);
+        }
+    }
+
+    /// Iterates over (name, state), sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &S)> {
-        self.states.iter().map(|(k, (_, s))| (k, s))
+        let mut v: Vec<(&String, &S)> = self.entries.iter().map(|(k, _, s)| (k, s)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.into_iter()
     }
 }

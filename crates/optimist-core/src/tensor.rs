@@ -20,13 +20,41 @@ use crate::error::{Error, Result};
 pub enum DType {
     /// IEEE 754 single precision.
     F32,
+    /// bfloat16 (state only; written with stochastic rounding).
+    Bf16,
+    /// 8-bit block-wise dynamic quantization with an f32 scale per block
+    /// (state only; see [`crate::quant`]).
+    Q8,
 }
 
 impl DType {
-    /// Bytes per element.
+    /// Bytes per element (without the per-block scales of [`DType::Q8`]).
     pub fn size(self) -> usize {
         match self {
             DType::F32 => 4,
+            DType::Bf16 => 2,
+            DType::Q8 => 1,
+        }
+    }
+
+    /// Parses `f32`, `bf16` or `q8`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "f32" | "float32" => Ok(DType::F32),
+            "bf16" | "bfloat16" => Ok(DType::Bf16),
+            "q8" | "8bit" | "int8" => Ok(DType::Q8),
+            other => Err(Error::Input(format!(
+                "state_dtype: unknown type '{other}' (expected f32, bf16 or q8)"
+            ))),
+        }
+    }
+
+    /// The name accepted by [`DType::parse`].
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::Bf16 => "bf16",
+            DType::Q8 => "q8",
         }
     }
 }
@@ -144,28 +172,55 @@ impl ParamMut<'_> {
 }
 
 /// One optimizer state buffer (moments, accumulators, ...).
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// Stored as f32, or compressed (bf16, 8-bit blocks) when the engine's
+/// `state_dtype` asks for it. Update rules only ever see f32 storage: the
+/// execution driver ([`crate::exec`]) decodes compressed buffers chunk by
+/// chunk for the rule's kernel, or whole for the simple path.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StateTensor {
-    data: Vec<f32>,
+    storage: Storage,
+}
+
+/// The storage of a [`StateTensor`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Storage {
+    F32(Vec<f32>),
+    Bf16(Vec<u16>),
+    Q8 {
+        codes: Vec<u8>,
+        scales: Vec<f32>,
+        block: usize,
+    },
+}
+
+impl Default for StateTensor {
+    fn default() -> Self {
+        StateTensor {
+            storage: Storage::F32(Vec::new()),
+        }
+    }
 }
 
 impl StateTensor {
     /// A zero-filled buffer of `n` elements.
     pub fn zeros(n: usize) -> Self {
-        StateTensor { data: vec![0.0; n] }
+        StateTensor {
+            storage: Storage::F32(vec![0.0; n]),
+        }
     }
 
     /// A buffer holding a copy of `values`.
     pub fn from_slice(values: &[f32]) -> Self {
         StateTensor {
-            data: values.to_vec(),
+            storage: Storage::F32(values.to_vec()),
         }
     }
 
     /// A buffer filled with `value`.
     pub fn full(n: usize, value: f32) -> Self {
         StateTensor {
-            data: vec![value; n],
+            storage: Storage::F32(vec![value; n]),
         }
     }
 
@@ -179,49 +234,179 @@ impl StateTensor {
         n: usize,
         init: f32,
     ) -> Result<&mut [f32]> {
-        if self.data.is_empty() {
-            self.data = vec![init; n];
-        } else if self.data.len() != n {
+        if self.is_empty() {
+            self.storage = Storage::F32(vec![init; n]);
+        }
+        let len = self.len();
+        match &mut self.storage {
+            Storage::F32(v) if len == n => Ok(v),
+            Storage::F32(_) => Err(Error::Shape(format!(
+                "state of '{param}': buffer '{buffer}' holds {len} values, expected {n}"
+            ))),
+            _ => Err(Error::Unsupported(format!(
+                "state of '{param}': buffer '{buffer}' is stored compressed"
+            ))),
+        }
+    }
+
+    /// Allocates `n` values filled with `init` on first use; a buffer that
+    /// holds another number of values is an error naming the parameter and
+    /// the buffer. Works on compressed buffers too (it reads no values), so
+    /// [`crate::exec::Elementwise::prepare`] uses it.
+    pub fn ensure(&mut self, param: &str, buffer: &str, n: usize, init: f32) -> Result<()> {
+        if self.is_empty() {
+            self.storage = Storage::F32(vec![init; n]);
+        } else if self.len() != n {
             return Err(Error::Shape(format!(
                 "state of '{param}': buffer '{buffer}' holds {} values, expected {n}",
-                self.data.len()
+                self.len()
             )));
         }
-        Ok(&mut self.data)
+        Ok(())
     }
 
     /// Whether the buffer has been allocated (an empty buffer is "not yet created").
     pub fn is_allocated(&self) -> bool {
-        !self.data.is_empty()
+        !self.is_empty()
     }
 
     /// Element type of the stored values.
     pub fn dtype(&self) -> DType {
-        DType::F32
+        match &self.storage {
+            Storage::F32(_) => DType::F32,
+            Storage::Bf16(_) => DType::Bf16,
+            Storage::Q8 { .. } => DType::Q8,
+        }
     }
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.data.len()
+        match &self.storage {
+            Storage::F32(v) => v.len(),
+            Storage::Bf16(v) => v.len(),
+            Storage::Q8 { codes, .. } => codes.len(),
+        }
     }
 
     /// True when no element is stored.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len() == 0
     }
 
     /// Values as f32.
+    ///
+    /// # Panics
+    /// If the buffer is stored compressed. Update rules never see compressed
+    /// buffers (the engine decodes them first); elsewhere use
+    /// [`StateTensor::to_vec`].
     pub fn as_slice(&self) -> &[f32] {
-        &self.data
+        match &self.storage {
+            Storage::F32(v) => v,
+            _ => panic!("{}", Self::COMPRESSED),
+        }
+    }
+
+    /// Values as f32, or `None` if the buffer is stored compressed.
+    pub fn try_as_slice(&self) -> Option<&[f32]> {
+        match &self.storage {
+            Storage::F32(v) => Some(v),
+            _ => None,
+        }
     }
 
     /// Values as mutable f32.
+    ///
+    /// # Panics
+    /// If the buffer is stored compressed (see [`StateTensor::as_slice`]).
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
-        &mut self.data
+        match &mut self.storage {
+            Storage::F32(v) => v,
+            _ => panic!("{}", Self::COMPRESSED),
+        }
     }
 
-    /// Bytes held.
+    const COMPRESSED: &'static str =
+        "StateTensor: f32 access to a compressed buffer (decode it with to_vec or decompress)";
+
+    /// The values as f32, decoded if the buffer is compressed.
+    pub fn to_vec(&self) -> Vec<f32> {
+        match &self.storage {
+            Storage::F32(v) => v.clone(),
+            Storage::Bf16(v) => {
+                let mut out = vec![0.0; v.len()];
+                crate::quant::bf16_decode(v, &mut out);
+                out
+            }
+            Storage::Q8 {
+                codes,
+                scales,
+                block,
+            } => {
+                let mut out = vec![0.0; codes.len()];
+                crate::quant::q8_decode(codes, scales, &mut out, *block);
+                out
+            }
+        }
+    }
+
+    /// Converts the storage to f32 (exact decode); no-op if already f32.
+    pub fn decompress(&mut self) {
+        if self.dtype() != DType::F32 {
+            self.storage = Storage::F32(self.to_vec());
+        }
+    }
+
+    /// Re-encodes the buffer as `dtype`: bf16 rounds stochastically with the
+    /// random stream `key`; q8 uses blocks of `block` values and rounds to
+    /// the nearest code, or stochastically with `key` when `q8_stochastic`.
+    /// Converting to f32 decodes.
+    pub fn compress(&mut self, dtype: DType, block: usize, key: u64, q8_stochastic: bool) {
+        if dtype == self.dtype() && dtype != DType::Q8 {
+            return;
+        }
+        if let (DType::Q8, Storage::Q8 { block: b, .. }) = (dtype, &self.storage) {
+            if *b == block {
+                return;
+            }
+        }
+        let values = self.to_vec();
+        self.storage = match dtype {
+            DType::F32 => Storage::F32(values),
+            DType::Bf16 => {
+                let mut out = vec![0u16; values.len()];
+                crate::quant::bf16_encode(&values, &mut out, key, 0);
+                Storage::Bf16(out)
+            }
+            DType::Q8 => {
+                let block = block.max(1);
+                let mut codes = vec![0u8; values.len()];
+                let mut scales = vec![0f32; crate::quant::q8_blocks(values.len(), block)];
+                let rounding = if q8_stochastic {
+                    crate::quant::Rounding::Stochastic { key, offset: 0 }
+                } else {
+                    crate::quant::Rounding::Nearest
+                };
+                crate::quant::q8_encode(&values, &mut codes, &mut scales, block, rounding);
+                Storage::Q8 {
+                    codes,
+                    scales,
+                    block,
+                }
+            }
+        };
+    }
+
+    /// Bytes held (including the per-block scales of 8-bit storage).
     pub fn nbytes(&self) -> usize {
-        self.data.len() * self.dtype().size()
+        match &self.storage {
+            Storage::F32(v) => v.len() * 4,
+            Storage::Bf16(v) => v.len() * 2,
+            Storage::Q8 { codes, scales, .. } => codes.len() + scales.len() * 4,
+        }
+    }
+
+    /// The storage, for the execution driver.
+    pub(crate) fn storage_mut(&mut self) -> &mut Storage {
+        &mut self.storage
     }
 }

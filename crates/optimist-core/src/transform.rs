@@ -153,6 +153,19 @@ impl Optimizer for Chain {
         self.optimizer.set_mode(mode, params)
     }
 
+    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
+        self.optimizer.set_exec_options(exec)
+    }
+
+    fn state_nbytes(&self) -> usize {
+        self.optimizer.state_nbytes()
+            + self
+                .stages
+                .iter()
+                .map(|s| s.state_dict().nbytes())
+                .sum::<usize>()
+    }
+
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
         self.optimizer.state_buffer(param, buffer)
     }

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::pytorch_optimizer::{ams_denom, rectify, N_SMA_THRESHOLD};
 use crate::cautious::{Apply, Plain};
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{bias_correction, lerp, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -90,6 +91,97 @@ impl OptimizerConfig for AdaBelief {
     }
 }
 
+/// How the denominator and the step size are formed this step.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// sqrt(s) / bc2_sqrt + eps
+    Adaptive { bc2_sqrt: f32 },
+    /// sqrt(s) + eps (rectified, bias correction inside rt)
+    Rectified,
+    /// m alone (rectify, before n_sma reaches the threshold)
+    Momentum,
+    /// no update (rectify with step size 0)
+    Skip,
+}
+
+/// Per-step scalars of AdaBelief.
+#[derive(Debug, Clone, Copy)]
+pub struct AdaBeliefScalars {
+    wd: WeightDecay,
+    w1: f32,
+    b2: f32,
+    w2: f32,
+    eps: f32,
+    lr: f32,
+    mode: Mode,
+    ams: bool,
+}
+
+/// One element: from (p, g, m, s, smax) returns p after decoupled decay, the
+/// gradient as used, the new m, s and smax, and the step `(lr, u)` of
+/// `p <- p - lr * u`, with `(lr, u) = dir(m, root)` for this step's mode
+/// ([`mode_direction`]). The kernel passes one closure per mode so that each
+/// mode gets its own loop.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn adabelief_element(
+    c: &AdaBeliefScalars,
+    x: f32,
+    g: f32,
+    m: f32,
+    s: f32,
+    smax: f32,
+    dir: impl Fn(f32, f32) -> (f32, f32),
+) -> (f32, f32, f32, f32, f32, f32, f32) {
+    let (x, g) = c.wd.apply_to(x, g);
+    let m = lerp(m, g, c.w1);
+    let r = g - m;
+    let s = s * c.b2 + c.w2 * r * r + c.eps;
+    let mut smax = smax;
+    let root = ams_denom(s, c.ams.then_some(&mut smax), 0.0, 0.0);
+    let (lr, u) = dir(m, root);
+    (x, g, m, s, smax, lr, u)
+}
+
+/// `(lr, u)` from the moment and the root of the belief in mode `mode`.
+#[inline(always)]
+fn mode_direction(c: &AdaBeliefScalars, mode: Mode, m: f32, root: f32) -> (f32, f32) {
+    match mode {
+        Mode::Adaptive { bc2_sqrt } => (c.lr, m / (root / bc2_sqrt + c.eps)),
+        Mode::Rectified => (c.lr, m / (root + c.eps)),
+        Mode::Momentum => (c.lr, m),
+        Mode::Skip => (0.0, 0.0),
+    }
+}
+
+/// The kernel's loop for one mode (given as `dir`) and AMSBound setting.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn adabelief_loop(
+    c: &AdaBeliefScalars,
+    ch: Chunk<'_>,
+    dir: impl Fn(f32, f32) -> (f32, f32) + Copy,
+) {
+    let n = ch.value.len();
+    let [m, s, smax, ..] = ch.state;
+    let (x, g, m, s) = (ch.value, &ch.grad[..n], &mut m[..n], &mut s[..n]);
+    if c.ams {
+        let smax = &mut smax[..n];
+        for i in 0..n {
+            let (xi, _, mi, si, smi, lr, u) =
+                adabelief_element(c, x[i], g[i], m[i], s[i], smax[i], dir);
+            (m[i], s[i], smax[i]) = (mi, si, smi);
+            x[i] = xi - lr * u;
+        }
+    } else {
+        for i in 0..n {
+            let (xi, _, mi, si, _, lr, u) = adabelief_element(c, x[i], g[i], m[i], s[i], 0.0, dir);
+            (m[i], s[i]) = (mi, si);
+            x[i] = xi - lr * u;
+        }
+    }
+}
+
 impl UpdateRule for AdaBelief {
     type State = AdaBeliefState;
     const EXPOSES_UPDATE: bool = true;
@@ -98,6 +190,7 @@ impl UpdateRule for AdaBelief {
         self.update_with(info, p, st, &mut Plain)
     }
 
+    #[allow(clippy::needless_range_loop)]
     fn update_with<A: Apply>(
         &self,
         info: &StepInfo,
@@ -105,6 +198,37 @@ impl UpdateRule for AdaBelief {
         st: &mut AdaBeliefState,
         apply: &mut A,
     ) -> Result<()> {
+        let c = self.prepare(info, p, st)?;
+        let m = st.exp_avg.as_mut_slice();
+        let s = st.exp_avg_var.as_mut_slice();
+        let mut smax = c.ams.then(|| st.max_exp_avg_var.as_mut_slice());
+        for i in 0..p.numel() {
+            let sm = smax.as_ref().map_or(0.0, |v| v[i]);
+            let dir = |m, root| mode_direction(&c, c.mode, m, root);
+            let (mut x, g, mi, si, smi, lr, u) =
+                adabelief_element(&c, p.value[i], p.grad[i], m[i], s[i], sm, dir);
+            (m[i], s[i]) = (mi, si);
+            if let Some(v) = smax.as_mut() {
+                v[i] = smi;
+            }
+            apply.apply(&mut x, g, lr, u);
+            p.value[i] = x;
+        }
+        Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for AdaBelief {
+    type Scalars = AdaBeliefScalars;
+
+    fn prepare(
+        &self,
+        info: &StepInfo,
+        p: &ParamMut<'_>,
+        st: &mut AdaBeliefState,
+    ) -> Result<AdaBeliefScalars> {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
             st.exp_avg = StateTensor::zeros(n);
@@ -116,24 +240,7 @@ impl UpdateRule for AdaBelief {
         st.step += 1;
         let t = info.step;
         let [beta1, beta2] = self.betas;
-        let wd = WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr);
-        let w1 = (1.0 - beta1) as f32;
-        let b2 = beta2 as f32;
-        let w2 = (1.0 - beta2) as f32;
-        let eps = self.eps as f32;
         let bc1 = bias_correction(beta1, t);
-
-        // How the denominator and the step size are formed this step.
-        enum Mode {
-            /// sqrt(s) / bc2_sqrt + eps
-            Adaptive { bc2_sqrt: f32 },
-            /// sqrt(s) + eps (rectified, bias correction inside rt)
-            Rectified,
-            /// m alone (rectify, before n_sma reaches the threshold)
-            Momentum,
-            /// no update (rectify with step size 0)
-            Skip,
-        }
         let (mode, step_size) = if !self.rectify {
             let bc2_sqrt = bias_correction(beta2, t).sqrt() as f32;
             (Mode::Adaptive { bc2_sqrt }, self.lr / bc1)
@@ -149,27 +256,29 @@ impl UpdateRule for AdaBelief {
                 (Mode::Skip, step_size)
             }
         };
-        let lr = step_size as f32;
+        Ok(AdaBeliefScalars {
+            wd: WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr),
+            w1: (1.0 - beta1) as f32,
+            b2: beta2 as f32,
+            w2: (1.0 - beta2) as f32,
+            eps: self.eps as f32,
+            lr: step_size as f32,
+            mode,
+            ams: self.ams_bound,
+        })
+    }
 
-        let m = st.exp_avg.as_mut_slice();
-        let s = st.exp_avg_var.as_mut_slice();
-        let mut smax = self
-            .ams_bound
-            .then(|| st.max_exp_avg_var.as_mut_slice().iter_mut());
-        for (((x, &g), m), s) in p.value.iter_mut().zip(p.grad.iter()).zip(m).zip(s) {
-            let g = wd.apply(x, g);
-            *m = lerp(*m, g, w1);
-            let r = g - *m;
-            *s = *s * b2 + w2 * r * r + eps;
-            let vmax = smax.as_mut().and_then(|it| it.next());
-            let root = ams_denom(*s, vmax, 0.0, 0.0);
-            match mode {
-                Mode::Adaptive { bc2_sqrt } => apply.apply(x, g, lr, *m / (root / bc2_sqrt + eps)),
-                Mode::Rectified => apply.apply(x, g, lr, *m / (root + eps)),
-                Mode::Momentum => apply.apply(x, g, lr, *m),
-                Mode::Skip => apply.apply(x, g, 0.0, 0.0),
+    #[inline(always)]
+    fn kernel(&self, c: &AdaBeliefScalars, ch: Chunk<'_>) {
+        match c.mode {
+            Mode::Adaptive { bc2_sqrt } => adabelief_loop(c, ch, move |m, r| {
+                mode_direction(c, Mode::Adaptive { bc2_sqrt }, m, r)
+            }),
+            Mode::Rectified => {
+                adabelief_loop(c, ch, |m, r| mode_direction(c, Mode::Rectified, m, r))
             }
+            Mode::Momentum => adabelief_loop(c, ch, |m, r| mode_direction(c, Mode::Momentum, m, r)),
+            Mode::Skip => adabelief_loop(c, ch, |m, r| mode_direction(c, Mode::Skip, m, r)),
         }
-        Ok(())
     }
 }

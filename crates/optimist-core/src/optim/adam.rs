@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cautious::{Apply, Plain};
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{bias_correction, lerp, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -97,9 +98,8 @@ impl UpdateRule for Adam {
     type State = AdamState;
     const EXPOSES_UPDATE: bool = true;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
-        adam_update(self, p, st, &mut Plain);
-        Ok(())
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
+        self.update_with(info, p, st, &mut Plain)
     }
 
     fn update_with<A: Apply>(
@@ -109,15 +109,45 @@ impl UpdateRule for Adam {
         st: &mut AdamState,
         apply: &mut A,
     ) -> Result<()> {
-        adam_update(self, p, st, apply);
+        let s = adam_prepare(self, p.numel(), st);
+        adam_simple(&s, p, st, apply);
         Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for Adam {
+    type Scalars = AdamScalars;
+
+    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut AdamState) -> Result<AdamScalars> {
+        Ok(adam_prepare(self, p.numel(), st))
+    }
+
+    #[inline(always)]
+    fn kernel(&self, s: &AdamScalars, c: Chunk<'_>) {
+        adam_kernel(s, c);
     }
 }
 
-/// The Adam/AdamW kernel: one pass over (p, g, m, v[, vmax]); the step
-/// `p - step_size * (m / denom)` goes through `apply`.
-fn adam_update<A: Apply>(cfg: &Adam, p: &mut ParamMut<'_>, st: &mut AdamState, apply: &mut A) {
-    let n = p.numel();
+/// Per-step scalars of Adam/AdamW, computed once per parameter in f64 and
+/// rounded to f32.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamScalars {
+    wd: WeightDecay,
+    sgn: f32,
+    w1: f32,
+    b2: f32,
+    w2: f32,
+    step_size: f32,
+    bc2_sqrt: f32,
+    eps: f32,
+    amsgrad: bool,
+}
+
+/// Allocates the state on the first step, advances the step count and
+/// computes the step's scalars.
+fn adam_prepare(cfg: &Adam, n: usize, st: &mut AdamState) -> AdamScalars {
     if !st.exp_avg.is_allocated() {
         st.exp_avg = StateTensor::zeros(n);
         st.exp_avg_sq = StateTensor::zeros(n);
@@ -128,35 +158,79 @@ fn adam_update<A: Apply>(cfg: &Adam, p: &mut ParamMut<'_>, st: &mut AdamState, a
     st.step += 1;
     let t = st.step;
     let [beta1, beta2] = cfg.betas;
-    let wd = WeightDecay::new(cfg.weight_decay, cfg.decoupled_weight_decay, cfg.lr);
-    let w1 = (1.0 - beta1) as f32;
-    let b2 = beta2 as f32;
-    let w2 = (1.0 - beta2) as f32;
-    let step_size = (cfg.lr / bias_correction(beta1, t)) as f32;
-    let bc2_sqrt = bias_correction(beta2, t).sqrt() as f32;
-    let eps = cfg.eps as f32;
-    let sgn = if cfg.maximize { -1.0f32 } else { 1.0 };
+    AdamScalars {
+        wd: WeightDecay::new(cfg.weight_decay, cfg.decoupled_weight_decay, cfg.lr),
+        sgn: if cfg.maximize { -1.0 } else { 1.0 },
+        w1: (1.0 - beta1) as f32,
+        b2: beta2 as f32,
+        w2: (1.0 - beta2) as f32,
+        step_size: (cfg.lr / bias_correction(beta1, t)) as f32,
+        bc2_sqrt: bias_correction(beta2, t).sqrt() as f32,
+        eps: cfg.eps as f32,
+        amsgrad: cfg.amsgrad,
+    }
+}
+
+/// Moments of one element: from (p, g, m, v) returns the parameter after
+/// decoupled decay, the gradient as used (after L2 decay), and the new m
+/// and v.
+#[inline(always)]
+fn adam_moments(s: &AdamScalars, x: f32, g: f32, m: f32, v: f32) -> (f32, f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, s.sgn * g);
+    (x, g, lerp(m, g, s.w1), v * s.b2 + s.w2 * g * g)
+}
+
+/// The direction of one element's step `p <- p - step_size * u`, from its
+/// moment and second moment (`v`, or the running maximum for AMSGrad).
+#[inline(always)]
+fn adam_direction(s: &AdamScalars, m: f32, v: f32) -> f32 {
+    let denom = v.sqrt() / s.bc2_sqrt + s.eps;
+    m / denom
+}
+
+/// The simple path: one pass over (p, g, m, v[, vmax]) by index; the step
+/// goes through `apply`.
+#[allow(clippy::needless_range_loop)]
+fn adam_simple<A: Apply>(s: &AdamScalars, p: &mut ParamMut<'_>, st: &mut AdamState, apply: &mut A) {
     let m = st.exp_avg.as_mut_slice();
     let v = st.exp_avg_sq.as_mut_slice();
-    if cfg.amsgrad {
-        let vmax = st.max_exp_avg_sq.as_mut_slice();
+    for i in 0..p.numel() {
+        let (mut x, g, mi, vi) = adam_moments(s, p.value[i], p.grad[i], m[i], v[i]);
+        m[i] = mi;
+        v[i] = vi;
+        let u = if s.amsgrad {
+            let vmax = st.max_exp_avg_sq.as_mut_slice();
+            vmax[i] = vmax[i].max(vi);
+            adam_direction(s, mi, vmax[i])
+        } else {
+            adam_direction(s, mi, vi)
+        };
+        apply.apply(&mut x, g, s.step_size, u);
+        p.value[i] = x;
+    }
+}
+
+/// The chunk kernel: the same per-element arithmetic over equal-length
+/// slices, so the loop vectorizes (`x - step_size * u` is the plain step).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn adam_kernel(s: &AdamScalars, c: Chunk<'_>) {
+    let n = c.value.len();
+    let [m, v, vmax, ..] = c.state;
+    let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
+    if s.amsgrad {
+        let vmax = &mut vmax[..n];
         for i in 0..n {
-            let x = &mut p.value[i];
-            let g = wd.apply(x, sgn * p.grad[i]);
-            m[i] = lerp(m[i], g, w1);
-            v[i] = v[i] * b2 + w2 * g * g;
-            vmax[i] = vmax[i].max(v[i]);
-            let denom = vmax[i].sqrt() / bc2_sqrt + eps;
-            apply.apply(x, g, step_size, m[i] / denom);
+            let (xi, _, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
+            let vm = vmax[i].max(vi);
+            (m[i], v[i], vmax[i]) = (mi, vi, vm);
+            x[i] = xi - s.step_size * adam_direction(s, mi, vm);
         }
     } else {
         for i in 0..n {
-            let x = &mut p.value[i];
-            let g = wd.apply(x, sgn * p.grad[i]);
-            m[i] = lerp(m[i], g, w1);
-            v[i] = v[i] * b2 + w2 * g * g;
-            let denom = v[i].sqrt() / bc2_sqrt + eps;
-            apply.apply(x, g, step_size, m[i] / denom);
+            let (xi, _, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
+            (m[i], v[i]) = (mi, vi);
+            x[i] = xi - s.step_size * adam_direction(s, mi, vi);
         }
     }
 }
@@ -223,19 +297,32 @@ impl UpdateRule for AdamW {
     type State = AdamState;
     const EXPOSES_UPDATE: bool = true;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
-        adam_update(&self.as_adam(), p, st, &mut Plain);
-        Ok(())
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
+        self.as_adam().update(info, p, st)
     }
 
     fn update_with<A: Apply>(
         &self,
-        _info: &StepInfo,
+        info: &StepInfo,
         p: &mut ParamMut<'_>,
         st: &mut AdamState,
         apply: &mut A,
     ) -> Result<()> {
-        adam_update(&self.as_adam(), p, st, apply);
-        Ok(())
+        self.as_adam().update_with(info, p, st, apply)
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for AdamW {
+    type Scalars = AdamScalars;
+
+    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut AdamState) -> Result<AdamScalars> {
+        Ok(adam_prepare(&self.as_adam(), p.numel(), st))
+    }
+
+    #[inline(always)]
+    fn kernel(&self, s: &AdamScalars, c: Chunk<'_>) {
+        adam_kernel(s, c);
     }
 }

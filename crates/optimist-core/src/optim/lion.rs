@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cautious::{Apply, CautiousMask, Plain};
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{lerp, sign, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::state::StateStore;
@@ -77,9 +78,28 @@ impl OptimizerConfig for Lion {
     }
 }
 
+/// Per-step scalars of Lion.
+#[derive(Debug, Clone, Copy)]
+pub struct LionScalars {
+    wd: WeightDecay,
+    w1: f32,
+    w2: f32,
+    lr: f32,
+}
+
+/// One element: from (p, g, m) returns p after decoupled decay, the
+/// gradient as used, the new m and the direction `sign(lerp(m, g, 1 - beta1))`.
+#[inline(always)]
+fn lion_element(s: &LionScalars, x: f32, g: f32, m: f32) -> (f32, f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, g);
+    let u = sign(lerp(m, g, s.w1));
+    (x, g, lerp(m, g, s.w2), u)
+}
+
 impl UpdateRule for Lion {
     type State = LionState;
     const EXPOSES_UPDATE: bool = true;
+    const ELEMENTWISE: bool = true;
 
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut LionState) -> Result<()> {
         if self.cautious {
@@ -97,35 +117,63 @@ impl UpdateRule for Lion {
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<LionState>,
     ) -> Result<()> {
-        if self.cautious {
-            self.update_all_with(info, params, states, &mut CautiousMask::default())
-        } else {
-            self.update_all_with(info, params, states, &mut Plain)
+        if !self.cautious {
+            return crate::exec::run_elementwise(self, info, params, states);
         }
+        if info.exec.state_dtype != crate::tensor::DType::F32 {
+            return Err(crate::Error::Unsupported(
+                "lion: cautious=true runs the simple path, which needs f32 state".into(),
+            ));
+        }
+        self.update_all_with(info, params, states, &mut CautiousMask::default())
     }
 
+    #[allow(clippy::needless_range_loop)]
     fn update_with<A: Apply>(
         &self,
-        _info: &StepInfo,
+        info: &StepInfo,
         p: &mut ParamMut<'_>,
         st: &mut LionState,
         apply: &mut A,
     ) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let m = st.exp_avg.as_mut_slice();
+        for i in 0..p.numel() {
+            let (mut x, g, mi, u) = lion_element(&s, p.value[i], p.grad[i], m[i]);
+            m[i] = mi;
+            apply.apply(&mut x, g, s.lr, u);
+            p.value[i] = x;
+        }
+        Ok(())
+    }
+}
+
+impl Elementwise for Lion {
+    type Scalars = LionScalars;
+
+    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut LionState) -> Result<LionScalars> {
         if !st.exp_avg.is_allocated() {
             st.exp_avg = StateTensor::zeros(p.numel());
         }
         st.step += 1;
-        let wd = WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr);
-        let w1 = (1.0 - self.betas[0]) as f32;
-        let w2 = (1.0 - self.betas[1]) as f32;
-        let lr = self.lr as f32;
-        let m = st.exp_avg.as_mut_slice();
-        for ((x, &g), m) in p.value.iter_mut().zip(p.grad.iter()).zip(m) {
-            let g = wd.apply(x, g);
-            let u = sign(lerp(*m, g, w1));
-            *m = lerp(*m, g, w2);
-            apply.apply(x, g, lr, u);
+        Ok(LionScalars {
+            wd: WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr),
+            w1: (1.0 - self.betas[0]) as f32,
+            w2: (1.0 - self.betas[1]) as f32,
+            lr: self.lr as f32,
+        })
+    }
+
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn kernel(&self, s: &LionScalars, c: Chunk<'_>) {
+        let n = c.value.len();
+        let [m, ..] = c.state;
+        let (x, g, m) = (c.value, &c.grad[..n], &mut m[..n]);
+        for i in 0..n {
+            let (xi, _, mi, u) = lion_element(s, x[i], g[i], m[i]);
+            m[i] = mi;
+            x[i] = xi - s.lr * u;
         }
-        Ok(())
     }
 }

@@ -36,6 +36,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{bias_correction, descent_sign, Ema, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
@@ -92,13 +93,60 @@ impl OptimizerConfig for Radam {
     }
 }
 
+/// Per-step scalars of RAdam.
+#[derive(Debug, Clone, Copy)]
+pub struct RadamScalars {
+    wd: WeightDecay,
+    sgn: f32,
+    ema1: Ema,
+    ema2: Ema,
+    bc1: f32,
+    lr: f32,
+    eps: f32,
+    /// `(sqrt(1 - beta2^t), rectification)` for the rectified step, or
+    /// `None` for the plain momentum step.
+    rectified: Option<(f32, f32)>,
+}
+
+/// One element: from (p, g, m, v) returns the new p, m and v.
+#[inline(always)]
+fn radam_element(s: &RadamScalars, x: f32, g: f32, m: f32, v: f32) -> (f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, s.sgn * g);
+    let m = s.ema1.lerp(m, g);
+    let v = s.ema2.sq(v, g);
+    let step = m / s.bc1 * s.lr;
+    let x = x - match s.rectified {
+        Some((bc2_sqrt, rect)) => step * ((1.0 / (v.sqrt() + s.eps)) * bc2_sqrt) * rect,
+        None => step,
+    };
+    (x, m, v)
+}
+
 impl UpdateRule for Radam {
     type State = RadamState;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut RadamState) -> Result<()> {
+    /// The simple path: one pass by index over the whole tensor.
+    #[allow(clippy::needless_range_loop)]
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut RadamState) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let m = st.exp_avg.as_mut_slice();
+        let v = st.exp_avg_sq.as_mut_slice();
+        for i in 0..p.numel() {
+            (p.value[i], m[i], v[i]) = radam_element(&s, p.value[i], p.grad[i], m[i], v[i]);
+        }
+        Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for Radam {
+    type Scalars = RadamScalars;
+
+    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut RadamState) -> Result<RadamScalars> {
         let n = p.numel();
-        let m = st.exp_avg.get_or_fill(p.name, "exp_avg", n, 0.0)?;
-        let v = st.exp_avg_sq.get_or_fill(p.name, "exp_avg_sq", n, 0.0)?;
+        st.exp_avg.ensure(p.name, "exp_avg", n, 0.0)?;
+        st.exp_avg_sq.ensure(p.name, "exp_avg_sq", n, 0.0)?;
         st.step += 1;
         let t = st.step as f64;
         let [beta1, beta2] = self.betas;
@@ -106,30 +154,32 @@ impl UpdateRule for Radam {
         let bc2 = bias_correction(beta2, st.step);
         let rho_inf = 2.0 / (1.0 - beta2) - 1.0;
         let rho_t = rho_inf - 2.0 * t * beta2.powf(t) / bc2;
-        // Scalars of the rectified step, or None for the plain momentum step.
         let rectified = (rho_t > 5.0).then(|| {
             let rect = ((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
                 / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
                 .powf(0.5);
             (bc2.powf(0.5) as f32, rect as f32)
         });
-        let bc1 = bc1 as f32;
-        let lr = self.lr as f32;
-        let eps = self.eps as f32;
-        let (ema1, ema2) = (Ema::new(beta1), Ema::new(beta2));
-        let wd = WeightDecay::new(self.weight_decay, self.decoupled_weight_decay, self.lr);
-        let sgn = descent_sign(self.maximize);
-        let slices = p.value.iter_mut().zip(p.grad.iter()).zip(m).zip(v);
-        for (((x, &g), m), v) in slices {
-            let g = wd.apply(x, sgn * g);
-            *m = ema1.lerp(*m, g);
-            *v = ema2.sq(*v, g);
-            let step = *m / bc1 * lr;
-            *x -= match rectified {
-                Some((bc2_sqrt, rect)) => step * ((1.0 / (v.sqrt() + eps)) * bc2_sqrt) * rect,
-                None => step,
-            };
+        Ok(RadamScalars {
+            wd: WeightDecay::new(self.weight_decay, self.decoupled_weight_decay, self.lr),
+            sgn: descent_sign(self.maximize),
+            ema1: Ema::new(beta1),
+            ema2: Ema::new(beta2),
+            bc1: bc1 as f32,
+            lr: self.lr as f32,
+            eps: self.eps as f32,
+            rectified,
+        })
+    }
+
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn kernel(&self, s: &RadamScalars, c: Chunk<'_>) {
+        let n = c.value.len();
+        let [m, v, ..] = c.state;
+        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
+        for i in 0..n {
+            (x[i], m[i], v[i]) = radam_element(s, x[i], g[i], m[i], v[i]);
         }
-        Ok(())
     }
 }

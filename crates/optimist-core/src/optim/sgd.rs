@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cautious::{Apply, Plain};
 use crate::error::{Error, Result};
+use crate::exec::{Chunk, Elementwise};
 use crate::math::WeightDecay;
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -87,46 +88,120 @@ impl OptimizerConfig for Sgd {
     }
 }
 
+/// Per-step scalars of SGD.
+#[derive(Debug, Clone, Copy)]
+pub struct SgdScalars {
+    wd: WeightDecay,
+    lr: f32,
+    sgn: f32,
+    mom: f32,
+    damp: f32,
+    momentum: bool,
+    first: bool,
+    nesterov: bool,
+}
+
+/// One element of SGD with momentum: from (p, g, b) returns p after weight
+/// decay, the gradient as used (after L2 decay), the new momentum b and the
+/// direction d of the step `p <- p - lr * d`.
+#[inline(always)]
+fn sgd_element(s: &SgdScalars, x: f32, g: f32, b: f32) -> (f32, f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, s.sgn * g);
+    let b = if s.first { g } else { b * s.mom + s.damp * g };
+    let d = if s.nesterov { g + s.mom * b } else { b };
+    (x, g, b, d)
+}
+
+/// One element of plain SGD (no momentum): p after decay and the gradient
+/// as used, which is also the direction.
+#[inline(always)]
+fn sgd_plain_element(s: &SgdScalars, x: f32, g: f32) -> (f32, f32) {
+    s.wd.apply_to(x, s.sgn * g)
+}
+
 impl UpdateRule for Sgd {
     type State = SgdState;
     const EXPOSES_UPDATE: bool = true;
 
+    /// The simple path: [`UpdateRule::update_with`] and the plain step.
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SgdState) -> Result<()> {
         self.update_with(info, p, st, &mut Plain)
     }
 
-    /// The step `p - lr * d` goes through `apply`.
+    /// Per-element loop over the whole tensor; the step `p - lr * d` goes
+    /// through `apply`.
+    #[allow(clippy::needless_range_loop)]
     fn update_with<A: Apply>(
         &self,
-        _info: &StepInfo,
+        info: &StepInfo,
         p: &mut ParamMut<'_>,
         st: &mut SgdState,
         apply: &mut A,
     ) -> Result<()> {
-        let wd = WeightDecay::new(self.weight_decay, false, self.lr);
-        let lr = self.lr as f32;
-        let sgn = if self.maximize { -1.0f32 } else { 1.0 };
-        st.step += 1;
-        if self.momentum == 0.0 {
-            for (x, &g) in p.value.iter_mut().zip(p.grad.iter()) {
-                let g = wd.apply(x, sgn * g);
-                apply.apply(x, g, lr, g);
+        let s = self.prepare(info, p, st)?;
+        let n = p.numel();
+        if !s.momentum {
+            for i in 0..n {
+                let (mut x, g) = sgd_plain_element(&s, p.value[i], p.grad[i]);
+                apply.apply(&mut x, g, s.lr, g);
+                p.value[i] = x;
             }
             return Ok(());
         }
-        let mom = self.momentum as f32;
-        let damp = (1.0 - self.dampening) as f32;
-        let first = !st.momentum_buffer.is_allocated();
+        let buf = st.momentum_buffer.as_mut_slice();
+        for i in 0..n {
+            let (mut x, g, b, d) = sgd_element(&s, p.value[i], p.grad[i], buf[i]);
+            buf[i] = b;
+            apply.apply(&mut x, g, s.lr, d);
+            p.value[i] = x;
+        }
+        Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for Sgd {
+    type Scalars = SgdScalars;
+
+    fn prepare(&self, _info: &StepInfo, p: &ParamMut<'_>, st: &mut SgdState) -> Result<SgdScalars> {
+        st.step += 1;
+        let momentum = self.momentum != 0.0;
+        let first = momentum && !st.momentum_buffer.is_allocated();
         if first {
             st.momentum_buffer = StateTensor::zeros(p.numel());
         }
-        let buf = st.momentum_buffer.as_mut_slice();
-        for ((x, &g), b) in p.value.iter_mut().zip(p.grad.iter()).zip(buf) {
-            let g = wd.apply(x, sgn * g);
-            *b = if first { g } else { *b * mom + damp * g };
-            let d = if self.nesterov { g + mom * *b } else { *b };
-            apply.apply(x, g, lr, d);
+        Ok(SgdScalars {
+            wd: WeightDecay::new(self.weight_decay, false, self.lr),
+            lr: self.lr as f32,
+            sgn: if self.maximize { -1.0 } else { 1.0 },
+            mom: self.momentum as f32,
+            damp: (1.0 - self.dampening) as f32,
+            momentum,
+            first,
+            nesterov: self.nesterov,
+        })
+    }
+
+    #[inline(always)]
+    // Index loops over slices re-sliced to one length: no bounds checks, vectorizes.
+    #[allow(clippy::needless_range_loop)]
+    fn kernel(&self, s: &SgdScalars, c: Chunk<'_>) {
+        let n = c.value.len();
+        let (x, g) = (c.value, &c.grad[..n]);
+        let [b, ..] = c.state;
+        if !s.momentum {
+            for i in 0..n {
+                let (xd, gd) = sgd_plain_element(s, x[i], g[i]);
+                x[i] = xd - s.lr * gd;
+            }
+            return;
         }
-        Ok(())
+        let b = &mut b[..n];
+        for i in 0..n {
+            let (xd, _, bi, d) = sgd_element(s, x[i], g[i], b[i]);
+            b[i] = bi;
+            x[i] = xd - s.lr * d;
+        }
     }
 }

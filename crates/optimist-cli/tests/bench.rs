@@ -1,0 +1,154 @@
+//! `optimist bench`: the commands run, print one JSON line with the fields
+//! the side-by-side script reads, and reject bad input with an error.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn optimist(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_optimist"))
+        .args(args)
+        .output()
+        .expect("run optimist");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json_line(stdout: &str) -> Value {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON line expected: {stdout}");
+    serde_json::from_str(lines[0]).expect("valid JSON")
+}
+
+#[test]
+fn bench_step_reports_time_bytes_and_fraction() {
+    let (ok, out, err) = optimist(&[
+        "bench",
+        "step",
+        "--optimizer",
+        "adamw",
+        "--params",
+        "50000",
+        "--tensors",
+        "7",
+        "--threads",
+        "2",
+        "--repeats",
+        "3",
+        "--warmup",
+        "1",
+        "--bandwidth",
+    ]);
+    assert!(ok, "{err}");
+    let v = json_line(&out);
+    assert_eq!(v["bench"], "step");
+    assert_eq!(v["optimizer"], "adamw");
+    assert_eq!(v["tensors"], 7);
+    assert_eq!(v["bytes_per_param"], 28.0);
+    assert_eq!(v["state_bytes_per_param"], 8.0);
+    assert_eq!(v["pattern"], "4,3");
+    for k in [
+        "seconds_median",
+        "gbps",
+        "bandwidth_gbps",
+        "fraction_of_bandwidth",
+    ] {
+        assert!(
+            v[k].as_f64().is_some_and(|x| x > 0.0 && x.is_finite()),
+            "{k}: {v}"
+        );
+    }
+}
+
+#[test]
+fn bench_step_with_compressed_state_counts_its_bytes() {
+    let (ok, out, err) = optimist(&[
+        "bench",
+        "step",
+        "--optimizer",
+        "adamw",
+        "--params",
+        "65536",
+        "--repeats",
+        "2",
+        "--state-dtype",
+        "q8",
+        "--q8-block",
+        "2048",
+    ]);
+    assert!(ok, "{err}");
+    let v = json_line(&out);
+    let s = v["state_bytes_per_param"].as_f64().unwrap();
+    assert!((s - 2.0 * (1.0 + 4.0 / 2048.0)).abs() < 1e-12, "{v}");
+}
+
+#[test]
+fn bench_bandwidth_reports_pattern_bytes() {
+    let (ok, out, err) = optimist(&[
+        "bench",
+        "bandwidth",
+        "--params",
+        "100000",
+        "--threads",
+        "2",
+        "--pattern",
+        "3,2",
+        "--repeats",
+        "3",
+    ]);
+    assert!(ok, "{err}");
+    let v = json_line(&out);
+    assert_eq!(v["pattern"], "3,2");
+    assert_eq!(v["bytes_per_param"], 20);
+    assert!(v["gbps"].as_f64().is_some_and(|x| x > 0.0));
+}
+
+#[test]
+fn bench_rejects_bad_input() {
+    for (args, needle) in [
+        (vec!["bench", "step", "--optimizer", "nosuch"], "nosuch"),
+        (
+            vec![
+                "bench",
+                "step",
+                "--optimizer",
+                "adamw",
+                "--state-dtype",
+                "fp8",
+            ],
+            "fp8",
+        ),
+        (
+            vec![
+                "bench",
+                "step",
+                "--optimizer",
+                "adamw",
+                "--hparams",
+                "{\"lr\": -1}",
+            ],
+            "lr",
+        ),
+        (
+            vec![
+                "bench",
+                "step",
+                "--optimizer",
+                "adamw",
+                "--params",
+                "5",
+                "--tensors",
+                "9",
+            ],
+            "tensors",
+        ),
+        (vec!["bench", "bandwidth", "--pattern", "2,5"], "pattern"),
+    ] {
+        let (ok, _, err) = optimist(&args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

@@ -1,0 +1,697 @@
+//! How update rules are executed: threads, the fused elementwise driver,
+//! SIMD dispatch and compressed state.
+//!
+//! An optimizer step reads and writes every parameter, its gradient and its
+//! state once: it is bound by memory bandwidth. The [`Engine`] therefore
+//! runs a step as follows.
+//!
+//! * **Elementwise rules** (Adam, SGD, Lion, ...) implement [`Elementwise`]:
+//!   [`Elementwise::prepare`] computes the per-step scalars of one
+//!   parameter once (bias corrections, decay factors; in f64, cast to f32)
+//!   and allocates its state; [`Elementwise::kernel`] updates one chunk of
+//!   the parameter, its gradient and its state buffers in a single pass. The
+//!   driver ([`run_elementwise`]) splits every parameter into chunks of at
+//!   most [`CHUNK`] elements, batches consecutive chunks (of one large or
+//!   of many small parameters) into tasks of 1 to 4 chunks' worth of
+//!   elements (so a thousand small tensors cost about what one large one
+//!   does), and runs the tasks on a thread pool. Each element is
+//!   computed by the same arithmetic whatever the chunking, so results are
+//!   bit-identical for every thread count. A rule opts in with one line in
+//!   its `impl UpdateRule`: [`elementwise_fast_path!`](crate::elementwise_fast_path).
+//! * **Other rules** (norm-based, matrix-based) keep
+//!   [`UpdateRule::update`]: the default [`UpdateRule::update_all`]
+//!   ([`run_per_param`]) updates the parameters in parallel, one task per
+//!   parameter, which is also independent of the thread count.
+//! * **The simple path** (`ExecOptions { fused: false, .. }`) calls
+//!   [`UpdateRule::update`] for each parameter in turn, on one thread: it is
+//!   the reference the fast path is tested against.
+//!
+//! **Compressed state.** With `state_dtype` bf16 or q8, the driver keeps each
+//! elementwise rule's buffers compressed ([`crate::quant`]); for each chunk
+//! it decodes the buffers into f32 scratch space, runs the rule's kernel and
+//! encodes the result (decode → kernel → encode), so no rule is rewritten
+//! for it. The simple path decodes whole buffers, calls `update` and encodes
+//! them with the same keys and blocks, so the two paths agree bit for bit
+//! here too. Buffers of fewer than `q8_min_numel` elements stay f32 under q8.
+//!
+//! **Threads.** Each engine runs on a pool of `threads` threads; 0 (the
+//! default) means the process-wide count: [`set_num_threads`], else the
+//! `OPTIMIST_NUM_THREADS` environment variable, else the number of CPUs.
+//!
+//! **SIMD.** Kernels are plain loops over equal-length slices; on x86-64
+//! the driver calls them from a function compiled for AVX2 (when the CPU
+//! has it), so the loops are vectorized at 8 lanes (SSE2, 4 lanes,
+//! otherwise). IEEE arithmetic gives the
+//! same results at every width (Rust never contracts `a * b + c` into an
+//! FMA), so this does not change any value.
+//!
+//! [`Engine`]: crate::Engine
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::optimizer::{StepInfo, UpdateRule};
+use crate::quant;
+use crate::state::{ParamState, StateStore};
+use crate::tensor::{DType, ParamMut, StateTensor, Storage};
+
+/// Elements per chunk of work (a multiple of every allowed 8-bit block size).
+pub const CHUNK: usize = 16384;
+
+/// Most state buffers an elementwise rule may have.
+pub const MAX_BUFFERS: usize = 8;
+
+/// Default of [`ExecOptions::q8_min_numel`]: smaller buffers stay f32 (as
+/// bitsandbytes keeps tensors under 4096 elements in 32 bits).
+pub const DEFAULT_Q8_MIN_NUMEL: usize = 4096;
+
+/// How an engine executes its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Threads; 0 = the process-wide default (see the module docs).
+    pub threads: usize,
+    /// Fast path (true, default) or the simple per-parameter reference path.
+    pub fused: bool,
+    /// Storage of state buffers of elementwise rules: f32 (default), bf16
+    /// (stochastic rounding) or q8 (8-bit block-wise dynamic quantization).
+    pub state_dtype: DType,
+    /// Values per 8-bit block: a power of two from 64 to [`CHUNK`] (default 256).
+    pub q8_block: usize,
+    /// Buffers with fewer elements stay f32 under q8 (default 4096).
+    pub q8_min_numel: usize,
+    /// Round 8-bit codes stochastically (unbiased; default) instead of to
+    /// the nearest code as bitsandbytes' optimizers do.
+    pub q8_stochastic: bool,
+    /// Seed of the stochastic rounding streams.
+    pub seed: u64,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            threads: 0,
+            fused: true,
+            state_dtype: DType::F32,
+            q8_block: quant::DEFAULT_Q8_BLOCK,
+            q8_min_numel: DEFAULT_Q8_MIN_NUMEL,
+            q8_stochastic: true,
+            seed: 0,
+        }
+    }
+}
+
+impl ExecOptions {
+    /// Checks the options; `elementwise` says whether the rule has a kernel
+    /// (compressed state needs one).
+    pub fn validate(&self, optimizer: &str, elementwise: bool) -> Result<()> {
+        if self.threads > 4096 {
+            return Err(Error::Input(format!(
+                "threads: {} is not a sensible thread count",
+                self.threads
+            )));
+        }
+        if !(self.q8_block.is_power_of_two() && (64..=CHUNK).contains(&self.q8_block)) {
+            return Err(Error::Input(format!(
+                "q8_block: {} must be a power of two from 64 to {CHUNK}",
+                self.q8_block
+            )));
+        }
+        if self.state_dtype != DType::F32 && !elementwise {
+            return Err(Error::Unsupported(format!(
+                "state_dtype '{}': optimizer '{optimizer}' has no elementwise kernel, so its state stays f32",
+                self.state_dtype.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The thread count this resolves to (at least 1).
+    pub fn resolved_threads(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            default_threads()
+        }
+    }
+
+    /// Storage type for a buffer of `len` elements.
+    pub fn target_dtype(&self, len: usize) -> DType {
+        match self.state_dtype {
+            DType::Q8 if len < self.q8_min_numel => DType::F32,
+            d => d,
+        }
+    }
+}
+
+fn global_threads() -> &'static Mutex<usize> {
+    static N: OnceLock<Mutex<usize>> = OnceLock::new();
+    N.get_or_init(|| {
+        let env = std::env::var("OPTIMIST_NUM_THREADS")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0);
+        let n = env.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        Mutex::new(n)
+    })
+}
+
+/// The process-wide default thread count.
+pub fn default_threads() -> usize {
+    global_threads().lock().map(|n| *n).unwrap_or(1).max(1)
+}
+
+/// Sets the process-wide default thread count (engines whose `threads` is 0).
+pub fn set_num_threads(n: usize) -> Result<()> {
+    if n == 0 || n > 4096 {
+        return Err(Error::Input(format!("threads: {n} must be from 1 to 4096")));
+    }
+    if let Ok(mut g) = global_threads().lock() {
+        *g = n;
+    }
+    Ok(())
+}
+
+/// A shared pool of `threads` threads (`None` for one thread: run inline).
+pub fn pool(threads: usize) -> Result<Option<Arc<rayon::ThreadPool>>> {
+    if threads <= 1 {
+        return Ok(None);
+    }
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let pools = POOLS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut pools = pools
+        .lock()
+        .map_err(|_| Error::Input("thread pool registry poisoned".into()))?;
+    if let Some(p) = pools.get(&threads) {
+        return Ok(Some(p.clone()));
+    }
+    let p = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("optimist-{i}"))
+        .build()
+        .map_err(|e| Error::Input(format!("cannot start {threads} threads: {e}")))?;
+    let p = Arc::new(p);
+    pools.insert(threads, p.clone());
+    Ok(Some(p))
+}
+
+/// Runs `f` on the pool for `threads` threads (inline for one).
+pub fn run_on<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T> {
+    Ok(match pool(threads)? {
+        Some(p) => p.install(f),
+        None => f(),
+    })
+}
+
+/// Whether the CPU has AVX2 and FMA (checked once).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx2() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
+
+/// Runs `rule`'s kernel on `chunk`, compiled for AVX2 when the CPU has it.
+#[inline(always)]
+fn run_kernel<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            unsafe { kernel_avx2(rule, scalars, chunk) };
+            return;
+        }
+    }
+    rule.kernel(scalars, chunk)
+}
+
+/// The kernel compiled for AVX2: `R::kernel` (marked `#[inline(always)]`)
+/// is inlined here, so its loops vectorize at 8 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_avx2<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) {
+    rule.kernel(scalars, chunk)
+}
+
+/// One chunk of one parameter, as an elementwise kernel sees it: equal-length
+/// slices of the values, the gradient, the Hessian estimate (if given) and
+/// the state buffers in [`ParamState::BUFFERS`] order. A buffer that is not
+/// allocated is an empty slice.
+#[derive(Debug)]
+pub struct Chunk<'a> {
+    /// Index of the chunk's first element within the parameter.
+    pub offset: usize,
+    /// Parameter values, updated in place.
+    pub value: &'a mut [f32],
+    /// Gradient.
+    pub grad: &'a [f32],
+    /// Hessian diagonal estimate, when the step was given one.
+    pub hessian: Option<&'a [f32]>,
+    /// State buffers (first `BUFFERS.len()` entries; the rest are empty).
+    pub state: [&'a mut [f32]; MAX_BUFFERS],
+}
+
+/// An update rule that acts element by element once per-step scalars are
+/// known: the fast path.
+///
+/// The kernel must compute each element exactly as
+/// [`UpdateRule::update`] does (same operations in the same order), which
+/// the tests check bit for bit.
+pub trait Elementwise: UpdateRule {
+    /// Scalars computed once per parameter and step.
+    type Scalars: Send + Sync;
+
+    /// Allocates `state` on first use, advances its step count and returns
+    /// the step's scalars. Must not read or write the values of existing
+    /// buffers (the driver may hold them compressed).
+    fn prepare(
+        &self,
+        info: &StepInfo,
+        param: &ParamMut<'_>,
+        state: &mut Self::State,
+    ) -> Result<Self::Scalars>;
+
+    /// Updates one chunk in one pass. Write it as plain loops over
+    /// equal-length slices (re-slice every slice to the chunk's length so
+    /// that bounds checks vanish), compute values first and store them
+    /// unconditionally (a store on one branch only stops vectorization), and
+    /// mark the implementation `#[inline(always)]`: the driver calls it from
+    /// a function compiled for AVX2, and only an inlined kernel gets those
+    /// instructions.
+    fn kernel(&self, scalars: &Self::Scalars, chunk: Chunk<'_>);
+}
+
+/// Implements [`UpdateRule::update_all`] with the fused elementwise driver
+/// ([`run_elementwise`]) and marks the rule elementwise. Use inside
+/// `impl UpdateRule for X { ... }` of a rule that implements [`Elementwise`].
+#[macro_export]
+macro_rules! elementwise_fast_path {
+    () => {
+        const ELEMENTWISE: bool = true;
+
+        fn update_all(
+            &self,
+            info: &$crate::optimizer::StepInfo,
+            params: &mut [$crate::tensor::ParamMut<'_>],
+            states: &mut $crate::state::StateStore<Self::State>,
+        ) -> $crate::error::Result<()> {
+            $crate::exec::run_elementwise(self, info, params, states)
+        }
+    };
+}
+
+/// The default [`UpdateRule::update_all`]: [`UpdateRule::update`] for each
+/// parameter, in parallel over parameters when there are threads to use.
+pub fn run_per_param<R: UpdateRule>(
+    rule: &R,
+    info: &StepInfo,
+    params: &mut [ParamMut<'_>],
+    states: &mut StateStore<R::State>,
+) -> Result<()> {
+    let threads = info.exec.resolved_threads();
+    if !info.exec.fused || threads <= 1 || params.len() <= 1 {
+        for p in params.iter_mut() {
+            let st = states.get(p.name, p.numel())?;
+            rule.update(info, p, st)?;
+        }
+        return Ok(());
+    }
+    let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
+    let sts = states.get_many(&keys)?;
+    let results: Vec<Result<()>> = params
+        .par_iter_mut()
+        .zip(sts)
+        .with_max_len(1)
+        .map(|(p, st)| rule.update(info, p, st))
+        .collect();
+    results.into_iter().collect()
+}
+
+/// Random-stream phases of the compressed state.
+const PHASE_PRE: u64 = 1;
+const PHASE_POST: u64 = 2;
+
+fn key(info: &StepInfo, param_hash: u64, buffer: usize, phase: u64) -> u64 {
+    quant::stream_key(info.exec.seed, param_hash, buffer, info.step, phase)
+}
+
+/// Converts allocated buffers whose storage differs from the target (loaded
+/// from a checkpoint, or the option changed) before the step.
+fn convert_before(info: &StepInfo, param_hash: u64, bufs: &mut [&mut StateTensor]) {
+    for (b, t) in bufs.iter_mut().enumerate() {
+        if !t.is_allocated() {
+            continue;
+        }
+        let target = info.exec.target_dtype(t.len());
+        if t.dtype() != target || target == DType::Q8 {
+            t.compress(
+                target,
+                info.exec.q8_block,
+                key(info, param_hash, b, PHASE_PRE),
+                info.exec.q8_stochastic,
+            );
+        }
+    }
+}
+
+/// Encodes f32 buffers that should be compressed (new this step) after it.
+fn convert_after(info: &StepInfo, param_hash: u64, bufs: &mut [&mut StateTensor]) {
+    for (b, t) in bufs.iter_mut().enumerate() {
+        if t.is_allocated() && t.dtype() == DType::F32 {
+            let target = info.exec.target_dtype(t.len());
+            if target != DType::F32 {
+                t.compress(
+                    target,
+                    info.exec.q8_block,
+                    key(info, param_hash, b, PHASE_POST),
+                    info.exec.q8_stochastic,
+                );
+            }
+        }
+    }
+}
+
+/// The simple path of an elementwise rule: [`UpdateRule::update`] on each
+/// parameter in turn, with compressed buffers decoded whole before and
+/// encoded after.
+fn run_simple<R: UpdateRule>(
+    rule: &R,
+    info: &StepInfo,
+    params: &mut [ParamMut<'_>],
+    states: &mut StateStore<R::State>,
+) -> Result<()> {
+    let compressed = info.exec.state_dtype != DType::F32;
+    for p in params.iter_mut() {
+        let st = states.get(p.name, p.numel())?;
+        if !compressed {
+            rule.update(info, p, st)?;
+            continue;
+        }
+        let h = quant::name_hash(p.name);
+        let mut bufs = Vec::new();
+        st.buffers_mut(&mut bufs);
+        convert_before(info, h, &mut bufs);
+        for t in bufs.iter_mut() {
+            t.decompress();
+        }
+        rule.update(info, p, st)?;
+        let mut bufs = Vec::new();
+        st.buffers_mut(&mut bufs);
+        for (b, t) in bufs.iter_mut().enumerate() {
+            if t.is_allocated() {
+                let target = info.exec.target_dtype(t.len());
+                t.compress(
+                    target,
+                    info.exec.q8_block,
+                    key(info, h, b, PHASE_POST),
+                    info.exec.q8_stochastic,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A buffer's remaining storage, or one chunk of it.
+#[derive(Debug, Default)]
+enum Buf<'a> {
+    #[default]
+    Empty,
+    F32(&'a mut [f32]),
+    Bf16(&'a mut [u16], u64),
+    Q8(&'a mut [u8], &'a mut [f32], usize, Option<u64>),
+}
+
+fn split_front<'a, T>(s: &mut &'a mut [T], n: usize) -> &'a mut [T] {
+    let all = std::mem::take(s);
+    let n = n.min(all.len());
+    let (a, b) = all.split_at_mut(n);
+    *s = b;
+    a
+}
+
+impl<'a> Buf<'a> {
+    /// Splits the first `n` elements off.
+    fn take(&mut self, n: usize) -> Buf<'a> {
+        match self {
+            Buf::Empty => Buf::Empty,
+            Buf::F32(s) => Buf::F32(split_front(s, n)),
+            Buf::Bf16(s, k) => Buf::Bf16(split_front(s, n), *k),
+            Buf::Q8(c, sc, block, k) => {
+                let codes = split_front(c, n);
+                let scales = split_front(sc, codes.len().div_ceil(*block));
+                Buf::Q8(codes, scales, *block, *k)
+            }
+        }
+    }
+
+    fn is_compressed(&self) -> bool {
+        matches!(self, Buf::Bf16(..) | Buf::Q8(..))
+    }
+}
+
+/// One chunk of one parameter with everything the kernel needs.
+struct Piece<'a> {
+    param: usize,
+    offset: usize,
+    value: &'a mut [f32],
+    grad: &'a [f32],
+    hessian: Option<&'a [f32]>,
+    bufs: [Buf<'a>; MAX_BUFFERS],
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &mut Piece<'_>) {
+    let len = piece.value.len();
+    if !piece.bufs[..nb].iter().any(Buf::is_compressed) {
+        let mut state: [&mut [f32]; MAX_BUFFERS] = Default::default();
+        for (s, b) in state.iter_mut().zip(piece.bufs.iter_mut()) {
+            if let Buf::F32(x) = b {
+                *s = &mut **x;
+            }
+        }
+        let chunk = Chunk {
+            offset: piece.offset,
+            value: &mut *piece.value,
+            grad: piece.grad,
+            hessian: piece.hessian,
+            state,
+        };
+        run_kernel(rule, scalars, chunk);
+        return;
+    }
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        if scratch.len() < nb * len {
+            scratch.resize(nb * len, 0.0);
+        }
+        {
+            let mut state: [&mut [f32]; MAX_BUFFERS] = Default::default();
+            for ((s, b), tmp) in state
+                .iter_mut()
+                .zip(piece.bufs.iter_mut())
+                .zip(scratch.chunks_mut(len))
+            {
+                match b {
+                    Buf::Empty => {}
+                    Buf::F32(x) => *s = &mut **x,
+                    Buf::Bf16(x, _) => {
+                        quant::bf16_decode(x, tmp);
+                        *s = tmp;
+                    }
+                    Buf::Q8(c, sc, block, _) => {
+                        quant::q8_decode(c, sc, tmp, *block);
+                        *s = tmp;
+                    }
+                }
+            }
+            let chunk = Chunk {
+                offset: piece.offset,
+                value: &mut *piece.value,
+                grad: piece.grad,
+                hessian: piece.hessian,
+                state,
+            };
+            run_kernel(rule, scalars, chunk);
+        }
+        for (b, tmp) in piece.bufs.iter_mut().zip(scratch.chunks(len)) {
+            match b {
+                Buf::Bf16(x, k) => quant::bf16_encode(tmp, x, *k, piece.offset),
+                Buf::Q8(c, sc, block, k) => {
+                    let rounding = match k {
+                        Some(key) => quant::Rounding::Stochastic {
+                            key: *key,
+                            offset: piece.offset,
+                        },
+                        None => quant::Rounding::Nearest,
+                    };
+                    quant::q8_encode(tmp, c, sc, *block, rounding)
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
+/// The fused elementwise driver (see the module docs).
+pub fn run_elementwise<R: Elementwise>(
+    rule: &R,
+    info: &StepInfo,
+    params: &mut [ParamMut<'_>],
+    states: &mut StateStore<R::State>,
+) -> Result<()> {
+    if !info.exec.fused {
+        return run_simple(rule, info, params, states);
+    }
+    let nb = <R::State as ParamState>::BUFFERS.len();
+    if nb > MAX_BUFFERS {
+        return Err(Error::Unsupported(format!(
+            "{}: {nb} state buffers, the elementwise driver handles at most {MAX_BUFFERS}",
+            R::NAME
+        )));
+    }
+    let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
+    let mut sts = states.get_many(&keys)?;
+    let compressed = info.exec.state_dtype != DType::F32;
+    let hashes: Vec<u64> = if compressed {
+        params.iter().map(|p| quant::name_hash(p.name)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut scalars = Vec::with_capacity(params.len());
+    for (i, (p, st)) in params.iter().zip(sts.iter_mut()).enumerate() {
+        if compressed {
+            let mut bufs = Vec::with_capacity(nb);
+            st.buffers_mut(&mut bufs);
+            convert_before(info, hashes[i], &mut bufs);
+        }
+        scalars.push(rule.prepare(info, p, st)?);
+    }
+    let mut bufs: Vec<&mut StateTensor> = Vec::with_capacity(params.len() * nb);
+    for st in sts.iter_mut() {
+        st.buffers_mut(&mut bufs);
+    }
+    if bufs.len() != params.len() * nb {
+        return Err(Error::Unsupported(format!(
+            "{}: the state type does not list its buffers (declare it with param_state!)",
+            R::NAME
+        )));
+    }
+    for (p, b) in params.iter().zip(bufs.chunks(nb.max(1))) {
+        for t in b.iter().take(nb) {
+            if t.is_allocated() && t.len() != p.numel() {
+                return Err(Error::Unsupported(format!(
+                    "{}: state buffer of {} values for parameter '{}' of {} (elementwise rules keep full-size buffers)",
+                    R::NAME,
+                    t.len(),
+                    p.name,
+                    p.numel()
+                )));
+            }
+        }
+    }
+
+    // Work list: chunks of at most CHUNK elements, in parameter order.
+    let total: usize = params.iter().map(|p| p.numel()).sum();
+    let mut pieces: Vec<Piece<'_>> = Vec::with_capacity(total / CHUNK + params.len() + 1);
+    let mut buf_iter = bufs.iter_mut();
+    for (i, p) in params.iter_mut().enumerate() {
+        let mut rest: [Buf<'_>; MAX_BUFFERS] = Default::default();
+        for (b, slot) in rest.iter_mut().enumerate().take(nb) {
+            let Some(t) = buf_iter.next() else { break };
+            *slot = match t.storage_mut() {
+                Storage::F32(v) if v.is_empty() => Buf::Empty,
+                Storage::F32(v) => Buf::F32(v.as_mut_slice()),
+                Storage::Bf16(v) => {
+                    Buf::Bf16(v.as_mut_slice(), key(info, hashes[i], b, PHASE_POST))
+                }
+                Storage::Q8 {
+                    codes,
+                    scales,
+                    block,
+                } => Buf::Q8(
+                    codes.as_mut_slice(),
+                    scales.as_mut_slice(),
+                    *block,
+                    info.exec
+                        .q8_stochastic
+                        .then(|| key(info, hashes[i], b, PHASE_POST)),
+                ),
+            };
+        }
+        let mut value: &mut [f32] = &mut *p.value;
+        let mut grad: &[f32] = &*p.grad;
+        let mut hessian = p.hessian;
+        let mut offset = 0;
+        while !value.is_empty() {
+            let n = value.len().min(CHUNK);
+            let v = split_front(&mut value, n);
+            let (g, g_rest) = grad.split_at(n);
+            grad = g_rest;
+            let h = hessian.map(|h| {
+                let (a, b) = h.split_at(n);
+                hessian = Some(b);
+                a
+            });
+            let mut bs: [Buf<'_>; MAX_BUFFERS] = Default::default();
+            for (dst, src) in bs.iter_mut().zip(rest.iter_mut()) {
+                *dst = src.take(n);
+            }
+            pieces.push(Piece {
+                param: i,
+                offset,
+                value: v,
+                grad: g,
+                hessian: h,
+                bufs: bs,
+            });
+            offset += n;
+        }
+    }
+
+    // Tasks: runs of consecutive pieces of at least `target` elements (the
+    // last may be smaller): about 16 tasks per thread, each of 1 to 4
+    // chunks, so that small tensors are batched and threads can balance.
+    let threads = info.exec.resolved_threads();
+    let target = (total / (threads.max(1) * 16)).clamp(CHUNK, 4 * CHUNK);
+    let mut tasks: Vec<&mut [Piece<'_>]> = Vec::with_capacity(total / target + 2);
+    {
+        let mut rest: &mut [Piece<'_>] = &mut pieces;
+        while !rest.is_empty() {
+            let mut k = 0;
+            let mut acc = 0;
+            while k < rest.len() && acc < target {
+                acc += rest[k].value.len();
+                k += 1;
+            }
+            tasks.push(split_front(&mut rest, k));
+        }
+    }
+    let work = |task: &mut [Piece<'_>]| {
+        for piece in task.iter_mut() {
+            run_piece(rule, &scalars[piece.param], nb, piece);
+        }
+    };
+    if threads <= 1 || tasks.len() <= 1 {
+        tasks.into_iter().for_each(work);
+    } else {
+        tasks.into_par_iter().with_max_len(1).for_each(work);
+    }
+    drop(pieces);
+
+    if compressed {
+        for (i, b) in bufs.chunks_mut(nb.max(1)).enumerate() {
+            convert_after(info, hashes[i], b);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,622 @@
+//! Compressed storage for optimizer state: bf16 with stochastic rounding, and
+//! 8-bit block-wise dynamic quantization.
+//!
+//! Update rules never see these formats: the execution driver
+//! ([`crate::exec`]) decodes a chunk of each buffer into f32, runs the rule's
+//! kernel on it and encodes the result back. Both codecs are deterministic
+//! functions of the values and of a key, so the result does not depend on how
+//! a tensor is split into chunks or on the number of threads.
+//!
+//! ## bf16 with stochastic rounding
+//!
+//! A value keeps its f32 sign, exponent and top 7 mantissa bits. Rounding
+//! adds a uniform random integer in `[0, 2^16)` to the f32 bit pattern before
+//! truncating to the top 16 bits, so a value rounds away from zero with
+//! probability equal to its distance from the truncated value (in units of
+//! the last bf16 place): the rounding is unbiased, `E[decode(encode(x))] = x`.
+//! The random integers come from a counter-based hash of (seed, parameter
+//! name, buffer, step, element index), not from a stateful generator.
+//! Infinities and NaN are truncated (NaN stays NaN).
+//!
+//! ## 8-bit block-wise dynamic quantization
+//!
+//! As in bitsandbytes' 8-bit optimizers (Dettmers, Lewis, Shleifer &
+//! Zettlemoyer, "8-bit Optimizers via Block-wise Quantization", ICLR 2022):
+//! each block of `block` consecutive values stores its absolute maximum as an
+//! f32 scale and every value as the index of the nearest entry of a fixed
+//! 256-entry "dynamic" code book applied to `x / absmax`. The code book has
+//! a decimal exponent and a linear fraction: for k = 0..6 it holds the
+//! midpoints of `n_k` equal steps of `[0.1, 1] * 10^(k-6)`, plus 0 and 1.
+//! The signed book (n_k = 2^k, both signs, 1 but not -1) is used for blocks
+//! with a negative value; blocks with none use the unsigned book
+//! (n_k = 2^(k+1), twice the resolution), which suits second moments. The
+//! choice is recorded in the sign bit of the block's scale, so no
+//! per-optimizer information is needed. The books are the ones of
+//! bitsandbytes' `create_dynamic_map(signed)`; the code layout inside a byte
+//! is this crate's own. Encoding picks the nearest code exactly (a lookup on
+//! the top 16 bits of `x / absmax`, then one comparison with the midpoint in
+//! that bucket).
+
+use std::sync::OnceLock;
+
+/// Default number of values per 8-bit block.
+pub const DEFAULT_Q8_BLOCK: usize = 256;
+
+/// SplitMix64's finalizer.
+#[inline]
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A 32-bit integer hash (Wellons' "lowbias32"); vectorizes.
+#[inline(always)]
+fn mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+/// FNV-1a of a parameter name, to key its random streams.
+pub fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Key of one random stream: a (seed, parameter, buffer, step, phase) tuple.
+pub fn stream_key(seed: u64, param: u64, buffer: usize, step: u64, phase: u64) -> u64 {
+    let mut k = mix64(seed ^ 0x6f70_7469_6d69_7374);
+    k = mix64(k ^ param);
+    k = mix64(k ^ buffer as u64);
+    k = mix64(k ^ step);
+    mix64(k ^ phase)
+}
+
+/// Encodes `src` into bf16 with stochastic rounding; `src[0]` is element
+/// `offset` of its tensor (the random stream is indexed by element).
+pub fn bf16_encode(src: &[f32], dst: &mut [u16], key: u64, offset: usize) {
+    let n = src.len().min(dst.len());
+    let (src, dst) = (&src[..n], &mut dst[..n]);
+    let mut start = 0usize;
+    while start < n {
+        // The stream is split in segments of 2^32 elements; each has its own base.
+        let abs = offset + start;
+        let seg = (abs as u64) >> 32;
+        let seg_end = (((seg + 1) << 32) - abs as u64).min((n - start) as u64) as usize;
+        let base = mix64(key ^ seg.wrapping_mul(0x9e37_79b9_7f4a_7c15)) as u32;
+        let lo = abs as u32;
+        bf16_encode_segment(
+            &src[start..start + seg_end],
+            &mut dst[start..start + seg_end],
+            base,
+            lo,
+        );
+        start += seg_end;
+    }
+}
+
+#[inline(always)]
+fn bf16_encode_segment(src: &[f32], dst: &mut [u16], base: u32, lo: u32) {
+    let n = src.len().min(dst.len());
+    let (src, dst) = (&src[..n], &mut dst[..n]);
+    for i in 0..n {
+        let bits = src[i].to_bits();
+        let idx = lo.wrapping_add(i as u32);
+        let r = mix32(idx.wrapping_mul(0x9e37_79b9) ^ base) & 0xffff;
+        let non_finite = (bits & 0x7f80_0000) == 0x7f80_0000;
+        let is_nan = non_finite && (bits & 0x007f_ffff) != 0;
+        let add = if non_finite { 0 } else { r };
+        let hi = (bits.wrapping_add(add) >> 16) as u16;
+        dst[i] = if is_nan { hi | 0x0040 } else { hi };
+    }
+}
+
+/// Decodes bf16 values into f32 (exact).
+pub fn bf16_decode(src: &[u16], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    let (src, dst) = (&src[..n], &mut dst[..n]);
+    for i in 0..n {
+        dst[i] = f32::from_bits((src[i] as u32) << 16);
+    }
+}
+
+/// One of the two dynamic code books with its encoding tables.
+struct Book {
+    /// The 256 values, ascending (code = index).
+    values: [f32; 256],
+    /// For the magnitude table: sorted magnitudes from 0 to 1.
+    mags: Vec<f32>,
+    /// Midpoints between consecutive magnitudes.
+    mids: Vec<f32>,
+    /// Per bucket (top 16 bits of a magnitude in [0, 1]): the magnitude
+    /// index at the bucket's start.
+    lut_lo: Vec<u8>,
+    /// Per bucket: the midpoint inside the bucket, or +inf.
+    lut_thr: Vec<f32>,
+    /// Per bucket: index of the largest magnitude <= the bucket's start.
+    floor_lo: Vec<u8>,
+    /// Per bucket: the magnitude inside the bucket, or +inf.
+    floor_thr: Vec<f32>,
+    /// `1 / (mags[j + 1] - mags[j])`.
+    inv_gap: Vec<f32>,
+}
+
+/// Number of buckets: keys `0..=0x3f80` (0x3f80 is the key of 1.0).
+const LUT_LEN: usize = 0x3f81;
+
+struct Books {
+    signed: Book,
+    unsigned: Book,
+}
+
+fn books() -> &'static Books {
+    static BOOKS: OnceLock<Books> = OnceLock::new();
+    BOOKS.get_or_init(|| Books {
+        signed: Book::new(true),
+        unsigned: Book::new(false),
+    })
+}
+
+impl Book {
+    fn new(signed: bool) -> Book {
+        // Magnitudes: 0, the midpoints of linspace(0.1, 1, n_k + 1) scaled by
+        // 10^(k-6) for k = 0..6, and 1.
+        let mut mags: Vec<f64> = vec![0.0];
+        for k in 0..7u32 {
+            let n = if signed {
+                1usize << k
+            } else {
+                1usize << (k + 1)
+            };
+            let scale = 10f64.powi(k as i32 - 6);
+            for j in 0..n {
+                let a = 0.1 + 0.9 * j as f64 / n as f64;
+                let b = 0.1 + 0.9 * (j + 1) as f64 / n as f64;
+                mags.push(scale * (a + b) / 2.0);
+            }
+        }
+        mags.push(1.0);
+        let mags: Vec<f32> = mags.iter().map(|&m| m as f32).collect();
+        let mut values = [0f32; 256];
+        if signed {
+            // 127 negative means, 0, 127 positive means, 1.
+            for (j, &m) in mags.iter().enumerate().skip(1).take(127) {
+                values[127 - j] = -m;
+                values[127 + j] = m;
+            }
+            values[255] = 1.0;
+        } else {
+            values.copy_from_slice(&mags);
+        }
+        let mids: Vec<f32> = mags
+            .windows(2)
+            .map(|w| ((w[0] as f64 + w[1] as f64) / 2.0) as f32)
+            .collect();
+        let mut lut_lo = vec![0u8; LUT_LEN];
+        let mut lut_thr = vec![f32::INFINITY; LUT_LEN];
+        for key in 0..LUT_LEN {
+            let lo = f32::from_bits((key as u32) << 16);
+            let hi = f32::from_bits(((key as u32) + 1) << 16);
+            let c = mids.partition_point(|&m| m <= lo);
+            lut_lo[key] = c as u8;
+            if let Some(&m) = mids.get(c) {
+                if m < hi {
+                    lut_thr[key] = m;
+                }
+            }
+        }
+        let mut floor_lo = vec![0u8; LUT_LEN];
+        let mut floor_thr = vec![f32::INFINITY; LUT_LEN];
+        for key in 0..LUT_LEN {
+            let lo = f32::from_bits((key as u32) << 16);
+            let hi = f32::from_bits(((key as u32) + 1) << 16);
+            let c = mags.partition_point(|&m| m <= lo);
+            floor_lo[key] = c.saturating_sub(1) as u8;
+            if let Some(&m) = mags.get(c) {
+                if m < hi {
+                    floor_thr[key] = m;
+                }
+            }
+        }
+        let mut inv_gap: Vec<f32> = mags
+            .windows(2)
+            .map(|w| (1.0 / (w[1] as f64 - w[0] as f64)) as f32)
+            .collect();
+        inv_gap.push(0.0);
+        Book {
+            values,
+            mags,
+            mids,
+            lut_lo,
+            lut_thr,
+            floor_lo,
+            floor_thr,
+            inv_gap,
+        }
+    }
+
+    /// Index of the largest magnitude <= `a`.
+    #[inline(always)]
+    fn floor_index(&self, a: f32) -> usize {
+        let key = ((a.to_bits() >> 16) as usize).min(LUT_LEN - 1);
+        self.floor_lo[key] as usize + (a >= self.floor_thr[key]) as usize
+    }
+
+    /// Stochastic rounding of `a` to one of the two magnitudes around it,
+    /// up with probability proportional to the distance from the lower one;
+    /// `top` is the largest index allowed. `r` is uniform in [0, 1).
+    #[inline(always)]
+    fn stochastic_index(&self, a: f32, r: f32, top: usize) -> usize {
+        let lo = self.floor_index(a).min(top);
+        if lo >= top {
+            return top;
+        }
+        let p = (a - self.mags[lo]) * self.inv_gap[lo];
+        lo + (r < p) as usize
+    }
+
+    /// Index of the magnitude nearest to `a` (expected in `[0, 1]`; other
+    /// values, NaN included, are clamped to a bucket).
+    #[inline(always)]
+    fn magnitude_index(&self, a: f32) -> usize {
+        let key = ((a.to_bits() >> 16) as usize).min(LUT_LEN - 1);
+        self.lut_lo[key] as usize + (a >= self.lut_thr[key]) as usize
+    }
+}
+
+/// Uniform in [0, 1) from a random stream (see [`bf16_encode`]).
+#[inline(always)]
+fn uniform(base: u32, idx: u32) -> f32 {
+    (mix32(idx.wrapping_mul(0x9e37_79b9) ^ base) >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
+}
+
+/// How 8-bit encoding rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounding {
+    /// To the nearest code (bitsandbytes' optimizers).
+    Nearest,
+    /// Stochastically between the two codes around the value, with the
+    /// random stream `key`; the first value is element `offset` of its tensor.
+    Stochastic { key: u64, offset: usize },
+}
+
+/// Quantizes `src` block by block into `codes` and `scales`
+/// (`scales.len() == src.len().div_ceil(block)`). Blocks start at multiples
+/// of `block` from `src[0]`.
+pub fn q8_encode(
+    src: &[f32],
+    codes: &mut [u8],
+    scales: &mut [f32],
+    block: usize,
+    rounding: Rounding,
+) {
+    let b = books();
+    let block = block.max(1);
+    for (blk, ((x, c), s)) in src
+        .chunks(block)
+        .zip(codes.chunks_mut(block))
+        .zip(scales.iter_mut())
+        .enumerate()
+    {
+        let mut absmax = 0f32;
+        let mut neg = false;
+        let mut nan = false;
+        for &v in x {
+            absmax = absmax.max(v.abs());
+            neg |= v < 0.0;
+            nan |= v.is_nan();
+        }
+        if nan {
+            *s = f32::NAN;
+            c.fill(0);
+            continue;
+        }
+        let inv = if absmax > 0.0 { 1.0 / absmax } else { 0.0 };
+        *s = if neg { -absmax } else { absmax };
+        match rounding {
+            Rounding::Nearest => {
+                if neg {
+                    for (v, code) in x.iter().zip(c.iter_mut()) {
+                        let j = b.signed.magnitude_index((v.abs() * inv).min(1.0));
+                        *code = signed_code(*v, j);
+                    }
+                } else {
+                    for (v, code) in x.iter().zip(c.iter_mut()) {
+                        *code = b.unsigned.magnitude_index((v * inv).min(1.0)) as u8;
+                    }
+                }
+            }
+            Rounding::Stochastic { key, offset } => {
+                // Blocks never straddle a 2^32 boundary of the stream (block
+                // sizes are powers of two); one base per block's segment.
+                let abs = offset + blk * block;
+                let base =
+                    mix64(key ^ ((abs as u64) >> 32).wrapping_mul(0x9e37_79b9_7f4a_7c15)) as u32;
+                let lo = abs as u32;
+                if neg {
+                    for (i, (v, code)) in x.iter().zip(c.iter_mut()).enumerate() {
+                        let a = (v.abs() * inv).min(1.0);
+                        let r = uniform(base, lo.wrapping_add(i as u32));
+                        let top = if *v < 0.0 { 127 } else { 128 };
+                        *code = signed_code(*v, b.signed.stochastic_index(a, r, top));
+                    }
+                } else {
+                    for (i, (v, code)) in x.iter().zip(c.iter_mut()).enumerate() {
+                        let a = (v * inv).min(1.0);
+                        let r = uniform(base, lo.wrapping_add(i as u32));
+                        *code = b.unsigned.stochastic_index(a, r, 255) as u8;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The code of a value of the signed book from its sign and magnitude index
+/// (negative magnitudes stop below 1, which only the positive side has).
+#[inline(always)]
+fn signed_code(v: f32, j: usize) -> u8 {
+    if v < 0.0 {
+        (127 - j.min(127)) as u8
+    } else {
+        (127 + j.min(128)) as u8
+    }
+}
+
+/// Decodes block-wise 8-bit values into f32.
+pub fn q8_decode(codes: &[u8], scales: &[f32], dst: &mut [f32], block: usize) {
+    let b = books();
+    let block = block.max(1);
+    for ((c, &s), x) in codes
+        .chunks(block)
+        .zip(scales.iter())
+        .zip(dst.chunks_mut(block))
+    {
+        let table = if s.is_sign_negative() {
+            &b.signed.values
+        } else {
+            &b.unsigned.values
+        };
+        let absmax = s.abs();
+        for (code, v) in c.iter().zip(x.iter_mut()) {
+            *v = table[*code as usize] * absmax;
+        }
+    }
+}
+
+/// The code book values (`signed` or unsigned), ascending.
+pub fn q8_book(signed: bool) -> &'static [f32; 256] {
+    let b = books();
+    if signed {
+        &b.signed.values
+    } else {
+        &b.unsigned.values
+    }
+}
+
+/// Brute-force nearest magnitude index (reference for the lookup tables).
+#[doc(hidden)]
+pub fn q8_nearest_magnitude(signed: bool, a: f32) -> (usize, usize) {
+    let b = books();
+    let book = if signed { &b.signed } else { &b.unsigned };
+    let brute = book.mids.partition_point(|&m| m <= a);
+    (book.magnitude_index(a), brute)
+}
+
+/// Number of 8-bit blocks for `n` values.
+pub fn q8_blocks(n: usize, block: usize) -> usize {
+    n.div_ceil(block.max(1))
+}
+
+/// The largest magnitude of the books (1.0) and their number of entries, for tests.
+#[doc(hidden)]
+pub fn q8_magnitudes(signed: bool) -> &'static [f32] {
+    let b = books();
+    if signed {
+        &b.signed.mags
+    } else {
+        &b.unsigned.mags
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_equals_brute_force_nearest() {
+        for signed in [false, true] {
+            // Every bucket boundary, midpoints, and a dense sweep.
+            let mut probes: Vec<f32> = Vec::new();
+            for &m in &books().signed.mids {
+                probes.extend([
+                    m,
+                    f32::from_bits(m.to_bits() - 1),
+                    f32::from_bits(m.to_bits() + 1),
+                ]);
+            }
+            for &m in &books().unsigned.mids {
+                probes.extend([
+                    m,
+                    f32::from_bits(m.to_bits() - 1),
+                    f32::from_bits(m.to_bits() + 1),
+                ]);
+            }
+            for key in 0..LUT_LEN as u32 {
+                probes.push(f32::from_bits(key << 16));
+                probes.push(f32::from_bits((key << 16) | 0x7fff));
+            }
+            for p in probes.into_iter().filter(|p| (0.0..=1.0).contains(p)) {
+                let (got, want) = q8_nearest_magnitude(signed, p);
+                assert_eq!(got, want, "signed={signed} a={p:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn books_match_dynamic_map_shape() {
+        let s = q8_book(true);
+        let u = q8_book(false);
+        assert!(s.windows(2).all(|w| w[0] < w[1]));
+        assert!(u.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(s[255], 1.0);
+        assert_eq!(u[255], 1.0);
+        assert_eq!(u[0], 0.0);
+        assert_eq!(s[127], 0.0);
+        // Smallest non-zero magnitude: 1e-6 * (0.1 + 0.45) (signed: one step in [0.1, 1]).
+        assert!((s[128] as f64 - 0.55e-6).abs() < 1e-12);
+        assert!((u[1] as f64 - 1e-6 * (0.1 + 0.225)).abs() < 1e-12);
+        // Largest negative magnitude: the top step of [0.1, 1] in 64 steps (no -1).
+        assert!((s[0] as f64 + (0.1 + 0.9 * 63.5 / 64.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn q8_round_trip_error_is_bounded() {
+        let block = 256;
+        let n = 1000;
+        let src: Vec<f32> = (0..n)
+            .map(|i| ((i as f32 * 0.37).sin() * 3.0) * if i % 3 == 0 { 1e-3 } else { 1.0 })
+            .collect();
+        let mut codes = vec![0u8; n];
+        let mut scales = vec![0f32; q8_blocks(n, block)];
+        q8_encode(&src, &mut codes, &mut scales, block, Rounding::Nearest);
+        let mut back = vec![0f32; n];
+        q8_decode(&codes, &scales, &mut back, block);
+        for (blk, (x, y)) in src.chunks(block).zip(back.chunks(block)).enumerate() {
+            let absmax = scales[blk].abs();
+            for (&a, &b) in x.iter().zip(y) {
+                // Half the largest gap of the signed book: 0.9/128 of the block maximum.
+                assert!(
+                    (a - b).abs() <= absmax * (0.9 / 128.0) * (1.0 + 1e-5),
+                    "{a} vs {b}"
+                );
+            }
+            // A positive block maximum is exact (the books hold 1 but not -1).
+            let (i, m) =
+                x.iter().enumerate().fold(
+                    (0, 0f32),
+                    |m, (i, &v)| if v.abs() > m.1.abs() { (i, v) } else { m },
+                );
+            if m > 0.0 {
+                assert_eq!(y[i], x[i]);
+            }
+        }
+        // Idempotent where the block maximum is exact (here: non-negative values).
+        let pos: Vec<f32> = src.iter().map(|v| v.abs()).collect();
+        q8_encode(&pos, &mut codes, &mut scales, block, Rounding::Nearest);
+        q8_decode(&codes, &scales, &mut back, block);
+        let mut codes2 = vec![0u8; n];
+        let mut scales2 = vec![0f32; scales.len()];
+        q8_encode(&back, &mut codes2, &mut scales2, block, Rounding::Nearest);
+        assert_eq!(codes, codes2);
+        assert_eq!(scales, scales2);
+    }
+
+    #[test]
+    fn q8_stochastic_rounding_is_unbiased_between_neighbours() {
+        // One block per value: the block maximum 1.0 fixes the scale and the
+        // value under test sits between two codes.
+        let block = 64;
+        for (x, signed) in [
+            (0.3137f32, false),
+            (-0.0421, true),
+            (0.00077, false),
+            (0.5, true),
+        ] {
+            let reps = 4000;
+            let mut src = Vec::with_capacity(reps * block);
+            for _ in 0..reps {
+                let mut b = vec![x; block];
+                b[0] = 1.0;
+                if signed {
+                    b[1] = -1e-3;
+                }
+                src.extend(b);
+            }
+            let mut codes = vec![0u8; src.len()];
+            let mut scales = vec![0f32; q8_blocks(src.len(), block)];
+            q8_encode(
+                &src,
+                &mut codes,
+                &mut scales,
+                block,
+                Rounding::Stochastic { key: 5, offset: 0 },
+            );
+            let mut back = vec![0f32; src.len()];
+            q8_decode(&codes, &scales, &mut back, block);
+            let vals: Vec<f32> = back.chunks(block).map(|b| b[2]).collect();
+            let book = q8_book(signed);
+            let hi = book.partition_point(|&v| v < x);
+            let (lo_v, hi_v) = (book[hi - 1], book[hi]);
+            assert!(
+                vals.iter().all(|&v| v == lo_v || v == hi_v),
+                "{x}: {lo_v} {hi_v}"
+            );
+            let mean = vals.iter().map(|&v| v as f64).sum::<f64>() / reps as f64;
+            let gap = (hi_v - lo_v) as f64;
+            assert!(
+                (mean - x as f64).abs() < 0.05 * gap,
+                "{x}: mean {mean}, gap {gap}"
+            );
+            // Block maxima stay exact.
+            assert!(back.chunks(block).all(|b| b[0] == 1.0));
+        }
+    }
+
+    #[test]
+    fn q8_non_finite_does_not_panic() {
+        let src = [f32::NAN, 1.0, f32::INFINITY, -2.0];
+        let mut codes = [0u8; 4];
+        let mut scales = [0f32; 2];
+        q8_encode(&src, &mut codes, &mut scales, 2, Rounding::Nearest);
+        let mut back = [0f32; 4];
+        q8_decode(&codes, &scales, &mut back, 2);
+        assert!(back[0].is_nan() && back[1].is_nan());
+    }
+
+    #[test]
+    fn bf16_stochastic_rounding_is_unbiased_and_exact_on_bf16_values() {
+        // Exactly representable values never move.
+        let exact: Vec<f32> = (0..1000)
+            .map(|i| f32::from_bits(((i * 7919) as u32 % 30000) << 16))
+            .collect();
+        let mut enc = vec![0u16; exact.len()];
+        bf16_encode(&exact, &mut enc, 42, 0);
+        let mut dec = vec![0f32; exact.len()];
+        bf16_decode(&enc, &mut dec);
+        assert_eq!(exact, dec);
+        // The mean of many roundings of one value converges to it.
+        let x = 1.0f32 + 0.3 * 2f32.powi(-7);
+        let src = vec![x; 200_000];
+        let mut enc = vec![0u16; src.len()];
+        bf16_encode(&src, &mut enc, 7, 0);
+        let mut dec = vec![0f32; src.len()];
+        bf16_decode(&enc, &mut dec);
+        let mean = dec.iter().map(|&v| v as f64).sum::<f64>() / dec.len() as f64;
+        let ulp = 2f64.powi(-7);
+        assert!((mean - x as f64).abs() < 0.01 * ulp, "mean {mean} vs {x}");
+        assert!(dec.iter().all(|&v| v == 1.0 || v == 1.0 + 2f32.powi(-7)));
+        // NaN stays NaN, infinities stay infinite.
+        let mut e = [0u16; 3];
+        bf16_encode(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY], &mut e, 1, 0);
+        let mut d = [0f32; 3];
+        bf16_decode(&e, &mut d);
+        assert!(d[0].is_nan() && d[1] == f32::INFINITY && d[2] == f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn bf16_stream_depends_on_index_not_on_split() {
+        let src: Vec<f32> = (0..5000).map(|i| (i as f32 * 0.123).cos()).collect();
+        let mut whole = vec![0u16; src.len()];
+        bf16_encode(&src, &mut whole, 99, 1 << 20);
+        let mut parts = vec![0u16; src.len()];
+        for (k, (s, d)) in src.chunks(777).zip(parts.chunks_mut(777)).enumerate() {
+            bf16_encode(s, d, 99, (1 << 20) + k * 777);
+        }
+        assert_eq!(whole, parts);
+    }
+}
