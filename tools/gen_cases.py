@@ -9,14 +9,14 @@ are meant for `python3 shared/conformance/check.py BINARY tests/golden/cases`.
 
 Installing the references (outside the repository, CPU is enough):
 
-    python3 -m venv /root/venv-ref
-    /root/venv-ref/bin/pip install torch==2.15.0 pytorch-optimizer==4.1.0 numpy
+    python3 -m venv .venv-ref
+    .venv-ref/bin/pip install torch==2.15.0 pytorch-optimizer==4.1.0 numpy
 
 (PyPI's Linux torch wheel is the CUDA build; it runs on the CPU as is.)
 
 Usage:
 
-    /root/venv-ref/bin/python tools/gen_cases.py [--out DIR] [--ext-out DIR] [--only NAME ...]
+    .venv-ref/bin/python tools/gen_cases.py [--out DIR] [--ext-out DIR] [--only NAME ...]
                                                  [--clean] [--check-public DIR] [--list]
 
     --out DIR          contract cases (default tests/golden/cases)
@@ -44,7 +44,7 @@ Usage:
                        act as the project's binary with the reference underneath
                        (prints RESULT, or one error line and exit 1), so that
                        shared/conformance/check.py can run the references:
-                       check.py "/root/venv-ref/bin/python tools/gen_cases.py" DIR
+                       check.py ".venv-ref/bin/python tools/gen_cases.py" DIR
 
 How each case is made (deterministic: every case draws its data from its own
 numpy Generator seeded from a CRC32 of the case id, and from a new derived seed
@@ -1396,7 +1396,7 @@ def replay_main(path):
     """`gen_cases.py replay CASE.json`: behave like the project's binary, using the reference.
 
     Lets the owners' checker run the references themselves:
-        python3 shared/conformance/check.py "/root/venv-ref/bin/python tools/gen_cases.py" tests/golden/cases
+        python3 shared/conformance/check.py ".venv-ref/bin/python tools/gen_cases.py" tests/golden/cases
     Extensions (maximize, adamomentum) are accepted here.
     """
     _patch_torch_muon()

@@ -28,9 +28,9 @@ use crate::train::{parse_json, set_threads};
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
-    /// Micro-benchmarks (`step`, `bandwidth`); without one, the suite runs.
+    /// Micro-benchmarks instead of the workload suite.
     #[command(subcommand)]
-    micro: Option<crate::bench_micro::MicroCommand>,
+    micro: Option<crate::bench_step::BenchCommand>,
     /// `default` (synthetic, no data needed) or `full` (adds the real-data workloads).
     #[arg(long, default_value = "default")]
     suite: String,
@@ -174,8 +174,8 @@ fn better(a: &RunResult, b: &RunResult) -> bool {
 }
 
 pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
-    if let Some(micro) = &args.micro {
-        return crate::bench_micro::run(micro);
+    if let Some(cmd) = &args.micro {
+        return crate::bench_step::run(cmd);
     }
     set_threads(Some(args.threads));
     let extra = parse_json("--hparams", &args.hparams)?;

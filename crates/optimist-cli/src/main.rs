@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
-mod bench_micro;
+mod bench_step;
 mod data;
 mod demo;
 mod list;
@@ -38,7 +38,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Train a workload with an optimizer: progress, JSONL metrics, summary.
     Train(train::TrainArgs),
-    /// Run optimizers x workloads x seeds; write report.md, report.json and SVG plots.
+    /// Run optimizers x workloads x seeds (report.md, report.json, SVG plots); or `bench step` / `bench bandwidth` micro-benchmarks.
     Bench(bench::BenchArgs),
     /// Fetch or check the datasets of the real-data workloads.
     Data(data::DataArgs),

@@ -145,6 +145,14 @@ impl Optimizer for Chain {
         self.optimizer.set_hparam(key, value)
     }
 
+    fn set_mode(
+        &mut self,
+        mode: crate::optimizer::Mode,
+        params: &mut [ParamMut<'_>],
+    ) -> Result<()> {
+        self.optimizer.set_mode(mode, params)
+    }
+
     fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
         self.optimizer.set_exec_options(exec)
     }
@@ -156,14 +164,6 @@ impl Optimizer for Chain {
                 .iter()
                 .map(|s| s.state_dict().nbytes())
                 .sum::<usize>()
-    }
-
-    fn set_mode(
-        &mut self,
-        mode: crate::optimizer::Mode,
-        params: &mut [ParamMut<'_>],
-    ) -> Result<()> {
-        self.optimizer.set_mode(mode, params)
     }
 
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {

@@ -1,4 +1,4 @@
-//! `optimist bench step` and `optimist bench bandwidth`: the commands run, print one JSON line with the fields
+//! `optimist bench`: the commands run, print one JSON line with the fields
 //! the side-by-side script reads, and reject bad input with an error.
 
 use std::process::Command;

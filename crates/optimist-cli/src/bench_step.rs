@@ -1,7 +1,6 @@
-//! `optimist bench step` and `optimist bench bandwidth`: micro-benchmarks of
-//! optimizer steps and of the machine's memory bandwidth with the same
-//! access pattern (`optimist bench` without a subcommand runs the workload
-//! suite, see `bench.rs`). Each prints one JSON line per measurement.
+//! `optimist bench step|bandwidth`: micro-benchmarks of optimizer steps (`bench step`) and of
+//! the machine's memory bandwidth with the same access pattern
+//! (`bench bandwidth`). Each prints one JSON line per measurement.
 //!
 //! Bytes moved per parameter by a step: 4 (read the parameter) + 4 (read the
 //! gradient) + 4 (write the parameter) + 2 x the state bytes per parameter
@@ -17,9 +16,9 @@ use optimist_core::tensor::views;
 use optimist_core::{DType, Error, Param, Result};
 use serde_json::{json, Value};
 
-/// The micro-benchmarks, as subcommands of `optimist bench`.
+/// The micro-benchmarks under `optimist bench`.
 #[derive(Subcommand)]
-pub enum MicroCommand {
+pub enum BenchCommand {
     /// Time one optimizer step: median seconds per step after warm-up, effective GB/s.
     Step(StepArgs),
     /// STREAM-style memory bandwidth with an optimizer's access pattern.
@@ -83,10 +82,10 @@ pub struct BandwidthArgs {
     repeats: usize,
 }
 
-pub fn run(command: &MicroCommand) -> Result<()> {
+pub fn run(command: &BenchCommand) -> Result<()> {
     match command {
-        MicroCommand::Step(a) => step(a),
-        MicroCommand::Bandwidth(a) => bandwidth(a),
+        BenchCommand::Step(a) => step(a),
+        BenchCommand::Bandwidth(a) => bandwidth(a),
     }
 }
 
