@@ -41,6 +41,7 @@
 //! closure that recomputes the loss on the current batch.
 
 pub mod build;
+pub mod checkpoint;
 pub mod curvature;
 pub mod inplace;
 pub mod rng;

@@ -3,7 +3,7 @@
 //! reproducible from one seed on every platform, with no dependency.
 
 /// SplitMix64: a 64-bit generator with a full-period state walk.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rng {
     state: u64,
     spare: Option<f64>,
@@ -25,6 +25,31 @@ impl Rng {
             h = (h ^ b as u64).wrapping_mul(0x1000_0000_01b3);
         }
         Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ h)
+    }
+
+    /// The generator's whole state as JSON (the counter, and the pending
+    /// Box-Muller normal as its bit pattern so it survives exactly), for
+    /// checkpoints.
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::json!({
+            "state": self.state,
+            "spare_bits": self.spare.map(f64::to_bits),
+        })
+    }
+
+    /// A generator from [`Rng::state`]'s output.
+    pub fn from_state(v: &serde_json::Value) -> Result<Self, String> {
+        let state = v
+            .get("state")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| format!("random generator state: no unsigned 'state' in {v}"))?;
+        let spare = match v.get("spare_bits") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(b) => Some(f64::from_bits(b.as_u64().ok_or_else(|| {
+                format!("random generator state: 'spare_bits' is not an unsigned integer: {b}")
+            })?)),
+        };
+        Ok(Rng { state, spare })
     }
 
     /// The next 64 random bits.

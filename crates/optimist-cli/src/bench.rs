@@ -227,6 +227,7 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
                     eval_every: None,
                     stop_at_target: false,
                     eval_test: false,
+                    ..Default::default()
                 };
                 train(wl.as_mut(), o, overrides, &opts, &mut |_| {}).map_err(|e| e.to_string())
             };

@@ -39,6 +39,19 @@ pub struct TrainArgs {
     /// Stop at the first evaluation that meets the target.
     #[arg(long)]
     stop_at_target: bool,
+    /// Save a checkpoint (optimizer state, parameters, data position, run
+    /// history) to this file, atomically, at the end and every
+    /// --checkpoint-every steps.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Checkpoint interval in steps (needs --checkpoint).
+    #[arg(long, value_name = "N", requires = "checkpoint")]
+    checkpoint_every: Option<usize>,
+    /// Continue the run saved in this checkpoint, up to --steps (same
+    /// workload, optimizer, --hparams and --seed; the continuation is
+    /// bit-exact). With --checkpoint, saves go on to that file.
+    #[arg(long, value_name = "FILE")]
+    resume: Option<PathBuf>,
     /// Compute threads (sets RAYON_NUM_THREADS; default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -131,7 +144,13 @@ pub fn run(args: &TrainArgs) -> optimist_core::Result<()> {
         eval_every: args.eval_every,
         stop_at_target: args.stop_at_target,
         eval_test: true,
+        checkpoint: args.checkpoint.clone(),
+        checkpoint_every: args.checkpoint_every,
+        resume: args.resume.clone(),
     };
+    if args.checkpoint_every == Some(0) {
+        return Err(err("--checkpoint-every must be at least 1"));
+    }
     let metric_name = spec.metric;
     let mut on_record = |r: &Record| {
         if let Some(w) = log.as_mut() {

@@ -108,6 +108,86 @@ fn train_writes_a_jsonl_log_and_a_summary() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The step losses of a JSONL log.
+fn step_losses(log: &std::path::Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "step")
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn train_resume_continues_bit_exactly() {
+    let dir = tmp("resume");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = dir.join("run.safetensors");
+    let train = |steps: &str, log: &str, extra: &[&std::ffi::OsStr]| {
+        let out = optimist()
+            .args([
+                "train",
+                "--workload",
+                "teacher-student",
+                "--optimizer",
+                "lamb",
+                "--seed",
+                "5",
+                "--quiet",
+                "--json",
+                "--threads",
+                "1",
+                "--steps",
+                steps,
+                "--log",
+            ])
+            .arg(dir.join(log))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v
+    };
+    let full = train("40", "full.jsonl", &[]);
+    train("17", "a.jsonl", &["--checkpoint".as_ref(), ck.as_os_str()]);
+    let resumed = train("40", "b.jsonl", &["--resume".as_ref(), ck.as_os_str()]);
+    assert_eq!(full["final_valid"], resumed["final_valid"]);
+    assert_eq!(full["steps"], resumed["steps"]);
+    let mut joined = step_losses(&dir.join("a.jsonl"));
+    joined.extend(step_losses(&dir.join("b.jsonl")));
+    assert_eq!(joined.len(), 40);
+    assert_eq!(joined, step_losses(&dir.join("full.jsonl")));
+
+    // A different seed is refused with a message naming it.
+    let out = optimist()
+        .args([
+            "train",
+            "--workload",
+            "teacher-student",
+            "--optimizer",
+            "lamb",
+            "--seed",
+            "6",
+            "--quiet",
+            "--steps",
+            "40",
+            "--resume",
+        ])
+        .arg(&ck)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("seed 5"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bench_writes_the_report_with_plots() {
     let dir = tmp("bench");

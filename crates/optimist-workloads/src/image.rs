@@ -221,6 +221,41 @@ impl Workload for ImageClassifier {
         &self.varmap
     }
 
+    fn data_state(&self) -> serde_json::Value {
+        serde_json::json!({"order": self.order, "cursor": self.cursor})
+    }
+
+    fn set_data_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        let n = self.order.len();
+        let bad = |m: String| Error::Input(format!("{}: data state: {m}", self.spec.name));
+        let order: Vec<usize> = state
+            .get("order")
+            .and_then(|o| serde_json::from_value(o.clone()).ok())
+            .ok_or_else(|| bad("no 'order' list of indices".into()))?;
+        let cursor = state
+            .get("cursor")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| bad("no 'cursor'".into()))? as usize;
+        if order.len() != n {
+            return Err(bad(format!(
+                "order has {} entries, the training split {n}",
+                order.len()
+            )));
+        }
+        let mut seen = vec![false; n];
+        for &i in &order {
+            if i >= n || std::mem::replace(&mut seen[i], true) {
+                return Err(bad(format!("order is not a permutation of 0..{n}")));
+            }
+        }
+        if cursor != usize::MAX && cursor > n {
+            return Err(bad(format!("cursor {cursor} is past the {n} examples")));
+        }
+        self.order = order;
+        self.cursor = cursor;
+        Ok(())
+    }
+
     fn next_batch(&mut self, rng: &mut Rng) -> Result<()> {
         let bs = self.spec.batch_size.min(self.order.len());
         if self.cursor.saturating_add(bs) > self.order.len() {

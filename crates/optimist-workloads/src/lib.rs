@@ -85,7 +85,7 @@ pub enum Split {
 }
 
 /// Loss and metric on a split.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Eval {
     pub loss: f64,
     pub metric: f64,
@@ -104,6 +104,24 @@ pub trait Workload {
     fn batch_loss(&self) -> candle_core::Result<Tensor>;
     /// Loss and metric on a held-out split.
     fn evaluate(&self, split: Split) -> Result<Eval>;
+    /// The data pipeline's own state beyond the data generator (e.g. the
+    /// epoch's shuffled order and position), as JSON for checkpoints.
+    /// `Null` for workloads that keep none.
+    fn data_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Restores [`Workload::data_state`]; an invalid state is an error and
+    /// changes nothing.
+    fn set_data_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        if state.is_null() {
+            Ok(())
+        } else {
+            Err(Error::Input(format!(
+                "workload {} keeps no data state, the checkpoint has one",
+                self.spec().name
+            )))
+        }
+    }
     /// Whether the workload has a test split distinct from validation.
     fn has_test(&self) -> bool {
         false

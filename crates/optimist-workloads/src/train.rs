@@ -6,14 +6,54 @@
 //! counted. The optimizer's own share (the in-place update) is measured
 //! separately. A run whose training loss becomes non-finite stops and is
 //! marked diverged.
+//!
+//! **Checkpoints and resuming.** With [`TrainOptions::checkpoint`] the run
+//! saves, every [`TrainOptions::checkpoint_every`] steps and at the end, the
+//! optimizer's state, the parameters, the data generator's state, the data
+//! pipeline's position and the run's history, atomically. With
+//! [`TrainOptions::resume`] a run continues from such a file: the workload,
+//! the optimizer, its configuration and the seed must be the ones saved (an
+//! error names the difference), and the continued run takes bit-for-bit the
+//! same steps as a run that was never interrupted.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
-use serde::Serialize;
-use serde_json::Value;
+use optimist_core::checkpoint::Checkpoint;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use crate::hparams::build_for;
-use crate::{Eval, Result, Rng, Split, Workload};
+use crate::{Error, Eval, Result, Rng, Split, Workload};
+
+/// The run's history as saved in a checkpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedRun {
+    workload: String,
+    optimizer: String,
+    seed: u64,
+    step: usize,
+    train_time: f64,
+    steps_to_target: Option<usize>,
+    time_to_target: Option<f64>,
+    test_at_target: Option<Eval>,
+    losses: Vec<f32>,
+    evals: Vec<EvalPoint>,
+    data_rng: Value,
+    data_state: Value,
+}
+
+/// What is saved of the run (borrowed).
+struct SavedRunRef<'a> {
+    step: usize,
+    train_time: f64,
+    steps_to_target: Option<usize>,
+    time_to_target: Option<f64>,
+    test_at_target: Option<Eval>,
+    losses: &'a [f64],
+    evals: &'a [EvalPoint],
+}
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -28,6 +68,14 @@ pub struct TrainOptions {
     pub stop_at_target: bool,
     /// Evaluate the test split too (when the workload has one).
     pub eval_test: bool,
+    /// Save a checkpoint to this file (atomically) every
+    /// `checkpoint_every` steps and when the run ends.
+    pub checkpoint: Option<PathBuf>,
+    /// Checkpoint interval in steps (default: only at the end).
+    pub checkpoint_every: Option<usize>,
+    /// Continue from this checkpoint (written by a run of the same
+    /// workload, optimizer, configuration and seed).
+    pub resume: Option<PathBuf>,
 }
 
 impl Default for TrainOptions {
@@ -38,6 +86,9 @@ impl Default for TrainOptions {
             eval_every: None,
             stop_at_target: false,
             eval_test: true,
+            checkpoint: None,
+            checkpoint_every: None,
+            resume: None,
         }
     }
 }
@@ -68,7 +119,7 @@ pub enum Record {
 }
 
 /// An evaluation point.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalPoint {
     pub step: usize,
     pub train_time: f64,
@@ -184,15 +235,96 @@ pub fn train(
         })
     };
 
-    let first = evaluate(&*workload, 0, 0.0)?;
-    record_eval(&first, on_record);
-    if spec.reached(first.valid.metric) {
-        steps_to_target = Some(0);
-        time_to_target = Some(0.0);
-        test_at_target = first.test;
+    let mut start = 1;
+    if let Some(path) = &opts.resume {
+        let ck = Checkpoint::read(path)?;
+        let run: SavedRun = ck
+            .extra
+            .get("user")
+            .and_then(|u| u.get("train_run"))
+            .cloned()
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "{}: not a checkpoint of `optimist train` (no run history)",
+                    path.display()
+                ))
+            })
+            .and_then(|v| {
+                serde_json::from_value(v)
+                    .map_err(|e| Error::Input(format!("{}: run history: {e}", path.display())))
+            })?;
+        let mismatch = |what: &str, saved: &dyn std::fmt::Display, now: &dyn std::fmt::Display| {
+            Error::Input(format!(
+                "{}: saved by a run with {what} {saved}, this run has {now}",
+                path.display()
+            ))
+        };
+        if run.workload != spec.name {
+            return Err(mismatch("workload", &run.workload, &spec.name));
+        }
+        if run.optimizer != optimizer {
+            return Err(mismatch("optimizer", &run.optimizer, &optimizer));
+        }
+        if run.seed != opts.seed {
+            return Err(mismatch("seed", &run.seed, &opts.seed));
+        }
+        if run.step > steps {
+            return Err(Error::Input(format!(
+                "{}: the checkpoint is at step {}, past the step budget {steps}",
+                path.display(),
+                run.step
+            )));
+        }
+        rng = Rng::from_state(&run.data_rng)
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        opt.restore_checkpoint(&ck)
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        workload.set_data_state(&run.data_state)?;
+        taken = run.step;
+        start = run.step + 1;
+        train_time = run.train_time;
+        steps_to_target = run.steps_to_target;
+        time_to_target = run.time_to_target;
+        test_at_target = run.test_at_target;
+        losses = run.losses.iter().map(|&l| l as f64).collect();
+        evals = run.evals;
+    } else {
+        let first = evaluate(&*workload, 0, 0.0)?;
+        record_eval(&first, on_record);
+        if spec.reached(first.valid.metric) {
+            steps_to_target = Some(0);
+            time_to_target = Some(0.0);
+            test_at_target = first.test;
+        }
+        evals.push(first);
     }
-    evals.push(first);
-    for step in 1..=steps {
+    let save = |opt: &optimist_candle::OptimistOptimizer,
+                w: &dyn Workload,
+                rng: &Rng,
+                run: SavedRunRef<'_>|
+     -> Result<()> {
+        let Some(path) = &opts.checkpoint else {
+            return Ok(());
+        };
+        let run = json!({
+            "workload": spec.name,
+            "optimizer": optimizer,
+            "seed": opts.seed,
+            "step": run.step,
+            "train_time": run.train_time,
+            "steps_to_target": run.steps_to_target,
+            "time_to_target": run.time_to_target,
+            "test_at_target": run.test_at_target,
+            "losses": run.losses.iter().map(|&l| l as f32).collect::<Vec<f32>>(),
+            "evals": run.evals,
+            "data_rng": rng.state(),
+            "data_state": w.data_state(),
+        });
+        opt.save_checkpoint(path, json!({ "train_run": run }))?;
+        Ok(())
+    };
+    let checkpoint_every = opts.checkpoint_every.unwrap_or(0);
+    for step in start..=steps {
         if steps_to_target.is_some() && opts.stop_at_target {
             break;
         }
@@ -223,6 +355,30 @@ pub fn train(
             }
             evals.push(p);
         }
+        if checkpoint_every > 0 && step % checkpoint_every == 0 && step != steps {
+            let run = SavedRunRef {
+                step,
+                train_time,
+                steps_to_target,
+                time_to_target,
+                test_at_target,
+                losses: &losses,
+                evals: &evals,
+            };
+            save(&opt, &*workload, &rng, run)?;
+        }
+    }
+    if !diverged {
+        let run = SavedRunRef {
+            step: taken,
+            train_time,
+            steps_to_target,
+            time_to_target,
+            test_at_target,
+            losses: &losses,
+            evals: &evals,
+        };
+        save(&opt, &*workload, &rng, run)?;
     }
     let last = match evals.last() {
         Some(p) if p.step == taken => p.clone(),

@@ -7,6 +7,7 @@
 //! that directory does not exist.
 
 mod data;
+mod resume;
 
 use std::path::PathBuf;
 
@@ -48,6 +49,7 @@ fn few_steps(
         eval_every: Some(steps),
         stop_at_target: false,
         eval_test: false,
+        ..Default::default()
     };
     let r = train(w, optimizer, &hp, &opts, &mut |_| {}).unwrap();
     assert!(!r.diverged);
@@ -166,6 +168,7 @@ fn runs_are_reproducible_from_the_seed() {
             eval_every: Some(30),
             stop_at_target: false,
             eval_test: false,
+            ..Default::default()
         };
         train(w.as_mut(), "adamw", &json!({}), &opts, &mut |_| {})
             .unwrap()
@@ -188,6 +191,7 @@ fn every_registry_optimizer_trains_mnist_mlp() {
             eval_every: Some(200),
             stop_at_target: false,
             eval_test: false,
+            ..Default::default()
         };
         match train(&mut w, spec.name, &json!({}), &opts, &mut |_| {}) {
             Ok(r) => {

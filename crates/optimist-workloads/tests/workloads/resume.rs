@@ -1,0 +1,227 @@
+//! Resuming a training run from a checkpoint is bit-exact: N steps in one
+//! run equal k steps, a checkpoint, fresh objects (workload, optimizer,
+//! generators) loading it, and N - k more steps. For every registry
+//! optimizer (and the wrappers of the registry) on the synthetic
+//! teacher-student workload, and on mnist-mlp (shuffled epochs) when the
+//! data is present. Also the refusals: other seed, other hyperparameters,
+//! other workload, a checkpoint past the budget, a damaged file.
+
+use std::path::{Path, PathBuf};
+
+use optimist_workloads::train::{train, Record, RunResult, TrainOptions};
+use optimist_workloads::{load, LoadOptions, Workload};
+use serde_json::{json, Value};
+
+use crate::data_dir;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("optimist-resume-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+struct Run {
+    result: RunResult,
+    /// (step, loss) of the steps this call took.
+    steps: Vec<(usize, f64)>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    workload: &str,
+    data: &Path,
+    limit: &LoadOptions,
+    optimizer: &str,
+    hp: &Value,
+    seed: u64,
+    steps: usize,
+    checkpoint: Option<&Path>,
+    resume: Option<&Path>,
+) -> optimist_workloads::Result<Run> {
+    let mut w: Box<dyn Workload> = load(workload, data, seed, limit)?;
+    let opts = TrainOptions {
+        steps: Some(steps),
+        seed,
+        eval_every: Some(4),
+        eval_test: false,
+        checkpoint: checkpoint.map(Path::to_path_buf),
+        checkpoint_every: Some(3),
+        resume: resume.map(Path::to_path_buf),
+        ..Default::default()
+    };
+    let mut taken = Vec::new();
+    let result = train(w.as_mut(), optimizer, hp, &opts, &mut |r| {
+        if let Record::Step { step, loss, .. } = r {
+            taken.push((*step, *loss));
+        }
+    })?;
+    Ok(Run {
+        result,
+        steps: taken,
+    })
+}
+
+/// Checks one optimizer: 11 uninterrupted steps vs 5 + resume + 6.
+fn check_resume(workload: &str, data: &Path, limit: &LoadOptions, optimizer: &str, hp: &Value) {
+    let dir = tmp(&format!("{workload}-{optimizer}"));
+    let ck = dir.join("ck.safetensors");
+    let full = run(workload, data, limit, optimizer, hp, 7, 11, None, None)
+        .unwrap_or_else(|e| panic!("{optimizer}: {e}"));
+    let first = run(workload, data, limit, optimizer, hp, 7, 5, Some(&ck), None)
+        .unwrap_or_else(|e| panic!("{optimizer}: {e}"));
+    let second = run(workload, data, limit, optimizer, hp, 7, 11, None, Some(&ck))
+        .unwrap_or_else(|e| panic!("{optimizer}: resume: {e}"));
+    let joined: Vec<(usize, f64)> = first.steps.iter().chain(&second.steps).copied().collect();
+    assert_eq!(joined, full.steps, "{optimizer}: per-step losses differ");
+    let bits = |r: &RunResult| {
+        (
+            r.final_valid.loss.to_bits(),
+            r.final_valid.metric.to_bits(),
+            r.steps,
+            r.losses.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(bits(&second.result), bits(&full.result), "{optimizer}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn resume_is_bit_exact_for_every_registry_optimizer() {
+    let none = LoadOptions::default();
+    let data = PathBuf::from("unused");
+    for spec in optimist_core::registry::registry() {
+        let hp = match spec.name {
+            // Wrappers: given an inner rule with state of its own.
+            "lookahead" | "cautious" | "magma" => json!({"inner": {"optimizer": "adamw"}}),
+            _ => json!({}),
+        };
+        check_resume("teacher-student", &data, &none, spec.name, &hp);
+    }
+}
+
+#[test]
+fn resume_is_bit_exact_through_shuffled_epochs() {
+    let Some(dir) = data_dir() else { return };
+    // 600 examples in batches of 128: steps 1 and 5 shuffle the order, so
+    // the run resumed after step 5 needs the saved order and position.
+    let limit = LoadOptions {
+        train_limit: Some(600),
+        eval_limit: Some(200),
+    };
+    check_resume("mnist-mlp", &dir, &limit, "adamw", &json!({}));
+    check_resume("mnist-mlp", &dir, &limit, "sophiah", &json!({}));
+}
+
+#[test]
+fn resume_refuses_a_different_run() {
+    let none = LoadOptions::default();
+    let data = PathBuf::from("unused");
+    let dir = tmp("refuse");
+    let ck = dir.join("ck.safetensors");
+    let hp = json!({"lr": 1e-3});
+    run(
+        "teacher-student",
+        &data,
+        &none,
+        "adamw",
+        &hp,
+        1,
+        4,
+        Some(&ck),
+        None,
+    )
+    .unwrap();
+    let err = |r: optimist_workloads::Result<Run>| match r {
+        Ok(_) => panic!("resume accepted a mismatching run"),
+        Err(e) => e.to_string(),
+    };
+    let e = err(run(
+        "teacher-student",
+        &data,
+        &none,
+        "adamw",
+        &hp,
+        2,
+        8,
+        None,
+        Some(&ck),
+    ));
+    assert!(e.contains("seed 1") && e.contains("has 2"), "{e}");
+    let e = err(run(
+        "teacher-student",
+        &data,
+        &none,
+        "adamw",
+        &json!({"lr": 2e-3}),
+        1,
+        8,
+        None,
+        Some(&ck),
+    ));
+    assert!(e.contains("lr"), "{e}");
+    let e = err(run(
+        "teacher-student",
+        &data,
+        &none,
+        "lion",
+        &hp,
+        1,
+        8,
+        None,
+        Some(&ck),
+    ));
+    assert!(e.contains("optimizer adamw"), "{e}");
+    let e = err(run(
+        "quadratic",
+        &data,
+        &none,
+        "adamw",
+        &hp,
+        1,
+        8,
+        None,
+        Some(&ck),
+    ));
+    assert!(e.contains("workload teacher-student"), "{e}");
+    let e = err(run(
+        "teacher-student",
+        &data,
+        &none,
+        "adamw",
+        &hp,
+        1,
+        3,
+        None,
+        Some(&ck),
+    ));
+    assert!(e.contains("past the step budget"), "{e}");
+    let bytes = std::fs::read(&ck).unwrap();
+    let damaged = dir.join("damaged.safetensors");
+    std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
+    err(run(
+        "teacher-student",
+        &data,
+        &none,
+        "adamw",
+        &hp,
+        1,
+        8,
+        None,
+        Some(&damaged),
+    ));
+    // The refusals changed nothing: the good checkpoint still resumes.
+    run(
+        "teacher-student",
+        &data,
+        &none,
+        "adamw",
+        &hp,
+        1,
+        8,
+        None,
+        Some(&ck),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
