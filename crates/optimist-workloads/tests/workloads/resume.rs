@@ -132,84 +132,39 @@ fn resume_refuses_a_different_run() {
         None,
     )
     .unwrap();
-    let err = |r: optimist_workloads::Result<Run>| match r {
-        Ok(_) => panic!("resume accepted a mismatching run"),
-        Err(e) => e.to_string(),
-    };
-    let e = err(run(
-        "teacher-student",
-        &data,
-        &none,
-        "adamw",
-        &hp,
-        2,
-        8,
-        None,
-        Some(&ck),
-    ));
+    // Resumes from `from` with the given run and returns the refusal.
+    let refused =
+        |workload: &str, optimizer: &str, hp: &Value, seed: u64, steps: usize, from: &Path| {
+            match run(
+                workload,
+                &data,
+                &none,
+                optimizer,
+                hp,
+                seed,
+                steps,
+                None,
+                Some(from),
+            ) {
+                Ok(_) => panic!("resume accepted a mismatching run"),
+                Err(e) => e.to_string(),
+            }
+        };
+    let ts = "teacher-student";
+    let e = refused(ts, "adamw", &hp, 2, 8, &ck);
     assert!(e.contains("seed 1") && e.contains("has 2"), "{e}");
-    let e = err(run(
-        "teacher-student",
-        &data,
-        &none,
-        "adamw",
-        &json!({"lr": 2e-3}),
-        1,
-        8,
-        None,
-        Some(&ck),
-    ));
+    let e = refused(ts, "adamw", &json!({"lr": 2e-3}), 1, 8, &ck);
     assert!(e.contains("lr"), "{e}");
-    let e = err(run(
-        "teacher-student",
-        &data,
-        &none,
-        "lion",
-        &hp,
-        1,
-        8,
-        None,
-        Some(&ck),
-    ));
+    let e = refused(ts, "lion", &hp, 1, 8, &ck);
     assert!(e.contains("optimizer adamw"), "{e}");
-    let e = err(run(
-        "quadratic",
-        &data,
-        &none,
-        "adamw",
-        &hp,
-        1,
-        8,
-        None,
-        Some(&ck),
-    ));
+    let e = refused("quadratic", "adamw", &hp, 1, 8, &ck);
     assert!(e.contains("workload teacher-student"), "{e}");
-    let e = err(run(
-        "teacher-student",
-        &data,
-        &none,
-        "adamw",
-        &hp,
-        1,
-        3,
-        None,
-        Some(&ck),
-    ));
+    let e = refused(ts, "adamw", &hp, 1, 3, &ck);
     assert!(e.contains("past the step budget"), "{e}");
     let bytes = std::fs::read(&ck).unwrap();
     let damaged = dir.join("damaged.safetensors");
     std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
-    err(run(
-        "teacher-student",
-        &data,
-        &none,
-        "adamw",
-        &hp,
-        1,
-        8,
-        None,
-        Some(&damaged),
-    ));
+    refused(ts, "adamw", &hp, 1, 8, &damaged);
     // The refusals changed nothing: the good checkpoint still resumes.
     run(
         "teacher-student",
