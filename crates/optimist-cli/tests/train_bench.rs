@@ -124,8 +124,8 @@ fn train_resume_continues_bit_exactly() {
     let dir = tmp("resume");
     std::fs::create_dir_all(&dir).unwrap();
     let ck = dir.join("run.safetensors");
-    let train = |steps: &str, log: &str, extra: &[&std::ffi::OsStr]| {
-        let out = optimist()
+    let run = |seed: &str, steps: &str, log: &str, extra: &[&std::ffi::OsStr]| {
+        optimist()
             .args([
                 "train",
                 "--workload",
@@ -133,7 +133,7 @@ fn train_resume_continues_bit_exactly() {
                 "--optimizer",
                 "lamb",
                 "--seed",
-                "5",
+                seed,
                 "--quiet",
                 "--json",
                 "--threads",
@@ -145,14 +145,16 @@ fn train_resume_continues_bit_exactly() {
             .arg(dir.join(log))
             .args(extra)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let train = |steps: &str, log: &str, extra: &[&std::ffi::OsStr]| {
+        let out = run("5", steps, log, extra);
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let full = train("40", "full.jsonl", &[]);
     train("17", "a.jsonl", &["--checkpoint".as_ref(), ck.as_os_str()]);
@@ -165,23 +167,7 @@ fn train_resume_continues_bit_exactly() {
     assert_eq!(joined, step_losses(&dir.join("full.jsonl")));
 
     // A different seed is refused with a message naming it.
-    let out = optimist()
-        .args([
-            "train",
-            "--workload",
-            "teacher-student",
-            "--optimizer",
-            "lamb",
-            "--seed",
-            "6",
-            "--quiet",
-            "--steps",
-            "40",
-            "--resume",
-        ])
-        .arg(&ck)
-        .output()
-        .unwrap();
+    let out = run("6", "40", "c.jsonl", &["--resume".as_ref(), ck.as_os_str()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("seed 5"), "{err}");

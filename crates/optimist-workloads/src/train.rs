@@ -324,6 +324,21 @@ pub fn train(
         Ok(())
     };
     let checkpoint_every = opts.checkpoint_every.unwrap_or(0);
+    // Saves the run as it stands after `step` (when checkpointing).
+    macro_rules! save_now {
+        ($step:expr) => {{
+            let run = SavedRunRef {
+                step: $step,
+                train_time,
+                steps_to_target,
+                time_to_target,
+                test_at_target,
+                losses: &losses,
+                evals: &evals,
+            };
+            save(&opt, &*workload, &rng, run)?;
+        }};
+    }
     for step in start..=steps {
         if steps_to_target.is_some() && opts.stop_at_target {
             break;
@@ -356,29 +371,11 @@ pub fn train(
             evals.push(p);
         }
         if checkpoint_every > 0 && step % checkpoint_every == 0 && step != steps {
-            let run = SavedRunRef {
-                step,
-                train_time,
-                steps_to_target,
-                time_to_target,
-                test_at_target,
-                losses: &losses,
-                evals: &evals,
-            };
-            save(&opt, &*workload, &rng, run)?;
+            save_now!(step);
         }
     }
     if !diverged {
-        let run = SavedRunRef {
-            step: taken,
-            train_time,
-            steps_to_target,
-            time_to_target,
-            test_at_target,
-            losses: &losses,
-            evals: &evals,
-        };
-        save(&opt, &*workload, &rng, run)?;
+        save_now!(taken);
     }
     let last = match evals.last() {
         Some(p) if p.step == taken => p.clone(),
