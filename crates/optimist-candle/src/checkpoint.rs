@@ -27,7 +27,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use optimist_core::checkpoint::{Checkpoint, LoadOptions, ParamRef};
 use optimist_core::ParamMut;
 use serde_json::{json, Value};
@@ -125,10 +125,7 @@ impl OptimistOptimizer {
             ck.restore(self.optimizer.as_mut(), &mut views, &LoadOptions::default())
                 .map_err(wrap)?;
         }
-        for ((var, shape), v) in self.vars.iter().zip(&self.shapes).zip(values) {
-            let t = Tensor::from_vec(v, shape.as_slice(), var.device())?.to_dtype(var.dtype())?;
-            var.set(&t)?;
-        }
+        self.set_values(&values)?;
         self.steps = steps;
         self.probe_rng = probe_rng;
         self.pending_hessian = None;

@@ -44,6 +44,7 @@ pub mod build;
 pub mod checkpoint;
 pub mod curvature;
 pub mod inplace;
+pub mod mode;
 pub mod rng;
 
 use std::time::{Duration, Instant};

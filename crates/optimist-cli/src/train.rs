@@ -52,6 +52,14 @@ pub struct TrainArgs {
     /// bit-exact). With --checkpoint, saves go on to that file.
     #[arg(long, value_name = "FILE")]
     resume: Option<PathBuf>,
+    /// Wrap the optimizer (repeatable, innermost first), e.g. a schedule on
+    /// any hyperparameter: '{"wrapper": "scheduled", "schedules": [{"hparam":
+    /// "lr", "schedule": {"name": "warmup_cosine", ...}}]}', or
+    /// '{"wrapper": "skip_nonfinite"}', '{"wrapper": "grad_accumulation",
+    /// "k": 4}', '{"wrapper": "ema", "decay": 0.999}' (EMA, SWA and
+    /// schedule-free runs are evaluated at their averaged weights).
+    #[arg(long, value_name = "JSON")]
+    wrap: Vec<String>,
     /// Compute threads (sets RAYON_NUM_THREADS; default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -147,6 +155,11 @@ pub fn run(args: &TrainArgs) -> optimist_core::Result<()> {
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
         resume: args.resume.clone(),
+        wrappers: args
+            .wrap
+            .iter()
+            .map(|w| parse_json("--wrap", w))
+            .collect::<optimist_core::Result<Vec<Value>>>()?,
     };
     if args.checkpoint_every == Some(0) {
         return Err(err("--checkpoint-every must be at least 1"));

@@ -123,16 +123,21 @@ pub fn effective(optimizer: &str, overrides: &Value, lr_scale: f64) -> Result<(S
     Ok((optimizer.to_string(), hp))
 }
 
-/// Builds the optimizer for every parameter of `varmap`.
+/// Builds the optimizer for every parameter of `varmap`, inside the given
+/// wrappers (innermost first; see `optimist_core::wrappers::wrap`).
 pub fn build_for(
     varmap: &VarMap,
     optimizer: &str,
     overrides: &Value,
     lr_scale: f64,
     seed: u64,
+    wrappers: &[Value],
 ) -> Result<(OptimistOptimizer, String, Value)> {
     let (name, hp) = effective(optimizer, overrides, lr_scale)?;
-    let opt: Box<dyn Optimizer> = build_optimizer(&name, &hp)?;
+    let mut opt: Box<dyn Optimizer> = build_optimizer(&name, &hp)?;
+    for w in wrappers {
+        opt = optimist_core::wrappers::wrap(opt, w)?;
+    }
     let mut adapter = OptimistOptimizer::from_varmap_with(varmap, opt)?;
     if let Some(mut c) = adapter.curvature().cloned() {
         c.seed = seed;

@@ -5,7 +5,9 @@
 //! forward, backward, curvature estimate, update); evaluations are not
 //! counted. The optimizer's own share (the in-place update) is measured
 //! separately. A run whose training loss becomes non-finite stops and is
-//! marked diverged.
+//! marked diverged. Evaluations happen at the optimizer's evaluation point
+//! (schedule-free's averaged iterate, EMA/SWA weights), after which the
+//! training values are restored exactly.
 //!
 //! **Checkpoints and resuming.** With [`TrainOptions::checkpoint`] the run
 //! saves, every [`TrainOptions::checkpoint_every`] steps and at the end, the
@@ -76,6 +78,10 @@ pub struct TrainOptions {
     /// Continue from this checkpoint (written by a run of the same
     /// workload, optimizer, configuration and seed).
     pub resume: Option<PathBuf>,
+    /// Wrappers around the optimizer, innermost first, as
+    /// `{"wrapper": KIND, ...}` (`optimist_core::wrappers::wrap`): schedules
+    /// for any hyperparameter, skip non-finite steps, accumulation, EMA, SWA.
+    pub wrappers: Vec<Value>,
 }
 
 impl Default for TrainOptions {
@@ -89,6 +95,7 @@ impl Default for TrainOptions {
             checkpoint: None,
             checkpoint_every: None,
             resume: None,
+            wrappers: Vec::new(),
         }
     }
 }
@@ -195,7 +202,11 @@ pub fn train(
         overrides,
         spec.lr_scale,
         opts.seed,
+        &opts.wrappers,
     )?;
+    let built = opts.wrappers.iter().fold(built, |inner, w| {
+        format!("{}({inner})", w["wrapper"].as_str().unwrap_or("wrapper"))
+    });
     let steps = opts.steps.unwrap_or(spec.steps);
     let eval_every = opts.eval_every.unwrap_or(spec.eval_every).max(1);
     let eval_test = opts.eval_test && workload.has_test();
@@ -209,13 +220,23 @@ pub fn train(
     let mut diverged = false;
     let mut taken = 0;
 
-    let evaluate = |w: &dyn Workload, step: usize, train_time: f64| -> Result<EvalPoint> {
-        let valid = w.evaluate(Split::Valid)?;
-        let test = if eval_test {
-            Some(w.evaluate(Split::Test)?)
-        } else {
-            None
-        };
+    // Evaluates at the optimizer's evaluation point (schedule-free's
+    // averaged iterate, EMA/SWA weights), restoring the training values
+    // exactly afterwards.
+    let evaluate = |opt: &mut optimist_candle::OptimistOptimizer,
+                    w: &dyn Workload,
+                    step: usize,
+                    train_time: f64|
+     -> Result<EvalPoint> {
+        let (valid, test) = opt.with_eval_weights(|| -> Result<(Eval, Option<Eval>)> {
+            let valid = w.evaluate(Split::Valid)?;
+            let test = if eval_test {
+                Some(w.evaluate(Split::Test)?)
+            } else {
+                None
+            };
+            Ok((valid, test))
+        })?;
         Ok(EvalPoint {
             step,
             train_time,
@@ -289,7 +310,7 @@ pub fn train(
         losses = run.losses.iter().map(|&l| l as f64).collect();
         evals = run.evals;
     } else {
-        let first = evaluate(&*workload, 0, 0.0)?;
+        let first = evaluate(&mut opt, &*workload, 0, 0.0)?;
         record_eval(&first, on_record);
         if spec.reached(first.valid.metric) {
             steps_to_target = Some(0);
@@ -361,7 +382,7 @@ pub fn train(
             break;
         }
         if step % eval_every == 0 || step == steps {
-            let p = evaluate(&*workload, step, train_time)?;
+            let p = evaluate(&mut opt, &*workload, step, train_time)?;
             record_eval(&p, on_record);
             if steps_to_target.is_none() && spec.reached(p.valid.metric) {
                 steps_to_target = Some(step);
@@ -380,7 +401,7 @@ pub fn train(
     let last = match evals.last() {
         Some(p) if p.step == taken => p.clone(),
         _ => {
-            let p = evaluate(&*workload, taken, train_time)?;
+            let p = evaluate(&mut opt, &*workload, taken, train_time)?;
             record_eval(&p, on_record);
             evals.push(p.clone());
             p

@@ -71,6 +71,39 @@ fn build_wrapper(cfg: &Value) -> Result<Box<dyn Optimizer>> {
         .get("inner")
         .ok_or_else(|| Error::config(kind, "wrapper configuration has no 'inner'"))?;
     let inner = build(inner_spec)?;
+    wrap_with(inner, kind, cfg.clone())
+}
+
+/// Wraps an optimizer that is already built (any optimizer: a registry
+/// rule, parameter groups, another wrapper) in the wrapper that `cfg`
+/// describes: `{"wrapper": KIND, ...its fields...}` without `inner`, e.g.
+/// `{"wrapper": "scheduled", "schedules": [{"hparam": "lr", "schedule":
+/// {"name": "cosine", "decay_steps": 1000}}]}` or `{"wrapper": "ema",
+/// "decay": 0.999}`.
+pub fn wrap(inner: Box<dyn Optimizer>, cfg: &Value) -> Result<Box<dyn Optimizer>> {
+    let Some(obj) = cfg.as_object() else {
+        return Err(Error::Input(format!(
+            "wrapper configuration must be an object {{\"wrapper\": KIND, ...}}, got {cfg}"
+        )));
+    };
+    let Some(kind) = obj.get("wrapper").and_then(Value::as_str) else {
+        return Err(Error::Input(format!(
+            "wrapper configuration has no string field 'wrapper': {cfg}"
+        )));
+    };
+    if obj.contains_key("inner") {
+        return Err(Error::config(
+            kind,
+            "'inner' is the optimizer being wrapped; leave it out here",
+        ));
+    }
+    let mut full = cfg.clone();
+    full["inner"] = inner_spec(inner.as_ref());
+    let kind = kind.to_string();
+    wrap_with(inner, &kind, full)
+}
+
+fn wrap_with(inner: Box<dyn Optimizer>, kind: &str, cfg: Value) -> Result<Box<dyn Optimizer>> {
     let mut w: Box<dyn Optimizer> = match kind {
         "scheduled" => Box::new(Scheduled::new(inner)),
         "skip_nonfinite" => Box::new(SkipNonFinite::new(inner, 0)),
@@ -83,7 +116,7 @@ fn build_wrapper(cfg: &Value) -> Result<Box<dyn Optimizer>> {
             )))
         }
     };
-    w.set_config(cfg.clone())?;
+    w.set_config(cfg)?;
     Ok(w)
 }
 

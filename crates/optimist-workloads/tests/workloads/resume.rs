@@ -38,6 +38,7 @@ fn run(
     steps: usize,
     checkpoint: Option<&Path>,
     resume: Option<&Path>,
+    wrappers: &[Value],
 ) -> optimist_workloads::Result<Run> {
     let mut w: Box<dyn Workload> = load(workload, data, seed, limit)?;
     let opts = TrainOptions {
@@ -48,6 +49,7 @@ fn run(
         checkpoint: checkpoint.map(Path::to_path_buf),
         checkpoint_every: Some(3),
         resume: resume.map(Path::to_path_buf),
+        wrappers: wrappers.to_vec(),
         ..Default::default()
     };
     let mut taken = Vec::new();
@@ -64,14 +66,49 @@ fn run(
 
 /// Checks one optimizer: 11 uninterrupted steps vs 5 + resume + 6.
 fn check_resume(workload: &str, data: &Path, limit: &LoadOptions, optimizer: &str, hp: &Value) {
+    check_resume_wrapped(workload, data, limit, optimizer, hp, &[]);
+}
+
+fn check_resume_wrapped(
+    workload: &str,
+    data: &Path,
+    limit: &LoadOptions,
+    optimizer: &str,
+    hp: &Value,
+    wrappers: &[Value],
+) {
     let dir = tmp(&format!("{workload}-{optimizer}"));
     let ck = dir.join("ck.safetensors");
-    let full = run(workload, data, limit, optimizer, hp, 7, 11, None, None)
-        .unwrap_or_else(|e| panic!("{optimizer}: {e}"));
-    let first = run(workload, data, limit, optimizer, hp, 7, 5, Some(&ck), None)
-        .unwrap_or_else(|e| panic!("{optimizer}: {e}"));
-    let second = run(workload, data, limit, optimizer, hp, 7, 11, None, Some(&ck))
-        .unwrap_or_else(|e| panic!("{optimizer}: resume: {e}"));
+    let full = run(
+        workload, data, limit, optimizer, hp, 7, 11, None, None, wrappers,
+    )
+    .unwrap_or_else(|e| panic!("{optimizer}: {e}"));
+    let first = run(
+        workload,
+        data,
+        limit,
+        optimizer,
+        hp,
+        7,
+        5,
+        Some(&ck),
+        None,
+        wrappers,
+    )
+    .unwrap_or_else(|e| panic!("{optimizer}: {e}"));
+    let second = run(
+        workload,
+        data,
+        limit,
+        optimizer,
+        hp,
+        7,
+        11,
+        None,
+        Some(&ck),
+        wrappers,
+    )
+    .unwrap_or_else(|e| panic!("{optimizer}: resume: {e}"));
     let joined: Vec<(usize, f64)> = first.steps.iter().chain(&second.steps).copied().collect();
     assert_eq!(joined, full.steps, "{optimizer}: per-step losses differ");
     let bits = |r: &RunResult| {
@@ -114,6 +151,65 @@ fn resume_is_bit_exact_through_shuffled_epochs() {
 }
 
 #[test]
+fn resume_is_bit_exact_with_wrappers() {
+    // A schedule on lr and beta1, and EMA weights (evaluated at the
+    // averaged weights) around Adam; schedule-free (its own eval point).
+    let scheduled = json!({"wrapper": "scheduled", "schedules": [
+        {"hparam": "lr", "schedule": {"name": "warmup_cosine", "warmup_steps": 3, "total_steps": 11}},
+        {"hparam": "beta1", "schedule": {"name": "linear", "init_value": 0.8, "end_value": 0.95, "transition_steps": 11}}
+    ]});
+    let ema = json!({"wrapper": "ema", "decay": 0.9});
+    let none = LoadOptions::default();
+    let data = PathBuf::from("unused");
+    let wrappers = [scheduled, ema];
+    check_resume_wrapped(
+        "teacher-student",
+        &data,
+        &none,
+        "adam",
+        &json!({}),
+        &wrappers,
+    );
+    let accumulate = [json!({"wrapper": "grad_accumulation", "k": 2})];
+    check_resume_wrapped(
+        "teacher-student",
+        &data,
+        &none,
+        "lion",
+        &json!({}),
+        &accumulate,
+    );
+    let r = run(
+        "teacher-student",
+        &data,
+        &none,
+        "adam",
+        &json!({}),
+        1,
+        2,
+        None,
+        None,
+        &wrappers,
+    )
+    .unwrap();
+    assert_eq!(r.result.built, "ema(scheduled(adam))");
+    let bad = [json!({"wrapper": "ema", "decay": 1.5})];
+    let e = run(
+        "teacher-student",
+        &data,
+        &none,
+        "adam",
+        &json!({}),
+        1,
+        2,
+        None,
+        None,
+        &bad,
+    );
+    assert!(e.err().unwrap().to_string().contains("decay"));
+}
+
+#[test]
 fn resume_refuses_a_different_run() {
     let none = LoadOptions::default();
     let data = PathBuf::from("unused");
@@ -130,6 +226,7 @@ fn resume_refuses_a_different_run() {
         4,
         Some(&ck),
         None,
+        &[],
     )
     .unwrap();
     // Resumes from `from` with the given run and returns the refusal.
@@ -145,6 +242,7 @@ fn resume_refuses_a_different_run() {
                 steps,
                 None,
                 Some(from),
+                &[],
             ) {
                 Ok(_) => panic!("resume accepted a mismatching run"),
                 Err(e) => e.to_string(),
@@ -176,6 +274,7 @@ fn resume_refuses_a_different_run() {
         8,
         None,
         Some(&ck),
+        &[],
     )
     .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
