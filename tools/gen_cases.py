@@ -26,7 +26,11 @@ Usage:
                        `adamomentum` (not in the registry; checked against the
                        independent implementation in this file), and `adagc` and
                        `magma` (pytorch-optimizer 4.1.0 AdaGC and Magma; Magma
-                       cases use mask_prob 1, so no random mask is drawn)
+                       cases use mask_prob 1, so no random mask is drawn), and
+                       `namo`, `namo_d`, `adamuon` with variant "official" and
+                       `sophiag`, from torch transcriptions of the authors' code
+                       in this file (NamoRef, NamoDRef, AdaMuonOfficialRef,
+                       SophiaGRef; no installable package has them)
     --only NAME ...    only cases whose id or optimizer matches NAME (fnmatch patterns,
                        e.g. `--only adam 'error-*' lookahead-sgd-*`)
     --clean            remove *.json in the output directories first (full runs only)
@@ -52,7 +56,8 @@ on a retry):
 
   * params ~ N(0, pscale), gradients ~ N(0, gscale), rounded to f32; optional
     all-zero gradient steps and steps whose gradient is multiplied by 1e3/1e4;
-    sophiah Hessian estimates at steps 1, 1+update_period, ...
+    sophiah Hessian estimates at steps 1, 1+update_period, ...; sophiag estimates
+    (g_hat^2, squares of normal draws) at steps first, first+every, ...
   * the reference replays it in float32 (these are the expected values) with the
     optimizer's default foreach setting, fresh gradients every step,
     torch.nn.utils.clip_grad_norm_ when grad_clip is set, and
@@ -169,9 +174,16 @@ EXT_REGISTRY = {
               "eps": 1e-08},
     "magma": {"mask_prob": 0.5, "tau": 2.0, "momentum_beta": 0.9, "alignment_ema": 0.9, "moment_key": "auto",
               "inner": None},
+    "namo": {"lr": 0.01, "weight_decay": 0.1, "momentum": 0.95, "mu2": 0.99, "adamnorm_eps": 1e-08,
+             "nesterov": True, "ns_steps": 5, "scale_coeff": 0.2},
+    "namo_d": {"lr": 0.01, "weight_decay": 0.1, "momentum": 0.95, "mu2": 0.99, "adamnorm_eps": 1e-08,
+               "nesterov": True, "ns_steps": 5, "scale_coeff": 0.2, "col_state_clamp_c": 0.75},
+    "sophiag": {"lr": 0.0001, "betas": [0.965, 0.99], "rho": 0.04, "weight_decay": 0.1, "bs": 5120.0,
+                "maximize": False},
 }
 WRAPPERS = {"lookahead", "magma"}   # take an "inner" optimizer
-EXT_HPARAMS = {"sgd": {"maximize"}, "adam": {"maximize"}, "adamw": {"maximize"}}
+EXT_HPARAMS = {"sgd": {"maximize"}, "adam": {"maximize"}, "adamw": {"maximize"},
+               "adamuon": {"variant", "nesterov"}}
 
 # registry name -> (library, class path, class getter)
 REFERENCES = {
@@ -197,8 +209,15 @@ REFERENCES = {
     "adamomentum": ("optimist-gen", "independent implementation of the paper", lambda: AdaMomentum),
     "adagc": ("pytorch-optimizer", "pytorch_optimizer.AdaGC", lambda: pytorch_optimizer.AdaGC),
     "magma": ("pytorch-optimizer", "pytorch_optimizer.Magma", lambda: pytorch_optimizer.Magma),
+    "namo": ("optimist-gen", "transcription of NAMO (minxin-zhg/namo src/namo.py @ 9fa2762)", lambda: NamoRef),
+    "namo_d": ("optimist-gen", "transcription of NAMO_D (minxin-zhg/namo src/namo.py @ 9fa2762)",
+               lambda: NamoDRef),
+    "adamuon_official": ("optimist-gen", "transcription of the official AdaMuon update (Chongjie-Si/AdaMuon, "
+                         "sign-stabilized)", lambda: AdaMuonOfficialRef),
+    "sophiag": ("optimist-gen", "transcription of SophiaG (Liuhong99/Sophia sophia.py @ 195a786)",
+                lambda: SophiaGRef),
 }
-MATRIX_ONLY = {"muon", "adamuon"}
+MATRIX_ONLY = {"muon", "adamuon", "namo", "namo_d"}
 TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients"}   # JSON arrays -> Python tuples
 
 
@@ -343,6 +362,270 @@ def adamomentum_numpy(case):
 
 
 # --------------------------------------------------------------------------------------
+# Transcriptions of reference code that is not installable here (extensions):
+# NAMO / NAMO-D, the official AdaMuon, the official SophiaG.  Each class follows the
+# named source operation for operation; the only intended change is that the
+# Newton-Schulz iteration runs in the input dtype instead of a bfloat16 cast
+# (the contract's f32 rule, as for Muon above).
+# --------------------------------------------------------------------------------------
+
+KJ_NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+
+def ns5_input_dtype(G, steps, eps=1e-7):
+    """Keller Jordan's quintic Newton-Schulz (the form in minxin-zhg/namo and in the
+    AdaMuon authors' helper), without the bfloat16 cast."""
+    assert G.ndim == 2
+    a, b, c = KJ_NS_COEFFS
+    X = G.clone()
+    tall = G.size(0) > G.size(1)
+    if tall:
+        X = X.T
+    X = X / (X.norm() + eps)
+    for _ in range(steps):
+        A = X @ X.T
+        B = b * A + c * A @ A
+        X = a * X + B @ X
+    if tall:
+        X = X.T
+    return X
+
+
+def _nanmean(x):
+    mask = ~torch.isnan(x)
+    count = mask.sum()
+    mean = torch.where(mask, x, torch.zeros_like(x)).sum() / count.clamp(min=1)
+    return torch.where(count > 0, mean, torch.full_like(mean, float("nan")))
+
+
+class NamoRef(torch.optim.Optimizer):
+    """NAMO, transcribed from minxin-zhg/namo src/namo.py (commit 9fa2762), class NAMO,
+    2-D parameters only (the use_muon path).  The reference's `wd` is `weight_decay`
+    here (the project's name)."""
+
+    def __init__(self, params, lr=1e-2, weight_decay=0.1, momentum=0.95, mu2=0.99, adamnorm_eps=1e-8,
+                 nesterov=True, ns_steps=5, scale_coeff=0.2):
+        super().__init__(params, dict(lr=lr, wd=weight_decay, momentum=momentum, mu2=mu2,
+                                      adamnorm_eps=adamnorm_eps, nesterov=nesterov, ns_steps=ns_steps,
+                                      scale_coeff=scale_coeff))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, wd, momentum, mu2 = group["lr"], group["wd"], group["momentum"], group["mu2"]
+            for p in group["params"]:
+                g = p.grad
+                if g is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(g)
+                    state["v_squared"] = torch.zeros((), dtype=g.dtype)
+                    state["step"] = 0
+                buf, v_squared = state["momentum_buffer"], state["v_squared"]
+                gn = torch.linalg.vector_norm(g)
+                buf.lerp_(g, 1 - momentum)
+                g = g.lerp(buf, momentum) if group["nesterov"] else buf
+                gn_m = torch.linalg.vector_norm(g)
+                v_squared.mul_(mu2).add_(gn * gn, alpha=1.0 - mu2)
+                u = ns5_input_dtype(g, group["ns_steps"]).view_as(p)
+                state["step"] += 1
+                t = state["step"]
+                bc1 = 1.0 - momentum ** t
+                bc2 = 1.0 - mu2 ** t
+                v_t = torch.sqrt(v_squared + float(group["adamnorm_eps"]))
+                adaptive_lr = (lr * math.sqrt(bc2) / (bc1 + 1e-12)) * (gn_m / v_t)
+                adaptive_lr_clamped = adaptive_lr.clamp(max=1.0)
+                A, B = p.shape[:2]
+                adjusted_lr = (adaptive_lr * (group["scale_coeff"] * math.sqrt(max(A, B)))).clamp(max=1.0)
+                p.mul_(1.0 - wd * adaptive_lr_clamped)
+                u.mul_(adjusted_lr.to(dtype=u.dtype))
+                p.add_(u, alpha=-1.0)
+        return None
+
+
+class NamoDRef(torch.optim.Optimizer):
+    """NAMO-D, transcribed from minxin-zhg/namo src/namo.py (commit 9fa2762), class NAMO_D,
+    2-D parameters only (the use_muon path)."""
+
+    def __init__(self, params, lr=1e-2, weight_decay=0.1, momentum=0.95, mu2=0.99, adamnorm_eps=1e-8,
+                 nesterov=True, ns_steps=5, scale_coeff=0.2, col_state_clamp_c=0.75):
+        super().__init__(params, dict(lr=lr, wd=weight_decay, momentum=momentum, mu2=mu2,
+                                      adamnorm_eps=adamnorm_eps, nesterov=nesterov, ns_steps=ns_steps,
+                                      scale_coeff=scale_coeff, col_state_clamp_c=col_state_clamp_c))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, wd, momentum, mu2 = group["lr"], group["wd"], group["momentum"], group["mu2"]
+            c_clamp = group["col_state_clamp_c"]
+            for p in group["params"]:
+                g2 = p.grad
+                if g2 is None:
+                    continue
+                n = g2.shape[1]
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(g2)
+                    state["V"] = torch.zeros(n, dtype=g2.dtype)
+                    state["step"] = 0
+                buf, V = state["momentum_buffer"], state["V"]
+                nc_g = torch.linalg.vector_norm(g2, dim=0)
+                V.mul_(mu2).addcmul_(nc_g, nc_g, value=1.0 - mu2)
+                buf.lerp_(g2, 1.0 - momentum)
+                m_for_update = g2.lerp(buf, momentum) if group["nesterov"] else buf
+                O2 = ns5_input_dtype(m_for_update, group["ns_steps"])
+                state["step"] += 1
+                t = state["step"]
+                bc1 = 1.0 - momentum ** t
+                bc2 = 1.0 - mu2 ** t
+                base_lr = lr * math.sqrt(bc2) / (bc1 + 1e-12)
+                nc_m = torch.linalg.vector_norm(m_for_update, dim=0)
+                col_scale = nc_m * torch.rsqrt(V + float(group["adamnorm_eps"]))
+                if 0.0 < float(c_clamp) <= 1.0:
+                    c = float(c_clamp)
+                    mu = _nanmean(col_scale)
+                    ok = torch.isfinite(mu) & (mu > 0)
+                    floor = torch.where(ok, mu * c, col_scale.new_zeros(()))
+                    ceil = torch.where(ok, mu / c, col_scale.new_full((), float("inf")))
+                    torch.clamp(col_scale, min=floor, max=ceil, out=col_scale)
+                col_lr_wd = (col_scale * base_lr).clamp(max=1.0)
+                decay = col_lr_wd.mul(-wd).add_(1.0).clamp_min_(0.0)
+                p.mul_(decay.unsqueeze(0))
+                A, B = p.shape[:2]
+                shape_lr = base_lr * (group["scale_coeff"] * math.sqrt(max(A, B)))
+                col_lr_up = (col_scale * shape_lr).clamp(max=1.0)
+                p.addcmul_(O2, col_lr_up.unsqueeze(0), value=-1.0)
+        return None
+
+
+class AdaMuonOfficialRef(torch.optim.Optimizer):
+    """The AdaMuon authors' sign-stabilized update (`adamuon_update` and the use_muon
+    branch of `AdaMuon.step` in their GPT-2 code): heavy-ball momentum `m = beta m + g`,
+    Nesterov input `g + beta m`, Newton-Schulz of sign(input), variance EMA with the same
+    beta, `O / (sqrt(v) + eps)`, rescale to RMS 0.2, `p *= 1 - lr wd`, `p -= lr * update`.
+    The authors' step passes only `beta=group['momentum']` to `adamuon_update`, so
+    `nesterov`, `ns_steps` and `eps` are that function's defaults (True, 5, 1e-8)."""
+
+    def __init__(self, params, lr=0.02, momentum=0.95, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+    @staticmethod
+    def _update(grad, momentum, variance, beta, ns_steps=5, nesterov=True, eps=1e-8):
+        momentum.mul_(beta).add_(grad)
+        update = grad.add(momentum, alpha=beta) if nesterov else momentum
+        update = ns5_input_dtype(torch.sign(update), ns_steps)
+        variance.lerp_(update.square(), 1 - beta)
+        update.div_(variance.view_as(update).sqrt() + eps)
+        scale = 0.2 * (min(update.shape) * max(update.shape)) ** 0.5 / (update.norm() + eps)
+        update.mul_(scale)
+        return update
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["momentum"] = torch.zeros_like(p)
+                    state["variance"] = torch.zeros_like(p)
+                update = self._update(p.grad, state["momentum"], state["variance"], beta=group["momentum"])
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(update.reshape(p.shape), alpha=-group["lr"])
+        return None
+
+
+class SophiaGRef(torch.optim.Optimizer):
+    """SophiaG, transcribed from Liuhong99/Sophia sophia.py (commit 195a786), the
+    non-capturable single-tensor path.  `bs` (an argument of the official step()) is a
+    hyperparameter here.  A step given a curvature estimate `est` first folds it into
+    the Hessian EMA as the official update_hessian() does with est = g_hat * g_hat
+    (`hessian = beta2 hessian + (1 - beta2) est`), then steps."""
+
+    def __init__(self, params, lr=1e-4, betas=(0.965, 0.99), rho=0.04, weight_decay=1e-1, bs=5120,
+                 maximize=False):
+        super().__init__(params, dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, bs=bs,
+                                      maximize=maximize))
+
+    @torch.no_grad()
+    def step(self, closure=None, hessian=None):
+        k = 0
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, rho, bs, wd = group["lr"], group["rho"], group["bs"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = torch.tensor(0.)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["hessian"] = torch.zeros_like(p)
+                if hessian is not None:
+                    state["hessian"].mul_(beta2).add_(hessian[k], alpha=1 - beta2)
+                k += 1
+                grad = p.grad if not group["maximize"] else -p.grad
+                exp_avg, hess = state["exp_avg"], state["hessian"]
+                state["step"] += 1
+                p.mul_(1 - lr * wd)
+                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+                ratio = (exp_avg.abs() / (rho * bs * hess + 1e-15)).clamp(None, 1)
+                p.addcmul_(exp_avg.sign(), ratio, value=-lr)
+        return None
+
+
+ADAMUON_OFFICIAL_DEFAULTS = {"betas": None, "eps": 1e-8, "nesterov": True, "ns_steps": 5,
+                             "weight_decouple": True, "ns_coeffs": "original", "maximize": False}
+
+
+def build_transcription(key, hparams, params):
+    """The optimizer of a transcribed reference (see REFERENCES), from project hyperparameters."""
+    hp = dict(hparams)
+    if key == "adamuon_official":
+        hp.pop("variant")
+        hp.pop("use_adjusted_lr", None)   # no effect in the official variant
+        betas = hp.pop("betas", [0.9, 0.95])
+        if betas[0] != betas[1]:
+            raise HarnessError("the official AdaMuon has one beta (momentum) for both moments")
+        for k, want in ADAMUON_OFFICIAL_DEFAULTS.items():
+            if k in hp and hp.pop(k) != want:
+                raise HarnessError(f"the official AdaMuon code fixes {k} = {want}")
+        return AdaMuonOfficialRef(params, momentum=betas[0], **hp)
+    if key in ("namo", "namo_d"):
+        if hp.pop("flatten", False):
+            raise HarnessError("flatten cases are not generated")
+        return (NamoRef if key == "namo" else NamoDRef)(params, **hp)
+    if key == "sophiag":
+        if "betas" in hp:
+            hp["betas"] = tuple(hp["betas"])
+        return SophiaGRef(params, **hp)
+    raise HarnessError(f"no transcription named {key!r}")
+
+
+def reference_key(name, hparams):
+    """The REFERENCES entry of a case: the official AdaMuon variant has its own."""
+    if name == "adamuon" and isinstance(hparams, dict) and hparams.get("variant") == "official":
+        return "adamuon_official"
+    return name
+
+
+TRANSCRIPTION_NOTES = {
+    "namo": "transcription of class NAMO of minxin-zhg/namo src/namo.py (commit 9fa2762) in this generator; "
+            "Newton-Schulz in float32 instead of the bfloat16 cast; no torch.compile",
+    "namo_d": "transcription of class NAMO_D of minxin-zhg/namo src/namo.py (commit 9fa2762) in this generator; "
+              "Newton-Schulz in float32 instead of the bfloat16 cast; no torch.compile",
+    "adamuon_official": "transcription of the AdaMuon authors' sign-stabilized update (adamuon_update and the "
+                        "use_muon branch of AdaMuon.step in their GPT-2 code) in this generator; "
+                        "Newton-Schulz in float32 instead of the bfloat16 cast",
+    "sophiag": "transcription of SophiaG of Liuhong99/Sophia sophia.py (commit 195a786) in this generator; "
+               "at a step with a 'hessian' entry, hessian = beta2 hessian + (1 - beta2) est (the official "
+               "update_hessian with est = g_hat^2) before step(bs=bs)",
+}
+
+
+# --------------------------------------------------------------------------------------
 # Contract checks (what the binary must reject even where the reference would not)
 # --------------------------------------------------------------------------------------
 
@@ -464,6 +747,10 @@ def build_reference(name, hparams, params, dtype, foreach_false=False):
             return pytorch_optimizer.Lookahead(**hp), None
         inner_opt, _ = build_reference(inner["optimizer"], inner.get("hparams", {}), params, dtype, foreach_false)
         return pytorch_optimizer.Lookahead(inner_opt, **hp), inner_opt
+    key = reference_key(name, hparams)
+    if key in TRANSCRIPTION_NOTES:
+        opt = build_transcription(key, hparams, params)
+        return opt, opt
     if name not in REFERENCES:
         raise HarnessError(f"no reference optimizer named {name!r}")
     cls = REFERENCES[name][2]()
@@ -909,6 +1196,60 @@ def frontier_specs():
     return S
 
 
+def transcription_specs():
+    """Extension cases from the transcribed reference code: NAMO, NAMO-D, the official
+    AdaMuon variant, SophiaG."""
+    S = []
+    a = S.append
+    mats = [("w", [8, 6]), ("v", [4, 10])]
+    a(spec("namo-defaults", "namo", {}, mats, 10, "NAMO defaults (Nesterov, one adaptive scalar per matrix); "
+           "a tall and a wide matrix", ext=True))
+    a(spec("namo-heavy-ball-wd", "namo",
+           {"lr": 0.05, "nesterov": False, "weight_decay": 0.5, "momentum": 0.9, "mu2": 0.9, "scale_coeff": 0.3,
+            "adamnorm_eps": 1e-06, "ns_steps": 4},
+           [("w", [5, 5]), ("k", [3, 7])], 10, "NAMO without Nesterov, strong weight decay, other constants",
+           ext=True, big={6: 30.0}))
+    a(spec("namo-clamped", "namo", {"lr": 1.5, "weight_decay": 0.1}, mats, 8,
+           "NAMO with lr 1.5: the adaptive step and the shaped step hit their cap of 1", ext=True))
+    a(spec("namo-clip-warmup-cosine", "namo", {"lr": 0.02}, mats, 10,
+           "NAMO after clip_grad_norm_ under warmup_cosine", ext=True, clip=clip_norm(4.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("namo_d-defaults", "namo_d", {}, mats, 10, "NAMO-D defaults: per-column scales clamped to "
+           "[0.75 mean, mean / 0.75]", ext=True))
+    a(spec("namo_d-no-clamp", "namo_d", {"lr": 0.02, "col_state_clamp_c": 0.0, "weight_decay": 0.3},
+           [("w", [6, 9])], 10, "NAMO-D with the clamp disabled (c = 0): raw column scales", ext=True,
+           big={4: 20.0}))
+    a(spec("namo_d-paper-clamp-heavy-ball", "namo_d",
+           {"lr": 0.009, "col_state_clamp_c": 0.01, "nesterov": False, "momentum": 0.9, "mu2": 0.95},
+           [("w", [7, 4]), ("v", [3, 5])], 10, "NAMO-D with the paper's c = 0.01 and heavy-ball momentum",
+           ext=True))
+    a(spec("namo_d-clamped-clip-warmup-cosine", "namo_d", {"lr": 1.2, "weight_decay": 0.2}, mats, 10,
+           "NAMO-D with lr 1.2 (column steps capped at 1) after clip_grad_norm_ under warmup_cosine", ext=True,
+           clip=clip_norm(4.0), sched=warmup_cosine(2, 7)))
+    off = {"variant": "official", "nesterov": True, "eps": 1e-08}
+    a(spec("adamuon-official-defaults", "adamuon", dict(off, betas=[0.95, 0.95], weight_decay=0.01), mats, 10,
+           "AdaMuon, the authors' sign-stabilized variant with their defaults (momentum 0.95, wd 0.01)", ext=True))
+    a(spec("adamuon-official-beta-lr", "adamuon", dict(off, lr=0.05, betas=[0.8, 0.8], weight_decay=0.1),
+           [("w", [5, 5]), ("k", [3, 7])], 12, "official AdaMuon with another beta, lr and weight decay",
+           ext=True, big={5: 100.0}))
+    a(spec("adamuon-official-clip-warmup-cosine", "adamuon", dict(off, betas=[0.95, 0.95]), mats, 10,
+           "official AdaMuon after clip_grad_norm_ under warmup_cosine", ext=True, clip=clip_norm(4.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("sophiag-defaults", "sophiag", {}, WB, 10, "SophiaG defaults (bs 5120); estimates g_hat^2 at steps "
+           "1, 4, 7, 10", ext=True))
+    a(spec("sophiag-small-bs", "sophiag", {"lr": 0.01, "bs": 2.0, "rho": 0.5, "weight_decay": 0.0},
+           [("k", [2, 3, 4]), ("s", [1])], 12, "SophiaG with rho bs = 1: ratios both below and at the cap 1",
+           ext=True, hess=(1, 4, 0.3)))
+    a(spec("sophiag-late-estimate-maximize", "sophiag",
+           {"lr": 0.003, "betas": [0.9, 0.95], "bs": 8.0, "maximize": True}, WB, 10,
+           "SophiaG maximizing, first estimate at step 3 (before it the EMA is 0: sign steps)", ext=True,
+           hess=(3, 2, 1.0)))
+    a(spec("sophiag-clip-warmup-cosine", "sophiag", {"lr": 0.01, "bs": 16.0}, WB, 10,
+           "SophiaG after clip_grad_norm_ under warmup_cosine", ext=True, clip=clip_norm(4.0),
+           sched=warmup_cosine(2, 7), hess=(1, 2, 0.5)))
+    return S
+
+
 def error_specs():
     """(id, description, mutate(case) -> None, base kwargs for the numeric part)."""
     E = []
@@ -1063,6 +1404,16 @@ def draw_case(s, attempt):
                                 for _, shape in s["shapes"]])
             else:
                 hessian.append(None)
+    if s["optimizer"] == "sophiag":
+        # Gauss-Newton-Bartlett estimates g_hat^2 >= 0 at steps first, first + every, ...
+        first, every, hscale = s.get("hess") or (1, 3, 1.0)
+        hessian = []
+        for t in range(1, s["steps"] + 1):
+            if t >= first and (t - first) % every == 0:
+                hessian.append([((hscale * rng.standard_normal(int(np.prod(shape)))) ** 2).astype(np.float32)
+                                for _, shape in s["shapes"]])
+            else:
+                hessian.append(None)
     return seed, params, grads, hessian
 
 
@@ -1096,7 +1447,7 @@ def describe(s, grads=None):
 
 def reference_info(s, notes):
     name = s["optimizer"]
-    lib, cls, _ = REFERENCES[name]
+    lib, cls, _ = REFERENCES[reference_key(name, s["hparams"])]
     ref = {"library": lib, "version": library_version(lib), "class": cls}
     if name in WRAPPERS:
         inner = wrapped_name(s)
@@ -1126,6 +1477,8 @@ def base_notes(s):
     if name == "adamomentum":
         notes.append("no reference library implements AdaMomentum; " + ADAMOMENTUM_FORMULA +
                      "; checked against a separate float64 numpy implementation of the same formula")
+    elif reference_key(name, s["hparams"]) in TRANSCRIPTION_NOTES:
+        notes.append(TRANSCRIPTION_NOTES[reference_key(name, s["hparams"])])
     elif inner in ("muon",):
         notes.append("Newton-Schulz run in float32 instead of the library's bfloat16 cast "
                      "(torch.optim._muon._zeropower_via_newtonschulz re-defined without the cast)")
@@ -1169,7 +1522,7 @@ def make_numeric(s, log):
         inner = wrapped_name(s) if s["optimizer"] in WRAPPERS else s["optimizer"]
         if inner == "muon" and ns_used["torch_muon"] == 0:
             raise RuntimeError("patched torch Muon Newton-Schulz was not called")
-        if inner == "adamuon" and ns_used["adamuon"] == 0:
+        if inner == "adamuon" and ns_used["adamuon"] == 0 and reference_key(inner, s["hparams"]) == "adamuon":
             raise RuntimeError("patched AdaMuon Newton-Schulz was not called")
         r64 = reference_replay(case, torch.float64, foreach_false=PRIMARY_FOREACH_FALSE)
         robust = tol_ratio(r64, r32, tol)
@@ -1189,7 +1542,7 @@ def make_numeric(s, log):
             continue
         notes = base_notes(s)
         notes.append(f"float64 rerun within {robust:.2g} of the tolerance")
-        if s["optimizer"] not in ("adamomentum",):
+        if REFERENCES[reference_key(s["optimizer"], s["hparams"])][0] != "optimist-gen":
             other = "default foreach" if PRIMARY_FOREACH_FALSE else "foreach=False"
             notes.append(f"{other} rerun within {fe_ratio:.2g} of the tolerance")
         if extra is not None:
@@ -1446,9 +1799,10 @@ def main(argv=None):
     if args.check_public:
         return check_public(args.check_public)
 
-    numeric = [s for s in numeric_specs() + frontier_specs() if matches(args.only, s)]
+    numeric = [s for s in numeric_specs() + frontier_specs() + transcription_specs() if matches(args.only, s)]
     errors = [s for s in error_specs() if matches(args.only, s)]
-    ids = [s["id"] for s in numeric_specs() + frontier_specs()] + [s["id"] for s in error_specs()]
+    ids = [s["id"] for s in numeric_specs() + frontier_specs() + transcription_specs()] + \
+        [s["id"] for s in error_specs()]
     dup = {i for i in ids if ids.count(i) > 1}
     if dup:
         raise RuntimeError(f"duplicate case ids: {sorted(dup)}")

@@ -37,6 +37,7 @@ fn demo_hparams(name: &str) -> Value {
         "adafactor" => json!({"lr": 1e-2}),
         "adagc" => json!({"lr": 2e-2, "weight_decay": 0.0}),
         "magma" => json!({"inner": {"optimizer": "adam", "hparams": {"lr": 2e-2}}}),
+        "skipupdate" => json!({"inner": {"optimizer": "adam", "hparams": {"lr": 2e-2}}}),
         "adamw_schedulefree" => json!({"lr": 2e-2}),
         "sgd_schedulefree" => json!({"lr": 1e-2}),
         _ => json!({}),

@@ -77,6 +77,7 @@ pub fn registry() -> &'static [OptimizerSpec] {
             spec::<optim::AdaMomentum>(),
             optim::AdaGc::spec(),
             optim::Magma::spec(),
+            optim::SkipUpdate::spec(),
             optim::schedulefree::spec::<optim::AdamWScheduleFree>(),
             optim::schedulefree::spec::<optim::SgdScheduleFree>(),
         ]

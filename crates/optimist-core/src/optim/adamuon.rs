@@ -41,6 +41,12 @@
 //! maximize = false; extensions nesterov = false, variant =
 //! "pytorch_optimizer", flatten = false.
 //!
+//! Golden cases: `tests/golden/cases/*adamuon*` (pytorch-optimizer) and
+//! `tests/golden/extensions/adamuon-official-*` (a torch transcription of the
+//! authors' update in `tools/gen_cases.py`, `AdaMuonOfficialRef`; the authors'
+//! step passes only `beta` to its update function, so those cases keep
+//! `nesterov = true`, `eps = 1e-8`, `ns_steps = 5` and equal betas).
+//!
 //! **Parameters.** Only 2-D parameters, as the replay contract requires
 //! (pytorch-optimizer takes more dimensions when `use_muon=True`; here that
 //! is `flatten = true`, which views `[d0, d1, ...]` as `d0 x (d1 ...)` as it

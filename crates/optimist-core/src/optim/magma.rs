@@ -21,7 +21,7 @@
 //! The whole update of the wrapped optimizer is masked, decoupled weight
 //! decay included; a kept update is scaled by s (no 1/mask_prob rescaling).
 //!
-//! **Randomness.** The masks come from a seeded [`SplitMix64`] (hyperparameter
+//! **Randomness.** The masks come from a seeded [`SplitMix64`](crate::rng::SplitMix64) (hyperparameter
 //! `seed`), whose state is saved in the state dict, so a run is
 //! reproducible and resumable; it is not torch's generator, so masks match
 //! the reference only when they are certain (mask_prob 0 or 1, which the
@@ -40,20 +40,22 @@
 //! inner = AdamW with its defaults (what the reference wraps when given
 //! parameters). Replay form: `{"optimizer": "magma", "hparams":
 //! {"mask_prob": 1.0, "inner": {"optimizer": "adam", "hparams": {...}}}}`.
-//! (SkipUpdate, the paper's simpler variant, is not provided: its exact rule
-//! could not be read from the paper.)
+//! SkipUpdate, the paper's unscaled-by-alignment variant with the unbiased
+//! `1/mask_prob` rescaling, is the separate wrapper
+//! [`skipupdate`](super::skipupdate); both draw their masks through
+//! [`masking::BlockMasks`](super::masking::BlockMasks).
 
 use std::collections::{BTreeMap, HashMap};
+
+use super::masking::{self, BlockMasks};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::groups::glob_match;
 use crate::math::lerp;
 use crate::optimizer::Optimizer;
 use crate::registry::{self, OptimizerSpec};
-use crate::rng::SplitMix64;
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::ParamMut;
 use crate::validate as v;
@@ -139,9 +141,7 @@ pub struct Magma {
     inner: Box<dyn Optimizer>,
     alignment: BTreeMap<String, f32>,
     momentum: BTreeMap<String, Vec<f32>>,
-    rng: SplitMix64,
-    step: u64,
-    forced: Option<HashMap<String, bool>>,
+    masks: BlockMasks,
 }
 
 impl Magma {
@@ -151,13 +151,11 @@ impl Magma {
         config.inner = None;
         config.validate()?;
         Ok(Magma {
-            rng: SplitMix64::new(config.seed),
+            masks: BlockMasks::new(config.seed),
             config,
             inner,
             alignment: BTreeMap::new(),
             momentum: BTreeMap::new(),
-            step: 0,
-            forced: None,
         })
     }
 
@@ -202,11 +200,11 @@ impl Magma {
     /// Uses these masks (true = keep the update) at the next step instead of
     /// drawing them; parameters not named are drawn as usual.
     pub fn set_masks(&mut self, masks: HashMap<String, bool>) {
-        self.forced = Some(masks);
+        self.masks.set_masks(masks);
     }
 
     fn excluded(&self, name: &str) -> bool {
-        self.config.exclude.iter().any(|p| glob_match(p, name))
+        masking::excluded(&self.config.exclude, name)
     }
 }
 
@@ -257,7 +255,7 @@ impl Optimizer for Magma {
         let seed_changed = cfg.seed != self.config.seed;
         self.config = MagmaConfig { inner: None, ..cfg };
         if seed_changed {
-            self.rng = SplitMix64::new(self.config.seed);
+            self.masks.reseed(self.config.seed);
         }
         Ok(())
     }
@@ -281,8 +279,7 @@ impl Optimizer for Magma {
             .map(|p| (!self.excluded(p.name)).then(|| (p.value.to_vec(), p.grad.to_vec())))
             .collect();
         self.inner.step(params)?;
-        self.step += 1;
-        let forced = self.forced.take();
+        self.masks.begin_step();
         let cfg = &self.config;
         for (p, saved) in params.iter_mut().zip(saved) {
             let Some((old, grad)) = saved else { continue };
@@ -312,10 +309,7 @@ impl Optimizer for Magma {
             let target = (1.0 / (1.0 + (-(cos as f32 as f64) / cfg.tau).exp())) as f32;
             let a = self.alignment.entry(p.name.to_string()).or_insert(1.0);
             *a = lerp(*a, target, (1.0 - cfg.alignment_ema) as f32);
-            let keep = match forced.as_ref().and_then(|f| f.get(p.name)) {
-                Some(&k) => k,
-                None => self.rng.bernoulli(cfg.mask_prob),
-            };
+            let keep = self.masks.keep(p.name, cfg.mask_prob);
             let blend = *a * if keep { 1.0 } else { 0.0 };
             let w = 1.0 - blend;
             for (x, &o) in p.value.iter_mut().zip(&old) {
@@ -328,10 +322,7 @@ impl Optimizer for Magma {
     fn state_dict(&self) -> StateDict {
         let mut d = StateDict::default();
         d.merge_prefixed("inner/", self.inner.state_dict());
-        d.scalars.insert("step".into(), self.step as f64);
-        let s = self.rng.state();
-        d.scalars.insert("rng_hi".into(), (s >> 32) as f64);
-        d.scalars.insert("rng_lo".into(), (s & 0xFFFF_FFFF) as f64);
+        self.masks.save(&mut d);
         for (k, &a) in &self.alignment {
             d.scalars.insert(format!("alignment/{k}"), a as f64);
         }
@@ -346,27 +337,13 @@ impl Optimizer for Magma {
     }
 
     fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
-        let word = |k: &str| -> Result<u64> {
-            match dict.scalars.get(k) {
-                Some(&x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 4294967296.0 => {
-                    Ok(x as u64)
-                }
-                Some(&x) => Err(Error::Input(format!("magma: invalid state '{k}' = {x}"))),
-                None => Err(Error::Input(format!("magma: state has no '{k}'"))),
-            }
-        };
-        let step = match dict.scalars.get("step") {
-            Some(&x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 => x as u64,
-            _ => return Err(Error::Input("magma: state has no valid 'step'".into())),
-        };
-        let rng = (word("rng_hi")? << 32) | word("rng_lo")?;
+        let mut masks = self.masks.clone();
+        masks.load(NAME, dict)?;
         let mut alignment = BTreeMap::new();
         for (k, &x) in &dict.scalars {
             if let Some(name) = k.strip_prefix("alignment/") {
                 alignment.insert(name.to_string(), x as f32);
-            } else if !k.starts_with("inner/")
-                && !["step", "rng_hi", "rng_lo"].contains(&k.as_str())
-            {
+            } else if !k.starts_with("inner/") && !masking::STATE_SCALARS.contains(&k.as_str()) {
                 return Err(Error::Input(format!("magma: unknown state entry '{k}'")));
             }
         }
@@ -384,8 +361,7 @@ impl Optimizer for Magma {
             momentum.insert(e.param.clone(), e.values.clone());
         }
         self.inner.load_state_dict(&dict.strip_prefix("inner/"))?;
-        self.step = step;
-        self.rng.set_state(rng);
+        self.masks = masks;
         self.alignment = alignment;
         self.momentum = momentum;
         Ok(())

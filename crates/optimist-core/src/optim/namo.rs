@@ -6,8 +6,10 @@
 //! arXiv:2602.17080 (2026). **Reference:** the authors' implementation,
 //! `NAMO` and `NAMO_D` in minxin-zhg/namo `src/namo.py` (commit 9fa2762),
 //! followed operation for operation with the Newton-Schulz iteration in f32
-//! (the code casts it to bfloat16). There is no library implementation to
-//! generate replay cases from; the tests check the properties instead.
+//! (the code casts it to bfloat16). There is no library implementation; the
+//! golden cases `tests/golden/extensions/namo-*` and `namo_d-*` come from an
+//! independent torch transcription of that code in `tools/gen_cases.py`
+//! (`NamoRef`, `NamoDRef`).
 //!
 //! NAMO, for a matrix `W` (`A x B`, t = step of this parameter):
 //! ```text

@@ -3,7 +3,9 @@
 //!
 //! **Reference:** `SophiaG` in `sophia.py` of the official repository
 //! Liuhong99/Sophia (the version whose step takes `rho` and `bs`),
-//! non-capturable path. **Paper:** Liu, Li, Hall, Liang & Ma, "Sophia: A
+//! non-capturable path; golden cases `tests/golden/extensions/sophiag-*`
+//! from a torch transcription of it in `tools/gen_cases.py` (`SophiaGRef`).
+//! **Paper:** Liu, Li, Hall, Liang & Ma, "Sophia: A
 //! Scalable Stochastic Second-order Optimizer for Language Model
 //! Pre-training", ICLR 2024 (arXiv:2305.14342).
 //!
