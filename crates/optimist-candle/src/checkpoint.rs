@@ -29,10 +29,9 @@ use std::time::Duration;
 
 use candle_core::DType;
 use optimist_core::checkpoint::{Checkpoint, LoadOptions, ParamRef};
-use optimist_core::ParamMut;
 use serde_json::{json, Value};
 
-use crate::{rng::Rng, wrap, OptimistOptimizer};
+use crate::{mode, rng::Rng, wrap, OptimistOptimizer};
 
 /// Key of the adapter's state in the checkpoint's `extra`.
 const ADAPTER_KEY: &str = "candle_adapter";
@@ -107,21 +106,9 @@ impl OptimistOptimizer {
             .iter()
             .map(|v| vec![0.0; v.elem_count()])
             .collect();
-        let mut grads: Vec<Vec<f32>> = values.iter().map(|v| vec![0.0; v.len()]).collect();
+        let mut grads = mode::zeros_like(&values);
         {
-            let mut views: Vec<ParamMut<'_>> = self
-                .names
-                .iter()
-                .zip(&self.shapes)
-                .zip(values.iter_mut().zip(grads.iter_mut()))
-                .map(|((name, shape), (value, grad))| ParamMut {
-                    name,
-                    shape,
-                    value,
-                    grad,
-                    hessian: None,
-                })
-                .collect();
+            let mut views = mode::views(&self.names, &self.shapes, &mut values, &mut grads);
             ck.restore(self.optimizer.as_mut(), &mut views, &LoadOptions::default())
                 .map_err(wrap)?;
         }

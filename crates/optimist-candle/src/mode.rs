@@ -54,20 +54,8 @@ impl OptimistOptimizer {
     }
 
     fn switch(&mut self, mode: Mode, values: &mut [Vec<f32>]) -> candle_core::Result<()> {
-        let mut grads: Vec<Vec<f32>> = values.iter().map(|v| vec![0.0; v.len()]).collect();
-        let mut views: Vec<ParamMut<'_>> = self
-            .names
-            .iter()
-            .zip(&self.shapes)
-            .zip(values.iter_mut().zip(grads.iter_mut()))
-            .map(|((name, shape), (value, grad))| ParamMut {
-                name,
-                shape,
-                value,
-                grad,
-                hessian: None,
-            })
-            .collect();
+        let mut grads = zeros_like(values);
+        let mut views = views(&self.names, &self.shapes, values, &mut grads);
         self.optimizer.set_mode(mode, &mut views).map_err(wrap)
     }
 
@@ -78,4 +66,30 @@ impl OptimistOptimizer {
         }
         Ok(())
     }
+}
+
+/// Zero gradients for parameter views that only carry values.
+pub(crate) fn zeros_like(values: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    values.iter().map(|v| vec![0.0; v.len()]).collect()
+}
+
+/// Parameter views over copies of the variables' values (no Hessian).
+pub(crate) fn views<'a>(
+    names: &'a [String],
+    shapes: &'a [Vec<usize>],
+    values: &'a mut [Vec<f32>],
+    grads: &'a mut [Vec<f32>],
+) -> Vec<ParamMut<'a>> {
+    names
+        .iter()
+        .zip(shapes)
+        .zip(values.iter_mut().zip(grads.iter_mut()))
+        .map(|((name, shape), (value, grad))| ParamMut {
+            name,
+            shape,
+            value,
+            grad,
+            hessian: None,
+        })
+        .collect()
 }
