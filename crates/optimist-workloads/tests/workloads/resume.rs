@@ -179,33 +179,27 @@ fn resume_is_bit_exact_with_wrappers() {
         &json!({}),
         &accumulate,
     );
-    let r = run(
-        "teacher-student",
-        &data,
-        &none,
-        "adam",
-        &json!({}),
-        1,
-        2,
-        None,
-        None,
-        &wrappers,
-    )
-    .unwrap();
-    assert_eq!(r.result.built, "ema(scheduled(adam))");
-    let bad = [json!({"wrapper": "ema", "decay": 1.5})];
-    let e = run(
-        "teacher-student",
-        &data,
-        &none,
-        "adam",
-        &json!({}),
-        1,
-        2,
-        None,
-        None,
-        &bad,
+    // Two steps of Adam inside `wrappers`.
+    let adam_in = |wrappers: &[Value]| {
+        let ts = "teacher-student";
+        run(
+            ts,
+            &data,
+            &none,
+            "adam",
+            &json!({}),
+            1,
+            2,
+            None,
+            None,
+            wrappers,
+        )
+    };
+    assert_eq!(
+        adam_in(&wrappers).unwrap().result.built,
+        "ema(scheduled(adam))"
     );
+    let e = adam_in(&[json!({"wrapper": "ema", "decay": 1.5})]);
     assert!(e.err().unwrap().to_string().contains("decay"));
 }
 
