@@ -53,8 +53,8 @@ pub fn fashion_spec() -> WorkloadSpec {
 enum Net {
     Mlp(candle_nn::Linear, candle_nn::Linear),
     Cnn {
-        c1: candle_nn::Conv2d,
-        c2: candle_nn::Conv2d,
+        c1: crate::conv::Conv2d,
+        c2: crate::conv::Conv2d,
         f1: candle_nn::Linear,
         f2: candle_nn::Linear,
     },

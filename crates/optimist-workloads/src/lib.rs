@@ -19,6 +19,7 @@
 //! Everything random (initialisation, data order, synthetic samples) is
 //! drawn from one seed, so a run is reproducible.
 
+pub mod conv;
 pub mod data;
 pub mod error;
 #[cfg(feature = "fetch")]
