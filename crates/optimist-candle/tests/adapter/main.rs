@@ -2,6 +2,7 @@
 //! groups, the errors for what it does not support, and curvature.
 
 mod curvature;
+mod half_params;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
