@@ -124,12 +124,8 @@ fn lr_scaled(overrides: &Value, optimizer: &str, lr_scale: f64, mult: f64) -> Va
     if mult == 1.0 {
         return overrides.clone();
     }
-    let (_, hp) = match optimist_workloads::hparams::effective(optimizer, overrides, lr_scale) {
-        Ok(x) => x,
-        Err(_) => return overrides.clone(),
-    };
     let mut o = overrides.clone();
-    if let Some(lr) = hp.get("lr").and_then(Value::as_f64) {
+    if let Some(lr) = optimist_workloads::hparams::base_lr(optimizer, overrides, lr_scale) {
         o["lr"] = json!(lr * mult);
     }
     o
@@ -259,7 +255,12 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
             // Learning-rate grid on seed 0.
             let mut first: Option<RunResult> = None;
             for &m in &args.lr_grid {
-                let ov = lr_scaled(&base, o, spec.lr_scale, m);
+                let ov = lr_scaled(
+                    &base,
+                    o,
+                    optimist_workloads::hparams::workload_lr_scale(&spec, o),
+                    m,
+                );
                 let r = one(0, &ov);
                 done += 1;
                 report(&r, 0, m, done);
@@ -278,7 +279,12 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
             if let Some(r) = first {
                 cell.error = None;
                 cell.runs.push(r);
-                let ov = lr_scaled(&base, o, spec.lr_scale, cell.lr_mult);
+                let ov = lr_scaled(
+                    &base,
+                    o,
+                    optimist_workloads::hparams::workload_lr_scale(&spec, o),
+                    cell.lr_mult,
+                );
                 for seed in 1..args.seeds {
                     let r = one(seed, &ov);
                     done += 1;

@@ -247,6 +247,13 @@ fn forward(g: Geometry, x: &[f32], w: &[f32], bias: &[f32]) -> candle_core::Resu
     Ok(y)
 }
 
+/// Gradients of x (when asked for), weight and bias.
+struct Grads {
+    dx: Option<Vec<f32>>,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+}
+
 /// Gradients of x (when `need_dx`), weight and bias.
 fn backward(
     g: Geometry,
@@ -254,7 +261,7 @@ fn backward(
     w: &[f32],
     dy: &[f32],
     need_dx: bool,
-) -> candle_core::Result<(Option<Vec<f32>>, Vec<f32>, Vec<f32>)> {
+) -> candle_core::Result<Grads> {
     let (ckk, l) = (g.ckk(), g.l());
     let chw = g.c * g.h * g.w;
     if x.len() != g.b * chw || w.len() != g.o * ckk || dy.len() != g.b * g.o * l {
@@ -281,7 +288,7 @@ fn backward(
             g.col2im(&cols, &mut dx[bi * chw..(bi + 1) * chw]);
         }
     }
-    Ok((dx, dw, db))
+    Ok(Grads { dx, dw, db })
 }
 
 fn host_f32(t: &Tensor) -> candle_core::Result<Vec<f32>> {
@@ -320,7 +327,8 @@ impl CustomOp3 for ConvOp {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = Geometry::new(x.dims4()?, w.dims4()?, self.pad)?;
         let need_dx = x.track_op();
-        let (dx, dw, db) = backward(g, &host_f32(x)?, &host_f32(w)?, &host_f32(grad)?, need_dx)?;
+        let Grads { dx, dw, db } =
+            backward(g, &host_f32(x)?, &host_f32(w)?, &host_f32(grad)?, need_dx)?;
         let dev = x.device();
         let dx = dx
             .map(|d| Tensor::from_vec(d, x.shape(), dev))

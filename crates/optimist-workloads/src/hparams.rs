@@ -103,6 +103,13 @@ pub fn effective(optimizer: &str, overrides: &Value, lr_scale: f64) -> Result<(S
     })?;
     let defaults = (spec.defaults)();
     let mut hp = suggested(optimizer);
+    // A rule without a suggested lr starts from the reference's default,
+    // so that the workload's lr scale applies to it too.
+    if hp.get("lr").is_none() {
+        if let Some(lr) = defaults.get("lr").filter(|v| v.is_number()) {
+            hp["lr"] = lr.clone();
+        }
+    }
     scale_lr(&mut hp, lr_scale);
     let mut hp = merge(&hp, overrides);
     // A wrapper whose inner optimizer is required: AdamW by default.
@@ -121,6 +128,27 @@ pub fn effective(optimizer: &str, overrides: &Value, lr_scale: f64) -> Result<(S
         return Ok((optimist_candle::PARAM_GROUPS.to_string(), groups));
     }
     Ok((optimizer.to_string(), hp))
+}
+
+/// The learning rate of `optimizer`'s own rule (the matrix group for a
+/// matrices-only rule) on a workload with `lr_scale`, after `overrides`;
+/// `None` for a rule without one (lookahead).
+pub fn base_lr(optimizer: &str, overrides: &Value, lr_scale: f64) -> Option<f64> {
+    let (_, hp) = effective(optimizer, overrides, lr_scale).ok()?;
+    hp.get("lr").and_then(Value::as_f64).or_else(|| {
+        hp.get("groups")?
+            .as_array()?
+            .first()?
+            .get("hparams")?
+            .get("lr")?
+            .as_f64()
+    })
+}
+
+/// The lr scale for `optimizer` on `workload`: the workload's `lr_scale`
+/// times the calibrated multiplier of [`crate::lr_table`].
+pub fn workload_lr_scale(workload: &crate::WorkloadSpec, optimizer: &str) -> f64 {
+    workload.lr_scale * crate::lr_table::multiplier(workload.name, optimizer)
 }
 
 /// Builds the optimizer for every parameter of `varmap`.

@@ -26,6 +26,7 @@ pub mod error;
 pub mod fetch;
 pub mod hparams;
 pub mod image;
+pub mod lr_table;
 pub mod nn;
 pub mod shakespeare;
 pub mod synthetic;

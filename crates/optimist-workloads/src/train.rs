@@ -142,7 +142,7 @@ pub fn train(
         workload.varmap(),
         optimizer,
         overrides,
-        spec.lr_scale,
+        crate::hparams::workload_lr_scale(&spec, optimizer),
         opts.seed,
     )?;
     let steps = opts.steps.unwrap_or(spec.steps);

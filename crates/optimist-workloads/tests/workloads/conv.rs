@@ -32,7 +32,7 @@ fn close(what: &str, ours: &Tensor, reference: &Tensor) {
     eprintln!("{what}: worst scaled error {worst:.2e}");
 }
 
-fn check(b: usize, c: usize, h: usize, w: usize, o: usize, k: usize, pad: usize, seed: u64) {
+fn check([b, c, h, w]: [usize; 4], o: usize, k: usize, pad: usize, seed: u64) {
     let dev = Device::Cpu;
     let mut rng = optimist_workloads::Rng::new(seed);
     let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
@@ -99,11 +99,11 @@ fn check(b: usize, c: usize, h: usize, w: usize, o: usize, k: usize, pad: usize,
 #[test]
 fn conv_matches_candle_conv2d() {
     // Non-square inputs, several paddings and kernel sizes, batch > 1.
-    check(3, 2, 7, 9, 4, 3, 1, 1);
-    check(2, 3, 6, 5, 5, 3, 0, 2);
-    check(2, 1, 8, 8, 3, 5, 2, 3);
-    check(1, 4, 5, 7, 2, 5, 2, 4);
-    check(2, 2, 4, 4, 3, 1, 0, 5);
+    check([3, 2, 7, 9], 4, 3, 1, 1);
+    check([2, 3, 6, 5], 5, 3, 0, 2);
+    check([2, 1, 8, 8], 3, 5, 2, 3);
+    check([1, 4, 5, 7], 2, 5, 2, 4);
+    check([2, 2, 4, 4], 3, 1, 0, 5);
 }
 
 #[test]
