@@ -208,7 +208,7 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
         specs.push(spec.clone());
         let steps = ((spec.steps as f64 * args.steps_scale).round() as usize).max(1);
         for o in &optimizers {
-            let base = applicable(&extra, o);
+            let base = optimist_workloads::hparams::calibrated(&spec, o, &applicable(&extra, o));
             let mut cell = Cell {
                 lr_mult: 1.0,
                 runs: Vec::new(),
@@ -255,12 +255,7 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
             // Learning-rate grid on seed 0.
             let mut first: Option<RunResult> = None;
             for &m in &args.lr_grid {
-                let ov = lr_scaled(
-                    &base,
-                    o,
-                    optimist_workloads::hparams::workload_lr_scale(&spec, o),
-                    m,
-                );
+                let ov = lr_scaled(&base, o, spec.lr_scale, m);
                 let r = one(0, &ov);
                 done += 1;
                 report(&r, 0, m, done);
@@ -279,12 +274,7 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
             if let Some(r) = first {
                 cell.error = None;
                 cell.runs.push(r);
-                let ov = lr_scaled(
-                    &base,
-                    o,
-                    optimist_workloads::hparams::workload_lr_scale(&spec, o),
-                    cell.lr_mult,
-                );
+                let ov = lr_scaled(&base, o, spec.lr_scale, cell.lr_mult);
                 for seed in 1..args.seeds {
                     let r = one(seed, &ov);
                     done += 1;

@@ -145,10 +145,20 @@ pub fn base_lr(optimizer: &str, overrides: &Value, lr_scale: f64) -> Option<f64>
     })
 }
 
-/// The lr scale for `optimizer` on `workload`: the workload's `lr_scale`
-/// times the calibrated multiplier of [`crate::lr_table`].
-pub fn workload_lr_scale(workload: &crate::WorkloadSpec, optimizer: &str) -> f64 {
-    workload.lr_scale * crate::lr_table::multiplier(workload.name, optimizer)
+/// The caller's overrides with the calibrated lr of [`crate::lr_table`]:
+/// where the table lists `(workload, optimizer)` and the overrides set no
+/// `lr`, the rule's own lr (see [`base_lr`]) times the table's multiplier.
+pub fn calibrated(workload: &crate::WorkloadSpec, optimizer: &str, overrides: &Value) -> Value {
+    let m = crate::lr_table::multiplier(workload.name, optimizer);
+    let settable = overrides.is_object() || overrides.is_null();
+    if m == 1.0 || !settable || overrides.get("lr").is_some() {
+        return overrides.clone();
+    }
+    let mut o = overrides.clone();
+    if let Some(lr) = base_lr(optimizer, overrides, workload.lr_scale) {
+        o["lr"] = json!(lr * m);
+    }
+    o
 }
 
 /// Builds the optimizer for every parameter of `varmap`.

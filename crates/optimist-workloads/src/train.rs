@@ -138,11 +138,12 @@ pub fn train(
     on_record: &mut dyn FnMut(&Record),
 ) -> Result<RunResult> {
     let spec = workload.spec().clone();
+    let overrides = &crate::hparams::calibrated(&spec, optimizer, overrides);
     let (mut opt, built, hparams) = build_for(
         workload.varmap(),
         optimizer,
         overrides,
-        crate::hparams::workload_lr_scale(&spec, optimizer),
+        spec.lr_scale,
         opts.seed,
     )?;
     let steps = opts.steps.unwrap_or(spec.steps);
