@@ -1,6 +1,7 @@
-//! Zero-copy access to the f32 storage of candle CPU tensors.
+//! Zero-copy access to the storage of candle CPU tensors.
 //!
-//! [`with_f32_slices_mut`] write-locks every tensor of a list through
+//! [`with_slices_mut`] (any of f32, bf16, f16) and [`with_f32_slices_mut`]
+//! (f32 only) write-lock every tensor of a list through
 //! candle's in-place custom ops ([`Tensor::inplace_op1`]): each op's
 //! `cpu_fwd` receives the tensor's `&mut CpuStorage`, takes the f32 slice
 //! the layout points at and, still inside the op, locks the next tensor.
@@ -19,15 +20,27 @@ use candle_core::{CpuStorage, DType, Layout, Tensor};
 
 /// Why a tensor cannot be handed over as a mutable f32 slice.
 pub fn check_tensor(label: &str, t: &Tensor) -> Result<(), String> {
+    check_tensor_dtypes(label, t, false)
+}
+
+/// Why a tensor cannot be handed over as a mutable slice; with
+/// `allow_half`, bf16 and f16 tensors are accepted besides f32.
+pub fn check_tensor_dtypes(label: &str, t: &Tensor, allow_half: bool) -> Result<(), String> {
     if !t.device().is_cpu() {
         return Err(format!(
             "{label} is on {:?}; optimist-candle updates CPU tensors only (it never copies to the host and back)",
             t.device().location()
         ));
     }
-    if t.dtype() != DType::F32 {
+    let half = matches!(t.dtype(), DType::BF16 | DType::F16);
+    if t.dtype() != DType::F32 && !(allow_half && half) {
+        let what = if allow_half {
+            "f32, bf16 and f16"
+        } else {
+            "f32"
+        };
         return Err(format!(
-            "{label} has dtype {:?}; optimist-candle updates f32 tensors only (it never converts silently)",
+            "{label} has dtype {:?}; optimist-candle updates {what} tensors only (it never converts silently)",
             t.dtype()
         ));
     }
@@ -47,30 +60,62 @@ pub fn storage_id(t: &Tensor) -> usize {
     std::ptr::from_ref(&*guard) as usize
 }
 
-fn slice_of<'a>(
-    storage: &'a mut CpuStorage,
-    layout: &Layout,
-) -> candle_core::Result<&'a mut [f32]> {
+/// A mutable view of a locked tensor's elements.
+#[derive(Debug)]
+pub enum SliceMut<'a> {
+    /// f32 storage.
+    F32(&'a mut [f32]),
+    /// bf16 storage.
+    Bf16(&'a mut [half::bf16]),
+    /// f16 storage.
+    F16(&'a mut [half::f16]),
+}
+
+impl SliceMut<'_> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            SliceMut::F32(s) => s.len(),
+            SliceMut::Bf16(s) => s.len(),
+            SliceMut::F16(s) => s.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn slice_of<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> candle_core::Result<SliceMut<'a>> {
     let (start, end) = layout
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::msg("optimist-candle: tensor is not contiguous"))?;
+    let outside =
+        || candle_core::Error::msg("optimist-candle: tensor layout lies outside its storage");
     match storage {
-        CpuStorage::F32(v) => v.get_mut(start..end).ok_or_else(|| {
-            candle_core::Error::msg("optimist-candle: tensor layout lies outside its storage")
-        }),
+        CpuStorage::F32(v) => v.get_mut(start..end).map(SliceMut::F32).ok_or_else(outside),
+        CpuStorage::BF16(v) => v
+            .get_mut(start..end)
+            .map(SliceMut::Bf16)
+            .ok_or_else(outside),
+        CpuStorage::F16(v) => v.get_mut(start..end).map(SliceMut::F16).ok_or_else(outside),
         other => Err(candle_core::Error::msg(format!(
-            "optimist-candle: expected f32 storage, found {:?}",
+            "optimist-candle: expected f32, bf16 or f16 storage, found {:?}",
             other.dtype()
         ))),
     }
 }
 
 /// The caller's function, run on all slices once every tensor is locked.
-type Body<'f> = dyn FnMut(&mut [&mut [f32]]) -> candle_core::Result<()> + 'f;
+type Body<'f> = dyn FnMut(&mut [SliceMut<'_>]) -> candle_core::Result<()> + 'f;
+
+/// The caller's function of [`with_f32_slices_mut`].
+type F32Body<'f> = dyn FnMut(&mut [&mut [f32]]) -> candle_core::Result<()> + 'f;
 
 struct Level<'s, 'a, 'f> {
     rest: &'s [&'s Tensor],
-    acc: RefCell<Option<Vec<&'a mut [f32]>>>,
+    acc: RefCell<Option<Vec<SliceMut<'a>>>>,
     body: RefCell<&'f mut Body<'f>>,
 }
 
@@ -94,7 +139,7 @@ impl candle_core::InplaceOp1 for Level<'_, '_, '_> {
 
 fn lock_rest(
     tensors: &[&Tensor],
-    mut acc: Vec<&mut [f32]>,
+    mut acc: Vec<SliceMut<'_>>,
     body: &mut Body<'_>,
 ) -> candle_core::Result<()> {
     match tensors.split_first() {
@@ -119,12 +164,44 @@ fn lock_rest(
 pub fn with_f32_slices_mut(
     tensors: &[&Tensor],
     labels: &[String],
+    body: &mut F32Body<'_>,
+) -> candle_core::Result<()> {
+    locked(tensors, labels, false, &mut |slices| {
+        let mut f32s: Vec<&mut [f32]> = Vec::with_capacity(slices.len());
+        for s in slices.iter_mut() {
+            match s {
+                SliceMut::F32(x) => f32s.push(&mut **x),
+                _ => {
+                    return Err(candle_core::Error::msg(
+                        "optimist-candle: expected f32 storage",
+                    ))
+                }
+            }
+        }
+        body(&mut f32s)
+    })
+}
+
+/// Like [`with_f32_slices_mut`], but f32, bf16 and f16 tensors are
+/// accepted and handed over as [`SliceMut`] in their own dtype.
+pub fn with_slices_mut(
+    tensors: &[&Tensor],
+    labels: &[String],
+    body: &mut Body<'_>,
+) -> candle_core::Result<()> {
+    locked(tensors, labels, true, body)
+}
+
+fn locked(
+    tensors: &[&Tensor],
+    labels: &[String],
+    allow_half: bool,
     body: &mut Body<'_>,
 ) -> candle_core::Result<()> {
     let mut ids: Vec<(usize, usize)> = Vec::with_capacity(tensors.len());
     for (i, t) in tensors.iter().enumerate() {
         let label = labels.get(i).map(String::as_str).unwrap_or("tensor");
-        check_tensor(label, t).map_err(candle_core::Error::msg)?;
+        check_tensor_dtypes(label, t, allow_half).map_err(candle_core::Error::msg)?;
         ids.push((storage_id(t), i));
     }
     ids.sort_unstable();

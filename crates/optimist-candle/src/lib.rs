@@ -26,9 +26,14 @@
 //! allocated per step (candle_nn's AdamW builds about fifteen temporaries
 //! per parameter per step).
 //!
-//! **Supported tensors.** f32 parameters on the CPU. Any other dtype or
-//! device is an error when the optimizer is built: nothing is converted or
-//! copied behind the caller's back.
+//! **Supported tensors.** f32, bf16 and f16 parameters on the CPU. Any
+//! other dtype or device is an error when the optimizer is built: nothing
+//! is copied to the host and back behind the caller's back. A bf16/f16
+//! parameter keeps f32 optimizer state: each step its values and gradient
+//! are widened into f32 buffers owned by the adapter (allocated once), the
+//! rule updates them, and the result is rounded back into the parameter's
+//! storage (round to nearest, ties to even). Curvature estimates need f32
+//! parameters.
 //!
 //! **Names.** Parameters are named by their VarMap path and kept sorted by
 //! name, so parameter groups (selected by name pattern) and checkpoints are
@@ -49,10 +54,12 @@ pub mod rng;
 
 use std::time::{Duration, Instant};
 
-use candle_core::{backprop::GradStore, Tensor, Var};
+use candle_core::{backprop::GradStore, DType, Tensor, Var};
 use candle_nn::VarMap;
 use optimist_core::{Optimizer, ParamMut};
 use serde_json::Value;
+
+use inplace::SliceMut;
 
 pub use build::{build_optimizer, param_groups_from_json, selector_from_json, PARAM_GROUPS};
 pub use curvature::{CurvatureConfig, HvpMethod, Probe};
@@ -97,6 +104,9 @@ pub struct OptimistOptimizer {
     steps: u64,
     deferred_error: Option<String>,
     step_time: Duration,
+    /// Per parameter: f32 value and gradient buffers for bf16/f16
+    /// parameters (empty for f32 ones).
+    widened: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 impl std::fmt::Debug for OptimistOptimizer {
@@ -163,10 +173,26 @@ impl OptimistOptimizer {
             }
         }
         for (name, var) in &named {
-            inplace::check_tensor(&format!("parameter '{name}'"), var.as_tensor())
+            inplace::check_tensor_dtypes(&format!("parameter '{name}'"), var.as_tensor(), true)
                 .map_err(candle_core::Error::msg)?;
         }
         let curvature = curvature_for(optimizer.as_ref());
+        if curvature.is_some() {
+            if let Some((name, var)) = named.iter().find(|(_, v)| v.dtype() != DType::F32) {
+                return Err(candle_core::Error::msg(format!(
+                    "parameter '{name}' has dtype {:?}; {} needs curvature estimates, which optimist-candle makes for f32 parameters only",
+                    var.dtype(),
+                    optimizer.name()
+                )));
+            }
+        }
+        let widened = named
+            .iter()
+            .map(|(_, v)| match v.dtype() {
+                DType::F32 => (Vec::new(), Vec::new()),
+                _ => (vec![0.0; v.elem_count()], vec![0.0; v.elem_count()]),
+            })
+            .collect();
         let (names, vars): (Vec<String>, Vec<Var>) = named.into_iter().unzip();
         Ok(OptimistOptimizer {
             grad_labels: names.iter().map(|n| format!("gradient of '{n}'")).collect(),
@@ -180,6 +206,7 @@ impl OptimistOptimizer {
             steps: 0,
             deferred_error: None,
             step_time: Duration::ZERO,
+            widened,
         })
     }
 
@@ -338,6 +365,14 @@ impl OptimistOptimizer {
                         var.dims()
                     )));
                 }
+                if g.dtype() != var.dtype() {
+                    return Err(candle_core::Error::msg(format!(
+                        "gradient of '{}' has dtype {:?}, the parameter {:?}",
+                        self.names[i],
+                        g.dtype(),
+                        var.dtype()
+                    )));
+                }
                 idx.push(i);
                 tensors.push(var.as_tensor());
                 tensors.push(g);
@@ -349,21 +384,42 @@ impl OptimistOptimizer {
         let names = &self.names;
         let shapes = &self.shapes;
         let optimizer = &mut self.optimizer;
+        let widened = &mut self.widened;
         let mut failure: Option<optimist_core::Error> = None;
-        let result = inplace::with_f32_slices_mut(&tensors, &labels, &mut |slices| {
+        let result = inplace::with_slices_mut(&tensors, &labels, &mut |slices| {
+            // Widen bf16/f16 values and gradients into their f32 buffers.
+            for (pair, &i) in slices.chunks_exact(2).zip(&idx) {
+                let (value, grad) = &mut widened[i];
+                widen(&pair[0], value, &names[i])?;
+                widen(&pair[1], grad, &names[i])?;
+            }
             let mut params: Vec<ParamMut<'_>> = Vec::with_capacity(idx.len());
+            let mut bufs = widened.iter_mut().enumerate();
             for (pair, &i) in slices.chunks_exact_mut(2).zip(&idx) {
+                let (_, (wv, wg)) = bufs
+                    .find(|(j, _)| *j == i)
+                    .ok_or_else(|| candle_core::Error::msg("optimist-candle: parameter order"))?;
                 let (value, grad) = pair.split_at_mut(1);
+                let (value, grad): (&mut [f32], &mut [f32]) = match (&mut value[0], &mut grad[0]) {
+                    (SliceMut::F32(v), SliceMut::F32(g)) => (&mut **v, &mut **g),
+                    _ => (wv.as_mut_slice(), wg.as_mut_slice()),
+                };
                 params.push(ParamMut {
                     name: &names[i],
                     shape: &shapes[i],
-                    value: &mut *value[0],
-                    grad: &mut *grad[0],
+                    value,
+                    grad,
                     hessian: hessian.as_ref().map(|h| h[i].as_slice()),
                 });
             }
             if let Err(e) = optimizer.step(&mut params) {
                 failure = Some(e);
+                return Ok(());
+            }
+            drop(params);
+            // Round the updated values back into bf16/f16 storage.
+            for (pair, &i) in slices.chunks_exact_mut(2).zip(&idx) {
+                narrow(&widened[i].0, &mut pair[0]);
             }
             Ok(())
         });
@@ -374,6 +430,47 @@ impl OptimistOptimizer {
         }
         self.steps += 1;
         Ok(())
+    }
+}
+
+/// Copies a bf16/f16 slice into `out` as f32 (exact); f32 slices are used
+/// in place and left alone.
+fn widen(src: &SliceMut<'_>, out: &mut [f32], name: &str) -> candle_core::Result<()> {
+    let mismatch = || {
+        candle_core::Error::msg(format!(
+            "optimist-candle: buffer of '{name}' has {} values, the tensor {}",
+            out.len(),
+            src.len()
+        ))
+    };
+    match src {
+        SliceMut::F32(_) => return Ok(()),
+        _ if src.len() != out.len() => return Err(mismatch()),
+        SliceMut::Bf16(s) => out
+            .iter_mut()
+            .zip(s.iter())
+            .for_each(|(o, x)| *o = x.to_f32()),
+        SliceMut::F16(s) => out
+            .iter_mut()
+            .zip(s.iter())
+            .for_each(|(o, x)| *o = x.to_f32()),
+    }
+    Ok(())
+}
+
+/// Rounds `values` into a bf16/f16 slice (to nearest, ties to even); f32
+/// slices were updated in place already.
+fn narrow(values: &[f32], dst: &mut SliceMut<'_>) {
+    match dst {
+        SliceMut::F32(_) => {}
+        SliceMut::Bf16(d) => d
+            .iter_mut()
+            .zip(values)
+            .for_each(|(o, &x)| *o = half::bf16::from_f32(x)),
+        SliceMut::F16(d) => d
+            .iter_mut()
+            .zip(values)
+            .for_each(|(o, &x)| *o = half::f16::from_f32(x)),
     }
 }
 

@@ -124,12 +124,8 @@ fn lr_scaled(overrides: &Value, optimizer: &str, lr_scale: f64, mult: f64) -> Va
     if mult == 1.0 {
         return overrides.clone();
     }
-    let (_, hp) = match optimist_workloads::hparams::effective(optimizer, overrides, lr_scale) {
-        Ok(x) => x,
-        Err(_) => return overrides.clone(),
-    };
     let mut o = overrides.clone();
-    if let Some(lr) = hp.get("lr").and_then(Value::as_f64) {
+    if let Some(lr) = optimist_workloads::hparams::base_lr(optimizer, overrides, lr_scale) {
         o["lr"] = json!(lr * mult);
     }
     o
@@ -212,7 +208,7 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
         specs.push(spec.clone());
         let steps = ((spec.steps as f64 * args.steps_scale).round() as usize).max(1);
         for o in &optimizers {
-            let base = applicable(&extra, o);
+            let base = optimist_workloads::hparams::calibrated(&spec, o, &applicable(&extra, o));
             let mut cell = Cell {
                 lr_mult: 1.0,
                 runs: Vec::new(),

@@ -103,6 +103,13 @@ pub fn effective(optimizer: &str, overrides: &Value, lr_scale: f64) -> Result<(S
     })?;
     let defaults = (spec.defaults)();
     let mut hp = suggested(optimizer);
+    // A rule without a suggested lr starts from the reference's default,
+    // so that the workload's lr scale applies to it too.
+    if hp.get("lr").is_none() {
+        if let Some(lr) = defaults.get("lr").filter(|v| v.is_number()) {
+            hp["lr"] = lr.clone();
+        }
+    }
     scale_lr(&mut hp, lr_scale);
     let mut hp = merge(&hp, overrides);
     // A wrapper whose inner optimizer is required: AdamW by default.
@@ -121,6 +128,37 @@ pub fn effective(optimizer: &str, overrides: &Value, lr_scale: f64) -> Result<(S
         return Ok((optimist_candle::PARAM_GROUPS.to_string(), groups));
     }
     Ok((optimizer.to_string(), hp))
+}
+
+/// The learning rate of `optimizer`'s own rule (the matrix group for a
+/// matrices-only rule) on a workload with `lr_scale`, after `overrides`;
+/// `None` for a rule without one (lookahead).
+pub fn base_lr(optimizer: &str, overrides: &Value, lr_scale: f64) -> Option<f64> {
+    let (_, hp) = effective(optimizer, overrides, lr_scale).ok()?;
+    hp.get("lr").and_then(Value::as_f64).or_else(|| {
+        hp.get("groups")?
+            .as_array()?
+            .first()?
+            .get("hparams")?
+            .get("lr")?
+            .as_f64()
+    })
+}
+
+/// The caller's overrides with the calibrated lr of [`crate::lr_table`]:
+/// where the table lists `(workload, optimizer)` and the overrides set no
+/// `lr`, the rule's own lr (see [`base_lr`]) times the table's multiplier.
+pub fn calibrated(workload: &crate::WorkloadSpec, optimizer: &str, overrides: &Value) -> Value {
+    let m = crate::lr_table::multiplier(workload.name, optimizer);
+    let settable = overrides.is_object() || overrides.is_null();
+    if m == 1.0 || !settable || overrides.get("lr").is_some() {
+        return overrides.clone();
+    }
+    let mut o = overrides.clone();
+    if let Some(lr) = base_lr(optimizer, overrides, workload.lr_scale) {
+        o["lr"] = json!(lr * m);
+    }
+    o
 }
 
 /// Builds the optimizer for every parameter of `varmap`, inside the given

@@ -19,12 +19,14 @@
 //! Everything random (initialisation, data order, synthetic samples) is
 //! drawn from one seed, so a run is reproducible.
 
+pub mod conv;
 pub mod data;
 pub mod error;
 #[cfg(feature = "fetch")]
 pub mod fetch;
 pub mod hparams;
 pub mod image;
+pub mod lr_table;
 pub mod nn;
 pub mod shakespeare;
 pub mod synthetic;

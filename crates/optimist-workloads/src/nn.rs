@@ -90,7 +90,8 @@ impl<'a> Init<'a> {
         Ok(candle_nn::Linear::new(w, Some(b)))
     }
 
-    /// A 2-D convolution `prefix.weight` [out, in, k, k], `prefix.bias` [out].
+    /// A 2-D convolution `prefix.weight` [out, in, k, k], `prefix.bias` [out]
+    /// (stride 1), computed as im2col + GEMM ([`crate::conv::Conv2d`]).
     pub fn conv2d(
         &mut self,
         prefix: &str,
@@ -98,15 +99,11 @@ impl<'a> Init<'a> {
         c_out: usize,
         k: usize,
         padding: usize,
-    ) -> candle_core::Result<candle_nn::Conv2d> {
+    ) -> candle_core::Result<crate::conv::Conv2d> {
         let bound = 1.0 / ((c_in * k * k) as f64).sqrt();
         let w = self.uniform(&format!("{prefix}.weight"), &[c_out, c_in, k, k], bound)?;
         let b = self.uniform(&format!("{prefix}.bias"), &[c_out], bound)?;
-        let cfg = candle_nn::Conv2dConfig {
-            padding,
-            ..Default::default()
-        };
-        Ok(candle_nn::Conv2d::new(w, Some(b), cfg))
+        crate::conv::Conv2d::new(w, Some(b), padding)
     }
 
     /// A layer norm `prefix.weight` (ones) and `prefix.bias` (zeros).

@@ -37,7 +37,7 @@ pub fn spec() -> WorkloadSpec {
         description: "Tiny Shakespeare, character-level GPT (2 layers, d=64, 4 heads, context 64)",
         metric: "valid_loss",
         higher_is_better: false,
-        target: 2.0,
+        target: 1.85,
         steps: 2000,
         eval_every: 250,
         batch_size: 32,

@@ -196,6 +196,7 @@ pub fn train(
     on_record: &mut dyn FnMut(&Record),
 ) -> Result<RunResult> {
     let spec = workload.spec().clone();
+    let overrides = &crate::hparams::calibrated(&spec, optimizer, overrides);
     let (mut opt, built, hparams) = build_for(
         workload.varmap(),
         optimizer,

@@ -3,6 +3,7 @@
 
 mod curvature;
 mod eval_mode;
+mod half_params;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};

@@ -6,6 +6,7 @@
 //! (or `$OPTIMIST_DATA_DIR`); the tests that need it say so and skip when
 //! that directory does not exist.
 
+mod conv;
 mod data;
 mod resume;
 

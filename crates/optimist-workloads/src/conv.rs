@@ -1,0 +1,394 @@
+//! A 2-D convolution as im2col + GEMM, forward and backward, as one candle
+//! custom op.
+//!
+//! candle 0.11's CPU `conv2d` computes its backward pass with
+//! `conv_transpose2d` for the input gradient and a convolution with a
+//! large kernel for the weight gradient; on the `fashion-cnn` net those
+//! dominate a training step. Here, per example `b` of the batch,
+//!
+//! ```text
+//! cols_b = im2col(x_b)                        [C k k, Ho Wo]
+//! y_b    = W · cols_b + bias                  [O, Ho Wo]      (forward)
+//! dW    += dy_b · cols_b^T                    [O, C k k]
+//! dbias += row sums of dy_b                   [O]
+//! dx_b   = col2im(W^T · dy_b)                 [C, H, W]       (backward)
+//! ```
+//!
+//! with `W` the weight `[O, C, k, k]` seen as `[O, C k k]` and `col2im` the
+//! adjoint of `im2col` (each column entry added back to the input pixel it
+//! was read from). Products are `matrixmultiply::sgemm`; the column buffer
+//! holds one example at a time and the result is written in NCHW order, so
+//! no batch-sized intermediate tensor is built. The input gradient is
+//! computed only when the input is part of the graph (not for the images
+//! themselves). Stride 1, square kernels, zero padding, f32 on the CPU.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Shape, Tensor};
+
+/// Shapes of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    b: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    k: usize,
+    pad: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geometry {
+    fn new(
+        x: (usize, usize, usize, usize),
+        weight: (usize, usize, usize, usize),
+        pad: usize,
+    ) -> candle_core::Result<Self> {
+        let (b, c, h, w) = x;
+        let (o, cw, kh, kw) = weight;
+        if cw != c {
+            candle_core::bail!("conv: input has {c} channels, the weight expects {cw}");
+        }
+        if kh != kw || kh == 0 {
+            candle_core::bail!("conv: only square non-empty kernels are supported, got {kh}x{kw}");
+        }
+        let (hp, wp) = (h + 2 * pad, w + 2 * pad);
+        if hp < kh || wp < kh {
+            candle_core::bail!("conv: kernel {kh}x{kh} larger than the padded input {hp}x{wp}");
+        }
+        Ok(Geometry {
+            b,
+            c,
+            h,
+            w,
+            o,
+            k: kh,
+            pad,
+            ho: hp - kh + 1,
+            wo: wp - kh + 1,
+        })
+    }
+
+    /// Rows of the column matrix, `C k k`.
+    fn ckk(&self) -> usize {
+        self.c * self.k * self.k
+    }
+
+    /// Columns of the column matrix, `Ho Wo`.
+    fn l(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    /// Calls `f(col_index, input_index)` for every entry of one example's
+    /// `[C k k, Ho Wo]` column matrix that reads a pixel (entries in the
+    /// zero padding are skipped).
+    #[inline]
+    fn walk(&self, mut f: impl FnMut(usize, usize)) {
+        let (k, l) = (self.k, self.l());
+        let pad = self.pad as isize;
+        for ci in 0..self.c {
+            for ki in 0..k {
+                for kj in 0..k {
+                    let row = ((ci * k + ki) * k + kj) * l;
+                    for oh in 0..self.ho {
+                        let ih = (oh + ki) as isize - pad;
+                        let out0 = row + oh * self.wo;
+                        if ih < 0 || ih >= self.h as isize {
+                            continue;
+                        }
+                        let in0 = (ci * self.h + ih as usize) * self.w;
+                        for ow in 0..self.wo {
+                            let iw = (ow + kj) as isize - pad;
+                            if iw >= 0 && iw < self.w as isize {
+                                f(out0 + ow, in0 + iw as usize);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One example `[C, H, W]` into its column matrix `[C k k, Ho Wo]`.
+    fn im2col(&self, x: &[f32], cols: &mut [f32]) {
+        cols.fill(0.0);
+        self.walk(|ci, xi| cols[ci] = x[xi]);
+    }
+
+    /// The adjoint of [`Self::im2col`]: adds the column matrix into `dx`.
+    fn col2im(&self, cols: &[f32], dx: &mut [f32]) {
+        self.walk(|ci, xi| dx[xi] += cols[ci]);
+    }
+}
+
+/// A strided read-only matrix view.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    /// A row-major `rows x cols` matrix.
+    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        View {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose, without copying.
+    fn t(self) -> Self {
+        View {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    fn in_bounds(&self) -> bool {
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        let last = (self.rows - 1)
+            .checked_mul(self.row_stride)
+            .and_then(|r| (self.cols - 1).checked_mul(self.col_stride)?.checked_add(r));
+        last.is_some_and(|l| l < self.data.len())
+            && self.row_stride <= isize::MAX as usize
+            && self.col_stride <= isize::MAX as usize
+    }
+}
+
+/// `C <- A B + beta C` for a row-major `C` of `a.rows x b.cols`; shapes and
+/// extents checked.
+fn gemm(a: View<'_>, b: View<'_>, beta: f32, c: &mut [f32]) -> candle_core::Result<()> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k || !a.in_bounds() || !b.in_bounds() || c.len() != m * n {
+        candle_core::bail!(
+            "conv: gemm of {}x{} by {}x{} into {} values",
+            a.rows,
+            a.cols,
+            b.rows,
+            b.cols,
+            c.len()
+        );
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    // SAFETY: `a` addresses a.data[i * rs + j * cs] for i < m, j < k, all
+    // inside a.data (checked by `in_bounds`); likewise `b` for k x n; `c` is
+    // an exclusively borrowed row-major m x n buffer (length checked) that
+    // aliases neither input. Strides fit in isize.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data.as_ptr(),
+            a.row_stride as isize,
+            a.col_stride as isize,
+            b.data.as_ptr(),
+            b.row_stride as isize,
+            b.col_stride as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+    Ok(())
+}
+
+/// The custom op: `(x, weight, bias) -> y`.
+struct ConvOp {
+    pad: usize,
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(d) = s else {
+        candle_core::bail!("conv: {what} must be f32");
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&d[a..b]),
+        None => candle_core::bail!("conv: {what} must be contiguous"),
+    }
+}
+
+fn dims4(l: &Layout) -> candle_core::Result<(usize, usize, usize, usize)> {
+    l.shape().dims4()
+}
+
+fn forward(g: Geometry, x: &[f32], w: &[f32], bias: &[f32]) -> candle_core::Result<Vec<f32>> {
+    let (ckk, l) = (g.ckk(), g.l());
+    let chw = g.c * g.h * g.w;
+    if x.len() != g.b * chw || w.len() != g.o * ckk || bias.len() != g.o {
+        candle_core::bail!("conv: argument sizes do not match the shapes");
+    }
+    let mut y = vec![0f32; g.b * g.o * l];
+    let mut cols = vec![0f32; ckk * l];
+    let wv = View::new(w, g.o, ckk);
+    for (xb, yb) in x.chunks_exact(chw).zip(y.chunks_exact_mut(g.o * l)) {
+        g.im2col(xb, &mut cols);
+        for (row, &bo) in yb.chunks_exact_mut(l).zip(bias) {
+            row.fill(bo);
+        }
+        gemm(wv, View::new(&cols, ckk, l), 1.0, yb)?;
+    }
+    Ok(y)
+}
+
+/// Gradients of x (when asked for), weight and bias.
+struct Grads {
+    dx: Option<Vec<f32>>,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+}
+
+/// Gradients of x (when `need_dx`), weight and bias.
+fn backward(
+    g: Geometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    need_dx: bool,
+) -> candle_core::Result<Grads> {
+    let (ckk, l) = (g.ckk(), g.l());
+    let chw = g.c * g.h * g.w;
+    if x.len() != g.b * chw || w.len() != g.o * ckk || dy.len() != g.b * g.o * l {
+        candle_core::bail!("conv: argument sizes do not match the shapes");
+    }
+    let mut dw = vec![0f32; g.o * ckk];
+    let mut db = vec![0f32; g.o];
+    let mut dx = need_dx.then(|| vec![0f32; g.b * chw]);
+    let mut cols = vec![0f32; ckk * l];
+    let wt = View::new(w, g.o, ckk).t();
+    for (bi, (xb, dyb)) in x
+        .chunks_exact(chw)
+        .zip(dy.chunks_exact(g.o * l))
+        .enumerate()
+    {
+        let dyv = View::new(dyb, g.o, l);
+        g.im2col(xb, &mut cols);
+        gemm(dyv, View::new(&cols, ckk, l).t(), 1.0, &mut dw)?;
+        for (d, row) in db.iter_mut().zip(dyb.chunks_exact(l)) {
+            *d += row.iter().sum::<f32>();
+        }
+        if let Some(dx) = dx.as_mut() {
+            gemm(wt, dyv, 0.0, &mut cols)?;
+            g.col2im(&cols, &mut dx[bi * chw..(bi + 1) * chw]);
+        }
+    }
+    Ok(Grads { dx, dw, db })
+}
+
+fn host_f32(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
+impl CustomOp3 for ConvOp {
+    fn name(&self) -> &'static str {
+        "optimist-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(dims4(l1)?, dims4(l2)?, self.pad)?;
+        let x = f32_slice(s1, l1, "input")?;
+        let w = f32_slice(s2, l2, "weight")?;
+        let bias = f32_slice(s3, l3, "bias")?;
+        let y = forward(g, x, w, bias)?;
+        Ok((CpuStorage::F32(y), Shape::from((g.b, g.o, g.ho, g.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = Geometry::new(x.dims4()?, w.dims4()?, self.pad)?;
+        let need_dx = x.track_op();
+        let Grads { dx, dw, db } =
+            backward(g, &host_f32(x)?, &host_f32(w)?, &host_f32(grad)?, need_dx)?;
+        let dev = x.device();
+        let dx = dx
+            .map(|d| Tensor::from_vec(d, x.shape(), dev))
+            .transpose()?;
+        Ok((
+            dx,
+            Some(Tensor::from_vec(dw, w.shape(), dev)?),
+            Some(Tensor::from_vec(db, g.o, dev)?),
+        ))
+    }
+}
+
+/// A 2-D convolution (stride 1, square kernel, zero padding), computed as
+/// im2col + GEMM with the backward pass of the module docs. Same parameters
+/// and result as `candle_nn::Conv2d` with `stride = 1, dilation = 1,
+/// groups = 1`.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    /// `[O, C, k, k]`.
+    pub weight: Tensor,
+    /// `[O]`; `None` adds zero.
+    pub bias: Option<Tensor>,
+    /// Zero padding on each side.
+    pub padding: usize,
+}
+
+impl Conv2d {
+    /// A convolution with the given weight `[O, C, k, k]`, bias `[O]` and
+    /// padding.
+    pub fn new(weight: Tensor, bias: Option<Tensor>, padding: usize) -> candle_core::Result<Self> {
+        let (o, _, kh, kw) = weight.dims4()?;
+        if kh != kw {
+            candle_core::bail!("conv: only square kernels are supported, got {kh}x{kw}");
+        }
+        if let Some(b) = &bias {
+            if b.dims() != [o] {
+                candle_core::bail!("conv: bias of shape {:?} for {o} output channels", b.dims());
+            }
+        }
+        Ok(Conv2d {
+            weight,
+            bias,
+            padding,
+        })
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if x.dtype() != DType::F32 || self.weight.dtype() != DType::F32 {
+            candle_core::bail!("conv: f32 tensors only, got {:?}", x.dtype());
+        }
+        let bias = match &self.bias {
+            Some(b) => b.clone(),
+            None => Tensor::zeros(self.weight.dim(0)?, DType::F32, self.weight.device())?,
+        };
+        x.contiguous()?.apply_op3(
+            &self.weight.contiguous()?,
+            &bias.contiguous()?,
+            ConvOp { pad: self.padding },
+        )
+    }
+}
