@@ -1,8 +1,10 @@
 //! The fast path (fused, chunked, multi-threaded, SIMD) against the simple
 //! per-element path (`UpdateRule::update` per parameter, one thread):
 //!
-//! * f32 state: bit-identical parameters and state for sgd, adam, adamw,
-//!   lion and radam,
+//! * f32 state: bit-identical parameters and state for every rule with an
+//!   elementwise kernel (sgd, adam, adamw, lion, adabelief, radam, nadam,
+//!   adamax, adagrad, rmsprop, adadelta, adabound, signsgd, adamomentum,
+//!   sophiag, sophiah),
 //!   over many shapes (empty chunks, chunk edges, a thousand small tensors)
 //!   and thread counts 1, 2, 3 and 8;
 //! * compressed state (bf16 with stochastic rounding, 8-bit blocks): the
@@ -85,7 +87,18 @@ fn run(
             // A schedule changes a hyperparameter between steps.
             opt.set_lr(opt.lr().unwrap() * 0.5).unwrap();
         }
-        opt.step(&mut views(&mut ps)).unwrap();
+        // Second-order rules get a Hessian estimate on every other step.
+        let hess: Vec<Vec<f32>> = ps
+            .iter()
+            .map(|p| p.grad.iter().map(|g| g * g + 0.01).collect())
+            .collect();
+        let mut vs = views(&mut ps);
+        if name.starts_with("sophia") && t % 2 == 0 {
+            for (v, h) in vs.iter_mut().zip(&hess) {
+                v.hessian = Some(h);
+            }
+        }
+        opt.step(&mut vs).unwrap();
     }
     (ps.into_iter().map(|p| p.data).collect(), opt.state_dict())
 }
@@ -161,6 +174,49 @@ fn configs() -> Vec<(&'static str, Value)> {
             "radam",
             json!({"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": true, "maximize": true}),
         ),
+        ("nadam", json!({"lr": 1e-2})),
+        (
+            "nadam",
+            json!({"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": true, "maximize": true}),
+        ),
+        ("nadam", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        ("adamax", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        ("adamax", json!({"lr": 1e-2, "maximize": true})),
+        (
+            "adagrad",
+            json!({"lr": 1e-2, "lr_decay": 0.1, "initial_accumulator_value": 0.1}),
+        ),
+        ("adagrad", json!({"weight_decay": 0.1, "maximize": true})),
+        ("rmsprop", json!({"lr": 1e-2})),
+        (
+            "rmsprop",
+            json!({"lr": 1e-2, "centered": true, "weight_decay": 0.1}),
+        ),
+        ("rmsprop", json!({"lr": 1e-2, "momentum": 0.9})),
+        (
+            "rmsprop",
+            json!({"lr": 1e-2, "momentum": 0.9, "centered": true, "maximize": true}),
+        ),
+        ("adadelta", json!({"weight_decay": 0.1})),
+        ("adadelta", json!({"maximize": true, "rho": 0.5})),
+        ("adabound", json!({"lr": 1e-2})),
+        (
+            "adabound",
+            json!({"lr": 1e-2, "ams_bound": true, "weight_decay": 0.1, "weight_decouple": true}),
+        ),
+        ("signsgd", json!({"lr": 1e-2})),
+        (
+            "signsgd",
+            json!({"lr": 1e-2, "momentum": 0.9, "weight_decay": 0.1}),
+        ),
+        ("adamomentum", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        ("sophiag", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        ("sophiag", json!({"lr": 1e-2, "maximize": true})),
+        ("sophiah", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        (
+            "sophiah",
+            json!({"lr": 1e-2, "weight_decouple": false, "weight_decay": 0.1, "fixed_decay": true, "maximize": true}),
+        ),
     ]
 }
 
@@ -207,6 +263,12 @@ fn compressed_state_fast_path_equals_simple_path() {
             ("lion", json!({"lr": 1e-3})),
             ("radam", json!({"lr": 1e-2})),
             ("adabelief", json!({"lr": 1e-2, "ams_bound": true})),
+            ("nadam", json!({"lr": 1e-2})),
+            (
+                "rmsprop",
+                json!({"lr": 1e-2, "momentum": 0.9, "centered": true}),
+            ),
+            ("adabound", json!({"lr": 1e-2, "ams_bound": true})),
         ] {
             let opts = |fused, threads| ExecOptions {
                 threads,
