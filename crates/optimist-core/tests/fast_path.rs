@@ -707,3 +707,43 @@ fn state_dtype_can_change_between_steps() {
         assert!(ps.iter().all(|p| p.data.iter().all(|v| v.is_finite())));
     }
 }
+
+/// The Muon family's Newton-Schulz products run in blocks of rows on the
+/// thread pool (symmetric products as upper blocks): the results do not
+/// depend on the thread count and equal the simple path's bit for bit.
+#[test]
+fn newton_schulz_products_are_thread_count_independent() {
+    let shapes: [&[usize]; 4] = [&[300, 200], &[200, 300], &[129, 129], &[40, 3, 3]];
+    let run_muon = |name: &str, hp: &Value, exec: ExecOptions| {
+        let mut opt = build(name, hp).unwrap();
+        opt.set_exec_options(exec).unwrap();
+        let mut rng = Rng(5);
+        let mut ps: Vec<Param> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let n: usize = s.iter().product();
+                let data = (0..n).map(|_| rng.next()).collect();
+                Param::new(format!("w{i}"), s.to_vec(), data).unwrap()
+            })
+            .collect();
+        for _ in 0..3 {
+            set_grads(&mut ps, &mut rng, 0.1);
+            opt.step(&mut views(&mut ps)).unwrap();
+        }
+        (
+            ps.into_iter().map(|p| p.data).collect::<Vec<_>>(),
+            opt.state_dict(),
+        )
+    };
+    for (name, hp) in [
+        ("muon", json!({"lr": 0.02, "flatten": true})),
+        ("adamuon", json!({"lr": 0.02, "flatten": true})),
+    ] {
+        let reference = run_muon(name, &hp, simple());
+        for threads in [1, 2, 3, 8] {
+            let got = run_muon(name, &hp, fused(threads));
+            assert_identical(&got, &reference, &format!("{name} threads={threads}"));
+        }
+    }
+}
