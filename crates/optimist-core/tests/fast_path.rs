@@ -747,3 +747,93 @@ fn newton_schulz_products_are_thread_count_independent() {
         }
     }
 }
+
+/// Wrappers hand execution options to the optimizer they wrap: a wrapped
+/// optimizer accepts them (the default refuses), and its fast path equals
+/// its simple path bit for bit at every thread count.
+#[test]
+fn wrappers_forward_exec_options() {
+    let inner = json!({"optimizer": "adamw", "hparams": {"lr": 0.01, "weight_decay": 0.1}});
+    let sgd = json!({"optimizer": "sgd", "hparams": {"lr": 0.05, "momentum": 0.9}});
+    let makers: Vec<(&str, Box<dyn Fn() -> Box<dyn Optimizer>>)> = vec![
+        (
+            "scheduled",
+            Box::new(|| {
+                optimist_core::wrappers::build(
+                    &json!({"wrapper": "scheduled", "inner": inner.clone()}),
+                )
+                .unwrap()
+            }),
+        ),
+        (
+            "skip_nonfinite",
+            Box::new(|| {
+                optimist_core::wrappers::build(
+                    &json!({"wrapper": "skip_nonfinite", "inner": inner.clone()}),
+                )
+                .unwrap()
+            }),
+        ),
+        (
+            "grad_accumulation",
+            Box::new(|| {
+                optimist_core::wrappers::build(
+                    &json!({"wrapper": "grad_accumulation", "k": 2, "inner": inner.clone()}),
+                )
+                .unwrap()
+            }),
+        ),
+        (
+            "ema",
+            Box::new(|| {
+                optimist_core::wrappers::build(&json!({"wrapper": "ema", "inner": inner.clone()}))
+                    .unwrap()
+            }),
+        ),
+        (
+            "swa",
+            Box::new(|| {
+                optimist_core::wrappers::build(&json!({"wrapper": "swa", "inner": sgd.clone()}))
+                    .unwrap()
+            }),
+        ),
+        (
+            "lookahead",
+            Box::new(|| build("lookahead", &json!({"k": 2, "inner": inner.clone()})).unwrap()),
+        ),
+        (
+            "cautious",
+            Box::new(|| build("cautious", &json!({"inner": inner.clone()})).unwrap()),
+        ),
+        (
+            "magma",
+            Box::new(|| build("magma", &json!({"inner": inner.clone()})).unwrap()),
+        ),
+    ];
+    let sz = sizes();
+    for (what, make) in &makers {
+        let go = |exec: ExecOptions| {
+            let mut opt = make();
+            opt.set_exec_options(exec)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let mut ps = params(&sz, 3);
+            let mut rng = Rng(17);
+            for _ in 0..4 {
+                set_grads(&mut ps, &mut rng, 0.1);
+                opt.step(&mut views(&mut ps)).unwrap();
+            }
+            (
+                ps.into_iter().map(|p| p.data).collect::<Vec<_>>(),
+                opt.state_dict(),
+            )
+        };
+        let reference = go(simple());
+        for threads in [1, 2, 3, 8] {
+            assert_identical(
+                &go(fused(threads)),
+                &reference,
+                &format!("{what} threads={threads}"),
+            );
+        }
+    }
+}
