@@ -4,7 +4,7 @@
 //! * f32 state: bit-identical parameters and state for every rule with an
 //!   elementwise kernel (sgd, adam, adamw, lion, adabelief, radam, nadam,
 //!   adamax, adagrad, rmsprop, adadelta, adabound, signsgd, adamomentum,
-//!   sophiag, sophiah),
+//!   sophiag, sophiah) and for lamb (norms summed in fixed blocks),
 //!   over many shapes (empty chunks, chunk edges, a thousand small tensors)
 //!   and thread counts 1, 2, 3 and 8;
 //! * compressed state (bf16 with stochastic rounding, 8-bit blocks): the
@@ -212,6 +212,15 @@ fn configs() -> Vec<(&'static str, Value)> {
         ("adamomentum", json!({"lr": 1e-2, "weight_decay": 0.1})),
         ("sophiag", json!({"lr": 1e-2, "weight_decay": 0.1})),
         ("sophiag", json!({"lr": 1e-2, "maximize": true})),
+        ("lamb", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        (
+            "lamb",
+            json!({"lr": 1e-2, "pre_norm": true, "max_grad_norm": 0.5, "weight_decouple": false, "weight_decay": 0.1}),
+        ),
+        (
+            "lamb",
+            json!({"lr": 1e-2, "adam": true, "grad_averaging": false}),
+        ),
         ("sophiah", json!({"lr": 1e-2, "weight_decay": 0.1})),
         (
             "sophiah",
