@@ -198,7 +198,7 @@ impl Lamb {
                 .zip(m.par_chunks(BLOCK))
                 .zip(v.par_chunks(BLOCK))
                 .with_max_len(1)
-                .for_each(|(((x, g), m), v)| c.step(x, g, m, v, trust, step_size, &mut Plain));
+                .for_each(|(((x, g), m), v)| c.step_plain(x, g, m, v, trust, step_size));
         } else {
             for (((x, g), m), v) in x
                 .chunks_mut(BLOCK)
@@ -216,6 +216,9 @@ impl Lamb {
 /// Elements per block of LAMB's passes and norm partial sums: fixed, so
 /// that the norms do not depend on the thread count.
 const BLOCK: usize = crate::exec::CHUNK;
+
+/// Interleaved accumulators of the norm sums within a block.
+const LANES: usize = 8;
 
 /// Per-step constants of one LAMB parameter.
 #[derive(Debug, Clone, Copy)]
@@ -254,26 +257,131 @@ impl LambConsts {
     }
 
     /// Pass 1 over one block: decay, moments; returns the block's sums of
-    /// `p^2` and `u^2` (zero when the norms are not needed).
+    /// `p^2` and `u^2` (zero when the norms are not needed). Compiled for
+    /// AVX2 when the CPU has it (the values are the same either way).
     fn moments(&self, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
-        let (mut p_sq, mut u_sq) = (0.0f64, 0.0f64);
-        for (((x, &g), m), v) in x.iter_mut().zip(g).zip(m).zip(v) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::exec::has_avx2() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+                return unsafe { self.moments_avx2(x, g, m, v) };
+            }
+        }
+        self.moments_impl(x, g, m, v)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn moments_avx2(
+        &self,
+        x: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+    ) -> (f64, f64) {
+        self.moments_impl(x, g, m, v)
+    }
+
+    /// The sums run in [`LANES`] interleaved f64 accumulators (element `i`
+    /// into lane `i % LANES`), added in lane order at the end, so that the
+    /// loop vectorizes; the order is fixed, so the sums are too.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn moments_impl(&self, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
+        let n = x.len();
+        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+        let mut ps = [0.0f64; LANES];
+        let mut us = [0.0f64; LANES];
+        // One element: the new (p, m, v) and the direction u.
+        let element = |x: f32, g: f32, m: f32, v: f32| {
             let g = self.grad(g);
-            if self.decouple {
-                self.decay.apply(x, g);
+            let x = if self.decouple {
+                self.decay.apply_to(x, g).0
+            } else {
+                x
+            };
+            let m = m * self.b1 + self.beta3 * g;
+            let v = v * self.b2 + self.w2 * g * g;
+            (x, m, v, self.direction(m, v, x))
+        };
+        let (xc, xr) = x.as_chunks_mut::<LANES>();
+        let (gc, gr) = g.as_chunks::<LANES>();
+        let (mc, mr) = m.as_chunks_mut::<LANES>();
+        let (vc, vr) = v.as_chunks_mut::<LANES>();
+        for (((x, g), m), v) in xc.iter_mut().zip(gc).zip(mc.iter_mut()).zip(vc.iter_mut()) {
+            let mut u = [0.0f32; LANES];
+            for l in 0..LANES {
+                (x[l], m[l], v[l], u[l]) = element(x[l], g[l], m[l], v[l]);
             }
-            *m = *m * self.b1 + self.beta3 * g;
-            *v = *v * self.b2 + self.w2 * g * g;
             if self.norms {
-                let u = self.direction(*m, *v, *x);
-                p_sq += *x as f64 * *x as f64;
-                u_sq += u as f64 * u as f64;
+                for l in 0..LANES {
+                    ps[l] += x[l] as f64 * x[l] as f64;
+                    us[l] += u[l] as f64 * u[l] as f64;
+                }
             }
+        }
+        for (l, (((x, &g), m), v)) in xr
+            .iter_mut()
+            .zip(gr)
+            .zip(mr.iter_mut())
+            .zip(vr.iter_mut())
+            .enumerate()
+        {
+            let u;
+            (*x, *m, *v, u) = element(*x, g, *m, *v);
+            if self.norms {
+                ps[l] += *x as f64 * *x as f64;
+                us[l] += u as f64 * u as f64;
+            }
+        }
+        let (mut p_sq, mut u_sq) = (0.0f64, 0.0f64);
+        for l in 0..LANES {
+            p_sq += ps[l];
+            u_sq += us[l];
         }
         (p_sq, u_sq)
     }
 
+    /// Pass 2 over one block with the plain step, compiled for AVX2 when
+    /// the CPU has it (same values as [`LambConsts::step`] with `Plain`).
+    #[allow(clippy::too_many_arguments)]
+    fn step_plain(
+        &self,
+        x: &mut [f32],
+        g: &[f32],
+        m: &[f32],
+        v: &[f32],
+        trust: f32,
+        step_size: f32,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::exec::has_avx2() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+                unsafe { self.step_avx2(x, g, m, v, trust, step_size) };
+                return;
+            }
+        }
+        self.step(x, g, m, v, trust, step_size, &mut Plain)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn step_avx2(
+        &self,
+        x: &mut [f32],
+        g: &[f32],
+        m: &[f32],
+        v: &[f32],
+        trust: f32,
+        step_size: f32,
+    ) {
+        self.step(x, g, m, v, trust, step_size, &mut Plain)
+    }
+
     /// Pass 2 over one block: the step.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn step<A: Apply>(
         &self,
