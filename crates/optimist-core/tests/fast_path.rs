@@ -764,7 +764,8 @@ fn newton_schulz_products_are_thread_count_independent() {
 fn wrappers_forward_exec_options() {
     let inner = json!({"optimizer": "adamw", "hparams": {"lr": 0.01, "weight_decay": 0.1}});
     let sgd = json!({"optimizer": "sgd", "hparams": {"lr": 0.05, "momentum": 0.9}});
-    let makers: Vec<(&str, Box<dyn Fn() -> Box<dyn Optimizer>>)> = vec![
+    type Maker<'a> = Box<dyn Fn() -> Box<dyn Optimizer> + 'a>;
+    let makers: Vec<(&str, Maker<'_>)> = vec![
         (
             "scheduled",
             Box::new(|| {
