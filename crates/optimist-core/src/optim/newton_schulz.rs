@@ -22,9 +22,12 @@
 //! Everything runs in f32, as the replay contract requires (the libraries
 //! cast to bfloat16 by default, which no f32 implementation reproduces).
 //! The three matrix products per iteration are single-precision GEMMs from
-//! the `matrixmultiply` crate (cache-blocked, SIMD-dispatched at run time,
-//! multi-threaded with this crate's `threading` feature); `X X^T` uses the
-//! same buffer with transposed strides, so nothing is copied.
+//! the `matrixmultiply` crate (cache-blocked, SIMD-dispatched at run time),
+//! split into fixed blocks of output rows that run in parallel on the
+//! current thread pool, so that results do not depend on the thread count;
+//! the symmetric products `X X^T` and `A A` compute only the blocks on and
+//! above the diagonal and mirror the rest. `X X^T` uses the same buffer with
+//! transposed strides, so nothing is copied.
 //!
 //! With Keller Jordan's coefficients `(3.4445, -4.775, 2.0315)` the iteration
 //! does not converge to `U V^T`: after 5 steps the singular values land
