@@ -245,8 +245,9 @@ unsafe fn kernel_avx2<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chu
 
 /// One chunk of one parameter, as an elementwise kernel sees it: equal-length
 /// slices of the values, the gradient, the Hessian estimate (if given) and
-/// the state buffers in [`ParamState::BUFFERS`] order. A buffer that is not
-/// allocated is an empty slice.
+/// the parameter-sized state buffers in [`ParamState::BUFFERS`] order (not
+/// those in [`ParamState::UNSIZED`]). A buffer that is not allocated is an
+/// empty slice.
 #[derive(Debug)]
 pub struct Chunk<'a> {
     /// Index of the chunk's first element within the parameter.
@@ -381,6 +382,13 @@ fn convert_after(info: &StepInfo, param_hash: u64, bufs: &mut [&mut StateTensor]
     }
 }
 
+/// Number of parameter-sized buffers of a state: those the kernel sees and
+/// that may be compressed. Buffers listed in [`ParamState::UNSIZED`] (which
+/// `param_state!` puts last) stay f32 and are the business of `prepare`.
+fn sized_buffers<S: ParamState>() -> usize {
+    S::BUFFERS.len().saturating_sub(S::UNSIZED.len())
+}
+
 /// The simple path of an elementwise rule: [`UpdateRule::update`] on each
 /// parameter in turn, with compressed buffers decoded whole before and
 /// encoded after.
@@ -391,6 +399,7 @@ fn run_simple<R: UpdateRule>(
     states: &mut StateStore<R::State>,
 ) -> Result<()> {
     let compressed = info.exec.state_dtype != DType::F32;
+    let nb = sized_buffers::<R::State>();
     for p in params.iter_mut() {
         let st = states.get(p.name, p.numel())?;
         if !compressed {
@@ -400,6 +409,7 @@ fn run_simple<R: UpdateRule>(
         let h = quant::name_hash(p.name);
         let mut bufs = Vec::new();
         st.buffers_mut(&mut bufs);
+        bufs.truncate(nb);
         convert_before(info, h, &mut bufs);
         for t in bufs.iter_mut() {
             t.decompress();
@@ -407,6 +417,7 @@ fn run_simple<R: UpdateRule>(
         rule.update(info, p, st)?;
         let mut bufs = Vec::new();
         st.buffers_mut(&mut bufs);
+        bufs.truncate(nb);
         for (b, t) in bufs.iter_mut().enumerate() {
             if t.is_allocated() {
                 let target = info.exec.target_dtype(t.len());
@@ -592,7 +603,7 @@ pub fn run_elementwise<R: Elementwise>(
     if !info.exec.fused {
         return run_simple(rule, info, params, states);
     }
-    let nb = <R::State as ParamState>::BUFFERS.len();
+    let nb = sized_buffers::<R::State>();
     if nb > MAX_BUFFERS {
         return Err(Error::Unsupported(format!(
             "{}: {nb} state buffers, the elementwise driver handles at most {MAX_BUFFERS}",
@@ -612,13 +623,17 @@ pub fn run_elementwise<R: Elementwise>(
         if compressed {
             let mut bufs = Vec::with_capacity(nb);
             st.buffers_mut(&mut bufs);
+            bufs.truncate(nb);
             convert_before(info, hashes[i], &mut bufs);
         }
         scalars.push(rule.prepare(info, p, st)?);
     }
     let mut bufs: Vec<&mut StateTensor> = Vec::with_capacity(params.len() * nb);
+    let mut one = Vec::with_capacity(MAX_BUFFERS);
     for st in sts.iter_mut() {
-        st.buffers_mut(&mut bufs);
+        st.buffers_mut(&mut one);
+        one.truncate(nb);
+        bufs.append(&mut one);
     }
     if bufs.len() != params.len() * nb {
         return Err(Error::Unsupported(format!(

@@ -1,8 +1,10 @@
 //! The fast path (fused, chunked, multi-threaded, SIMD) against the simple
 //! per-element path (`UpdateRule::update` per parameter, one thread):
 //!
-//! * f32 state: bit-identical parameters and state for sgd, adam, adamw,
-//!   lion and radam,
+//! * f32 state: bit-identical parameters and state for every rule with an
+//!   elementwise kernel (sgd, adam, adamw, lion, adabelief, radam, nadam,
+//!   adamax, adagrad, rmsprop, adadelta, adabound, signsgd, adamomentum,
+//!   sophiag, sophiah) and for lamb (norms summed in fixed blocks),
 //!   over many shapes (empty chunks, chunk edges, a thousand small tensors)
 //!   and thread counts 1, 2, 3 and 8;
 //! * compressed state (bf16 with stochastic rounding, 8-bit blocks): the
@@ -85,7 +87,18 @@ fn run(
             // A schedule changes a hyperparameter between steps.
             opt.set_lr(opt.lr().unwrap() * 0.5).unwrap();
         }
-        opt.step(&mut views(&mut ps)).unwrap();
+        // Second-order rules get a Hessian estimate on every other step.
+        let hess: Vec<Vec<f32>> = ps
+            .iter()
+            .map(|p| p.grad.iter().map(|g| g * g + 0.01).collect())
+            .collect();
+        let mut vs = views(&mut ps);
+        if name.starts_with("sophia") && t % 2 == 0 {
+            for (v, h) in vs.iter_mut().zip(&hess) {
+                v.hessian = Some(h);
+            }
+        }
+        opt.step(&mut vs).unwrap();
     }
     (ps.into_iter().map(|p| p.data).collect(), opt.state_dict())
 }
@@ -161,6 +174,58 @@ fn configs() -> Vec<(&'static str, Value)> {
             "radam",
             json!({"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": true, "maximize": true}),
         ),
+        ("nadam", json!({"lr": 1e-2})),
+        (
+            "nadam",
+            json!({"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": true, "maximize": true}),
+        ),
+        ("nadam", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        ("adamax", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        ("adamax", json!({"lr": 1e-2, "maximize": true})),
+        (
+            "adagrad",
+            json!({"lr": 1e-2, "lr_decay": 0.1, "initial_accumulator_value": 0.1}),
+        ),
+        ("adagrad", json!({"weight_decay": 0.1, "maximize": true})),
+        ("rmsprop", json!({"lr": 1e-2})),
+        (
+            "rmsprop",
+            json!({"lr": 1e-2, "centered": true, "weight_decay": 0.1}),
+        ),
+        ("rmsprop", json!({"lr": 1e-2, "momentum": 0.9})),
+        (
+            "rmsprop",
+            json!({"lr": 1e-2, "momentum": 0.9, "centered": true, "maximize": true}),
+        ),
+        ("adadelta", json!({"weight_decay": 0.1})),
+        ("adadelta", json!({"maximize": true, "rho": 0.5})),
+        ("adabound", json!({"lr": 1e-2})),
+        (
+            "adabound",
+            json!({"lr": 1e-2, "ams_bound": true, "weight_decay": 0.1, "weight_decouple": true}),
+        ),
+        ("signsgd", json!({"lr": 1e-2})),
+        (
+            "signsgd",
+            json!({"lr": 1e-2, "momentum": 0.9, "weight_decay": 0.1}),
+        ),
+        ("adamomentum", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        ("sophiag", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        ("sophiag", json!({"lr": 1e-2, "maximize": true})),
+        ("lamb", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        (
+            "lamb",
+            json!({"lr": 1e-2, "pre_norm": true, "max_grad_norm": 0.5, "weight_decouple": false, "weight_decay": 0.1}),
+        ),
+        (
+            "lamb",
+            json!({"lr": 1e-2, "adam": true, "grad_averaging": false}),
+        ),
+        ("sophiah", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        (
+            "sophiah",
+            json!({"lr": 1e-2, "weight_decouple": false, "weight_decay": 0.1, "fixed_decay": true, "maximize": true}),
+        ),
     ]
 }
 
@@ -207,6 +272,12 @@ fn compressed_state_fast_path_equals_simple_path() {
             ("lion", json!({"lr": 1e-3})),
             ("radam", json!({"lr": 1e-2})),
             ("adabelief", json!({"lr": 1e-2, "ams_bound": true})),
+            ("nadam", json!({"lr": 1e-2})),
+            (
+                "rmsprop",
+                json!({"lr": 1e-2, "momentum": 0.9, "centered": true}),
+            ),
+            ("adabound", json!({"lr": 1e-2, "ams_bound": true})),
         ] {
             let opts = |fused, threads| ExecOptions {
                 threads,
@@ -643,5 +714,136 @@ fn state_dtype_can_change_between_steps() {
             .iter()
             .all(|e| e.values.iter().all(|v| v.is_finite())));
         assert!(ps.iter().all(|p| p.data.iter().all(|v| v.is_finite())));
+    }
+}
+
+/// The Muon family's Newton-Schulz products run in blocks of rows on the
+/// thread pool (symmetric products as upper blocks): the results do not
+/// depend on the thread count and equal the simple path's bit for bit.
+#[test]
+fn newton_schulz_products_are_thread_count_independent() {
+    let shapes: [&[usize]; 4] = [&[300, 200], &[200, 300], &[129, 129], &[40, 3, 3]];
+    let run_muon = |name: &str, hp: &Value, exec: ExecOptions| {
+        let mut opt = build(name, hp).unwrap();
+        opt.set_exec_options(exec).unwrap();
+        let mut rng = Rng(5);
+        let mut ps: Vec<Param> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let n: usize = s.iter().product();
+                let data = (0..n).map(|_| rng.next()).collect();
+                Param::new(format!("w{i}"), s.to_vec(), data).unwrap()
+            })
+            .collect();
+        for _ in 0..3 {
+            set_grads(&mut ps, &mut rng, 0.1);
+            opt.step(&mut views(&mut ps)).unwrap();
+        }
+        (
+            ps.into_iter().map(|p| p.data).collect::<Vec<_>>(),
+            opt.state_dict(),
+        )
+    };
+    for (name, hp) in [
+        ("muon", json!({"lr": 0.02, "flatten": true})),
+        ("adamuon", json!({"lr": 0.02, "flatten": true})),
+    ] {
+        let reference = run_muon(name, &hp, simple());
+        for threads in [1, 2, 3, 8] {
+            let got = run_muon(name, &hp, fused(threads));
+            assert_identical(&got, &reference, &format!("{name} threads={threads}"));
+        }
+    }
+}
+
+/// Wrappers hand execution options to the optimizer they wrap: a wrapped
+/// optimizer accepts them (the default refuses), and its fast path equals
+/// its simple path bit for bit at every thread count.
+#[test]
+fn wrappers_forward_exec_options() {
+    let inner = json!({"optimizer": "adamw", "hparams": {"lr": 0.01, "weight_decay": 0.1}});
+    let sgd = json!({"optimizer": "sgd", "hparams": {"lr": 0.05, "momentum": 0.9}});
+    type Maker<'a> = Box<dyn Fn() -> Box<dyn Optimizer> + 'a>;
+    let makers: Vec<(&str, Maker<'_>)> = vec![
+        (
+            "scheduled",
+            Box::new(|| {
+                optimist_core::wrappers::build(
+                    &json!({"wrapper": "scheduled", "inner": inner.clone()}),
+                )
+                .unwrap()
+            }),
+        ),
+        (
+            "skip_nonfinite",
+            Box::new(|| {
+                optimist_core::wrappers::build(
+                    &json!({"wrapper": "skip_nonfinite", "inner": inner.clone()}),
+                )
+                .unwrap()
+            }),
+        ),
+        (
+            "grad_accumulation",
+            Box::new(|| {
+                optimist_core::wrappers::build(
+                    &json!({"wrapper": "grad_accumulation", "k": 2, "inner": inner.clone()}),
+                )
+                .unwrap()
+            }),
+        ),
+        (
+            "ema",
+            Box::new(|| {
+                optimist_core::wrappers::build(&json!({"wrapper": "ema", "inner": inner.clone()}))
+                    .unwrap()
+            }),
+        ),
+        (
+            "swa",
+            Box::new(|| {
+                optimist_core::wrappers::build(&json!({"wrapper": "swa", "inner": sgd.clone()}))
+                    .unwrap()
+            }),
+        ),
+        (
+            "lookahead",
+            Box::new(|| build("lookahead", &json!({"k": 2, "inner": inner.clone()})).unwrap()),
+        ),
+        (
+            "cautious",
+            Box::new(|| build("cautious", &json!({"inner": inner.clone()})).unwrap()),
+        ),
+        (
+            "magma",
+            Box::new(|| build("magma", &json!({"inner": inner.clone()})).unwrap()),
+        ),
+    ];
+    let sz = sizes();
+    for (what, make) in &makers {
+        let go = |exec: ExecOptions| {
+            let mut opt = make();
+            opt.set_exec_options(exec)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let mut ps = params(&sz, 3);
+            let mut rng = Rng(17);
+            for _ in 0..4 {
+                set_grads(&mut ps, &mut rng, 0.1);
+                opt.step(&mut views(&mut ps)).unwrap();
+            }
+            (
+                ps.into_iter().map(|p| p.data).collect::<Vec<_>>(),
+                opt.state_dict(),
+            )
+        };
+        let reference = go(simple());
+        for threads in [1, 2, 3, 8] {
+            assert_identical(
+                &go(fused(threads)),
+                &reference,
+                &format!("{what} threads={threads}"),
+            );
+        }
     }
 }

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::pytorch_optimizer::{ams_denom, clamp_nan};
 use crate::cautious::{Apply, Plain};
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{bias_correction, lerp, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -110,6 +111,45 @@ impl OptimizerConfig for AdaBound {
     }
 }
 
+/// Added to v inside the square root (the reference's AMSBound form).
+const V_EPS: f32 = 1e-15;
+
+/// Per-step scalars of AdaBound.
+#[derive(Debug, Clone, Copy)]
+pub struct AdaBoundScalars {
+    wd: WeightDecay,
+    w1: f32,
+    b2: f32,
+    w2: f32,
+    eps: f32,
+    lower: f32,
+    upper: f32,
+    step_size: f32,
+    ams: bool,
+}
+
+/// One element: from (p, g, m, v, vmax) returns the decayed p, the
+/// gradient, the new m, v and vmax (unchanged unless `AMS`) and the update
+/// `u` (the step is `p - u`).
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn adabound_element<const AMS: bool>(
+    s: &AdaBoundScalars,
+    x: f32,
+    g: f32,
+    m: f32,
+    v: f32,
+    vmax: f32,
+) -> (f32, f32, f32, f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, g);
+    let m = lerp(m, g, s.w1);
+    let v = v * s.b2 + s.w2 * g * g;
+    let mut vmax = vmax;
+    let d = ams_denom(v, AMS.then_some(&mut vmax), V_EPS, s.eps);
+    let u = clamp_nan(s.step_size / d, s.lower, s.upper) * m;
+    (x, g, m, v, vmax, u)
+}
+
 impl UpdateRule for AdaBound {
     type State = AdaBoundState;
     const EXPOSES_UPDATE: bool = true;
@@ -128,6 +168,7 @@ impl UpdateRule for AdaBound {
         self.update_with(info, p, st, &mut Plain)
     }
 
+    #[allow(clippy::needless_range_loop)]
     fn update_with<A: Apply>(
         &self,
         info: &StepInfo,
@@ -135,6 +176,38 @@ impl UpdateRule for AdaBound {
         st: &mut AdaBoundState,
         apply: &mut A,
     ) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let m = st.exp_avg.as_mut_slice();
+        let v = st.exp_avg_sq.as_mut_slice();
+        let mut vmax = s.ams.then(|| st.max_exp_avg_sq.as_mut_slice());
+        for i in 0..p.numel() {
+            let (mut x, g, mi, vi, vm, u) = match vmax.as_deref() {
+                Some(vm) => adabound_element::<true>(&s, p.value[i], p.grad[i], m[i], v[i], vm[i]),
+                None => adabound_element::<false>(&s, p.value[i], p.grad[i], m[i], v[i], 0.0),
+            };
+            (m[i], v[i]) = (mi, vi);
+            if let Some(vmax) = vmax.as_deref_mut() {
+                vmax[i] = vm;
+            }
+            // The reference subtracts u itself: p - 1 * u == p - u.
+            apply.apply(&mut x, g, 1.0, u);
+            p.value[i] = x;
+        }
+        Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for AdaBound {
+    type Scalars = AdaBoundScalars;
+
+    fn prepare(
+        &self,
+        info: &StepInfo,
+        p: &ParamMut<'_>,
+        st: &mut AdaBoundState,
+    ) -> Result<AdaBoundScalars> {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
             st.exp_avg = StateTensor::zeros(n);
@@ -152,31 +225,41 @@ impl UpdateRule for AdaBound {
         } else {
             0.0
         };
-        let lower = (final_lr * (1.0 - 1.0 / (self.gamma * t + 1.0))) as f32;
-        let upper = (final_lr * (1.0 + 1.0 / (self.gamma * t))) as f32;
-        let step_size = (self.lr * bias_correction(beta2, info.step).sqrt()
-            / bias_correction(beta1, info.step)) as f32;
-        let wd = WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr);
-        let w1 = (1.0 - beta1) as f32;
-        let b2 = beta2 as f32;
-        let w2 = (1.0 - beta2) as f32;
-        let eps = self.eps as f32;
-        const V_EPS: f32 = 1e-15;
+        Ok(AdaBoundScalars {
+            wd: WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr),
+            w1: (1.0 - beta1) as f32,
+            b2: beta2 as f32,
+            w2: (1.0 - beta2) as f32,
+            eps: self.eps as f32,
+            lower: (final_lr * (1.0 - 1.0 / (self.gamma * t + 1.0))) as f32,
+            upper: (final_lr * (1.0 + 1.0 / (self.gamma * t))) as f32,
+            step_size: (self.lr * bias_correction(beta2, info.step).sqrt()
+                / bias_correction(beta1, info.step)) as f32,
+            ams: self.ams_bound,
+        })
+    }
 
-        let m = st.exp_avg.as_mut_slice();
-        let v = st.exp_avg_sq.as_mut_slice();
-        let mut vmax = self
-            .ams_bound
-            .then(|| st.max_exp_avg_sq.as_mut_slice().iter_mut());
-        for (((x, &g), m), v) in p.value.iter_mut().zip(p.grad.iter()).zip(m).zip(v) {
-            let g = wd.apply(x, g);
-            *m = lerp(*m, g, w1);
-            *v = *v * b2 + w2 * g * g;
-            let d = ams_denom(*v, vmax.as_mut().and_then(|it| it.next()), V_EPS, eps);
-            let u = clamp_nan(step_size / d, lower, upper) * *m;
-            // The reference subtracts u itself: p - 1 * u == p - u.
-            apply.apply(x, g, 1.0, u);
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn kernel(&self, s: &AdaBoundScalars, c: Chunk<'_>) {
+        let n = c.value.len();
+        let [m, v, vmax, ..] = c.state;
+        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
+        if s.ams {
+            let vmax = &mut vmax[..n];
+            for i in 0..n {
+                let (xi, _, mi, vi, vm, u) =
+                    adabound_element::<true>(s, x[i], g[i], m[i], v[i], vmax[i]);
+                (m[i], v[i], vmax[i]) = (mi, vi, vm);
+                x[i] = xi - 1.0 * u;
+            }
+        } else {
+            for i in 0..n {
+                let (xi, _, mi, vi, _, u) =
+                    adabound_element::<false>(s, x[i], g[i], m[i], v[i], 0.0);
+                (m[i], v[i]) = (mi, vi);
+                x[i] = xi - 1.0 * u;
+            }
         }
-        Ok(())
     }
 }

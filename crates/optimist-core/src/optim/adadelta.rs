@@ -27,6 +27,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{descent_sign, Ema, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
@@ -81,28 +82,75 @@ impl OptimizerConfig for Adadelta {
     }
 }
 
+/// Per-step scalars of Adadelta.
+#[derive(Debug, Clone, Copy)]
+pub struct AdadeltaScalars {
+    wd: WeightDecay,
+    sgn: f32,
+    ema: Ema,
+    eps: f32,
+    neg_lr: f32,
+}
+
+/// One element: from (p, g, square_avg, acc_delta) returns their new values.
+#[inline(always)]
+fn adadelta_element(s: &AdadeltaScalars, x: f32, g: f32, sq: f32, a: f32) -> (f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, s.sgn * g);
+    let sq = s.ema.sq(sq, g);
+    let std = (sq + s.eps).sqrt();
+    let delta = (a + s.eps).sqrt() / std * g;
+    let a = s.ema.sq(a, delta);
+    (x + s.neg_lr * delta, sq, a)
+}
+
 impl UpdateRule for Adadelta {
     type State = AdadeltaState;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdadeltaState) -> Result<()> {
-        let n = p.numel();
-        let sq = st.square_avg.get_or_fill(p.name, "square_avg", n, 0.0)?;
-        let acc = st.acc_delta.get_or_fill(p.name, "acc_delta", n, 0.0)?;
-        st.step += 1;
-        let ema = Ema::new(self.rho);
-        let eps = self.eps as f32;
-        let neg_lr = (-self.lr) as f32;
-        let wd = WeightDecay::new(self.weight_decay, false, self.lr);
-        let sgn = descent_sign(self.maximize);
-        let slices = p.value.iter_mut().zip(p.grad.iter()).zip(sq).zip(acc);
-        for (((x, &g), s), a) in slices {
-            let g = wd.apply(x, sgn * g);
-            *s = ema.sq(*s, g);
-            let std = (*s + eps).sqrt();
-            let delta = (*a + eps).sqrt() / std * g;
-            *a = ema.sq(*a, delta);
-            *x += neg_lr * delta;
+    /// The simple path: one pass by index over the whole tensor.
+    #[allow(clippy::needless_range_loop)]
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdadeltaState) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let sq = st.square_avg.as_mut_slice();
+        let a = st.acc_delta.as_mut_slice();
+        for i in 0..p.numel() {
+            (p.value[i], sq[i], a[i]) = adadelta_element(&s, p.value[i], p.grad[i], sq[i], a[i]);
         }
         Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for Adadelta {
+    type Scalars = AdadeltaScalars;
+
+    fn prepare(
+        &self,
+        _: &StepInfo,
+        p: &ParamMut<'_>,
+        st: &mut AdadeltaState,
+    ) -> Result<AdadeltaScalars> {
+        let n = p.numel();
+        st.square_avg.ensure(p.name, "square_avg", n, 0.0)?;
+        st.acc_delta.ensure(p.name, "acc_delta", n, 0.0)?;
+        st.step += 1;
+        Ok(AdadeltaScalars {
+            wd: WeightDecay::new(self.weight_decay, false, self.lr),
+            sgn: descent_sign(self.maximize),
+            ema: Ema::new(self.rho),
+            eps: self.eps as f32,
+            neg_lr: (-self.lr) as f32,
+        })
+    }
+
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn kernel(&self, s: &AdadeltaScalars, c: Chunk<'_>) {
+        let n = c.value.len();
+        let [sq, a, ..] = c.state;
+        let (x, g, sq, a) = (c.value, &c.grad[..n], &mut sq[..n], &mut a[..n]);
+        for i in 0..n {
+            (x[i], sq[i], a[i]) = adadelta_element(s, x[i], g[i], sq[i], a[i]);
+        }
     }
 }

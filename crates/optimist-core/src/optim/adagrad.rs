@@ -28,6 +28,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{descent_sign, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
@@ -88,24 +89,69 @@ impl OptimizerConfig for Adagrad {
     }
 }
 
+/// Per-step scalars of Adagrad.
+#[derive(Debug, Clone, Copy)]
+pub struct AdagradScalars {
+    wd: WeightDecay,
+    sgn: f32,
+    neg_clr: f32,
+    eps: f32,
+}
+
+/// One element: from (p, g, sum) returns the new p and sum.
+#[inline(always)]
+fn adagrad_element(s: &AdagradScalars, x: f32, g: f32, sum: f32) -> (f32, f32) {
+    let (x, g) = s.wd.apply_to(x, s.sgn * g);
+    let sum = sum + g * g;
+    (x + (s.neg_clr * g) / (sum.sqrt() + s.eps), sum)
+}
+
 impl UpdateRule for Adagrad {
     type State = AdagradState;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdagradState) -> Result<()> {
-        let n = p.numel();
-        let init = self.initial_accumulator_value as f32;
-        let sum = st.sum.get_or_fill(p.name, "sum", n, init)?;
-        st.step += 1;
-        let clr = self.lr / (1.0 + (st.step - 1) as f64 * self.lr_decay);
-        let neg_clr = (-clr) as f32;
-        let eps = self.eps as f32;
-        let wd = WeightDecay::new(self.weight_decay, false, self.lr);
-        let sgn = descent_sign(self.maximize);
-        for ((x, &g), s) in p.value.iter_mut().zip(p.grad.iter()).zip(sum) {
-            let g = wd.apply(x, sgn * g);
-            *s += g * g;
-            *x += (neg_clr * g) / (s.sqrt() + eps);
+    /// The simple path: one pass by index over the whole tensor.
+    #[allow(clippy::needless_range_loop)]
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdagradState) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let sum = st.sum.as_mut_slice();
+        for i in 0..p.numel() {
+            (p.value[i], sum[i]) = adagrad_element(&s, p.value[i], p.grad[i], sum[i]);
         }
         Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for Adagrad {
+    type Scalars = AdagradScalars;
+
+    fn prepare(
+        &self,
+        _: &StepInfo,
+        p: &ParamMut<'_>,
+        st: &mut AdagradState,
+    ) -> Result<AdagradScalars> {
+        let init = self.initial_accumulator_value as f32;
+        st.sum.ensure(p.name, "sum", p.numel(), init)?;
+        st.step += 1;
+        let clr = self.lr / (1.0 + (st.step - 1) as f64 * self.lr_decay);
+        Ok(AdagradScalars {
+            wd: WeightDecay::new(self.weight_decay, false, self.lr),
+            sgn: descent_sign(self.maximize),
+            neg_clr: (-clr) as f32,
+            eps: self.eps as f32,
+        })
+    }
+
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn kernel(&self, s: &AdagradScalars, c: Chunk<'_>) {
+        let n = c.value.len();
+        let [sum, ..] = c.state;
+        let (x, g, sum) = (c.value, &c.grad[..n], &mut sum[..n]);
+        for i in 0..n {
+            (x[i], sum[i]) = adagrad_element(s, x[i], g[i], sum[i]);
+        }
     }
 }

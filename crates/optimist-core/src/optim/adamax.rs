@@ -22,6 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{bias_correction, descent_sign, maximum, Ema, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
@@ -76,28 +77,76 @@ impl OptimizerConfig for Adamax {
     }
 }
 
+/// Per-step scalars of Adamax.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamaxScalars {
+    wd: WeightDecay,
+    sgn: f32,
+    ema1: Ema,
+    beta2: f32,
+    eps: f32,
+    neg_clr: f32,
+}
+
+/// One element: from (p, g, m, u) returns the new p, m and u.
+#[inline(always)]
+fn adamax_element(s: &AdamaxScalars, x: f32, g: f32, m: f32, u: f32) -> (f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, s.sgn * g);
+    let m = s.ema1.lerp(m, g);
+    let u = maximum(u * s.beta2, g.abs() + s.eps);
+    (x + (s.neg_clr * m) / u, m, u)
+}
+
 impl UpdateRule for Adamax {
     type State = AdamaxState;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamaxState) -> Result<()> {
-        let n = p.numel();
-        let m = st.exp_avg.get_or_fill(p.name, "exp_avg", n, 0.0)?;
-        let u = st.exp_inf.get_or_fill(p.name, "exp_inf", n, 0.0)?;
-        st.step += 1;
-        let [beta1, beta2] = self.betas;
-        let neg_clr = (-(self.lr / bias_correction(beta1, st.step))) as f32;
-        let ema1 = Ema::new(beta1);
-        let beta2 = beta2 as f32;
-        let eps = self.eps as f32;
-        let wd = WeightDecay::new(self.weight_decay, false, self.lr);
-        let sgn = descent_sign(self.maximize);
-        let slices = p.value.iter_mut().zip(p.grad.iter()).zip(m).zip(u);
-        for (((x, &g), m), u) in slices {
-            let g = wd.apply(x, sgn * g);
-            *m = ema1.lerp(*m, g);
-            *u = maximum(*u * beta2, g.abs() + eps);
-            *x += (neg_clr * *m) / *u;
+    /// The simple path: one pass by index over the whole tensor.
+    #[allow(clippy::needless_range_loop)]
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamaxState) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let m = st.exp_avg.as_mut_slice();
+        let u = st.exp_inf.as_mut_slice();
+        for i in 0..p.numel() {
+            (p.value[i], m[i], u[i]) = adamax_element(&s, p.value[i], p.grad[i], m[i], u[i]);
         }
         Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for Adamax {
+    type Scalars = AdamaxScalars;
+
+    fn prepare(
+        &self,
+        _: &StepInfo,
+        p: &ParamMut<'_>,
+        st: &mut AdamaxState,
+    ) -> Result<AdamaxScalars> {
+        let n = p.numel();
+        st.exp_avg.ensure(p.name, "exp_avg", n, 0.0)?;
+        st.exp_inf.ensure(p.name, "exp_inf", n, 0.0)?;
+        st.step += 1;
+        let [beta1, beta2] = self.betas;
+        Ok(AdamaxScalars {
+            wd: WeightDecay::new(self.weight_decay, false, self.lr),
+            sgn: descent_sign(self.maximize),
+            ema1: Ema::new(beta1),
+            beta2: beta2 as f32,
+            eps: self.eps as f32,
+            neg_clr: (-(self.lr / bias_correction(beta1, st.step))) as f32,
+        })
+    }
+
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn kernel(&self, s: &AdamaxScalars, c: Chunk<'_>) {
+        let n = c.value.len();
+        let [m, u, ..] = c.state;
+        let (x, g, m, u) = (c.value, &c.grad[..n], &mut m[..n], &mut u[..n]);
+        for i in 0..n {
+            (x[i], m[i], u[i]) = adamax_element(s, x[i], g[i], m[i], u[i]);
+        }
     }
 }

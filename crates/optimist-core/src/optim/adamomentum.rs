@@ -32,6 +32,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{bias_correction, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -83,15 +84,61 @@ impl OptimizerConfig for AdaMomentum {
     }
 }
 
+/// Per-step scalars of AdaMomentum.
+#[derive(Debug, Clone, Copy)]
+pub struct AdaMomentumScalars {
+    wd: WeightDecay,
+    b1: f32,
+    w1: f32,
+    b2: f32,
+    w2: f32,
+    eps: f32,
+    bc2: f32,
+    neg_step: f32,
+}
+
+/// One element: from (p, g, m, v) returns the new p, m and v.
+#[inline(always)]
+fn adamomentum_element(s: &AdaMomentumScalars, x: f32, g: f32, m: f32, v: f32) -> (f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, g);
+    let m = m * s.b1 + s.w1 * g;
+    let v = (v * s.b2 + s.w2 * m * m) + s.eps;
+    let denom = (v / s.bc2).sqrt();
+    (x + s.neg_step * m / denom, m, v)
+}
+
 impl UpdateRule for AdaMomentum {
     type State = AdaMomentumState;
 
+    /// The simple path: one pass by index over the whole tensor.
+    #[allow(clippy::needless_range_loop)]
     fn update(
         &self,
-        _info: &StepInfo,
+        info: &StepInfo,
         p: &mut ParamMut<'_>,
         st: &mut AdaMomentumState,
     ) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let m = st.exp_avg.as_mut_slice();
+        let v = st.exp_avg_sq.as_mut_slice();
+        for i in 0..p.numel() {
+            (p.value[i], m[i], v[i]) = adamomentum_element(&s, p.value[i], p.grad[i], m[i], v[i]);
+        }
+        Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for AdaMomentum {
+    type Scalars = AdaMomentumScalars;
+
+    fn prepare(
+        &self,
+        _: &StepInfo,
+        p: &ParamMut<'_>,
+        st: &mut AdaMomentumState,
+    ) -> Result<AdaMomentumScalars> {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
             st.exp_avg = StateTensor::zeros(n);
@@ -100,22 +147,26 @@ impl UpdateRule for AdaMomentum {
         st.step += 1;
         let t = st.step;
         let [beta1, beta2] = self.betas;
-        let wd = WeightDecay::new(self.weight_decay, true, self.lr);
-        let (b1, w1) = (beta1 as f32, (1.0 - beta1) as f32);
-        let (b2, w2) = (beta2 as f32, (1.0 - beta2) as f32);
-        let eps = self.eps as f32;
-        let bc2 = bias_correction(beta2, t) as f32;
-        let neg_step = (-self.lr / bias_correction(beta1, t)) as f32;
-        let m = st.exp_avg.as_mut_slice();
-        let v = st.exp_avg_sq.as_mut_slice();
+        Ok(AdaMomentumScalars {
+            wd: WeightDecay::new(self.weight_decay, true, self.lr),
+            b1: beta1 as f32,
+            w1: (1.0 - beta1) as f32,
+            b2: beta2 as f32,
+            w2: (1.0 - beta2) as f32,
+            eps: self.eps as f32,
+            bc2: bias_correction(beta2, t) as f32,
+            neg_step: (-self.lr / bias_correction(beta1, t)) as f32,
+        })
+    }
+
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn kernel(&self, s: &AdaMomentumScalars, c: Chunk<'_>) {
+        let n = c.value.len();
+        let [m, v, ..] = c.state;
+        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
         for i in 0..n {
-            let x = &mut p.value[i];
-            let g = wd.apply(x, p.grad[i]);
-            m[i] = m[i] * b1 + w1 * g;
-            v[i] = (v[i] * b2 + w2 * m[i] * m[i]) + eps;
-            let denom = (v[i] / bc2).sqrt();
-            *x += neg_step * m[i] / denom;
+            (x[i], m[i], v[i]) = adamomentum_element(s, x[i], g[i], m[i], v[i]);
         }
-        Ok(())
     }
 }

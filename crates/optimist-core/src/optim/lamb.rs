@@ -35,6 +35,7 @@
 //! decay and accumulates both norms, the second recomputes `u` from the new
 //! moments (same operations, same bits) and applies the step.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::cautious::{Apply, Plain};
@@ -109,7 +110,12 @@ impl Lamb {
         ((1.0 / denom) * self.max_grad_norm as f32).min(1.0)
     }
 
-    /// One parameter with its gradients scaled by `gscale`.
+    /// One parameter with its gradients scaled by `gscale`: a pass that
+    /// updates the moments and sums the norms, the trust ratio, a pass that
+    /// steps. Both passes go over fixed blocks of [`BLOCK`] elements, in
+    /// parallel on the current thread pool when `parallel` (and called from
+    /// one); the norms are sums of per-block partial sums added in block
+    /// order, so every value is the same with or without threads.
     fn update_param<A: Apply>(
         &self,
         info: &StepInfo,
@@ -117,6 +123,7 @@ impl Lamb {
         st: &mut LambState,
         gscale: f32,
         apply: &mut A,
+        parallel: bool,
     ) -> Result<()> {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
@@ -125,79 +132,272 @@ impl Lamb {
         }
         st.step += 1;
         let [beta1, beta2] = self.betas;
-        let b1 = beta1 as f32;
-        let beta3 = if self.grad_averaging {
-            (1.0 - beta1) as f32
-        } else {
-            1.0
+        let c = LambConsts {
+            b1: beta1 as f32,
+            beta3: if self.grad_averaging {
+                (1.0 - beta1) as f32
+            } else {
+                1.0
+            },
+            b2: beta2 as f32,
+            w2: (1.0 - beta2) as f32,
+            eps: self.eps as f32,
+            // Decoupled decay scales p; the L2 form adds wd * p to the update.
+            decay: WeightDecay::new(self.weight_decay, true, self.lr),
+            decouple: self.weight_decouple,
+            l2: if !self.weight_decouple && self.weight_decay > 0.0 {
+                Some(self.weight_decay as f32)
+            } else {
+                None
+            },
+            gscale: if self.pre_norm { Some(gscale) } else { None },
+            norms: !self.adam,
         };
-        let b2 = beta2 as f32;
-        let w2 = (1.0 - beta2) as f32;
-        let eps = self.eps as f32;
         let step_size = (self.lr / bias_correction(beta1, info.step)) as f32;
-        // Decoupled decay scales p; the L2 form adds wd * p to the update.
-        let decay = WeightDecay::new(self.weight_decay, true, self.lr);
-        let l2 = if !self.weight_decouple && self.weight_decay > 0.0 {
-            Some(self.weight_decay as f32)
-        } else {
-            None
-        };
-        let scaled = self.pre_norm;
-        let direction = |m: f32, v: f32, x: f32| -> f32 {
-            let u = m * (1.0 / (v.sqrt() + eps));
-            match l2 {
-                Some(wd) => u + wd * x,
-                None => u,
-            }
-        };
+        let parallel = parallel && n > BLOCK && rayon::current_thread_index().is_some();
 
         let m = st.exp_avg.as_mut_slice();
         let v = st.exp_avg_sq.as_mut_slice();
-        // Pass 1: decay, moments, norms.
-        let (mut p_sq, mut u_sq) = (0.0f64, 0.0f64);
-        for (((x, &g), m), v) in p
-            .value
-            .iter_mut()
-            .zip(p.grad.iter())
-            .zip(m.iter_mut())
-            .zip(v.iter_mut())
-        {
-            let g = if scaled { g * gscale } else { g };
-            if self.weight_decouple {
-                decay.apply(x, g);
-            }
-            *m = *m * b1 + beta3 * g;
-            *v = *v * b2 + w2 * g * g;
-            if !self.adam {
-                let u = direction(*m, *v, *x);
-                p_sq += *x as f64 * *x as f64;
-                u_sq += u as f64 * u as f64;
-            }
-        }
+        let x = &mut *p.value;
+        let g = &*p.grad;
+        // Pass 1: decay, moments, per-block norms.
+        let partials: Vec<(f64, f64)> = if parallel {
+            x.par_chunks_mut(BLOCK)
+                .zip(g.par_chunks(BLOCK))
+                .zip(m.par_chunks_mut(BLOCK))
+                .zip(v.par_chunks_mut(BLOCK))
+                .with_max_len(1)
+                .map(|(((x, g), m), v)| c.moments(x, g, m, v))
+                .collect()
+        } else {
+            x.chunks_mut(BLOCK)
+                .zip(g.chunks(BLOCK))
+                .zip(m.chunks_mut(BLOCK))
+                .zip(v.chunks_mut(BLOCK))
+                .map(|(((x, g), m), v)| c.moments(x, g, m, v))
+                .collect()
+        };
         let trust = if self.adam {
             1.0
         } else {
+            let (p_sq, u_sq) = partials
+                .iter()
+                .fold((0.0f64, 0.0f64), |(a, b), &(x, y)| (a + x, b + y));
             let w = (p_sq.sqrt() as f32).min(WEIGHT_NORM_CLAMP);
             let r = u_sq.sqrt() as f32;
             if w != 0.0 && r != 0.0 {
-                w / (r + eps)
+                w / (r + c.eps)
             } else {
                 1.0
             }
         };
         // Pass 2: the step.
-        for (((x, &g), &m), &v) in p
-            .value
-            .iter_mut()
-            .zip(p.grad.iter())
-            .zip(m.iter())
-            .zip(v.iter())
-        {
-            let g = if scaled { g * gscale } else { g };
-            let u = direction(m, v, *x) * trust;
-            apply.apply(x, g, step_size, u);
+        if parallel {
+            x.par_chunks_mut(BLOCK)
+                .zip(g.par_chunks(BLOCK))
+                .zip(m.par_chunks(BLOCK))
+                .zip(v.par_chunks(BLOCK))
+                .with_max_len(1)
+                .for_each(|(((x, g), m), v)| c.step_plain(x, g, m, v, trust, step_size));
+        } else {
+            for (((x, g), m), v) in x
+                .chunks_mut(BLOCK)
+                .zip(g.chunks(BLOCK))
+                .zip(m.chunks(BLOCK))
+                .zip(v.chunks(BLOCK))
+            {
+                c.step(x, g, m, v, trust, step_size, apply);
+            }
         }
         Ok(())
+    }
+}
+
+/// Elements per block of LAMB's passes and norm partial sums: fixed, so
+/// that the norms do not depend on the thread count.
+const BLOCK: usize = crate::exec::CHUNK;
+
+/// Interleaved accumulators of the norm sums within a block.
+const LANES: usize = 8;
+
+/// Per-step constants of one LAMB parameter.
+#[derive(Debug, Clone, Copy)]
+struct LambConsts {
+    b1: f32,
+    beta3: f32,
+    b2: f32,
+    w2: f32,
+    eps: f32,
+    decay: WeightDecay,
+    decouple: bool,
+    l2: Option<f32>,
+    /// The pre-normalisation factor, when `pre_norm`.
+    gscale: Option<f32>,
+    /// Whether the trust ratio is used (not `adam`), so the norms are needed.
+    norms: bool,
+}
+
+impl LambConsts {
+    /// The Adam direction, plus `wd * p` in the L2 form.
+    #[inline(always)]
+    fn direction(&self, m: f32, v: f32, x: f32) -> f32 {
+        let u = m * (1.0 / (v.sqrt() + self.eps));
+        match self.l2 {
+            Some(wd) => u + wd * x,
+            None => u,
+        }
+    }
+
+    #[inline(always)]
+    fn grad(&self, g: f32) -> f32 {
+        match self.gscale {
+            Some(s) => g * s,
+            None => g,
+        }
+    }
+
+    /// Pass 1 over one block: decay, moments; returns the block's sums of
+    /// `p^2` and `u^2` (zero when the norms are not needed). Compiled for
+    /// AVX2 when the CPU has it (the values are the same either way).
+    fn moments(&self, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::exec::has_avx2() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+                return unsafe { self.moments_avx2(x, g, m, v) };
+            }
+        }
+        self.moments_impl(x, g, m, v)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn moments_avx2(
+        &self,
+        x: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+    ) -> (f64, f64) {
+        self.moments_impl(x, g, m, v)
+    }
+
+    /// The sums run in [`LANES`] interleaved f64 accumulators (element `i`
+    /// into lane `i % LANES`), added in lane order at the end, so that the
+    /// loop vectorizes; the order is fixed, so the sums are too.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn moments_impl(&self, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
+        let n = x.len();
+        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+        let mut ps = [0.0f64; LANES];
+        let mut us = [0.0f64; LANES];
+        // One element: the new (p, m, v) and the direction u.
+        let element = |x: f32, g: f32, m: f32, v: f32| {
+            let g = self.grad(g);
+            let x = if self.decouple {
+                self.decay.apply_to(x, g).0
+            } else {
+                x
+            };
+            let m = m * self.b1 + self.beta3 * g;
+            let v = v * self.b2 + self.w2 * g * g;
+            (x, m, v, self.direction(m, v, x))
+        };
+        let (xc, xr) = x.as_chunks_mut::<LANES>();
+        let (gc, gr) = g.as_chunks::<LANES>();
+        let (mc, mr) = m.as_chunks_mut::<LANES>();
+        let (vc, vr) = v.as_chunks_mut::<LANES>();
+        for (((x, g), m), v) in xc.iter_mut().zip(gc).zip(mc.iter_mut()).zip(vc.iter_mut()) {
+            let mut u = [0.0f32; LANES];
+            for l in 0..LANES {
+                (x[l], m[l], v[l], u[l]) = element(x[l], g[l], m[l], v[l]);
+            }
+            if self.norms {
+                for l in 0..LANES {
+                    ps[l] += x[l] as f64 * x[l] as f64;
+                    us[l] += u[l] as f64 * u[l] as f64;
+                }
+            }
+        }
+        for (l, (((x, &g), m), v)) in xr
+            .iter_mut()
+            .zip(gr)
+            .zip(mr.iter_mut())
+            .zip(vr.iter_mut())
+            .enumerate()
+        {
+            let u;
+            (*x, *m, *v, u) = element(*x, g, *m, *v);
+            if self.norms {
+                ps[l] += *x as f64 * *x as f64;
+                us[l] += u as f64 * u as f64;
+            }
+        }
+        let (mut p_sq, mut u_sq) = (0.0f64, 0.0f64);
+        for l in 0..LANES {
+            p_sq += ps[l];
+            u_sq += us[l];
+        }
+        (p_sq, u_sq)
+    }
+
+    /// Pass 2 over one block with the plain step, compiled for AVX2 when
+    /// the CPU has it (same values as [`LambConsts::step`] with `Plain`).
+    #[allow(clippy::too_many_arguments)]
+    fn step_plain(
+        &self,
+        x: &mut [f32],
+        g: &[f32],
+        m: &[f32],
+        v: &[f32],
+        trust: f32,
+        step_size: f32,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::exec::has_avx2() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+                unsafe { self.step_avx2(x, g, m, v, trust, step_size) };
+                return;
+            }
+        }
+        self.step(x, g, m, v, trust, step_size, &mut Plain)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn step_avx2(
+        &self,
+        x: &mut [f32],
+        g: &[f32],
+        m: &[f32],
+        v: &[f32],
+        trust: f32,
+        step_size: f32,
+    ) {
+        self.step(x, g, m, v, trust, step_size, &mut Plain)
+    }
+
+    /// Pass 2 over one block: the step.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn step<A: Apply>(
+        &self,
+        x: &mut [f32],
+        g: &[f32],
+        m: &[f32],
+        v: &[f32],
+        trust: f32,
+        step_size: f32,
+        apply: &mut A,
+    ) {
+        for (((x, &g), &m), &v) in x.iter_mut().zip(g).zip(m).zip(v) {
+            let g = self.grad(g);
+            let u = self.direction(m, v, *x) * trust;
+            apply.apply(x, g, step_size, u);
+        }
     }
 }
 
@@ -226,13 +426,28 @@ impl UpdateRule for Lamb {
         self.update_with(info, p, st, &mut Plain)
     }
 
+    /// The fast path: the global gradient norm first (pre_norm), then the
+    /// parameters in parallel, each with its passes split into blocks on the
+    /// thread pool (see `update_param`); same values as the simple path.
     fn update_all(
         &self,
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<LambState>,
     ) -> Result<()> {
-        self.update_all_with(info, params, states, &mut Plain)
+        if !info.exec.fused || rayon::current_thread_index().is_none() {
+            return self.update_all_with(info, params, states, &mut Plain);
+        }
+        let gscale = self.pre_norm_scale(params.iter().map(|p| &*p.grad));
+        let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
+        let sts = states.get_many(&keys)?;
+        let results: Vec<Result<()>> = params
+            .par_iter_mut()
+            .zip(sts)
+            .with_max_len(1)
+            .map(|(p, st)| self.update_param(info, p, st, gscale, &mut Plain, true))
+            .collect();
+        results.into_iter().collect()
     }
 
     fn update_with<A: Apply>(
@@ -243,7 +458,7 @@ impl UpdateRule for Lamb {
         apply: &mut A,
     ) -> Result<()> {
         let gscale = self.pre_norm_scale(std::iter::once(&*p.grad));
-        self.update_param(info, p, st, gscale, apply)
+        self.update_param(info, p, st, gscale, apply, false)
     }
 
     /// The global gradient norm first (pre_norm), then each parameter.
@@ -257,7 +472,7 @@ impl UpdateRule for Lamb {
         let gscale = self.pre_norm_scale(params.iter().map(|p| &*p.grad));
         for p in params.iter_mut() {
             let st = states.get(p.name, p.numel())?;
-            self.update_param(info, p, st, gscale, apply)?;
+            self.update_param(info, p, st, gscale, apply, false)?;
             apply.finish(p.value)?;
         }
         Ok(())

@@ -290,6 +290,12 @@ impl Optimizer for Lookahead {
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
         self.inner.state_buffer(param, buffer)
     }
+
+    /// Execution options (threads, fast or simple path, state storage) are
+    /// the wrapped optimizer's.
+    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
+        self.inner.set_exec_options(exec)
+    }
 }
 
 /// The registry entry of `lookahead`.

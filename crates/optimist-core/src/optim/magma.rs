@@ -395,4 +395,10 @@ impl Optimizer for Magma {
     fn set_cautious(&mut self, on: bool) -> Result<()> {
         self.inner.set_cautious(on)
     }
+
+    /// Execution options (threads, fast or simple path, state storage) are
+    /// the wrapped optimizer's.
+    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
+        self.inner.set_exec_options(exec)
+    }
 }

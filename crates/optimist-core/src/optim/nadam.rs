@@ -35,6 +35,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{bias_correction, descent_sign, Ema, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
@@ -96,13 +97,58 @@ impl OptimizerConfig for Nadam {
     }
 }
 
+/// Per-step scalars of NAdam.
+#[derive(Debug, Clone, Copy)]
+pub struct NadamScalars {
+    wd: WeightDecay,
+    sgn: f32,
+    ema1: Ema,
+    ema2: Ema,
+    bc2: f32,
+    eps: f32,
+    coef_grad: f32,
+    coef_avg: f32,
+}
+
+/// One element: from (p, g, m, v) returns the new p, m and v.
+#[inline(always)]
+fn nadam_element(s: &NadamScalars, x: f32, g: f32, m: f32, v: f32) -> (f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, s.sgn * g);
+    let m = s.ema1.lerp(m, g);
+    let v = s.ema2.sq(v, g);
+    let denom = (v / s.bc2).sqrt() + s.eps;
+    let x = x + (s.coef_grad * g) / denom;
+    let x = x + (s.coef_avg * m) / denom;
+    (x, m, v)
+}
+
 impl UpdateRule for Nadam {
     type State = NadamState;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut NadamState) -> Result<()> {
+    /// The simple path: one pass by index over the whole tensor.
+    #[allow(clippy::needless_range_loop)]
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut NadamState) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let m = st.exp_avg.as_mut_slice();
+        let v = st.exp_avg_sq.as_mut_slice();
+        for i in 0..p.numel() {
+            (p.value[i], m[i], v[i]) = nadam_element(&s, p.value[i], p.grad[i], m[i], v[i]);
+        }
+        Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for Nadam {
+    type Scalars = NadamScalars;
+
+    /// Allocates the moments, advances the step and the (unsized, always
+    /// f32) running product of the momentum schedule.
+    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut NadamState) -> Result<NadamScalars> {
         let n = p.numel();
-        let m = st.exp_avg.get_or_fill(p.name, "exp_avg", n, 0.0)?;
-        let v = st.exp_avg_sq.get_or_fill(p.name, "exp_avg_sq", n, 0.0)?;
+        st.exp_avg.ensure(p.name, "exp_avg", n, 0.0)?;
+        st.exp_avg_sq.ensure(p.name, "exp_avg_sq", n, 0.0)?;
         let mu_product = st.mu_product.get_or_fill(p.name, "mu_product", 1, 1.0)?;
         st.step += 1;
         let t = st.step as f64;
@@ -112,22 +158,26 @@ impl UpdateRule for Nadam {
         let mu_next = schedule(t + 1.0);
         mu_product[0] *= mu as f32;
         let mu_prod = mu_product[0] as f64;
-        let coef_grad = (-self.lr * (1.0 - mu) / (1.0 - mu_prod)) as f32;
-        let coef_avg = ((-self.lr * mu_next) / (1.0 - mu_prod * mu_next)) as f32;
-        let bc2 = bias_correction(beta2, st.step) as f32;
-        let eps = self.eps as f32;
-        let (ema1, ema2) = (Ema::new(beta1), Ema::new(beta2));
-        let wd = WeightDecay::new(self.weight_decay, self.decoupled_weight_decay, self.lr);
-        let sgn = descent_sign(self.maximize);
-        let slices = p.value.iter_mut().zip(p.grad.iter()).zip(m).zip(v);
-        for (((x, &g), m), v) in slices {
-            let g = wd.apply(x, sgn * g);
-            *m = ema1.lerp(*m, g);
-            *v = ema2.sq(*v, g);
-            let denom = (*v / bc2).sqrt() + eps;
-            *x += (coef_grad * g) / denom;
-            *x += (coef_avg * *m) / denom;
+        Ok(NadamScalars {
+            wd: WeightDecay::new(self.weight_decay, self.decoupled_weight_decay, self.lr),
+            sgn: descent_sign(self.maximize),
+            ema1: Ema::new(beta1),
+            ema2: Ema::new(beta2),
+            bc2: bias_correction(beta2, st.step) as f32,
+            eps: self.eps as f32,
+            coef_grad: (-self.lr * (1.0 - mu) / (1.0 - mu_prod)) as f32,
+            coef_avg: ((-self.lr * mu_next) / (1.0 - mu_prod * mu_next)) as f32,
+        })
+    }
+
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn kernel(&self, s: &NadamScalars, c: Chunk<'_>) {
+        let n = c.value.len();
+        let [m, v, ..] = c.state;
+        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
+        for i in 0..n {
+            (x[i], m[i], v[i]) = nadam_element(s, x[i], g[i], m[i], v[i]);
         }
-        Ok(())
     }
 }

@@ -22,9 +22,12 @@
 //! Everything runs in f32, as the replay contract requires (the libraries
 //! cast to bfloat16 by default, which no f32 implementation reproduces).
 //! The three matrix products per iteration are single-precision GEMMs from
-//! the `matrixmultiply` crate (cache-blocked, SIMD-dispatched at run time,
-//! multi-threaded with this crate's `threading` feature); `X X^T` uses the
-//! same buffer with transposed strides, so nothing is copied.
+//! the `matrixmultiply` crate (cache-blocked, SIMD-dispatched at run time),
+//! split into fixed blocks of output rows that run in parallel on the
+//! current thread pool, so that results do not depend on the thread count;
+//! the symmetric products `X X^T` and `A A` compute only the blocks on and
+//! above the diagonal and mirror the rest. `X X^T` uses the same buffer with
+//! transposed strides, so nothing is copied.
 //!
 //! With Keller Jordan's coefficients `(3.4445, -4.775, 2.0315)` the iteration
 //! does not converge to `U V^T`: after 5 steps the singular values land
@@ -191,12 +194,28 @@ impl<'a> View<'a> {
     }
 }
 
+/// Output rows per block of work. Fixed, so that every block is the same
+/// product (and gets the same blocking inside the GEMM) whatever the thread
+/// count: results do not depend on it.
+const ROW_BLOCK: usize = 128;
+
 /// `C <- alpha A B + beta C` for a row-major `C` of `a.rows x b.cols`
 /// (with `beta = 0`, `C` is only written). Dimensions and extents are
-/// checked, so the unsafe call below only ever touches valid memory.
-fn gemm(alpha: f32, a: View<'_>, b: View<'_>, beta: f32, c: &mut [f32]) -> Result<()> {
+/// checked, so the unsafe calls below only ever touch valid memory.
+///
+/// With `upper`, the product is known to be symmetric (`X X^T`, or `A A`
+/// for a symmetric `A`, with `C` symmetric too): only the blocks on and
+/// above the diagonal are computed, and the lower triangle is copied from
+/// the upper one.
+///
+/// The output is split into blocks of [`ROW_BLOCK`] rows, run in parallel
+/// on the current thread pool when called from one (sequentially
+/// otherwise), each a single-threaded `matrixmultiply` GEMM (cache-blocked,
+/// SIMD-dispatched at run time). (The `gemm` crate's f32 products measured
+/// slower than `matrixmultiply` on the development machine.)
+fn gemm(alpha: f32, a: View<'_>, b: View<'_>, beta: f32, c: &mut [f32], upper: bool) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    if b.rows != k || !a.in_bounds() || !b.in_bounds() || c.len() != m * n {
+    if b.rows != k || !a.in_bounds() || !b.in_bounds() || c.len() != m * n || (upper && m != n) {
         return Err(Error::Shape(format!(
             "newton-schulz: gemm of {}x{} by {}x{} into {} values",
             a.rows,
@@ -209,27 +228,52 @@ fn gemm(alpha: f32, a: View<'_>, b: View<'_>, beta: f32, c: &mut [f32]) -> Resul
     if m == 0 || n == 0 {
         return Ok(());
     }
-    // SAFETY: `a` addresses a.data[(i * rs + j * cs)] for i < m, j < k, all
-    // inside a.data (checked by `in_bounds`); likewise `b` for k x n; `c` is
-    // a distinct, exclusively borrowed, row-major m x n buffer (length
-    // checked), whose strides (n, 1) never alias. Strides fit in isize.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.data.as_ptr(),
-            a.row_stride as isize,
-            a.col_stride as isize,
-            b.data.as_ptr(),
-            b.row_stride as isize,
-            b.col_stride as isize,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
+    let rb = ROW_BLOCK;
+    let block = |(bi, rows): (usize, &mut [f32])| {
+        let i0 = bi * rb;
+        let mb = rows.len() / n;
+        let j0 = if upper { i0 } else { 0 };
+        // SAFETY: the block's rows of `a` start at element i0 * row_stride
+        // and its columns of `b` at j0 * col_stride; every element the
+        // strides address for i < mb, l < k (resp. l < k, j < n - j0) is an
+        // element of the full, bounds-checked view (i0 + mb <= m,
+        // j0 <= n). `rows` is this block's exclusive part of the row-major
+        // `c`: rows i0..i0+mb, written at columns j0..n with strides (1, n).
+        // All strides fit in isize (checked by `in_bounds`).
+        unsafe {
+            matrixmultiply::sgemm(
+                mb,
+                k,
+                n - j0,
+                alpha,
+                a.data.as_ptr().add(i0 * a.row_stride),
+                a.row_stride as isize,
+                a.col_stride as isize,
+                b.data.as_ptr().add(j0 * b.col_stride),
+                b.row_stride as isize,
+                b.col_stride as isize,
+                beta,
+                rows.as_mut_ptr().add(j0),
+                n as isize,
+                1,
+            );
+        }
+    };
+    if rayon::current_thread_index().is_some() {
+        use rayon::prelude::*;
+        c.par_chunks_mut(rb * n)
+            .enumerate()
+            .with_max_len(1)
+            .for_each(block);
+    } else {
+        c.chunks_mut(rb * n).enumerate().for_each(block);
+    }
+    if upper {
+        for i in 1..n {
+            for j in 0..i {
+                c[i * n + j] = c[j * n + i];
+            }
+        }
     }
     Ok(())
 }
@@ -291,14 +335,14 @@ pub fn orthogonalize(
         let [ca, cb, cc] = coefficients[i.min(coefficients.len() - 1)];
         // A = X X^T
         let xv = View::new(&x, r, c);
-        gemm(1.0, xv, xv.t(), 0.0, &mut gram)?;
+        gemm(1.0, xv, xv.t(), 0.0, &mut gram, true)?;
         // B = b A + c A A
         poly.copy_from_slice(&gram);
         let av = View::new(&gram, r, r);
-        gemm(cc, av, av, cb, &mut poly)?;
+        gemm(cc, av, av, cb, &mut poly, true)?;
         // X = a X + B X
         next.copy_from_slice(&x);
-        gemm(1.0, View::new(&poly, r, r), xv, ca, &mut next)?;
+        gemm(1.0, View::new(&poly, r, r), xv, ca, &mut next, false)?;
         std::mem::swap(&mut x, &mut next);
     }
 
@@ -343,12 +387,20 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 11) as f32) - 5.0).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 13) as f32) * 0.5).collect();
         let mut c = vec![1.0f32; m * n];
-        gemm(1.0, View::new(&a, m, k), View::new(&b, k, n), 0.0, &mut c).unwrap();
+        gemm(
+            1.0,
+            View::new(&a, m, k),
+            View::new(&b, k, n),
+            0.0,
+            &mut c,
+            false,
+        )
+        .unwrap();
         assert_eq!(c, naive(&a, &b, m, k, n));
         // A A^T through a transposed view.
         let mut g = vec![0.0f32; m * m];
         let av = View::new(&a, m, k);
-        gemm(1.0, av, av.t(), 0.0, &mut g).unwrap();
+        gemm(1.0, av, av.t(), 0.0, &mut g, false).unwrap();
         let mut at = vec![0.0f32; k * m];
         for i in 0..m {
             for j in 0..k {
@@ -356,21 +408,44 @@ mod tests {
             }
         }
         assert_eq!(g, naive(&a, &at, m, k, m));
+        // The same product computed as symmetric (upper blocks, mirrored).
+        let mut gs = vec![7.0f32; m * m];
+        gemm(1.0, av, av.t(), 0.0, &mut gs, true).unwrap();
+        assert_eq!(gs, g);
+        // Not square: no symmetric product.
+        assert!(gemm(1.0, av, View::new(&b, k, n), 0.0, &mut c, true).is_err());
         // beta accumulates: C = 2 A B + 3 C.
         let mut d = vec![1.0f32; m * n];
-        gemm(2.0, View::new(&a, m, k), View::new(&b, k, n), 3.0, &mut d).unwrap();
+        gemm(
+            2.0,
+            View::new(&a, m, k),
+            View::new(&b, k, n),
+            3.0,
+            &mut d,
+            false,
+        )
+        .unwrap();
         let p = naive(&a, &b, m, k, n);
         for (x, y) in d.iter().zip(&p) {
             assert_eq!(*x, 2.0 * y + 3.0);
         }
         // Mismatched sizes are errors, not panics.
-        assert!(gemm(1.0, View::new(&a, m, k), View::new(&b, n, k), 0.0, &mut c).is_err());
+        assert!(gemm(
+            1.0,
+            View::new(&a, m, k),
+            View::new(&b, n, k),
+            0.0,
+            &mut c,
+            false
+        )
+        .is_err());
         assert!(gemm(
             1.0,
             View::new(&a[1..], m, k),
             View::new(&b, k, n),
             0.0,
-            &mut c
+            &mut c,
+            false
         )
         .is_err());
     }

@@ -36,6 +36,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{descent_sign, Ema, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
@@ -97,49 +98,162 @@ impl OptimizerConfig for Rmsprop {
     }
 }
 
+/// Per-step scalars of RMSprop.
+#[derive(Debug, Clone, Copy)]
+pub struct RmspropScalars {
+    wd: WeightDecay,
+    sgn: f32,
+    ema: Ema,
+    eps: f32,
+    lr: f32,
+    mom: f32,
+    centered: bool,
+    momentum: bool,
+}
+
+/// One element in the mode given by `CENTERED` and `MOMENTUM`: from
+/// (p, g, square_avg, grad_avg, momentum_buffer) returns their new values
+/// (the unused ones unchanged).
+#[inline(always)]
+fn rmsprop_element<const CENTERED: bool, const MOMENTUM: bool>(
+    s: &RmspropScalars,
+    x: f32,
+    g: f32,
+    sq: f32,
+    ga: f32,
+    b: f32,
+) -> (f32, f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, s.sgn * g);
+    let sq = s.ema.sq(sq, g);
+    let (root, ga) = if CENTERED {
+        let ga = s.ema.lerp(ga, g);
+        ((sq - ga * ga).sqrt(), ga)
+    } else {
+        (sq.sqrt(), ga)
+    };
+    let avg = root + s.eps;
+    if MOMENTUM {
+        let b = b * s.mom + g / avg;
+        (x + -s.lr * b, sq, ga, b)
+    } else {
+        (x + (-s.lr * g) / avg, sq, ga, b)
+    }
+}
+
+/// The loop over equal-length slices for one mode; `ga` and `b` are empty
+/// when their mode is off.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn rmsprop_loop<const CENTERED: bool, const MOMENTUM: bool>(
+    s: &RmspropScalars,
+    x: &mut [f32],
+    g: &[f32],
+    sq: &mut [f32],
+    ga: &mut [f32],
+    b: &mut [f32],
+) {
+    let n = x.len();
+    let (g, sq) = (&g[..n], &mut sq[..n]);
+    match (CENTERED, MOMENTUM) {
+        (true, true) => {
+            let (ga, b) = (&mut ga[..n], &mut b[..n]);
+            for i in 0..n {
+                (x[i], sq[i], ga[i], b[i]) =
+                    rmsprop_element::<true, true>(s, x[i], g[i], sq[i], ga[i], b[i]);
+            }
+        }
+        (true, false) => {
+            let ga = &mut ga[..n];
+            for i in 0..n {
+                (x[i], sq[i], ga[i], _) =
+                    rmsprop_element::<true, false>(s, x[i], g[i], sq[i], ga[i], 0.0);
+            }
+        }
+        (false, true) => {
+            let b = &mut b[..n];
+            for i in 0..n {
+                (x[i], sq[i], _, b[i]) =
+                    rmsprop_element::<false, true>(s, x[i], g[i], sq[i], 0.0, b[i]);
+            }
+        }
+        (false, false) => {
+            for i in 0..n {
+                (x[i], sq[i], _, _) =
+                    rmsprop_element::<false, false>(s, x[i], g[i], sq[i], 0.0, 0.0);
+            }
+        }
+    }
+}
+
+/// Dispatches to the loop of the step's mode.
+#[inline(always)]
+fn rmsprop_run(
+    s: &RmspropScalars,
+    x: &mut [f32],
+    g: &[f32],
+    sq: &mut [f32],
+    ga: &mut [f32],
+    b: &mut [f32],
+) {
+    match (s.centered, s.momentum) {
+        (true, true) => rmsprop_loop::<true, true>(s, x, g, sq, ga, b),
+        (true, false) => rmsprop_loop::<true, false>(s, x, g, sq, ga, b),
+        (false, true) => rmsprop_loop::<false, true>(s, x, g, sq, ga, b),
+        (false, false) => rmsprop_loop::<false, false>(s, x, g, sq, ga, b),
+    }
+}
+
 impl UpdateRule for Rmsprop {
     type State = RmspropState;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut RmspropState) -> Result<()> {
-        let n = p.numel();
-        let sq = st.square_avg.get_or_fill(p.name, "square_avg", n, 0.0)?;
-        let mut ga = match self.centered {
-            true => Some(st.grad_avg.get_or_fill(p.name, "grad_avg", n, 0.0)?),
-            false => None,
-        };
-        let mut buf = match self.momentum > 0.0 {
-            true => Some(
-                st.momentum_buffer
-                    .get_or_fill(p.name, "momentum_buffer", n, 0.0)?,
-            ),
-            false => None,
-        };
-        st.step += 1;
-        let ema = Ema::new(self.alpha);
-        let eps = self.eps as f32;
-        let lr = self.lr as f32;
-        let mom = self.momentum as f32;
-        let wd = WeightDecay::new(self.weight_decay, false, self.lr);
-        let sgn = descent_sign(self.maximize);
-        for (i, ((x, &g), s)) in p.value.iter_mut().zip(p.grad.iter()).zip(sq).enumerate() {
-            let g = wd.apply(x, sgn * g);
-            *s = ema.sq(*s, g);
-            let root = match ga.as_deref_mut() {
-                Some(ga) => {
-                    ga[i] = ema.lerp(ga[i], g);
-                    (*s - ga[i] * ga[i]).sqrt()
-                }
-                None => s.sqrt(),
-            };
-            let avg = root + eps;
-            match buf.as_deref_mut() {
-                Some(b) => {
-                    b[i] = b[i] * mom + g / avg;
-                    *x += -lr * b[i];
-                }
-                None => *x += (-lr * g) / avg,
-            }
-        }
+    /// The simple path: the mode's loop over the whole tensor.
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut RmspropState) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let sq = st.square_avg.as_mut_slice();
+        let b = st.momentum_buffer.as_mut_slice();
+        let ga = st.grad_avg.as_mut_slice();
+        rmsprop_run(&s, p.value, p.grad, sq, ga, b);
         Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for Rmsprop {
+    type Scalars = RmspropScalars;
+
+    fn prepare(
+        &self,
+        _: &StepInfo,
+        p: &ParamMut<'_>,
+        st: &mut RmspropState,
+    ) -> Result<RmspropScalars> {
+        let n = p.numel();
+        st.square_avg.ensure(p.name, "square_avg", n, 0.0)?;
+        if self.centered {
+            st.grad_avg.ensure(p.name, "grad_avg", n, 0.0)?;
+        }
+        let momentum = self.momentum > 0.0;
+        if momentum {
+            st.momentum_buffer
+                .ensure(p.name, "momentum_buffer", n, 0.0)?;
+        }
+        st.step += 1;
+        Ok(RmspropScalars {
+            wd: WeightDecay::new(self.weight_decay, false, self.lr),
+            sgn: descent_sign(self.maximize),
+            ema: Ema::new(self.alpha),
+            eps: self.eps as f32,
+            lr: self.lr as f32,
+            mom: self.momentum as f32,
+            centered: self.centered,
+            momentum,
+        })
+    }
+
+    #[inline(always)]
+    fn kernel(&self, s: &RmspropScalars, c: Chunk<'_>) {
+        let [sq, b, ga, ..] = c.state;
+        rmsprop_run(s, c.value, c.grad, sq, ga, b);
     }
 }

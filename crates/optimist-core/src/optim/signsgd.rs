@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cautious::{Apply, Plain};
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{lerp, sign, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -69,6 +70,37 @@ impl OptimizerConfig for SignSgd {
     }
 }
 
+/// Per-step scalars of signSGD.
+#[derive(Debug, Clone, Copy)]
+pub struct SignSgdScalars {
+    wd: WeightDecay,
+    lr: f32,
+    /// `1 - momentum`, or `None` without momentum.
+    w: Option<f32>,
+}
+
+/// One element with momentum: from (p, g, buf) returns the decayed p, the
+/// gradient, the new buffer and the update direction.
+#[inline(always)]
+fn signsgd_momentum_element(
+    s: &SignSgdScalars,
+    w: f32,
+    x: f32,
+    g: f32,
+    b: f32,
+) -> (f32, f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, g);
+    let b = lerp(b, g, w);
+    (x, g, b, sign(b))
+}
+
+/// One element without momentum: the decayed p, the gradient and the direction.
+#[inline(always)]
+fn signsgd_plain_element(s: &SignSgdScalars, x: f32, g: f32) -> (f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, g);
+    (x, g, sign(g))
+}
+
 impl UpdateRule for SignSgd {
     type State = SignSgdState;
     const EXPOSES_UPDATE: bool = true;
@@ -77,33 +109,82 @@ impl UpdateRule for SignSgd {
         self.update_with(info, p, st, &mut Plain)
     }
 
+    #[allow(clippy::needless_range_loop)]
     fn update_with<A: Apply>(
         &self,
-        _info: &StepInfo,
+        info: &StepInfo,
         p: &mut ParamMut<'_>,
         st: &mut SignSgdState,
         apply: &mut A,
     ) -> Result<()> {
-        st.step += 1;
-        let wd = WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr);
-        let lr = self.lr as f32;
-        if self.momentum > 0.0 {
-            if !st.momentum_buffer.is_allocated() {
-                st.momentum_buffer = StateTensor::zeros(p.numel());
+        let s = self.prepare(info, p, st)?;
+        match s.w {
+            Some(w) => {
+                let buf = st.momentum_buffer.as_mut_slice();
+                for i in 0..p.numel() {
+                    let (mut x, g, b, u) =
+                        signsgd_momentum_element(&s, w, p.value[i], p.grad[i], buf[i]);
+                    buf[i] = b;
+                    apply.apply(&mut x, g, s.lr, u);
+                    p.value[i] = x;
+                }
             }
-            let w = (1.0 - self.momentum) as f32;
-            let buf = st.momentum_buffer.as_mut_slice();
-            for ((x, &g), b) in p.value.iter_mut().zip(p.grad.iter()).zip(buf) {
-                let g = wd.apply(x, g);
-                *b = lerp(*b, g, w);
-                apply.apply(x, g, lr, sign(*b));
-            }
-        } else {
-            for (x, &g) in p.value.iter_mut().zip(p.grad.iter()) {
-                let g = wd.apply(x, g);
-                apply.apply(x, g, lr, sign(g));
+            None => {
+                for i in 0..p.numel() {
+                    let (mut x, g, u) = signsgd_plain_element(&s, p.value[i], p.grad[i]);
+                    apply.apply(&mut x, g, s.lr, u);
+                    p.value[i] = x;
+                }
             }
         }
         Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for SignSgd {
+    type Scalars = SignSgdScalars;
+
+    fn prepare(
+        &self,
+        _: &StepInfo,
+        p: &ParamMut<'_>,
+        st: &mut SignSgdState,
+    ) -> Result<SignSgdScalars> {
+        st.step += 1;
+        let momentum = self.momentum > 0.0;
+        if momentum && !st.momentum_buffer.is_allocated() {
+            st.momentum_buffer = StateTensor::zeros(p.numel());
+        }
+        Ok(SignSgdScalars {
+            wd: WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr),
+            lr: self.lr as f32,
+            w: momentum.then_some((1.0 - self.momentum) as f32),
+        })
+    }
+
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn kernel(&self, s: &SignSgdScalars, c: Chunk<'_>) {
+        let n = c.value.len();
+        let (x, g) = (c.value, &c.grad[..n]);
+        let [b, ..] = c.state;
+        match s.w {
+            Some(w) => {
+                let b = &mut b[..n];
+                for i in 0..n {
+                    let (xi, _, bi, u) = signsgd_momentum_element(s, w, x[i], g[i], b[i]);
+                    b[i] = bi;
+                    x[i] = xi - s.lr * u;
+                }
+            }
+            None => {
+                for i in 0..n {
+                    let (xi, _, u) = signsgd_plain_element(s, x[i], g[i]);
+                    x[i] = xi - s.lr * u;
+                }
+            }
+        }
     }
 }

@@ -43,6 +43,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{clamp_max, sign, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -101,38 +102,115 @@ impl OptimizerConfig for SophiaG {
     }
 }
 
+/// Per-step scalars of SophiaG.
+#[derive(Debug, Clone, Copy)]
+pub struct SophiaGScalars {
+    wd: WeightDecay,
+    b1: f32,
+    w1: f32,
+    b2: f32,
+    w2: f32,
+    scale: f32,
+    neg_lr: f32,
+    sgn: f32,
+}
+
+/// Keeps the clipped ratio finite where the curvature EMA is zero.
+const GUARD: f32 = 1e-15;
+
+/// One element: from (p, g, m, h) and the Hessian estimate (used only when
+/// `HESSIAN`) returns the new p, m and h.
+#[inline(always)]
+fn sophiag_element<const HESSIAN: bool>(
+    s: &SophiaGScalars,
+    x: f32,
+    g: f32,
+    m: f32,
+    h: f32,
+    est: f32,
+) -> (f32, f32, f32) {
+    let h = if HESSIAN { h * s.b2 + s.w2 * est } else { h };
+    let g = s.sgn * g;
+    let (x, _) = s.wd.apply_to(x, g);
+    let m = m * s.b1 + s.w1 * g;
+    let ratio = clamp_max(m.abs() / (s.scale * h + GUARD), 1.0);
+    (x + s.neg_lr * sign(m) * ratio, m, h)
+}
+
+/// The loop over equal-length slices, with or without a Hessian estimate.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn sophiag_loop(
+    s: &SophiaGScalars,
+    x: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    h: &mut [f32],
+    est: Option<&[f32]>,
+) {
+    let n = x.len();
+    let (g, m, h) = (&g[..n], &mut m[..n], &mut h[..n]);
+    match est {
+        Some(e) => {
+            let e = &e[..n];
+            for i in 0..n {
+                (x[i], m[i], h[i]) = sophiag_element::<true>(s, x[i], g[i], m[i], h[i], e[i]);
+            }
+        }
+        None => {
+            for i in 0..n {
+                (x[i], m[i], h[i]) = sophiag_element::<false>(s, x[i], g[i], m[i], h[i], 0.0);
+            }
+        }
+    }
+}
+
 impl UpdateRule for SophiaG {
     type State = SophiaGState;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SophiaGState) -> Result<()> {
+    /// The simple path: the loop over the whole tensor.
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SophiaGState) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let m = st.exp_avg.as_mut_slice();
+        let h = st.hessian.as_mut_slice();
+        sophiag_loop(&s, p.value, p.grad, m, h, p.hessian);
+        Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for SophiaG {
+    type Scalars = SophiaGScalars;
+
+    fn prepare(
+        &self,
+        _: &StepInfo,
+        p: &ParamMut<'_>,
+        st: &mut SophiaGState,
+    ) -> Result<SophiaGScalars> {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
             st.exp_avg = StateTensor::zeros(n);
             st.hessian = StateTensor::zeros(n);
         }
         st.step += 1;
-        let wd = WeightDecay::new(self.weight_decay, true, self.lr);
         let [beta1, beta2] = self.betas;
-        let (b1, w1) = (beta1 as f32, (1.0 - beta1) as f32);
-        let (b2, w2) = (beta2 as f32, (1.0 - beta2) as f32);
-        let scale = (self.rho * self.bs) as f32;
-        let guard = 1e-15f32;
-        let neg_lr = -self.lr as f32;
-        let sgn = if self.maximize { -1.0f32 } else { 1.0 };
-        let m = st.exp_avg.as_mut_slice();
-        let h = st.hessian.as_mut_slice();
-        let est = p.hessian;
-        for i in 0..n {
-            if let Some(e) = est {
-                h[i] = h[i] * b2 + w2 * e[i];
-            }
-            let x = &mut p.value[i];
-            let g = sgn * p.grad[i];
-            wd.apply(x, g);
-            m[i] = m[i] * b1 + w1 * g;
-            let ratio = clamp_max(m[i].abs() / (scale * h[i] + guard), 1.0);
-            *x += neg_lr * sign(m[i]) * ratio;
-        }
-        Ok(())
+        Ok(SophiaGScalars {
+            wd: WeightDecay::new(self.weight_decay, true, self.lr),
+            b1: beta1 as f32,
+            w1: (1.0 - beta1) as f32,
+            b2: beta2 as f32,
+            w2: (1.0 - beta2) as f32,
+            scale: (self.rho * self.bs) as f32,
+            neg_lr: -self.lr as f32,
+            sgn: if self.maximize { -1.0f32 } else { 1.0 },
+        })
+    }
+
+    #[inline(always)]
+    fn kernel(&self, s: &SophiaGScalars, c: Chunk<'_>) {
+        let [m, h, ..] = c.state;
+        sophiag_loop(s, c.value, c.grad, m, h, c.hessian);
     }
 }

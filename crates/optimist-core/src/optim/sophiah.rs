@@ -39,6 +39,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::exec::{Chunk, Elementwise};
 use crate::math::{lerp, maximum, WeightDecay};
 use crate::optim::pytorch_optimizer::clamp_nan;
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
@@ -115,10 +116,88 @@ impl OptimizerConfig for SophiaH {
     }
 }
 
+/// Per-step scalars of SophiaH.
+#[derive(Debug, Clone, Copy)]
+pub struct SophiaHScalars {
+    wd: WeightDecay,
+    w1: f32,
+    w2: f32,
+    eps: f32,
+    clip: f32,
+    neg_lr: f32,
+    sgn: f32,
+}
+
+/// One element: from (p, g, m, h) and the Hessian estimate (used only when
+/// `HESSIAN`) returns the new p, m and h.
+#[inline(always)]
+fn sophiah_element<const HESSIAN: bool>(
+    s: &SophiaHScalars,
+    x: f32,
+    g: f32,
+    m: f32,
+    h: f32,
+    est: f32,
+) -> (f32, f32, f32) {
+    let (x, g) = s.wd.apply_to(x, s.sgn * g);
+    let m = lerp(m, g, s.w1);
+    let h = if HESSIAN { lerp(h, est, s.w2) } else { h };
+    let u = clamp_nan(m / maximum(h, s.eps), -s.clip, s.clip);
+    (x + s.neg_lr * u, m, h)
+}
+
+/// The loop over equal-length slices, with or without a Hessian estimate.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn sophiah_loop(
+    s: &SophiaHScalars,
+    x: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    h: &mut [f32],
+    est: Option<&[f32]>,
+) {
+    let n = x.len();
+    let (g, m, h) = (&g[..n], &mut m[..n], &mut h[..n]);
+    match est {
+        Some(e) => {
+            let e = &e[..n];
+            for i in 0..n {
+                (x[i], m[i], h[i]) = sophiah_element::<true>(s, x[i], g[i], m[i], h[i], e[i]);
+            }
+        }
+        None => {
+            for i in 0..n {
+                (x[i], m[i], h[i]) = sophiah_element::<false>(s, x[i], g[i], m[i], h[i], 0.0);
+            }
+        }
+    }
+}
+
 impl UpdateRule for SophiaH {
     type State = SophiaHState;
 
-    fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SophiaHState) -> Result<()> {
+    /// The simple path: the loop over the whole tensor.
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SophiaHState) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let m = st.momentum.as_mut_slice();
+        let h = st.hessian_moment.as_mut_slice();
+        sophiah_loop(&s, p.value, p.grad, m, h, p.hessian);
+        Ok(())
+    }
+
+    crate::elementwise_fast_path!();
+}
+
+impl Elementwise for SophiaH {
+    type Scalars = SophiaHScalars;
+
+    fn prepare(
+        &self,
+        _: &StepInfo,
+        p: &ParamMut<'_>,
+        st: &mut SophiaHState,
+    ) -> Result<SophiaHScalars> {
         let n = p.numel();
         if !st.momentum.is_allocated() {
             st.momentum = StateTensor::zeros(n);
@@ -126,36 +205,20 @@ impl UpdateRule for SophiaH {
         }
         st.step += 1;
         let decay_lr = if self.fixed_decay { 1.0 } else { self.lr };
-        let wd = WeightDecay::new(self.weight_decay, self.weight_decouple, decay_lr);
-        let w1 = (1.0 - self.betas[0]) as f32;
-        let w2 = (1.0 - self.betas[1]) as f32;
-        let eps = self.eps as f32;
-        let clip = self.p as f32;
-        let neg_lr = -self.lr as f32;
-        let sgn = if self.maximize { -1.0f32 } else { 1.0 };
-        let m = st.momentum.as_mut_slice();
-        let h = st.hessian_moment.as_mut_slice();
-        match p.hessian {
-            Some(est) => {
-                for i in 0..n {
-                    let x = &mut p.value[i];
-                    let g = wd.apply(x, sgn * p.grad[i]);
-                    m[i] = lerp(m[i], g, w1);
-                    h[i] = lerp(h[i], est[i], w2);
-                    let u = clamp_nan(m[i] / maximum(h[i], eps), -clip, clip);
-                    *x += neg_lr * u;
-                }
-            }
-            None => {
-                for i in 0..n {
-                    let x = &mut p.value[i];
-                    let g = wd.apply(x, sgn * p.grad[i]);
-                    m[i] = lerp(m[i], g, w1);
-                    let u = clamp_nan(m[i] / maximum(h[i], eps), -clip, clip);
-                    *x += neg_lr * u;
-                }
-            }
-        }
-        Ok(())
+        Ok(SophiaHScalars {
+            wd: WeightDecay::new(self.weight_decay, self.weight_decouple, decay_lr),
+            w1: (1.0 - self.betas[0]) as f32,
+            w2: (1.0 - self.betas[1]) as f32,
+            eps: self.eps as f32,
+            clip: self.p as f32,
+            neg_lr: -self.lr as f32,
+            sgn: if self.maximize { -1.0f32 } else { 1.0 },
+        })
+    }
+
+    #[inline(always)]
+    fn kernel(&self, s: &SophiaHScalars, c: Chunk<'_>) {
+        let [m, h, ..] = c.state;
+        sophiah_loop(s, c.value, c.grad, m, h, c.hessian);
     }
 }

@@ -326,4 +326,10 @@ impl Optimizer for GradAccumulation {
     fn set_mode(&mut self, mode: Mode, params: &mut [ParamMut<'_>]) -> Result<()> {
         self.inner.set_mode(mode, params)
     }
+
+    /// Execution options (threads, fast or simple path, state storage) are
+    /// the wrapped optimizer's.
+    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
+        self.inner.set_exec_options(exec)
+    }
 }

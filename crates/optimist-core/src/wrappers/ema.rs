@@ -232,4 +232,10 @@ impl Optimizer for Ema {
             }
         }
     }
+
+    /// Execution options (threads, fast or simple path, state storage) are
+    /// the wrapped optimizer's.
+    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
+        self.inner.set_exec_options(exec)
+    }
 }
