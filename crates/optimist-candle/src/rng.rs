@@ -138,7 +138,7 @@ mod tests {
         );
         let mut back = Rng::from_state(&saved).unwrap();
         assert_eq!(back.next_u64(), 0x67B3_F7CB_97D0_1B12);
-        assert_eq!(Rng::derive(7, "probe").next_u64(), 0xE682_8003_DBF4_DF6F);
+        assert_eq!(Rng::derive(7, "probe").next_u64(), 0x8D26_314C_397E_A3FF);
         // A pending Box-Muller normal survives a round trip bit for bit.
         let mut n = Rng::new(3);
         n.normal();
