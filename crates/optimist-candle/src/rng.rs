@@ -1,11 +1,16 @@
 //! A small seeded random number generator (SplitMix64 stream, Box-Muller
 //! normals), so that probes, initialisations and data orders are
-//! reproducible from one seed on every platform, with no dependency.
+//! reproducible from one seed on every platform, with no dependency. The
+//! bit stream is `optimist_core`'s [`SplitMix64`]; this type adds the seed
+//! scrambling, stream derivation, paired normals and checkpoint JSON of the
+//! adapter.
+
+use optimist_core::rng::SplitMix64;
 
 /// SplitMix64: a 64-bit generator with a full-period state walk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rng {
-    state: u64,
+    bits: SplitMix64,
     spare: Option<f64>,
 }
 
@@ -13,7 +18,7 @@ impl Rng {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         Rng {
-            state: seed ^ 0x5851_F42D_4C95_7F2D,
+            bits: SplitMix64::new(seed ^ 0x5851_F42D_4C95_7F2D),
             spare: None,
         }
     }
@@ -32,7 +37,7 @@ impl Rng {
     /// checkpoints.
     pub fn state(&self) -> serde_json::Value {
         serde_json::json!({
-            "state": self.state,
+            "state": self.bits.state(),
             "spare_bits": self.spare.map(f64::to_bits),
         })
     }
@@ -49,21 +54,20 @@ impl Rng {
                 format!("random generator state: 'spare_bits' is not an unsigned integer: {b}")
             })?)),
         };
-        Ok(Rng { state, spare })
+        Ok(Rng {
+            bits: SplitMix64::new(state),
+            spare,
+        })
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.bits.next_u64()
     }
 
     /// Uniform in [0, 1) with 53 random bits.
     pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        self.bits.uniform()
     }
 
     /// Uniform integer in [0, n) (n > 0), without modulo bias.
@@ -111,5 +115,35 @@ impl Rng {
             let j = self.below(i + 1);
             xs.swap(i, j);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_and_state_are_pinned() {
+        // The adapter's stream for seed 42 (SplitMix64 from 42 ^
+        // 0x5851_F42D_4C95_7F2D) and for a derived stream: checkpoints and
+        // seeded runs depend on these exact values.
+        let mut r = Rng::new(42);
+        assert_eq!(r.next_u64(), 0xDB26_F2B8_006B_E934);
+        assert_eq!(r.next_u64(), 0x1A5D_397A_7335_284A);
+        let saved = r.state();
+        assert_eq!(saved["state"], 0x94C0_E7A0_4B2A_7731u64);
+        assert_eq!(
+            r.uniform(),
+            (0x67B3_F7CB_97D0_1B12u64 >> 11) as f64 / 2f64.powi(53)
+        );
+        let mut back = Rng::from_state(&saved).unwrap();
+        assert_eq!(back.next_u64(), 0x67B3_F7CB_97D0_1B12);
+        assert_eq!(Rng::derive(7, "probe").next_u64(), 0x8D26_314C_397E_A3FF);
+        // A pending Box-Muller normal survives a round trip bit for bit.
+        let mut n = Rng::new(3);
+        n.normal();
+        let mut m = Rng::from_state(&n.state()).unwrap();
+        assert_eq!(n.normal().to_bits(), m.normal().to_bits());
+        assert_eq!(n, m);
     }
 }

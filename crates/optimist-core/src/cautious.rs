@@ -46,9 +46,7 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::optimizer::{Optimizer, OptimizerConfig};
 use crate::registry::OptimizerSpec;
-use crate::state::StateDict;
-use crate::tensor::ParamMut;
-use crate::wrap::InnerSpec;
+use crate::wrap::{forward_to_inner, inner_json, InnerSpec};
 
 /// Where an update rule sends the step of each element.
 pub trait Apply {
@@ -190,7 +188,7 @@ impl Optimizer for Cautious {
     }
 
     fn config(&self) -> Value {
-        json!({"inner": {"optimizer": self.inner.name(), "hparams": self.inner.config()}})
+        json!({"inner": inner_json(self.inner.as_ref())})
     }
 
     fn set_config(&mut self, config: Value) -> Result<()> {
@@ -199,58 +197,22 @@ impl Optimizer for Cautious {
         crate::wrap::reconfigure_inner(CautiousConfig::NAME, self.inner.as_mut(), inner)
     }
 
-    fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
-        self.inner.step(params)
-    }
-
-    fn state_dict(&self) -> StateDict {
-        self.inner.state_dict()
-    }
-
-    fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
-        self.inner.load_state_dict(dict)
-    }
-
-    fn hparam(&self, key: &str) -> Option<f64> {
-        self.inner.hparam(key)
-    }
-
-    fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
-        self.inner.set_hparam(key, value)
-    }
-
-    fn set_cautious(&mut self, on: bool) -> Result<()> {
-        self.inner.set_cautious(on)
-    }
-    fn set_mode(
-        &mut self,
-        mode: crate::optimizer::Mode,
-        params: &mut [ParamMut<'_>],
-    ) -> Result<()> {
-        self.inner.set_mode(mode, params)
-    }
-
-    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        self.inner.state_buffer(param, buffer)
-    }
-
-    /// Execution options (threads, fast or simple path, state storage) are
-    /// the wrapped optimizer's.
-    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
-        self.inner.set_exec_options(exec)
-    }
+    forward_to_inner!(
+        step,
+        state_dict,
+        load_state_dict,
+        hparam,
+        set_hparam,
+        set_cautious,
+        set_mode,
+        state_buffer,
+        set_exec_options,
+    );
 }
 
 /// The registry entry of the `cautious` wrapper.
 pub fn spec() -> OptimizerSpec {
-    OptimizerSpec {
-        name: CautiousConfig::NAME,
-        reference: CautiousConfig::REFERENCE,
-        paper: CautiousConfig::PAPER,
-        summary: CautiousConfig::SUMMARY,
-        defaults: || CautiousConfig::default().to_json(),
-        build: |v| Ok(Box::new(Cautious::from_json(v)?)),
-    }
+    crate::wrap::wrapper_spec::<CautiousConfig>(|v| Ok(Box::new(Cautious::from_json(v)?)))
 }
 
 #[cfg(test)]

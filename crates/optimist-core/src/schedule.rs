@@ -617,6 +617,23 @@ pub enum ScheduleSpec {
     },
 }
 
+/// Validation of the one-cycle schedules (`n` names the schedule):
+/// `total_steps` and `pct_start`, then the variant's own `values`, then the
+/// phase boundaries.
+fn validate_one_cycle(
+    n: &str,
+    total_steps: u64,
+    pct_start: f64,
+    three_phase: bool,
+    anneal: Anneal,
+    values: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    crate::validate::at_least(n, "total_steps", total_steps, 1)?;
+    crate::validate::unit_interval(n, "pct_start", pct_start)?;
+    values()?;
+    OneCycle::build(total_steps, pct_start, three_phase, anneal, [0.0; 3]).map(|_| ())
+}
+
 impl ScheduleSpec {
     /// Reads a schedule from JSON, naming the problem on error.
     pub fn from_json(v: &serde_json::Value) -> Result<Self> {
@@ -705,20 +722,17 @@ impl ScheduleSpec {
                 div_factor,
                 final_div_factor,
                 three_phase,
-            } => {
-                v::at_least(n, "total_steps", *total_steps, 1)?;
-                v::unit_interval(n, "pct_start", *pct_start)?;
-                v::positive(n, "div_factor", *div_factor)?;
-                v::positive(n, "final_div_factor", *final_div_factor)?;
-                OneCycle::build(
-                    *total_steps,
-                    *pct_start,
-                    *three_phase,
-                    *anneal_strategy,
-                    [0.0; 3],
-                )
-                .map(|_| ())
-            }
+            } => validate_one_cycle(
+                n,
+                *total_steps,
+                *pct_start,
+                *three_phase,
+                *anneal_strategy,
+                || {
+                    v::positive(n, "div_factor", *div_factor)?;
+                    v::positive(n, "final_div_factor", *final_div_factor)
+                },
+            ),
             ScheduleSpec::OneCycleMomentum {
                 total_steps,
                 pct_start,
@@ -726,20 +740,17 @@ impl ScheduleSpec {
                 base_momentum,
                 max_momentum,
                 three_phase,
-            } => {
-                v::at_least(n, "total_steps", *total_steps, 1)?;
-                v::unit_interval(n, "pct_start", *pct_start)?;
-                v::finite(n, "base_momentum", *base_momentum)?;
-                v::finite(n, "max_momentum", *max_momentum)?;
-                OneCycle::build(
-                    *total_steps,
-                    *pct_start,
-                    *three_phase,
-                    *anneal_strategy,
-                    [0.0; 3],
-                )
-                .map(|_| ())
-            }
+            } => validate_one_cycle(
+                n,
+                *total_steps,
+                *pct_start,
+                *three_phase,
+                *anneal_strategy,
+                || {
+                    v::finite(n, "base_momentum", *base_momentum)?;
+                    v::finite(n, "max_momentum", *max_momentum)
+                },
+            ),
             ScheduleSpec::InverseSqrt { timescale, .. } => match timescale {
                 Some(t) => v::at_least(n, "timescale", *t, 1),
                 None => Ok(()),

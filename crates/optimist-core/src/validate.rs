@@ -3,52 +3,41 @@
 //! Each check returns an [`Error::InvalidHparam`] naming the optimizer, the
 //! field and the bad value. NaN fails every check.
 
+use std::fmt::Display;
+
 use crate::error::{Error, Result};
+
+/// `Ok` when `ok`, else the error naming `opt`, `field`, `value` and why.
+fn require(ok: bool, opt: &str, field: &str, value: impl Display, reason: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::hparam(opt, field, value, reason))
+    }
+}
 
 /// `value >= 0` and finite.
 pub fn non_negative(opt: &str, field: &str, value: f64) -> Result<()> {
-    if value.is_finite() && value >= 0.0 {
-        Ok(())
-    } else {
-        Err(Error::hparam(
-            opt,
-            field,
-            value,
-            "must be a finite number >= 0",
-        ))
-    }
+    let ok = value.is_finite() && value >= 0.0;
+    require(ok, opt, field, value, "must be a finite number >= 0")
 }
 
 /// `value > 0` and finite.
 pub fn positive(opt: &str, field: &str, value: f64) -> Result<()> {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        Err(Error::hparam(
-            opt,
-            field,
-            value,
-            "must be a finite number > 0",
-        ))
-    }
+    let ok = value.is_finite() && value > 0.0;
+    require(ok, opt, field, value, "must be a finite number > 0")
 }
 
 /// `0 <= value < 1`.
 pub fn unit_interval_open(opt: &str, field: &str, value: f64) -> Result<()> {
-    if (0.0..1.0).contains(&value) {
-        Ok(())
-    } else {
-        Err(Error::hparam(opt, field, value, "must be in [0, 1)"))
-    }
+    let ok = (0.0..1.0).contains(&value);
+    require(ok, opt, field, value, "must be in [0, 1)")
 }
 
 /// `0 <= value <= 1`.
 pub fn unit_interval(opt: &str, field: &str, value: f64) -> Result<()> {
-    if (0.0..=1.0).contains(&value) {
-        Ok(())
-    } else {
-        Err(Error::hparam(opt, field, value, "must be in [0, 1]"))
-    }
+    let ok = (0.0..=1.0).contains(&value);
+    require(ok, opt, field, value, "must be in [0, 1]")
 }
 
 /// Both entries of a `betas` pair in `[0, 1)`.
@@ -59,51 +48,39 @@ pub fn betas(opt: &str, betas: [f64; 2]) -> Result<()> {
 
 /// Any finite number.
 pub fn finite(opt: &str, field: &str, value: f64) -> Result<()> {
-    if value.is_finite() {
-        Ok(())
-    } else {
-        Err(Error::hparam(opt, field, value, "must be a finite number"))
-    }
+    require(
+        value.is_finite(),
+        opt,
+        field,
+        value,
+        "must be a finite number",
+    )
 }
 
 /// A count `>= min`.
 pub fn at_least(opt: &str, field: &str, value: u64, min: u64) -> Result<()> {
     if value >= min {
-        Ok(())
-    } else {
-        Err(Error::hparam(
-            opt,
-            field,
-            value,
-            &format!("must be >= {min}"),
-        ))
+        return Ok(());
     }
+    Err(Error::hparam(
+        opt,
+        field,
+        value,
+        &format!("must be >= {min}"),
+    ))
 }
 
 /// `value <= 0` and finite.
 pub fn non_positive(opt: &str, field: &str, value: f64) -> Result<()> {
-    if value.is_finite() && value <= 0.0 {
-        Ok(())
-    } else {
-        Err(Error::hparam(
-            opt,
-            field,
-            value,
-            "must be a finite number <= 0",
-        ))
-    }
+    let ok = value.is_finite() && value <= 0.0;
+    require(ok, opt, field, value, "must be a finite number <= 0")
 }
 
 /// `value >= min` and finite.
 pub fn not_below(opt: &str, field: &str, value: f64, min: f64) -> Result<()> {
     if value.is_finite() && value >= min {
-        Ok(())
-    } else {
-        Err(Error::hparam(
-            opt,
-            field,
-            value,
-            &format!("must be a finite number >= {min}"),
-        ))
+        return Ok(());
     }
+    let reason = format!("must be a finite number >= {min}");
+    Err(Error::hparam(opt, field, value, &reason))
 }

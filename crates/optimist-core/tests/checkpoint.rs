@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{build_default, Net};
-use optimist_core::checkpoint::{self, Checkpoint, ConfigCheck, LoadOptions, ParamRef};
+use optimist_core::checkpoint::{self, Checkpoint, ConfigCheck, LoadOptions};
 use optimist_core::clip::ClipGradNorm;
 use optimist_core::groups::{ParamGroups, Selector};
 use optimist_core::registry::{build, registry};
@@ -34,19 +34,6 @@ fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn refs(net: &Net) -> Vec<ParamRef<'_>> {
-    net.names
-        .iter()
-        .zip(&net.shapes)
-        .zip(&net.values)
-        .map(|((n, s), v)| ParamRef {
-            name: n,
-            shape: s,
-            values: v,
-        })
-        .collect()
 }
 
 /// Gradient stream with a NaN at step 3 (only for optimizers that skip it).
@@ -81,7 +68,7 @@ fn check_resume(label: &str, make: &dyn Fn() -> Box<dyn Optimizer>, nan: bool, e
     if eval_at_save {
         first.set_mode(Mode::Eval, &mut b.views()).unwrap();
     }
-    checkpoint::save(&path, first.as_ref(), &refs(&b)).unwrap();
+    checkpoint::save(&path, first.as_ref(), &b.refs()).unwrap();
     drop(first);
 
     let mut second = make();
@@ -133,6 +120,16 @@ type Maker = (
     bool,
 );
 
+/// EMA (decay 0.9) of AdamW with its defaults.
+fn ema_adamw(use_warmup: bool) -> Box<dyn Optimizer> {
+    let cfg = EmaConfig {
+        decay: 0.9,
+        use_warmup,
+        ..Default::default()
+    };
+    Box::new(Ema::new(build("adamw", &json!({})).unwrap(), cfg).unwrap())
+}
+
 fn wrapper_makers() -> Vec<Maker> {
     let wsd = ScheduleSpec::from_json(&json!({"name": "wsd", "warmup_steps": 3, "stable_steps": 3,
         "decay_steps": 4, "cooldown_type": "cosine", "min_lr_ratio": 0.1}))
@@ -180,38 +177,10 @@ fn wrapper_makers() -> Vec<Maker> {
             false,
             false,
         ),
-        (
-            "ema(adamw)",
-            Box::new(|| {
-                Box::new(
-                    Ema::new(
-                        build("adamw", &json!({})).unwrap(),
-                        EmaConfig {
-                            decay: 0.9,
-                            use_warmup: true,
-                            ..Default::default()
-                        },
-                    )
-                    .unwrap(),
-                ) as Box<dyn Optimizer>
-            }),
-            false,
-            false,
-        ),
+        ("ema(adamw)", Box::new(|| ema_adamw(true)), false, false),
         (
             "ema(adamw) saved in eval mode",
-            Box::new(|| {
-                Box::new(
-                    Ema::new(
-                        build("adamw", &json!({})).unwrap(),
-                        EmaConfig {
-                            decay: 0.9,
-                            ..Default::default()
-                        },
-                    )
-                    .unwrap(),
-                ) as Box<dyn Optimizer>
-            }),
+            Box::new(|| ema_adamw(false)),
             false,
             true,
         ),
@@ -321,7 +290,7 @@ fn resume_child(dir: &Path) {
         checkpoint::save(
             dir.join(format!("{}.final.safetensors", spec.name)),
             opt.as_ref(),
-            &refs(&net),
+            &net.refs(),
         )
         .unwrap();
     }
@@ -341,7 +310,7 @@ fn resume_in_a_new_process_for_every_registry_optimizer() {
         checkpoint::save(
             dir.join(format!("{}.safetensors", spec.name)),
             opt.as_ref(),
-            &refs(&net),
+            &net.refs(),
         )
         .unwrap();
     }
@@ -397,7 +366,7 @@ fn mismatches_are_refused_by_name_and_nothing_is_half_loaded() {
     let mut opt = build("adamw", &json!({"lr": 0.01})).unwrap();
     let mut net = Net::new(1);
     run_stream(&mut net, opt.as_mut(), 0, 3, false);
-    checkpoint::save(&path, opt.as_ref(), &refs(&net)).unwrap();
+    checkpoint::save(&path, opt.as_ref(), &net.refs()).unwrap();
 
     let fresh = || (build("adamw", &json!({"lr": 0.01})).unwrap(), Net::new(5));
     let expect = |r: optimist_core::Result<()>, words: &[&str]| {
@@ -482,7 +451,7 @@ fn mismatches_are_refused_by_name_and_nothing_is_half_loaded() {
     let mut g = make_groups(0.01);
     let mut gn = Net::new(1);
     run_stream(&mut gn, g.as_mut(), 0, 2, false);
-    let mut gck = Checkpoint::capture(g.as_ref(), &refs(&gn)).unwrap();
+    let mut gck = Checkpoint::capture(g.as_ref(), &gn.refs()).unwrap();
     let last = gck
         .state
         .tensors
@@ -522,7 +491,7 @@ fn the_file_is_safetensors_with_metadata_keyed_by_parameter_name() {
     let mut opt = build("adam", &json!({"amsgrad": true})).unwrap();
     let mut net = Net::new(1);
     run_stream(&mut net, opt.as_mut(), 0, 2, false);
-    let ck = Checkpoint::capture(opt.as_ref(), &refs(&net))
+    let ck = Checkpoint::capture(opt.as_ref(), &net.refs())
         .unwrap()
         .with_extra(json!({"epoch": 3, "rng": "12345678901234567890"}));
     let bytes = ck.to_bytes().unwrap();

@@ -819,6 +819,10 @@ fn wrappers_forward_exec_options() {
             "magma",
             Box::new(|| build("magma", &json!({"inner": inner.clone()})).unwrap()),
         ),
+        (
+            "skipupdate",
+            Box::new(|| build("skipupdate", &json!({"inner": inner.clone()})).unwrap()),
+        ),
     ];
     let sz = sizes();
     for (what, make) in &makers {

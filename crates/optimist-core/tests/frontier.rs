@@ -4,6 +4,10 @@
 //! behaviour on constructed inputs with known answers, convergence,
 //! validation, determinism and state round trips.
 
+mod common;
+
+use common::opt;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -22,10 +26,6 @@ use optimist_core::stages::{
 use optimist_core::transform::{Chain, GradientTransform};
 use optimist_core::{Optimizer, Param, ParamMut};
 use serde_json::{json, Value};
-
-fn opt(name: &str, hp: Value) -> Box<dyn Optimizer> {
-    build(name, &hp).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * (1.0 + b.abs())
@@ -1156,16 +1156,7 @@ fn invalid_hyperparameters_are_errors_naming_the_field() {
         ("magma", json!({"inner": {"optimizer": "magma"}}), "magma"),
     ];
     for (name, hp, field) in cases {
-        match build(name, &hp) {
-            Ok(_) => panic!("{name} {hp}: accepted"),
-            Err(e) => {
-                let msg = e.to_string();
-                assert!(
-                    msg.contains(field),
-                    "{name} {hp}: {msg:?} does not name {field}"
-                );
-            }
-        }
+        common::refusal(name, &hp, field);
     }
     assert!(build("magma", &json!({"inner": {"optimizer": "adamz"}})).is_err());
     for (stage, cfg, field) in [
@@ -1211,25 +1202,8 @@ fn deterministic_and_state_round_trip() {
             json!({"moment_key": null, "inner": {"optimizer": "sgd", "hparams": {"lr": 0.01}}}),
         ),
     ] {
-        let mut a = shaped_params(1);
-        let mut b = shaped_params(1);
-        let mut oa = opt(name, hp.clone());
-        let mut ob = opt(name, hp.clone());
-        run_steps(oa.as_mut(), &mut a, 0, 8);
-        run_steps(ob.as_mut(), &mut b, 0, 8);
-        assert_eq!(a, b, "{name}: not deterministic");
+        let (a, sd, mut od) = common::check_resume(name, &hp, || shaped_params(1), run_steps, 4, 8);
         assert_ne!(a, shaped_params(1), "{name}: nothing moved");
-
-        let mut c = shaped_params(1);
-        let mut oc = opt(name, hp.clone());
-        run_steps(oc.as_mut(), &mut c, 0, 4);
-        let sd = oc.state_dict();
-        assert!(!sd.tensors.is_empty(), "{name}: empty state");
-        let mut od = opt(name, hp.clone());
-        od.load_state_dict(&sd).unwrap();
-        assert_eq!(od.state_dict(), sd, "{name}: state changed by a round trip");
-        run_steps(od.as_mut(), &mut c, 4, 8);
-        assert_eq!(a, c, "{name}: resumed run differs");
         // A malformed state is refused and changes nothing.
         let mut bad = sd.clone();
         bad.tensors[0].name = "nonsense".into();

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Net;
-use optimist_core::checkpoint::{Checkpoint, ConfigCheck, LoadOptions, ParamRef};
+use optimist_core::checkpoint::{Checkpoint, ConfigCheck, LoadOptions};
 use optimist_core::registry::build;
 use optimist_core::replay::Case;
 use optimist_core::schedule::ScheduleSpec;
@@ -225,19 +225,6 @@ fn makers() -> Vec<Maker> {
     ]
 }
 
-fn refs(net: &Net) -> Vec<ParamRef<'_>> {
-    net.names
-        .iter()
-        .zip(&net.shapes)
-        .zip(&net.values)
-        .map(|((n, s), v)| ParamRef {
-            name: n,
-            shape: s,
-            values: v,
-        })
-        .collect()
-}
-
 fn check_allocation(what: &str, input_len: usize) {
     let largest = LARGEST.load(Ordering::Relaxed);
     let bound = (64 << 20).max(16 * input_len);
@@ -257,7 +244,7 @@ fn corrupted_checkpoints_are_errors_not_panics() {
             net.set_grads(3, t);
             opt.step(&mut net.views()).unwrap();
         }
-        let bytes = Checkpoint::capture(opt.as_ref(), &refs(&net))
+        let bytes = Checkpoint::capture(opt.as_ref(), &net.refs())
             .unwrap()
             .to_bytes()
             .unwrap();

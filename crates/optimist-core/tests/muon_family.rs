@@ -5,6 +5,10 @@
 //!
 //! Exactness to the references is in the golden cases (`tests/golden.rs`).
 
+mod common;
+
+use common::opt;
+
 use optimist_core::groups::ParamGroups;
 use optimist_core::optim::newton_schulz::{
     orthogonalize, schedule_f32, NormGuard, MUON_COEFFICIENTS,
@@ -12,13 +16,8 @@ use optimist_core::optim::newton_schulz::{
 use optimist_core::optim::{AdamW, Muon};
 use optimist_core::presets::{matrix_adamw, muon_adamw, EMBEDDINGS_AND_HEADS};
 use optimist_core::problems::{MatrixLeastSquares, Problem};
-use optimist_core::registry::build;
 use optimist_core::{Engine, Error, Optimizer, Param};
 use serde_json::{json, Value};
-
-fn opt(name: &str, hp: Value) -> Box<dyn Optimizer> {
-    build(name, &hp).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 /// Deterministic values in [-1, 1).
 fn values(seed: u32, n: usize) -> Vec<f32> {
@@ -347,24 +346,7 @@ fn two_matrices() -> Vec<Param> {
 #[test]
 fn deterministic_and_state_round_trip() {
     for (name, hp) in all_names() {
-        let mut a = two_matrices();
-        let mut b = two_matrices();
-        let mut oa = opt(name, hp.clone());
-        let mut ob = opt(name, hp.clone());
-        run_steps(oa.as_mut(), &mut a, 0, 7);
-        run_steps(ob.as_mut(), &mut b, 0, 7);
-        assert_eq!(a, b, "{name}: not deterministic");
-
-        let mut c = two_matrices();
-        let mut oc = opt(name, hp.clone());
-        run_steps(oc.as_mut(), &mut c, 0, 4);
-        let sd = oc.state_dict();
-        assert!(!sd.tensors.is_empty(), "{name}: empty state");
-        let mut od = opt(name, hp.clone());
-        od.load_state_dict(&sd).unwrap();
-        assert_eq!(od.state_dict(), sd, "{name}: state changed by a round trip");
-        run_steps(od.as_mut(), &mut c, 4, 7);
-        assert_eq!(a, c, "{name}: resumed run differs");
+        common::check_resume(name, &hp, two_matrices, run_steps, 4, 7);
     }
 }
 
@@ -445,20 +427,11 @@ fn invalid_hyperparameters_are_errors_naming_the_field() {
         ),
         ("namo_d", json!({"adamnorm_eps": -1e-8}), "adamnorm_eps"),
     ] {
-        match build(name, &hp) {
-            Ok(_) => panic!("{name} {hp}: accepted"),
-            Err(e) => {
-                let msg = e.to_string();
-                assert!(
-                    msg.contains(field),
-                    "{name} {hp}: {msg:?} does not name {field}"
-                );
-                assert!(
-                    msg.contains(name),
-                    "{name} {hp}: {msg:?} does not name the optimizer"
-                );
-            }
-        }
+        let msg = common::refusal(name, &hp, field);
+        assert!(
+            msg.contains(name),
+            "{name} {hp}: message {msg:?} does not name the optimizer"
+        );
     }
     // Accepted forms of ns_coeffs: a preset, one triple, a schedule.
     for c in [

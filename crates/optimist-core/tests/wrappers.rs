@@ -337,6 +337,27 @@ fn schedules_drive_any_hyperparameter() {
     assert_eq!(rebuilt.config(), config);
 }
 
+/// Step views of a replay case's parameters and gradients.
+fn views<'a>(
+    names: &'a [String],
+    shapes: &'a [Vec<usize>],
+    values: &'a mut [Vec<f32>],
+    grads: &'a mut [Vec<f32>],
+) -> Vec<ParamMut<'a>> {
+    values
+        .iter_mut()
+        .zip(grads.iter_mut())
+        .zip(names.iter().zip(shapes))
+        .map(|((v, g), (n, s))| ParamMut {
+            name: n,
+            shape: s,
+            value: v,
+            grad: g,
+            hessian: None,
+        })
+        .collect()
+}
+
 fn params_of(case: &Value) -> (Vec<String>, Vec<Vec<usize>>, Vec<Vec<f32>>) {
     let ps = case["params"].as_array().unwrap();
     (
@@ -386,18 +407,7 @@ fn essentials_cases_and_schedule_free_eval_points() {
         let make = |values: &mut Vec<Vec<f32>>,
                     grads: &mut Vec<Vec<f32>>,
                     f: &mut dyn FnMut(&mut [ParamMut<'_>])| {
-            let mut v: Vec<ParamMut<'_>> = values
-                .iter_mut()
-                .zip(grads.iter_mut())
-                .zip(names.iter().zip(&shapes))
-                .map(|((v, g), (n, s))| ParamMut {
-                    name: n,
-                    shape: s,
-                    value: v,
-                    grad: g,
-                    hessian: None,
-                })
-                .collect();
+            let mut v = views(&names, &shapes, values, grads);
             f(&mut v);
         };
         for (t, g) in grads.iter().enumerate() {
@@ -470,18 +480,7 @@ fn weight_averages_match_timm_and_torch() {
         let tol = &raw["tolerance"];
         for (t, g) in grads.iter().enumerate() {
             let mut g = g.clone();
-            let mut v: Vec<ParamMut<'_>> = values
-                .iter_mut()
-                .zip(g.iter_mut())
-                .zip(names.iter().zip(&shapes))
-                .map(|((v, g), (n, s))| ParamMut {
-                    name: n,
-                    shape: s,
-                    value: v,
-                    grad: g,
-                    hessian: None,
-                })
-                .collect();
+            let mut v = views(&names, &shapes, &mut values, &mut g);
             opt.step(&mut v).unwrap();
             for (i, p) in values.iter().enumerate() {
                 close(
@@ -511,26 +510,14 @@ fn weight_averages_match_timm_and_torch() {
         let train = values.clone();
         let last = raw["expected"].as_array().unwrap().last().unwrap().clone();
         let mut g0: Vec<Vec<f32>> = values.iter().map(|v| vec![0.0; v.len()]).collect();
-        let mut views = |values: &mut Vec<Vec<f32>>, g0: &mut Vec<Vec<f32>>, mode| {
-            let mut v: Vec<ParamMut<'_>> = values
-                .iter_mut()
-                .zip(g0.iter_mut())
-                .zip(names.iter().zip(&shapes))
-                .map(|((v, g), (n, s))| ParamMut {
-                    name: n,
-                    shape: s,
-                    value: v,
-                    grad: g,
-                    hessian: None,
-                })
-                .collect();
-            opt.set_mode(mode, &mut v)
+        let mut set_mode = |values: &mut Vec<Vec<f32>>, g0: &mut Vec<Vec<f32>>, mode| {
+            opt.set_mode(mode, &mut views(&names, &shapes, values, g0))
         };
-        views(&mut values, &mut g0, Mode::Eval).unwrap();
+        set_mode(&mut values, &mut g0, Mode::Eval).unwrap();
         for (i, p) in values.iter().enumerate() {
             close(p, &last[i], tol, &format!("{id} eval params"));
         }
-        views(&mut values, &mut g0, Mode::Train).unwrap();
+        set_mode(&mut values, &mut g0, Mode::Train).unwrap();
         assert_eq!(values, train, "{id}: train values not restored bit for bit");
     }
 }

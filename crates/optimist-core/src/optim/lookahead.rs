@@ -36,7 +36,9 @@ use crate::registry::OptimizerSpec;
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::ParamMut;
 use crate::validate as v;
-use crate::wrap::{build_inner, reconfigure_inner, require_inner, InnerSpec};
+use crate::wrap::{
+    build_inner, forward_to_inner, inner_json, reconfigure_inner, require_inner, InnerSpec,
+};
 
 /// Hyperparameters of `pytorch_optimizer.Lookahead`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,7 +143,7 @@ impl Optimizer for Lookahead {
         json!({
             "k": self.k,
             "alpha": self.alpha,
-            "inner": {"optimizer": self.inner.name(), "hparams": self.inner.config()},
+            "inner": inner_json(self.inner.as_ref()),
         })
     }
 
@@ -276,36 +278,10 @@ impl Optimizer for Lookahead {
         }
     }
 
-    fn set_cautious(&mut self, on: bool) -> Result<()> {
-        self.inner.set_cautious(on)
-    }
-    fn set_mode(
-        &mut self,
-        mode: crate::optimizer::Mode,
-        params: &mut [ParamMut<'_>],
-    ) -> Result<()> {
-        self.inner.set_mode(mode, params)
-    }
-
-    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        self.inner.state_buffer(param, buffer)
-    }
-
-    /// Execution options (threads, fast or simple path, state storage) are
-    /// the wrapped optimizer's.
-    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
-        self.inner.set_exec_options(exec)
-    }
+    forward_to_inner!(set_cautious, set_mode, state_buffer, set_exec_options);
 }
 
 /// The registry entry of `lookahead`.
 pub fn spec() -> OptimizerSpec {
-    OptimizerSpec {
-        name: LookaheadConfig::NAME,
-        reference: LookaheadConfig::REFERENCE,
-        paper: LookaheadConfig::PAPER,
-        summary: LookaheadConfig::SUMMARY,
-        defaults: || LookaheadConfig::default().to_json(),
-        build: |v| Ok(Box::new(Lookahead::from_json(v)?)),
-    }
+    crate::wrap::wrapper_spec::<LookaheadConfig>(|v| Ok(Box::new(Lookahead::from_json(v)?)))
 }

@@ -50,16 +50,16 @@ use std::collections::{BTreeMap, HashMap};
 use super::masking::{self, BlockMasks};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::math::lerp;
 use crate::optimizer::Optimizer;
-use crate::registry::{self, OptimizerSpec};
+use crate::registry::OptimizerSpec;
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::ParamMut;
 use crate::validate as v;
-use crate::wrap::{build_inner, reconfigure_inner, InnerSpec};
+use crate::wrap::InnerSpec;
 
 /// Magma's hyperparameters (names and defaults of `pytorch_optimizer.Magma`,
 /// plus `seed`).
@@ -162,8 +162,7 @@ impl Magma {
     /// Builds Magma and its wrapped optimizer from a JSON configuration.
     pub fn from_json(value: &Value) -> Result<Self> {
         let cfg = MagmaConfig::from_json(value)?;
-        let spec = cfg.inner.clone().unwrap_or_else(default_inner);
-        let inner = build_inner(NAME, &spec)?;
+        let inner = masking::build_inner_or_default(NAME, &cfg.inner)?;
         Magma::new(cfg, inner)
     }
 
@@ -175,13 +174,9 @@ impl Magma {
             paper: "Joo, Xia, Kim, Zhang & Ie, On Surprising Effectiveness of Masking Updates in Adaptive Optimizers (arXiv:2602.15322)",
             summary: "wrapper: random per-tensor masking of any optimizer's update, scaled by momentum-gradient alignment",
             defaults: || {
-                let mut d = serde_json::to_value(MagmaConfig::default()).unwrap_or(Value::Null);
-                let inner = default_inner();
-                let hp = registry::find(&inner.optimizer)
-                    .map(|s| (s.defaults)())
-                    .unwrap_or(Value::Null);
-                d["inner"] = json!({"optimizer": inner.optimizer, "hparams": hp});
-                d
+                masking::defaults_with_inner(
+                    serde_json::to_value(MagmaConfig::default()).unwrap_or(Value::Null),
+                )
             },
             build: |v| Ok(Box::new(Magma::from_json(v)?)),
         }
@@ -205,13 +200,6 @@ impl Magma {
 
     fn excluded(&self, name: &str) -> bool {
         masking::excluded(&self.config.exclude, name)
-    }
-}
-
-fn default_inner() -> InnerSpec {
-    InnerSpec {
-        optimizer: "adamw".into(),
-        hparams: json!({}),
     }
 }
 
@@ -242,21 +230,21 @@ impl Optimizer for Magma {
     }
 
     fn config(&self) -> Value {
-        let mut d = serde_json::to_value(&self.config).unwrap_or(Value::Null);
-        d["inner"] = json!({"optimizer": self.inner.name(), "hparams": self.inner.config()});
-        d
+        let own = serde_json::to_value(&self.config).unwrap_or(Value::Null);
+        masking::config_with_inner(own, self.inner.as_ref())
     }
 
     fn set_config(&mut self, config: Value) -> Result<()> {
         let cfg = MagmaConfig::from_json(&config)?;
-        if let Some(spec) = &cfg.inner {
-            reconfigure_inner(NAME, self.inner.as_mut(), spec)?;
-        }
-        let seed_changed = cfg.seed != self.config.seed;
+        masking::reconfigure(
+            NAME,
+            self.inner.as_mut(),
+            cfg.inner.as_ref(),
+            &mut self.masks,
+            self.config.seed,
+            cfg.seed,
+        )?;
         self.config = MagmaConfig { inner: None, ..cfg };
-        if seed_changed {
-            self.masks.reseed(self.config.seed);
-        }
         Ok(())
     }
 

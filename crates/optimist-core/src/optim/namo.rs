@@ -171,22 +171,18 @@ impl Default for NamoD {
 const PAPER: &str = "Zhang, Liu & Schaeffer, Adam Improves Muon: Adaptive Moment Estimation \
                      with Orthogonalized Momentum (arXiv:2602.17080)";
 
-#[allow(clippy::too_many_arguments)]
-fn validate_common(
-    name: &str,
-    lr: f64,
-    wd: f64,
-    momentum: f64,
-    mu2: f64,
-    eps: f64,
-    scale: f64,
-) -> Result<()> {
-    v::non_negative(name, "lr", lr)?;
-    v::non_negative(name, "weight_decay", wd)?;
-    v::unit_interval_open(name, "momentum", momentum)?;
-    v::unit_interval_open(name, "mu2", mu2)?;
-    v::non_negative(name, "adamnorm_eps", eps)?;
-    v::non_negative(name, "scale_coeff", scale)
+/// Checks the hyperparameters NAMO and NAMO-D share (`c` is either
+/// configuration).
+macro_rules! validate_common {
+    ($name:expr, $c:expr) => {{
+        let (name, c) = ($name, $c);
+        v::non_negative(name, "lr", c.lr)?;
+        v::non_negative(name, "weight_decay", c.weight_decay)?;
+        v::unit_interval_open(name, "momentum", c.momentum)?;
+        v::unit_interval_open(name, "mu2", c.mu2)?;
+        v::non_negative(name, "adamnorm_eps", c.adamnorm_eps)?;
+        v::non_negative(name, "scale_coeff", c.scale_coeff)
+    }};
 }
 
 /// The bias-corrected base step size `lr sqrt(1 - mu2^t) / (1 - momentum^t + 1e-12)`.
@@ -207,6 +203,38 @@ fn momentum_pass(grad: &[f32], buf: &mut [f32], momentum: f64, nesterov: bool) -
     u
 }
 
+/// `NS5(u)` with Keller Jordan's coefficients in f32, `u / (||u||_F + 1e-7)`
+/// first, for a `rows x cols` matrix.
+fn orthogonalize(u: &[f32], rows: usize, cols: usize, ns_steps: u64) -> Result<Vec<f32>> {
+    let coeffs = ns::schedule_f32(&[MUON_COEFFICIENTS]);
+    ns::orthogonalize(
+        u,
+        rows,
+        cols,
+        &coeffs,
+        ns_steps as usize,
+        NormGuard::Add(1e-7),
+    )
+}
+
+/// `update_all` of NAMO and NAMO-D: every parameter is checked to be a
+/// matrix (error before any update), then updated in order.
+fn update_matrices<R: UpdateRule>(
+    rule: &R,
+    name: &str,
+    flatten: bool,
+    info: &StepInfo,
+    params: &mut [ParamMut<'_>],
+    states: &mut StateStore<R::State>,
+) -> Result<()> {
+    ns::check_all(name, params, flatten)?;
+    for p in params.iter_mut() {
+        let st = states.get(p.name, p.numel())?;
+        rule.update(info, p, st)?;
+    }
+    Ok(())
+}
+
 impl OptimizerConfig for Namo {
     const NAME: &'static str = "namo";
     const REFERENCE: &'static str =
@@ -216,15 +244,7 @@ impl OptimizerConfig for Namo {
         "orthogonalized momentum with one Adam-type norm-based step size per matrix";
 
     fn validate(&self) -> Result<()> {
-        validate_common(
-            Self::NAME,
-            self.lr,
-            self.weight_decay,
-            self.momentum,
-            self.mu2,
-            self.adamnorm_eps,
-            self.scale_coeff,
-        )
+        validate_common!(Self::NAME, self)
     }
 }
 
@@ -244,15 +264,7 @@ impl UpdateRule for Namo {
         // v.mul_(mu2).add_(gn * gn, alpha = 1 - mu2)
         let ema2 = Ema::new(self.mu2);
         *v = *v * ema2.beta + ema2.weight * (gn * gn);
-        let coeffs = ns::schedule_f32(&[MUON_COEFFICIENTS]);
-        let o = ns::orthogonalize(
-            &u,
-            rows,
-            cols,
-            &coeffs,
-            self.ns_steps as usize,
-            NormGuard::Add(1e-7),
-        )?;
+        let o = orthogonalize(&u, rows, cols, self.ns_steps)?;
         st.step += 1;
         let vt = (*v + self.adamnorm_eps as f32).sqrt();
         let alpha = base_lr(self.lr, self.momentum, self.mu2, st.step) as f32 * (un / vt);
@@ -272,12 +284,7 @@ impl UpdateRule for Namo {
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<NamoState>,
     ) -> Result<()> {
-        ns::check_all(Self::NAME, params, self.flatten)?;
-        for p in params.iter_mut() {
-            let st = states.get(p.name, p.numel())?;
-            self.update(info, p, st)?;
-        }
-        Ok(())
+        update_matrices(self, Self::NAME, self.flatten, info, params, states)
     }
 }
 
@@ -326,15 +333,7 @@ impl OptimizerConfig for NamoD {
     const SUMMARY: &'static str = "NAMO with clamped per-column (neuron-wise) Adam-type step sizes";
 
     fn validate(&self) -> Result<()> {
-        validate_common(
-            Self::NAME,
-            self.lr,
-            self.weight_decay,
-            self.momentum,
-            self.mu2,
-            self.adamnorm_eps,
-            self.scale_coeff,
-        )?;
+        validate_common!(Self::NAME, self)?;
         v::unit_interval(Self::NAME, "col_state_clamp_c", self.col_state_clamp_c)
     }
 }
@@ -355,15 +354,7 @@ impl UpdateRule for NamoD {
             *v = ema2.sq(*v, g);
         }
         let u = momentum_pass(p.grad, buf, self.momentum, self.nesterov);
-        let coeffs = ns::schedule_f32(&[MUON_COEFFICIENTS]);
-        let o = ns::orthogonalize(
-            &u,
-            rows,
-            cols,
-            &coeffs,
-            self.ns_steps as usize,
-            NormGuard::Add(1e-7),
-        )?;
+        let o = orthogonalize(&u, rows, cols, self.ns_steps)?;
         st.step += 1;
         let base64 = base_lr(self.lr, self.momentum, self.mu2, st.step);
         let base = base64 as f32;
@@ -402,11 +393,6 @@ impl UpdateRule for NamoD {
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<NamoDState>,
     ) -> Result<()> {
-        ns::check_all(Self::NAME, params, self.flatten)?;
-        for p in params.iter_mut() {
-            let st = states.get(p.name, p.numel())?;
-            self.update(info, p, st)?;
-        }
-        Ok(())
+        update_matrices(self, Self::NAME, self.flatten, info, params, states)
     }
 }

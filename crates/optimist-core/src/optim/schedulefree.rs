@@ -290,6 +290,31 @@ impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
     }
 }
 
+/// The [`ScheduleFreeRule`] accessors of the fields every schedule-free
+/// configuration has (`lr`, `warmup_steps`, `r`, `weight_lr_power`).
+macro_rules! schedule_fields {
+    () => {
+        fn lr(&self) -> f64 {
+            self.lr
+        }
+        fn warmup_steps(&self) -> u64 {
+            self.warmup_steps
+        }
+        fn r(&self) -> f64 {
+            self.r
+        }
+        fn weight_lr_power(&self) -> f64 {
+            self.weight_lr_power
+        }
+    };
+}
+
+/// Checks the averaging weight's hyperparameters of optimizer `n`.
+fn validate_weighting(n: &str, r: f64, weight_lr_power: f64) -> Result<()> {
+    v::finite(n, "r", r)?;
+    v::finite(n, "weight_lr_power", weight_lr_power)
+}
+
 /// Hyperparameters of `schedulefree.AdamWScheduleFree`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -346,24 +371,12 @@ impl OptimizerConfig for AdamWScheduleFree {
         }
         v::non_negative(n, "eps", self.eps)?;
         v::non_negative(n, "weight_decay", self.weight_decay)?;
-        v::finite(n, "r", self.r)?;
-        v::finite(n, "weight_lr_power", self.weight_lr_power)
+        validate_weighting(n, self.r, self.weight_lr_power)
     }
 }
 
 impl ScheduleFreeRule for AdamWScheduleFree {
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn warmup_steps(&self) -> u64 {
-        self.warmup_steps
-    }
-    fn r(&self) -> f64 {
-        self.r
-    }
-    fn weight_lr_power(&self) -> f64 {
-        self.weight_lr_power
-    }
+    schedule_fields!();
     fn momentum(&self) -> f64 {
         self.betas[0]
     }
@@ -451,24 +464,12 @@ impl OptimizerConfig for SgdScheduleFree {
                 "must be in (0, 1)",
             ));
         }
-        v::finite(n, "r", self.r)?;
-        v::finite(n, "weight_lr_power", self.weight_lr_power)
+        validate_weighting(n, self.r, self.weight_lr_power)
     }
 }
 
 impl ScheduleFreeRule for SgdScheduleFree {
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-    fn warmup_steps(&self) -> u64 {
-        self.warmup_steps
-    }
-    fn r(&self) -> f64 {
-        self.r
-    }
-    fn weight_lr_power(&self) -> f64 {
-        self.weight_lr_power
-    }
+    schedule_fields!();
     fn momentum(&self) -> f64 {
         self.momentum
     }

@@ -51,15 +51,15 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::masking::{self, BlockMasks};
 use crate::error::{Error, Result};
 use crate::optimizer::Optimizer;
-use crate::registry::{self, OptimizerSpec};
+use crate::registry::OptimizerSpec;
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
-use crate::wrap::{build_inner, reconfigure_inner, InnerSpec};
+use crate::wrap::InnerSpec;
 
 /// SkipUpdate's hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,13 +121,6 @@ pub struct SkipUpdate {
     masks: BlockMasks,
 }
 
-fn default_inner() -> InnerSpec {
-    InnerSpec {
-        optimizer: "adamw".into(),
-        hparams: json!({}),
-    }
-}
-
 impl SkipUpdate {
     /// Wraps `inner`; `config.inner` is ignored (it describes `inner` in
     /// JSON configurations).
@@ -144,8 +137,7 @@ impl SkipUpdate {
     /// Builds SkipUpdate and its wrapped optimizer from JSON.
     pub fn from_json(value: &Value) -> Result<Self> {
         let cfg = SkipUpdateConfig::from_json(value)?;
-        let spec = cfg.inner.clone().unwrap_or_else(default_inner);
-        let inner = build_inner(NAME, &spec)?;
+        let inner = masking::build_inner_or_default(NAME, &cfg.inner)?;
         SkipUpdate::new(cfg, inner)
     }
 
@@ -157,14 +149,9 @@ impl SkipUpdate {
             paper: "Joo, Xia, Kim, Zhang & Ie, On Surprising Effectiveness of Masking Updates in Adaptive Optimizers (arXiv:2602.15322)",
             summary: "wrapper: keeps each tensor's update of any optimizer with probability p, rescaled by 1/p (unbiased); state updated densely",
             defaults: || {
-                let mut d =
-                    serde_json::to_value(SkipUpdateConfig::default()).unwrap_or(Value::Null);
-                let inner = default_inner();
-                let hp = registry::find(&inner.optimizer)
-                    .map(|s| (s.defaults)())
-                    .unwrap_or(Value::Null);
-                d["inner"] = json!({"optimizer": inner.optimizer, "hparams": hp});
-                d
+                masking::defaults_with_inner(
+                    serde_json::to_value(SkipUpdateConfig::default()).unwrap_or(Value::Null),
+                )
             },
             build: |v| Ok(Box::new(SkipUpdate::from_json(v)?)),
         }
@@ -188,21 +175,21 @@ impl Optimizer for SkipUpdate {
     }
 
     fn config(&self) -> Value {
-        let mut d = serde_json::to_value(&self.config).unwrap_or(Value::Null);
-        d["inner"] = json!({"optimizer": self.inner.name(), "hparams": self.inner.config()});
-        d
+        let own = serde_json::to_value(&self.config).unwrap_or(Value::Null);
+        masking::config_with_inner(own, self.inner.as_ref())
     }
 
     fn set_config(&mut self, config: Value) -> Result<()> {
         let cfg = SkipUpdateConfig::from_json(&config)?;
-        if let Some(spec) = &cfg.inner {
-            reconfigure_inner(NAME, self.inner.as_mut(), spec)?;
-        }
-        let seed_changed = cfg.seed != self.config.seed;
+        masking::reconfigure(
+            NAME,
+            self.inner.as_mut(),
+            cfg.inner.as_ref(),
+            &mut self.masks,
+            self.config.seed,
+            cfg.seed,
+        )?;
         self.config = SkipUpdateConfig { inner: None, ..cfg };
-        if seed_changed {
-            self.masks.reseed(self.config.seed);
-        }
         Ok(())
     }
 
@@ -280,6 +267,12 @@ impl Optimizer for SkipUpdate {
 
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
         self.inner.state_buffer(param, buffer)
+    }
+
+    /// Execution options (threads, fast or simple path, state storage) are
+    /// the wrapped optimizer's.
+    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
+        self.inner.set_exec_options(exec)
     }
 
     fn set_cautious(&mut self, on: bool) -> Result<()> {

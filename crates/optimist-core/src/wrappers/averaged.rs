@@ -6,8 +6,12 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
 use crate::error::{Error, Result};
-use crate::optimizer::Mode;
+use crate::optimizer::{Mode, Optimizer};
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::ParamMut;
 
@@ -150,4 +154,56 @@ impl Averages {
         };
         Ok(Averages { copies, mode })
     }
+}
+
+/// Switches an averaging wrapper (`who`) and its `inner` optimizer to
+/// `mode`. Eval: the inner optimizer switches first, then the averages are
+/// swapped in; train: swapped out, then the inner optimizer switches. When
+/// the averages are already in `mode` only the inner optimizer is told.
+pub(crate) fn switch_mode(
+    who: &str,
+    averages: &mut Averages,
+    inner: &mut dyn Optimizer,
+    mode: Mode,
+    params: &mut [ParamMut<'_>],
+) -> Result<()> {
+    if mode == averages.mode() {
+        return inner.set_mode(mode, params);
+    }
+    match mode {
+        Mode::Eval => {
+            inner.set_mode(mode, params)?;
+            averages.set_mode(who, mode, params)
+        }
+        Mode::Train => {
+            averages.set_mode(who, mode, params)?;
+            inner.set_mode(mode, params)
+        }
+    }
+}
+
+/// `set_config` of an averaging wrapper (`kind`): its own fields of
+/// `config` are merged over `current`, the result is checked with `check`,
+/// the inner hyperparameters (if any) go to `inner`, and only then is
+/// `current` replaced.
+pub(crate) fn apply_config<C: Serialize + DeserializeOwned>(
+    kind: &str,
+    config: &Value,
+    current: &mut C,
+    inner: &mut dyn Optimizer,
+    check: impl Fn(&C) -> Result<()>,
+) -> Result<()> {
+    let (own, inner_hp) = super::split_config(kind, config)?;
+    let mut merged = serde_json::to_value(&*current).unwrap_or(Value::Null);
+    for (k, val) in own.as_object().into_iter().flatten() {
+        merged[k] = val.clone();
+    }
+    let cfg: C = serde_json::from_value(merged)
+        .map_err(|e| Error::config(kind, format!("invalid configuration: {e}")))?;
+    check(&cfg)?;
+    if let Some(hp) = inner_hp {
+        inner.set_config(hp)?;
+    }
+    *current = cfg;
+    Ok(())
 }

@@ -32,15 +32,16 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::math::lerp;
 use crate::optimizer::{Mode, Optimizer};
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
 use crate::validate as v;
+use crate::wrap::forward_to_inner;
 
-use super::averaged::Averages;
-use super::{check_params, check_state_keys, count_scalar, inner_spec, split_config};
+use super::averaged::{apply_config, switch_mode, Averages};
+use super::{check_params, check_state_keys, count_scalar, inner_spec};
 
 /// Hyperparameters of the EMA (names and defaults of timm's `ModelEmaV3`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,9 +145,14 @@ impl Ema {
 }
 
 impl Optimizer for Ema {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
+    forward_to_inner!(
+        name,
+        hparam,
+        state_buffer,
+        set_cautious,
+        set_hparam,
+        set_exec_options
+    );
 
     fn config(&self) -> Value {
         let mut c = serde_json::to_value(&self.config).unwrap_or(Value::Null);
@@ -156,19 +162,13 @@ impl Optimizer for Ema {
     }
 
     fn set_config(&mut self, config: Value) -> Result<()> {
-        let (own, inner_hp) = split_config("ema", &config)?;
-        let mut merged = serde_json::to_value(&self.config).unwrap_or(Value::Null);
-        for (k, val) in own.as_object().into_iter().flatten() {
-            merged[k] = val.clone();
-        }
-        let cfg: EmaConfig = serde_json::from_value(merged)
-            .map_err(|e| Error::config("ema", format!("invalid configuration: {e}")))?;
-        cfg.validate()?;
-        if let Some(hp) = inner_hp {
-            self.inner.set_config(hp)?;
-        }
-        self.config = cfg;
-        Ok(())
+        apply_config(
+            "ema",
+            &config,
+            &mut self.config,
+            self.inner.as_mut(),
+            EmaConfig::validate,
+        )
     }
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
@@ -199,43 +199,9 @@ impl Optimizer for Ema {
         Ok(())
     }
 
-    fn hparam(&self, key: &str) -> Option<f64> {
-        self.inner.hparam(key)
-    }
-
-    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        self.inner.state_buffer(param, buffer)
-    }
-
-    fn set_cautious(&mut self, on: bool) -> Result<()> {
-        self.inner.set_cautious(on)
-    }
-
-    fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
-        self.inner.set_hparam(key, value)
-    }
-
     /// Eval: the inner optimizer switches first, then the averages are
     /// swapped in; train: swapped out, then the inner optimizer switches.
     fn set_mode(&mut self, mode: Mode, params: &mut [ParamMut<'_>]) -> Result<()> {
-        if mode == self.averages.mode() {
-            return self.inner.set_mode(mode, params);
-        }
-        match mode {
-            Mode::Eval => {
-                self.inner.set_mode(mode, params)?;
-                self.averages.set_mode("ema", mode, params)
-            }
-            Mode::Train => {
-                self.averages.set_mode("ema", mode, params)?;
-                self.inner.set_mode(mode, params)
-            }
-        }
-    }
-
-    /// Execution options (threads, fast or simple path, state storage) are
-    /// the wrapped optimizer's.
-    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
-        self.inner.set_exec_options(exec)
+        switch_mode("ema", &mut self.averages, self.inner.as_mut(), mode, params)
     }
 }

@@ -27,9 +27,10 @@ use crate::error::{Error, Result};
 use crate::optimizer::{Mode, Optimizer};
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
+use crate::wrap::forward_to_inner;
 
-use super::averaged::Averages;
-use super::{check_params, check_state_keys, count_scalar, inner_spec, split_config};
+use super::averaged::{apply_config, switch_mode, Averages};
+use super::{check_params, check_state_keys, count_scalar, inner_spec};
 
 /// When SWA averages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,9 +107,14 @@ impl Swa {
 }
 
 impl Optimizer for Swa {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
+    forward_to_inner!(
+        name,
+        hparam,
+        state_buffer,
+        set_cautious,
+        set_hparam,
+        set_exec_options
+    );
 
     fn config(&self) -> Value {
         json!({
@@ -120,19 +126,13 @@ impl Optimizer for Swa {
     }
 
     fn set_config(&mut self, config: Value) -> Result<()> {
-        let (own, inner_hp) = split_config("swa", &config)?;
-        let mut merged = serde_json::to_value(&self.config).unwrap_or(Value::Null);
-        for (k, val) in own.as_object().into_iter().flatten() {
-            merged[k] = val.clone();
-        }
-        let cfg: SwaConfig = serde_json::from_value(merged)
-            .map_err(|e| Error::config("swa", format!("invalid configuration: {e}")))?;
-        cfg.validate()?;
-        if let Some(hp) = inner_hp {
-            self.inner.set_config(hp)?;
-        }
-        self.config = cfg;
-        Ok(())
+        apply_config(
+            "swa",
+            &config,
+            &mut self.config,
+            self.inner.as_mut(),
+            SwaConfig::validate,
+        )
     }
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
@@ -175,41 +175,7 @@ impl Optimizer for Swa {
         Ok(())
     }
 
-    fn hparam(&self, key: &str) -> Option<f64> {
-        self.inner.hparam(key)
-    }
-
-    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        self.inner.state_buffer(param, buffer)
-    }
-
-    fn set_cautious(&mut self, on: bool) -> Result<()> {
-        self.inner.set_cautious(on)
-    }
-
-    fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
-        self.inner.set_hparam(key, value)
-    }
-
     fn set_mode(&mut self, mode: Mode, params: &mut [ParamMut<'_>]) -> Result<()> {
-        if mode == self.averages.mode() {
-            return self.inner.set_mode(mode, params);
-        }
-        match mode {
-            Mode::Eval => {
-                self.inner.set_mode(mode, params)?;
-                self.averages.set_mode("swa", mode, params)
-            }
-            Mode::Train => {
-                self.averages.set_mode("swa", mode, params)?;
-                self.inner.set_mode(mode, params)
-            }
-        }
-    }
-
-    /// Execution options (threads, fast or simple path, state storage) are
-    /// the wrapped optimizer's.
-    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
-        self.inner.set_exec_options(exec)
+        switch_mode("swa", &mut self.averages, self.inner.as_mut(), mode, params)
     }
 }

@@ -1,9 +1,11 @@
 //! Helpers shared by the integration tests of the training essentials.
 #![allow(dead_code)]
 
-use optimist_core::registry::OptimizerSpec;
-use optimist_core::{Optimizer, ParamMut};
-use serde_json::json;
+use optimist_core::checkpoint::ParamRef;
+use optimist_core::registry::{build, OptimizerSpec};
+use optimist_core::state::StateDict;
+use optimist_core::{Optimizer, Param, ParamMut};
+use serde_json::{json, Value};
 
 /// Builds a registry optimizer with its defaults; wrappers that need an
 /// inner optimizer (lookahead) get Adam.
@@ -101,6 +103,20 @@ impl Net {
         }
     }
 
+    /// The parameters as checkpoint references.
+    pub fn refs(&self) -> Vec<ParamRef<'_>> {
+        self.names
+            .iter()
+            .zip(&self.shapes)
+            .zip(&self.values)
+            .map(|((n, s), v)| ParamRef {
+                name: n,
+                shape: s,
+                values: v,
+            })
+            .collect()
+    }
+
     /// Bit patterns of every value, for exact comparisons.
     pub fn bits(&self) -> Vec<Vec<u32>> {
         self.values
@@ -108,4 +124,60 @@ impl Net {
             .map(|v| v.iter().map(|x| x.to_bits()).collect())
             .collect()
     }
+}
+
+/// Builds registry optimizer `name` with hyperparameters `hp`, which must
+/// be refused with a message naming `field`; returns the message.
+pub fn refusal(name: &str, hp: &Value, field: &str) -> String {
+    match build(name, hp) {
+        Ok(_) => panic!("{name} {hp}: accepted"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(field),
+                "{name} {hp}: message {msg:?} does not name {field}"
+            );
+            msg
+        }
+    }
+}
+
+/// Builds registry optimizer `name` with `hp`, panicking with the error.
+pub fn opt(name: &str, hp: Value) -> Box<dyn Optimizer> {
+    build(name, &hp).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Determinism and resumption of optimizer `name` (`hp`) on the parameters
+/// made by `params`, advanced by `run(opt, params, from, to)`: two runs of
+/// `total` steps agree, and a run of `split` steps whose state goes through
+/// a state dict into a fresh optimizer (unchanged by the round trip, not
+/// empty) ends where they did. Returns the finished parameters, the saved
+/// state and the optimizer that loaded it.
+pub fn check_resume(
+    name: &str,
+    hp: &Value,
+    params: impl Fn() -> Vec<Param>,
+    run: impl Fn(&mut dyn Optimizer, &mut [Param], usize, usize),
+    split: usize,
+    total: usize,
+) -> (Vec<Param>, StateDict, Box<dyn Optimizer>) {
+    let mut a = params();
+    let mut b = params();
+    let mut oa = opt(name, hp.clone());
+    let mut ob = opt(name, hp.clone());
+    run(oa.as_mut(), &mut a, 0, total);
+    run(ob.as_mut(), &mut b, 0, total);
+    assert_eq!(a, b, "{name}: not deterministic");
+
+    let mut c = params();
+    let mut oc = opt(name, hp.clone());
+    run(oc.as_mut(), &mut c, 0, split);
+    let sd = oc.state_dict();
+    assert!(!sd.tensors.is_empty(), "{name}: empty state");
+    let mut od = opt(name, hp.clone());
+    od.load_state_dict(&sd).unwrap();
+    assert_eq!(od.state_dict(), sd, "{name}: state changed by a round trip");
+    run(od.as_mut(), &mut c, split, total);
+    assert_eq!(a, c, "{name}: resumed run differs");
+    (a, sd, od)
 }
