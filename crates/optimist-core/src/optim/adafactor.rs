@@ -155,6 +155,24 @@ impl Consts {
     }
 }
 
+/// Values per run of the U buffer (a multiple of [`LANES`]).
+const SUB: usize = 1024;
+
+/// Adds the squares of `xs` (in f64) into the lanes, element `i` into lane
+/// `i % LANES`.
+#[inline(always)]
+fn add_sq_lanes(xs: &[f32], lanes: &mut [f64; LANES]) {
+    let (c, r) = xs.as_chunks::<LANES>();
+    for x in c {
+        for l in 0..LANES {
+            lanes[l] += x[l] as f64 * x[l] as f64;
+        }
+    }
+    for (l, &x) in r.iter().enumerate() {
+        lanes[l] += x as f64 * x as f64;
+    }
+}
+
 /// Adds the lanes in order.
 #[inline(always)]
 fn lanes_sum(lanes: &[f64; LANES]) -> f64 {
@@ -291,17 +309,16 @@ fn factored_u_sq_impl(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64
         let (rv, rm) = (f.row[br], f.row_mean[b]);
         let cs = &f.col[b * f.cols + j0..b * f.cols + j0 + l];
         let gs = &g[i..i + l];
-        let (gc, gr) = gs.as_chunks::<LANES>();
-        let (cc, cr) = cs.as_chunks::<LANES>();
-        for (g, c) in gc.iter().zip(cc) {
-            for l in 0..LANES {
-                let u = k.u((rv * c[l]) / rm, g[l]) as f64;
-                lanes[l] += u * u;
+        // U in runs of SUB values, then their squares into the lanes
+        // (SUB is a multiple of LANES: element j still goes to lane j % LANES).
+        let mut buf = [0.0f32; SUB];
+        for (gs, cs) in gs.chunks(SUB).zip(cs.chunks(SUB)) {
+            let m = gs.len();
+            let (buf, cs) = (&mut buf[..m], &cs[..m]);
+            for ((u, &g), &c) in buf.iter_mut().zip(gs).zip(cs) {
+                *u = k.u((rv * c) / rm, g);
             }
-        }
-        for (l, (&g, &c)) in gr.iter().zip(cr).enumerate() {
-            let u = k.u((rv * c) / rm, g) as f64;
-            lanes[l] += u * u;
+            add_sq_lanes(buf, &mut lanes);
         }
         i += l;
     }
@@ -361,27 +378,20 @@ fn vector_moments_impl(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64,
     let (g, v) = (&g[..n], &mut v[..n]);
     let mut pl = [0.0f64; LANES];
     let mut ul = [0.0f64; LANES];
-    let element = |v: f32, g: f32| {
-        let sg = k.sgn * g;
-        let v = lerp(v, sg * sg, k.w);
-        (v, k.u(v, g))
-    };
-    let (xc, xr) = x.as_chunks::<LANES>();
-    let (gc, gr) = g.as_chunks::<LANES>();
-    let (vc, vr) = v.as_chunks_mut::<LANES>();
-    for ((x, g), v) in xc.iter().zip(gc).zip(vc.iter_mut()) {
-        for l in 0..LANES {
-            let u;
-            (v[l], u) = element(v[l], g[l]);
-            pl[l] += x[l] as f64 * x[l] as f64;
-            ul[l] += u as f64 * u as f64;
+    let mut buf = [0.0f32; SUB];
+    let runs = x.chunks(SUB).zip(g.chunks(SUB)).zip(v.chunks_mut(SUB));
+    for ((x, g), v) in runs {
+        let m = x.len();
+        let (g, v, buf) = (&g[..m], &mut v[..m], &mut buf[..m]);
+        for (v, &g) in v.iter_mut().zip(g) {
+            let sg = k.sgn * g;
+            *v = lerp(*v, sg * sg, k.w);
         }
-    }
-    for (l, ((&x, &g), v)) in xr.iter().zip(gr).zip(vr.iter_mut()).enumerate() {
-        let u;
-        (*v, u) = element(*v, g);
-        pl[l] += x as f64 * x as f64;
-        ul[l] += u as f64 * u as f64;
+        for ((u, &v), &g) in buf.iter_mut().zip(&*v).zip(g) {
+            *u = k.u(v, g);
+        }
+        add_sq_lanes(x, &mut pl);
+        add_sq_lanes(buf, &mut ul);
     }
     (lanes_sum(&pl), lanes_sum(&ul))
 }
