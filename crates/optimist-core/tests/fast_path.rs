@@ -767,13 +767,13 @@ fn newton_schulz_products_are_thread_count_independent() {
 /// tiles (column strips, row blocks), the update norm over fixed blocks,
 /// so the fast path equals the simple path bit for bit at every thread
 /// count. Shapes span several strips (2000 and 70000 columns), several row
-/// blocks (300 and 70000 rows), one-row matrices and batches of matrices.
+/// blocks (300 and 90000 rows), one-row matrices and batches of matrices.
 #[test]
 fn adafactor_matrices_are_thread_count_independent() {
     let shapes: [&[usize]; 6] = [
         &[300, 2000],
         &[3, 70_000],
-        &[70_000, 3],
+        &[90_000, 3],
         &[129, 129],
         &[5, 40, 30],
         &[2, 1, 20_000],

@@ -126,11 +126,11 @@ impl OptimizerConfig for Adafactor {
 const BLOCK: usize = crate::exec::CHUNK;
 
 /// Columns per strip of a matrix tile in the factor pass.
-const STRIP: usize = 1024;
+const STRIP: usize = 4096;
 
 /// Elements per matrix tile in the factor pass (rows per tile: this over
 /// the strip width, at least one).
-const TILE: usize = 4 * crate::exec::CHUNK;
+const TILE: usize = 16 * crate::exec::CHUNK;
 
 /// Interleaved f64 accumulators of a sum (element `i` of a segment into
 /// lane `i % LANES`, lanes added in order at the end), so loops vectorize.
