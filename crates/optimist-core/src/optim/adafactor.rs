@@ -27,8 +27,8 @@
 //! row (or column) rounded to f32, squared in f32, divided by the length.
 //! Norms and sums are accumulated in f64 and rounded once to f32 (torch
 //! accumulates in f32), in a fixed order that does not depend on the thread
-//! count: g² per row and column over tiles of a column strip of up to 1024
-//! columns by up to 65536 / width rows (a column sums its rows in order
+//! count: g² per row and column over tiles of a column strip of up to 4096
+//! columns by up to 262144 / width rows (a column sums its rows in order
 //! within a tile, a row its strip in 8 interleaved lanes; tile partials are
 //! added in tile order), ||p|| over the same tiles (vectors: blocks of 16384
 //! elements), ||U|| over blocks of 16384 elements, 8 lanes each, partials
