@@ -4,7 +4,8 @@
 //! * f32 state: bit-identical parameters and state for every rule with an
 //!   elementwise kernel (sgd, adam, adamw, lion, adabelief, radam, nadam,
 //!   adamax, adagrad, rmsprop, adadelta, adabound, signsgd, adamomentum,
-//!   sophiag, sophiah) and for lamb (norms summed in fixed blocks),
+//!   sophiag, sophiah), for lamb (norms summed in fixed blocks) and for
+//!   adafactor's vectors (the same; its matrices have their own test),
 //!   over many shapes (empty chunks, chunk edges, a thousand small tensors)
 //!   and thread counts 1, 2, 3 and 8;
 //! * compressed state (bf16 with stochastic rounding, 8-bit blocks): the
@@ -220,6 +221,11 @@ fn configs() -> Vec<(&'static str, Value)> {
         (
             "lamb",
             json!({"lr": 1e-2, "adam": true, "grad_averaging": false}),
+        ),
+        ("adafactor", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        (
+            "adafactor",
+            json!({"lr": 1e-2, "maximize": true, "d": 2.0, "beta2_decay": -0.5, "eps": [1e-20, 1e-3]}),
         ),
         ("sophiah", json!({"lr": 1e-2, "weight_decay": 0.1})),
         (
@@ -753,6 +759,59 @@ fn newton_schulz_products_are_thread_count_independent() {
         for threads in [1, 2, 3, 8] {
             let got = run_muon(name, &hp, fused(threads));
             assert_identical(&got, &reference, &format!("{name} threads={threads}"));
+        }
+    }
+}
+
+/// Adafactor's factored matrices: row and column sums of g² over fixed
+/// tiles (column strips, row blocks), the update norm over fixed blocks,
+/// so the fast path equals the simple path bit for bit at every thread
+/// count. Shapes span several strips (2000 and 70000 columns), several row
+/// blocks (300 and 90000 rows), one-row matrices and batches of matrices.
+#[test]
+fn adafactor_matrices_are_thread_count_independent() {
+    let shapes: [&[usize]; 6] = [
+        &[300, 2000],
+        &[3, 70_000],
+        &[90_000, 3],
+        &[129, 129],
+        &[5, 40, 30],
+        &[2, 1, 20_000],
+    ];
+    let go = |hp: &Value, exec: ExecOptions| {
+        let mut opt = build("adafactor", hp).unwrap();
+        opt.set_exec_options(exec).unwrap();
+        let mut rng = Rng(17);
+        let mut ps: Vec<Param> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let n: usize = s.iter().product();
+                let data = (0..n).map(|_| rng.next()).collect();
+                Param::new(format!("w{i}"), s.to_vec(), data).unwrap()
+            })
+            .collect();
+        for _ in 0..3 {
+            set_grads(&mut ps, &mut rng, 0.1);
+            opt.step(&mut views(&mut ps)).unwrap();
+        }
+        (
+            ps.into_iter().map(|p| p.data).collect::<Vec<_>>(),
+            opt.state_dict(),
+        )
+    };
+    for hp in [
+        json!({"lr": 1e-2, "weight_decay": 0.1}),
+        json!({"lr": 0.5, "maximize": true, "d": 1.0}),
+    ] {
+        let reference = go(&hp, simple());
+        for threads in [1, 2, 3, 8] {
+            let got = go(&hp, fused(threads));
+            assert_identical(
+                &got,
+                &reference,
+                &format!("adafactor {hp} threads={threads}"),
+            );
         }
     }
 }

@@ -26,7 +26,18 @@
 //! The row and column means are formed as torch forms them: the norm of the
 //! row (or column) rounded to f32, squared in f32, divided by the length.
 //! Norms and sums are accumulated in f64 and rounded once to f32 (torch
-//! accumulates in f32), products are rounded on their own (torch's CPU
+//! accumulates in f32), in a fixed order that does not depend on the thread
+//! count: g² per row and column over tiles of a column strip of up to 4096
+//! columns by up to 262144 / width rows (a column sums its rows in order
+//! within a tile, a row its strip in 8 interleaved lanes; tile partials are
+//! added in tile order), ||p|| over the same tiles (vectors: blocks of 16384
+//! elements), ||U|| over blocks of 16384 elements, 8 lanes each, partials
+//! added in block order. The simple path (`update`) runs the same tiles and
+//! blocks in turn on one thread; the fast path (`update_all`) runs the
+//! parameters, and the tiles and blocks of each, in parallel: same values.
+//! A step is three passes over a matrix (sums, ||U||, step) and two over a
+//! vector (second moment with the sums, step), each vectorized (AVX2 when
+//! the CPU has it). products are rounded on their own (torch's CPU
 //! kernels fuse the multiply-adds of lerp and add-with-alpha into FMA
 //! instructions) and sqrt is IEEE (MKL builds of torch take f32 square roots
 //! from MKL), so results can differ from torch's in the last bits (measured
@@ -43,11 +54,13 @@
 //! State per parameter: `row_var` and `col_var` (factored, R and C values
 //! per batch entry) or `variance` (n values).
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::math::{descent_sign, l2_norm, lerp, maximum, WeightDecay};
+use crate::math::{descent_sign, lerp, maximum, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::state::StateStore;
 use crate::tensor::ParamMut;
 use crate::validate as v;
 
@@ -108,93 +121,318 @@ impl OptimizerConfig for Adafactor {
     }
 }
 
-/// The second-moment estimate of one parameter.
-enum Estimate<'a> {
-    /// One value per element.
-    Full(&'a [f32]),
-    /// Row and column factors of each [rows, cols] matrix of a batch, and
-    /// each matrix's clamped row mean.
-    Factored {
-        row: &'a [f32],
-        col: &'a [f32],
-        row_mean: &'a [f32],
-        rows: usize,
-        cols: usize,
-    },
-}
+/// Elements per block of the elementwise passes and of the partial sums of
+/// a vector's norms (and of the update norm of a matrix).
+const BLOCK: usize = crate::exec::CHUNK;
 
-impl Estimate<'_> {
-    /// Calls `f(i, v_i)` for every element i in order.
-    #[inline(always)]
-    fn visit(&self, mut f: impl FnMut(usize, f32)) {
-        match *self {
-            Estimate::Full(v) => v.iter().enumerate().for_each(|(i, &v)| f(i, v)),
-            Estimate::Factored {
-                row,
-                col,
-                row_mean,
-                rows,
-                cols,
-            } => {
-                let mut i = 0;
-                for (br, &rv) in row.iter().enumerate() {
-                    let b = br / rows;
-                    let rm = row_mean[b];
-                    for &cv in &col[b * cols..(b + 1) * cols] {
-                        f(i, (rv * cv) / rm);
-                        i += 1;
-                    }
-                }
-            }
-        }
-    }
-}
+/// Columns per strip of a matrix tile in the factor pass.
+const STRIP: usize = 4096;
 
-/// Mixes the row and column means of g² into the factors of every matrix of
-/// the batch and returns each matrix's row-factor mean clamped at `eps1`.
-fn update_factors(
-    grad: &[f32],
-    row: &mut [f32],
-    col: &mut [f32],
-    (rows, cols): (usize, usize),
+/// Elements per matrix tile in the factor pass (rows per tile: this over
+/// the strip width, at least one).
+const TILE: usize = 16 * crate::exec::CHUNK;
+
+/// Interleaved f64 accumulators of a sum (element `i` of a segment into
+/// lane `i % LANES`, lanes added in order at the end), so loops vectorize.
+const LANES: usize = 8;
+
+/// Per-step constants of one parameter.
+#[derive(Debug, Clone, Copy)]
+struct Consts {
+    /// Weight of the new g² in the lerp, `t^beta2_decay`.
     w: f32,
-    eps1: f32,
-) -> Vec<f32> {
-    let (rows_f, cols_f) = (rows as f32, cols as f32);
-    let mut col_acc = vec![0.0f64; cols];
-    let blocks = grad.chunks_exact(rows * cols);
-    let factors = row.chunks_exact_mut(rows).zip(col.chunks_exact_mut(cols));
-    let mut row_mean = Vec::with_capacity(grad.len() / (rows * cols));
-    for (block, (row, col)) in blocks.zip(factors) {
-        col_acc.fill(0.0);
-        for (grow, rv) in block.chunks_exact(cols).zip(row.iter_mut()) {
-            let mut s = 0.0f64;
-            for (&g, acc) in grow.iter().zip(col_acc.iter_mut()) {
-                let gg = g as f64 * g as f64;
-                s += gg;
-                *acc += gg;
-            }
-            let norm = s.sqrt() as f32;
-            *rv = lerp(*rv, norm * norm / cols_f, w);
-        }
-        for (cv, &s) in col.iter_mut().zip(&col_acc) {
-            let norm = s.sqrt() as f32;
-            *cv = lerp(*cv, norm * norm / rows_f, w);
-        }
-        let sum = row.iter().map(|&x| x as f64).sum::<f64>() as f32;
-        row_mean.push(maximum(sum / rows_f, eps1));
-    }
-    row_mean
+    /// Floor of the estimate, eps1².
+    floor: f32,
+    /// +1, or -1 when maximizing.
+    sgn: f32,
 }
 
-impl UpdateRule for Adafactor {
-    type State = AdafactorState;
+impl Consts {
+    /// `U = rsqrt(max(V, eps1^2)) * g`.
+    #[inline(always)]
+    fn u(&self, v: f32, g: f32) -> f32 {
+        (1.0 / maximum(v, self.floor).sqrt()) * (self.sgn * g)
+    }
+}
 
-    fn update(
+/// Values per run of the U buffer (a multiple of [`LANES`]).
+const SUB: usize = 1024;
+
+/// Adds the squares of `xs` (in f64) into the lanes, element `i` into lane
+/// `i % LANES`.
+#[inline(always)]
+fn add_sq_lanes(xs: &[f32], lanes: &mut [f64; LANES]) {
+    let (c, r) = xs.as_chunks::<LANES>();
+    for x in c {
+        for l in 0..LANES {
+            lanes[l] += x[l] as f64 * x[l] as f64;
+        }
+    }
+    for (l, &x) in r.iter().enumerate() {
+        lanes[l] += x as f64 * x as f64;
+    }
+}
+
+/// Adds the lanes in order.
+#[inline(always)]
+fn lanes_sum(lanes: &[f64; LANES]) -> f64 {
+    lanes.iter().fold(0.0, |a, &x| a + x)
+}
+
+/// A rectangle of one matrix of the batch: rows `r0..r1`, columns `c0..c1`.
+#[derive(Debug, Clone, Copy)]
+struct Tile {
+    b: usize,
+    r0: usize,
+    r1: usize,
+    c0: usize,
+    c1: usize,
+}
+
+/// The tiles of a batch of [rows, cols] matrices, in their fixed order
+/// (matrix, row block, column strip); they do not depend on threads.
+fn tiles(batch: usize, rows: usize, cols: usize) -> Vec<Tile> {
+    let w = cols.min(STRIP);
+    let h = (TILE / w).max(1);
+    let mut out = Vec::new();
+    for b in 0..batch {
+        for r0 in (0..rows).step_by(h) {
+            for c0 in (0..cols).step_by(w) {
+                out.push(Tile {
+                    b,
+                    r0,
+                    r1: (r0 + h).min(rows),
+                    c0,
+                    c1: (c0 + w).min(cols),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Partial sums of one tile: g² per row and per column, and p².
+struct TileSums {
+    rows: Vec<f64>,
+    cols: Vec<f64>,
+    p_sq: f64,
+}
+
+/// Runs `$imp(args)` compiled for AVX2 when the CPU has it (the values are
+/// the same either way: Rust never contracts multiply-adds).
+macro_rules! with_avx2 {
+    ($imp:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) -> $ret {
+                $imp($($arg),*)
+            }
+            if crate::exec::has_avx2() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+                return unsafe { avx2($($arg),*) };
+            }
+        }
+        $imp($($arg),*)
+    }};
+}
+
+/// Factor pass over one tile: per-row and per-column sums of g² (rows in
+/// order for the columns, lanes for the rows) and the sum of p².
+fn tile_sums(p: &[f32], g: &[f32], shape: (usize, usize), t: Tile) -> TileSums {
+    with_avx2!(tile_sums_impl(p: &[f32], g: &[f32], shape: (usize, usize), t: Tile) -> TileSums)
+}
+
+#[inline(always)]
+fn tile_sums_impl(p: &[f32], g: &[f32], (rows, cols): (usize, usize), t: Tile) -> TileSums {
+    let w = t.c1 - t.c0;
+    let mut out = TileSums {
+        rows: Vec::with_capacity(t.r1 - t.r0),
+        cols: vec![0.0; w],
+        p_sq: 0.0,
+    };
+    let mut pl = [0.0f64; LANES];
+    for r in t.r0..t.r1 {
+        let base = (t.b * rows + r) * cols;
+        let gs = &g[base + t.c0..base + t.c1];
+        let ps = &p[base + t.c0..base + t.c1];
+        let cs = &mut out.cols[..w];
+        let mut rl = [0.0f64; LANES];
+        let (gc, gr) = gs.as_chunks::<LANES>();
+        let (pc, pr) = ps.as_chunks::<LANES>();
+        let (cc, cr) = cs.as_chunks_mut::<LANES>();
+        for ((g, p), c) in gc.iter().zip(pc).zip(cc.iter_mut()) {
+            for l in 0..LANES {
+                let gg = g[l] as f64 * g[l] as f64;
+                rl[l] += gg;
+                c[l] += gg;
+                pl[l] += p[l] as f64 * p[l] as f64;
+            }
+        }
+        for (l, ((&g, &p), c)) in gr.iter().zip(pr).zip(cr.iter_mut()).enumerate() {
+            let gg = g as f64 * g as f64;
+            rl[l] += gg;
+            *c += gg;
+            pl[l] += p as f64 * p as f64;
+        }
+        out.rows.push(lanes_sum(&rl));
+    }
+    out.p_sq = lanes_sum(&pl);
+    out
+}
+
+/// The factored estimate of a batch of [rows, cols] matrices.
+#[derive(Clone, Copy)]
+struct Factors<'a> {
+    row: &'a [f32],
+    col: &'a [f32],
+    /// Each matrix's row-factor mean clamped at eps1.
+    row_mean: &'a [f32],
+    rows: usize,
+    cols: usize,
+}
+
+/// Sum of U² over the block of the flattened parameter starting at `off`,
+/// in lanes restarted at each row segment's start.
+fn factored_u_sq(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
+    with_avx2!(factored_u_sq_impl(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64)
+}
+
+#[inline(always)]
+fn factored_u_sq_impl(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let mut i = 0;
+    while i < g.len() {
+        let (br, j0) = ((off + i) / f.cols, (off + i) % f.cols);
+        let l = (f.cols - j0).min(g.len() - i);
+        let b = br / f.rows;
+        let (rv, rm) = (f.row[br], f.row_mean[b]);
+        let cs = &f.col[b * f.cols + j0..b * f.cols + j0 + l];
+        let gs = &g[i..i + l];
+        // U in runs of SUB values, then their squares into the lanes
+        // (SUB is a multiple of LANES: element j still goes to lane j % LANES).
+        let mut buf = [0.0f32; SUB];
+        for (gs, cs) in gs.chunks(SUB).zip(cs.chunks(SUB)) {
+            let m = gs.len();
+            let (buf, cs) = (&mut buf[..m], &cs[..m]);
+            for ((u, &g), &c) in buf.iter_mut().zip(gs).zip(cs) {
+                *u = k.u((rv * c) / rm, g);
+            }
+            add_sq_lanes(buf, &mut lanes);
+        }
+        i += l;
+    }
+    lanes_sum(&lanes)
+}
+
+/// The step over the block of the flattened parameter starting at `off`.
+fn factored_step(
+    k: &Consts,
+    f: &Factors<'_>,
+    x: &mut [f32],
+    g: &[f32],
+    off: usize,
+    wd: WeightDecay,
+    coef: f32,
+) {
+    with_avx2!(factored_step_impl(k: &Consts, f: &Factors<'_>, x: &mut [f32], g: &[f32], off: usize, wd: WeightDecay, coef: f32) -> ())
+}
+
+#[inline(always)]
+fn factored_step_impl(
+    k: &Consts,
+    f: &Factors<'_>,
+    x: &mut [f32],
+    g: &[f32],
+    off: usize,
+    wd: WeightDecay,
+    coef: f32,
+) {
+    let mut i = 0;
+    let n = x.len();
+    let g = &g[..n];
+    while i < n {
+        let (br, j0) = ((off + i) / f.cols, (off + i) % f.cols);
+        let l = (f.cols - j0).min(n - i);
+        let b = br / f.rows;
+        let (rv, rm) = (f.row[br], f.row_mean[b]);
+        let cs = &f.col[b * f.cols + j0..b * f.cols + j0 + l];
+        let (xs, gs) = (&mut x[i..i + l], &g[i..i + l]);
+        for ((x, &g), &c) in xs.iter_mut().zip(gs).zip(cs) {
+            let u = k.u((rv * c) / rm, g);
+            *x = wd.apply_to(*x, u).0 + coef * u;
+        }
+        i += l;
+    }
+}
+
+/// Vector pass 1 over one block: the second moment, and the sums of p²
+/// and U².
+fn vector_moments(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
+    with_avx2!(vector_moments_impl(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64))
+}
+
+#[inline(always)]
+fn vector_moments_impl(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
+    let n = x.len();
+    let (g, v) = (&g[..n], &mut v[..n]);
+    let mut pl = [0.0f64; LANES];
+    let mut ul = [0.0f64; LANES];
+    let mut buf = [0.0f32; SUB];
+    let runs = x.chunks(SUB).zip(g.chunks(SUB)).zip(v.chunks_mut(SUB));
+    for ((x, g), v) in runs {
+        let m = x.len();
+        let (g, v, buf) = (&g[..m], &mut v[..m], &mut buf[..m]);
+        for (v, &g) in v.iter_mut().zip(g) {
+            let sg = k.sgn * g;
+            *v = lerp(*v, sg * sg, k.w);
+        }
+        for ((u, &v), &g) in buf.iter_mut().zip(&*v).zip(g) {
+            *u = k.u(v, g);
+        }
+        add_sq_lanes(x, &mut pl);
+        add_sq_lanes(buf, &mut ul);
+    }
+    (lanes_sum(&pl), lanes_sum(&ul))
+}
+
+/// Vector pass 2 over one block: the step.
+fn vector_step(k: &Consts, x: &mut [f32], g: &[f32], v: &[f32], wd: WeightDecay, coef: f32) {
+    with_avx2!(vector_step_impl(k: &Consts, x: &mut [f32], g: &[f32], v: &[f32], wd: WeightDecay, coef: f32) -> ())
+}
+
+#[inline(always)]
+fn vector_step_impl(k: &Consts, x: &mut [f32], g: &[f32], v: &[f32], wd: WeightDecay, coef: f32) {
+    let n = x.len();
+    let (g, v) = (&g[..n], &v[..n]);
+    for ((x, &g), &v) in x.iter_mut().zip(g).zip(v) {
+        let u = k.u(v, g);
+        *x = wd.apply_to(*x, u).0 + coef * u;
+    }
+}
+
+/// Maps `$f` over the blocks in order: `$par_it` on the current thread
+/// pool when `$par`, else the same blocks from `$seq_it` on this thread.
+macro_rules! map_blocks {
+    ($par:expr, $par_it:expr, $seq_it:expr, $f:expr) => {
+        if $par {
+            $par_it.with_max_len(1).map($f).collect::<Vec<_>>()
+        } else {
+            $seq_it.map($f).collect::<Vec<_>>()
+        }
+    };
+}
+
+impl Adafactor {
+    /// One parameter: the sums (factors, p², U²) over fixed blocks and
+    /// tiles, then the step; on the current thread pool when `parallel`
+    /// (and called from one). Partial sums are added in block and tile
+    /// order, so every value is the same with or without threads.
+    fn update_param(
         &self,
-        _info: &StepInfo,
         p: &mut ParamMut<'_>,
         st: &mut AdafactorState,
+        parallel: bool,
     ) -> Result<()> {
         let n = p.numel();
         let matrix = match *p.shape {
@@ -219,59 +457,172 @@ impl UpdateRule for Adafactor {
         }
         let t = st.step as f64;
         let eps1 = self.eps.0.unwrap_or(f32::EPSILON as f64);
-        let w = t.powf(self.beta2_decay) as f32;
         let rho_t = self.lr.min(1.0 / t.powf(0.5));
-        let rms = l2_norm(p.value) as f64 / (n as f64).powf(0.5);
-        let alpha = self.eps.1.max(rms) * rho_t;
-        let sgn = descent_sign(self.maximize);
+        let k = Consts {
+            w: t.powf(self.beta2_decay) as f32,
+            floor: (eps1 * eps1) as f32,
+            sgn: descent_sign(self.maximize),
+        };
+        let par = parallel && n > BLOCK && rayon::current_thread_index().is_some();
+        let wd = WeightDecay::new(self.weight_decay, true, self.lr);
+        // The step's coefficient from the sums of p² and U².
+        let coef = |p_sq: f64, u_sq: f64| {
+            let rms = (p_sq.sqrt() as f32) as f64 / (n as f64).powf(0.5);
+            let alpha = self.eps.1.max(rms) * rho_t;
+            let u_norm = u_sq.sqrt() as f32 as f64;
+            let denom = 1.0f64.max(u_norm / ((n as f64).powf(0.5) * self.d));
+            (-alpha / denom) as f32
+        };
+        let x = &mut *p.value;
+        let g = &*p.grad;
 
-        let row_mean;
-        let estimate = match matrix {
-            Some((rows, cols)) => {
-                let batch = n / (rows * cols);
-                let row = st
-                    .row_var
-                    .get_or_fill(p.name, "row_var", batch * rows, 0.0)?;
-                let col = st
-                    .col_var
-                    .get_or_fill(p.name, "col_var", batch * cols, 0.0)?;
-                row_mean = update_factors(p.grad, row, col, (rows, cols), w, eps1 as f32);
-                Estimate::Factored {
-                    row,
-                    col,
-                    row_mean: &row_mean,
-                    rows,
-                    cols,
-                }
-            }
-            None => {
-                let var = st.variance.get_or_fill(p.name, "variance", n, 0.0)?;
-                for (v, &g) in var.iter_mut().zip(p.grad.iter()) {
-                    let g = sgn * g;
-                    *v = lerp(*v, g * g, w);
-                }
-                Estimate::Full(var)
-            }
+        let Some((rows, cols)) = matrix else {
+            let v = st.variance.get_or_fill(p.name, "variance", n, 0.0)?;
+            let sums = map_blocks!(
+                par,
+                x.par_chunks(BLOCK)
+                    .zip(g.par_chunks(BLOCK))
+                    .zip(v.par_chunks_mut(BLOCK)),
+                x.chunks(BLOCK)
+                    .zip(g.chunks(BLOCK))
+                    .zip(v.chunks_mut(BLOCK)),
+                |((x, g), v)| vector_moments(&k, x, g, v)
+            );
+            let (p_sq, u_sq) = sums
+                .iter()
+                .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
+            let c = coef(p_sq, u_sq);
+            map_blocks!(
+                par,
+                x.par_chunks_mut(BLOCK)
+                    .zip(g.par_chunks(BLOCK))
+                    .zip(v.par_chunks(BLOCK)),
+                x.chunks_mut(BLOCK)
+                    .zip(g.chunks(BLOCK))
+                    .zip(v.chunks(BLOCK)),
+                |((x, g), v)| vector_step(&k, x, g, v, wd, c)
+            );
+            return Ok(());
         };
 
-        // U = rsqrt(max(V, eps1^2)) * g, formed identically in both passes.
-        let floor = (eps1 * eps1) as f32;
-        let grad = &*p.grad;
-        let u = |i: usize, v: f32| (1.0 / maximum(v, floor).sqrt()) * (sgn * grad[i]);
-        let mut sum_sq = 0.0f64;
-        estimate.visit(|i, v| {
-            let u = u(i, v) as f64;
-            sum_sq += u * u;
-        });
-        let u_norm = sum_sq.sqrt() as f32 as f64;
-        let denom = 1.0f64.max(u_norm / ((n as f64).powf(0.5) * self.d));
-        let coef = (-alpha / denom) as f32;
-        let wd = WeightDecay::new(self.weight_decay, true, self.lr);
-        let value = &mut *p.value;
-        estimate.visit(|i, v| {
-            let u = wd.apply(&mut value[i], u(i, v));
-            value[i] += coef * u;
-        });
+        let batch = n / (rows * cols);
+        let row = st
+            .row_var
+            .get_or_fill(p.name, "row_var", batch * rows, 0.0)?;
+        let col = st
+            .col_var
+            .get_or_fill(p.name, "col_var", batch * cols, 0.0)?;
+        // Pass 1: g² per row and column, p², tile by tile.
+        let tl = tiles(batch, rows, cols);
+        let x_read = &*x;
+        let sums = map_blocks!(par, tl.par_iter(), tl.iter(), |t: &Tile| tile_sums(
+            x_read,
+            g,
+            (rows, cols),
+            *t
+        ));
+        let mut row_sq = vec![0.0f64; batch * rows];
+        let mut col_sq = vec![0.0f64; batch * cols];
+        let mut p_sq = 0.0f64;
+        for (t, s) in tl.iter().zip(&sums) {
+            p_sq += s.p_sq;
+            for (acc, &x) in row_sq[t.b * rows + t.r0..].iter_mut().zip(&s.rows) {
+                *acc += x;
+            }
+            for (acc, &x) in col_sq[t.b * cols + t.c0..].iter_mut().zip(&s.cols) {
+                *acc += x;
+            }
+        }
+        // The factors: the norm of each row (column) rounded to f32 and
+        // squared, over its length, mixed in; each matrix's row mean.
+        let (rows_f, cols_f) = (rows as f32, cols as f32);
+        for (rv, &s) in row.iter_mut().zip(&row_sq) {
+            let norm = s.sqrt() as f32;
+            *rv = lerp(*rv, norm * norm / cols_f, k.w);
+        }
+        for (cv, &s) in col.iter_mut().zip(&col_sq) {
+            let norm = s.sqrt() as f32;
+            *cv = lerp(*cv, norm * norm / rows_f, k.w);
+        }
+        let row_mean: Vec<f32> = row
+            .chunks_exact(rows)
+            .map(|r| {
+                let sum = r.iter().map(|&x| x as f64).sum::<f64>() as f32;
+                maximum(sum / rows_f, eps1 as f32)
+            })
+            .collect();
+        let f = Factors {
+            row,
+            col,
+            row_mean: &row_mean,
+            rows,
+            cols,
+        };
+        // Pass 2: the norm of U; pass 3: the step.
+        let u_sq = map_blocks!(
+            par,
+            g.par_chunks(BLOCK).enumerate(),
+            g.chunks(BLOCK).enumerate(),
+            |(i, g): (usize, &[f32])| factored_u_sq(&k, &f, g, i * BLOCK)
+        )
+        .iter()
+        .fold(0.0, |a, &x| a + x);
+        let c = coef(p_sq, u_sq);
+        map_blocks!(
+            par,
+            x.par_chunks_mut(BLOCK).zip(g.par_chunks(BLOCK)).enumerate(),
+            x.chunks_mut(BLOCK).zip(g.chunks(BLOCK)).enumerate(),
+            |(i, (x, g)): (usize, (&mut [f32], &[f32]))| factored_step(
+                &k,
+                &f,
+                x,
+                g,
+                i * BLOCK,
+                wd,
+                c
+            )
+        );
         Ok(())
+    }
+}
+
+impl UpdateRule for Adafactor {
+    type State = AdafactorState;
+
+    /// One parameter on one thread (the simple path).
+    fn update(
+        &self,
+        _info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut AdafactorState,
+    ) -> Result<()> {
+        self.update_param(p, st, false)
+    }
+
+    /// The fast path: the parameters in parallel, each with its passes
+    /// split into blocks and tiles on the thread pool; same values as the
+    /// simple path.
+    fn update_all(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<AdafactorState>,
+    ) -> Result<()> {
+        if !info.exec.fused || rayon::current_thread_index().is_none() {
+            for p in params.iter_mut() {
+                let st = states.get(p.name, p.numel())?;
+                self.update_param(p, st, false)?;
+            }
+            return Ok(());
+        }
+        let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
+        let sts = states.get_many(&keys)?;
+        let results: Vec<Result<()>> = params
+            .par_iter_mut()
+            .zip(sts)
+            .with_max_len(1)
+            .map(|(p, st)| self.update_param(p, st, true))
+            .collect();
+        results.into_iter().collect()
     }
 }
