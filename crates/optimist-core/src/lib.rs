@@ -29,6 +29,7 @@ pub mod clip;
 pub mod curvature;
 pub mod error;
 pub mod exec;
+pub mod gemm;
 pub mod groups;
 pub mod math;
 pub mod optim;

@@ -16,13 +16,14 @@
 //!
 //! with `W` the weight `[O, C, k, k]` seen as `[O, C k k]` and `col2im` the
 //! adjoint of `im2col` (each column entry added back to the input pixel it
-//! was read from). Products are `matrixmultiply::sgemm`; the column buffer
+//! was read from). Products are `optimist_core::gemm` (`matrixmultiply::sgemm`); the column buffer
 //! holds one example at a time and the result is written in NCHW order, so
 //! no batch-sized intermediate tensor is built. The input gradient is
 //! computed only when the input is part of the graph (not for the images
 //! themselves). Stride 1, square kernels, zero padding, f32 on the CPU.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Shape, Tensor};
+use optimist_core::gemm::View;
 
 /// Shapes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -121,92 +122,11 @@ impl Geometry {
     }
 }
 
-/// A strided read-only matrix view.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> View<'a> {
-    /// A row-major `rows x cols` matrix.
-    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        View {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose, without copying.
-    fn t(self) -> Self {
-        View {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-        }
-    }
-
-    fn in_bounds(&self) -> bool {
-        if self.rows == 0 || self.cols == 0 {
-            return true;
-        }
-        let last = (self.rows - 1)
-            .checked_mul(self.row_stride)
-            .and_then(|r| (self.cols - 1).checked_mul(self.col_stride)?.checked_add(r));
-        last.is_some_and(|l| l < self.data.len())
-            && self.row_stride <= isize::MAX as usize
-            && self.col_stride <= isize::MAX as usize
-    }
-}
-
-/// `C <- A B + beta C` for a row-major `C` of `a.rows x b.cols`; shapes and
-/// extents checked.
+/// `C <- A B + beta C` for a row-major `C` of `a.rows x b.cols`
+/// ([`optimist_core::gemm::gemm`]: shapes and extents checked).
 fn gemm(a: View<'_>, b: View<'_>, beta: f32, c: &mut [f32]) -> candle_core::Result<()> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    if b.rows != k || !a.in_bounds() || !b.in_bounds() || c.len() != m * n {
-        candle_core::bail!(
-            "conv: gemm of {}x{} by {}x{} into {} values",
-            a.rows,
-            a.cols,
-            b.rows,
-            b.cols,
-            c.len()
-        );
-    }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    // SAFETY: `a` addresses a.data[i * rs + j * cs] for i < m, j < k, all
-    // inside a.data (checked by `in_bounds`); likewise `b` for k x n; `c` is
-    // an exclusively borrowed row-major m x n buffer (length checked) that
-    // aliases neither input. Strides fit in isize.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.data.as_ptr(),
-            a.row_stride as isize,
-            a.col_stride as isize,
-            b.data.as_ptr(),
-            b.row_stride as isize,
-            b.col_stride as isize,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-    Ok(())
+    optimist_core::gemm::gemm(1.0, a, b, beta, c, false)
+        .map_err(|e| candle_core::Error::msg(format!("conv: {e}")))
 }
 
 /// The custom op: `(x, weight, bias) -> y`.
