@@ -139,7 +139,6 @@ fn sophiag_element<const HESSIAN: bool>(
 
 /// The loop over equal-length slices, with or without a Hessian estimate.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
 fn sophiag_loop(
     s: &SophiaGScalars,
     x: &mut [f32],
@@ -148,21 +147,12 @@ fn sophiag_loop(
     h: &mut [f32],
     est: Option<&[f32]>,
 ) {
-    let n = x.len();
-    let (g, m, h) = (&g[..n], &mut m[..n], &mut h[..n]);
-    match est {
-        Some(e) => {
-            let e = &e[..n];
-            for i in 0..n {
-                (x[i], m[i], h[i]) = sophiag_element::<true>(s, x[i], g[i], m[i], h[i], e[i]);
-            }
-        }
-        None => {
-            for i in 0..n {
-                (x[i], m[i], h[i]) = sophiag_element::<false>(s, x[i], g[i], m[i], h[i], 0.0);
-            }
-        }
-    }
+    super::sophiah::hessian_loop(
+        s,
+        (x, g, m, h, est),
+        sophiag_element::<true>,
+        sophiag_element::<false>,
+    );
 }
 
 impl UpdateRule for SophiaG {

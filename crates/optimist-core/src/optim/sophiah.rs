@@ -148,7 +148,6 @@ fn sophiah_element<const HESSIAN: bool>(
 
 /// The loop over equal-length slices, with or without a Hessian estimate.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
 fn sophiah_loop(
     s: &SophiaHScalars,
     x: &mut [f32],
@@ -157,18 +156,46 @@ fn sophiah_loop(
     h: &mut [f32],
     est: Option<&[f32]>,
 ) {
+    super::sophiah::hessian_loop(
+        s,
+        (x, g, m, h, est),
+        sophiah_element::<true>,
+        sophiah_element::<false>,
+    );
+}
+
+/// The slices of one Sophia update: parameter, gradient, first moment,
+/// Hessian moment and the optional Hessian estimate.
+pub(crate) type SophiaSlices<'a> = (
+    &'a mut [f32],
+    &'a [f32],
+    &'a mut [f32],
+    &'a mut [f32],
+    Option<&'a [f32]>,
+);
+
+/// The elementwise loop shared by Sophia-H and Sophia-G: `with` updates an
+/// element given a fresh Hessian estimate, `without` on steps with none.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub(crate) fn hessian_loop<S, W, N>(s: &S, slices: SophiaSlices<'_>, with: W, without: N)
+where
+    W: Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
+    N: Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
+{
+    let (x, g, m, h, est) = slices;
     let n = x.len();
     let (g, m, h) = (&g[..n], &mut m[..n], &mut h[..n]);
     match est {
         Some(e) => {
             let e = &e[..n];
             for i in 0..n {
-                (x[i], m[i], h[i]) = sophiah_element::<true>(s, x[i], g[i], m[i], h[i], e[i]);
+                (x[i], m[i], h[i]) = with(s, x[i], g[i], m[i], h[i], e[i]);
             }
         }
         None => {
             for i in 0..n {
-                (x[i], m[i], h[i]) = sophiah_element::<false>(s, x[i], g[i], m[i], h[i], 0.0);
+                (x[i], m[i], h[i]) = without(s, x[i], g[i], m[i], h[i], 0.0);
             }
         }
     }
