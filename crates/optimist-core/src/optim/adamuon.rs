@@ -62,7 +62,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::newton_schulz::{self as ns, NormGuard};
+use super::newton_schulz::{self as ns, NormGuard, NsDtype};
 use crate::error::{Error, Result};
 use crate::math::{bias_correction, descent_sign, l2_norm, lerp, sign, Ema, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
@@ -161,6 +161,10 @@ pub struct AdaMuon {
     pub nesterov: bool,
     /// Which implementation (default "pytorch_optimizer").
     pub variant: AdaMuonVariant,
+    /// Precision of the Newton-Schulz products: "float32" (default, exact
+    /// replay) or "bfloat16" (inputs rounded to bfloat16, f32 sums; faster,
+    /// the precision the reference libraries use).
+    pub ns_dtype: NsDtype,
     /// Accept parameters with more than two dimensions as `(shape[0], rest)`
     /// matrices (default false).
     pub flatten: bool,
@@ -180,6 +184,7 @@ impl Default for AdaMuon {
             maximize: false,
             nesterov: false,
             variant: AdaMuonVariant::PytorchOptimizer,
+            ns_dtype: NsDtype::Float32,
             flatten: false,
         }
     }
@@ -257,7 +262,15 @@ impl AdaMuon {
         } else {
             NormGuard::Clamp(1e-7)
         };
-        let mut o = ns::orthogonalize(&u, rows, cols, sched, self.ns_steps as usize, guard)?;
+        let mut o = ns::orthogonalize(
+            &u,
+            rows,
+            cols,
+            sched,
+            self.ns_steps as usize,
+            guard,
+            self.ns_dtype,
+        )?;
 
         // Pass 2: second moment and the normalized update.
         let ema2 = Ema::new(beta2);

@@ -62,7 +62,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::newton_schulz::{self as ns, NormGuard, MUON_COEFFICIENTS};
+use super::newton_schulz::{self as ns, NormGuard, NsDtype, MUON_COEFFICIENTS};
 use crate::error::Result;
 use crate::math::{l2_norm, lerp, Ema};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
@@ -102,6 +102,10 @@ pub struct Namo {
     pub ns_steps: u64,
     /// Coefficient of the shape scale `sqrt(max(A, B))` (default 0.2).
     pub scale_coeff: f64,
+    /// Precision of the Newton-Schulz products: "float32" (default, exact
+    /// replay) or "bfloat16" (inputs rounded to bfloat16, f32 sums; faster,
+    /// the precision the reference libraries use).
+    pub ns_dtype: NsDtype,
     /// Accept parameters with more than two dimensions as `(shape[0], rest)`
     /// matrices (default false).
     pub flatten: bool,
@@ -118,6 +122,7 @@ impl Default for Namo {
             nesterov: true,
             ns_steps: 5,
             scale_coeff: 0.2,
+            ns_dtype: NsDtype::Float32,
             flatten: false,
         }
     }
@@ -146,6 +151,10 @@ pub struct NamoD {
     /// Clamp of the column scales to `[c mean, mean / c]`, in `[0, 1]`; 0
     /// disables it (default 0.75).
     pub col_state_clamp_c: f64,
+    /// Precision of the Newton-Schulz products: "float32" (default, exact
+    /// replay) or "bfloat16" (inputs rounded to bfloat16, f32 sums; faster,
+    /// the precision the reference libraries use).
+    pub ns_dtype: NsDtype,
     /// Accept parameters with more than two dimensions as `(shape[0], rest)`
     /// matrices (default false).
     pub flatten: bool,
@@ -163,6 +172,7 @@ impl Default for NamoD {
             ns_steps: 5,
             scale_coeff: 0.2,
             col_state_clamp_c: 0.75,
+            ns_dtype: NsDtype::Float32,
             flatten: false,
         }
     }
@@ -205,7 +215,13 @@ fn momentum_pass(grad: &[f32], buf: &mut [f32], momentum: f64, nesterov: bool) -
 
 /// `NS5(u)` with Keller Jordan's coefficients in f32, `u / (||u||_F + 1e-7)`
 /// first, for a `rows x cols` matrix.
-fn orthogonalize(u: &[f32], rows: usize, cols: usize, ns_steps: u64) -> Result<Vec<f32>> {
+fn orthogonalize(
+    u: &[f32],
+    rows: usize,
+    cols: usize,
+    ns_steps: u64,
+    dtype: NsDtype,
+) -> Result<Vec<f32>> {
     let coeffs = ns::schedule_f32(&[MUON_COEFFICIENTS]);
     ns::orthogonalize(
         u,
@@ -214,6 +230,7 @@ fn orthogonalize(u: &[f32], rows: usize, cols: usize, ns_steps: u64) -> Result<V
         &coeffs,
         ns_steps as usize,
         NormGuard::Add(1e-7),
+        dtype,
     )
 }
 
@@ -264,7 +281,7 @@ impl UpdateRule for Namo {
         // v.mul_(mu2).add_(gn * gn, alpha = 1 - mu2)
         let ema2 = Ema::new(self.mu2);
         *v = *v * ema2.beta + ema2.weight * (gn * gn);
-        let o = orthogonalize(&u, rows, cols, self.ns_steps)?;
+        let o = orthogonalize(&u, rows, cols, self.ns_steps, self.ns_dtype)?;
         st.step += 1;
         let vt = (*v + self.adamnorm_eps as f32).sqrt();
         let alpha = base_lr(self.lr, self.momentum, self.mu2, st.step) as f32 * (un / vt);
@@ -354,7 +371,7 @@ impl UpdateRule for NamoD {
             *v = ema2.sq(*v, g);
         }
         let u = momentum_pass(p.grad, buf, self.momentum, self.nesterov);
-        let o = orthogonalize(&u, rows, cols, self.ns_steps)?;
+        let o = orthogonalize(&u, rows, cols, self.ns_steps, self.ns_dtype)?;
         st.step += 1;
         let base64 = base_lr(self.lr, self.momentum, self.mu2, st.step);
         let base = base64 as f32;

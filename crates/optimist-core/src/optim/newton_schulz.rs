@@ -19,12 +19,18 @@
 //! `norm + eps` in the original Muon code and its descendants (the official
 //! AdaMuon and NAMO code); see [`NormGuard`].
 //!
-//! Everything runs in f32, as the replay contract requires (the libraries
-//! cast to bfloat16 by default, which no f32 implementation reproduces).
-//! The three matrix products per iteration are single-precision GEMMs from
-//! the `matrixmultiply` crate (cache-blocked, SIMD-dispatched at run time),
-//! split into fixed blocks of output rows that run in parallel on the
-//! current thread pool, so that results do not depend on the thread count;
+//! By default everything runs in f32, as the replay contract requires (the
+//! libraries cast to bfloat16, which no f32 implementation reproduces).
+//! With [`NsDtype::Bfloat16`] (the `ns_dtype = "bfloat16"` option of the
+//! Muon family) the inputs of the three products are rounded to bfloat16
+//! and their products summed in f32, the precision of torch.optim.Muon's
+//! products (torch also keeps the iterate and the sums in bfloat16; here
+//! they stay f32): about twice as fast on CPUs with AVX-512 BF16, outside
+//! exact replay. The three matrix products per iteration are GEMMs from
+//! [`crate::gemm`] (packed AVX-512 kernels, or `matrixmultiply` on CPUs
+//! without AVX-512), split into fixed blocks of output rows that run in
+//! parallel on the current thread pool, so that results do not depend on
+//! the thread count;
 //! the symmetric products `X X^T` and `A A` compute only the blocks on and
 //! above the diagonal and mirror the rest. `X X^T` uses the same buffer with
 //! transposed strides, so nothing is copied.
@@ -36,7 +42,9 @@
 //! `(1.875, -1.25, 0.375)` converge to 1 with enough steps.
 
 use crate::error::{Error, Result};
-use crate::gemm::{gemm, View};
+use serde::{Deserialize, Serialize};
+
+use crate::gemm::{gemm_with, Precision, View};
 use crate::math::l2_norm;
 use crate::tensor::ParamMut;
 
@@ -50,6 +58,27 @@ pub enum NormGuard {
     Clamp(f32),
     /// `X / (||X||_F + eps)` (KellerJordan/Muon, official AdaMuon and NAMO code).
     Add(f32),
+}
+
+/// Precision of the Newton-Schulz products (`ns_dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NsDtype {
+    /// f32 throughout (default; exact replay).
+    #[default]
+    Float32,
+    /// Product inputs rounded to bfloat16, sums in f32.
+    Bfloat16,
+}
+
+impl NsDtype {
+    /// The GEMM precision.
+    pub fn precision(self) -> Precision {
+        match self {
+            NsDtype::Float32 => Precision::F32,
+            NsDtype::Bfloat16 => Precision::Bf16,
+        }
+    }
 }
 
 /// Coefficient schedules of pytorch-optimizer 4.1 (`ns_coeffs` presets):
@@ -150,7 +179,8 @@ pub fn check_all(optimizer: &str, params: &[ParamMut<'_>], flatten: bool) -> Res
 
 /// Orthogonalizes the row-major `rows x cols` matrix `g` with `steps`
 /// Newton-Schulz iterations; step `i` uses `coefficients[min(i, len - 1)]`.
-/// Returns the result in the same layout.
+/// Returns the result in the same layout. `dtype` is the precision of the
+/// products.
 pub fn orthogonalize(
     g: &[f32],
     rows: usize,
@@ -158,7 +188,9 @@ pub fn orthogonalize(
     coefficients: &[[f32; 3]],
     steps: usize,
     guard: NormGuard,
+    dtype: NsDtype,
 ) -> Result<Vec<f32>> {
+    let prec = dtype.precision();
     if rows.checked_mul(cols) != Some(g.len()) {
         return Err(Error::Shape(format!(
             "newton-schulz: a {rows}x{cols} matrix needs {} values, got {}",
@@ -205,14 +237,14 @@ pub fn orthogonalize(
         let [ca, cb, cc] = coefficients[i.min(coefficients.len() - 1)];
         // A = X X^T
         let xv = View::new(&x, r, c);
-        gemm(1.0, xv, xv.t(), 0.0, &mut gram, true)?;
+        gemm_with(prec, 1.0, xv, xv.t(), 0.0, &mut gram, true)?;
         // B = b A + c A A
         poly.copy_from_slice(&gram);
         let av = View::new(&gram, r, r);
-        gemm(cc, av, av, cb, &mut poly, true)?;
+        gemm_with(prec, cc, av, av, cb, &mut poly, true)?;
         // X = a X + B X
         next.copy_from_slice(&x);
-        gemm(1.0, View::new(&poly, r, r), xv, ca, &mut next, false)?;
+        gemm_with(prec, 1.0, View::new(&poly, r, r), xv, ca, &mut next, false)?;
         std::mem::swap(&mut x, &mut next);
     }
 
@@ -240,6 +272,7 @@ pub fn schedule_f32(schedule: &[[f64; 3]]) -> Vec<[f32; 3]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gemm::gemm;
 
     fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
         let mut c = vec![0.0f32; m * n];
@@ -324,21 +357,48 @@ mod tests {
     fn tall_and_wide_inputs_give_transposed_results() {
         let g: Vec<f32> = (0..12).map(|i| ((i * 5 % 7) as f32) - 3.0).collect();
         let coeffs = schedule_f32(&[MUON_COEFFICIENTS]);
-        let tall = orthogonalize(&g, 4, 3, &coeffs, 5, NormGuard::Clamp(1e-7)).unwrap();
+        let tall = orthogonalize(
+            &g,
+            4,
+            3,
+            &coeffs,
+            5,
+            NormGuard::Clamp(1e-7),
+            NsDtype::Float32,
+        )
+        .unwrap();
         let mut gt = vec![0.0f32; 12];
         for i in 0..4 {
             for j in 0..3 {
                 gt[j * 4 + i] = g[i * 3 + j];
             }
         }
-        let wide = orthogonalize(&gt, 3, 4, &coeffs, 5, NormGuard::Clamp(1e-7)).unwrap();
+        let wide = orthogonalize(
+            &gt,
+            3,
+            4,
+            &coeffs,
+            5,
+            NormGuard::Clamp(1e-7),
+            NsDtype::Float32,
+        )
+        .unwrap();
         for i in 0..4 {
             for j in 0..3 {
                 assert_eq!(tall[i * 3 + j], wide[j * 4 + i]);
             }
         }
-        assert!(orthogonalize(&g, 5, 3, &coeffs, 5, NormGuard::Clamp(1e-7)).is_err());
-        assert!(orthogonalize(&g, 4, 3, &[], 5, NormGuard::Clamp(1e-7)).is_err());
+        assert!(orthogonalize(
+            &g,
+            5,
+            3,
+            &coeffs,
+            5,
+            NormGuard::Clamp(1e-7),
+            NsDtype::Float32
+        )
+        .is_err());
+        assert!(orthogonalize(&g, 4, 3, &[], 5, NormGuard::Clamp(1e-7), NsDtype::Float32).is_err());
     }
 
     #[test]
@@ -346,18 +406,19 @@ mod tests {
         let z = vec![0.0f32; 6];
         let c = schedule_f32(&[MUON_COEFFICIENTS]);
         assert_eq!(
-            orthogonalize(&z, 2, 3, &c, 5, NormGuard::Clamp(1e-7)).unwrap(),
+            orthogonalize(&z, 2, 3, &c, 5, NormGuard::Clamp(1e-7), NsDtype::Float32).unwrap(),
             z
         );
         assert_eq!(
-            orthogonalize(&z, 2, 3, &c, 5, NormGuard::Add(1e-7)).unwrap(),
+            orthogonalize(&z, 2, 3, &c, 5, NormGuard::Add(1e-7), NsDtype::Float32).unwrap(),
             z
         );
         // Zero steps: only the normalization.
         let g = [3.0f32, 0.0, 0.0, 4.0];
-        let clamp = orthogonalize(&g, 2, 2, &c, 0, NormGuard::Clamp(10.0)).unwrap();
+        let clamp =
+            orthogonalize(&g, 2, 2, &c, 0, NormGuard::Clamp(10.0), NsDtype::Float32).unwrap();
         assert_eq!(clamp, vec![0.3, 0.0, 0.0, 0.4]);
-        let add = orthogonalize(&g, 2, 2, &c, 0, NormGuard::Add(5.0)).unwrap();
+        let add = orthogonalize(&g, 2, 2, &c, 0, NormGuard::Add(5.0), NsDtype::Float32).unwrap();
         assert_eq!(add, vec![0.3, 0.0, 0.0, 0.4]);
     }
 
