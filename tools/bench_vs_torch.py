@@ -209,7 +209,11 @@ def main():
     all_opts = optimizers(torch, po)
     for c in cases:
         if c == "muon":
-            muon = [("muon", "Muon", "muon", {}, {"torch": lambda ps: torch.optim.Muon(ps)}, 2, 4)]
+            ref = {"torch": lambda ps: torch.optim.Muon(ps)}
+            # optimist's default f32 products (the replay contract) and its
+            # bf16 products (ns_dtype), the precision torch uses.
+            muon = [("muon", "Muon", "muon", {}, ref, 2, 4),
+                    ("muon", "Muon, ns_dtype bfloat16", "muon", {"ns_dtype": "bfloat16"}, ref, 2, 4)]
             run_case(MUON_CASE[0], MUON_CASE[1], muon)
         elif c in CASES:
             run_case(c, CASES[c], all_opts)
