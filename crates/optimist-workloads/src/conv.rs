@@ -16,7 +16,7 @@
 //!
 //! with `W` the weight `[O, C, k, k]` seen as `[O, C k k]` and `col2im` the
 //! adjoint of `im2col` (each column entry added back to the input pixel it
-//! was read from). Products are `optimist_core::gemm` (`matrixmultiply::sgemm`); the column buffer
+//! was read from). Products are `optimist_core::gemm` (AVX-512 kernels or `matrixmultiply`); the column buffer
 //! holds one example at a time and the result is written in NCHW order, so
 //! no batch-sized intermediate tensor is built. The input gradient is
 //! computed only when the input is part of the graph (not for the images
