@@ -35,6 +35,10 @@
 //! after an inner step could not do this exactly: the difference includes
 //! decoupled weight decay and the rounding of `p + step`.
 //!
+//! Masks are per parameter tensor, so the parameters run in parallel on
+//! the fast path ([`per_param`]; each task with its own mask, reused across
+//! steps per thread); the values are those of the one-by-one simple path.
+//!
 //! The registry entry `cautious` wraps any registered optimizer:
 //! `{"optimizer": "cautious", "hparams": {"inner": {"optimizer": "adamw",
 //! "hparams": {...}}}}`. Lion also takes `cautious` as a hyperparameter,
@@ -130,6 +134,61 @@ impl Apply for CautiousMask {
         self.kept = 0;
         Ok(())
     }
+}
+
+thread_local! {
+    /// One mask's scratch space per thread, kept across steps.
+    static MASK: std::cell::Cell<CautiousMask> = const {
+        std::cell::Cell::new(CautiousMask { pending: Vec::new(), kept: 0 })
+    };
+}
+
+/// Runs `step(p, state, mask)` for every parameter with a cleared mask,
+/// then the mask's [`Apply::finish`]: in parallel over the parameters when
+/// the execution options allow it and the call is made from a thread pool
+/// (as the engine's step is), one by one otherwise. Each parameter's
+/// values are the same either way.
+pub fn per_param<S, F>(
+    info: &crate::optimizer::StepInfo,
+    params: &mut [crate::tensor::ParamMut<'_>],
+    states: &mut crate::state::StateStore<S>,
+    step: F,
+) -> Result<()>
+where
+    S: crate::state::ParamState,
+    F: Fn(&mut crate::tensor::ParamMut<'_>, &mut S, &mut CautiousMask) -> Result<()> + Sync,
+{
+    let one = |p: &mut crate::tensor::ParamMut<'_>, st: &mut S| -> Result<()> {
+        // Taken out of the thread-local while in use: a nested call on the
+        // same thread (work stealing) just starts with an empty one.
+        let mut mask = MASK.with(|m| m.take());
+        mask.pending.clear();
+        mask.kept = 0;
+        let r = step(p, st, &mut mask).and_then(|_| mask.finish(p.value));
+        MASK.with(|m| m.set(mask));
+        r
+    };
+    let parallel = info.exec.fused
+        && info.exec.resolved_threads() > 1
+        && params.len() > 1
+        && rayon::current_thread_index().is_some();
+    if !parallel {
+        for p in params.iter_mut() {
+            let st = states.get(p.name, p.numel())?;
+            one(p, st)?;
+        }
+        return Ok(());
+    }
+    use rayon::prelude::*;
+    let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
+    let sts = states.get_many(&keys)?;
+    let results: Vec<Result<()>> = params
+        .par_iter_mut()
+        .zip(sts)
+        .with_max_len(1)
+        .map(|(p, st)| one(p, st))
+        .collect();
+    results.into_iter().collect()
 }
 
 /// Configuration of the `cautious` wrapper: the optimizer to run cautiously.

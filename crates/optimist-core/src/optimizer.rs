@@ -4,7 +4,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
-use crate::cautious::{Apply, CautiousMask};
+use crate::cautious::Apply;
 use crate::error::{Error, Result};
 use crate::exec::ExecOptions;
 use crate::state::{ParamState, StateDict, StateStore};
@@ -309,6 +309,22 @@ pub trait UpdateRule: OptimizerConfig {
         Ok(())
     }
 
+    /// Every parameter's step under cautious masking ([`crate::cautious`]):
+    /// [`UpdateRule::update_with`] with one mask per parameter, in parallel
+    /// over the parameters on the fast path ([`crate::cautious::per_param`];
+    /// the values do not depend on it). Rules that override
+    /// `update_all_with` override this too.
+    fn update_all_cautious(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<Self::State>,
+    ) -> Result<()> {
+        crate::cautious::per_param(info, params, states, |p, st, mask| {
+            self.update_with(info, p, st, mask)
+        })
+    }
+
     /// Called when the configuration is replaced (`set_config`,
     /// `set_hparam`), with the configuration it replaces: keeps values that
     /// are not hyperparameters, such as the learning rate the optimizer was
@@ -329,8 +345,8 @@ pub struct Engine<R: UpdateRule> {
     states: StateStore<R::State>,
     step: u64,
     exec: ExecOptions,
-    /// Cautious masking on (see [`crate::cautious`]), with its scratch space.
-    cautious: Option<CautiousMask>,
+    /// Cautious masking on (see [`crate::cautious`]).
+    cautious: bool,
 }
 
 impl<R: UpdateRule> Engine<R> {
@@ -342,7 +358,7 @@ impl<R: UpdateRule> Engine<R> {
             states: StateStore::default(),
             step: 0,
             exec: ExecOptions::default(),
-            cautious: None,
+            cautious: false,
         })
     }
 
@@ -411,21 +427,20 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
             exec: self.exec,
         };
         self.config.begin_step(&info);
-        match &mut self.cautious {
-            // Cautious masking runs the rules' `update_with`, one parameter
-            // after the other (the simple path).
-            Some(mask) => self
-                .config
-                .update_all_with(&info, params, &mut self.states, mask)?,
-            None => {
-                let threads = if self.exec.fused {
-                    self.exec.resolved_threads()
-                } else {
-                    1
-                };
-                let (config, states) = (&self.config, &mut self.states);
-                crate::exec::run_on(threads, || config.update_all(&info, params, states))??;
-            }
+        let threads = if self.exec.fused {
+            self.exec.resolved_threads()
+        } else {
+            1
+        };
+        let (config, states) = (&self.config, &mut self.states);
+        if self.cautious {
+            // The rules' `update_with` through one mask per parameter, the
+            // parameters in parallel on the fast path.
+            crate::exec::run_on(threads, || {
+                config.update_all_cautious(&info, params, states)
+            })??;
+        } else {
+            crate::exec::run_on(threads, || config.update_all(&info, params, states))??;
         }
         self.step += 1;
         Ok(())
@@ -433,9 +448,9 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
 
     fn set_exec_options(&mut self, exec: ExecOptions) -> Result<()> {
         exec.validate(R::NAME, R::ELEMENTWISE)?;
-        if self.cautious.is_some() && exec.state_dtype != crate::tensor::DType::F32 {
+        if self.cautious && exec.state_dtype != crate::tensor::DType::F32 {
             return Err(Error::Unsupported(format!(
-                "{}: state_dtype '{}' with cautious masking (which runs the simple path on f32 state)",
+                "{}: state_dtype '{}' with cautious masking (which needs f32 state)",
                 R::NAME,
                 exec.state_dtype.name()
             )));
@@ -495,7 +510,7 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
     fn set_cautious(&mut self, on: bool) -> Result<()> {
         if on && self.exec.state_dtype != crate::tensor::DType::F32 {
             return Err(Error::Unsupported(format!(
-                "{}: cautious masking runs the simple path, which needs f32 state (state_dtype is {})",
+                "{}: cautious masking needs f32 state (state_dtype is {})",
                 R::NAME,
                 self.exec.state_dtype.name()
             )));
@@ -506,7 +521,7 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
                 R::NAME
             )));
         }
-        self.cautious = on.then(CautiousMask::default);
+        self.cautious = on;
         Ok(())
     }
 }

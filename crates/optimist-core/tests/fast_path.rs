@@ -910,3 +910,42 @@ fn wrappers_forward_exec_options() {
         }
     }
 }
+
+#[test]
+fn cautious_masking_is_parallel_over_parameters_and_thread_count_independent() {
+    // Masks are per tensor: the parameters run in parallel on the fast
+    // path, with the values of the one-by-one simple path.
+    let sz = sizes();
+    let wrap = |inner: &str, hp: Value| json!({"inner": {"optimizer": inner, "hparams": hp}});
+    for (name, hp) in [
+        (
+            "cautious",
+            wrap("adamw", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        ),
+        ("cautious", wrap("lamb", json!({"lr": 1e-2}))),
+        ("cautious", wrap("sgd", json!({"lr": 0.1, "momentum": 0.9}))),
+        ("lion", json!({"lr": 1e-3, "cautious": true})),
+    ] {
+        let reference = run(name, &hp, simple(), &sz, 5);
+        for threads in [1, 2, 3, 8] {
+            let got = run(name, &hp, fused(threads), &sz, 5);
+            assert_identical(&got, &reference, &format!("{name} {hp} threads={threads}"));
+        }
+        // And the mask did something: the plain inner optimizer differs.
+        if name == "cautious" {
+            let inner = &hp["inner"];
+            let plain = run(
+                inner["optimizer"].as_str().unwrap(),
+                &inner["hparams"],
+                simple(),
+                &sz,
+                5,
+            );
+            assert!(plain
+                .0
+                .iter()
+                .zip(&reference.0)
+                .any(|(a, b)| bits(a) != bits(b)));
+        }
+    }
+}

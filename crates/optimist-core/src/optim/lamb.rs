@@ -477,4 +477,18 @@ impl UpdateRule for Lamb {
         }
         Ok(())
     }
+
+    /// The global gradient norm first (pre_norm), then each parameter with
+    /// its own mask, in parallel on the fast path.
+    fn update_all_cautious(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<LambState>,
+    ) -> Result<()> {
+        let gscale = self.pre_norm_scale(params.iter().map(|p| &*p.grad));
+        crate::cautious::per_param(info, params, states, |p, st, mask| {
+            self.update_param(info, p, st, gscale, mask, false)
+        })
+    }
 }

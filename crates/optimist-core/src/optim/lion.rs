@@ -122,10 +122,10 @@ impl UpdateRule for Lion {
         }
         if info.exec.state_dtype != crate::tensor::DType::F32 {
             return Err(crate::Error::Unsupported(
-                "lion: cautious=true runs the simple path, which needs f32 state".into(),
+                "lion: cautious=true needs f32 state".into(),
             ));
         }
-        self.update_all_with(info, params, states, &mut CautiousMask::default())
+        self.update_all_cautious(info, params, states)
     }
 
     #[allow(clippy::needless_range_loop)]
