@@ -221,6 +221,13 @@ pub fn has_avx2() -> bool {
     *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
+/// Whether the CPU has AVX-512F besides AVX2 and FMA (checked once).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx512() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| has_avx2() && is_x86_feature_detected!("avx512f"))
+}
+
 /// Runs `rule`'s kernel on `chunk`, compiled for AVX2 when the CPU has it.
 #[inline(always)]
 fn run_kernel<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) {

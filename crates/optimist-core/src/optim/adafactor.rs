@@ -224,9 +224,17 @@ macro_rules! with_avx2 {
     ($imp:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {{
         #[cfg(target_arch = "x86_64")]
         {
+            #[target_feature(enable = "avx2,fma,avx512f")]
+            unsafe fn avx512($($arg: $ty),*) -> $ret {
+                $imp($($arg),*)
+            }
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2($($arg: $ty),*) -> $ret {
                 $imp($($arg),*)
+            }
+            if crate::exec::has_avx512() {
+                // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time).
+                return unsafe { avx512($($arg),*) };
             }
             if crate::exec::has_avx2() {
                 // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
@@ -240,6 +248,13 @@ macro_rules! with_avx2 {
 /// Factor pass over one tile: per-row and per-column sums of g² (rows in
 /// order for the columns, lanes for the rows) and the sum of p².
 fn tile_sums(p: &[f32], g: &[f32], shape: (usize, usize), t: Tile) -> TileSums {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::exec::has_avx512() {
+            // SAFETY: the CPU supports AVX-512F (checked at run time).
+            return unsafe { x512::tile_sums(p, g, shape, t) };
+        }
+    }
     with_avx2!(tile_sums_impl(p: &[f32], g: &[f32], shape: (usize, usize), t: Tile) -> TileSums)
 }
 
@@ -295,11 +310,30 @@ struct Factors<'a> {
 /// Sum of U² over the block of the flattened parameter starting at `off`,
 /// in lanes restarted at each row segment's start.
 fn factored_u_sq(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
-    with_avx2!(factored_u_sq_impl(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64)
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::exec::has_avx512() {
+            // SAFETY: the CPU supports AVX-512F (checked at run time).
+            return unsafe { x512::factored_u_sq(k, f, g, off) };
+        }
+    }
+    with_avx2!(factored_u_sq_plain(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64)
 }
 
 #[inline(always)]
-fn factored_u_sq_impl(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
+fn factored_u_sq_plain(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
+    factored_u_sq_impl(k, f, g, off, add_sq_lanes)
+}
+
+/// [`factored_u_sq`] with `sq` adding the squares of a run into the lanes.
+#[inline(always)]
+fn factored_u_sq_impl(
+    k: &Consts,
+    f: &Factors<'_>,
+    g: &[f32],
+    off: usize,
+    sq: impl Fn(&[f32], &mut [f64; LANES]),
+) -> f64 {
     let mut lanes = [0.0f64; LANES];
     let mut i = 0;
     while i < g.len() {
@@ -318,7 +352,7 @@ fn factored_u_sq_impl(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64
             for ((u, &g), &c) in buf.iter_mut().zip(gs).zip(cs) {
                 *u = k.u((rv * c) / rm, g);
             }
-            add_sq_lanes(buf, &mut lanes);
+            sq(buf, &mut lanes);
         }
         i += l;
     }
@@ -369,11 +403,30 @@ fn factored_step_impl(
 /// Vector pass 1 over one block: the second moment, and the sums of p²
 /// and U².
 fn vector_moments(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
-    with_avx2!(vector_moments_impl(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64))
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::exec::has_avx512() {
+            // SAFETY: the CPU supports AVX-512F (checked at run time).
+            return unsafe { x512::vector_moments(k, x, g, v) };
+        }
+    }
+    with_avx2!(vector_moments_plain(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64))
 }
 
 #[inline(always)]
-fn vector_moments_impl(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
+fn vector_moments_plain(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
+    vector_moments_impl(k, x, g, v, add_sq_lanes)
+}
+
+/// [`vector_moments`] with `sq` adding the squares of a run into the lanes.
+#[inline(always)]
+fn vector_moments_impl(
+    k: &Consts,
+    x: &[f32],
+    g: &[f32],
+    v: &mut [f32],
+    sq: impl Fn(&[f32], &mut [f64; LANES]),
+) -> (f64, f64) {
     let n = x.len();
     let (g, v) = (&g[..n], &mut v[..n]);
     let mut pl = [0.0f64; LANES];
@@ -390,8 +443,8 @@ fn vector_moments_impl(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64,
         for ((u, &v), &g) in buf.iter_mut().zip(&*v).zip(g) {
             *u = k.u(v, g);
         }
-        add_sq_lanes(x, &mut pl);
-        add_sq_lanes(buf, &mut ul);
+        sq(x, &mut pl);
+        sq(buf, &mut ul);
     }
     (lanes_sum(&pl), lanes_sum(&ul))
 }
@@ -408,6 +461,106 @@ fn vector_step_impl(k: &Consts, x: &mut [f32], g: &[f32], v: &[f32], wd: WeightD
     for ((x, &g), &v) in x.iter_mut().zip(g).zip(v) {
         let u = k.u(v, g);
         *x = wd.apply_to(*x, u).0 + coef * u;
+    }
+}
+
+/// The sums written with AVX-512 intrinsics (LLVM vectorizes the interleaved
+/// f64 lanes poorly): one `__m512d` holds the [`LANES`] accumulators, and
+/// every lane adds the same values in the same order as the portable code
+/// (products rounded on their own, no FMA), so the results are identical.
+#[cfg(target_arch = "x86_64")]
+mod x512 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// [`add_sq_lanes`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub(super) fn add_sq_lanes(xs: &[f32], lanes: &mut [f64; LANES]) {
+        let (c, r) = xs.as_chunks::<LANES>();
+        // SAFETY: unaligned loads and stores of 8 values within `lanes`
+        // and within each chunk of `xs`.
+        unsafe {
+            let mut acc = _mm512_loadu_pd(lanes.as_ptr());
+            for x in c {
+                let v = _mm512_cvtps_pd(_mm256_loadu_ps(x.as_ptr()));
+                acc = _mm512_add_pd(acc, _mm512_mul_pd(v, v));
+            }
+            _mm512_storeu_pd(lanes.as_mut_ptr(), acc);
+        }
+        for (l, &x) in r.iter().enumerate() {
+            lanes[l] += x as f64 * x as f64;
+        }
+    }
+
+    /// [`super::tile_sums`].
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub(super) fn tile_sums(
+        p: &[f32],
+        g: &[f32],
+        (rows, cols): (usize, usize),
+        t: Tile,
+    ) -> TileSums {
+        let w = t.c1 - t.c0;
+        let mut out = TileSums {
+            rows: Vec::with_capacity(t.r1 - t.r0),
+            cols: vec![0.0; w],
+            p_sq: 0.0,
+        };
+        let mut pl = [0.0f64; LANES];
+        for r in t.r0..t.r1 {
+            let base = (t.b * rows + r) * cols;
+            let gs = &g[base + t.c0..base + t.c1];
+            let ps = &p[base + t.c0..base + t.c1];
+            let cs = &mut out.cols[..w];
+            let mut rl = [0.0f64; LANES];
+            let (gc, gr) = gs.as_chunks::<LANES>();
+            let (pc, pr) = ps.as_chunks::<LANES>();
+            let (cc, cr) = cs.as_chunks_mut::<LANES>();
+            // SAFETY: unaligned loads and stores of 8 values within the
+            // lane arrays and within each chunk of the slices.
+            unsafe {
+                let mut racc = _mm512_setzero_pd();
+                let mut pacc = _mm512_loadu_pd(pl.as_ptr());
+                for ((g, p), c) in gc.iter().zip(pc).zip(cc.iter_mut()) {
+                    let gv = _mm512_cvtps_pd(_mm256_loadu_ps(g.as_ptr()));
+                    let gg = _mm512_mul_pd(gv, gv);
+                    racc = _mm512_add_pd(racc, gg);
+                    let cv = _mm512_loadu_pd(c.as_ptr());
+                    _mm512_storeu_pd(c.as_mut_ptr(), _mm512_add_pd(cv, gg));
+                    let pv = _mm512_cvtps_pd(_mm256_loadu_ps(p.as_ptr()));
+                    pacc = _mm512_add_pd(pacc, _mm512_mul_pd(pv, pv));
+                }
+                _mm512_storeu_pd(rl.as_mut_ptr(), racc);
+                _mm512_storeu_pd(pl.as_mut_ptr(), pacc);
+            }
+            for (l, ((&g, &p), c)) in gr.iter().zip(pr).zip(cr.iter_mut()).enumerate() {
+                let gg = g as f64 * g as f64;
+                rl[l] += gg;
+                *c += gg;
+                pl[l] += p as f64 * p as f64;
+            }
+            out.rows.push(lanes_sum(&rl));
+        }
+        out.p_sq = lanes_sum(&pl);
+        out
+    }
+
+    /// [`super::factored_u_sq`].
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub(super) fn factored_u_sq(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
+        factored_u_sq_impl(k, f, g, off, |x, l| add_sq_lanes(x, l))
+    }
+
+    /// [`super::vector_moments`].
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub(super) fn vector_moments(
+        k: &Consts,
+        x: &[f32],
+        g: &[f32],
+        v: &mut [f32],
+    ) -> (f64, f64) {
+        vector_moments_impl(k, x, g, v, |x, l| add_sq_lanes(x, l))
     }
 }
 
