@@ -60,6 +60,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::math::{descent_sign, lerp, maximum, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::sqsum::{add_sq_lanes, lanes_sum, LANES};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
 use crate::validate as v;
@@ -132,10 +133,6 @@ const STRIP: usize = 4096;
 /// the strip width, at least one).
 const TILE: usize = 16 * crate::exec::CHUNK;
 
-/// Interleaved f64 accumulators of a sum (element `i` of a segment into
-/// lane `i % LANES`, lanes added in order at the end), so loops vectorize.
-const LANES: usize = 8;
-
 /// Per-step constants of one parameter.
 #[derive(Debug, Clone, Copy)]
 struct Consts {
@@ -157,27 +154,6 @@ impl Consts {
 
 /// Values per run of the U buffer (a multiple of [`LANES`]).
 const SUB: usize = 1024;
-
-/// Adds the squares of `xs` (in f64) into the lanes, element `i` into lane
-/// `i % LANES`.
-#[inline(always)]
-fn add_sq_lanes(xs: &[f32], lanes: &mut [f64; LANES]) {
-    let (c, r) = xs.as_chunks::<LANES>();
-    for x in c {
-        for l in 0..LANES {
-            lanes[l] += x[l] as f64 * x[l] as f64;
-        }
-    }
-    for (l, &x) in r.iter().enumerate() {
-        lanes[l] += x as f64 * x as f64;
-    }
-}
-
-/// Adds the lanes in order.
-#[inline(always)]
-fn lanes_sum(lanes: &[f64; LANES]) -> f64 {
-    lanes.iter().fold(0.0, |a, &x| a + x)
-}
 
 /// A rectangle of one matrix of the batch: rows `r0..r1`, columns `c0..c1`.
 #[derive(Debug, Clone, Copy)]
@@ -465,33 +441,15 @@ fn vector_step_impl(k: &Consts, x: &mut [f32], g: &[f32], v: &[f32], wd: WeightD
 }
 
 /// The sums written with AVX-512 intrinsics (LLVM vectorizes the interleaved
-/// f64 lanes poorly): one `__m512d` holds the [`LANES`] accumulators, and
+/// f64 lanes poorly): one `__m512d` holds the [`LANES`] accumulators
+/// ([`crate::sqsum`]), and
 /// every lane adds the same values in the same order as the portable code
 /// (products rounded on their own, no FMA), so the results are identical.
 #[cfg(target_arch = "x86_64")]
 mod x512 {
     use super::*;
+    use crate::sqsum::x512::add_sq_lanes;
     use std::arch::x86_64::*;
-
-    /// [`add_sq_lanes`].
-    #[inline]
-    #[target_feature(enable = "avx2,fma,avx512f")]
-    pub(super) fn add_sq_lanes(xs: &[f32], lanes: &mut [f64; LANES]) {
-        let (c, r) = xs.as_chunks::<LANES>();
-        // SAFETY: unaligned loads and stores of 8 values within `lanes`
-        // and within each chunk of `xs`.
-        unsafe {
-            let mut acc = _mm512_loadu_pd(lanes.as_ptr());
-            for x in c {
-                let v = _mm512_cvtps_pd(_mm256_loadu_ps(x.as_ptr()));
-                acc = _mm512_add_pd(acc, _mm512_mul_pd(v, v));
-            }
-            _mm512_storeu_pd(lanes.as_mut_ptr(), acc);
-        }
-        for (l, &x) in r.iter().enumerate() {
-            lanes[l] += x as f64 * x as f64;
-        }
-    }
 
     /// [`super::tile_sums`].
     #[target_feature(enable = "avx2,fma,avx512f")]
@@ -554,12 +512,7 @@ mod x512 {
 
     /// [`super::vector_moments`].
     #[target_feature(enable = "avx2,fma,avx512f")]
-    pub(super) fn vector_moments(
-        k: &Consts,
-        x: &[f32],
-        g: &[f32],
-        v: &mut [f32],
-    ) -> (f64, f64) {
+    pub(super) fn vector_moments(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
         vector_moments_impl(k, x, g, v, |x, l| add_sq_lanes(x, l))
     }
 }
@@ -777,5 +730,78 @@ impl UpdateRule for Adafactor {
             .map(|(p, st)| self.update_param(p, st, true))
             .collect();
         results.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let m = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                m * 10f32.powi(((s >> 8) % 8) as i32 - 4)
+            })
+            .collect()
+    }
+
+    /// The AVX-512 passes give the same bits as the portable code, on
+    /// tiles with and without a remainder of columns and rows.
+    #[test]
+    fn avx512_passes_equal_portable_passes() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !crate::exec::has_avx512() {
+                return;
+            }
+            for (batch, rows, cols) in [(1, 37, 29), (2, 5, 4100), (1, 300, 64), (3, 7, 1)] {
+                let n = batch * rows * cols;
+                let (p, g) = (values(n, 1), values(n, 2));
+                for t in tiles(batch, rows, cols) {
+                    let a = tile_sums_impl(&p, &g, (rows, cols), t);
+                    // SAFETY: the CPU supports AVX-512F (checked above).
+                    let b = unsafe { x512::tile_sums(&p, &g, (rows, cols), t) };
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&a.rows), bits(&b.rows));
+                    assert_eq!(bits(&a.cols), bits(&b.cols));
+                    assert_eq!(a.p_sq.to_bits(), b.p_sq.to_bits());
+                }
+                let k = Consts {
+                    w: 0.3,
+                    floor: 1e-12,
+                    sgn: 1.0,
+                };
+                let row: Vec<f32> = values(batch * rows, 3).iter().map(|x| x.abs()).collect();
+                let col: Vec<f32> = values(batch * cols, 4).iter().map(|x| x.abs()).collect();
+                let row_mean = vec![0.7f32; batch];
+                let f = Factors {
+                    row: &row,
+                    col: &col,
+                    row_mean: &row_mean,
+                    rows,
+                    cols,
+                };
+                for off in [0, 3, n / 2] {
+                    let a = factored_u_sq_plain(&k, &f, &g[off..], off);
+                    // SAFETY: as above.
+                    let b = unsafe { x512::factored_u_sq(&k, &f, &g[off..], off) };
+                    assert_eq!(a.to_bits(), b.to_bits());
+                }
+                let (mut v1, mut v2) = (values(n, 5), values(n, 5));
+                let a = vector_moments_plain(&k, &p, &g, &mut v1);
+                // SAFETY: as above.
+                let b = unsafe { x512::vector_moments(&k, &p, &g, &mut v2) };
+                assert_eq!(
+                    (a.0.to_bits(), a.1.to_bits()),
+                    (b.0.to_bits(), b.1.to_bits())
+                );
+                assert_eq!(v1, v2);
+            }
+        }
     }
 }
