@@ -31,11 +31,9 @@
 //! (the reference reads the values the optimizer was built with), and runs
 //! over the parameters of one step of this optimizer (one parameter group).
 //!
-//! Each parameter takes two passes: the first updates the moments and
-//! accumulates both norms (of p after the decoupled decay, which it
-//! computes but does not store, so that it reads p without writing it),
-//! the second applies the decay, recomputes `u` from the new moments (same
-//! operations, same bits) and applies the step.
+//! Each parameter takes two passes: the first updates the moments and the
+//! decay and accumulates both norms, the second recomputes `u` from the new
+//! moments (same operations, same bits) and applies the step.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -44,7 +42,6 @@ use crate::cautious::{Apply, Plain};
 use crate::error::Result;
 use crate::math::{bias_correction, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::sqsum::{add_sq_lanes, lanes_sum, LANES};
 use crate::state::StateStore;
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
@@ -163,10 +160,9 @@ impl Lamb {
         let v = st.exp_avg_sq.as_mut_slice();
         let x = &mut *p.value;
         let g = &*p.grad;
-        // Pass 1: moments, per-block norms (of p after the decay, which
-        // pass 2 applies: pass 1 does not write p).
+        // Pass 1: decay, moments, per-block norms.
         let partials: Vec<(f64, f64)> = if parallel {
-            x.par_chunks(BLOCK)
+            x.par_chunks_mut(BLOCK)
                 .zip(g.par_chunks(BLOCK))
                 .zip(m.par_chunks_mut(BLOCK))
                 .zip(v.par_chunks_mut(BLOCK))
@@ -174,7 +170,7 @@ impl Lamb {
                 .map(|(((x, g), m), v)| c.moments(x, g, m, v))
                 .collect()
         } else {
-            x.chunks(BLOCK)
+            x.chunks_mut(BLOCK)
                 .zip(g.chunks(BLOCK))
                 .zip(m.chunks_mut(BLOCK))
                 .zip(v.chunks_mut(BLOCK))
@@ -195,7 +191,7 @@ impl Lamb {
                 1.0
             }
         };
-        // Pass 2: the decay and the step.
+        // Pass 2: the step.
         if parallel {
             x.par_chunks_mut(BLOCK)
                 .zip(g.par_chunks(BLOCK))
@@ -221,8 +217,8 @@ impl Lamb {
 /// that the norms do not depend on the thread count.
 const BLOCK: usize = crate::exec::CHUNK;
 
-/// Values per run of the buffers of pass 1 (a multiple of [`LANES`]).
-const SUB: usize = 1024;
+/// Interleaved accumulators of the norm sums within a block.
+const LANES: usize = 8;
 
 /// Per-step constants of one LAMB parameter.
 #[derive(Debug, Clone, Copy)]
@@ -260,97 +256,90 @@ impl LambConsts {
         }
     }
 
-    /// Pass 1 over one block: moments; returns the block's sums of `p^2`
-    /// (p after the decay, which is not stored: pass 2 applies it) and
-    /// `u^2` (zero when the norms are not needed). Compiled for AVX2 when
-    /// the CPU has it (the values are the same either way).
-    fn moments(&self, x: &[f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
+    /// Pass 1 over one block: decay, moments; returns the block's sums of
+    /// `p^2` and `u^2` (zero when the norms are not needed). Compiled for
+    /// AVX2 when the CPU has it (the values are the same either way).
+    fn moments(&self, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
         #[cfg(target_arch = "x86_64")]
         {
-            if crate::exec::has_avx512() {
-                // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time).
-                return unsafe { self.moments_avx512(x, g, m, v) };
-            }
             if crate::exec::has_avx2() {
                 // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
                 return unsafe { self.moments_avx2(x, g, m, v) };
             }
         }
-        self.moments_impl(x, g, m, v, add_sq_lanes)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma,avx512f")]
-    unsafe fn moments_avx512(
-        &self,
-        x: &[f32],
-        g: &[f32],
-        m: &mut [f32],
-        v: &mut [f32],
-    ) -> (f64, f64) {
-        self.moments_impl(x, g, m, v, |x, l| crate::sqsum::x512::add_sq_lanes(x, l))
+        self.moments_impl(x, g, m, v)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn moments_avx2(
         &self,
-        x: &[f32],
+        x: &mut [f32],
         g: &[f32],
         m: &mut [f32],
         v: &mut [f32],
     ) -> (f64, f64) {
-        self.moments_impl(x, g, m, v, add_sq_lanes)
+        self.moments_impl(x, g, m, v)
     }
 
-    /// In runs of [`SUB`] values: the moments, with the decayed p and the
-    /// direction u into buffers, then their squares added by `sq` into
-    /// [`LANES`] interleaved f64 accumulators (element `i` of the block into
-    /// lane `i % LANES`), added in lane order at the end; the order is
-    /// fixed, so the sums are too.
+    /// The sums run in [`LANES`] interleaved f64 accumulators (element `i`
+    /// into lane `i % LANES`), added in lane order at the end, so that the
+    /// loop vectorizes; the order is fixed, so the sums are too.
     #[inline(always)]
-    fn moments_impl(
-        &self,
-        x: &[f32],
-        g: &[f32],
-        m: &mut [f32],
-        v: &mut [f32],
-        sq: impl Fn(&[f32], &mut [f64; LANES]),
-    ) -> (f64, f64) {
+    #[allow(clippy::needless_range_loop)]
+    fn moments_impl(&self, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
         let n = x.len();
         let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
         let mut ps = [0.0f64; LANES];
         let mut us = [0.0f64; LANES];
-        let mut xb = [0.0f32; SUB];
-        let mut ub = [0.0f32; SUB];
-        let runs = x
-            .chunks(SUB)
-            .zip(g.chunks(SUB))
-            .zip(m.chunks_mut(SUB))
-            .zip(v.chunks_mut(SUB));
-        for (((x, g), m), v) in runs {
-            let k = x.len();
-            let (g, m, v) = (&g[..k], &mut m[..k], &mut v[..k]);
-            let (xb, ub) = (&mut xb[..k], &mut ub[..k]);
-            let it = x.iter().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
-            for (((((&x, &g), m), v), xd), u) in it.zip(xb.iter_mut()).zip(ub.iter_mut()) {
-                let g = self.grad(g);
-                let x = if self.decouple {
-                    self.decay.apply_to(x, g).0
-                } else {
-                    x
-                };
-                *m = *m * self.b1 + self.beta3 * g;
-                *v = *v * self.b2 + self.w2 * g * g;
-                *xd = x;
-                *u = self.direction(*m, *v, x);
+        // One element: the new (p, m, v) and the direction u.
+        let element = |x: f32, g: f32, m: f32, v: f32| {
+            let g = self.grad(g);
+            let x = if self.decouple {
+                self.decay.apply_to(x, g).0
+            } else {
+                x
+            };
+            let m = m * self.b1 + self.beta3 * g;
+            let v = v * self.b2 + self.w2 * g * g;
+            (x, m, v, self.direction(m, v, x))
+        };
+        let (xc, xr) = x.as_chunks_mut::<LANES>();
+        let (gc, gr) = g.as_chunks::<LANES>();
+        let (mc, mr) = m.as_chunks_mut::<LANES>();
+        let (vc, vr) = v.as_chunks_mut::<LANES>();
+        for (((x, g), m), v) in xc.iter_mut().zip(gc).zip(mc.iter_mut()).zip(vc.iter_mut()) {
+            let mut u = [0.0f32; LANES];
+            for l in 0..LANES {
+                (x[l], m[l], v[l], u[l]) = element(x[l], g[l], m[l], v[l]);
             }
             if self.norms {
-                sq(xb, &mut ps);
-                sq(ub, &mut us);
+                for l in 0..LANES {
+                    ps[l] += x[l] as f64 * x[l] as f64;
+                    us[l] += u[l] as f64 * u[l] as f64;
+                }
             }
         }
-        (lanes_sum(&ps), lanes_sum(&us))
+        for (l, (((x, &g), m), v)) in xr
+            .iter_mut()
+            .zip(gr)
+            .zip(mr.iter_mut())
+            .zip(vr.iter_mut())
+            .enumerate()
+        {
+            let u;
+            (*x, *m, *v, u) = element(*x, g, *m, *v);
+            if self.norms {
+                ps[l] += *x as f64 * *x as f64;
+                us[l] += u as f64 * u as f64;
+            }
+        }
+        let (mut p_sq, mut u_sq) = (0.0f64, 0.0f64);
+        for l in 0..LANES {
+            p_sq += ps[l];
+            u_sq += us[l];
+        }
+        (p_sq, u_sq)
     }
 
     /// Pass 2 over one block with the plain step, compiled for AVX2 when
@@ -367,32 +356,12 @@ impl LambConsts {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if crate::exec::has_avx512() {
-                // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time).
-                unsafe { self.step_avx512(x, g, m, v, trust, step_size) };
-                return;
-            }
             if crate::exec::has_avx2() {
                 // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
                 unsafe { self.step_avx2(x, g, m, v, trust, step_size) };
                 return;
             }
         }
-        self.step(x, g, m, v, trust, step_size, &mut Plain)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma,avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn step_avx512(
-        &self,
-        x: &mut [f32],
-        g: &[f32],
-        m: &[f32],
-        v: &[f32],
-        trust: f32,
-        step_size: f32,
-    ) {
         self.step(x, g, m, v, trust, step_size, &mut Plain)
     }
 
@@ -426,13 +395,6 @@ impl LambConsts {
     ) {
         for (((x, &g), &m), &v) in x.iter_mut().zip(g).zip(m).zip(v) {
             let g = self.grad(g);
-            // Decoupled decay (not stored by pass 1); a store on both
-            // branches, so that the loop vectorizes.
-            *x = if self.decouple {
-                self.decay.apply_to(*x, g).0
-            } else {
-                *x
-            };
             let u = self.direction(m, v, *x) * trust;
             apply.apply(x, g, step_size, u);
         }
