@@ -46,6 +46,15 @@
 //! same results at every width (Rust never contracts `a * b + c` into an
 //! FMA), so this does not change any value.
 //!
+//! **Many small parameters.** On a parameter's first step its `prepare`
+//! allocates its buffers one parameter after the other (m0 v0 m1 v1 ...);
+//! for parameters of up to 2^20 elements the driver then copies them into
+//! new allocations made buffer by buffer (m0 m1 ... v0 v1 ...) and frees
+//! the first ones, so that each buffer of a run of small parameters tends
+//! to lie in one stretch of memory (allocators hand out consecutive
+//! allocations in order). Values are unchanged; a thousand tensors of 10^4
+//! elements measured about 4% faster per step (docs/performance.md).
+//!
 //! [`Engine`]: crate::Engine
 
 use std::cell::Cell;

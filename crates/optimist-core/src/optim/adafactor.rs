@@ -36,8 +36,14 @@
 //! blocks in turn on one thread; the fast path (`update_all`) runs the
 //! parameters, and the tiles and blocks of each, in parallel: same values.
 //! A step is three passes over a matrix (sums, ||U||, step) and two over a
-//! vector (second moment with the sums, step), each vectorized (AVX2 when
-//! the CPU has it). products are rounded on their own (torch's CPU
+//! vector (second moment with the sums, step), each vectorized: compiled
+//! for AVX-512 when the CPU has AVX-512F (else AVX2, else the baseline),
+//! with the f64 lane sums of g², p² and U² written with AVX-512 intrinsics
+//! (one register holds the 8 lanes; [`crate::sqsum`]). The intrinsics add
+//! the same values into the same lanes in the same order as the portable
+//! loops (products rounded on their own, no FMA), so every value is the
+//! same on every instruction set (a unit test compares them bit for bit);
+//! the summation and rounding were not changed. Products are rounded on their own (torch's CPU
 //! kernels fuse the multiply-adds of lerp and add-with-alpha into FMA
 //! instructions) and sqrt is IEEE (MKL builds of torch take f32 square roots
 //! from MKL), so results can differ from torch's in the last bits (measured
