@@ -40,6 +40,11 @@ pub mod x512 {
 
     /// [`super::add_sq_lanes`] with one `__m512d` holding the lanes: the
     /// same additions in the same order, so the same values.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX-512F, AVX2 and FMA
+    /// ([`crate::exec::has_avx512`]).
     #[inline]
     #[target_feature(enable = "avx2,fma,avx512f")]
     pub fn add_sq_lanes(xs: &[f32], lanes: &mut [f64; LANES]) {
