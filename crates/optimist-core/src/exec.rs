@@ -46,6 +46,15 @@
 //! same results at every width (Rust never contracts `a * b + c` into an
 //! FMA), so this does not change any value.
 //!
+//! **Many small parameters.** On a parameter's first step its `prepare`
+//! allocates its buffers one parameter after the other (m0 v0 m1 v1 ...);
+//! for parameters of up to 2^20 elements the driver then copies them into
+//! new allocations made buffer by buffer (m0 m1 ... v0 v1 ...) and frees
+//! the first ones, so that each buffer of a run of small parameters tends
+//! to lie in one stretch of memory (allocators hand out consecutive
+//! allocations in order). Values are unchanged; a thousand tensors of 10^4
+//! elements measured about 4% faster per step (docs/performance.md).
+//!
 //! [`Engine`]: crate::Engine
 
 use std::cell::Cell;
@@ -219,6 +228,13 @@ pub fn run_on<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T
 pub fn has_avx2() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
+
+/// Whether the CPU has AVX-512F besides AVX2 and FMA (checked once).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx512() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| has_avx2() && is_x86_feature_detected!("avx512f"))
 }
 
 /// Runs `rule`'s kernel on `chunk`, compiled for AVX2 when the CPU has it.
@@ -593,6 +609,48 @@ fn compressed_piece<R: Elementwise>(
     SCRATCH.set(scratch);
 }
 
+/// Parameters up to this many elements have their new state buffers
+/// moved next to the same buffer of the other parameters (see
+/// [`relocate_fresh`]).
+const RELOCATE_MAX: usize = 1 << 20;
+
+/// Moves the f32 buffers that `prepare` allocated on the first step of
+/// small parameters (`fresh`) into new allocations made buffer by buffer
+/// (every parameter's first buffer, then every second buffer, ...), values
+/// copied, before the old ones are freed. Allocated in that order, each
+/// buffer of a run of small parameters tends to lie in one stretch of
+/// memory instead of alternating with the others (m0 v0 m1 v1 ...), which
+/// measured faster for a thousand small tensors. Values are not changed;
+/// later steps reuse the buffers.
+fn relocate_fresh<S: ParamState>(sts: &mut [&mut S], fresh: &[bool], nb: usize) {
+    let mut moved: Vec<(usize, usize, Vec<f32>)> = Vec::new();
+    for b in 0..nb {
+        for (i, st) in sts.iter_mut().enumerate() {
+            if !fresh[i] {
+                continue;
+            }
+            let mut one = Vec::with_capacity(MAX_BUFFERS);
+            st.buffers_mut(&mut one);
+            if let Some(t) = one.get_mut(b) {
+                if let Storage::F32(v) = t.storage_mut() {
+                    if !v.is_empty() && v.len() <= RELOCATE_MAX {
+                        moved.push((i, b, v.clone()));
+                    }
+                }
+            }
+        }
+    }
+    for (i, b, v) in moved {
+        let mut one = Vec::with_capacity(MAX_BUFFERS);
+        sts[i].buffers_mut(&mut one);
+        if let Some(t) = one.get_mut(b) {
+            if let Storage::F32(old) = t.storage_mut() {
+                *old = v;
+            }
+        }
+    }
+}
+
 /// The fused elementwise driver (see the module docs).
 pub fn run_elementwise<R: Elementwise>(
     rule: &R,
@@ -618,6 +676,7 @@ pub fn run_elementwise<R: Elementwise>(
     } else {
         Vec::new()
     };
+    let fresh: Vec<bool> = sts.iter().map(|st| st.step() == 0).collect();
     let mut scalars = Vec::with_capacity(params.len());
     for (i, (p, st)) in params.iter().zip(sts.iter_mut()).enumerate() {
         if compressed {
@@ -627,6 +686,9 @@ pub fn run_elementwise<R: Elementwise>(
             convert_before(info, hashes[i], &mut bufs);
         }
         scalars.push(rule.prepare(info, p, st)?);
+    }
+    if !compressed && fresh.iter().filter(|&&f| f).nth(1).is_some() {
+        relocate_fresh(&mut sts, &fresh, nb);
     }
     let mut bufs: Vec<&mut StateTensor> = Vec::with_capacity(params.len() * nb);
     let mut one = Vec::with_capacity(MAX_BUFFERS);

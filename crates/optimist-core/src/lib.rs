@@ -41,6 +41,7 @@ pub mod registry;
 pub mod replay;
 pub mod rng;
 pub mod schedule;
+pub mod sqsum;
 pub mod stages;
 pub mod state;
 pub mod stream;

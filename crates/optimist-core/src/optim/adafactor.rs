@@ -36,8 +36,14 @@
 //! blocks in turn on one thread; the fast path (`update_all`) runs the
 //! parameters, and the tiles and blocks of each, in parallel: same values.
 //! A step is three passes over a matrix (sums, ||U||, step) and two over a
-//! vector (second moment with the sums, step), each vectorized (AVX2 when
-//! the CPU has it). products are rounded on their own (torch's CPU
+//! vector (second moment with the sums, step), each vectorized: compiled
+//! for AVX-512 when the CPU has AVX-512F (else AVX2, else the baseline),
+//! with the f64 lane sums of g², p² and U² written with AVX-512 intrinsics
+//! (one register holds the 8 lanes; [`crate::sqsum`]). The intrinsics add
+//! the same values into the same lanes in the same order as the portable
+//! loops (products rounded on their own, no FMA), so every value is the
+//! same on every instruction set (a unit test compares them bit for bit);
+//! the summation and rounding were not changed. Products are rounded on their own (torch's CPU
 //! kernels fuse the multiply-adds of lerp and add-with-alpha into FMA
 //! instructions) and sqrt is IEEE (MKL builds of torch take f32 square roots
 //! from MKL), so results can differ from torch's in the last bits (measured
@@ -60,6 +66,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::math::{descent_sign, lerp, maximum, WeightDecay};
 use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::sqsum::{add_sq_lanes, lanes_sum, LANES};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
 use crate::validate as v;
@@ -132,10 +139,6 @@ const STRIP: usize = 4096;
 /// the strip width, at least one).
 const TILE: usize = 16 * crate::exec::CHUNK;
 
-/// Interleaved f64 accumulators of a sum (element `i` of a segment into
-/// lane `i % LANES`, lanes added in order at the end), so loops vectorize.
-const LANES: usize = 8;
-
 /// Per-step constants of one parameter.
 #[derive(Debug, Clone, Copy)]
 struct Consts {
@@ -157,27 +160,6 @@ impl Consts {
 
 /// Values per run of the U buffer (a multiple of [`LANES`]).
 const SUB: usize = 1024;
-
-/// Adds the squares of `xs` (in f64) into the lanes, element `i` into lane
-/// `i % LANES`.
-#[inline(always)]
-fn add_sq_lanes(xs: &[f32], lanes: &mut [f64; LANES]) {
-    let (c, r) = xs.as_chunks::<LANES>();
-    for x in c {
-        for l in 0..LANES {
-            lanes[l] += x[l] as f64 * x[l] as f64;
-        }
-    }
-    for (l, &x) in r.iter().enumerate() {
-        lanes[l] += x as f64 * x as f64;
-    }
-}
-
-/// Adds the lanes in order.
-#[inline(always)]
-fn lanes_sum(lanes: &[f64; LANES]) -> f64 {
-    lanes.iter().fold(0.0, |a, &x| a + x)
-}
 
 /// A rectangle of one matrix of the batch: rows `r0..r1`, columns `c0..c1`.
 #[derive(Debug, Clone, Copy)]
@@ -224,9 +206,17 @@ macro_rules! with_avx2 {
     ($imp:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {{
         #[cfg(target_arch = "x86_64")]
         {
+            #[target_feature(enable = "avx2,fma,avx512f")]
+            unsafe fn avx512($($arg: $ty),*) -> $ret {
+                $imp($($arg),*)
+            }
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2($($arg: $ty),*) -> $ret {
                 $imp($($arg),*)
+            }
+            if crate::exec::has_avx512() {
+                // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time).
+                return unsafe { avx512($($arg),*) };
             }
             if crate::exec::has_avx2() {
                 // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
@@ -240,6 +230,13 @@ macro_rules! with_avx2 {
 /// Factor pass over one tile: per-row and per-column sums of g² (rows in
 /// order for the columns, lanes for the rows) and the sum of p².
 fn tile_sums(p: &[f32], g: &[f32], shape: (usize, usize), t: Tile) -> TileSums {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::exec::has_avx512() {
+            // SAFETY: the CPU supports AVX-512F (checked at run time).
+            return unsafe { x512::tile_sums(p, g, shape, t) };
+        }
+    }
     with_avx2!(tile_sums_impl(p: &[f32], g: &[f32], shape: (usize, usize), t: Tile) -> TileSums)
 }
 
@@ -295,11 +292,30 @@ struct Factors<'a> {
 /// Sum of U² over the block of the flattened parameter starting at `off`,
 /// in lanes restarted at each row segment's start.
 fn factored_u_sq(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
-    with_avx2!(factored_u_sq_impl(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64)
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::exec::has_avx512() {
+            // SAFETY: the CPU supports AVX-512F (checked at run time).
+            return unsafe { x512::factored_u_sq(k, f, g, off) };
+        }
+    }
+    with_avx2!(factored_u_sq_plain(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64)
 }
 
 #[inline(always)]
-fn factored_u_sq_impl(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
+fn factored_u_sq_plain(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
+    factored_u_sq_impl(k, f, g, off, add_sq_lanes)
+}
+
+/// [`factored_u_sq`] with `sq` adding the squares of a run into the lanes.
+#[inline(always)]
+fn factored_u_sq_impl(
+    k: &Consts,
+    f: &Factors<'_>,
+    g: &[f32],
+    off: usize,
+    sq: impl Fn(&[f32], &mut [f64; LANES]),
+) -> f64 {
     let mut lanes = [0.0f64; LANES];
     let mut i = 0;
     while i < g.len() {
@@ -318,7 +334,7 @@ fn factored_u_sq_impl(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64
             for ((u, &g), &c) in buf.iter_mut().zip(gs).zip(cs) {
                 *u = k.u((rv * c) / rm, g);
             }
-            add_sq_lanes(buf, &mut lanes);
+            sq(buf, &mut lanes);
         }
         i += l;
     }
@@ -369,11 +385,30 @@ fn factored_step_impl(
 /// Vector pass 1 over one block: the second moment, and the sums of p²
 /// and U².
 fn vector_moments(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
-    with_avx2!(vector_moments_impl(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64))
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::exec::has_avx512() {
+            // SAFETY: the CPU supports AVX-512F (checked at run time).
+            return unsafe { x512::vector_moments(k, x, g, v) };
+        }
+    }
+    with_avx2!(vector_moments_plain(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64))
 }
 
 #[inline(always)]
-fn vector_moments_impl(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
+fn vector_moments_plain(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
+    vector_moments_impl(k, x, g, v, add_sq_lanes)
+}
+
+/// [`vector_moments`] with `sq` adding the squares of a run into the lanes.
+#[inline(always)]
+fn vector_moments_impl(
+    k: &Consts,
+    x: &[f32],
+    g: &[f32],
+    v: &mut [f32],
+    sq: impl Fn(&[f32], &mut [f64; LANES]),
+) -> (f64, f64) {
     let n = x.len();
     let (g, v) = (&g[..n], &mut v[..n]);
     let mut pl = [0.0f64; LANES];
@@ -390,8 +425,8 @@ fn vector_moments_impl(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64,
         for ((u, &v), &g) in buf.iter_mut().zip(&*v).zip(g) {
             *u = k.u(v, g);
         }
-        add_sq_lanes(x, &mut pl);
-        add_sq_lanes(buf, &mut ul);
+        sq(x, &mut pl);
+        sq(buf, &mut ul);
     }
     (lanes_sum(&pl), lanes_sum(&ul))
 }
@@ -408,6 +443,83 @@ fn vector_step_impl(k: &Consts, x: &mut [f32], g: &[f32], v: &[f32], wd: WeightD
     for ((x, &g), &v) in x.iter_mut().zip(g).zip(v) {
         let u = k.u(v, g);
         *x = wd.apply_to(*x, u).0 + coef * u;
+    }
+}
+
+/// The sums written with AVX-512 intrinsics (LLVM vectorizes the interleaved
+/// f64 lanes poorly): one `__m512d` holds the [`LANES`] accumulators
+/// ([`crate::sqsum`]), and
+/// every lane adds the same values in the same order as the portable code
+/// (products rounded on their own, no FMA), so the results are identical.
+#[cfg(target_arch = "x86_64")]
+mod x512 {
+    use super::*;
+    use crate::sqsum::x512::add_sq_lanes;
+    use std::arch::x86_64::*;
+
+    /// [`super::tile_sums`].
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub(super) fn tile_sums(
+        p: &[f32],
+        g: &[f32],
+        (rows, cols): (usize, usize),
+        t: Tile,
+    ) -> TileSums {
+        let w = t.c1 - t.c0;
+        let mut out = TileSums {
+            rows: Vec::with_capacity(t.r1 - t.r0),
+            cols: vec![0.0; w],
+            p_sq: 0.0,
+        };
+        let mut pl = [0.0f64; LANES];
+        for r in t.r0..t.r1 {
+            let base = (t.b * rows + r) * cols;
+            let gs = &g[base + t.c0..base + t.c1];
+            let ps = &p[base + t.c0..base + t.c1];
+            let cs = &mut out.cols[..w];
+            let mut rl = [0.0f64; LANES];
+            let (gc, gr) = gs.as_chunks::<LANES>();
+            let (pc, pr) = ps.as_chunks::<LANES>();
+            let (cc, cr) = cs.as_chunks_mut::<LANES>();
+            // SAFETY: unaligned loads and stores of 8 values within the
+            // lane arrays and within each chunk of the slices.
+            unsafe {
+                let mut racc = _mm512_setzero_pd();
+                let mut pacc = _mm512_loadu_pd(pl.as_ptr());
+                for ((g, p), c) in gc.iter().zip(pc).zip(cc.iter_mut()) {
+                    let gv = _mm512_cvtps_pd(_mm256_loadu_ps(g.as_ptr()));
+                    let gg = _mm512_mul_pd(gv, gv);
+                    racc = _mm512_add_pd(racc, gg);
+                    let cv = _mm512_loadu_pd(c.as_ptr());
+                    _mm512_storeu_pd(c.as_mut_ptr(), _mm512_add_pd(cv, gg));
+                    let pv = _mm512_cvtps_pd(_mm256_loadu_ps(p.as_ptr()));
+                    pacc = _mm512_add_pd(pacc, _mm512_mul_pd(pv, pv));
+                }
+                _mm512_storeu_pd(rl.as_mut_ptr(), racc);
+                _mm512_storeu_pd(pl.as_mut_ptr(), pacc);
+            }
+            for (l, ((&g, &p), c)) in gr.iter().zip(pr).zip(cr.iter_mut()).enumerate() {
+                let gg = g as f64 * g as f64;
+                rl[l] += gg;
+                *c += gg;
+                pl[l] += p as f64 * p as f64;
+            }
+            out.rows.push(lanes_sum(&rl));
+        }
+        out.p_sq = lanes_sum(&pl);
+        out
+    }
+
+    /// [`super::factored_u_sq`].
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub(super) fn factored_u_sq(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
+        factored_u_sq_impl(k, f, g, off, |x, l| add_sq_lanes(x, l))
+    }
+
+    /// [`super::vector_moments`].
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub(super) fn vector_moments(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
+        vector_moments_impl(k, x, g, v, |x, l| add_sq_lanes(x, l))
     }
 }
 
@@ -624,5 +736,78 @@ impl UpdateRule for Adafactor {
             .map(|(p, st)| self.update_param(p, st, true))
             .collect();
         results.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let m = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                m * 10f32.powi(((s >> 8) % 8) as i32 - 4)
+            })
+            .collect()
+    }
+
+    /// The AVX-512 passes give the same bits as the portable code, on
+    /// tiles with and without a remainder of columns and rows.
+    #[test]
+    fn avx512_passes_equal_portable_passes() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !crate::exec::has_avx512() {
+                return;
+            }
+            for (batch, rows, cols) in [(1, 37, 29), (2, 5, 4100), (1, 300, 64), (3, 7, 1)] {
+                let n = batch * rows * cols;
+                let (p, g) = (values(n, 1), values(n, 2));
+                for t in tiles(batch, rows, cols) {
+                    let a = tile_sums_impl(&p, &g, (rows, cols), t);
+                    // SAFETY: the CPU supports AVX-512F (checked above).
+                    let b = unsafe { x512::tile_sums(&p, &g, (rows, cols), t) };
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&a.rows), bits(&b.rows));
+                    assert_eq!(bits(&a.cols), bits(&b.cols));
+                    assert_eq!(a.p_sq.to_bits(), b.p_sq.to_bits());
+                }
+                let k = Consts {
+                    w: 0.3,
+                    floor: 1e-12,
+                    sgn: 1.0,
+                };
+                let row: Vec<f32> = values(batch * rows, 3).iter().map(|x| x.abs()).collect();
+                let col: Vec<f32> = values(batch * cols, 4).iter().map(|x| x.abs()).collect();
+                let row_mean = vec![0.7f32; batch];
+                let f = Factors {
+                    row: &row,
+                    col: &col,
+                    row_mean: &row_mean,
+                    rows,
+                    cols,
+                };
+                for off in [0, 3, n / 2] {
+                    let a = factored_u_sq_plain(&k, &f, &g[off..], off);
+                    // SAFETY: as above.
+                    let b = unsafe { x512::factored_u_sq(&k, &f, &g[off..], off) };
+                    assert_eq!(a.to_bits(), b.to_bits());
+                }
+                let (mut v1, mut v2) = (values(n, 5), values(n, 5));
+                let a = vector_moments_plain(&k, &p, &g, &mut v1);
+                // SAFETY: as above.
+                let b = unsafe { x512::vector_moments(&k, &p, &g, &mut v2) };
+                assert_eq!(
+                    (a.0.to_bits(), a.1.to_bits()),
+                    (b.0.to_bits(), b.1.to_bits())
+                );
+                assert_eq!(v1, v2);
+            }
+        }
     }
 }
