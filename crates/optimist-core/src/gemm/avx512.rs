@@ -194,6 +194,28 @@ unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     ]
 }
 
+/// Copies the transpose of the 8x8 block at rows `8 bj..`, columns `8 bi..`
+/// of the row-major `n x n` matrix at `c` into rows `8 bi..`, columns
+/// `8 bj..` (a block of the lower triangle from the upper one).
+///
+/// # Safety
+/// Both blocks must lie inside the `n * n` elements at `c`, must not
+/// overlap (`bi != bj`), and no other thread may write the source block or
+/// access the destination block meanwhile. The CPU must have AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn mirror_block8(c: *mut f32, n: usize, bi: usize, bj: usize) {
+    let src = c.add(8 * bj * n + 8 * bi);
+    let mut r = [_mm256_setzero_ps(); 8];
+    for (k, rk) in r.iter_mut().enumerate() {
+        *rk = _mm256_loadu_ps(src.add(k * n));
+    }
+    let t = transpose8(r);
+    let dst = c.add(8 * bi * n + 8 * bj);
+    for (k, tk) in t.iter().enumerate() {
+        _mm256_storeu_ps(dst.add(k * n), *tk);
+    }
+}
+
 /// [`pack`] of one full panel (rows `base..base + WIDTH` all inside `v`)
 /// with eight-lane loads: straight copies when rows are adjacent in memory,
 /// 8x8 register transposes when columns are. The same values as the scalar

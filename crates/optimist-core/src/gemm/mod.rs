@@ -238,10 +238,12 @@ fn gemm_impl(
 }
 
 /// For a symmetric product, copies the upper triangle into the lower one,
-/// in tiles (so that the rows read and written stay in cache), bands of
-/// rows in parallel on the current thread pool when called from one.
+/// in bands of 8 rows run in parallel on the current thread pool when
+/// called from one: 8x8 blocks through register transposes on x86-64 CPUs
+/// with AVX2, element by element otherwise (and on the diagonal blocks and
+/// the last rows).
 fn mirror(c: &mut [f32], n: usize, upper: bool) {
-    const T: usize = 32;
+    const T: usize = 8;
     if !upper || n < 2 {
         return;
     }
@@ -254,22 +256,38 @@ fn mirror(c: &mut [f32], n: usize, upper: bool) {
     // SAFETY: see above; the pointer outlives the loop (it borrows `c`).
     unsafe impl Sync for Shared {}
     let ptr = Shared(c.as_mut_ptr());
+    #[cfg(target_arch = "x86_64")]
+    let blocks = std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    let blocks = false;
     let band = |b: usize| {
         let p = &ptr;
         let i0 = b * T;
-        for j0 in (0..=i0).step_by(T) {
-            for i in i0..(i0 + T).min(n) {
-                for j in j0..(j0 + T).min(i) {
-                    // SAFETY: i, j < n, and c has n * n elements.
-                    unsafe { *p.0.add(i * n + j) = *p.0.add(j * n + i) };
-                }
+        let full = blocks && i0 + T <= n;
+        let j_start = if full {
+            #[cfg(target_arch = "x86_64")]
+            for bj in 0..b {
+                // SAFETY: blocks (bj, b) and (b, bj) lie inside the n x n
+                // matrix (i0 + T <= n), do not overlap (bj < b), and only
+                // this band writes its rows; the source is upper triangle,
+                // which nothing writes. AVX2 was detected above.
+                unsafe { avx512::mirror_block8(p.0, n, b, bj) };
+            }
+            i0
+        } else {
+            0
+        };
+        for i in i0..(i0 + T).min(n) {
+            for j in j_start..i {
+                // SAFETY: i, j < n, and c has n * n elements.
+                unsafe { *p.0.add(i * n + j) = *p.0.add(j * n + i) };
             }
         }
     };
     let bands = n.div_ceil(T);
-    if rayon::current_thread_index().is_some() && bands > 2 {
+    if rayon::current_thread_index().is_some() && bands > 8 {
         use rayon::prelude::*;
-        (0..bands).into_par_iter().for_each(band);
+        (0..bands).into_par_iter().with_min_len(4).for_each(band);
     } else {
         (0..bands).for_each(band);
     }

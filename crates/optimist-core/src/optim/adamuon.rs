@@ -320,16 +320,10 @@ impl UpdateRule for AdaMuon {
 
     fn update_all(
         &self,
-        _info: &StepInfo,
+        info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<AdaMuonState>,
     ) -> Result<()> {
-        ns::check_all(Self::NAME, params, self.flatten)?;
-        let sched = ns::schedule_f32(&self.ns_coeffs.resolve(Self::NAME, "ns_coeffs")?);
-        for p in params.iter_mut() {
-            let st = states.get(p.name, p.numel())?;
-            self.step_one(p, st, &sched)?;
-        }
-        Ok(())
+        ns::update_matrices(self, Self::NAME, self.flatten, info, params, states)
     }
 }

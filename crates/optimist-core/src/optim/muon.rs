@@ -203,11 +203,6 @@ impl UpdateRule for Muon {
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<MuonState>,
     ) -> Result<()> {
-        ns::check_all(Self::NAME, params, self.flatten)?;
-        for p in params.iter_mut() {
-            let st = states.get(p.name, p.numel())?;
-            self.update(info, p, st)?;
-        }
-        Ok(())
+        ns::update_matrices(self, Self::NAME, self.flatten, info, params, states)
     }
 }

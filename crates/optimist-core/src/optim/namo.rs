@@ -234,24 +234,6 @@ fn orthogonalize(
     )
 }
 
-/// `update_all` of NAMO and NAMO-D: every parameter is checked to be a
-/// matrix (error before any update), then updated in order.
-fn update_matrices<R: UpdateRule>(
-    rule: &R,
-    name: &str,
-    flatten: bool,
-    info: &StepInfo,
-    params: &mut [ParamMut<'_>],
-    states: &mut StateStore<R::State>,
-) -> Result<()> {
-    ns::check_all(name, params, flatten)?;
-    for p in params.iter_mut() {
-        let st = states.get(p.name, p.numel())?;
-        rule.update(info, p, st)?;
-    }
-    Ok(())
-}
-
 impl OptimizerConfig for Namo {
     const NAME: &'static str = "namo";
     const REFERENCE: &'static str =
@@ -301,7 +283,7 @@ impl UpdateRule for Namo {
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<NamoState>,
     ) -> Result<()> {
-        update_matrices(self, Self::NAME, self.flatten, info, params, states)
+        ns::update_matrices(self, Self::NAME, self.flatten, info, params, states)
     }
 }
 
@@ -410,6 +392,6 @@ impl UpdateRule for NamoD {
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<NamoDState>,
     ) -> Result<()> {
-        update_matrices(self, Self::NAME, self.flatten, info, params, states)
+        ns::update_matrices(self, Self::NAME, self.flatten, info, params, states)
     }
 }

@@ -177,6 +177,25 @@ pub fn check_all(optimizer: &str, params: &[ParamMut<'_>], flatten: bool) -> Res
     Ok(())
 }
 
+/// `update_all` of the Muon family: every parameter is checked to be a
+/// matrix ([`check_all`]) before anything changes, then the parameters are
+/// updated with [`UpdateRule::update`](crate::optimizer::UpdateRule::update),
+/// in parallel over parameters on the fast path
+/// ([`crate::exec::run_per_param`]; the products inside each are split in
+/// fixed blocks too, so idle threads help with large matrices). The values
+/// do not depend on the thread count.
+pub fn update_matrices<R: crate::optimizer::UpdateRule>(
+    rule: &R,
+    name: &str,
+    flatten: bool,
+    info: &crate::optimizer::StepInfo,
+    params: &mut [ParamMut<'_>],
+    states: &mut crate::state::StateStore<R::State>,
+) -> Result<()> {
+    check_all(name, params, flatten)?;
+    crate::exec::run_per_param(rule, info, params, states)
+}
+
 /// Orthogonalizes the row-major `rows x cols` matrix `g` with `steps`
 /// Newton-Schulz iterations; step `i` uses `coefficients[min(i, len - 1)]`.
 /// Returns the result in the same layout. `dtype` is the precision of the
@@ -230,9 +249,13 @@ pub fn orthogonalize(
         *v /= denom;
     }
 
-    let mut next = vec![0.0f32; x.len()];
-    let mut gram = vec![0.0f32; r * r];
-    let mut poly = vec![0.0f32; r * r];
+    // Scratch matrices reused across calls on this thread (taken out while
+    // in use, so a nested call just allocates its own).
+    let [mut next, mut gram, mut poly] = SCRATCH.with(|s| s.take());
+    for (buf, len) in [(&mut next, x.len()), (&mut gram, r * r), (&mut poly, r * r)] {
+        buf.clear();
+        buf.resize(len, 0.0);
+    }
     for i in 0..steps {
         let [ca, cb, cc] = coefficients[i.min(coefficients.len() - 1)];
         // A = X X^T
@@ -247,7 +270,18 @@ pub fn orthogonalize(
         gemm_with(prec, 1.0, View::new(&poly, r, r), xv, ca, &mut next, false)?;
         std::mem::swap(&mut x, &mut next);
     }
+    let out = finish(x, r, c, transpose);
+    SCRATCH.with(|s| s.set([next, gram, poly]));
+    out
+}
 
+thread_local! {
+    static SCRATCH: std::cell::Cell<[Vec<f32>; 3]> =
+        const { std::cell::Cell::new([Vec::new(), Vec::new(), Vec::new()]) };
+}
+
+/// The iterate `x` (`r x c`), transposed back when the input was.
+fn finish(x: Vec<f32>, r: usize, c: usize, transpose: bool) -> Result<Vec<f32>> {
     if transpose {
         let mut out = vec![0.0f32; x.len()];
         for i in 0..r {
