@@ -170,25 +170,8 @@ where
     };
     let parallel = info.exec.fused
         && info.exec.resolved_threads() > 1
-        && params.len() > 1
         && rayon::current_thread_index().is_some();
-    if !parallel {
-        for p in params.iter_mut() {
-            let st = states.get(p.name, p.numel())?;
-            one(p, st)?;
-        }
-        return Ok(());
-    }
-    use rayon::prelude::*;
-    let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
-    let sts = states.get_many(&keys)?;
-    let results: Vec<Result<()>> = params
-        .par_iter_mut()
-        .zip(sts)
-        .with_max_len(1)
-        .map(|(p, st)| one(p, st))
-        .collect();
-    results.into_iter().collect()
+    crate::exec::for_each_param(parallel, params, states, one)
 }
 
 /// Configuration of the `cautious` wrapper: the optimizer to run cautiously.

@@ -335,11 +335,27 @@ pub fn run_per_param<R: UpdateRule>(
     params: &mut [ParamMut<'_>],
     states: &mut StateStore<R::State>,
 ) -> Result<()> {
-    let threads = info.exec.resolved_threads();
-    if !info.exec.fused || threads <= 1 || params.len() <= 1 {
+    let parallel = info.exec.fused && info.exec.resolved_threads() > 1;
+    for_each_param(parallel, params, states, |p, st| rule.update(info, p, st))
+}
+
+/// `f(param, state)` for every parameter: in parallel over the parameters
+/// on the current thread pool when `parallel` (and there are several), in
+/// order otherwise. Stops at (resp. reports) the first error.
+pub fn for_each_param<S, F>(
+    parallel: bool,
+    params: &mut [ParamMut<'_>],
+    states: &mut StateStore<S>,
+    f: F,
+) -> Result<()>
+where
+    S: crate::state::ParamState,
+    F: Fn(&mut ParamMut<'_>, &mut S) -> Result<()> + Sync,
+{
+    if !parallel || params.len() <= 1 {
         for p in params.iter_mut() {
             let st = states.get(p.name, p.numel())?;
-            rule.update(info, p, st)?;
+            f(p, st)?;
         }
         return Ok(());
     }
@@ -349,7 +365,7 @@ pub fn run_per_param<R: UpdateRule>(
         .par_iter_mut()
         .zip(sts)
         .with_max_len(1)
-        .map(|(p, st)| rule.update(info, p, st))
+        .map(|(p, st)| f(p, st))
         .collect();
     results.into_iter().collect()
 }

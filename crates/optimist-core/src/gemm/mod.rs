@@ -224,17 +224,27 @@ fn gemm_impl(
             );
         }
     };
+    row_blocks(c, rb * n, block);
+    mirror(c, n, upper);
+    Ok(())
+}
+
+/// `block((index, rows))` for each block of `len` values of `c`: in
+/// parallel on the current thread pool when called from one, in order
+/// otherwise.
+fn row_blocks<F>(c: &mut [f32], len: usize, block: F)
+where
+    F: Fn((usize, &mut [f32])) + Sync + Send,
+{
     if rayon::current_thread_index().is_some() {
         use rayon::prelude::*;
-        c.par_chunks_mut(rb * n)
+        c.par_chunks_mut(len)
             .enumerate()
             .with_max_len(1)
             .for_each(block);
     } else {
-        c.chunks_mut(rb * n).enumerate().for_each(block);
+        c.chunks_mut(len).enumerate().for_each(block);
     }
-    mirror(c, n, upper);
-    Ok(())
 }
 
 /// For a symmetric product, copies the upper triangle into the lower one,
@@ -323,15 +333,7 @@ fn packed_gemm(
         avx512::block(kind, alpha, &a, i0, &bpack, n, j0, beta, rows, &mut apack);
         PACK_A.with(|p| p.set(apack));
     };
-    if rayon::current_thread_index().is_some() {
-        use rayon::prelude::*;
-        c.par_chunks_mut(rb * n)
-            .enumerate()
-            .with_max_len(1)
-            .for_each(block);
-    } else {
-        c.chunks_mut(rb * n).enumerate().for_each(block);
-    }
+    row_blocks(c, rb * n, block);
     PACK_B.with(|p| p.set(bpack));
 }
 
