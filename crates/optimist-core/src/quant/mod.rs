@@ -39,6 +39,9 @@
 
 use std::sync::OnceLock;
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 /// Default number of values per 8-bit block.
 pub const DEFAULT_Q8_BLOCK: usize = 256;
 
@@ -137,10 +140,16 @@ struct Book {
     /// Per bucket (top 16 bits of a magnitude in [0, 1]): the magnitude
     /// index at the bucket's start.
     lut_lo: Vec<u8>,
+    /// `lut_lo` widened to 32 bits (for gathers).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    lut_lo32: Vec<u32>,
     /// Per bucket: the midpoint inside the bucket, or +inf.
     lut_thr: Vec<f32>,
     /// Per bucket: index of the largest magnitude <= the bucket's start.
     floor_lo: Vec<u8>,
+    /// `floor_lo` widened to 32 bits (for gathers).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    floor_lo32: Vec<u32>,
     /// Per bucket: the magnitude inside the bucket, or +inf.
     floor_thr: Vec<f32>,
     /// `1 / (mags[j + 1] - mags[j])`.
@@ -233,8 +242,10 @@ impl Book {
             values,
             mags,
             mids,
+            lut_lo32: lut_lo.iter().map(|&x| x as u32).collect(),
             lut_lo,
             lut_thr,
+            floor_lo32: floor_lo.iter().map(|&x| x as u32).collect(),
             floor_lo,
             floor_thr,
             inv_gap,
@@ -297,6 +308,20 @@ pub fn q8_encode(
     block: usize,
     rounding: Rounding,
 ) {
+    q8_encode_with(src, codes, scales, block, rounding, true)
+}
+
+/// [`q8_encode`], with the AVX-512 loops (where the CPU has them) or
+/// without; the codes and scales are the same.
+#[inline(always)]
+fn q8_encode_with(
+    src: &[f32],
+    codes: &mut [u8],
+    scales: &mut [f32],
+    block: usize,
+    rounding: Rounding,
+    vector: bool,
+) {
     let b = books();
     let block = block.max(1);
     for (blk, ((x, c), s)) in src
@@ -305,14 +330,7 @@ pub fn q8_encode(
         .zip(scales.iter_mut())
         .enumerate()
     {
-        let mut absmax = 0f32;
-        let mut neg = false;
-        let mut nan = false;
-        for &v in x {
-            absmax = absmax.max(v.abs());
-            neg |= v < 0.0;
-            nan |= v.is_nan();
-        }
+        let (absmax, neg, nan) = block_stats(x, vector);
         if nan {
             *s = f32::NAN;
             c.fill(0);
@@ -320,39 +338,112 @@ pub fn q8_encode(
         }
         let inv = if absmax > 0.0 { 1.0 / absmax } else { 0.0 };
         *s = if neg { -absmax } else { absmax };
-        match rounding {
-            Rounding::Nearest => {
-                if neg {
-                    for (v, code) in x.iter().zip(c.iter_mut()) {
-                        let j = b.signed.magnitude_index((v.abs() * inv).min(1.0));
-                        *code = signed_code(*v, j);
-                    }
-                } else {
-                    for (v, code) in x.iter().zip(c.iter_mut()) {
-                        *code = b.unsigned.magnitude_index((v * inv).min(1.0)) as u8;
-                    }
-                }
-            }
+        let book = if neg { &b.signed } else { &b.unsigned };
+        let mode = match rounding {
+            Rounding::Nearest => BlockMode::Nearest,
             Rounding::Stochastic { key, offset } => {
                 // Blocks never straddle a 2^32 boundary of the stream (block
                 // sizes are powers of two); one base per block's segment.
                 let abs = offset + blk * block;
                 let base =
                     mix64(key ^ ((abs as u64) >> 32).wrapping_mul(0x9e37_79b9_7f4a_7c15)) as u32;
-                let lo = abs as u32;
-                if neg {
-                    for (i, (v, code)) in x.iter().zip(c.iter_mut()).enumerate() {
-                        let a = (v.abs() * inv).min(1.0);
-                        let r = uniform(base, lo.wrapping_add(i as u32));
-                        let top = if *v < 0.0 { 127 } else { 128 };
-                        *code = signed_code(*v, b.signed.stochastic_index(a, r, top));
-                    }
-                } else {
-                    for (i, (v, code)) in x.iter().zip(c.iter_mut()).enumerate() {
-                        let a = (v * inv).min(1.0);
-                        let r = uniform(base, lo.wrapping_add(i as u32));
-                        *code = b.unsigned.stochastic_index(a, r, 255) as u8;
-                    }
+                BlockMode::Stochastic {
+                    base,
+                    lo: abs as u32,
+                }
+            }
+        };
+        encode_block(book, neg, x, c, inv, mode, vector);
+    }
+}
+
+/// `(max |v|, any v < 0, any NaN)` of a block (`max |v|` only meaningful
+/// without NaN), with the AVX-512 loop when `vector` and the CPU has it.
+#[inline(always)]
+fn block_stats(x: &[f32], vector: bool) -> (f32, bool, bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if vector && avx512::available() {
+            // SAFETY: AVX-512F checked just above.
+            return unsafe { avx512::block_stats(x) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = vector;
+    let (mut absmax, mut neg, mut nan) = (0f32, false, false);
+    for &v in x {
+        absmax = absmax.max(v.abs());
+        neg |= v < 0.0;
+        nan |= v.is_nan();
+    }
+    (absmax, neg, nan)
+}
+
+/// How one block is rounded: to the nearest code, or stochastically with
+/// the block's random stream (`base`, index of its first element `lo`).
+#[derive(Clone, Copy)]
+enum BlockMode {
+    Nearest,
+    Stochastic { base: u32, lo: u32 },
+}
+
+/// Encodes one block `x` (no NaN) with `inv = 1 / absmax`, in the signed
+/// book when `signed`: the AVX-512 loop (when `vector` and the CPU has it)
+/// for whole groups of 16 values, the scalar loop for the rest; both give
+/// the same codes.
+#[inline(always)]
+fn encode_block(
+    book: &Book,
+    signed: bool,
+    x: &[f32],
+    c: &mut [u8],
+    inv: f32,
+    mode: BlockMode,
+    vector: bool,
+) {
+    #[allow(unused_mut)]
+    let mut start = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if vector && avx512::available() {
+            let m = match mode {
+                BlockMode::Nearest => avx512::Mode::Nearest,
+                BlockMode::Stochastic { base, lo } => avx512::Mode::Stochastic { base, lo },
+            };
+            // SAFETY: AVX-512F checked just above.
+            start = unsafe { avx512::encode_block(book, signed, x, c, inv, m) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = vector;
+    let (x, c) = (&x[start..], &mut c[start..]);
+    match mode {
+        BlockMode::Nearest => {
+            if signed {
+                for (v, code) in x.iter().zip(c.iter_mut()) {
+                    let j = book.magnitude_index((v.abs() * inv).min(1.0));
+                    *code = signed_code(*v, j);
+                }
+            } else {
+                for (v, code) in x.iter().zip(c.iter_mut()) {
+                    *code = book.magnitude_index((v * inv).min(1.0)) as u8;
+                }
+            }
+        }
+        BlockMode::Stochastic { base, lo } => {
+            let lo = lo.wrapping_add(start as u32);
+            if signed {
+                for (i, (v, code)) in x.iter().zip(c.iter_mut()).enumerate() {
+                    let a = (v.abs() * inv).min(1.0);
+                    let r = uniform(base, lo.wrapping_add(i as u32));
+                    let top = if *v < 0.0 { 127 } else { 128 };
+                    *code = signed_code(*v, book.stochastic_index(a, r, top));
+                }
+            } else {
+                for (i, (v, code)) in x.iter().zip(c.iter_mut()).enumerate() {
+                    let a = (v * inv).min(1.0);
+                    let r = uniform(base, lo.wrapping_add(i as u32));
+                    *code = book.stochastic_index(a, r, 255) as u8;
                 }
             }
         }
@@ -373,6 +464,15 @@ fn signed_code(v: f32, j: usize) -> u8 {
 /// Decodes block-wise 8-bit values into f32.
 #[inline(always)]
 pub fn q8_decode(codes: &[u8], scales: &[f32], dst: &mut [f32], block: usize) {
+    q8_decode_with(codes, scales, dst, block, true)
+}
+
+/// [`q8_decode`], with the AVX-512 loop (where the CPU has it) or without;
+/// the values are the same.
+#[inline(always)]
+fn q8_decode_with(codes: &[u8], scales: &[f32], dst: &mut [f32], block: usize, vector: bool) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = vector;
     let b = books();
     let block = block.max(1);
     for ((c, &s), x) in codes
@@ -386,6 +486,14 @@ pub fn q8_decode(codes: &[u8], scales: &[f32], dst: &mut [f32], block: usize) {
             &b.unsigned.values
         };
         let absmax = s.abs();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if vector && avx512::available() {
+                // SAFETY: AVX-512F checked just above.
+                unsafe { avx512::decode_block(c, table, absmax, x) };
+                continue;
+            }
+        }
         for (code, v) in c.iter().zip(x.iter_mut()) {
             *v = table[*code as usize] * absmax;
         }
@@ -430,6 +538,83 @@ pub fn q8_magnitudes(signed: bool) -> &'static [f32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vector_loops_equal_the_scalar_loops() {
+        // Values of every kind the codec sees: both signs, zeros of both
+        // signs, subnormals, exact bucket and midpoint values of the books,
+        // infinities (a block with inf has absmax inf and inv 0), NaN
+        // blocks, all-zero blocks; lengths off the 16-lane groups.
+        let mut rng = crate::rng::SplitMix64::new(5);
+        let mut special = vec![0.0f32, -0.0, 1e-40, -1e-40, f32::MIN_POSITIVE, 1.0, -1.0];
+        for signed in [false, true] {
+            let b = books();
+            let book = if signed { &b.signed } else { &b.unsigned };
+            special.extend(book.mids.iter().copied());
+            special.extend(book.mags.iter().copied());
+            special.extend(book.mags.iter().map(|m| -m));
+        }
+        for case in 0..60 {
+            let len = [1usize, 15, 16, 17, 255, 256, 257, 1000, 4099][case % 9];
+            let block = [16usize, 256, 2048, 7][case % 4];
+            let all_pos = case % 3 == 0;
+            // Every fourth case: only book values and midpoints, with
+            // absmax exactly 1 in every block, so that values land exactly
+            // on the tables' thresholds.
+            let exact = case % 4 == 1;
+            let mut src: Vec<f32> = (0..len)
+                .map(|_| {
+                    let u = rng.uniform();
+                    let x = if exact || u < 0.2 {
+                        special[(rng.next_u64() % special.len() as u64) as usize]
+                    } else {
+                        ((rng.uniform() - 0.5) * 10f64.powf(rng.uniform() * 12.0 - 8.0)) as f32
+                    };
+                    if all_pos {
+                        x.abs()
+                    } else {
+                        x
+                    }
+                })
+                .collect();
+            if exact {
+                for i in (0..len).step_by(block) {
+                    src[i] = if all_pos || case % 8 == 1 { 1.0 } else { -1.0 };
+                }
+            }
+            if case % 7 == 1 && !exact {
+                src[len / 2] = f32::INFINITY;
+            }
+            if case % 11 == 2 {
+                src[len - 1] = f32::NAN;
+            }
+            if case % 13 == 3 {
+                src.iter_mut().take(len.min(block)).for_each(|v| *v = 0.0);
+            }
+            let nb = q8_blocks(len, block);
+            for rounding in [
+                Rounding::Nearest,
+                Rounding::Stochastic {
+                    key: 0xdead_beef ^ case as u64,
+                    offset: case * 4096,
+                },
+            ] {
+                let (mut c1, mut s1) = (vec![0u8; len], vec![0f32; nb]);
+                let (mut c2, mut s2) = (vec![0u8; len], vec![0f32; nb]);
+                q8_encode_with(&src, &mut c1, &mut s1, block, rounding, true);
+                q8_encode_with(&src, &mut c2, &mut s2, block, rounding, false);
+                assert_eq!(c1, c2, "case {case} {rounding:?}");
+                assert!(s1.iter().zip(&s2).all(|(a, b)| a.to_bits() == b.to_bits()));
+                let (mut d1, mut d2) = (vec![0f32; len], vec![0f32; len]);
+                q8_decode_with(&c1, &s1, &mut d1, block, true);
+                q8_decode_with(&c1, &s1, &mut d2, block, false);
+                assert!(
+                    d1.iter().zip(&d2).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "case {case}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn lookup_equals_brute_force_nearest() {
