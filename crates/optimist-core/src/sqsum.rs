@@ -65,6 +65,22 @@ pub mod x512 {
     }
 }
 
+/// Deterministic test values of both signs over `decades` decades of
+/// magnitude (from 10^-(decades/2)).
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64, decades: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let m = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            m * 10f32.powi(((s >> 8) % decades) as i32 - (decades / 2) as i32)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

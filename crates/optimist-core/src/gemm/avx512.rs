@@ -14,7 +14,7 @@
 //! packed into one 32-bit lane (low half first), as `vdpbf16ps` expects;
 //! an odd inner dimension is padded with a zero.
 
-use super::View;
+use super::{bf16_bits, View};
 use std::arch::x86_64::*;
 
 /// Rows of the micro-kernel's output tile.
@@ -51,16 +51,6 @@ pub(super) fn available(kind: Kind) -> bool {
             std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512bf16")
         }
-    }
-}
-
-/// `x` rounded to bfloat16, nearest with ties to even (NaN stays NaN).
-pub(super) fn bf16_bits(x: f32) -> u32 {
-    let b = x.to_bits();
-    if x.is_nan() {
-        (b >> 16) | 0x40
-    } else {
-        (b + 0x7fff + ((b >> 16) & 1)) >> 16
     }
 }
 

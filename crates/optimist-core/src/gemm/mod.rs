@@ -31,13 +31,21 @@ pub enum Precision {
     Bf16,
 }
 
-/// `x` rounded to the nearest bfloat16 (ties to even), as an f32.
+/// `x` rounded to the nearest bfloat16 (ties to even), as an f32 (a NaN
+/// stays a NaN).
 pub fn round_bf16(x: f32) -> f32 {
-    if x.is_nan() {
-        return x;
-    }
+    f32::from_bits(bf16_bits(x) << 16)
+}
+
+/// The bits of `x` rounded to bfloat16, nearest with ties to even (a NaN
+/// becomes a quiet NaN).
+pub(crate) fn bf16_bits(x: f32) -> u32 {
     let b = x.to_bits();
-    f32::from_bits(((b + 0x7fff + ((b >> 16) & 1)) >> 16) << 16)
+    if x.is_nan() {
+        (b >> 16) | 0x40
+    } else {
+        (b + 0x7fff + ((b >> 16) & 1)) >> 16
+    }
 }
 
 /// A strided read-only matrix view for [`gemm`].

@@ -744,16 +744,7 @@ mod tests {
     use super::*;
 
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let m = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-                m * 10f32.powi(((s >> 8) % 8) as i32 - 4)
-            })
-            .collect()
+        crate::sqsum::test_values(n, seed, 8)
     }
 
     /// The AVX-512 passes give the same bits as the portable code, on
