@@ -23,6 +23,8 @@ pub enum BenchCommand {
     Step(StepArgs),
     /// STREAM-style memory bandwidth with an optimizer's access pattern.
     Bandwidth(BandwidthArgs),
+    /// Matrix products (the Muon family's GEMM): GFLOP/s per shape, precision and thread count.
+    Gemm(crate::bench_gemm::GemmArgs),
 }
 
 #[derive(Args)]
@@ -86,6 +88,7 @@ pub fn run(command: &BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Step(a) => step(a),
         BenchCommand::Bandwidth(a) => bandwidth(a),
+        BenchCommand::Gemm(a) => crate::bench_gemm::run(a),
     }
 }
 

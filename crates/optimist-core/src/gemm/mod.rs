@@ -48,6 +48,22 @@ pub(crate) fn bf16_bits(x: f32) -> u32 {
     }
 }
 
+/// The kernel [`gemm_with`] runs for `precision` on this CPU:
+/// `"avx512-f32"`, `"avx512-bf16"` (`vdpbf16ps`), or `"matrixmultiply"`
+/// (f32; for bf16, on the rounded inputs).
+pub fn kernel_name(precision: Precision) -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match precision {
+            Precision::F32 if avx512::available(avx512::Kind::F32) => return "avx512-f32",
+            Precision::Bf16 if avx512::available(avx512::Kind::Bf16) => return "avx512-bf16",
+            _ => {}
+        }
+    }
+    let _ = precision;
+    "matrixmultiply"
+}
+
 /// A strided read-only matrix view for [`gemm`].
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
