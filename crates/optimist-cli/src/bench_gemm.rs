@@ -18,7 +18,11 @@ pub struct GemmArgs {
     /// Products `MxKxN` (A is M x K, B is K x N), comma-separated. The
     /// defaults are Newton-Schulz's shapes for 1024x1024 and 4096x1024
     /// matrices: square, and a tall 4096 x 1024 times 1024 x 1024.
-    #[arg(long, value_delimiter = ',', default_value = "1024x1024x1024,4096x1024x1024")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1024x1024x1024,4096x1024x1024"
+    )]
     shapes: Vec<String>,
     /// Input precisions: f32 and/or bf16 (inputs rounded to bfloat16, f32 sums).
     #[arg(long, value_delimiter = ',', default_value = "f32,bf16")]
@@ -90,14 +94,20 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 pub fn run(a: &GemmArgs) -> Result<()> {
-    let shapes: Vec<_> = a.shapes.iter().map(|s| parse_shape(s)).collect::<Result<_>>()?;
+    let shapes: Vec<_> = a
+        .shapes
+        .iter()
+        .map(|s| parse_shape(s))
+        .collect::<Result<_>>()?;
     let precs: Vec<_> = a
         .precisions
         .iter()
         .map(|s| parse_precision(s))
         .collect::<Result<_>>()?;
     if let Some(t) = a.threads.iter().find(|&&t| t == 0 || t > 4096) {
-        return Err(Error::Input(format!("--threads: {t} must be from 1 to 4096")));
+        return Err(Error::Input(format!(
+            "--threads: {t} must be from 1 to 4096"
+        )));
     }
     let repeats = a.repeats.max(1);
     for &(m, k, n) in &shapes {
@@ -161,6 +171,9 @@ mod tests {
             assert!(e.contains(bad), "{e}");
         }
         assert_eq!(parse_precision("bf16").unwrap(), Precision::Bf16);
-        assert!(parse_precision("f16").unwrap_err().to_string().contains("f16"));
+        assert!(parse_precision("f16")
+            .unwrap_err()
+            .to_string()
+            .contains("f16"));
     }
 }

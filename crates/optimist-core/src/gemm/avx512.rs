@@ -60,7 +60,13 @@ pub(super) fn available(kind: Kind) -> bool {
 /// column of `v` (f32) or two (a bf16 pair, low half first; a missing
 /// last column is zero). The loops follow whichever index of `v` is
 /// contiguous.
-fn pack<const WIDTH: usize>(kind: Kind, v: &View<'_>, r0: usize, steps: usize, out: &mut [u32]) {
+pub(super) fn pack<const WIDTH: usize>(
+    kind: Kind,
+    v: &View<'_>,
+    r0: usize,
+    steps: usize,
+    out: &mut [u32],
+) {
     pack_with::<WIDTH>(kind, v, r0, steps, out, true)
 }
 

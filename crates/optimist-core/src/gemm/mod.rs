@@ -10,14 +10,20 @@
 //! set, never on the thread count.
 //!
 //! [`Precision::Bf16`] rounds both inputs to bfloat16 (nearest, ties to
-//! even) and accumulates the exact products in f32, as `vdpbf16ps` does
-//! (AVX-512 BF16; elsewhere the rounded inputs go through the f32 path).
-//! This is the precision torch.optim.Muon and most Muon code use for the
-//! Newton-Schulz iteration, about twice as fast as f32 on CPUs with
-//! AVX-512 BF16; it is an opt-in outside exact replay.
+//! even) and accumulates the exact products in f32. It runs on AMX tiles
+//! (`tdpbf16ps`, module `amx`) where the CPU has AMX-BF16 and Linux grants
+//! the tile-data permission, else on the AVX-512 BF16 kernel (`vdpbf16ps`)
+//! on CPUs without AMX; where neither is faster than the f32 kernel (CPUs
+//! without AVX-512 BF16, and AMX CPUs with AMX kept off, where `vdpbf16ps`
+//! measured slower than f32) the product runs in f32 instead, as
+//! [`effective_precision`] and [`kernel_name`] report. This is the
+//! precision torch.optim.Muon and most Muon code use for the Newton-Schulz
+//! iteration; it is an opt-in outside exact replay.
 
 use crate::error::{Error, Result};
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
@@ -48,20 +54,116 @@ pub(crate) fn bf16_bits(x: f32) -> u32 {
     }
 }
 
-/// The kernel [`gemm_with`] runs for `precision` on this CPU:
-/// `"avx512-f32"`, `"avx512-bf16"` (`vdpbf16ps`), or `"matrixmultiply"`
-/// (f32; for bf16, on the rounded inputs).
-pub fn kernel_name(precision: Precision) -> &'static str {
+/// The kernel a product runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// AMX tiles (`tdpbf16ps`), bf16 inputs.
+    #[cfg(target_arch = "x86_64")]
+    Amx,
+    /// This crate's packed AVX-512 kernels.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(avx512::Kind),
+    /// `matrixmultiply` (f32).
+    MatrixMultiply,
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+thread_local! {
+    /// Tests: run bf16 products on the AVX-512 kernel even where AMX runs.
+    static NO_AMX: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The kernel for `precision` on this CPU. bf16 products run on AMX where
+/// it is available (see [`amx_status`]), else on the AVX-512 BF16 kernel
+/// (`vdpbf16ps`), except on CPUs that have AMX-BF16 (which the OS or the
+/// environment keeps off): there `vdpbf16ps` measured slower than the f32
+/// kernel, as does any rounding of the inputs in front of an f32 kernel on
+/// CPUs without AVX-512 BF16, so those products run in f32 (more exact,
+/// and faster).
+fn choose(precision: Precision) -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
-        match precision {
-            Precision::F32 if avx512::available(avx512::Kind::F32) => return "avx512-f32",
-            Precision::Bf16 if avx512::available(avx512::Kind::Bf16) => return "avx512-bf16",
-            _ => {}
+        use avx512::Kind;
+        #[cfg(test)]
+        let amx_on = amx::available() && !NO_AMX.with(|c| c.get());
+        #[cfg(not(test))]
+        let amx_on = amx::available();
+        if precision == Precision::Bf16 {
+            #[cfg(test)]
+            let forced = NO_AMX.with(|c| c.get());
+            #[cfg(not(test))]
+            let forced = false;
+            if amx_on {
+                return Kernel::Amx;
+            }
+            if avx512::available(Kind::Bf16) && (forced || !amx::cpu_has_amx_bf16()) {
+                return Kernel::Avx512(Kind::Bf16);
+            }
+        }
+        if avx512::available(Kind::F32) {
+            return Kernel::Avx512(Kind::F32);
         }
     }
     let _ = precision;
-    "matrixmultiply"
+    Kernel::MatrixMultiply
+}
+
+/// The precision a product requested in `precision` runs in on this CPU:
+/// `precision`, or [`Precision::F32`] where no bf16 kernel is faster than
+/// the f32 one (see [`kernel_name`]).
+pub fn effective_precision(precision: Precision) -> Precision {
+    match choose(precision) {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Amx | Kernel::Avx512(avx512::Kind::Bf16) => Precision::Bf16,
+        _ => Precision::F32,
+    }
+}
+
+/// The kernel [`gemm_with`] runs for `precision` on this CPU:
+/// `"amx-bf16"` (AMX tiles), `"avx512-bf16"` (`vdpbf16ps`), `"avx512-f32"`
+/// or `"matrixmultiply"` (f32). A bf16 request that runs in f32 says so.
+pub fn kernel_name(precision: Precision) -> &'static str {
+    let fallback = precision == Precision::Bf16 && effective_precision(precision) == Precision::F32;
+    match (choose(precision), fallback) {
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Amx, _) => "amx-bf16",
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx512(avx512::Kind::Bf16), _) => "avx512-bf16",
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx512(_), false) => "avx512-f32",
+        #[cfg(target_arch = "x86_64")]
+        (Kernel::Avx512(_), true) => "avx512-f32 (bf16 requested: no faster bf16 kernel here)",
+        (Kernel::MatrixMultiply, false) => "matrixmultiply",
+        (Kernel::MatrixMultiply, true) => {
+            "matrixmultiply f32 (bf16 requested: no faster bf16 kernel here)"
+        }
+    }
+}
+
+/// Whether bf16 products run on AMX tiles here, or why not (no AMX-BF16,
+/// the OS has not enabled the tile state or refused the permission, or
+/// the environment variable `OPTIMIST_NO_AMX` is set).
+pub fn amx_status() -> std::result::Result<(), &'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        amx::status()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Err("not an x86-64 CPU")
+    }
+}
+
+/// Whether this CPU reports AMX-BF16 (whether or not it may be used).
+pub fn cpu_has_amx_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        amx::cpu_has_amx_bf16()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// A strided read-only matrix view for [`gemm`].
@@ -183,39 +285,19 @@ fn gemm_impl(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        let kind = match precision {
-            Precision::F32 => avx512::Kind::F32,
-            Precision::Bf16 => avx512::Kind::Bf16,
-        };
-        if packed && avx512::available(kind) {
+    match choose(precision) {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Amx if packed && amx::gemm(alpha, &a, &b, beta, c, upper) => {
+            mirror(c, n, upper);
+            return Ok(());
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512(kind) if packed => {
             packed_gemm(kind, alpha, a, b, beta, c, upper);
             mirror(c, n, upper);
             return Ok(());
         }
-    }
-    if precision == Precision::Bf16 {
-        let round = |v: &View<'_>| -> Vec<f32> {
-            let mut out = Vec::with_capacity(v.rows * v.cols);
-            for i in 0..v.rows {
-                for l in 0..v.cols {
-                    out.push(round_bf16(v.data[i * v.row_stride + l * v.col_stride]));
-                }
-            }
-            out
-        };
-        let (ra, rb) = (round(&a), round(&b));
-        return gemm_impl(
-            Precision::F32,
-            alpha,
-            View::new(&ra, a.rows, a.cols),
-            View::new(&rb, b.rows, b.cols),
-            beta,
-            c,
-            upper,
-            false,
-        );
+        _ => {}
     }
     let rb = ROW_BLOCK;
     let block = |(bi, rows): (usize, &mut [f32])| {
@@ -398,6 +480,32 @@ mod tests {
         out
     }
 
+    /// The bf16 kernels to test here: the default choice, and the AVX-512
+    /// BF16 kernel too where AMX would run.
+    fn no_amx_settings() -> Vec<bool> {
+        #[cfg(target_arch = "x86_64")]
+        if amx::available() && avx512::available(avx512::Kind::Bf16) {
+            return vec![false, true];
+        }
+        vec![false]
+    }
+
+    /// Runs `f` with AMX kept off on this thread (`no_amx`) or not.
+    fn with_no_amx<T>(no_amx: bool, f: impl FnOnce() -> T) -> T {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let old = NO_AMX.with(|c| c.replace(no_amx));
+            let out = f();
+            NO_AMX.with(|c| c.set(old));
+            out
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = no_amx;
+            f()
+        }
+    }
+
     fn pool(threads: usize) -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -421,24 +529,34 @@ mod tests {
             let b = data(k * n, (k + n) as u64);
             let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
             let c0 = data(m * n, 7);
-            for prec in [Precision::F32, Precision::Bf16] {
+            for (prec, no_amx) in [
+                (Precision::F32, false),
+                (Precision::Bf16, false),
+                (Precision::Bf16, true),
+            ] {
+                if no_amx && !no_amx_settings().contains(&true) {
+                    continue;
+                }
+                let bf16 = with_no_amx(no_amx, || effective_precision(prec)) == Precision::Bf16;
                 for (alpha, beta) in [(1.0f32, 0.0f32), (-0.5, 2.0)] {
                     let av = View::new(&a, m, k);
                     // The same A through a transposed view of its transpose.
                     let atv = View::new(&at, k, m).t();
                     for a_view in [av, atv] {
                         let bv = View::new(&b, k, n);
-                        let want =
-                            reference(alpha, &a_view, &bv, beta, &c0, prec == Precision::Bf16);
+                        let want = reference(alpha, &a_view, &bv, beta, &c0, bf16);
                         let mut c = c0.clone();
-                        gemm_with(prec, alpha, a_view, bv, beta, &mut c, false).unwrap();
+                        with_no_amx(no_amx, || {
+                            gemm_with(prec, alpha, a_view, bv, beta, &mut c, false)
+                        })
+                        .unwrap();
                         // f32 sums of k products of values below 1: error
                         // well under k * 2^-24 * (|alpha| sum |a b|).
                         let tol = 1e-6 * k as f64 + 1e-6;
                         for (x, y) in c.iter().zip(&want) {
                             assert!(
                                 (*x as f64 - y).abs() <= tol,
-                                "{prec:?} {m}x{k}x{n}: {x} vs {y}"
+                                "{prec:?} (no AMX: {no_amx}) {m}x{k}x{n}: {x} vs {y}"
                             );
                         }
                     }
@@ -451,18 +569,25 @@ mod tests {
     fn symmetric_products_and_thread_counts_give_identical_bits() {
         let (r, c) = (300usize, 270usize);
         let x = data(r * c, 3);
-        for prec in [Precision::F32, Precision::Bf16] {
+        let mut cases = vec![(Precision::F32, false)];
+        cases.extend(no_amx_settings().into_iter().map(|s| (Precision::Bf16, s)));
+        for (prec, no_amx) in cases {
             let xv = View::new(&x, r, c);
             let mut full = vec![0.0f32; r * r];
-            gemm_with(prec, 1.0, xv, xv.t(), 0.0, &mut full, false).unwrap();
+            with_no_amx(no_amx, || {
+                gemm_with(prec, 1.0, xv, xv.t(), 0.0, &mut full, false)
+            })
+            .unwrap();
             let run = |threads: usize| {
                 pool(threads).install(|| {
-                    let mut g = vec![9.0f32; r * r];
-                    gemm_with(prec, 1.0, xv, xv.t(), 0.0, &mut g, true).unwrap();
-                    let mut p = g.clone();
-                    let gv = View::new(&g, r, r);
-                    gemm_with(prec, 0.5, gv, gv, -1.5, &mut p, true).unwrap();
-                    (g, p)
+                    with_no_amx(no_amx, || {
+                        let mut g = vec![9.0f32; r * r];
+                        gemm_with(prec, 1.0, xv, xv.t(), 0.0, &mut g, true).unwrap();
+                        let mut p = g.clone();
+                        let gv = View::new(&g, r, r);
+                        gemm_with(prec, 0.5, gv, gv, -1.5, &mut p, true).unwrap();
+                        (g, p)
+                    })
                 })
             };
             let (g1, p1) = run(1);
@@ -481,8 +606,69 @@ mod tests {
                 assert!(g.iter().zip(&g1).all(|(a, b)| a.to_bits() == b.to_bits()));
                 assert!(
                     p.iter().zip(&p1).all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{prec:?} {threads} threads"
+                    "{prec:?} (no AMX: {no_amx}) {threads} threads"
                 );
+            }
+        }
+    }
+
+    /// The AMX kernel against the f64 reference (bf16-rounded inputs):
+    /// shapes off the tile sizes, an odd inner dimension, strided views,
+    /// `beta`, symmetric products, and identical bits at 1, 2 and 3
+    /// threads. Skipped, saying why, where AMX does not run; a failure
+    /// when `CI=true` on a CPU that has AMX-BF16 but did not run it.
+    #[test]
+    fn amx_products_match_f64_and_do_not_depend_on_threads() {
+        if let Err(why) = amx_status() {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+            assert!(
+                !(ci && cpu_has_amx_bf16()),
+                "CI=true: the CPU has AMX-BF16 but the AMX test was skipped: {why}"
+            );
+            eprintln!("SKIPPED amx_products_match_f64_and_do_not_depend_on_threads: {why}");
+            return;
+        }
+        assert_eq!(kernel_name(Precision::Bf16), "amx-bf16");
+        for &(m, k, n) in &[
+            (1usize, 1usize, 1usize),
+            (33, 63, 31),
+            (130, 65, 97),
+            (64, 600, 64),
+            (257, 96, 300),
+        ] {
+            let a = data(m * k, (3 * m + k) as u64);
+            let b = data(k * n, (k + 5 * n) as u64);
+            let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            let c0 = data(m * n, 11);
+            let views = [
+                (View::new(&a, m, k), View::new(&b, k, n)),
+                (View::new(&at, k, m).t(), View::new(&bt, n, k).t()),
+            ];
+            for (av, bv) in views {
+                for (alpha, beta) in [(1.0f32, 0.0f32), (0.75, -1.25)] {
+                    let want = reference(alpha, &av, &bv, beta, &c0, true);
+                    let mut first: Option<Vec<f32>> = None;
+                    for threads in [1, 2, 3] {
+                        let mut c = c0.clone();
+                        pool(threads)
+                            .install(|| {
+                                gemm_with(Precision::Bf16, alpha, av, bv, beta, &mut c, false)
+                            })
+                            .unwrap();
+                        let tol = 1e-6 * k as f64 + 1e-6;
+                        for (x, y) in c.iter().zip(&want) {
+                            assert!((*x as f64 - y).abs() <= tol, "{m}x{k}x{n}: {x} vs {y}");
+                        }
+                        match &first {
+                            None => first = Some(c),
+                            Some(f) => assert!(
+                                f.iter().zip(&c).all(|(p, q)| p.to_bits() == q.to_bits()),
+                                "{m}x{k}x{n}: {threads} threads differ from 1"
+                            ),
+                        }
+                    }
+                }
             }
         }
     }
