@@ -22,7 +22,7 @@ import torch
 
 from . import _optimist
 
-__all__ = ["OptimistOptimizer"]
+__all__ = ["OptimistOptimizer", "load_into"]
 
 _TYPES = (torch.float32, torch.bfloat16, torch.float16, torch.strided)
 _RESERVED = ("params", "threads")
@@ -169,11 +169,28 @@ class OptimistOptimizer(torch.optim.Optimizer):
         """As torch's, then state buffers back to float32 (torch casts them to
         the parameter's dtype, and half-precision parameters keep f32 state)."""
         super().load_state_dict(state_dict)
+        # A reference's state dict lacks our keys (maximize, ...): defaults.
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
         for st in self.state.values():
             for key, value in list(st.items()):
                 if isinstance(value, torch.Tensor) and key != "step" and value.is_floating_point():
                     if value.dtype != torch.float32 or not value.is_contiguous():
                         st[key] = value.to(torch.float32).contiguous()
+
+
+def load_into(optimizer, state_dict):
+    """Loads ``state_dict`` (from an optimist class) into another optimizer,
+    such as its pytorch-optimizer reference, whose ``load_state_dict`` does
+    not fill in hyperparameters missing from the saved groups: those keep the
+    target's current values. torch.optim classes need no helper."""
+    groups = []
+    for saved, current in zip(state_dict["param_groups"], optimizer.param_groups):
+        merged = {k: v for k, v in current.items() if k != "params"}
+        merged.update(saved)
+        groups.append(merged)
+    optimizer.load_state_dict({"state": state_dict["state"], "param_groups": groups})
 
 
 def _class_name(spec):
