@@ -55,11 +55,31 @@ fn registry_json() -> String {
 
 /// Builds optimizer `name` from JSON hyperparameters and drops it: raises
 /// `ValueError` naming the field and value of the first invalid one.
+/// With `cautious`, also checks that the rule supports cautious masking.
 #[pyfunction]
-fn validate(name: &str, hparams: &str) -> PyResult<()> {
+#[pyo3(signature = (name, hparams, cautious = false))]
+fn validate(name: &str, hparams: &str, cautious: bool) -> PyResult<()> {
     let v: Value = serde_json::from_str(hparams)
         .map_err(|e| value_error(format!("{name}: hyperparameters are not valid JSON: {e}")))?;
-    registry::build(name, &v).map(|_| ()).map_err(py_err)
+    let mut opt = registry::build(name, &v).map_err(py_err)?;
+    if cautious {
+        opt.set_cautious(true).map_err(py_err)?;
+    }
+    Ok(())
+}
+
+/// Whether `name` matches the glob `pattern` (`*` any run, `?` one
+/// character), as parameter groups select parameters.
+#[pyfunction]
+fn glob_match(pattern: &str, name: &str) -> bool {
+    optimist_core::groups::glob_match(pattern, name)
+}
+
+/// Name patterns of matrices that are not hidden layers (embeddings, heads),
+/// which the Muon + AdamW preset gives to AdamW.
+#[pyfunction]
+fn embeddings_and_heads() -> Vec<&'static str> {
+    optimist_core::presets::EMBEDDINGS_AND_HEADS.to_vec()
 }
 
 /// Element type of a tensor handed over.
@@ -332,7 +352,8 @@ impl Stepper {
 
     /// One step over all groups. `groups` is a list of
     /// `(optimizer name, hyperparameters as JSON, steps taken by the group,
-    /// [(index, param, grad, [state tensor or None per buffer], step tensor, hessian or None)])`.
+    /// cautious masking on, [(index, param, grad, [state tensor or None per
+    /// buffer], step tensor, hessian or None)])`.
     /// Returns the state buffers the engine created in this step as
     /// `(group, index, buffer name, f32 values as native-endian bytes)`; the caller turns them into
     /// tensors, which later steps update in place.
@@ -363,8 +384,13 @@ impl Stepper {
         let mut items: Vec<Item> = Vec::new();
         let mut group_steps = Vec::with_capacity(groups.len());
         for (gi, g) in groups.iter().enumerate() {
-            let (name, hparams, steps, params): (String, String, u64, Bound<'_, PyAny>) =
-                g.extract()?;
+            let (name, hparams, steps, cautious, params): (
+                String,
+                String,
+                u64,
+                bool,
+                Bound<'_, PyAny>,
+            ) = g.extract()?;
             let cfg: Value = serde_json::from_str(&hparams).map_err(|e| {
                 value_error(format!("{name}: hyperparameters are not valid JSON: {e}"))
             })?;
@@ -383,6 +409,7 @@ impl Stepper {
             if self.threads != threads {
                 opt.set_exec_options(exec).map_err(py_err)?;
             }
+            opt.set_cautious(cautious).map_err(py_err)?;
             let Some(names) = opt.state_buffer_names() else {
                 return Err(value_error(format!(
                     "{name}: this optimizer keeps its state internally and cannot step torch tensors in place"
@@ -609,6 +636,8 @@ impl Stepper {
 fn _optimist(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(registry_json, m)?)?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
+    m.add_function(wrap_pyfunction!(glob_match, m)?)?;
+    m.add_function(wrap_pyfunction!(embeddings_and_heads, m)?)?;
     m.add_class::<Stepper>()?;
     Ok(())
 }

@@ -25,6 +25,8 @@ from . import _optimist
 __all__ = ["OptimistOptimizer", "load_into"]
 
 _TYPES = (torch.float32, torch.bfloat16, torch.float16, torch.strided)
+#: Registry entries by name.
+SPECS = {s["name"]: s for s in json.loads(_optimist.registry_json())}
 _RESERVED = ("params", "threads")
 
 
@@ -71,7 +73,7 @@ class OptimistOptimizer(torch.optim.Optimizer):
     _defaults = {}
     _buffers = ()
 
-    def __init__(self, params, *args, threads=None, **kwargs):
+    def __init__(self, params, *args, threads=None, cautious=None, **kwargs):
         names = list(self._defaults)
         if len(args) > len(names):
             raise TypeError(
@@ -84,35 +86,60 @@ class OptimistOptimizer(torch.optim.Optimizer):
             if key not in hp:
                 raise TypeError(
                     f"{type(self).__name__}() got an unexpected keyword argument '{key}' "
-                    f"(hyperparameters: {', '.join(names)}; and threads)"
+                    f"(hyperparameters: {', '.join(names)}; and threads, cautious)"
                 )
             hp[key] = value
-        if threads is not None and (not isinstance(threads, int) or not 1 <= threads <= 4096):
-            raise ValueError(f"threads: invalid value {threads!r}: must be an int from 1 to 4096")
-        self._check(hp)
+        if cautious is not None:
+            if "cautious" in self._defaults:
+                hp["cautious"] = cautious
+            else:
+                # Cautious masking (optimist_core::cautious) on any rule exposing its update.
+                hp["cautious"] = bool(cautious)
+        elif "cautious" not in hp:
+            hp["cautious"] = False
+        self._check_threads(threads)
         self._threads = threads
         self._stepper = _optimist.Stepper(_TYPES)
         super().__init__(params, hp)
 
-    def _hparams(self, group):
-        return {k: _jsonable(k, group[k], self._name) for k in self._defaults}
-
-    def _check(self, hp):
-        """Raises ValueError naming the first invalid hyperparameter."""
-        cfg = {k: _jsonable(k, v, self._name) for k, v in hp.items()}
-        _optimist.validate(self._name, json.dumps(cfg))
-
-    def add_param_group(self, param_group):
-        if isinstance(param_group, dict):
-            self._check({k: param_group.get(k, self.defaults[k]) for k in self._defaults})
-        super().add_param_group(param_group)
+    @staticmethod
+    def _check_threads(threads):
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 4096
+        ):
+            raise ValueError(f"threads: invalid value {threads!r}: must be an int from 1 to 4096")
 
     def _group_name(self, group):
         return self._name
 
-    def _hessians(self):
-        """Hessian-diagonal estimates by parameter (Sophia-H); none by default."""
-        return None
+    def _spec_defaults(self, group):
+        return SPECS[self._group_name(group)]["defaults"]
+
+    def _group_buffers(self, group):
+        return SPECS[self._group_name(group)]["state_buffers"]
+
+    def _generic_cautious(self, group):
+        """Cautious masking of the engine (for rules without their own flag)."""
+        if "cautious" in self._spec_defaults(group):
+            return False
+        return bool(group.get("cautious", False))
+
+    def _hparams(self, group):
+        name = self._group_name(group)
+        return {k: _jsonable(k, group[k], name) for k in self._spec_defaults(group)}
+
+    def _check_group(self, group):
+        """Raises ValueError naming the first invalid hyperparameter."""
+        name = self._group_name(group)
+        cfg = {k: _jsonable(k, group[k], name) for k in self._spec_defaults(group)}
+        _optimist.validate(name, json.dumps(cfg), self._generic_cautious(group))
+
+    def add_param_group(self, param_group):
+        if isinstance(param_group, dict):
+            merged = dict(self.defaults)
+            merged.update(param_group)
+            self._check_group(merged)
+        super().add_param_group(param_group)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -122,7 +149,10 @@ class OptimistOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        hessians = self._hessians()
+        self._step(None)
+        return loss
+
+    def _step(self, hessians):
         calls = []
         stepped = []
         for group in self.param_groups:
@@ -132,6 +162,7 @@ class OptimistOptimizer(torch.optim.Optimizer):
                     continue
                 st = self.state[p]
                 step = st.get("step")
+                buffers = self._group_buffers(group)
                 if not (
                     isinstance(step, torch.Tensor)
                     and step.dtype == torch.float32
@@ -141,15 +172,16 @@ class OptimistOptimizer(torch.optim.Optimizer):
                     # New state, or a count saved as a number (pytorch-optimizer keeps
                     # it per group) or on another type: a float32 scalar, as torch.
                     if step is None:
-                        step = group.get("step", 0) if any(b in st for b in self._buffers) else 0
+                        step = group.get("step", 0) if any(b in st for b in buffers) else 0
                     st["step"] = torch.tensor(float(step), dtype=torch.float32)
                 h = None if hessians is None else hessians.get(p)
-                items.append((index, p, p.grad, [st.get(b) for b in self._buffers], st["step"], h))
+                items.append((index, p, p.grad, [st.get(b) for b in buffers], st["step"], h))
             calls.append(
                 (
                     self._group_name(group),
                     json.dumps(self._hparams(group)),
                     int(group.get("step", 0)),
+                    self._generic_cautious(group),
                     items,
                 )
             )
@@ -163,7 +195,6 @@ class OptimistOptimizer(torch.optim.Optimizer):
             p = self.param_groups[gi]["params"][index]
             t = torch.frombuffer(bytearray(values), dtype=torch.float32)
             self.state[p][buffer] = t.reshape(_state_shape(buffer, t, p))
-        return loss
 
     def load_state_dict(self, state_dict):
         """As torch's, then state buffers back to float32 (torch casts them to
@@ -218,6 +249,7 @@ def _doc(spec, cls_name):
         lines.append(f"- {key} = {value!r}")
     lines += [
         "- threads: threads for the step (default: torch.get_num_threads() at each step)",
+        "- cautious: cautious masking of the update (keyword; where the rule exposes its update)",
         "",
         f"State per parameter in ``self.state[p]``: ``step``, "
         + ", ".join(f"``{b}``" for b in spec["state_buffers"])
@@ -248,6 +280,8 @@ def _make_class(spec):
     params = [P("params", P.POSITIONAL_OR_KEYWORD)]
     params += [P(k, P.POSITIONAL_OR_KEYWORD, default=v) for k, v in defaults.items()]
     params.append(P("threads", P.KEYWORD_ONLY, default=None))
+    if "cautious" not in defaults:
+        params.append(P("cautious", P.KEYWORD_ONLY, default=None))
     cls.__signature__ = inspect.Signature(params)
     return cls
 
@@ -262,3 +296,222 @@ for _spec in json.loads(_optimist.registry_json()):
     globals()[_cls.__name__] = _cls
     __all__.append(_cls.__name__)
 del _spec, _cls
+
+
+class SophiaH(CLASSES["sophiah"]):
+    __doc__ = CLASSES["sophiah"].__doc__ + """
+
+Hessian diagonal: pass ``hessian=[...]`` (one tensor per parameter with a
+gradient, in parameter-group order) to ``step``, as the reference; otherwise
+at steps 1, 1 + update_period, ... the step takes Hutchinson estimates
+``z * (H z)`` from torch autograd, which needs the gradients' graph: call
+``loss.backward(create_graph=True)`` (in the closure or before ``step``).
+Keyword arguments ``num_samples`` (1) and ``hessian_distribution``
+(``"gaussian"`` or ``"rademacher"``) configure the estimate, as in
+pytorch-optimizer.
+"""
+
+    def __init__(self, params, *args, num_samples=1, hessian_distribution="gaussian", **kwargs):
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+            raise ValueError(f"sophiah: invalid num_samples = {num_samples!r}: must be an int >= 1")
+        if hessian_distribution not in ("gaussian", "rademacher"):
+            raise ValueError(
+                f"sophiah: invalid hessian_distribution = {hessian_distribution!r}: "
+                "must be 'gaussian' or 'rademacher'"
+            )
+        self.num_samples = num_samples
+        self.hessian_distribution = hessian_distribution
+        super().__init__(params, *args, **kwargs)
+
+    def _with_grad(self):
+        return [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+
+    def hutchinson(self):
+        """Hutchinson estimates of the Hessian diagonal of every parameter with
+        a gradient, from the gradients' autograd graph."""
+        params = self._with_grad()
+        grads = [p.grad for p in params]
+        if not params:
+            return {}
+        if any(g.grad_fn is None for g in grads):
+            raise ValueError(
+                "sophiah: the gradients have no autograd graph for Hessian-vector products; "
+                "call loss.backward(create_graph=True), or pass hessian=[...] to step"
+            )
+        est = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+        for i in range(self.num_samples):
+            if self.hessian_distribution == "rademacher":
+                zs = [torch.randint_like(p, 0, 2) * 2.0 - 1.0 for p in params]
+            else:
+                zs = [torch.randn_like(p) for p in params]
+            with torch.enable_grad():
+                hz = torch.autograd.grad(grads, params, grad_outputs=zs, retain_graph=i < self.num_samples - 1)
+            for e, h, z in zip(est, hz, zs):
+                e.addcmul_(h.float(), z.float(), value=1.0 / self.num_samples)
+        return dict(zip(params, est))
+
+    @torch.no_grad()
+    def step(self, closure=None, hessian=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        step = int(self.param_groups[0].get("step", 0)) + 1
+        period = int(self.param_groups[0]["update_period"])
+        if hessian is not None:
+            params = self._with_grad()
+            if len(hessian) != len(params):
+                raise ValueError(
+                    f"sophiah: hessian has {len(hessian)} tensors, expected {len(params)} "
+                    "(one per parameter with a gradient)"
+                )
+            hessians = {p: h.detach().float().contiguous() for p, h in zip(params, hessian)}
+        elif (step - 1) % period == 0:
+            hessians = self.hutchinson()
+        else:
+            hessians = None
+        self._step(hessians)
+        # The graph kept by create_graph=True is not needed any more.
+        for p in self._with_grad():
+            if p.grad.grad_fn is not None:
+                p.grad = p.grad.detach()
+        return loss
+
+
+CLASSES["sophiah"] = SophiaH
+
+
+class MuonAdamW(OptimistOptimizer):
+    """Muon for the hidden weight matrices, AdamW for everything else, in one
+    optimizer (the preset ``optimist_core::presets::muon_adamw``).
+
+    ``params`` are ``model.named_parameters()`` (names select embeddings and
+    heads by the patterns of ``exclude``, default the core's
+    ``EMBEDDINGS_AND_HEADS``) or plain tensors. A parameter goes to Muon when
+    it is 2-D and its name matches no pattern; every other one to AdamW.
+    ``muon`` and ``adamw`` are the two optimizers' hyperparameters (reference
+    names). The groups carry ``"optimizer": "muon"`` or ``"adamw"`` with their
+    own hyperparameters, so schedulers and per-group overrides work as for
+    any torch optimizer; ``add_param_group`` needs the ``optimizer`` key.
+    """
+
+    _name = None
+    _defaults = {}
+
+    def __init__(self, params, muon=None, adamw=None, exclude=None, threads=None):
+        muon_hp = dict(SPECS["muon"]["defaults"])
+        muon_hp.update(muon or {})
+        adamw_hp = dict(SPECS["adamw"]["defaults"])
+        adamw_hp.update(adamw or {})
+        patterns = list(_optimist.embeddings_and_heads() if exclude is None else exclude)
+        mats, rest = [], []
+        for i, item in enumerate(params):
+            name, p = item if isinstance(item, tuple) else (f"param{i}", item)
+            matrix = p.dim() == 2 and not any(_optimist.glob_match(pat, name) for pat in patterns)
+            (mats if matrix else rest).append(p)
+        groups = []
+        if mats:
+            groups.append({"params": mats, "optimizer": "muon", **muon_hp})
+        if rest:
+            groups.append({"params": rest, "optimizer": "adamw", **adamw_hp})
+        self._check_threads(threads)
+        self._threads = threads
+        self._stepper = _optimist.Stepper(_TYPES)
+        torch.optim.Optimizer.__init__(self, groups, {})
+
+    def _group_name(self, group):
+        name = group.get("optimizer")
+        if name not in SPECS or SPECS[name]["state_buffers"] is None:
+            raise ValueError(f"param group: invalid optimizer = {name!r}: expected a registry name")
+        return name
+
+
+class Lookahead(torch.optim.Optimizer):
+    """Lookahead (Zhang et al., 2019) around any torch optimizer, optimist's
+    or torch's: every ``k`` inner steps the weights move to
+    ``slow + alpha * (fast - slow)`` (``lerp(fast, slow, 1 - alpha)``) and
+    the slow weights take that value; exact to pytorch_optimizer.Lookahead
+    (``pullback_momentum="none"``), whose state dict layout it shares
+    (``lookahead_state`` keyed by (group, index) with ``slow_params``, and
+    ``base_optimizer``). ``k`` and ``alpha`` are checked by the core's rules.
+    The synchronisation runs as torch ``foreach`` ops every ``k`` steps.
+    """
+
+    def __init__(self, optimizer, k=5, alpha=0.5):
+        cfg = {"k": k, "alpha": alpha, "inner": {"optimizer": "sgd", "hparams": {}}}
+        _optimist.validate("lookahead", json.dumps({kk: _jsonable(kk, v, "lookahead") for kk, v in cfg.items()}))
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(f"lookahead: invalid inner optimizer {optimizer!r}: not a torch.optim.Optimizer")
+        self.optimizer = optimizer
+        self.k = int(k)
+        self.alpha = float(alpha)
+        self._initialized = False
+        torch.optim.Optimizer.__init__(self, optimizer.param_groups, optimizer.defaults)
+        for group in self.param_groups:
+            group.setdefault("counter", 0)
+
+    def add_param_group(self, param_group):
+        if getattr(self, "_initialized", True) is False and param_group in self.optimizer.param_groups:
+            # construction: share the inner optimizer's group dicts
+            self.param_groups.append(param_group)
+            return
+        self.optimizer.add_param_group(param_group)
+        self.param_groups = self.optimizer.param_groups
+        self.param_groups[-1].setdefault("counter", 0)
+
+    def zero_grad(self, set_to_none=True):
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def _sync(self, group):
+        params, slows = [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            st = self.state[p]
+            if "slow_params" not in st:
+                st["slow_params"] = p.detach().clone()
+            params.append(p.data)
+            slows.append(st["slow_params"])
+        if params:
+            torch._foreach_lerp_(params, slows, weight=1.0 - self.alpha)
+            torch._foreach_copy_(slows, params)
+
+    def step(self, closure=None):
+        self._initialized = True
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and "slow_params" not in self.state[p]:
+                    self.state[p]["slow_params"] = p.detach().clone()
+        loss = self.optimizer.step(closure)
+        with torch.no_grad():
+            for group in self.param_groups:
+                group["counter"] = group.get("counter", 0) + 1
+                if group["counter"] >= self.k:
+                    group["counter"] = 0
+                    self._sync(group)
+        return loss
+
+    def state_dict(self):
+        look = {}
+        for gi, group in enumerate(self.param_groups):
+            for pi, p in enumerate(group["params"]):
+                if p in self.state:
+                    look[(gi, pi)] = dict(self.state[p])
+        return {"lookahead_state": look, "base_optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state_dict):
+        look = state_dict["lookahead_state"]
+        self.optimizer.load_state_dict(state_dict["base_optimizer"])
+        self.param_groups = self.optimizer.param_groups
+        self.state.clear()
+        for gi, group in enumerate(self.param_groups):
+            group.setdefault("counter", 0)
+            for pi, p in enumerate(group["params"]):
+                if (gi, pi) in look:
+                    self.state[p] = {
+                        key: v.to(device=p.device, dtype=p.dtype).clone() if isinstance(v, torch.Tensor) else v
+                        for key, v in look[(gi, pi)].items()
+                    }
+
+
+__all__ += ["MuonAdamW", "Lookahead"]
