@@ -159,7 +159,7 @@ fn tensor_ref(t: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResul
     }
     let numel: usize = t.call_method0("numel")?.extract()?;
     let addr: usize = t.call_method0("data_ptr")?.extract()?;
-    if numel > 0 && (addr == 0 || addr % dt.size() != 0) {
+    if numel > 0 && (addr == 0 || !addr.is_multiple_of(dt.size())) {
         return Err(value_error(format!(
             "{what}: data pointer {addr:#x} is null or not aligned for its dtype"
         )));
@@ -314,11 +314,14 @@ struct Item {
     hessian: Option<TensorRef>,
 }
 
+/// One engine per parameter group, with the registry name it was built for.
+type Engines = Vec<Option<(String, Box<dyn Optimizer>)>>;
+
 /// The engines of one `optimist.torch` optimizer, one per parameter group.
 #[pyclass(module = "optimist._optimist")]
 struct Stepper {
     /// In a mutex only to make the class `Sync`; `&mut self` methods use `get_mut`.
-    engines: std::sync::Mutex<Vec<Option<(String, Box<dyn Optimizer>)>>>,
+    engines: std::sync::Mutex<Engines>,
     threads: usize,
     types: TorchTypes,
 }
