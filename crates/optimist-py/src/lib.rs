@@ -164,10 +164,14 @@ fn tensor_ref(t: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResul
             "{what}: data pointer {addr:#x} is null or not aligned for its dtype"
         )));
     }
-    if numel.checked_mul(dt.size()).is_none_or(|b| b > isize::MAX as usize)
-        || addr.checked_add(numel * dt.size()).is_none()
-    {
-        return Err(value_error(format!("{what}: {numel} elements do not fit in memory")));
+    let fits = match numel.checked_mul(dt.size()) {
+        Some(bytes) => bytes <= isize::MAX as usize && addr.checked_add(bytes).is_some(),
+        None => false,
+    };
+    if !fits {
+        return Err(value_error(format!(
+            "{what}: {numel} elements do not fit in memory"
+        )));
     }
     Ok(TensorRef {
         addr,
@@ -420,9 +424,9 @@ impl Stepper {
             };
             group_steps.push(steps);
             for (k, it) in seq(&params, "params")?.into_iter().enumerate() {
-                let t = it.downcast::<PyTuple>().map_err(|_| {
-                    value_error(format!("group {gi}, item {k}: expected a tuple"))
-                })?;
+                let t = it
+                    .downcast::<PyTuple>()
+                    .map_err(|_| value_error(format!("group {gi}, item {k}: expected a tuple")))?;
                 if t.len() != 6 {
                     return Err(value_error(format!(
                         "group {gi}, item {k}: expected 6 entries, got {}",
@@ -432,7 +436,8 @@ impl Stepper {
                 let index: usize = t.get_item(0)?.extract()?;
                 let pname = format!("param {index} of group {gi}");
                 let param = tensor_ref(&t.get_item(1)?, pname.clone(), &self.types)?;
-                let grad = tensor_ref(&t.get_item(2)?, format!("gradient of {pname}"), &self.types)?;
+                let grad =
+                    tensor_ref(&t.get_item(2)?, format!("gradient of {pname}"), &self.types)?;
                 if grad.numel != param.numel || grad.dt != param.dt {
                     return Err(value_error(format!(
                         "gradient of {pname}: {:?} {:?} does not match the parameter's {:?} {:?}",
@@ -462,7 +467,11 @@ impl Stepper {
                     }
                     states.push(Some(r));
                 }
-                let step = tensor_ref(&t.get_item(4)?, format!("state 'step' of {pname}"), &self.types)?;
+                let step = tensor_ref(
+                    &t.get_item(4)?,
+                    format!("state 'step' of {pname}"),
+                    &self.types,
+                )?;
                 if step.dt != Dt::F32 || step.numel != 1 {
                     return Err(value_error(format!(
                         "{}: expected a float32 tensor with one value",
@@ -558,7 +567,9 @@ impl Stepper {
             }
             if res.is_ok() {
                 for (gi, eng) in engines.iter_mut().enumerate() {
-                    let Some((_, opt)) = eng.as_mut() else { continue };
+                    let Some((_, opt)) = eng.as_mut() else {
+                        continue;
+                    };
                     if gi >= group_steps.len() {
                         break;
                     }
@@ -595,8 +606,12 @@ impl Stepper {
             // Always swap every borrowed buffer out again; keep what the engine created.
             let mut created = Vec::new();
             for it in items.iter().take(swapped) {
-                let Some((_, opt)) = engines[it.group].as_mut() else { continue };
-                let Some(names) = opt.state_buffer_names() else { continue };
+                let Some((_, opt)) = engines[it.group].as_mut() else {
+                    continue;
+                };
+                let Some(names) = opt.state_buffer_names() else {
+                    continue;
+                };
                 let mut bufs: Vec<StateTensor> = vec![StateTensor::default(); names.len()];
                 let out = opt.swap_state(&it.name, it.param.numel, 0, &mut bufs);
                 if out.is_ok() {
