@@ -141,13 +141,23 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mnist-steps", type=int, default=400)
     ap.add_argument("--char-steps", type=int, default=300)
+    ap.add_argument("--other-steps", type=int, help="steps for Muon, Lion, Sophia-H (default: --char-steps)")
+    ap.add_argument("--skip-compare", action="store_true", help="only the Muon, Lion and Sophia-H runs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = []
 
-    # 1. MNIST MLP
+    if not args.skip_compare:
+        mnist_compare(args, out)
+    char_runs(args, out)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+def mnist_compare(args, out):
     xt, yt, xv, yv = mnist(args.data_dir)
     torch.manual_seed(args.seed)
     mlp = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.Sigmoid(), torch.nn.Linear(128, 10))
@@ -166,7 +176,8 @@ def main():
             lambda m: ot.AdamW(m.parameters(), lr=1e-3, weight_decay=0.01),
             mnist_batches, ce, out)
 
-    # 2. Character transformer
+
+def char_runs(args, out):
     tr, va, vocab = shakespeare(args.data_dir)
     torch.manual_seed(args.seed)
     net = CharTransformer(vocab)
@@ -177,10 +188,12 @@ def main():
     def batches():
         return char_batches(tr, args.char_steps, 32, 64, args.seed + 2)
 
-    compare("char-transformer", net,
-            lambda m: torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=0.01),
-            lambda m: ot.AdamW(m.parameters(), lr=3e-3, weight_decay=0.01),
-            batches, lm, out)
+    if not args.skip_compare:
+        compare("char-transformer", net,
+                lambda m: torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=0.01),
+                lambda m: ot.AdamW(m.parameters(), lr=3e-3, weight_decay=0.01),
+                batches, lm, out)
+    steps = args.other_steps or args.char_steps
 
     val = list(char_batches(va, 8, 32, 64, args.seed + 3))
 
@@ -196,15 +209,13 @@ def main():
     }
     for label, (make, graph) in others.items():
         model = copy.deepcopy(net)
-        losses, st, ost = train(model, make(model), batches(), lm, create_graph=graph)
+        losses, st, ost = train(model, make(model), char_batches(tr, steps, 32, 64, args.seed + 2), lm,
+                                create_graph=graph)
         r = {"workload": "char-transformer", "optimizer": label, "steps": len(losses),
              "val_loss_init": init_val, "val_loss_final": val_loss(model),
              "step_ms": st * 1e3, "opt_step_ms": ost * 1e3}
         print(json.dumps(r), flush=True)
         out.append(r)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
 
 
 if __name__ == "__main__":
