@@ -744,6 +744,8 @@ pub fn run_elementwise<R: Elementwise>(
             *slot = match t.storage_mut() {
                 Storage::F32(v) if v.is_empty() => Buf::Empty,
                 Storage::F32(v) => Buf::F32(v.as_mut_slice()),
+                Storage::Borrowed(b) if b.is_empty() => Buf::Empty,
+                Storage::Borrowed(b) => Buf::F32(b.as_mut_slice()),
                 Storage::Bf16(v) => {
                     Buf::Bf16(v.as_mut_slice(), key(info, hashes[i], b, PHASE_POST))
                 }

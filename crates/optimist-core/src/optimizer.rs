@@ -92,6 +92,46 @@ pub trait Optimizer: Send {
         }
     }
 
+    /// Names of the per-parameter state buffers, in the order
+    /// [`Optimizer::swap_state`] takes them, for optimizers whose state can
+    /// live in caller-owned memory (a framework's tensors); `None` (the
+    /// default) for the others.
+    fn state_buffer_names(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    /// Exchanges the state buffers of parameter `param` (`numel` elements)
+    /// with `buffers` (one per [`Optimizer::state_buffer_names`], in order)
+    /// and sets the parameter's step count to `steps`. An empty buffer is
+    /// "not yet created": the next step allocates it. Framework adapters
+    /// swap borrowed buffers ([`StateTensor::borrowed`](crate::StateTensor::borrowed))
+    /// in before a step and out again after it, so that the step updates
+    /// the framework's tensors in place. Unsupported by default.
+    fn swap_state(
+        &mut self,
+        param: &str,
+        numel: usize,
+        steps: u64,
+        buffers: &mut [crate::tensor::StateTensor],
+    ) -> Result<()> {
+        let _ = (param, numel, steps, buffers);
+        Err(Error::Unsupported(format!(
+            "{}: state in caller-owned buffers is not supported",
+            self.name()
+        )))
+    }
+
+    /// Sets the optimizer-wide count of steps taken (the next step is
+    /// `steps + 1`), for adapters that keep the count themselves.
+    /// Unsupported by default.
+    fn set_step_count(&mut self, steps: u64) -> Result<()> {
+        let _ = steps;
+        Err(Error::Unsupported(format!(
+            "{}: setting the step count is not supported",
+            self.name()
+        )))
+    }
+
     /// Puts `params` at the training point or at the evaluation point.
     /// Optimizers whose evaluation point differs from the point where
     /// gradients are taken (schedule-free methods, weight averaging) rewrite
@@ -498,6 +538,50 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
         states.load_state_dict(dict)?;
         self.states = states;
         self.step = step;
+        Ok(())
+    }
+
+    fn state_buffer_names(&self) -> Option<&'static [&'static str]> {
+        Some(R::State::BUFFERS)
+    }
+
+    fn swap_state(
+        &mut self,
+        param: &str,
+        numel: usize,
+        steps: u64,
+        buffers: &mut [crate::tensor::StateTensor],
+    ) -> Result<()> {
+        let names = R::State::BUFFERS;
+        if buffers.len() != names.len() {
+            return Err(Error::Input(format!(
+                "{}: {} state buffers given for '{param}', expected {} ({})",
+                R::NAME,
+                buffers.len(),
+                names.len(),
+                names.join(", ")
+            )));
+        }
+        for (t, name) in buffers.iter().zip(names) {
+            if t.is_allocated() && !R::State::UNSIZED.contains(name) && t.len() != numel {
+                return Err(Error::Shape(format!(
+                    "state of '{param}': buffer '{name}' holds {} values, expected {numel}",
+                    t.len()
+                )));
+            }
+        }
+        let st = self.states.get(param, numel)?;
+        st.set_step(steps);
+        let mut slots = Vec::with_capacity(names.len());
+        st.buffers_mut(&mut slots);
+        for (slot, t) in slots.into_iter().zip(buffers.iter_mut()) {
+            std::mem::swap(slot, t);
+        }
+        Ok(())
+    }
+
+    fn set_step_count(&mut self, steps: u64) -> Result<()> {
+        self.step = steps;
         Ok(())
     }
 

@@ -192,6 +192,43 @@ pub(crate) enum Storage {
         scales: Vec<f32>,
         block: usize,
     },
+    /// f32 values in memory owned by someone else (see [`StateTensor::borrowed`]).
+    Borrowed(Borrowed),
+}
+
+/// f32 values in caller-owned memory (a framework's tensor storage).
+#[derive(Debug, Clone)]
+pub(crate) struct Borrowed {
+    ptr: std::ptr::NonNull<f32>,
+    len: usize,
+}
+
+// SAFETY: a `Borrowed` is an exclusive `&mut [f32]` without a lifetime; the
+// contract of `StateTensor::borrowed` makes the caller keep the memory valid
+// and unaliased while it exists, so moving it across threads is as safe as
+// moving the slice.
+unsafe impl Send for Borrowed {}
+// SAFETY: as above; shared access only reads through `&self`.
+unsafe impl Sync for Borrowed {}
+
+impl Borrowed {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    fn as_slice(&self) -> &[f32] {
+        // SAFETY: valid for `len` values per `StateTensor::borrowed`'s contract.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
+        // SAFETY: valid and exclusive for `len` values per `StateTensor::borrowed`'s contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl PartialEq for Borrowed {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
 }
 
 impl Default for StateTensor {
@@ -217,6 +254,29 @@ impl StateTensor {
         }
     }
 
+    /// A buffer over `len` f32 values at `ptr`, owned by the caller (a
+    /// framework's tensor, updated in place by the optimizer). It is never
+    /// freed or resized here; re-encoding it (bf16 or 8-bit state) replaces
+    /// it by an owned buffer.
+    ///
+    /// # Safety
+    /// `ptr` must be non-null, aligned, valid for reads and writes of `len`
+    /// f32 values and not accessed by anything else for as long as the
+    /// returned tensor (or a clone of it) is in use. The usual pattern is to
+    /// swap it into an optimizer for one step and swap it out again
+    /// ([`crate::Optimizer::swap_state`]).
+    pub unsafe fn borrowed(ptr: *mut f32, len: usize) -> Self {
+        let ptr = std::ptr::NonNull::new(ptr).unwrap_or(std::ptr::NonNull::dangling());
+        StateTensor {
+            storage: Storage::Borrowed(Borrowed { ptr, len }),
+        }
+    }
+
+    /// Whether the values live in caller-owned memory ([`StateTensor::borrowed`]).
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.storage, Storage::Borrowed(_))
+    }
+
     /// A buffer filled with `value`.
     pub fn full(n: usize, value: f32) -> Self {
         StateTensor {
@@ -240,7 +300,8 @@ impl StateTensor {
         let len = self.len();
         match &mut self.storage {
             Storage::F32(v) if len == n => Ok(v),
-            Storage::F32(_) => Err(Error::Shape(format!(
+            Storage::Borrowed(b) if len == n => Ok(b.as_mut_slice()),
+            Storage::F32(_) | Storage::Borrowed(_) => Err(Error::Shape(format!(
                 "state of '{param}': buffer '{buffer}' holds {len} values, expected {n}"
             ))),
             _ => Err(Error::Unsupported(format!(
@@ -273,7 +334,7 @@ impl StateTensor {
     /// Element type of the stored values.
     pub fn dtype(&self) -> DType {
         match &self.storage {
-            Storage::F32(_) => DType::F32,
+            Storage::F32(_) | Storage::Borrowed(_) => DType::F32,
             Storage::Bf16(_) => DType::Bf16,
             Storage::Q8 { .. } => DType::Q8,
         }
@@ -285,6 +346,7 @@ impl StateTensor {
             Storage::F32(v) => v.len(),
             Storage::Bf16(v) => v.len(),
             Storage::Q8 { codes, .. } => codes.len(),
+            Storage::Borrowed(b) => b.len,
         }
     }
 
@@ -302,6 +364,7 @@ impl StateTensor {
     pub fn as_slice(&self) -> &[f32] {
         match &self.storage {
             Storage::F32(v) => v,
+            Storage::Borrowed(b) => b.as_slice(),
             _ => panic!("{}", Self::COMPRESSED),
         }
     }
@@ -310,6 +373,7 @@ impl StateTensor {
     pub fn try_as_slice(&self) -> Option<&[f32]> {
         match &self.storage {
             Storage::F32(v) => Some(v),
+            Storage::Borrowed(b) => Some(b.as_slice()),
             _ => None,
         }
     }
@@ -321,6 +385,7 @@ impl StateTensor {
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
         match &mut self.storage {
             Storage::F32(v) => v,
+            Storage::Borrowed(b) => b.as_mut_slice(),
             _ => panic!("{}", Self::COMPRESSED),
         }
     }
@@ -332,6 +397,7 @@ impl StateTensor {
     pub fn to_vec(&self) -> Vec<f32> {
         match &self.storage {
             Storage::F32(v) => v.clone(),
+            Storage::Borrowed(b) => b.as_slice().to_vec(),
             Storage::Bf16(v) => {
                 let mut out = vec![0.0; v.len()];
                 crate::quant::bf16_decode(v, &mut out);
@@ -400,6 +466,7 @@ impl StateTensor {
     pub fn nbytes(&self) -> usize {
         match &self.storage {
             Storage::F32(v) => v.len() * 4,
+            Storage::Borrowed(b) => b.len * 4,
             Storage::Bf16(v) => v.len() * 2,
             Storage::Q8 { codes, scales, .. } => codes.len() + scales.len() * 4,
         }

@@ -1,0 +1,517 @@
+"""optimist optimizers as ``torch.optim.Optimizer`` subclasses.
+
+One class per optimizer of the registry, generated from it: the class name,
+argument names, defaults and docstring come from the same source as
+``optimist list``. Every step is one call into Rust for all tensors of all
+parameter groups, with the GIL released; the parameters and the state
+tensors in ``self.state[p]`` are updated in place (no copy).
+
+>>> import torch, optimist.torch
+>>> model = torch.nn.Linear(4, 2)
+>>> opt = optimist.torch.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+>>> model(torch.randn(8, 4)).square().mean().backward()
+>>> opt.step()
+"""
+
+import inspect
+import json
+import math
+import re
+
+import torch
+
+from . import _optimist
+
+__all__ = ["OptimistOptimizer", "load_into"]
+
+_TYPES = (torch.float32, torch.bfloat16, torch.float16, torch.strided)
+#: Registry entries by name.
+SPECS = {s["name"]: s for s in json.loads(_optimist.registry_json())}
+_RESERVED = ("params", "threads")
+
+
+def _jsonable(key, value, name):
+    """A group value as JSON, checking numbers (JSON cannot carry NaN or inf)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name}: invalid {key} = {value!r}: must be a number")
+        value = value.item()
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name}: invalid {key} = {value}: must be a finite number")
+        return value
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(f"{key}[{i}]", v, name) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _jsonable(f"{key}.{k}", v, name) for k, v in value.items()}
+    raise ValueError(f"{name}: invalid {key} = {value!r}: unsupported type {type(value).__name__}")
+
+
+def _state_shape(buffer, values, p):
+    """Shape of a state tensor created by Rust: the parameter's shape when it
+    has one value per element, torch's shapes for Adafactor's factors, a
+    scalar for one value, else flat."""
+    n = values.numel()
+    shape = tuple(p.shape)
+    if n == p.numel():
+        return shape
+    if buffer == "row_var" and len(shape) >= 2:
+        return shape[:-1] + (1,)
+    if buffer == "col_var" and len(shape) >= 2:
+        return shape[:-2] + (1,) + shape[-1:]
+    if n == 1:
+        return ()
+    return (n,)
+
+
+class OptimistOptimizer(torch.optim.Optimizer):
+    """Base of the generated classes; see ``optimist.torch.<Name>.__doc__``."""
+
+    _name = None
+    _defaults = {}
+    _buffers = ()
+
+    def __init__(self, params, *args, threads=None, cautious=None, **kwargs):
+        names = list(self._defaults)
+        if len(args) > len(names):
+            raise TypeError(
+                f"{type(self).__name__}() takes at most {len(names) + 1} positional arguments"
+            )
+        hp = dict(self._defaults)
+        for key, value in zip(names, args):
+            hp[key] = value
+        for key, value in kwargs.items():
+            if key not in hp:
+                raise TypeError(
+                    f"{type(self).__name__}() got an unexpected keyword argument '{key}' "
+                    f"(hyperparameters: {', '.join(names)}; and threads, cautious)"
+                )
+            hp[key] = value
+        if cautious is not None:
+            if "cautious" in self._defaults:
+                hp["cautious"] = cautious
+            else:
+                # Cautious masking (optimist_core::cautious) on any rule exposing its update.
+                hp["cautious"] = bool(cautious)
+        elif "cautious" not in hp:
+            hp["cautious"] = False
+        self._check_threads(threads)
+        self._threads = threads
+        self._stepper = _optimist.Stepper(_TYPES)
+        super().__init__(params, hp)
+
+    @staticmethod
+    def _check_threads(threads):
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 4096
+        ):
+            raise ValueError(f"threads: invalid value {threads!r}: must be an int from 1 to 4096")
+
+    def _group_name(self, group):
+        return self._name
+
+    def _spec_defaults(self, group):
+        return SPECS[self._group_name(group)]["defaults"]
+
+    def _group_buffers(self, group):
+        return SPECS[self._group_name(group)]["state_buffers"]
+
+    def _generic_cautious(self, group):
+        """Cautious masking of the engine (for rules without their own flag)."""
+        if "cautious" in self._spec_defaults(group):
+            return False
+        return bool(group.get("cautious", False))
+
+    def _hparams(self, group):
+        name = self._group_name(group)
+        return {k: _jsonable(k, group[k], name) for k in self._spec_defaults(group)}
+
+    def _check_group(self, group):
+        """Raises ValueError naming the first invalid hyperparameter."""
+        name = self._group_name(group)
+        cfg = {k: _jsonable(k, group[k], name) for k in self._spec_defaults(group)}
+        _optimist.validate(name, json.dumps(cfg), self._generic_cautious(group))
+
+    def add_param_group(self, param_group):
+        if isinstance(param_group, dict):
+            merged = dict(self.defaults)
+            merged.update(param_group)
+            self._check_group(merged)
+        super().add_param_group(param_group)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One optimization step. ``closure`` re-evaluates the model and
+        returns the loss; it runs with gradients enabled."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._step(None)
+        return loss
+
+    def _step(self, hessians):
+        calls = []
+        stepped = []
+        for group in self.param_groups:
+            items = []
+            for index, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                step = st.get("step")
+                buffers = self._group_buffers(group)
+                if not (
+                    isinstance(step, torch.Tensor)
+                    and step.dtype == torch.float32
+                    and step.numel() == 1
+                    and not step.is_cuda
+                ):
+                    # New state, or a count saved as a number (pytorch-optimizer keeps
+                    # it per group) or on another type: a float32 scalar, as torch.
+                    if step is None:
+                        step = group.get("step", 0) if any(b in st for b in buffers) else 0
+                    st["step"] = torch.tensor(float(step), dtype=torch.float32)
+                h = None if hessians is None else hessians.get(p)
+                items.append((index, p, p.grad, [st.get(b) for b in buffers], st["step"], h))
+            calls.append(
+                (
+                    self._group_name(group),
+                    json.dumps(self._hparams(group)),
+                    int(group.get("step", 0)),
+                    self._generic_cautious(group),
+                    items,
+                )
+            )
+            stepped.append(bool(items))
+        threads = self._threads or torch.get_num_threads()
+        created = self._stepper.step(calls, threads)
+        for group, did in zip(self.param_groups, stepped):
+            if did:
+                group["step"] = int(group.get("step", 0)) + 1
+        for gi, index, buffer, values in created:
+            p = self.param_groups[gi]["params"][index]
+            t = torch.frombuffer(bytearray(values), dtype=torch.float32)
+            self.state[p][buffer] = t.reshape(_state_shape(buffer, t, p))
+
+    def load_state_dict(self, state_dict):
+        """As torch's, then state buffers back to float32 (torch casts them to
+        the parameter's dtype, and half-precision parameters keep f32 state)."""
+        super().load_state_dict(state_dict)
+        # A reference's state dict lacks our keys (maximize, ...): defaults.
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+        for st in self.state.values():
+            for key, value in list(st.items()):
+                if isinstance(value, torch.Tensor) and key != "step" and value.is_floating_point():
+                    if value.dtype != torch.float32 or not value.is_contiguous():
+                        st[key] = value.to(torch.float32).contiguous()
+
+
+def load_into(optimizer, state_dict):
+    """Loads ``state_dict`` (from an optimist class) into another optimizer,
+    such as its pytorch-optimizer reference, whose ``load_state_dict`` does
+    not fill in hyperparameters missing from the saved groups: those keep the
+    target's current values. torch.optim classes need no helper."""
+    groups = []
+    for saved, current in zip(state_dict["param_groups"], optimizer.param_groups):
+        merged = {k: v for k, v in current.items() if k != "params"}
+        merged.update(saved)
+        groups.append(merged)
+    optimizer.load_state_dict({"state": state_dict["state"], "param_groups": groups})
+
+
+def _class_name(spec):
+    m = re.match(r"(?:torch\.optim|pytorch_optimizer|schedulefree)\.([A-Za-z]\w*)", spec["reference"])
+    if m:
+        return m.group(1)
+    m = re.match(r"([A-Z][A-Za-z0-9_]*)\b", spec["reference"])
+    if m:
+        return m.group(1)
+    return "".join(part.capitalize() for part in spec["name"].split("_"))
+
+
+def _doc(spec, cls_name):
+    lines = [
+        f"{spec['summary']}",
+        "",
+        f"optimist optimizer ``{spec['name']}``, exact to {spec['reference']}.",
+        f"Paper: {spec['paper']}.",
+        "",
+        "Arguments (reference names and defaults):",
+        "",
+        "- params: iterable of tensors or parameter groups (dicts)",
+    ]
+    for key, value in spec["defaults"].items():
+        lines.append(f"- {key} = {value!r}")
+    lines += [
+        "- threads: threads for the step (default: torch.get_num_threads() at each step)",
+        "- cautious: cautious masking of the update (keyword; where the rule exposes its update)",
+        "",
+        f"State per parameter in ``self.state[p]``: ``step``, "
+        + ", ".join(f"``{b}``" for b in spec["state_buffers"])
+        + " (float32 tensors, created at the first step, updated in place).",
+    ]
+    return "\n".join(lines)
+
+
+def _default(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _make_class(spec):
+    name = _class_name(spec)
+    defaults = {k: _default(v) for k, v in spec["defaults"].items()}
+    cls = type(
+        name,
+        (OptimistOptimizer,),
+        {
+            "__doc__": _doc(spec, name),
+            "__module__": __name__,
+            "_name": spec["name"],
+            "_defaults": defaults,
+            "_buffers": tuple(spec["state_buffers"]),
+        },
+    )
+    P = inspect.Parameter
+    params = [P("params", P.POSITIONAL_OR_KEYWORD)]
+    params += [P(k, P.POSITIONAL_OR_KEYWORD, default=v) for k, v in defaults.items()]
+    params.append(P("threads", P.KEYWORD_ONLY, default=None))
+    if "cautious" not in defaults:
+        params.append(P("cautious", P.KEYWORD_ONLY, default=None))
+    cls.__signature__ = inspect.Signature(params)
+    return cls
+
+
+#: Generated class by registry name.
+CLASSES = {}
+for _spec in json.loads(_optimist.registry_json()):
+    if _spec["state_buffers"] is None:
+        continue
+    _cls = _make_class(_spec)
+    CLASSES[_spec["name"]] = _cls
+    globals()[_cls.__name__] = _cls
+    __all__.append(_cls.__name__)
+del _spec, _cls
+
+
+class SophiaH(CLASSES["sophiah"]):
+    __doc__ = CLASSES["sophiah"].__doc__ + """
+
+Hessian diagonal: pass ``hessian=[...]`` (one tensor per parameter with a
+gradient, in parameter-group order) to ``step``, as the reference; otherwise
+at steps 1, 1 + update_period, ... the step takes Hutchinson estimates
+``z * (H z)`` from torch autograd, which needs the gradients' graph: call
+``loss.backward(create_graph=True)`` (in the closure or before ``step``).
+Keyword arguments ``num_samples`` (1) and ``hessian_distribution``
+(``"gaussian"`` or ``"rademacher"``) configure the estimate, as in
+pytorch-optimizer.
+"""
+
+    def __init__(self, params, *args, num_samples=1, hessian_distribution="gaussian", **kwargs):
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+            raise ValueError(f"sophiah: invalid num_samples = {num_samples!r}: must be an int >= 1")
+        if hessian_distribution not in ("gaussian", "rademacher"):
+            raise ValueError(
+                f"sophiah: invalid hessian_distribution = {hessian_distribution!r}: "
+                "must be 'gaussian' or 'rademacher'"
+            )
+        self.num_samples = num_samples
+        self.hessian_distribution = hessian_distribution
+        super().__init__(params, *args, **kwargs)
+
+    def _with_grad(self):
+        return [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+
+    def hutchinson(self):
+        """Hutchinson estimates of the Hessian diagonal of every parameter with
+        a gradient, from the gradients' autograd graph."""
+        params = self._with_grad()
+        grads = [p.grad for p in params]
+        if not params:
+            return {}
+        if any(g.grad_fn is None for g in grads):
+            raise ValueError(
+                "sophiah: the gradients have no autograd graph for Hessian-vector products; "
+                "call loss.backward(create_graph=True), or pass hessian=[...] to step"
+            )
+        est = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+        for i in range(self.num_samples):
+            if self.hessian_distribution == "rademacher":
+                zs = [torch.randint_like(p, 0, 2) * 2.0 - 1.0 for p in params]
+            else:
+                zs = [torch.randn_like(p) for p in params]
+            with torch.enable_grad():
+                hz = torch.autograd.grad(grads, params, grad_outputs=zs, retain_graph=i < self.num_samples - 1)
+            for e, h, z in zip(est, hz, zs):
+                e.addcmul_(h.float(), z.float(), value=1.0 / self.num_samples)
+        return dict(zip(params, est))
+
+    @torch.no_grad()
+    def step(self, closure=None, hessian=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        step = int(self.param_groups[0].get("step", 0)) + 1
+        period = int(self.param_groups[0]["update_period"])
+        if hessian is not None:
+            params = self._with_grad()
+            if len(hessian) != len(params):
+                raise ValueError(
+                    f"sophiah: hessian has {len(hessian)} tensors, expected {len(params)} "
+                    "(one per parameter with a gradient)"
+                )
+            hessians = {p: h.detach().float().contiguous() for p, h in zip(params, hessian)}
+        elif (step - 1) % period == 0:
+            hessians = self.hutchinson()
+        else:
+            hessians = None
+        self._step(hessians)
+        # The graph kept by create_graph=True is not needed any more.
+        for p in self._with_grad():
+            if p.grad.grad_fn is not None:
+                p.grad = p.grad.detach()
+        return loss
+
+
+CLASSES["sophiah"] = SophiaH
+
+
+class MuonAdamW(OptimistOptimizer):
+    """Muon for the hidden weight matrices, AdamW for everything else, in one
+    optimizer (the preset ``optimist_core::presets::muon_adamw``).
+
+    ``params`` are ``model.named_parameters()`` (names select embeddings and
+    heads by the patterns of ``exclude``, default the core's
+    ``EMBEDDINGS_AND_HEADS``) or plain tensors. A parameter goes to Muon when
+    it is 2-D and its name matches no pattern; every other one to AdamW.
+    ``muon`` and ``adamw`` are the two optimizers' hyperparameters (reference
+    names). The groups carry ``"optimizer": "muon"`` or ``"adamw"`` with their
+    own hyperparameters, so schedulers and per-group overrides work as for
+    any torch optimizer; ``add_param_group`` needs the ``optimizer`` key.
+    """
+
+    _name = None
+    _defaults = {}
+
+    def __init__(self, params, muon=None, adamw=None, exclude=None, threads=None):
+        muon_hp = dict(SPECS["muon"]["defaults"])
+        muon_hp.update(muon or {})
+        adamw_hp = dict(SPECS["adamw"]["defaults"])
+        adamw_hp.update(adamw or {})
+        patterns = list(_optimist.embeddings_and_heads() if exclude is None else exclude)
+        mats, rest = [], []
+        for i, item in enumerate(params):
+            name, p = item if isinstance(item, tuple) else (f"param{i}", item)
+            matrix = p.dim() == 2 and not any(_optimist.glob_match(pat, name) for pat in patterns)
+            (mats if matrix else rest).append(p)
+        groups = []
+        if mats:
+            groups.append({"params": mats, "optimizer": "muon", **muon_hp})
+        if rest:
+            groups.append({"params": rest, "optimizer": "adamw", **adamw_hp})
+        self._check_threads(threads)
+        self._threads = threads
+        self._stepper = _optimist.Stepper(_TYPES)
+        torch.optim.Optimizer.__init__(self, groups, {})
+
+    def _group_name(self, group):
+        name = group.get("optimizer")
+        if name not in SPECS or SPECS[name]["state_buffers"] is None:
+            raise ValueError(f"param group: invalid optimizer = {name!r}: expected a registry name")
+        return name
+
+
+class Lookahead(torch.optim.Optimizer):
+    """Lookahead (Zhang et al., 2019) around any torch optimizer, optimist's
+    or torch's: every ``k`` inner steps the weights move to
+    ``slow + alpha * (fast - slow)`` (``lerp(fast, slow, 1 - alpha)``) and
+    the slow weights take that value; exact to pytorch_optimizer.Lookahead
+    (``pullback_momentum="none"``), whose state dict layout it shares
+    (``lookahead_state`` keyed by (group, index) with ``slow_params``, and
+    ``base_optimizer``). ``k`` and ``alpha`` are checked by the core's rules.
+    The synchronisation runs as torch ``foreach`` ops every ``k`` steps.
+    """
+
+    def __init__(self, optimizer, k=5, alpha=0.5):
+        cfg = {"k": k, "alpha": alpha, "inner": {"optimizer": "sgd", "hparams": {}}}
+        _optimist.validate("lookahead", json.dumps({kk: _jsonable(kk, v, "lookahead") for kk, v in cfg.items()}))
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(f"lookahead: invalid inner optimizer {optimizer!r}: not a torch.optim.Optimizer")
+        self.optimizer = optimizer
+        self.k = int(k)
+        self.alpha = float(alpha)
+        self._initialized = False
+        torch.optim.Optimizer.__init__(self, optimizer.param_groups, optimizer.defaults)
+        for group in self.param_groups:
+            group.setdefault("counter", 0)
+
+    def add_param_group(self, param_group):
+        if getattr(self, "_initialized", True) is False and param_group in self.optimizer.param_groups:
+            # construction: share the inner optimizer's group dicts
+            self.param_groups.append(param_group)
+            return
+        self.optimizer.add_param_group(param_group)
+        self.param_groups = self.optimizer.param_groups
+        self.param_groups[-1].setdefault("counter", 0)
+
+    def zero_grad(self, set_to_none=True):
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def _sync(self, group):
+        params, slows = [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            st = self.state[p]
+            if "slow_params" not in st:
+                st["slow_params"] = p.detach().clone()
+            params.append(p.data)
+            slows.append(st["slow_params"])
+        if params:
+            torch._foreach_lerp_(params, slows, weight=1.0 - self.alpha)
+            torch._foreach_copy_(slows, params)
+
+    def step(self, closure=None):
+        self._initialized = True
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and "slow_params" not in self.state[p]:
+                    self.state[p]["slow_params"] = p.detach().clone()
+        loss = self.optimizer.step(closure)
+        with torch.no_grad():
+            for group in self.param_groups:
+                group["counter"] = group.get("counter", 0) + 1
+                if group["counter"] >= self.k:
+                    group["counter"] = 0
+                    self._sync(group)
+        return loss
+
+    def state_dict(self):
+        look = {}
+        for gi, group in enumerate(self.param_groups):
+            for pi, p in enumerate(group["params"]):
+                if p in self.state:
+                    look[(gi, pi)] = dict(self.state[p])
+        return {"lookahead_state": look, "base_optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state_dict):
+        look = state_dict["lookahead_state"]
+        self.optimizer.load_state_dict(state_dict["base_optimizer"])
+        self.param_groups = self.optimizer.param_groups
+        self.state.clear()
+        for gi, group in enumerate(self.param_groups):
+            group.setdefault("counter", 0)
+            for pi, p in enumerate(group["params"]):
+                if (gi, pi) in look:
+                    self.state[p] = {
+                        key: v.to(device=p.device, dtype=p.dtype).clone() if isinstance(v, torch.Tensor) else v
+                        for key, v in look[(gi, pi)].items()
+                    }
+
+
+__all__ += ["MuonAdamW", "Lookahead"]

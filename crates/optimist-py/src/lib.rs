@@ -1,0 +1,661 @@
+//! Python extension module `optimist._optimist`: the registry and one
+//! `Stepper` per `optimist.torch` optimizer, which steps torch CPU tensors
+//! in place.
+//!
+//! Tensors cross as Python objects; everything about them is read and
+//! checked here (device, layout, dtype, contiguity, alignment, element
+//! count, overlap with every other tensor of the call) before any pointer is
+//! turned into a slice. Nothing is compiled against torch: only the
+//! attributes `is_cpu`, `layout`, `dtype`, `is_contiguous()`, `stride()`,
+//! `data_ptr()`, `numel()` and `shape` are used.
+
+use optimist_core::{registry, Error, ExecOptions, Optimizer, ParamMut, StateTensor};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+use serde_json::{json, Value};
+
+/// A core error as a Python exception: `ValueError` for bad input
+/// (hyperparameters, tensors, state), `RuntimeError` for the rest.
+fn py_err(e: Error) -> PyErr {
+    match e {
+        Error::NonFinite(_) | Error::Io { .. } => PyRuntimeError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+fn value_error(msg: String) -> PyErr {
+    PyValueError::new_err(msg)
+}
+
+/// The registry as JSON: name, reference, paper, summary, defaults and state
+/// buffer names of every optimizer (what `optimist list` prints).
+#[pyfunction]
+fn registry_json() -> String {
+    let list: Vec<Value> = registry::registry()
+        .iter()
+        .map(|s| {
+            let defaults = (s.defaults)();
+            let buffers = (s.build)(&Value::Null)
+                .ok()
+                .and_then(|o| o.state_buffer_names())
+                .map(|b| b.to_vec());
+            json!({
+                "name": s.name,
+                "reference": s.reference,
+                "paper": s.paper,
+                "summary": s.summary,
+                "defaults": defaults,
+                "state_buffers": buffers,
+            })
+        })
+        .collect();
+    Value::Array(list).to_string()
+}
+
+/// Builds optimizer `name` from JSON hyperparameters and drops it: raises
+/// `ValueError` naming the field and value of the first invalid one.
+/// With `cautious`, also checks that the rule supports cautious masking.
+#[pyfunction]
+#[pyo3(signature = (name, hparams, cautious = false))]
+fn validate(name: &str, hparams: &str, cautious: bool) -> PyResult<()> {
+    let v: Value = serde_json::from_str(hparams)
+        .map_err(|e| value_error(format!("{name}: hyperparameters are not valid JSON: {e}")))?;
+    let mut opt = registry::build(name, &v).map_err(py_err)?;
+    if cautious {
+        opt.set_cautious(true).map_err(py_err)?;
+    }
+    Ok(())
+}
+
+/// Whether `name` matches the glob `pattern` (`*` any run, `?` one
+/// character), as parameter groups select parameters.
+#[pyfunction]
+fn glob_match(pattern: &str, name: &str) -> bool {
+    optimist_core::groups::glob_match(pattern, name)
+}
+
+/// Name patterns of matrices that are not hidden layers (embeddings, heads),
+/// which the Muon + AdamW preset gives to AdamW.
+#[pyfunction]
+fn embeddings_and_heads() -> Vec<&'static str> {
+    optimist_core::presets::EMBEDDINGS_AND_HEADS.to_vec()
+}
+
+/// Element type of a tensor handed over.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Dt {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Dt {
+    fn size(self) -> usize {
+        match self {
+            Dt::F32 => 4,
+            Dt::Bf16 | Dt::F16 => 2,
+        }
+    }
+}
+
+/// A checked, dense CPU tensor: address, element count, type, shape.
+struct TensorRef {
+    addr: usize,
+    numel: usize,
+    dt: Dt,
+    shape: Vec<usize>,
+    what: String,
+}
+
+impl TensorRef {
+    fn bytes(&self) -> usize {
+        self.numel * self.dt.size()
+    }
+}
+
+/// The torch objects compared against (passed in once by the package).
+struct TorchTypes {
+    f32: PyObject,
+    bf16: PyObject,
+    f16: PyObject,
+    strided: PyObject,
+}
+
+fn tensor_ref(t: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResult<TensorRef> {
+    let py = t.py();
+    let layout = t
+        .getattr("layout")
+        .map_err(|_| value_error(format!("{what}: not a torch tensor")))?;
+    if !layout.is(types.strided.bind(py)) {
+        return Err(value_error(format!(
+            "{what}: layout {layout} is not supported (sparse tensors cannot be stepped in place; only dense strided tensors)"
+        )));
+    }
+    if !t.getattr("is_cpu")?.extract::<bool>()? {
+        let device = t.getattr("device")?;
+        return Err(value_error(format!(
+            "{what}: tensor is on device '{device}'; optimist.torch steps CPU tensors only (no copy is made, as an update to a copy would be lost)"
+        )));
+    }
+    let dtype = t.getattr("dtype")?;
+    let dt = if dtype.is(types.f32.bind(py)) {
+        Dt::F32
+    } else if dtype.is(types.bf16.bind(py)) {
+        Dt::Bf16
+    } else if dtype.is(types.f16.bind(py)) {
+        Dt::F16
+    } else {
+        return Err(value_error(format!(
+            "{what}: dtype {dtype} is not supported (float32, bfloat16 or float16)"
+        )));
+    };
+    let shape: Vec<usize> = t.getattr("shape")?.extract()?;
+    if !t.call_method0("is_contiguous")?.extract::<bool>()? {
+        let stride = t.call_method0("stride")?;
+        return Err(value_error(format!(
+            "{what}: tensor of shape {shape:?} with strides {stride} is not contiguous; optimist.torch writes in place and never steps a copy"
+        )));
+    }
+    let numel: usize = t.call_method0("numel")?.extract()?;
+    let addr: usize = t.call_method0("data_ptr")?.extract()?;
+    if numel > 0 && (addr == 0 || !addr.is_multiple_of(dt.size())) {
+        return Err(value_error(format!(
+            "{what}: data pointer {addr:#x} is null or not aligned for its dtype"
+        )));
+    }
+    let fits = match numel.checked_mul(dt.size()) {
+        Some(bytes) => bytes <= isize::MAX as usize && addr.checked_add(bytes).is_some(),
+        None => false,
+    };
+    if !fits {
+        return Err(value_error(format!(
+            "{what}: {numel} elements do not fit in memory"
+        )));
+    }
+    Ok(TensorRef {
+        addr,
+        numel,
+        dt,
+        shape,
+        what,
+    })
+}
+
+/// Fails if any two of `refs` share a byte (a parameter given twice, a
+/// gradient or state buffer that aliases another tensor).
+fn check_disjoint(refs: &[&TensorRef]) -> PyResult<()> {
+    let mut spans: Vec<(usize, usize, usize)> = refs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.numel > 0)
+        .map(|(i, r)| (r.addr, r.addr + r.bytes(), i))
+        .collect();
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        if w[1].0 < w[0].1 {
+            return Err(value_error(format!(
+                "{} and {} share memory; every parameter, gradient and state buffer stepped must be a distinct tensor",
+                refs[w[0].2].what, refs[w[1].2].what
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// # Safety
+/// `r` was checked by [`tensor_ref`] as a dense f32 tensor whose Python
+/// object stays alive, and no other slice of this call overlaps it.
+unsafe fn f32_slice<'a>(r: &TensorRef) -> &'a mut [f32] {
+    if r.numel == 0 {
+        return &mut [];
+    }
+    // SAFETY: per the function's contract.
+    unsafe { std::slice::from_raw_parts_mut(r.addr as *mut f32, r.numel) }
+}
+
+/// # Safety
+/// As [`f32_slice`], for a 16-bit tensor.
+unsafe fn u16_slice<'a>(r: &TensorRef) -> &'a mut [u16] {
+    if r.numel == 0 {
+        return &mut [];
+    }
+    // SAFETY: per the function's contract.
+    unsafe { std::slice::from_raw_parts_mut(r.addr as *mut u16, r.numel) }
+}
+
+fn half_to_f32(dt: Dt, h: u16) -> f32 {
+    match dt {
+        Dt::Bf16 => f32::from_bits((h as u32) << 16),
+        _ => f16_to_f32(h),
+    }
+}
+
+fn f32_to_half(dt: Dt, x: f32) -> u16 {
+    match dt {
+        Dt::Bf16 => {
+            // Round to nearest even, as torch's `.to(torch.bfloat16)`; NaN stays NaN.
+            let b = x.to_bits();
+            if x.is_nan() {
+                ((b >> 16) | 0x40) as u16
+            } else {
+                let round = 0x7fff + ((b >> 16) & 1);
+                (b.wrapping_add(round) >> 16) as u16
+            }
+        }
+        _ => f32_to_f16(x),
+    }
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        (0, m) => {
+            // Subnormal: normalize.
+            let mut e = 127 - 15 + 1;
+            let mut m = m;
+            while m & 0x400 == 0 {
+                m <<= 1;
+                e -= 1;
+            }
+            sign | ((e as u32) << 23) | ((m & 0x3ff) << 13)
+        }
+        (0x1f, 0) => sign | 0x7f80_0000,
+        (0x1f, m) => sign | 0x7fc0_0000 | (m << 13),
+        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
+    };
+    f32::from_bits(bits)
+}
+
+fn f32_to_f16(x: f32) -> u16 {
+    // Round to nearest even, as torch's `.to(torch.float16)`.
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32;
+    let man = b & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = man | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let rest = m & ((1u32 << shift) - 1);
+        let mut r = m >> shift;
+        if rest > half || (rest == half && (r & 1) == 1) {
+            r += 1;
+        }
+        return sign | r as u16;
+    }
+    let mut r = ((e as u32) << 10) | (man >> 13);
+    let rest = man & 0x1fff;
+    if rest > 0x1000 || (rest == 0x1000 && (r & 1) == 1) {
+        r += 1;
+    }
+    sign | r as u16
+}
+
+/// One parameter of one step, checked.
+struct Item {
+    group: usize,
+    index: usize,
+    name: String,
+    param: TensorRef,
+    grad: TensorRef,
+    states: Vec<Option<TensorRef>>,
+    step: TensorRef,
+    steps: u64,
+    hessian: Option<TensorRef>,
+}
+
+/// One engine per parameter group, with the registry name it was built for.
+type Engines = Vec<Option<(String, Box<dyn Optimizer>)>>;
+
+/// The engines of one `optimist.torch` optimizer, one per parameter group.
+#[pyclass(module = "optimist._optimist")]
+struct Stepper {
+    /// In a mutex only to make the class `Sync`; `&mut self` methods use `get_mut`.
+    engines: std::sync::Mutex<Engines>,
+    threads: usize,
+    types: TorchTypes,
+}
+
+fn seq<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    if let Ok(l) = obj.downcast::<PyList>() {
+        return Ok(l.iter().collect());
+    }
+    if let Ok(t) = obj.downcast::<PyTuple>() {
+        return Ok(t.iter().collect());
+    }
+    Err(value_error(format!("{what}: expected a list or tuple")))
+}
+
+#[pymethods]
+impl Stepper {
+    /// `types` = (torch.float32, torch.bfloat16, torch.float16, torch.strided).
+    #[new]
+    fn new(types: (PyObject, PyObject, PyObject, PyObject)) -> Self {
+        Stepper {
+            engines: std::sync::Mutex::new(Vec::new()),
+            threads: 0,
+            types: TorchTypes {
+                f32: types.0,
+                bf16: types.1,
+                f16: types.2,
+                strided: types.3,
+            },
+        }
+    }
+
+    /// One step over all groups. `groups` is a list of
+    /// `(optimizer name, hyperparameters as JSON, steps taken by the group,
+    /// cautious masking on, [(index, param, grad, [state tensor or None per
+    /// buffer], step tensor, hessian or None)])`.
+    /// Returns the state buffers the engine created in this step as
+    /// `(group, index, buffer name, f32 values as native-endian bytes)`; the caller turns them into
+    /// tensors, which later steps update in place.
+    #[allow(clippy::type_complexity)]
+    fn step(
+        &mut self,
+        py: Python<'_>,
+        groups: &Bound<'_, PyAny>,
+        threads: usize,
+    ) -> PyResult<Vec<(usize, usize, String, Py<PyBytes>)>> {
+        if threads == 0 || threads > 4096 {
+            return Err(value_error(format!(
+                "threads: {threads} must be from 1 to 4096"
+            )));
+        }
+        let groups = seq(groups, "groups")?;
+        let engines = match self.engines.get_mut() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if engines.len() < groups.len() {
+            engines.resize_with(groups.len(), || None);
+        }
+        let exec = ExecOptions {
+            threads,
+            ..ExecOptions::default()
+        };
+        let mut items: Vec<Item> = Vec::new();
+        let mut group_steps = Vec::with_capacity(groups.len());
+        for (gi, g) in groups.iter().enumerate() {
+            let (name, hparams, steps, cautious, params): (
+                String,
+                String,
+                u64,
+                bool,
+                Bound<'_, PyAny>,
+            ) = g.extract()?;
+            let cfg: Value = serde_json::from_str(&hparams).map_err(|e| {
+                value_error(format!("{name}: hyperparameters are not valid JSON: {e}"))
+            })?;
+            let slot = &mut engines[gi];
+            match slot {
+                Some((n, opt)) if *n == name => opt.set_config(cfg).map_err(py_err)?,
+                _ => {
+                    let mut opt = registry::build(&name, &cfg).map_err(py_err)?;
+                    opt.set_exec_options(exec).map_err(py_err)?;
+                    *slot = Some((name.clone(), opt));
+                }
+            }
+            let Some((_, opt)) = slot.as_mut() else {
+                unreachable!("slot filled above")
+            };
+            if self.threads != threads {
+                opt.set_exec_options(exec).map_err(py_err)?;
+            }
+            opt.set_cautious(cautious).map_err(py_err)?;
+            let Some(names) = opt.state_buffer_names() else {
+                return Err(value_error(format!(
+                    "{name}: this optimizer keeps its state internally and cannot step torch tensors in place"
+                )));
+            };
+            group_steps.push(steps);
+            for (k, it) in seq(&params, "params")?.into_iter().enumerate() {
+                let t = it
+                    .downcast::<PyTuple>()
+                    .map_err(|_| value_error(format!("group {gi}, item {k}: expected a tuple")))?;
+                if t.len() != 6 {
+                    return Err(value_error(format!(
+                        "group {gi}, item {k}: expected 6 entries, got {}",
+                        t.len()
+                    )));
+                }
+                let index: usize = t.get_item(0)?.extract()?;
+                let pname = format!("param {index} of group {gi}");
+                let param = tensor_ref(&t.get_item(1)?, pname.clone(), &self.types)?;
+                let grad =
+                    tensor_ref(&t.get_item(2)?, format!("gradient of {pname}"), &self.types)?;
+                if grad.numel != param.numel || grad.dt != param.dt {
+                    return Err(value_error(format!(
+                        "gradient of {pname}: {:?} {:?} does not match the parameter's {:?} {:?}",
+                        grad.dt, grad.shape, param.dt, param.shape
+                    )));
+                }
+                let st_objs = seq(&t.get_item(3)?, "state")?;
+                if st_objs.len() != names.len() {
+                    return Err(value_error(format!(
+                        "state of {pname}: {} buffers given, expected {}",
+                        st_objs.len(),
+                        names.len()
+                    )));
+                }
+                let mut states = Vec::with_capacity(names.len());
+                for (o, b) in st_objs.iter().zip(names.iter()) {
+                    if o.is_none() {
+                        states.push(None);
+                        continue;
+                    }
+                    let r = tensor_ref(o, format!("state '{b}' of {pname}"), &self.types)?;
+                    if r.dt != Dt::F32 {
+                        return Err(value_error(format!(
+                            "{}: dtype {:?} (optimizer state is float32)",
+                            r.what, r.dt
+                        )));
+                    }
+                    states.push(Some(r));
+                }
+                let step = tensor_ref(
+                    &t.get_item(4)?,
+                    format!("state 'step' of {pname}"),
+                    &self.types,
+                )?;
+                if step.dt != Dt::F32 || step.numel != 1 {
+                    return Err(value_error(format!(
+                        "{}: expected a float32 tensor with one value",
+                        step.what
+                    )));
+                }
+                // SAFETY: checked above; read only.
+                let sv = unsafe { f32_slice(&step) }[0];
+                if !(sv.is_finite() && sv >= 0.0 && sv.fract() == 0.0 && sv < 16_777_216.0) {
+                    return Err(value_error(format!(
+                        "{}: invalid step count {sv}",
+                        step.what
+                    )));
+                }
+                let h = t.get_item(5)?;
+                let hessian = if h.is_none() {
+                    None
+                } else {
+                    let r = tensor_ref(&h, format!("hessian of {pname}"), &self.types)?;
+                    if r.dt != Dt::F32 || r.numel != param.numel {
+                        return Err(value_error(format!(
+                            "{}: expected float32 with {} values",
+                            r.what, param.numel
+                        )));
+                    }
+                    Some(r)
+                };
+                items.push(Item {
+                    group: gi,
+                    index,
+                    name: format!("{index}"),
+                    param,
+                    grad,
+                    states,
+                    step,
+                    steps: sv as u64,
+                    hessian,
+                });
+            }
+        }
+        self.threads = threads;
+        {
+            let mut refs: Vec<&TensorRef> = Vec::new();
+            for it in &items {
+                refs.push(&it.param);
+                refs.push(&it.grad);
+                refs.push(&it.step);
+                refs.extend(it.states.iter().flatten());
+                refs.extend(it.hessian.iter());
+            }
+            check_disjoint(&refs)?;
+        }
+
+        // Half-precision parameters step on f32 copies (their state is f32).
+        let mut halves: Vec<Option<(Vec<f32>, Vec<f32>)>> = items
+            .iter()
+            .map(|it| {
+                (it.param.dt != Dt::F32).then(|| {
+                    // SAFETY: checked dense 16-bit tensors, alive, disjoint.
+                    let (p, g) = unsafe { (u16_slice(&it.param), u16_slice(&it.grad)) };
+                    (
+                        p.iter().map(|&h| half_to_f32(it.param.dt, h)).collect(),
+                        g.iter().map(|&h| half_to_f32(it.param.dt, h)).collect(),
+                    )
+                })
+            })
+            .collect();
+
+        let result: Result<Vec<(usize, usize, String, Vec<f32>)>, Error> = py.allow_threads(|| {
+            // Swap the torch state tensors in.
+            let mut swapped = 0;
+            let mut res: Result<(), Error> = Ok(());
+            for it in &items {
+                let Some((_, opt)) = engines[it.group].as_mut() else {
+                    unreachable!("engine built above")
+                };
+                let mut bufs: Vec<StateTensor> = it
+                    .states
+                    .iter()
+                    .map(|s| match s {
+                        // SAFETY: checked dense f32 CPU tensor, kept alive by the
+                        // caller's objects for this call, disjoint from every other
+                        // tensor of the call; swapped out again below.
+                        Some(r) => unsafe { StateTensor::borrowed(r.addr as *mut f32, r.numel) },
+                        None => StateTensor::default(),
+                    })
+                    .collect();
+                res = opt.swap_state(&it.name, it.param.numel, it.steps, &mut bufs);
+                if res.is_err() {
+                    break;
+                }
+                swapped += 1;
+            }
+            if res.is_ok() {
+                for (gi, eng) in engines.iter_mut().enumerate() {
+                    let Some((_, opt)) = eng.as_mut() else {
+                        continue;
+                    };
+                    if gi >= group_steps.len() {
+                        break;
+                    }
+                    let mut views: Vec<ParamMut<'_>> = Vec::new();
+                    for (it, half) in items.iter().zip(halves.iter_mut()) {
+                        if it.group != gi {
+                            continue;
+                        }
+                        // SAFETY: checked, alive and disjoint (see above).
+                        let (value, grad) = match half {
+                            Some((p, g)) => (p.as_mut_slice(), g.as_mut_slice()),
+                            None => unsafe { (f32_slice(&it.param), f32_slice(&it.grad)) },
+                        };
+                        views.push(ParamMut {
+                            name: &it.name,
+                            shape: &it.param.shape,
+                            value,
+                            grad,
+                            // SAFETY: as above (read only).
+                            hessian: it.hessian.as_ref().map(|h| &*unsafe { f32_slice(h) }),
+                        });
+                    }
+                    if views.is_empty() {
+                        continue;
+                    }
+                    res = opt
+                        .set_step_count(group_steps[gi])
+                        .and_then(|_| opt.step(&mut views));
+                    if res.is_err() {
+                        break;
+                    }
+                }
+            }
+            // Always swap every borrowed buffer out again; keep what the engine created.
+            let mut created = Vec::new();
+            for it in items.iter().take(swapped) {
+                let Some((_, opt)) = engines[it.group].as_mut() else {
+                    continue;
+                };
+                let Some(names) = opt.state_buffer_names() else {
+                    continue;
+                };
+                let mut bufs: Vec<StateTensor> = vec![StateTensor::default(); names.len()];
+                let out = opt.swap_state(&it.name, it.param.numel, 0, &mut bufs);
+                if out.is_ok() {
+                    for (t, b) in bufs.into_iter().zip(names.iter()) {
+                        if t.is_allocated() && !t.is_borrowed() {
+                            created.push((it.group, it.index, b.to_string(), t.to_vec()));
+                        }
+                    }
+                } else if res.is_ok() {
+                    res = out.map(|_| ());
+                }
+            }
+            res.map(|_| created)
+        });
+        let created = result.map_err(py_err)?;
+        for (it, half) in items.iter().zip(halves.iter()) {
+            if let Some((p, _)) = half {
+                // SAFETY: checked dense 16-bit tensor, alive, disjoint.
+                let dst = unsafe { u16_slice(&it.param) };
+                for (d, &x) in dst.iter_mut().zip(p.iter()) {
+                    *d = f32_to_half(it.param.dt, x);
+                }
+            }
+            // SAFETY: checked f32 scalar, alive, disjoint.
+            let step = unsafe { f32_slice(&it.step) };
+            step[0] = (it.steps + 1) as f32;
+        }
+        Ok(created
+            .into_iter()
+            .map(|(g, i, b, v)| {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
+                (g, i, b, PyBytes::new(py, &bytes).unbind())
+            })
+            .collect())
+    }
+}
+
+/// The compiled core of the `optimist` package.
+#[pymodule]
+fn _optimist(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(registry_json, m)?)?;
+    m.add_function(wrap_pyfunction!(validate, m)?)?;
+    m.add_function(wrap_pyfunction!(glob_match, m)?)?;
+    m.add_function(wrap_pyfunction!(embeddings_and_heads, m)?)?;
+    m.add_class::<Stepper>()?;
+    Ok(())
+}

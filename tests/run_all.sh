@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite: the Rust workspace, then the Python package
+# (built from crates/optimist-py and installed with pip) and its pytest suite.
+# Needs python3 with torch, pytorch-optimizer, pytest and maturin (or network
+# access for pip to fetch maturin). With CI=true a skipped test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo test --release --workspace"
+cargo test --release --workspace
+
+echo "== pip install ./crates/optimist-py"
+if python3 -c "import maturin" >/dev/null 2>&1; then
+  # maturin already installed: build without fetching the build backend.
+  python3 -m pip install --quiet --no-build-isolation ./crates/optimist-py
+else
+  python3 -m pip install --quiet ./crates/optimist-py
+fi
+
+echo "== pytest crates/optimist-py/tests"
+# Run from outside the source tree so that the installed package is tested.
+tests_dir="$(pwd)/crates/optimist-py/tests"
+(cd "${TMPDIR:-/tmp}" && timeout 900 python3 -m pytest -q -p no:cacheprovider "$tests_dir")
