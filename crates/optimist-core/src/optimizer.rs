@@ -25,6 +25,16 @@ pub trait Optimizer: Send {
     fn set_config(&mut self, config: Value) -> Result<()>;
 
     /// One optimization step over `params`.
+    ///
+    /// On error, either nothing changed (the arguments are checked first:
+    /// names, lengths, finite values where required, a parameter given
+    /// twice), or the step had already updated some parameters or state
+    /// when it failed (a matrix rule meeting a vector, a group failing after
+    /// another stepped). In the second case the error's message says that
+    /// the optimizer is no longer usable, and every later step fails with
+    /// an [`Error::Input`] naming the first error, until
+    /// [`Optimizer::load_state_dict`] restores a state (restore the
+    /// parameters with it). Step counts never advance on error.
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()>;
 
     /// Every state buffer and scalar, keyed by parameter name.
@@ -347,6 +357,9 @@ pub struct Engine<R: UpdateRule> {
     exec: ExecOptions,
     /// Cautious masking on (see [`crate::cautious`]).
     cautious: bool,
+    /// The error of a step that failed after it had started updating (see
+    /// [`Optimizer::step`]): every later step refuses until a state is loaded.
+    poisoned: Option<String>,
 }
 
 impl<R: UpdateRule> Engine<R> {
@@ -359,6 +372,7 @@ impl<R: UpdateRule> Engine<R> {
             step: 0,
             exec: ExecOptions::default(),
             cautious: false,
+            poisoned: None,
         })
     }
 
@@ -406,6 +420,9 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
     }
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
+        if let Some(first) = &self.poisoned {
+            return Err(Error::unusable(R::NAME, first));
+        }
         for p in params.iter() {
             p.check()?;
         }
@@ -433,14 +450,21 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
             1
         };
         let (config, states) = (&self.config, &mut self.states);
-        if self.cautious {
+        let updated = if self.cautious {
             // The rules' `update_with` through one mask per parameter, the
             // parameters in parallel on the fast path.
             crate::exec::run_on(threads, || {
                 config.update_all_cautious(&info, params, states)
-            })??;
+            })?
         } else {
-            crate::exec::run_on(threads, || config.update_all(&info, params, states))??;
+            crate::exec::run_on(threads, || config.update_all(&info, params, states))?
+        };
+        // Past the checks above, a rule's error may come after some
+        // parameters and buffers were updated: the optimizer is then
+        // poisoned rather than left half-stepped without notice.
+        if let Err(e) = updated {
+            self.poisoned = Some(e.to_string());
+            return Err(e.midway(R::NAME));
         }
         self.step += 1;
         Ok(())
@@ -498,6 +522,7 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
         states.load_state_dict(dict)?;
         self.states = states;
         self.step = step;
+        self.poisoned = None;
         Ok(())
     }
 

@@ -215,6 +215,8 @@ impl OptimizerConfig for AdaMuon {
         v::betas(Self::NAME, self.betas)?;
         v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
         v::at_least(Self::NAME, "ns_steps", self.ns_steps, 1)?;
+        // Bounded as torch.optim.Muon bounds it (< 100).
+        v::at_most(Self::NAME, "ns_steps", self.ns_steps, 99)?;
         v::non_negative(Self::NAME, "eps", self.eps)?;
         self.ns_coeffs.resolve(Self::NAME, "ns_coeffs")?;
         Ok(())

@@ -191,6 +191,8 @@ macro_rules! validate_common {
         v::unit_interval_open(name, "momentum", c.momentum)?;
         v::unit_interval_open(name, "mu2", c.mu2)?;
         v::non_negative(name, "adamnorm_eps", c.adamnorm_eps)?;
+        // Bounded as torch.optim.Muon bounds it (< 100).
+        v::at_most(name, "ns_steps", c.ns_steps, 99)?;
         v::non_negative(name, "scale_coeff", c.scale_coeff)
     }};
 }
