@@ -518,8 +518,17 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
             Some(&s) => return Err(Error::Input(format!("state 'step': invalid value {s}"))),
             None => return Err(Error::Input("state has no 'step' entry".into())),
         };
-        let mut states = StateStore::default();
+        let mut states: StateStore<R::State> = StateStore::default();
         states.load_state_dict(dict)?;
+        if self.exec.state_dtype == crate::tensor::DType::F32 {
+            // 8-bit buffers saved by a run with compressed state, resumed
+            // with f32 state: decode now (exact), as set_exec_options does.
+            states.for_each_mut(|_, s| {
+                let mut bufs = Vec::new();
+                s.buffers_mut(&mut bufs);
+                bufs.iter_mut().for_each(|t| t.decompress());
+            });
+        }
         self.states = states;
         self.step = step;
         self.poisoned = None;
