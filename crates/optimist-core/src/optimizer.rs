@@ -261,11 +261,22 @@ pub trait UpdateRule: OptimizerConfig {
         state: &mut Self::State,
     ) -> Result<()>;
 
+    /// Checks the parameters before a step changes anything (the matrix
+    /// rules refuse non-matrices here); an error leaves the optimizer as it
+    /// was. The default accepts every parameter.
+    fn check_params(&self, params: &[ParamMut<'_>]) -> Result<()> {
+        let _ = params;
+        Ok(())
+    }
+
     /// Updates all parameters. The default calls [`UpdateRule::update`] for
     /// each, in parallel over parameters ([`crate::exec::run_per_param`]);
     /// elementwise rules use the fused driver instead
     /// ([`elementwise_fast_path!`](crate::elementwise_fast_path)); rules that
     /// need a global quantity first (a norm over all gradients) override this.
+    /// An error from here is taken to come after some update (the engine is
+    /// then poisoned, see [`Optimizer::step`]): checks that can be made
+    /// before anything changes belong in [`UpdateRule::check_params`].
     fn update_all(
         &self,
         info: &StepInfo,
@@ -439,6 +450,7 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
                 }
             }
         }
+        self.config.check_params(params)?;
         let info = StepInfo {
             step: self.step + 1,
             exec: self.exec,
