@@ -209,8 +209,8 @@ REFERENCES = {
     "adamomentum": ("optimist-gen", "independent implementation of the paper", lambda: AdaMomentum),
     "adagc": ("pytorch-optimizer", "pytorch_optimizer.AdaGC", lambda: pytorch_optimizer.AdaGC),
     "magma": ("pytorch-optimizer", "pytorch_optimizer.Magma", lambda: pytorch_optimizer.Magma),
-    "namo": ("optimist-gen", "transcription of NAMO (minxin-zhg/namo src/namo.py @ 9fa2762)", lambda: NamoRef),
-    "namo_d": ("optimist-gen", "transcription of NAMO_D (minxin-zhg/namo src/namo.py @ 9fa2762)",
+    "namo": ("optimist-gen", "transcription of NAMO (minxin-zhg/namo src/namo.py @ 5f8805a)", lambda: NamoRef),
+    "namo_d": ("optimist-gen", "transcription of NAMO_D (minxin-zhg/namo src/namo.py @ 5f8805a)",
                lambda: NamoDRef),
     "adamuon_official": ("optimist-gen", "transcription of the official AdaMuon update (Chongjie-Si/AdaMuon, "
                          "sign-stabilized)", lambda: AdaMuonOfficialRef),
@@ -399,7 +399,7 @@ def _nanmean(x):
 
 
 class NamoRef(torch.optim.Optimizer):
-    """NAMO, transcribed from minxin-zhg/namo src/namo.py (commit 9fa2762), class NAMO,
+    """NAMO, transcribed from minxin-zhg/namo src/namo.py (commit 5f8805a), class NAMO,
     2-D parameters only (the use_muon path).  The reference's `wd` is `weight_decay`
     here (the project's name)."""
 
@@ -433,7 +433,7 @@ class NamoRef(torch.optim.Optimizer):
                 t = state["step"]
                 bc1 = 1.0 - momentum ** t
                 bc2 = 1.0 - mu2 ** t
-                v_t = torch.sqrt(v_squared + float(group["adamnorm_eps"]))
+                v_t = v_squared.sqrt().add_(group["adamnorm_eps"])
                 adaptive_lr = (lr * math.sqrt(bc2) / (bc1 + 1e-12)) * (gn_m / v_t)
                 adaptive_lr_clamped = adaptive_lr.clamp(max=1.0)
                 A, B = p.shape[:2]
@@ -445,7 +445,7 @@ class NamoRef(torch.optim.Optimizer):
 
 
 class NamoDRef(torch.optim.Optimizer):
-    """NAMO-D, transcribed from minxin-zhg/namo src/namo.py (commit 9fa2762), class NAMO_D,
+    """NAMO-D, transcribed from minxin-zhg/namo src/namo.py (commit 5f8805a), class NAMO_D,
     2-D parameters only (the use_muon path)."""
 
     def __init__(self, params, lr=1e-2, weight_decay=0.1, momentum=0.95, mu2=0.99, adamnorm_eps=1e-8,
@@ -481,7 +481,9 @@ class NamoDRef(torch.optim.Optimizer):
                 bc2 = 1.0 - mu2 ** t
                 base_lr = lr * math.sqrt(bc2) / (bc1 + 1e-12)
                 nc_m = torch.linalg.vector_norm(m_for_update, dim=0)
-                col_scale = nc_m * torch.rsqrt(V + float(group["adamnorm_eps"]))
+                denom = torch.sqrt(V)
+                denom.add_(group["adamnorm_eps"])
+                col_scale = nc_m / denom
                 if 0.0 < float(c_clamp) <= 1.0:
                     c = float(c_clamp)
                     mu = _nanmean(col_scale)
@@ -500,23 +502,27 @@ class NamoDRef(torch.optim.Optimizer):
 
 
 class AdaMuonOfficialRef(torch.optim.Optimizer):
-    """The AdaMuon authors' sign-stabilized update (`adamuon_update` and the use_muon
-    branch of `AdaMuon.step` in their GPT-2 code): heavy-ball momentum `m = beta m + g`,
-    Nesterov input `g + beta m`, Newton-Schulz of sign(input), variance EMA with the same
-    beta, `O / (sqrt(v) + eps)`, rescale to RMS 0.2, `p *= 1 - lr wd`, `p -= lr * update`.
-    The authors' step passes only `beta=group['momentum']` to `adamuon_update`, so
-    `nesterov`, `ns_steps` and `eps` are that function's defaults (True, 5, 1e-8)."""
+    """The AdaMuon authors' sign-stabilized update, transcribed from `AdaMuon.step` in
+    Chongjie-Si/AdaMuon gpt2/models/optimizers/adamuon.py (commit 5b99dd0; the update is
+    written inline in `step`, there is no separate update function): momentum as a
+    moving average `m.lerp_(g, 1 - beta)`, Nesterov input `g.lerp(m, beta)`, Newton-Schulz
+    of sign(input), variance `v = beta v + (1 - beta) O^2` with the same beta,
+    `O / (sqrt(v) + eps)`, rescale to RMS 0.2, `p *= 1 - lr wd`, `p -= lr * update`.
+    Defaults as the authors' constructor: nesterov True, ns_steps 5, eps 1e-8.  The
+    authors' distributed step casts the update to bfloat16 before applying it; here it
+    stays f32.  (A heavy-ball buffer `m = beta m + g` is (1 - beta)^-1 times this one, so
+    the sign, and the update, are the same up to rounding.)"""
 
     def __init__(self, params, lr=0.02, momentum=0.95, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
 
     @staticmethod
     def _update(grad, momentum, variance, beta, ns_steps=5, nesterov=True, eps=1e-8):
-        momentum.mul_(beta).add_(grad)
-        update = grad.add(momentum, alpha=beta) if nesterov else momentum
+        momentum.lerp_(grad, 1 - beta)
+        update = grad.lerp(momentum, beta) if nesterov else momentum
         update = ns5_input_dtype(torch.sign(update), ns_steps)
-        variance.lerp_(update.square(), 1 - beta)
-        update.div_(variance.view_as(update).sqrt() + eps)
+        variance.mul_(beta).addcmul_(update, update, value=1 - beta)
+        update = update.div(variance.view_as(update).sqrt().add(eps))
         scale = 0.2 * (min(update.shape) * max(update.shape)) ** 0.5 / (update.norm() + eps)
         update.mul_(scale)
         return update
@@ -612,13 +618,14 @@ def reference_key(name, hparams):
 
 
 TRANSCRIPTION_NOTES = {
-    "namo": "transcription of class NAMO of minxin-zhg/namo src/namo.py (commit 9fa2762) in this generator; "
+    "namo": "transcription of class NAMO of minxin-zhg/namo src/namo.py (commit 5f8805a) in this generator; "
             "Newton-Schulz in float32 instead of the bfloat16 cast; no torch.compile",
-    "namo_d": "transcription of class NAMO_D of minxin-zhg/namo src/namo.py (commit 9fa2762) in this generator; "
+    "namo_d": "transcription of class NAMO_D of minxin-zhg/namo src/namo.py (commit 5f8805a) in this generator; "
               "Newton-Schulz in float32 instead of the bfloat16 cast; no torch.compile",
-    "adamuon_official": "transcription of the AdaMuon authors' sign-stabilized update (adamuon_update and the "
-                        "use_muon branch of AdaMuon.step in their GPT-2 code) in this generator; "
-                        "Newton-Schulz in float32 instead of the bfloat16 cast",
+    "adamuon_official": "transcription of the AdaMuon authors' sign-stabilized update (AdaMuon.step of "
+                        "Chongjie-Si/AdaMuon gpt2/models/optimizers/adamuon.py, commit 5b99dd0: moving-average "
+                        "momentum with lerp_) in this generator; Newton-Schulz in float32 instead of the bfloat16 "
+                        "cast; the update applied in float32, not cast to bfloat16",
     "sophiag": "transcription of SophiaG of Liuhong99/Sophia sophia.py (commit 195a786) in this generator; "
                "at a step with a 'hessian' entry, hessian = beta2 hessian + (1 - beta2) est (the official "
                "update_hessian with est = g_hat^2) before step(bs=bs)",
@@ -1016,6 +1023,8 @@ def numeric_specs():
            {"lr": 0.002, "cautious": True, "weight_decay": 0.05, "weight_decouple": False},
            [("w", [5, 5]), ("k", [2, 2, 2])], 9, "cautious Lion with L2 decay after clip_grad_norm_",
            clip=clip_norm(5.5)))
+    a(spec("lion-cautious-decoupled-wd", "lion", {"lr": 0.003, "cautious": True, "weight_decay": 0.2}, WB, 10,
+           "cautious Lion with decoupled weight decay"))
     a(spec("lion-warmup-cosine", "lion", {"lr": 0.002, "weight_decay": 0.1}, WB, 11, "Lion under warmup_cosine",
            sched=warmup_cosine(3, 8, 0.0002)))
     # ---------------------------------------------------------------- adabelief
@@ -1214,6 +1223,8 @@ def transcription_specs():
     a(spec("namo-clip-warmup-cosine", "namo", {"lr": 0.02}, mats, 10,
            "NAMO after clip_grad_norm_ under warmup_cosine", ext=True, clip=clip_norm(4.0),
            sched=warmup_cosine(2, 7)))
+    a(spec("namo-small-grads", "namo", {}, mats, 10, "NAMO with gradients of norm about 3e-5: adamnorm_eps "
+           "outside the square root (authors' fix 5f8805a) changes the step tenfold here", ext=True, gscale=1e-5))
     a(spec("namo_d-defaults", "namo_d", {}, mats, 10, "NAMO-D defaults: per-column scales clamped to "
            "[0.75 mean, mean / 0.75]", ext=True))
     a(spec("namo_d-no-clamp", "namo_d", {"lr": 0.02, "col_state_clamp_c": 0.0, "weight_decay": 0.3},
@@ -1226,6 +1237,9 @@ def transcription_specs():
     a(spec("namo_d-clamped-clip-warmup-cosine", "namo_d", {"lr": 1.2, "weight_decay": 0.2}, mats, 10,
            "NAMO-D with lr 1.2 (column steps capped at 1) after clip_grad_norm_ under warmup_cosine", ext=True,
            clip=clip_norm(4.0), sched=warmup_cosine(2, 7)))
+    a(spec("namo_d-small-grads", "namo_d", {"col_state_clamp_c": 0.0}, mats, 10, "NAMO-D without the clamp, "
+           "gradients of column norm about 1e-5: adamnorm_eps outside the square root (authors' fix 5f8805a) "
+           "sets the column scales here", ext=True, gscale=1e-5))
     off = {"variant": "official", "nesterov": True, "eps": 1e-08}
     a(spec("adamuon-official-defaults", "adamuon", dict(off, betas=[0.95, 0.95], weight_decay=0.01), mats, 10,
            "AdaMuon, the authors' sign-stabilized variant with their defaults (momentum 0.95, wd 0.01)", ext=True))

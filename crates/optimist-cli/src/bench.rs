@@ -23,7 +23,7 @@ use optimist_workloads::{data::resolve_data_dir, load, suite, LoadOptions};
 use serde_json::{json, Value};
 
 use crate::svg::{Plot, Series};
-use crate::train::{parse_json, set_threads};
+use crate::train::{check_steps, parse_json_object, set_threads, MAX_STEPS};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -66,6 +66,9 @@ pub struct BenchArgs {
     #[arg(long)]
     quiet: bool,
 }
+
+/// The most seeds (and lr multipliers) a bench accepts.
+const MAX_SEEDS: u64 = 10_000;
 
 fn err(e: impl std::fmt::Display) -> optimist_core::Error {
     optimist_core::Error::Input(e.to_string())
@@ -173,8 +176,8 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
     if let Some(cmd) = &args.micro {
         return crate::bench_step::run(cmd);
     }
-    set_threads(Some(args.threads));
-    let extra = parse_json("--hparams", &args.hparams)?;
+    set_threads(Some(args.threads))?;
+    let extra = parse_json_object("--hparams", &args.hparams)?;
     let workloads: Vec<String> = if args.workloads.is_empty() {
         suite(&args.suite)
             .map_err(err)?
@@ -191,11 +194,26 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
     };
     if args.seeds == 0
         || args.lr_grid.is_empty()
-        || args.lr_grid.iter().any(|m| m.is_nan() || *m <= 0.0)
+        || args.lr_grid.iter().any(|m| !m.is_finite() || *m <= 0.0)
     {
         return Err(err(
             "--seeds must be at least 1 and --lr-grid positive numbers",
         ));
+    }
+    if args.seeds > MAX_SEEDS {
+        return Err(err(format!(
+            "--seeds {}: must be from 1 to {MAX_SEEDS}",
+            args.seeds
+        )));
+    }
+    if args.lr_grid.len() > MAX_SEEDS as usize {
+        return Err(err(format!("--lr-grid: at most {MAX_SEEDS} multipliers")));
+    }
+    if !(args.steps_scale.is_finite() && args.steps_scale > 0.0) {
+        return Err(err(format!(
+            "--steps-scale {:e}: must be a positive number",
+            args.steps_scale
+        )));
     }
     let data_dir = resolve_data_dir(args.data_dir.as_deref());
     let started = Instant::now();
@@ -206,7 +224,15 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
     for w in &workloads {
         let spec = optimist_workloads::spec(w).map_err(err)?;
         specs.push(spec.clone());
-        let steps = ((spec.steps as f64 * args.steps_scale).round() as usize).max(1);
+        let scaled = (spec.steps as f64 * args.steps_scale).round();
+        if scaled > MAX_STEPS as f64 {
+            return Err(err(format!(
+                "--steps-scale {:e}: {w} would run {scaled:e} steps (at most {MAX_STEPS})",
+                args.steps_scale
+            )));
+        }
+        let steps = (scaled as usize).max(1);
+        check_steps("--steps-scale", steps)?;
         for o in &optimizers {
             let base = optimist_workloads::hparams::calibrated(&spec, o, &applicable(&extra, o));
             let mut cell = Cell {

@@ -104,12 +104,28 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn threads_of(t: usize) -> usize {
+/// `--threads` (0: the default), through the cap of
+/// `optimist_core::exec::set_num_threads`.
+fn threads_of(t: usize) -> Result<usize> {
     if t == 0 {
-        optimist_core::exec::default_threads()
+        Ok(optimist_core::exec::default_threads())
     } else {
-        t
+        optimist_core::exec::set_num_threads(t)
+            .map_err(|e| Error::Input(format!("--threads {t}: {e}")))?;
+        Ok(t)
     }
+}
+
+/// The most timed or warm-up repetitions.
+const MAX_REPEATS: usize = 1_000_000;
+
+fn check_repeats(flag: &str, n: usize) -> Result<()> {
+    if n > MAX_REPEATS {
+        return Err(Error::Input(format!(
+            "{flag} {n}: must be at most {MAX_REPEATS}"
+        )));
+    }
+    Ok(())
 }
 
 /// Largest arrays used for bandwidth (128 MiB each): far beyond any cache.
@@ -117,7 +133,8 @@ const MAX_STREAM_LEN: usize = 1 << 25;
 
 fn bandwidth(a: &BandwidthArgs) -> Result<()> {
     let (r, w) = parse_pattern(&a.pattern)?;
-    let threads = threads_of(a.threads);
+    check_repeats("--repeats", a.repeats)?;
+    let threads = threads_of(a.threads)?;
     let mut s = Stream::new(a.params, r, w)?;
     s.sweep(threads)?;
     let mut times = Vec::with_capacity(a.repeats);
@@ -180,7 +197,9 @@ fn step(a: &StepArgs) -> Result<()> {
     if !(1..=2).contains(&a.dims) {
         return Err(Error::Input(format!("--dims {}: must be 1 or 2", a.dims)));
     }
-    let threads = threads_of(a.threads);
+    check_repeats("--repeats", a.repeats)?;
+    check_repeats("--warmup", a.warmup)?;
+    let threads = threads_of(a.threads)?;
     let dtype = DType::parse(&a.state_dtype)?;
     let mut opt = build(&a.optimizer, &hp)?;
     opt.set_exec_options(ExecOptions {

@@ -45,6 +45,7 @@ fn demo_hparams(name: &str) -> Value {
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
+    crate::train::check_steps("--steps", args.steps)?;
     let problems: Vec<Box<dyn Problem>> = vec![
         Box::new(Quadratic::default()),
         Box::new(Rosenbrock),

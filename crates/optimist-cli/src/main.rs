@@ -45,7 +45,21 @@ enum Command {
     Data(data::DataArgs),
 }
 
+/// Restores the default action of SIGPIPE (Rust ignores it, so a write to a
+/// closed pipe would be an error and `println!` would panic on it): like
+/// other Unix tools, `optimist list | head -1` then ends quietly when `head`
+/// has read enough.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at the start of main, before any other thread
+    // exists; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay { case } => {

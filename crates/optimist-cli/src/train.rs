@@ -78,17 +78,42 @@ fn err(e: impl std::fmt::Display) -> optimist_core::Error {
     optimist_core::Error::Input(e.to_string())
 }
 
-/// Sets the compute threads for candle (before any tensor work).
-pub fn set_threads(threads: Option<usize>) {
+/// Sets the compute threads for candle and the optimizers (before any
+/// tensor work), through the cap of `optimist_core::exec::set_num_threads`.
+pub fn set_threads(threads: Option<usize>) -> optimist_core::Result<()> {
     if let Some(n) = threads {
-        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
-        let _ = optimist_core::exec::set_num_threads(n.max(1));
+        optimist_core::exec::set_num_threads(n).map_err(|e| err(format!("--threads {n}: {e}")))?;
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
+    Ok(())
+}
+
+/// The largest step count a command accepts (`--steps`, and a bench
+/// budget after `--steps-scale`).
+pub const MAX_STEPS: usize = 1_000_000_000;
+
+/// Checks a step count given on the command line.
+pub fn check_steps(flag: &str, steps: usize) -> optimist_core::Result<()> {
+    if steps == 0 || steps > MAX_STEPS {
+        return Err(err(format!(
+            "{flag} {steps}: must be from 1 to {MAX_STEPS}"
+        )));
+    }
+    Ok(())
 }
 
 /// Parses a JSON option.
 pub fn parse_json(what: &str, s: &str) -> optimist_core::Result<Value> {
     serde_json::from_str(s).map_err(|e| err(format!("{what}: invalid JSON: {e}")))
+}
+
+/// Parses a JSON option that must be an object (`--hparams`, `--wrap`).
+pub fn parse_json_object(what: &str, s: &str) -> optimist_core::Result<Value> {
+    let v = parse_json(what, s)?;
+    if !v.is_object() {
+        return Err(err(format!("{what}: must be a JSON object, got {v}")));
+    }
+    Ok(v)
 }
 
 fn fmt_metric(metric: &str, v: f64) -> String {
@@ -116,8 +141,14 @@ pub fn run(args: &TrainArgs) -> optimist_core::Result<()> {
         }
         return Ok(());
     }
-    set_threads(args.threads);
-    let overrides = parse_json("--hparams", &args.hparams)?;
+    set_threads(args.threads)?;
+    if let Some(s) = args.steps {
+        check_steps("--steps", s)?;
+    }
+    if args.eval_every == Some(0) {
+        return Err(err("--eval-every must be at least 1"));
+    }
+    let overrides = parse_json_object("--hparams", &args.hparams)?;
     let data_dir = resolve_data_dir(args.data_dir.as_deref());
     let mut workload = load(
         &args.workload,
@@ -158,7 +189,7 @@ pub fn run(args: &TrainArgs) -> optimist_core::Result<()> {
         wrappers: args
             .wrap
             .iter()
-            .map(|w| parse_json("--wrap", w))
+            .map(|w| parse_json_object("--wrap", w))
             .collect::<optimist_core::Result<Vec<Value>>>()?,
     };
     if args.checkpoint_every == Some(0) {

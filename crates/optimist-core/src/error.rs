@@ -60,6 +60,59 @@ impl Error {
         }
     }
 
+    /// This error, raised by a step that had already changed some
+    /// parameters or state when it failed: the message (same kind) says
+    /// that `optimizer` is no longer usable.
+    pub fn midway(self, optimizer: &str) -> Self {
+        let note = |m: String| {
+            format!(
+                "{m} (the step failed midway: {optimizer} is no longer usable; \
+                 load a state dict or build a new optimizer)"
+            )
+        };
+        match self {
+            Error::InvalidHparam {
+                optimizer: o,
+                field,
+                value,
+                reason,
+            } => Error::InvalidHparam {
+                optimizer: o,
+                field,
+                value,
+                reason: note(reason),
+            },
+            Error::Config {
+                optimizer: o,
+                message,
+            } => Error::Config {
+                optimizer: o,
+                message: note(message),
+            },
+            Error::UnknownOptimizer { name, known } => Error::UnknownOptimizer {
+                name,
+                known: note(known),
+            },
+            Error::Shape(m) => Error::Shape(note(m)),
+            Error::Input(m) => Error::Input(note(m)),
+            Error::Unsupported(m) => Error::Unsupported(note(m)),
+            Error::NonFinite(m) => Error::NonFinite(note(m)),
+            Error::Io { path, message } => Error::Io {
+                path,
+                message: note(message),
+            },
+        }
+    }
+
+    /// The error of every step of an optimizer after a step failed midway
+    /// (see [`Error::midway`]); `first` is that step's error.
+    pub fn unusable(optimizer: &str, first: &str) -> Self {
+        Error::Input(format!(
+            "{optimizer}: no longer usable: an earlier step failed midway ({first}); \
+             load a state dict or build a new optimizer"
+        ))
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<std::path::Path>, err: impl fmt::Display) -> Self {
         Error::Io {

@@ -130,6 +130,9 @@ pub struct Group {
 #[derive(Default)]
 pub struct ParamGroups {
     groups: Vec<Group>,
+    /// The error of a step that failed after an earlier group had stepped
+    /// (see [`Optimizer::step`]).
+    poisoned: Option<String>,
 }
 
 impl ParamGroups {
@@ -242,6 +245,9 @@ impl Optimizer for ParamGroups {
     }
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
+        if let Some(first) = &self.poisoned {
+            return Err(Error::unusable("param_groups", first));
+        }
         self.check_names()?;
         let mut parts: Vec<Vec<ParamMut<'_>>> =
             (0..self.groups.len()).map(|_| Vec::new()).collect();
@@ -261,9 +267,18 @@ impl Optimizer for ParamGroups {
                 hessian: p.hessian,
             });
         }
+        let mut stepped = false;
         for (g, mut part) in self.groups.iter_mut().zip(parts) {
             if !part.is_empty() {
-                g.optimizer.step(&mut part)?;
+                if let Err(e) = g.optimizer.step(&mut part) {
+                    if stepped {
+                        // An earlier group has already stepped.
+                        self.poisoned = Some(e.to_string());
+                        return Err(e.midway("param_groups"));
+                    }
+                    return Err(e);
+                }
+                stepped = true;
             }
         }
         Ok(())
@@ -305,6 +320,7 @@ impl Optimizer for ParamGroups {
                 return Err(e);
             }
         }
+        self.poisoned = None;
         Ok(())
     }
 

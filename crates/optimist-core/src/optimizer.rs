@@ -25,6 +25,16 @@ pub trait Optimizer: Send {
     fn set_config(&mut self, config: Value) -> Result<()>;
 
     /// One optimization step over `params`.
+    ///
+    /// On error, either nothing changed (the arguments are checked first:
+    /// names, lengths, finite values where required, a parameter given
+    /// twice), or the step had already updated some parameters or state
+    /// when it failed (a matrix rule meeting a vector, a group failing after
+    /// another stepped). In the second case the error's message says that
+    /// the optimizer is no longer usable, and every later step fails with
+    /// an [`Error::Input`] naming the first error, until
+    /// [`Optimizer::load_state_dict`] restores a state (restore the
+    /// parameters with it). Step counts never advance on error.
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()>;
 
     /// Every state buffer and scalar, keyed by parameter name.
@@ -291,11 +301,22 @@ pub trait UpdateRule: OptimizerConfig {
         state: &mut Self::State,
     ) -> Result<()>;
 
+    /// Checks the parameters before a step changes anything (the matrix
+    /// rules refuse non-matrices here); an error leaves the optimizer as it
+    /// was. The default accepts every parameter.
+    fn check_params(&self, params: &[ParamMut<'_>]) -> Result<()> {
+        let _ = params;
+        Ok(())
+    }
+
     /// Updates all parameters. The default calls [`UpdateRule::update`] for
     /// each, in parallel over parameters ([`crate::exec::run_per_param`]);
     /// elementwise rules use the fused driver instead
     /// ([`elementwise_fast_path!`](crate::elementwise_fast_path)); rules that
     /// need a global quantity first (a norm over all gradients) override this.
+    /// An error from here is taken to come after some update (the engine is
+    /// then poisoned, see [`Optimizer::step`]): checks that can be made
+    /// before anything changes belong in [`UpdateRule::check_params`].
     fn update_all(
         &self,
         info: &StepInfo,
@@ -387,6 +408,9 @@ pub struct Engine<R: UpdateRule> {
     exec: ExecOptions,
     /// Cautious masking on (see [`crate::cautious`]).
     cautious: bool,
+    /// The error of a step that failed after it had started updating (see
+    /// [`Optimizer::step`]): every later step refuses until a state is loaded.
+    poisoned: Option<String>,
 }
 
 impl<R: UpdateRule> Engine<R> {
@@ -399,6 +423,7 @@ impl<R: UpdateRule> Engine<R> {
             step: 0,
             exec: ExecOptions::default(),
             cautious: false,
+            poisoned: None,
         })
     }
 
@@ -446,6 +471,9 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
     }
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
+        if let Some(first) = &self.poisoned {
+            return Err(Error::unusable(R::NAME, first));
+        }
         for p in params.iter() {
             p.check()?;
         }
@@ -462,6 +490,7 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
                 }
             }
         }
+        self.config.check_params(params)?;
         let info = StepInfo {
             step: self.step + 1,
             exec: self.exec,
@@ -473,14 +502,21 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
             1
         };
         let (config, states) = (&self.config, &mut self.states);
-        if self.cautious {
+        let updated = if self.cautious {
             // The rules' `update_with` through one mask per parameter, the
             // parameters in parallel on the fast path.
             crate::exec::run_on(threads, || {
                 config.update_all_cautious(&info, params, states)
-            })??;
+            })?
         } else {
-            crate::exec::run_on(threads, || config.update_all(&info, params, states))??;
+            crate::exec::run_on(threads, || config.update_all(&info, params, states))?
+        };
+        // Past the checks above, a rule's error may come after some
+        // parameters and buffers were updated: the optimizer is then
+        // poisoned rather than left half-stepped without notice.
+        if let Err(e) = updated {
+            self.poisoned = Some(e.to_string());
+            return Err(e.midway(R::NAME));
         }
         self.step += 1;
         Ok(())
@@ -534,10 +570,20 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
             Some(&s) => return Err(Error::Input(format!("state 'step': invalid value {s}"))),
             None => return Err(Error::Input("state has no 'step' entry".into())),
         };
-        let mut states = StateStore::default();
+        let mut states: StateStore<R::State> = StateStore::default();
         states.load_state_dict(dict)?;
+        if self.exec.state_dtype == crate::tensor::DType::F32 {
+            // 8-bit buffers saved by a run with compressed state, resumed
+            // with f32 state: decode now (exact), as set_exec_options does.
+            states.for_each_mut(|_, s| {
+                let mut bufs = Vec::new();
+                s.buffers_mut(&mut bufs);
+                bufs.iter_mut().for_each(|t| t.decompress());
+            });
+        }
         self.states = states;
         self.step = step;
+        self.poisoned = None;
         Ok(())
     }
 

@@ -97,7 +97,7 @@ pub fn minimize(problem: &dyn Problem, opt: &mut dyn Optimizer, steps: usize) ->
     let init = problem.init();
     let n = init.len();
     let mut p = Param::new("x", problem.shape(), init)?;
-    let mut losses = Vec::with_capacity(steps + 1);
+    let mut losses = Vec::with_capacity(steps.saturating_add(1).min(1 << 20));
     for _ in 0..steps {
         let loss = problem.loss_grad(&p.data, &mut p.grad);
         losses.push(loss);

@@ -103,6 +103,18 @@ macro_rules! param_state {
     };
 }
 
+/// Suffix of the entry that holds the codes of an 8-bit buffer (as f32
+/// integers 0 to 255) beside its decoded values: buffer `exp_avg` stored in
+/// 8 bits is saved as `exp_avg` (decoded), `exp_avg.q8_codes`,
+/// `exp_avg.q8_scales` (one scale per block) and the scalar
+/// `param/<name>/exp_avg.q8_block`. Loading restores the 8-bit storage
+/// itself, so that resuming is bit-exact.
+pub const Q8_CODES: &str = ".q8_codes";
+/// Suffix of the entry of an 8-bit buffer's block scales (see [`Q8_CODES`]).
+pub const Q8_SCALES: &str = ".q8_scales";
+/// Suffix of the scalar of an 8-bit buffer's block size (see [`Q8_CODES`]).
+pub const Q8_BLOCK: &str = ".q8_block";
+
 /// One entry of an optimizer's state, for checkpoints and inspection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateEntry {
@@ -157,9 +169,14 @@ impl StateDict {
         StateDict { tensors, scalars }
     }
 
-    /// Total bytes of the buffers.
+    /// Total bytes of the buffers as f32 values (not counting the codes
+    /// and scales saved beside 8-bit buffers, see [`Q8_CODES`]).
     pub fn nbytes(&self) -> usize {
-        self.tensors.iter().map(|e| e.values.len() * 4).sum()
+        self.tensors
+            .iter()
+            .filter(|e| !e.name.ends_with(Q8_CODES) && !e.name.ends_with(Q8_SCALES))
+            .map(|e| e.values.len() * 4)
+            .sum()
     }
 }
 
@@ -309,6 +326,20 @@ impl<S: ParamState> StateStore<S> {
                         name: b.to_string(),
                         values: t.to_vec(),
                     });
+                    if let Some((codes, scales, block)) = t.q8_parts() {
+                        out.tensors.push(StateEntry {
+                            param: param.clone(),
+                            name: format!("{b}{Q8_CODES}"),
+                            values: codes.iter().map(|&c| c as f32).collect(),
+                        });
+                        out.tensors.push(StateEntry {
+                            param: param.clone(),
+                            name: format!("{b}{Q8_SCALES}"),
+                            values: scales.to_vec(),
+                        });
+                        out.scalars
+                            .insert(format!("param/{param}/{b}{Q8_BLOCK}"), block as f64);
+                    }
                 }
             }
         }
@@ -337,7 +368,29 @@ impl<S: ParamState> StateStore<S> {
                 .or_insert((usize::MAX, S::default()));
             entry.1.set_step(v as u64);
         }
+        // 8-bit parts, applied once every buffer is read.
+        let mut q8: BTreeMap<(String, String), (Option<&[f32]>, Option<&[f32]>)> = BTreeMap::new();
         for e in &dict.tensors {
+            if let Some(b) = e.name.strip_suffix(Q8_CODES) {
+                let slot = q8.entry((e.param.clone(), b.to_string())).or_default();
+                if slot.0.replace(&e.values).is_some() {
+                    return Err(Error::Input(format!(
+                        "state of '{}': '{}' given twice",
+                        e.param, e.name
+                    )));
+                }
+                continue;
+            }
+            if let Some(b) = e.name.strip_suffix(Q8_SCALES) {
+                let slot = q8.entry((e.param.clone(), b.to_string())).or_default();
+                if slot.1.replace(&e.values).is_some() {
+                    return Err(Error::Input(format!(
+                        "state of '{}': '{}' given twice",
+                        e.param, e.name
+                    )));
+                }
+                continue;
+            }
             let entry = fresh
                 .entry(e.param.clone())
                 .or_insert((usize::MAX, S::default()));
@@ -362,6 +415,51 @@ impl<S: ParamState> StateStore<S> {
                 )));
             };
             *buf = StateTensor::from_slice(&e.values);
+        }
+        for ((param, b), parts) in q8 {
+            let what = format!("state of '{param}': 8-bit buffer '{b}'");
+            let (Some(codes), Some(scales)) = parts else {
+                return Err(Error::Input(format!(
+                    "{what}: needs both '{b}{Q8_CODES}' and '{b}{Q8_SCALES}'"
+                )));
+            };
+            let key = format!("param/{param}/{b}{Q8_BLOCK}");
+            let block = match dict.scalars.get(&key) {
+                Some(&v) if v.fract() == 0.0 && (1.0..=16_777_216.0).contains(&v) => v as usize,
+                Some(&v) => return Err(Error::Input(format!("{what}: invalid block size {v}"))),
+                None => return Err(Error::Input(format!("{what}: no scalar '{key}'"))),
+            };
+            let codes = codes
+                .iter()
+                .map(|&c| {
+                    if c.fract() == 0.0 && (0.0..=255.0).contains(&c) {
+                        Ok(c as u8)
+                    } else {
+                        Err(Error::Input(format!("{what}: invalid code {c}")))
+                    }
+                })
+                .collect::<Result<Vec<u8>>>()?;
+            let buf = fresh
+                .get_mut(&param)
+                .and_then(|(_, s)| s.buffer_mut(&b))
+                .filter(|t| t.is_allocated())
+                .ok_or_else(|| {
+                    Error::Input(format!("{what}: codes without the buffer's values"))
+                })?;
+            let t = StateTensor::from_q8(codes, scales.to_vec(), block)
+                .map_err(|e| Error::Input(format!("{what}: {e}")))?;
+            // The decoded values saved beside the codes must be theirs.
+            let same = t.len() == buf.len()
+                && t.to_vec()
+                    .iter()
+                    .zip(buf.to_vec().iter())
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+            if !same {
+                return Err(Error::Input(format!(
+                    "{what}: the codes and scales do not decode to the saved values"
+                )));
+            }
+            *buf = t;
         }
         // Parameters with only a step count keep an unknown size until first use.
         let mut store = StateStore::default();

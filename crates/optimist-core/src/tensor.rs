@@ -462,6 +462,45 @@ impl StateTensor {
         };
     }
 
+    /// The codes, block scales and block size of an 8-bit buffer (`None`
+    /// for other storage): what a state dict saves so that resuming is bit
+    /// exact.
+    pub fn q8_parts(&self) -> Option<(&[u8], &[f32], usize)> {
+        match &self.storage {
+            Storage::Q8 {
+                codes,
+                scales,
+                block,
+            } => Some((codes, scales, *block)),
+            _ => None,
+        }
+    }
+
+    /// An 8-bit buffer from its codes, block scales and block size, as
+    /// [`StateTensor::q8_parts`] gives them; `scales` must have one value
+    /// per block.
+    pub fn from_q8(codes: Vec<u8>, scales: Vec<f32>, block: usize) -> Result<Self> {
+        if block == 0 || scales.len() != crate::quant::q8_blocks(codes.len(), block) {
+            return Err(Error::Shape(format!(
+                "8-bit buffer: {} codes in blocks of {block} need {} scales, got {}",
+                codes.len(),
+                if block == 0 {
+                    0
+                } else {
+                    crate::quant::q8_blocks(codes.len(), block)
+                },
+                scales.len()
+            )));
+        }
+        Ok(StateTensor {
+            storage: Storage::Q8 {
+                codes,
+                scales,
+                block,
+            },
+        })
+    }
+
     /// Bytes held (including the per-block scales of 8-bit storage).
     pub fn nbytes(&self) -> usize {
         match &self.storage {

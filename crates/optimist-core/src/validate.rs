@@ -70,6 +70,19 @@ pub fn at_least(opt: &str, field: &str, value: u64, min: u64) -> Result<()> {
     ))
 }
 
+/// A count `<= max`.
+pub fn at_most(opt: &str, field: &str, value: u64, max: u64) -> Result<()> {
+    if value <= max {
+        return Ok(());
+    }
+    Err(Error::hparam(
+        opt,
+        field,
+        value,
+        &format!("must be <= {max}"),
+    ))
+}
+
 /// `value <= 0` and finite.
 pub fn non_positive(opt: &str, field: &str, value: f64) -> Result<()> {
     let ok = value.is_finite() && value <= 0.0;

@@ -88,6 +88,11 @@ fn matrices_only(name: &str, hp: &Value) -> bool {
 /// settings, the workload's lr scale, then the caller's overrides. Returns
 /// the name and hyperparameters to build (possibly `param_groups`).
 pub fn effective(optimizer: &str, overrides: &Value, lr_scale: f64) -> Result<(String, Value)> {
+    if !overrides.is_object() {
+        return Err(Error::Input(format!(
+            "{optimizer}: hyperparameters must be a JSON object, got {overrides}"
+        )));
+    }
     if optimizer == optimist_candle::PARAM_GROUPS {
         return Ok((optimizer.to_string(), overrides.clone()));
     }

@@ -212,7 +212,7 @@ pub fn train(
     let eval_every = opts.eval_every.unwrap_or(spec.eval_every).max(1);
     let eval_test = opts.eval_test && workload.has_test();
     let mut rng = Rng::derive(opts.seed, "data");
-    let mut losses = Vec::with_capacity(steps);
+    let mut losses = Vec::with_capacity(steps.min(1 << 20));
     let mut evals: Vec<EvalPoint> = Vec::new();
     let mut train_time = 0.0f64;
     let mut steps_to_target = None;

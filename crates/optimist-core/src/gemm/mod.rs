@@ -272,7 +272,12 @@ fn gemm_impl(
     packed: bool,
 ) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    if b.rows != k || !a.in_bounds() || !b.in_bounds() || c.len() != m * n || (upper && m != n) {
+    if b.rows != k
+        || !a.in_bounds()
+        || !b.in_bounds()
+        || m.checked_mul(n) != Some(c.len())
+        || (upper && m != n)
+    {
         return Err(Error::Shape(format!(
             "gemm of {}x{} by {}x{} into {} values",
             a.rows,

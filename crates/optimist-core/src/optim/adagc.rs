@@ -278,7 +278,9 @@ impl Optimizer for AdaGcOptimizer {
     fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
         let (gamma, rest) = gamma_from_scalars(dict)?;
         let step = match rest.scalars.get("step") {
-            Some(&s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 => s as u64,
+            Some(&s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s < 2f64.powi(53) => {
+                s as u64
+            }
             Some(&s) => return Err(Error::Input(format!("state 'step': invalid value {s}"))),
             None => return Err(Error::Input("state has no 'step' entry".into())),
         };

@@ -8,8 +8,8 @@
 //! | | `variant = "pytorch_optimizer"` (default) | `variant = "official"` |
 //! | --- | --- | --- |
 //! | reference | `pytorch_optimizer.AdaMuon` 4.1.0 (`use_muon=True`) | the authors' code (Chongjie-Si/AdaMuon, `gpt2/models/optimizers/adamuon.py`), paper v2 |
-//! | momentum | `m <- lerp(m, g, 1 - beta1)` | `m <- beta1 m + g` (heavy ball) |
-//! | Nesterov | if `nesterov` (extension; pytorch-optimizer has none): `u <- lerp(g, m, beta1)`, else `u <- m` | if `nesterov`: `u <- g + beta1 m`, else `u <- m` |
+//! | momentum | `m <- lerp(m, g, 1 - beta1)` | the code: `m <- lerp(m, g, 1 - beta1)` (`buf.lerp_`); here `m <- beta1 m + g` (heavy ball, `1 / (1 - beta1)` times the code's buffer) |
+//! | Nesterov | if `nesterov` (extension; pytorch-optimizer has none): `u <- lerp(g, m, beta1)`, else `u <- m` | the code: `u <- lerp(g, m, beta1)`; here `u <- g + beta1 m` (`1 / (1 - beta1)` times the code's `u`: same sign) |
 //! | orthogonalize | `O <- NS(u)` | `O <- NS(sign(u))` (sign-stabilized) |
 //! | NS input | `u / max(\|\|u\|\|_F, 1e-7)` | `sign(u) / (\|\|sign(u)\|\|_F + 1e-7)` |
 //! | second moment | `v <- beta2 v + (1 - beta2) O^2` | same (the code uses `beta2 = beta1 = momentum`) |
@@ -42,10 +42,14 @@
 //! "pytorch_optimizer", flatten = false.
 //!
 //! Golden cases: `tests/golden/cases/*adamuon*` (pytorch-optimizer) and
-//! `tests/golden/extensions/adamuon-official-*` (a torch transcription of the
-//! authors' update in `tools/gen_cases.py`, `AdaMuonOfficialRef`; the authors'
-//! step passes only `beta` to its update function, so those cases keep
-//! `nesterov = true`, `eps = 1e-8`, `ns_steps = 5` and equal betas).
+//! `tests/golden/extensions/adamuon-official-*` (a torch transcription of
+//! `AdaMuon.step` in the authors' `gpt2/models/optimizers/adamuon.py`, commit
+//! 5b99dd0, in `tools/gen_cases.py`, `AdaMuonOfficialRef`, with the code's
+//! moving-average momentum; the cases keep the constructor's `nesterov =
+//! true`, `eps = 1e-8`, `ns_steps = 5` and one beta for both moments). The
+//! heavy-ball buffer here gives the same sign, so the same update up to
+//! rounding, and the cases pass. The authors' distributed step casts the
+//! update to bfloat16 before applying it; here it stays f32.
 //!
 //! **Parameters.** Only 2-D parameters, as the replay contract requires
 //! (pytorch-optimizer takes more dimensions when `use_muon=True`; here that
@@ -215,6 +219,8 @@ impl OptimizerConfig for AdaMuon {
         v::betas(Self::NAME, self.betas)?;
         v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
         v::at_least(Self::NAME, "ns_steps", self.ns_steps, 1)?;
+        // Bounded as torch.optim.Muon bounds it (< 100).
+        v::at_most(Self::NAME, "ns_steps", self.ns_steps, 99)?;
         v::non_negative(Self::NAME, "eps", self.eps)?;
         self.ns_coeffs.resolve(Self::NAME, "ns_coeffs")?;
         Ok(())
@@ -316,6 +322,10 @@ impl UpdateRule for AdaMuon {
     fn update(&self, _info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdaMuonState) -> Result<()> {
         let sched = ns::schedule_f32(&self.ns_coeffs.resolve(Self::NAME, "ns_coeffs")?);
         self.step_one(p, st, &sched)
+    }
+
+    fn check_params(&self, params: &[ParamMut<'_>]) -> Result<()> {
+        ns::check_all(Self::NAME, params, self.flatten)
     }
 
     fn update_all(

@@ -232,10 +232,14 @@ impl Optimizer for Lookahead {
             }
         }
         let counter = match dict.scalars.get(COUNTER_KEY) {
-            Some(&c) if c.is_finite() && c >= 0.0 && c.fract() == 0.0 => c as u64,
+            // The counter is reset to 0 when it reaches k.
+            Some(&c) if c.is_finite() && c >= 0.0 && c.fract() == 0.0 && c < self.k as f64 => {
+                c as u64
+            }
             Some(&c) => {
                 return Err(Error::Input(format!(
-                    "state '{COUNTER_KEY}': invalid value {c}"
+                    "state '{COUNTER_KEY}': invalid value {c} (must be an integer from 0 to k - 1 = {})",
+                    self.k.saturating_sub(1)
                 )))
             }
             None => return Err(Error::Input(format!("state has no '{COUNTER_KEY}' entry"))),

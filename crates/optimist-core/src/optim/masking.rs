@@ -100,7 +100,9 @@ impl BlockMasks {
             }
         };
         let step = match dict.scalars.get("step") {
-            Some(&x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 => x as u64,
+            Some(&x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 2f64.powi(53) => {
+                x as u64
+            }
             _ => {
                 return Err(Error::Input(format!(
                     "{wrapper}: state has no valid 'step'"

@@ -197,6 +197,10 @@ impl UpdateRule for Muon {
         Ok(())
     }
 
+    fn check_params(&self, params: &[ParamMut<'_>]) -> Result<()> {
+        ns::check_all(Self::NAME, params, self.flatten)
+    }
+
     fn update_all(
         &self,
         info: &StepInfo,

@@ -4,8 +4,9 @@
 //! **Paper:** Minxin Zhang, Yuxuan Liu, Hayden Schaeffer, "Adam Improves
 //! Muon: Adaptive Moment Estimation with Orthogonalized Momentum",
 //! arXiv:2602.17080 (2026). **Reference:** the authors' implementation,
-//! `NAMO` and `NAMO_D` in minxin-zhg/namo `src/namo.py` (commit 9fa2762),
-//! followed operation for operation with the Newton-Schulz iteration in f32
+//! `NAMO` and `NAMO_D` in minxin-zhg/namo `src/namo.py` at commit 5f8805a
+//! ("Fix bug with eps_adn", 2026-02-25; the current code, which moved
+//! `adamnorm_eps` out of the square root), followed operation for operation with the Newton-Schulz iteration in f32
 //! (the code casts it to bfloat16). There is no library implementation; the
 //! golden cases `tests/golden/extensions/namo-*` and `namo_d-*` come from an
 //! independent torch transcription of that code in `tools/gen_cases.py`
@@ -17,7 +18,7 @@
 //! U <- lerp(G, M, momentum) if nesterov else M
 //! v <- mu2 v + (1 - mu2) ||G||_F^2                       (one scalar per matrix)
 //! O <- NS5(U)                     Keller Jordan's coefficients, U / (||U||_F + 1e-7)
-//! alpha   <- lr sqrt(1 - mu2^t) / (1 - momentum^t + 1e-12) * ||U||_F / sqrt(v + adamnorm_eps)
+//! alpha   <- lr sqrt(1 - mu2^t) / (1 - momentum^t + 1e-12) * ||U||_F / (sqrt(v) + adamnorm_eps)
 //! W <- W (1 - weight_decay min(alpha, 1))
 //! W <- W - min(alpha scale_coeff sqrt(max(A, B)), 1) O
 //! ```
@@ -26,7 +27,7 @@
 //! weight), clamped towards the mean:
 //! ```text
 //! v_j  <- mu2 v_j + (1 - mu2) ||G[:, j]||^2
-//! d_j  <- ||U[:, j]|| / sqrt(v_j + adamnorm_eps)
+//! d_j  <- ||U[:, j]|| / (sqrt(v_j) + adamnorm_eps)
 //! d_j  <- clamp(d_j, c mean(d), mean(d) / c)     if 0 < c <= 1 (c = col_state_clamp_c)
 //! base <- lr sqrt(1 - mu2^t) / (1 - momentum^t + 1e-12)
 //! W[:, j] <- W[:, j] max(0, 1 - weight_decay min(d_j base, 1))
@@ -44,14 +45,17 @@
 //! **Relation to the paper's formula.** The paper's NAMO step is
 //! `W <- W - lr alpha_t (O + lambda W)` with
 //! `alpha_t = sqrt(1 - mu2^t) / (1 - mu1^t) ||M||_F / (sqrt(v) + eps)`. The
-//! reference code (and so this file) differs in details: eps inside the
-//! square root, 1e-12 added to the bias correction, optional Nesterov
+//! reference code (and so this file) differs in details: 1e-12 added to the
+//! bias correction, optional Nesterov
 //! momentum (on by default, norm of the Nesterov input), Moonlight's shape
 //! scale `scale_coeff sqrt(max(A, B))` on the orthogonal part only, and both
 //! step sizes capped at 1. NVIDIA Emerging-Optimizers'
 //! `AdaptiveMuon(moment2_method="namo")` is another reading: no bias
-//! correction, eps outside the square root, its own Muon scale and weight
-//! decay; it is not matched here.
+//! correction, its own Muon scale and weight decay; it is not matched here.
+//! The authors' first commit (9fa2762) had eps inside the square root
+//! (`sqrt(v + eps)`, `rsqrt(V + eps)`); with eps = 1e-8 that differs from
+//! the current code beyond the cases' tolerance once a matrix's gradient
+//! norm is about 6e-3 or less, so this file and its cases follow 5f8805a.
 //!
 //! **Parameters.** Only 2-D parameters (an error naming any other);
 //! `flatten = true` views `[d0, d1, ...]` as `d0 x (d1 ...)` as the
@@ -191,6 +195,8 @@ macro_rules! validate_common {
         v::unit_interval_open(name, "momentum", c.momentum)?;
         v::unit_interval_open(name, "mu2", c.mu2)?;
         v::non_negative(name, "adamnorm_eps", c.adamnorm_eps)?;
+        // Bounded as torch.optim.Muon bounds it (< 100).
+        v::at_most(name, "ns_steps", c.ns_steps, 99)?;
         v::non_negative(name, "scale_coeff", c.scale_coeff)
     }};
 }
@@ -237,7 +243,7 @@ fn orthogonalize(
 impl OptimizerConfig for Namo {
     const NAME: &'static str = "namo";
     const REFERENCE: &'static str =
-        "NAMO, authors' code minxin-zhg/namo src/namo.py (9fa2762), Newton-Schulz in f32";
+        "NAMO, authors' code minxin-zhg/namo src/namo.py (5f8805a), Newton-Schulz in f32";
     const PAPER: &'static str = PAPER;
     const SUMMARY: &'static str =
         "orthogonalized momentum with one Adam-type norm-based step size per matrix";
@@ -265,7 +271,8 @@ impl UpdateRule for Namo {
         *v = *v * ema2.beta + ema2.weight * (gn * gn);
         let o = orthogonalize(&u, rows, cols, self.ns_steps, self.ns_dtype)?;
         st.step += 1;
-        let vt = (*v + self.adamnorm_eps as f32).sqrt();
+        // v_t = sqrt(v) + eps (authors' code since 5f8805a, "Fix bug with eps_adn").
+        let vt = v.sqrt() + self.adamnorm_eps as f32;
         let alpha = base_lr(self.lr, self.momentum, self.mu2, st.step) as f32 * (un / vt);
         let shape = (self.scale_coeff * (rows.max(cols) as f64).sqrt()) as f32;
         let keep = 1.0 - self.weight_decay as f32 * alpha.min(1.0);
@@ -275,6 +282,10 @@ impl UpdateRule for Namo {
             *x += -(o * step);
         }
         Ok(())
+    }
+
+    fn check_params(&self, params: &[ParamMut<'_>]) -> Result<()> {
+        ns::check_all(Self::NAME, params, self.flatten)
     }
 
     fn update_all(
@@ -327,7 +338,7 @@ fn clamp_to_mean(d: &mut [f32], c: f64) {
 impl OptimizerConfig for NamoD {
     const NAME: &'static str = "namo_d";
     const REFERENCE: &'static str =
-        "NAMO_D, authors' code minxin-zhg/namo src/namo.py (9fa2762), Newton-Schulz in f32";
+        "NAMO_D, authors' code minxin-zhg/namo src/namo.py (5f8805a), Newton-Schulz in f32";
     const PAPER: &'static str = PAPER;
     const SUMMARY: &'static str = "NAMO with clamped per-column (neuron-wise) Adam-type step sizes";
 
@@ -361,7 +372,8 @@ impl UpdateRule for NamoD {
         let mut d: Vec<f32> = column_norms(&u, rows, cols)
             .iter()
             .zip(st.v.as_slice())
-            .map(|(&m, &v)| m * (1.0 / (v + eps).sqrt()))
+            // ||M_j|| / (sqrt(V_j) + eps) (authors' code since 5f8805a).
+            .map(|(&m, &v)| m / (v.sqrt() + eps))
             .collect();
         clamp_to_mean(&mut d, self.col_state_clamp_c);
         let wd = self.weight_decay as f32;
@@ -384,6 +396,10 @@ impl UpdateRule for NamoD {
             }
         }
         Ok(())
+    }
+
+    fn check_params(&self, params: &[ParamMut<'_>]) -> Result<()> {
+        ns::check_all(Self::NAME, params, self.flatten)
     }
 
     fn update_all(

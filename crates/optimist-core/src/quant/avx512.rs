@@ -109,11 +109,9 @@ pub(super) unsafe fn encode_block(
     while i + 16 <= n {
         let v = _mm512_loadu_ps(x.as_ptr().add(i));
         let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, _mm512_setzero_ps());
-        let m = if signed {
-            _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs_mask))
-        } else {
-            v
-        };
+        // The magnitude in both books (in the unsigned one only -0.0
+        // changes: its bits would land in the bucket of 1).
+        let m = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs_mask));
         // `.min(1.0)`: a NaN product (inf * 0) becomes 1, as f32::min.
         let a = _mm512_min_ps(_mm512_mul_ps(m, vinv), one);
         let j = match mode {

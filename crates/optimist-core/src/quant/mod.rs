@@ -425,8 +425,10 @@ fn encode_block(
                     *code = signed_code(*v, j);
                 }
             } else {
+                // No value is below zero, but -0.0 may be there: its
+                // magnitude is 0 (its bits would land in the bucket of 1).
                 for (v, code) in x.iter().zip(c.iter_mut()) {
-                    *code = book.magnitude_index((v * inv).min(1.0)) as u8;
+                    *code = book.magnitude_index((v.abs() * inv).min(1.0)) as u8;
                 }
             }
         }
@@ -441,7 +443,7 @@ fn encode_block(
                 }
             } else {
                 for (i, (v, code)) in x.iter().zip(c.iter_mut()).enumerate() {
-                    let a = (v * inv).min(1.0);
+                    let a = (v.abs() * inv).min(1.0);
                     let r = uniform(base, lo.wrapping_add(i as u32));
                     *code = book.stochastic_index(a, r, 255) as u8;
                 }

@@ -202,7 +202,7 @@ impl GradientTransform for AdaGcClip {
         let mut step = None;
         for (k, &val) in &rest.scalars {
             if k == "step" {
-                if !(val.is_finite() && val >= 0.0 && val.fract() == 0.0) {
+                if !(val.is_finite() && val >= 0.0 && val.fract() == 0.0 && val < 2f64.powi(53)) {
                     return Err(Error::Input(format!("adagc: invalid step {val}")));
                 }
                 step = Some(val as u64);
