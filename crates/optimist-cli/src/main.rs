@@ -12,6 +12,7 @@ mod demo;
 mod list;
 mod svg;
 mod train;
+mod tune;
 
 /// optimist: deep-learning optimizers, exact to their references.
 #[derive(Parser)]
@@ -42,6 +43,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fetch or check the datasets of the real-data workloads.
     Data(data::DataArgs),
+    /// Tune hyperparameters per workload and optimizer (AlgoPerf external tuning); writes a file for `bench --tuned`.
+    Tune(tune::TuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Data(args) => data::run(&args),
+        Command::Tune(args) => tune::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
