@@ -13,6 +13,7 @@ mod demo;
 mod list;
 mod svg;
 mod train;
+mod tune;
 
 /// optimist: deep-learning optimizers, exact to their references.
 #[derive(Parser)]
@@ -43,6 +44,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fetch or check the datasets of the real-data workloads.
     Data(data::DataArgs),
+    /// Tune hyperparameters per workload and optimizer (AlgoPerf external tuning); writes a file for `bench --tuned`.
+    Tune(tune::TuneArgs),
 }
 
 /// Restores the default action of SIGPIPE (Rust ignores it, so a write to a
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Data(args) => data::run(&args),
+        Command::Tune(args) => tune::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

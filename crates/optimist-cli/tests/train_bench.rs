@@ -180,6 +180,8 @@ fn bench_writes_the_report_with_plots() {
     let out = optimist()
         .args([
             "bench",
+            "--suite",
+            "synthetic",
             "--optimizers",
             "adamw,sgd",
             "--seeds",
@@ -206,7 +208,12 @@ fn bench_writes_the_report_with_plots() {
             "{w}"
         );
     }
-    assert!(md.contains("Performance profile"));
+    assert!(md.contains("## Ranking: AlgoPerf performance-profile score"));
+    assert!(
+        md.contains("- machine: ")
+            && md.contains("- threads: ")
+            && md.contains("- version: optimist ")
+    );
     for f in ["profile-time.svg", "profile-steps.svg"] {
         let svg = std::fs::read_to_string(dir.join(f)).unwrap();
         assert!(svg.trim_end().ends_with("</svg>"));
@@ -218,5 +225,194 @@ fn bench_writes_the_report_with_plots() {
     assert!(cells
         .iter()
         .all(|c| c["runs"].as_array().unwrap().len() == 2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The default suite trains real models on the embedded data; a rule that
+/// updates only hidden matrices says it does not apply to the logistic
+/// regression (no row copied from AdamW), and a diverging run says where.
+#[test]
+fn bench_default_suite_marks_not_applicable_and_divergence() {
+    let dir = tmp("bench-default");
+    let out = optimist()
+        .args([
+            "bench",
+            "--optimizers",
+            "adamw,muon,sgd",
+            "--workloads",
+            "breast-cancer-logreg,digits-mlp",
+            "--seeds",
+            "2",
+            "--steps-scale",
+            "0.1",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("| muon | not applicable: no matrix parameters |"),
+        "{md}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let cells = json["cells"].as_array().unwrap();
+    let cell = |w: &str, o: &str| {
+        cells
+            .iter()
+            .find(|c| c["workload"] == w && c["optimizer"] == o)
+            .unwrap()
+            .clone()
+    };
+    assert!(cell("breast-cancer-logreg", "muon")["not_applicable"].is_string());
+    assert!(cell("breast-cancer-logreg", "muon").get("runs").is_none());
+    // On the digits MLP Muon has hidden matrices and runs.
+    let m = cell("digits-mlp", "muon");
+    assert_eq!(m["runs"].as_array().unwrap().len(), 2);
+    assert_ne!(
+        m["runs"][0]["losses"],
+        cell("digits-mlp", "adamw")["runs"][0]["losses"]
+    );
+    // The profile counts muon on the one workload where it applies.
+    let p = json["profile"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["optimizer"] == "muon")
+        .unwrap()
+        .clone();
+    assert_eq!(p["workloads_applicable"], 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bench_reports_divergence_with_its_step() {
+    let dir = tmp("bench-diverge");
+    let out = optimist()
+        .args([
+            "bench",
+            "--optimizers",
+            "sgd",
+            "--workloads",
+            "digits-mlp",
+            "--seeds",
+            "1",
+            "--steps-scale",
+            "0.25",
+            "--hparams",
+            r#"{"lr": 1000.0}"#,
+            "--quiet",
+            "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("| sgd | diverged at step "), "{md}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `optimist tune` writes a tuned file (one entry per applicable cell, the
+/// sampled lr within 0.1x..10x of the suggested one) that `bench --tuned`
+/// uses, and lr-sensitivity plots.
+#[test]
+fn tune_writes_a_file_that_bench_uses() {
+    let dir = tmp("tune");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tuned = dir.join("tuned.json");
+    let out = optimist()
+        .args([
+            "tune",
+            "--workloads",
+            "breast-cancer-logreg",
+            "--optimizers",
+            "adamw,muon",
+            "--trials",
+            "3",
+            "--studies",
+            "2",
+            "--steps-scale",
+            "0.1",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&tuned)
+        .arg("--plots")
+        .arg(dir.join("plots"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tuned).unwrap()).unwrap();
+    assert_eq!(v["format"], "optimist-tuned-v1");
+    assert!(v["command"].as_str().unwrap().starts_with("optimist tune"));
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{v}");
+    assert_eq!(entries[0]["optimizer"], "adamw");
+    let lr = entries[0]["hparams"]["lr"].as_f64().unwrap();
+    // Suggested AdamW lr 1e-3 times the workload's lr scale 10.
+    assert!((1e-3..=0.1).contains(&lr), "{lr}");
+    assert_eq!(v["not_applicable"][0]["optimizer"], "muon");
+    assert!(dir
+        .join("plots/lr-adamw-breast-cancer-logreg.svg")
+        .is_file());
+    let report = dir.join("report");
+    let out = optimist()
+        .args([
+            "bench",
+            "--workloads",
+            "breast-cancer-logreg",
+            "--optimizers",
+            "adamw",
+            "--seeds",
+            "1",
+            "--steps-scale",
+            "0.1",
+            "--quiet",
+            "--tuned",
+        ])
+        .arg(&tuned)
+        .arg("--out")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["cells"][0]["tuned"], true);
+    assert_eq!(
+        r["cells"][0]["runs"][0]["hparams"]["lr"].as_f64().unwrap(),
+        lr
+    );
+    // A file that is not a tuned file is an error naming it.
+    std::fs::write(dir.join("bad.json"), "{}").unwrap();
+    let out = optimist()
+        .args(["bench", "--tuned"])
+        .arg(dir.join("bad.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.json"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -28,6 +28,10 @@ pub enum Error {
     /// An optimizer error (hyperparameters, state).
     #[error("{0}")]
     Optimizer(#[from] optimist_core::Error),
+    /// The optimizer does not apply to the workload's parameters (a
+    /// matrix-only rule on a model without hidden matrices).
+    #[error("{0}")]
+    NotApplicable(String),
     /// A download failure.
     #[error("{0}")]
     Fetch(String),

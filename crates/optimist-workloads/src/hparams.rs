@@ -12,7 +12,11 @@
 //! a wrapper with a required `inner` optimizer (lookahead) gets AdamW with
 //! the suggested settings; a rule that accepts only matrices (Muon family)
 //! gets parameter groups: the rule for parameters with two or more
-//! dimensions, AdamW for the rest (biases, norms).
+//! dimensions whose names are not embeddings or output heads
+//! ([`optimist_core::presets::EMBEDDINGS_AND_HEADS`], as the Muon authors
+//! do), AdamW for the rest (biases, norms, embeddings, heads). When a
+//! workload has no such matrix, building fails with
+//! [`Error::NotApplicable`] instead of silently running AdamW everywhere.
 
 use candle_nn::VarMap;
 use optimist_candle::{build_optimizer, OptimistOptimizer};
@@ -84,6 +88,29 @@ fn matrices_only(name: &str, hp: &Value) -> bool {
     !try_shape(vec![4]) && try_shape(vec![4, 4])
 }
 
+/// The parameters a matrix-only rule updates: two or more dimensions, and
+/// not an embedding or an output head.
+pub fn matrix_selector() -> Value {
+    json!({"and": ["matrices", {"not": {"names": optimist_core::presets::EMBEDDINGS_AND_HEADS}}]})
+}
+
+/// Why `optimizer` does not apply to the parameters of `varmap`, if it
+/// does not: a matrix-only rule (Muon family) on a model with no hidden
+/// matrix. `None` when it applies (or the name is unknown: building
+/// reports that).
+pub fn not_applicable(varmap: &VarMap, optimizer: &str, overrides: &Value) -> Option<String> {
+    let (name, _) = effective(optimizer, overrides, 1.0).ok()?;
+    if name != optimist_candle::PARAM_GROUPS || optimizer == optimist_candle::PARAM_GROUPS {
+        return None;
+    }
+    let sel = optimist_candle::selector_from_json(&matrix_selector()).ok()?;
+    let data = varmap.data().lock().ok()?;
+    let any = data
+        .iter()
+        .any(|(n, v)| sel.matches(n, v.as_tensor().dims()));
+    (!any).then(|| "not applicable: no matrix parameters".to_string())
+}
+
 /// The effective configuration for `optimizer` on a workload: suggested
 /// settings, the workload's lr scale, then the caller's overrides. Returns
 /// the name and hyperparameters to build (possibly `param_groups`).
@@ -127,7 +154,7 @@ pub fn effective(optimizer: &str, overrides: &Value, lr_scale: f64) -> Result<(S
         let mut rest = suggested("adamw");
         scale_lr(&mut rest, lr_scale);
         let groups = json!({"groups": [
-            {"name": "matrices", "select": "matrices", "optimizer": optimizer, "hparams": hp},
+            {"name": "matrices", "select": matrix_selector(), "optimizer": optimizer, "hparams": hp},
             {"name": "other", "select": "all", "optimizer": "adamw", "hparams": rest}
         ]});
         return Ok((optimist_candle::PARAM_GROUPS.to_string(), groups));
@@ -176,6 +203,9 @@ pub fn build_for(
     seed: u64,
     wrappers: &[Value],
 ) -> Result<(OptimistOptimizer, String, Value)> {
+    if let Some(why) = not_applicable(varmap, optimizer, overrides) {
+        return Err(Error::NotApplicable(format!("{optimizer}: {why}")));
+    }
     let (name, hp) = effective(optimizer, overrides, lr_scale)?;
     let mut opt: Box<dyn Optimizer> = build_optimizer(&name, &hp)?;
     for w in wrappers {

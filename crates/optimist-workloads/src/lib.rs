@@ -11,7 +11,9 @@
 //! | `mnist-mlp` | MNIST 50k/10k/10k | 784-128-10, sigmoid (AlgoPerf's MNIST) | accuracy (0.97) |
 //! | `fashion-cnn` | Fashion-MNIST 50k/10k/10k | conv5x5x8-pool-conv5x5x16-pool-64-10 | accuracy |
 //! | `shakespeare-char` | Tiny Shakespeare 90/10 | 2-layer GPT, d=64, 4 heads, context 64 | validation loss |
-//! | `breast-cancer-logreg` | UCI breast cancer 455/114 | L2-regularised logistic regression | training suboptimality |
+//! | `digits-mlp` | UCI 8x8 digits 3000/823/1797 (embedded) | 64-128-128-10 ReLU MLP | accuracy (0.96) |
+//! | `shakespeare-mini` | Tiny Shakespeare, first 240 KB (embedded) 80/10/10 | 2-layer GPT, d=32, 4 heads, context 32 | validation loss (2.6) |
+//! | `breast-cancer-logreg` | UCI breast cancer 455/114 (embedded) | L2-regularised logistic regression | training suboptimality |
 //! | `quadratic` | none | DeepOBS noisy quadratic, 100-d | excess loss |
 //! | `rosenbrock` | none | 2-D Rosenbrock | f |
 //! | `teacher-student` | none | 32-128-1 tanh MLP fitting a fixed 32-64-1 teacher | relative validation MSE |
@@ -21,6 +23,8 @@
 
 pub mod conv;
 pub mod data;
+pub mod digits;
+pub mod embedded;
 pub mod error;
 #[cfg(feature = "fetch")]
 pub mod fetch;
@@ -152,20 +156,32 @@ pub const WORKLOADS: &[&str] = &[
     "quadratic",
     "rosenbrock",
     "teacher-student",
+    "digits-mlp",
+    "shakespeare-mini",
     "breast-cancer-logreg",
     "mnist-mlp",
     "fashion-cnn",
     "shakespeare-char",
 ];
 
-/// The workloads of a bench suite: `default` needs no data files, `full`
-/// adds the real-data workloads.
+/// Names of the bench suites.
+pub const SUITES: &[&str] = &["default", "synthetic", "full"];
+
+/// The workloads of a bench suite: `default` trains real models on the
+/// embedded data (no download), `synthetic` runs the test functions,
+/// `full` adds the workloads that read the data directory.
 pub fn suite(name: &str) -> Result<Vec<&'static str>> {
     match name {
-        "default" => Ok(vec!["quadratic", "rosenbrock", "teacher-student"]),
+        "default" => Ok(vec![
+            "digits-mlp",
+            "shakespeare-mini",
+            "breast-cancer-logreg",
+        ]),
+        "synthetic" => Ok(vec!["quadratic", "rosenbrock", "teacher-student"]),
         "full" => Ok(WORKLOADS.to_vec()),
         other => Err(Error::Input(format!(
-            "unknown suite \"{other}\" (known: default, full)"
+            "unknown suite \"{other}\" (known: {})",
+            SUITES.join(", ")
         ))),
     }
 }
@@ -176,6 +192,8 @@ pub fn spec(name: &str) -> Result<WorkloadSpec> {
         "quadratic" => Ok(synthetic::quadratic_spec()),
         "rosenbrock" => Ok(synthetic::rosenbrock_spec()),
         "teacher-student" => Ok(synthetic::teacher_student_spec()),
+        "digits-mlp" => Ok(digits::spec()),
+        "shakespeare-mini" => Ok(shakespeare::mini_spec()),
         "breast-cancer-logreg" => Ok(tabular::spec()),
         "mnist-mlp" => Ok(image::mnist_spec()),
         "fashion-cnn" => Ok(image::fashion_spec()),
@@ -198,7 +216,9 @@ pub fn load(
         "quadratic" => Box::new(synthetic::Quadratic::new(seed)?),
         "rosenbrock" => Box::new(synthetic::Rosenbrock::new(seed)?),
         "teacher-student" => Box::new(synthetic::TeacherStudent::new(seed)?),
-        "breast-cancer-logreg" => Box::new(tabular::BreastCancer::load(data_dir, seed)?),
+        "digits-mlp" => Box::new(digits::DigitsMlp::load(seed)?),
+        "shakespeare-mini" => Box::new(shakespeare::CharLm::mini(seed, opts)?),
+        "breast-cancer-logreg" => Box::new(tabular::BreastCancer::embedded()?),
         "mnist-mlp" => Box::new(image::ImageClassifier::mnist(data_dir, seed, opts)?),
         "fashion-cnn" => Box::new(image::ImageClassifier::fashion(data_dir, seed, opts)?),
         "shakespeare-char" => Box::new(shakespeare::CharLm::load(data_dir, seed, opts)?),

@@ -9,6 +9,13 @@
 //! self-attention, GELU MLP of width 256), a final layer norm and a linear
 //! head; about 0.1 M parameters. Metric: mean cross-entropy (nats per
 //! character) on a fixed set of validation windows.
+//!
+//! `shakespeare-mini` is the same model family, smaller, on the first 240 KB
+//! of the text embedded in the crate ([`crate::embedded`], no download):
+//! 80% trains, the next 10% validates, the last 10% tests; 2 blocks,
+//! d = 32, 4 heads, context 32, batch 16. Embedding and head parameters are
+//! named `tok_embed`, `pos_embed` and `head`, so that matrix optimizers
+//! (Muon family) leave them to AdamW as their authors do.
 
 use std::path::Path;
 
@@ -29,6 +36,55 @@ pub const HEADS: usize = 4;
 pub const LAYERS: usize = 2;
 /// Validation windows evaluated.
 pub const EVAL_WINDOWS: usize = 512;
+
+/// The model's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Characters of context.
+    pub context: usize,
+    /// Model width.
+    pub d_model: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Held-out windows evaluated.
+    pub eval_windows: usize,
+}
+
+/// `shakespeare-char`'s model.
+pub const CHAR: Config = Config {
+    context: CONTEXT,
+    d_model: D_MODEL,
+    heads: HEADS,
+    layers: LAYERS,
+    eval_windows: EVAL_WINDOWS,
+};
+
+/// `shakespeare-mini`'s model.
+pub const MINI: Config = Config {
+    context: 32,
+    d_model: 32,
+    heads: 4,
+    layers: 2,
+    eval_windows: 128,
+};
+
+/// `shakespeare-mini`: the embedded 240 KB of text.
+pub fn mini_spec() -> WorkloadSpec {
+    WorkloadSpec {
+        name: "shakespeare-mini",
+        description: "Tiny Shakespeare, first 240 KB (embedded; 80/10/10), character-level GPT (2 layers, d=32, 4 heads, context 32), batch 16",
+        metric: "valid_loss",
+        higher_is_better: false,
+        target: 2.6,
+        steps: 200,
+        eval_every: 25,
+        batch_size: 16,
+        needs_data: false,
+        lr_scale: 1.0,
+    }
+}
 
 /// The spec.
 pub fn spec() -> WorkloadSpec {
@@ -56,11 +112,11 @@ struct Block {
 }
 
 impl Block {
-    fn forward(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, mask: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
         let (b, t, d) = x.dims3()?;
-        let hd = d / HEADS;
+        let hd = d / heads;
         let h = self.ln1.forward(x)?;
-        let qkv = self.qkv.forward(&h)?.reshape((b, t, 3, HEADS, hd))?;
+        let qkv = self.qkv.forward(&h)?.reshape((b, t, 3, heads, hd))?;
         let q = qkv
             .narrow(2, 0, 1)?
             .squeeze(2)?
@@ -90,6 +146,7 @@ impl Block {
 /// The character language model and its data.
 pub struct CharLm {
     spec: WorkloadSpec,
+    cfg: Config,
     varmap: VarMap,
     tok: Tensor,
     pos: Tensor,
@@ -99,6 +156,7 @@ pub struct CharLm {
     mask: Tensor,
     train: Vec<u32>,
     valid: Vec<u32>,
+    test: Option<Vec<u32>>,
     vocab: usize,
     batch: Option<(Tensor, Tensor)>,
 }
@@ -120,36 +178,77 @@ impl CharLm {
         Self::from_tokens(train, valid, text.vocab.len(), seed)
     }
 
+    /// `shakespeare-mini`: the embedded text (checked against its SHA-256),
+    /// split 80/10/10.
+    pub fn mini(seed: u64, opts: &LoadOptions) -> Result<Self> {
+        let bytes = crate::embedded::SHAKESPEARE_240K.verified()?;
+        let text = char_tokens(bytes);
+        let (a, b) = (bytes.len() * 8 / 10, bytes.len() * 9 / 10);
+        let ctx = MINI.context;
+        let mut train = text.tokens[..a].to_vec();
+        let mut valid = text.tokens[a..b].to_vec();
+        let mut test = text.tokens[b..].to_vec();
+        if let Some(l) = opts.train_limit {
+            train.truncate(l.max(ctx + 2));
+        }
+        if let Some(l) = opts.eval_limit {
+            valid.truncate(l.max(ctx + 2));
+            test.truncate(l.max(ctx + 2));
+        }
+        let mut lm = Self::build(mini_spec(), MINI, train, valid, text.vocab.len(), seed)?;
+        lm.test = Some(test);
+        Ok(lm)
+    }
+
     /// A model over already tokenised splits.
     pub fn from_tokens(train: Vec<u32>, valid: Vec<u32>, vocab: usize, seed: u64) -> Result<Self> {
-        if train.len() < CONTEXT + 2 || valid.len() < CONTEXT + 2 {
+        Self::build(spec(), CHAR, train, valid, vocab, seed)
+    }
+
+    fn build(
+        spec: WorkloadSpec,
+        cfg: Config,
+        train: Vec<u32>,
+        valid: Vec<u32>,
+        vocab: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let (context, d_model) = (cfg.context, cfg.d_model);
+        if train.len() < context + 2 || valid.len() < context + 2 {
             return Err(Error::Data(format!(
-                "shakespeare-char: splits of {} and {} characters are shorter than the context",
+                "{}: splits of {} and {} characters are shorter than the context",
+                spec.name,
                 train.len(),
                 valid.len()
             )));
         }
+        // shakespeare-char keeps its original parameter names.
+        let (tok_name, pos_name) = if cfg == CHAR {
+            ("tok_emb", "pos_emb")
+        } else {
+            ("tok_embed", "pos_embed")
+        };
         let varmap = VarMap::new();
         let mut init = Init::new(&varmap, Rng::derive(seed, "init"));
-        let tok = init.normal("tok_emb", &[vocab, D_MODEL], 0.02)?;
-        let pos = init.normal("pos_emb", &[CONTEXT, D_MODEL], 0.02)?;
+        let tok = init.normal(tok_name, &[vocab, d_model], 0.02)?;
+        let pos = init.normal(pos_name, &[context, d_model], 0.02)?;
         let mut blocks = Vec::new();
-        for l in 0..LAYERS {
+        for l in 0..cfg.layers {
             let p = format!("blocks.{l}");
             blocks.push(Block {
-                ln1: init.layer_norm(&format!("{p}.ln1"), D_MODEL)?,
-                qkv: init.linear(&format!("{p}.attn.qkv"), D_MODEL, 3 * D_MODEL)?,
-                proj: init.linear(&format!("{p}.attn.proj"), D_MODEL, D_MODEL)?,
-                ln2: init.layer_norm(&format!("{p}.ln2"), D_MODEL)?,
-                fc: init.linear(&format!("{p}.mlp.fc"), D_MODEL, 4 * D_MODEL)?,
-                out: init.linear(&format!("{p}.mlp.out"), 4 * D_MODEL, D_MODEL)?,
+                ln1: init.layer_norm(&format!("{p}.ln1"), d_model)?,
+                qkv: init.linear(&format!("{p}.attn.qkv"), d_model, 3 * d_model)?,
+                proj: init.linear(&format!("{p}.attn.proj"), d_model, d_model)?,
+                ln2: init.layer_norm(&format!("{p}.ln2"), d_model)?,
+                fc: init.linear(&format!("{p}.mlp.fc"), d_model, 4 * d_model)?,
+                out: init.linear(&format!("{p}.mlp.out"), 4 * d_model, d_model)?,
             });
         }
-        let ln_f = init.layer_norm("ln_f", D_MODEL)?;
-        let head = init.linear("head", D_MODEL, vocab)?;
-        let mask: Vec<f32> = (0..CONTEXT * CONTEXT)
+        let ln_f = init.layer_norm("ln_f", d_model)?;
+        let head = init.linear("head", d_model, vocab)?;
+        let mask: Vec<f32> = (0..context * context)
             .map(|i| {
-                if i % CONTEXT > i / CONTEXT {
+                if i % context > i / context {
                     f32::NEG_INFINITY
                 } else {
                     0.0
@@ -157,16 +256,18 @@ impl CharLm {
             })
             .collect();
         Ok(CharLm {
-            spec: spec(),
+            spec,
+            cfg,
             varmap,
             tok,
             pos,
             blocks,
             ln_f,
             head,
-            mask: Tensor::from_vec(mask, (CONTEXT, CONTEXT), &Device::Cpu)?,
+            mask: Tensor::from_vec(mask, (context, context), &Device::Cpu)?,
             train,
             valid,
+            test: None,
             vocab,
             batch: None,
         })
@@ -184,27 +285,31 @@ impl CharLm {
 
     fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (_b, t) = x.dims2()?;
-        let h = candle_nn::Embedding::new(self.tok.clone(), D_MODEL)
+        let h = candle_nn::Embedding::new(self.tok.clone(), self.cfg.d_model)
             .forward(x)?
             .broadcast_add(&self.pos.narrow(0, 0, t)?)?;
         let mut h = h;
         for b in &self.blocks {
-            h = b.forward(&h, &self.mask)?;
+            h = b.forward(&h, &self.mask, self.cfg.heads)?;
         }
         self.head.forward(&self.ln_f.forward(&h)?)
     }
 
-    fn windows(tokens: &[u32], starts: &[usize]) -> candle_core::Result<(Tensor, Tensor)> {
+    fn windows(
+        tokens: &[u32],
+        starts: &[usize],
+        context: usize,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         let b = starts.len();
-        let mut x = Vec::with_capacity(b * CONTEXT);
-        let mut y = Vec::with_capacity(b * CONTEXT);
+        let mut x = Vec::with_capacity(b * context);
+        let mut y = Vec::with_capacity(b * context);
         for &s in starts {
-            x.extend_from_slice(&tokens[s..s + CONTEXT]);
-            y.extend_from_slice(&tokens[s + 1..s + CONTEXT + 1]);
+            x.extend_from_slice(&tokens[s..s + context]);
+            y.extend_from_slice(&tokens[s + 1..s + context + 1]);
         }
         Ok((
-            Tensor::from_vec(x, (b, CONTEXT), &Device::Cpu)?,
-            Tensor::from_vec(y, (b, CONTEXT), &Device::Cpu)?,
+            Tensor::from_vec(x, (b, context), &Device::Cpu)?,
+            Tensor::from_vec(y, (b, context), &Device::Cpu)?,
         ))
     }
 
@@ -225,9 +330,10 @@ impl Workload for CharLm {
     }
 
     fn next_batch(&mut self, rng: &mut Rng) -> Result<()> {
-        let span = self.train.len() - CONTEXT - 1;
+        let ctx = self.cfg.context;
+        let span = self.train.len() - ctx - 1;
         let starts: Vec<usize> = (0..self.spec.batch_size).map(|_| rng.below(span)).collect();
-        self.batch = Some(Self::windows(&self.train, &starts)?);
+        self.batch = Some(Self::windows(&self.train, &starts, ctx)?);
         Ok(())
     }
 
@@ -240,19 +346,25 @@ impl Workload for CharLm {
     }
 
     fn evaluate(&self, split: Split) -> Result<Eval> {
-        let tokens = match split {
-            Split::Valid | Split::Test => &self.valid,
+        let tokens = match (split, &self.test) {
+            (Split::Test, Some(test)) => test,
+            _ => &self.valid,
         };
+        let ctx = self.cfg.context;
         // A fixed set of evenly spaced windows.
-        let span = tokens.len() - CONTEXT - 1;
-        let n = EVAL_WINDOWS.min(span.max(1));
+        let span = tokens.len() - ctx - 1;
+        let n = self.cfg.eval_windows.min(span.max(1));
         let starts: Vec<usize> = (0..n).map(|i| i * span / n).collect();
         let mut total = 0.0;
         for chunk in starts.chunks(64) {
-            let (x, y) = Self::windows(tokens, chunk)?;
+            let (x, y) = Self::windows(tokens, chunk, ctx)?;
             total += self.loss_of(&x, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
         }
         let loss = total / n as f64;
         Ok(Eval { loss, metric: loss })
+    }
+
+    fn has_test(&self) -> bool {
+        self.test.is_some()
     }
 }

@@ -9,6 +9,11 @@
 //! The optimum `f*` is computed in f64 by Newton's method when the workload
 //! is loaded; the metric is the suboptimality `f - f*` (target 1e-3).
 //! The validation accuracy is available as a check of the model.
+//!
+//! The table is embedded in the crate ([`crate::embedded`]): the workload
+//! needs no data directory. The weights are one vector `linear.weight` of 30
+//! values and a scalar bias: the model has no matrix parameter, so rules
+//! that update only matrices (Muon family) do not apply to it.
 
 use std::path::Path;
 
@@ -35,7 +40,7 @@ pub fn spec() -> WorkloadSpec {
         steps: 2000,
         eval_every: 20,
         batch_size: TRAIN_ROWS,
-        needs_data: true,
+        needs_data: false,
         lr_scale: 10.0,
     }
 }
@@ -136,7 +141,17 @@ impl BreastCancer {
     /// (the seed is not needed: the problem is convex and the start fixed).
     pub fn load(data_dir: &Path, _seed: u64) -> Result<Self> {
         let rel = "tabular/breast_cancer.csv";
-        let bytes = read_verified(data_dir, rel)?;
+        Self::from_bytes(read_verified(data_dir, rel)?, rel)
+    }
+
+    /// The workload on the embedded copy of the table (checked against its
+    /// SHA-256; byte-identical to the data directory's file).
+    pub fn embedded() -> Result<Self> {
+        let e = crate::embedded::BREAST_CANCER;
+        Self::from_bytes(e.verified()?.to_vec(), e.name)
+    }
+
+    fn from_bytes(bytes: Vec<u8>, rel: &str) -> Result<Self> {
         let text =
             String::from_utf8(bytes).map_err(|_| Error::Data(format!("{rel}: not UTF-8")))?;
         let rows = parse_csv(&text, 1, rel)?;
@@ -194,7 +209,7 @@ impl BreastCancer {
         };
         let varmap = VarMap::new();
         let mut init = Init::new(&varmap, Rng::new(0));
-        let w = init.constant("linear.weight", &[d, 1], 0.0)?;
+        let w = init.constant("linear.weight", &[d], 0.0)?;
         let b = init.constant("linear.bias", &[1], 0.0)?;
         Ok(BreastCancer {
             spec: spec(),
@@ -225,7 +240,10 @@ impl BreastCancer {
     }
 
     fn objective(&self) -> candle_core::Result<Tensor> {
-        let z = self.x_train.matmul(&self.w)?.broadcast_add(&self.b)?;
+        let z = self
+            .x_train
+            .matmul(&self.w.reshape((self.features, 1))?)?
+            .broadcast_add(&self.b)?;
         // softplus(z) - y z, computed stably as max(z, 0) + log(1 + exp(-|z|)) - y z.
         let sp = (z.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
         let data = (sp - z.mul(&self.y_train)?)?.mean_all()?;
@@ -267,7 +285,7 @@ impl BreastCancer {
     pub fn valid_accuracy(&self) -> Result<f64> {
         let z = self
             .x_valid
-            .matmul(&self.w)?
+            .matmul(&self.w.reshape((self.features, 1))?)?
             .broadcast_add(&self.b)?
             .flatten_all()?
             .to_vec1::<f32>()?;

@@ -210,3 +210,113 @@ fn every_registry_optimizer_trains_mnist_mlp() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// The embedded data: checksums verified, splits and shapes as documented,
+/// and the same rows as the data directory's copies where those exist.
+#[test]
+fn embedded_data_checksums_and_splits() {
+    use optimist_workloads::embedded;
+    for e in embedded::ALL {
+        e.verified().unwrap();
+    }
+    // A damaged copy is an error naming the file.
+    let mut bad = embedded::BREAST_CANCER.bytes.to_vec();
+    bad[100] ^= 1;
+    let err = embedded::check("breast_cancer.csv", &bad, embedded::BREAST_CANCER.sha256)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("breast_cancer.csv"), "{err}");
+    let (x, y) = embedded::parse_digits(embedded::DIGITS_TRAIN.bytes, "tra").unwrap();
+    assert_eq!(x.len(), 3823);
+    let mut counts = [0usize; 10];
+    for &l in &y {
+        counts[l as usize] += 1;
+    }
+    assert_eq!(counts, [376, 389, 380, 389, 387, 376, 377, 387, 380, 382]);
+    let w = optimist_workloads::digits::DigitsMlp::load(0).unwrap();
+    assert_eq!(w.split_lens(), (3000, 823, 1797));
+    assert_eq!(
+        w.num_params(),
+        64 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10
+    );
+    assert!(w.has_test());
+    // A corrupted gzip row is an error, not a panic.
+    assert!(embedded::parse_digits(b"not gzip", "x").is_err());
+    if let Some(dir) = data_dir() {
+        let a = optimist_workloads::tabular::BreastCancer::load(&dir, 0).unwrap();
+        let b = optimist_workloads::tabular::BreastCancer::embedded().unwrap();
+        assert_eq!(a.f_star(), b.f_star());
+    }
+}
+
+#[test]
+fn default_suite_workloads_learn() {
+    let dir = std::path::Path::new("unused");
+    assert_eq!(
+        optimist_workloads::suite("default").unwrap(),
+        vec!["digits-mlp", "shakespeare-mini", "breast-cancer-logreg"]
+    );
+    for name in optimist_workloads::suite("default").unwrap() {
+        assert!(!optimist_workloads::spec(name).unwrap().needs_data);
+    }
+    let mut d = load("digits-mlp", dir, 0, &LoadOptions::default()).unwrap();
+    let (before, after, state) = few_steps(d.as_mut(), "adamw", json!({}), 60);
+    assert!(after < 0.5 * before, "{before} -> {after}");
+    assert_eq!(state, 2 * 4 * d.num_params());
+    let opts = LoadOptions {
+        train_limit: Some(20_000),
+        eval_limit: Some(2_000),
+    };
+    let mut s = optimist_workloads::shakespeare::CharLm::mini(0, &opts).unwrap();
+    assert_eq!(s.vocab(), 62);
+    assert!(s.has_test());
+    let (before, after, _) = few_steps(&mut s, "adamw", json!({"lr": 3e-3}), 15);
+    assert!(
+        (before - (62f64).ln()).abs() < 0.3,
+        "initial loss {before} should be near ln 62"
+    );
+    assert!(after < 0.9 * before, "{before} -> {after}");
+}
+
+/// Matrix-only rules (Muon family) run on the hidden matrices of the
+/// digits MLP and the transformer, leave embeddings and heads to AdamW, and
+/// refuse the logistic regression (no matrix parameter) with an error that
+/// says so instead of running AdamW under their name.
+#[test]
+fn matrix_rules_apply_only_where_there_are_hidden_matrices() {
+    use optimist_workloads::hparams::not_applicable;
+    let dir = std::path::Path::new("unused");
+    let lr = load("breast-cancer-logreg", dir, 0, &LoadOptions::default()).unwrap();
+    for o in ["muon", "adamuon", "namo", "namo_d"] {
+        assert_eq!(
+            not_applicable(lr.varmap(), o, &json!({})).as_deref(),
+            Some("not applicable: no matrix parameters"),
+            "{o}"
+        );
+    }
+    assert_eq!(not_applicable(lr.varmap(), "adamw", &json!({})), None);
+    let mut lr = lr;
+    let e = train(
+        lr.as_mut(),
+        "muon",
+        &json!({}),
+        &TrainOptions {
+            steps: Some(2),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, optimist_workloads::Error::NotApplicable(_)),
+        "{e}"
+    );
+    let d = load("digits-mlp", dir, 0, &LoadOptions::default()).unwrap();
+    assert_eq!(not_applicable(d.varmap(), "muon", &json!({})), None);
+    let sel = optimist_candle::selector_from_json(&optimist_workloads::hparams::matrix_selector())
+        .unwrap();
+    assert!(sel.matches("fc2.weight", &[128, 128]));
+    assert!(!sel.matches("head.weight", &[10, 128]));
+    assert!(!sel.matches("tok_embed", &[62, 32]));
+    assert!(!sel.matches("fc2.bias", &[128]));
+}
