@@ -95,14 +95,21 @@ class Muon(_ot.Muon):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """:meth:`step_owned`, then :meth:`sync`."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        params = [p for p in self._params() if p.grad is not None]
+        self.step_owned()
+        self.sync()
+        return loss
+
+    @torch.no_grad()
+    def step_owned(self):
+        """Steps the matrices this rank owns (no communication)."""
         hidden = {}
-        for p in params:
-            if self._owners[p] != self._rank:
+        for p in self._params():
+            if p.grad is not None and self._owners[p] != self._rank:
                 hidden[p] = p.grad
                 p.grad = None
         try:
@@ -110,13 +117,17 @@ class Muon(_ot.Muon):
         finally:
             for p, g in hidden.items():
                 p.grad = g
+
+    @torch.no_grad()
+    def sync(self):
+        """Broadcasts every matrix with a gradient from its owner (collective)."""
         works = [
             dist.broadcast(p.data, src=self._src(self._owners[p]), group=self.process_group, async_op=True)
-            for p in params
+            for p in self._params()
+            if p.grad is not None
         ]
         for w in works:
             w.wait()
-        return loss
 
     def full_state_dict(self):
         """The state dict of all matrices (collective: every rank calls it),
