@@ -1,14 +1,17 @@
-//! The optimizer interface, typed configurations and the generic engine that
-//! runs a per-parameter update rule.
+//! The optimizer interface: the object-safe [`Optimizer`] trait that
+//! engines, parameter groups and wrappers implement, the train/eval
+//! [`Mode`], scalar hyperparameter access on JSON configurations, and the
+//! [`OptimizerSpec`] that describes a buildable optimizer.
 
-use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
-use crate::cautious::Apply;
 use crate::error::{Error, Result};
-use crate::exec::ExecOptions;
-use crate::state::{ParamState, StateDict, StateStore};
+use crate::rule::ExecOptions;
+use crate::state::StateDict;
 use crate::tensor::ParamMut;
+
+/// Old paths of the rule types (they live in [`crate::rule`]).
+pub use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 
 /// An optimizer: updates parameters in place from their gradients.
 ///
@@ -161,367 +164,27 @@ pub fn set_hparam_in(cfg: &mut Value, optimizer: &str, key: &str, value: f64) ->
     ))
 }
 
-/// A typed optimizer configuration: hyperparameters with the reference's
-/// names and defaults, readable from JSON (unknown keys are errors).
-pub trait OptimizerConfig:
-    Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static
-{
-    /// Registry name.
-    const NAME: &'static str;
-    /// The implementation this one matches value for value.
-    const REFERENCE: &'static str;
-    /// The paper that introduced the method.
-    const PAPER: &'static str;
-    /// One line on what the method does.
-    const SUMMARY: &'static str;
-
-    /// Checks every hyperparameter, naming the first bad one.
-    fn validate(&self) -> Result<()>;
-
-    /// Reads a configuration from a JSON object; missing keys take defaults.
-    fn from_json(value: &Value) -> Result<Self> {
-        let value = match value {
-            Value::Null => Value::Object(Default::default()),
-            Value::Object(_) => value.clone(),
-            other => {
-                return Err(Error::config(
-                    Self::NAME,
-                    format!("hyperparameters must be a JSON object, got {other}"),
-                ))
-            }
-        };
-        let cfg: Self = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." || path.is_empty() {
-                Error::config(Self::NAME, format!("invalid hyperparameters: {inner}"))
-            } else {
-                Error::config(
-                    Self::NAME,
-                    format!("invalid hyperparameter '{path}': {inner}"),
-                )
-            }
-        })?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    /// The configuration as JSON.
-    fn to_json(&self) -> Value {
-        // Serializing plain structs of numbers, bools and strings cannot fail.
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
+/// What the registry knows of one optimizer.
+pub struct OptimizerSpec {
+    /// Registry name (lowercase).
+    pub name: &'static str,
+    /// Implementation matched value for value.
+    pub reference: &'static str,
+    /// Paper introducing the method.
+    pub paper: &'static str,
+    /// One-line description.
+    pub summary: &'static str,
+    /// All hyperparameters with their defaults, as JSON.
+    pub defaults: fn() -> Value,
+    /// Builds the optimizer from a JSON object of hyperparameters (missing
+    /// keys take defaults, unknown keys are errors).
+    pub build: fn(&Value) -> Result<Box<dyn Optimizer>>,
 }
 
-/// Step-wide information passed to an update rule.
-#[derive(Debug, Clone, Copy)]
-pub struct StepInfo {
-    /// The optimizer's step count, 1 on the first step.
-    pub step: u64,
-    /// How the step executes (threads, state storage); read by the driver.
-    pub exec: ExecOptions,
-}
-
-impl StepInfo {
-    /// Step `step` with the default execution options.
-    pub fn new(step: u64) -> Self {
-        StepInfo {
-            step,
-            exec: ExecOptions::default(),
-        }
-    }
-}
-
-/// An update rule that treats each parameter on its own: the configuration
-/// type carries the hyperparameters and the rule.
-pub trait UpdateRule: OptimizerConfig {
-    /// Per-parameter state.
-    type State: ParamState;
-
-    /// Whether the rule runs through the fused elementwise driver (set by
-    /// [`elementwise_fast_path!`](crate::elementwise_fast_path) together with
-    /// [`UpdateRule::update_all`]); only such rules can keep compressed state.
-    const ELEMENTWISE: bool = false;
-
-    /// Updates one parameter in one pass over its slices.
-    fn update(
-        &self,
-        info: &StepInfo,
-        param: &mut ParamMut<'_>,
-        state: &mut Self::State,
-    ) -> Result<()>;
-
-    /// Updates all parameters. The default calls [`UpdateRule::update`] for
-    /// each, in parallel over parameters ([`crate::exec::run_per_param`]);
-    /// elementwise rules use the fused driver instead
-    /// ([`elementwise_fast_path!`](crate::elementwise_fast_path)); rules that
-    /// need a global quantity first (a norm over all gradients) override this.
-    fn update_all(
-        &self,
-        info: &StepInfo,
-        params: &mut [ParamMut<'_>],
-        states: &mut StateStore<Self::State>,
-    ) -> Result<()> {
-        crate::exec::run_per_param(self, info, params, states)
-    }
-
-    /// Whether [`UpdateRule::update_with`] is implemented, so that update
-    /// modifiers such as cautious masking ([`crate::cautious`]) compose
-    /// with this rule.
-    const EXPOSES_UPDATE: bool = false;
-
-    /// Like [`UpdateRule::update`], but the step of every element, in order,
-    /// goes through `apply` instead of being added to the parameter: the
-    /// rule applies its own weight decay and state updates, then calls
-    /// `apply.apply(p, g, lr, u)` where the plain update is `p <- p - lr * u`
-    /// and `g` is the gradient as the rule used it (after L2 decay). The
-    /// caller ends the parameter with [`Apply::finish`]. Rules that set
-    /// [`UpdateRule::EXPOSES_UPDATE`] implement this and write `update` as
-    /// `update_with` with [`crate::cautious::Plain`].
-    fn update_with<A: Apply>(
-        &self,
-        _info: &StepInfo,
-        _param: &mut ParamMut<'_>,
-        _state: &mut Self::State,
-        _apply: &mut A,
-    ) -> Result<()> {
-        Err(Error::Unsupported(format!(
-            "{}: the update rule does not expose its update direction",
-            Self::NAME
-        )))
-    }
-
-    /// Like [`UpdateRule::update_all`] through `apply`. The default calls
-    /// [`UpdateRule::update_with`] and [`Apply::finish`] for each parameter;
-    /// rules that override `update_all` override this too.
-    fn update_all_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        params: &mut [ParamMut<'_>],
-        states: &mut StateStore<Self::State>,
-        apply: &mut A,
-    ) -> Result<()> {
-        for p in params.iter_mut() {
-            let st = states.get(p.name, p.numel())?;
-            self.update_with(info, p, st, apply)?;
-            apply.finish(p.value)?;
-        }
-        Ok(())
-    }
-
-    /// Every parameter's step under cautious masking ([`crate::cautious`]):
-    /// [`UpdateRule::update_with`] with one mask per parameter, in parallel
-    /// over the parameters on the fast path ([`crate::cautious::per_param`];
-    /// the values do not depend on it). Rules that override
-    /// `update_all_with` override this too.
-    fn update_all_cautious(
-        &self,
-        info: &StepInfo,
-        params: &mut [ParamMut<'_>],
-        states: &mut StateStore<Self::State>,
-    ) -> Result<()> {
-        crate::cautious::per_param(info, params, states, |p, st, mask| {
-            self.update_with(info, p, st, mask)
-        })
-    }
-
-    /// Called when the configuration is replaced (`set_config`,
-    /// `set_hparam`), with the configuration it replaces: keeps values that
-    /// are not hyperparameters, such as the learning rate the optimizer was
-    /// built with. The default keeps nothing.
-    fn carry_over(&mut self, _previous: &Self) {}
-
-    /// Called once at the start of every step, before any update, for
-    /// rule-level values that change at step time (not hyperparameters).
-    /// The default does nothing.
-    fn begin_step(&mut self, _info: &StepInfo) {}
-}
-
-/// Runs an [`UpdateRule`]: owns its configuration, per-parameter states and
-/// step count, and implements [`Optimizer`].
-#[derive(Debug, Clone)]
-pub struct Engine<R: UpdateRule> {
-    config: R,
-    states: StateStore<R::State>,
-    step: u64,
-    exec: ExecOptions,
-    /// Cautious masking on (see [`crate::cautious`]).
-    cautious: bool,
-}
-
-impl<R: UpdateRule> Engine<R> {
-    /// Validates `config` and builds the optimizer.
-    pub fn new(config: R) -> Result<Self> {
-        config.validate()?;
-        Ok(Engine {
-            config,
-            states: StateStore::default(),
-            step: 0,
-            exec: ExecOptions::default(),
-            cautious: false,
-        })
-    }
-
-    /// Sets the execution options (builder style); see [`crate::exec`].
-    pub fn with_exec(mut self, exec: ExecOptions) -> Result<Self> {
-        self.set_exec_options(exec)?;
-        Ok(self)
-    }
-
-    /// The execution options.
-    pub fn exec_options(&self) -> ExecOptions {
-        self.exec
-    }
-
-    /// The typed configuration.
-    pub fn typed_config(&self) -> &R {
-        &self.config
-    }
-
-    /// The per-parameter states.
-    pub fn states(&self) -> &StateStore<R::State> {
-        &self.states
-    }
-
-    /// Steps taken.
-    pub fn steps(&self) -> u64 {
-        self.step
-    }
-}
-
-impl<R: UpdateRule> Optimizer for Engine<R> {
-    fn name(&self) -> &str {
-        R::NAME
-    }
-
-    fn config(&self) -> Value {
-        self.config.to_json()
-    }
-
-    fn set_config(&mut self, config: Value) -> Result<()> {
-        let mut config = R::from_json(&config)?;
-        config.carry_over(&self.config);
-        self.config = config;
-        Ok(())
-    }
-
-    fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
-        for p in params.iter() {
-            p.check()?;
-        }
-        let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
-        // The usual step (same parameters, same order) needs no lookups.
-        if !self.states.matches_order(&keys) {
-            let mut seen = std::collections::HashSet::new();
-            for &(name, numel) in &keys {
-                self.states.check(name, numel)?;
-                if !seen.insert(name) {
-                    return Err(Error::Input(format!(
-                        "parameter '{name}' given twice in one step"
-                    )));
-                }
-            }
-        }
-        let info = StepInfo {
-            step: self.step + 1,
-            exec: self.exec,
-        };
-        self.config.begin_step(&info);
-        let threads = if self.exec.fused {
-            self.exec.resolved_threads()
-        } else {
-            1
-        };
-        let (config, states) = (&self.config, &mut self.states);
-        if self.cautious {
-            // The rules' `update_with` through one mask per parameter, the
-            // parameters in parallel on the fast path.
-            crate::exec::run_on(threads, || {
-                config.update_all_cautious(&info, params, states)
-            })??;
-        } else {
-            crate::exec::run_on(threads, || config.update_all(&info, params, states))??;
-        }
-        self.step += 1;
-        Ok(())
-    }
-
-    fn set_exec_options(&mut self, exec: ExecOptions) -> Result<()> {
-        exec.validate(R::NAME, R::ELEMENTWISE)?;
-        if self.cautious && exec.state_dtype != crate::tensor::DType::F32 {
-            return Err(Error::Unsupported(format!(
-                "{}: state_dtype '{}' with cautious masking (which needs f32 state)",
-                R::NAME,
-                exec.state_dtype.name()
-            )));
-        }
-        if exec.state_dtype == crate::tensor::DType::F32 {
-            // Back to f32: decode now (compressed targets are applied at the next step).
-            self.states.for_each_mut(|_, s| {
-                let mut bufs = Vec::new();
-                s.buffers_mut(&mut bufs);
-                bufs.iter_mut().for_each(|t| t.decompress());
-            });
-        }
-        self.exec = exec;
-        Ok(())
-    }
-
-    fn state_nbytes(&self) -> usize {
-        self.states
-            .iter()
-            .map(|(_, s)| {
-                R::State::BUFFERS
-                    .iter()
-                    .filter_map(|b| s.buffer(b))
-                    .map(|t| t.nbytes())
-                    .sum::<usize>()
-            })
-            .sum()
-    }
-
-    fn state_dict(&self) -> StateDict {
-        let mut d = self.states.state_dict();
-        d.scalars.insert("step".into(), self.step as f64);
-        d
-    }
-
-    fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
-        let step = match dict.scalars.get("step") {
-            Some(&s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s < 2f64.powi(53) => {
-                s as u64
-            }
-            Some(&s) => return Err(Error::Input(format!("state 'step': invalid value {s}"))),
-            None => return Err(Error::Input("state has no 'step' entry".into())),
-        };
-        let mut states = StateStore::default();
-        states.load_state_dict(dict)?;
-        self.states = states;
-        self.step = step;
-        Ok(())
-    }
-
-    /// `None` for a compressed buffer (bf16 or q8 state).
-    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        let t = self.states.peek(param)?.buffer(buffer)?;
-        t.is_allocated().then(|| t.try_as_slice()).flatten()
-    }
-
-    fn set_cautious(&mut self, on: bool) -> Result<()> {
-        if on && self.exec.state_dtype != crate::tensor::DType::F32 {
-            return Err(Error::Unsupported(format!(
-                "{}: cautious masking needs f32 state (state_dtype is {})",
-                R::NAME,
-                self.exec.state_dtype.name()
-            )));
-        }
-        if on && !R::EXPOSES_UPDATE {
-            return Err(Error::Unsupported(format!(
-                "{}: cautious masking needs an update rule that exposes its update direction",
-                R::NAME
-            )));
-        }
-        self.cautious = on;
-        Ok(())
+impl std::fmt::Debug for OptimizerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OptimizerSpec")
+            .field("name", &self.name)
+            .finish()
     }
 }
