@@ -1,5 +1,7 @@
-//! How update rules are executed: threads, the fused elementwise driver,
-//! SIMD dispatch and compressed state.
+//! How update rules are executed: threads, the drivers (fused
+//! elementwise, per parameter, cautious mask), SIMD dispatch and
+//! compressed state. The [`Engine`] picks the driver; the rule types are in
+//! [`crate::rule`] and are re-exported here under their old paths.
 //!
 //! An optimizer step reads and writes every parameter, its gradient and its
 //! state once: it is bound by memory bandwidth. The [`Engine`] therefore
@@ -19,9 +21,12 @@
 //!   bit-identical for every thread count. A rule opts in with one line in
 //!   its `impl UpdateRule`: [`elementwise_fast_path!`](crate::elementwise_fast_path).
 //! * **Other rules** (norm-based, matrix-based) keep
-//!   [`UpdateRule::update`]: the default [`UpdateRule::update_all`]
-//!   ([`run_per_param`]) updates the parameters in parallel, one task per
-//!   parameter, which is also independent of the thread count.
+//!   [`UpdateRule::update`]: when the rule's [`UpdateRule::update_all`]
+//!   returns `None` (the default), the engine runs [`run_per_param`], which
+//!   updates the parameters in parallel, one task per parameter, also
+//!   independent of the thread count.
+//! * **Cautious masking** runs [`UpdateRule::update_with`] through one
+//!   [`CautiousMask`] per parameter ([`run_cautious`]).
 //! * **The simple path** (`ExecOptions { fused: false, .. }`) calls
 //!   [`UpdateRule::update`] for each parameter in turn, on one thread: it is
 //!   the reference the fast path is tested against.
@@ -63,134 +68,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::has_avx2;
 use crate::error::{Error, Result};
-use crate::optimizer::{StepInfo, UpdateRule};
 use crate::quant;
+use crate::rule::{Apply, StepInfo, UpdateRule};
 use crate::state::{ParamState, StateStore};
 use crate::tensor::{DType, ParamMut, StateTensor, Storage};
 
-/// Elements per chunk of work (a multiple of every allowed 8-bit block size).
-pub const CHUNK: usize = 16384;
-
-/// Most state buffers an elementwise rule may have.
-pub const MAX_BUFFERS: usize = 8;
-
-/// Default of [`ExecOptions::q8_min_numel`]: smaller buffers stay f32 (as
-/// bitsandbytes keeps tensors under 4096 elements in 32 bits).
-pub const DEFAULT_Q8_MIN_NUMEL: usize = 4096;
-
-/// How an engine executes its steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExecOptions {
-    /// Threads; 0 = the process-wide default (see the module docs).
-    pub threads: usize,
-    /// Fast path (true, default) or the simple per-parameter reference path.
-    pub fused: bool,
-    /// Storage of state buffers of elementwise rules: f32 (default), bf16
-    /// (stochastic rounding) or q8 (8-bit block-wise dynamic quantization).
-    pub state_dtype: DType,
-    /// Values per 8-bit block: a power of two from 64 to [`CHUNK`] (default 256).
-    pub q8_block: usize,
-    /// Buffers with fewer elements stay f32 under q8 (default 4096).
-    pub q8_min_numel: usize,
-    /// Round 8-bit codes stochastically (unbiased; default) instead of to
-    /// the nearest code as bitsandbytes' optimizers do.
-    pub q8_stochastic: bool,
-    /// Seed of the stochastic rounding streams.
-    pub seed: u64,
-}
-
-impl Default for ExecOptions {
-    fn default() -> Self {
-        ExecOptions {
-            threads: 0,
-            fused: true,
-            state_dtype: DType::F32,
-            q8_block: quant::DEFAULT_Q8_BLOCK,
-            q8_min_numel: DEFAULT_Q8_MIN_NUMEL,
-            q8_stochastic: true,
-            seed: 0,
-        }
-    }
-}
-
-impl ExecOptions {
-    /// Checks the options; `elementwise` says whether the rule has a kernel
-    /// (compressed state needs one).
-    pub fn validate(&self, optimizer: &str, elementwise: bool) -> Result<()> {
-        if self.threads > 4096 {
-            return Err(Error::Input(format!(
-                "threads: {} is not a sensible thread count",
-                self.threads
-            )));
-        }
-        if !(self.q8_block.is_power_of_two() && (64..=CHUNK).contains(&self.q8_block)) {
-            return Err(Error::Input(format!(
-                "q8_block: {} must be a power of two from 64 to {CHUNK}",
-                self.q8_block
-            )));
-        }
-        if self.state_dtype != DType::F32 && !elementwise {
-            return Err(Error::Unsupported(format!(
-                "state_dtype '{}': optimizer '{optimizer}' has no elementwise kernel, so its state stays f32",
-                self.state_dtype.name()
-            )));
-        }
-        Ok(())
-    }
-
-    /// The thread count this resolves to (at least 1).
-    pub fn resolved_threads(&self) -> usize {
-        if self.threads > 0 {
-            self.threads
-        } else {
-            default_threads()
-        }
-    }
-
-    /// Storage type for a buffer of `len` elements.
-    pub fn target_dtype(&self, len: usize) -> DType {
-        match self.state_dtype {
-            DType::Q8 if len < self.q8_min_numel => DType::F32,
-            d => d,
-        }
-    }
-}
-
-fn global_threads() -> &'static Mutex<usize> {
-    static N: OnceLock<Mutex<usize>> = OnceLock::new();
-    N.get_or_init(|| {
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .filter(|&n| n > 0)
-        };
-        let env = var("OPTIMIST_NUM_THREADS").or_else(|| var("RAYON_NUM_THREADS"));
-        let n = env.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        });
-        Mutex::new(n)
-    })
-}
-
-/// The process-wide default thread count.
-pub fn default_threads() -> usize {
-    global_threads().lock().map(|n| *n).unwrap_or(1).max(1)
-}
-
-/// Sets the process-wide default thread count (engines whose `threads` is 0).
-pub fn set_num_threads(n: usize) -> Result<()> {
-    if n == 0 || n > 4096 {
-        return Err(Error::Input(format!("threads: {n} must be from 1 to 4096")));
-    }
-    if let Ok(mut g) = global_threads().lock() {
-        *g = n;
-    }
-    Ok(())
-}
+pub use crate::cpu::{default_threads, set_num_threads};
+#[cfg(target_arch = "x86_64")]
+pub use crate::cpu::has_avx512;
+pub use crate::rule::{Chunk, Elementwise, ExecOptions, CHUNK, DEFAULT_Q8_MIN_NUMEL, MAX_BUFFERS};
 
 /// A shared pool of `threads` threads (`None` for one thread: run inline).
 pub fn pool(threads: usize) -> Result<Option<Arc<rayon::ThreadPool>>> {
@@ -223,20 +112,6 @@ pub fn run_on<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T
     })
 }
 
-/// Whether the CPU has AVX2 and FMA (checked once).
-#[cfg(target_arch = "x86_64")]
-pub fn has_avx2() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-}
-
-/// Whether the CPU has AVX-512F besides AVX2 and FMA (checked once).
-#[cfg(target_arch = "x86_64")]
-pub fn has_avx512() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| has_avx2() && is_x86_feature_detected!("avx512f"))
-}
-
 /// Runs `rule`'s kernel on `chunk`, compiled for AVX2 when the CPU has it.
 #[inline(always)]
 fn run_kernel<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) {
@@ -259,56 +134,7 @@ unsafe fn kernel_avx2<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chu
     rule.kernel(scalars, chunk)
 }
 
-/// One chunk of one parameter, as an elementwise kernel sees it: equal-length
-/// slices of the values, the gradient, the Hessian estimate (if given) and
-/// the parameter-sized state buffers in [`ParamState::BUFFERS`] order (not
-/// those in [`ParamState::UNSIZED`]). A buffer that is not allocated is an
-/// empty slice.
-#[derive(Debug)]
-pub struct Chunk<'a> {
-    /// Index of the chunk's first element within the parameter.
-    pub offset: usize,
-    /// Parameter values, updated in place.
-    pub value: &'a mut [f32],
-    /// Gradient.
-    pub grad: &'a [f32],
-    /// Hessian diagonal estimate, when the step was given one.
-    pub hessian: Option<&'a [f32]>,
-    /// State buffers (first `BUFFERS.len()` entries; the rest are empty).
-    pub state: [&'a mut [f32]; MAX_BUFFERS],
-}
-
-/// An update rule that acts element by element once per-step scalars are
-/// known: the fast path.
-///
-/// The kernel must compute each element exactly as
-/// [`UpdateRule::update`] does (same operations in the same order), which
-/// the tests check bit for bit.
-pub trait Elementwise: UpdateRule {
-    /// Scalars computed once per parameter and step.
-    type Scalars: Send + Sync;
-
-    /// Allocates `state` on first use, advances its step count and returns
-    /// the step's scalars. Must not read or write the values of existing
-    /// buffers (the driver may hold them compressed).
-    fn prepare(
-        &self,
-        info: &StepInfo,
-        param: &ParamMut<'_>,
-        state: &mut Self::State,
-    ) -> Result<Self::Scalars>;
-
-    /// Updates one chunk in one pass. Write it as plain loops over
-    /// equal-length slices (re-slice every slice to the chunk's length so
-    /// that bounds checks vanish), compute values first and store them
-    /// unconditionally (a store on one branch only stops vectorization), and
-    /// mark the implementation `#[inline(always)]`: the driver calls it from
-    /// a function compiled for AVX2, and only an inlined kernel gets those
-    /// instructions.
-    fn kernel(&self, scalars: &Self::Scalars, chunk: Chunk<'_>);
-}
-
-/// Implements [`UpdateRule::update_all`] with the fused elementwise driver
+/// Implements [`UpdateRule::update_all`] as the fused elementwise driver
 /// ([`run_elementwise`]) and marks the rule elementwise. Use inside
 /// `impl UpdateRule for X { ... }` of a rule that implements [`Elementwise`].
 #[macro_export]
@@ -318,11 +144,11 @@ macro_rules! elementwise_fast_path {
 
         fn update_all(
             &self,
-            info: &$crate::optimizer::StepInfo,
+            info: &$crate::rule::StepInfo,
             params: &mut [$crate::tensor::ParamMut<'_>],
             states: &mut $crate::state::StateStore<Self::State>,
-        ) -> $crate::error::Result<()> {
-            $crate::exec::run_elementwise(self, info, params, states)
+        ) -> Option<$crate::error::Result<()>> {
+            Some($crate::exec::run_elementwise(self, info, params, states))
         }
     };
 }
@@ -368,6 +194,115 @@ where
         .map(|(p, st)| f(p, st))
         .collect();
     results.into_iter().collect()
+}
+
+// ---- Cautious masking: the mask sink and its per-parameter driver ----
+
+/// One deferred element step.
+#[derive(Debug, Clone, Copy)]
+struct Deferred {
+    lr: f32,
+    u: f32,
+    keep: bool,
+}
+
+/// The cautious mask: defers every element's step until the parameter is
+/// finished, then applies `p <- p - lr * (u * mask * scale)`.
+#[derive(Debug, Clone, Default)]
+pub struct CautiousMask {
+    pending: Vec<Deferred>,
+    kept: usize,
+}
+
+/// The mask's scale `numel / (kept + 1)`, computed as torch computes
+/// `mask.numel() / (mask.sum() + 1)` in f32: the reciprocal of the f32
+/// denominator, times `numel`.
+#[inline]
+pub fn cautious_scale(numel: usize, kept: usize) -> f32 {
+    (1.0f32 / (kept as f32 + 1.0)) * numel as f32
+}
+
+impl Apply for CautiousMask {
+    #[inline(always)]
+    fn apply(&mut self, _p: &mut f32, g: f32, lr: f32, u: f32) {
+        // The product in f32, as the reference: an underflow to 0 masks.
+        let keep = u * g > 0.0;
+        self.kept += keep as usize;
+        self.pending.push(Deferred { lr, u, keep });
+    }
+
+    fn finish(&mut self, value: &mut [f32]) -> Result<()> {
+        if self.pending.len() != value.len() {
+            let n = self.pending.len();
+            self.pending.clear();
+            self.kept = 0;
+            return Err(Error::Input(format!(
+                "cautious mask: {n} element steps for a parameter of {} elements",
+                value.len()
+            )));
+        }
+        let scale = cautious_scale(value.len(), self.kept);
+        for (x, d) in value.iter_mut().zip(&self.pending) {
+            let m = if d.keep { scale } else { 0.0 };
+            // Masked elements still compute `lr * (u * 0)`, as the reference
+            // (so a non-finite u stays visible).
+            *x -= d.lr * (d.u * m);
+        }
+        self.pending.clear();
+        self.kept = 0;
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// One mask's scratch space per thread, kept across steps.
+    static MASK: std::cell::Cell<CautiousMask> = const {
+        std::cell::Cell::new(CautiousMask { pending: Vec::new(), kept: 0 })
+    };
+}
+
+/// Runs `step(p, state, mask)` for every parameter with a cleared mask,
+/// then the mask's [`Apply::finish`]: in parallel over the parameters when
+/// the execution options allow it and the call is made from a thread pool
+/// (as the engine's step is), one by one otherwise. Each parameter's
+/// values are the same either way.
+pub fn cautious_per_param<S, F>(
+    info: &StepInfo,
+    params: &mut [ParamMut<'_>],
+    states: &mut StateStore<S>,
+    step: F,
+) -> Result<()>
+where
+    S: ParamState,
+    F: Fn(&mut ParamMut<'_>, &mut S, &mut CautiousMask) -> Result<()> + Sync,
+{
+    let one = |p: &mut ParamMut<'_>, st: &mut S| -> Result<()> {
+        // Taken out of the thread-local while in use: a nested call on the
+        // same thread (work stealing) just starts with an empty one.
+        let mut mask = MASK.with(|m| m.take());
+        mask.pending.clear();
+        mask.kept = 0;
+        let r = step(p, st, &mut mask).and_then(|_| mask.finish(p.value));
+        MASK.with(|m| m.set(mask));
+        r
+    };
+    let parallel = info.exec.fused
+        && info.exec.resolved_threads() > 1
+        && rayon::current_thread_index().is_some();
+    for_each_param(parallel, params, states, one)
+}
+
+/// The default step under cautious masking: [`UpdateRule::update_with`]
+/// through one mask per parameter ([`cautious_per_param`]).
+pub fn run_cautious<R: UpdateRule>(
+    rule: &R,
+    info: &StepInfo,
+    params: &mut [ParamMut<'_>],
+    states: &mut StateStore<R::State>,
+) -> Result<()> {
+    cautious_per_param(info, params, states, |p, st, mask| {
+        rule.update_with(info, p, st, mask)
+    })
 }
 
 /// Random-stream phases of the compressed state.
@@ -829,4 +764,36 @@ pub fn run_elementwise<R: Elementwise>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod cautious_tests {
+    use super::*;
+
+    #[test]
+    fn scale_is_reciprocal_times_numel() {
+        assert_eq!(cautious_scale(4, 3), 1.0);
+        assert_eq!(cautious_scale(10, 0), 10.0);
+        assert_eq!(cautious_scale(6, 2), (1.0f32 / 3.0) * 6.0);
+    }
+
+    #[test]
+    fn mask_keeps_agreeing_signs_and_rescales() {
+        let mut m = CautiousMask::default();
+        let mut p = [1.0f32, 1.0, 1.0, 1.0];
+        // u * g: +, -, 0, + -> two kept, scale 4 / 3.
+        for (x, (g, u)) in p
+            .iter_mut()
+            .zip([(1.0, 2.0), (1.0, -2.0), (0.0, 1.0), (-1.0, -1.0)])
+        {
+            m.apply(x, g, 0.5, u);
+        }
+        m.finish(&mut p).unwrap();
+        let s = cautious_scale(4, 2);
+        assert_eq!(p, [1.0 - 0.5 * (2.0 * s), 1.0, 1.0, 1.0 - 0.5 * (-s)]);
+        // A finish that does not match the elements passed is an error.
+        let mut q = [0.0f32; 2];
+        m.apply(&mut q[0], 1.0, 1.0, 1.0);
+        assert!(m.finish(&mut q).is_err());
+    }
 }

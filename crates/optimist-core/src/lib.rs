@@ -16,17 +16,24 @@
 //! assert!(w.data[0] < 1.0 && w.data[1] > -1.0);
 //! ```
 //!
-//! Layout: [`optimizer`] (the [`Optimizer`] trait, typed configurations,
-//! the generic [`Engine`]), [`optim`] (one file per update rule),
-//! [`registry`] (every optimizer by name), [`groups`] (parameter groups),
-//! [`transform`] (gradient stages and `Chain`), [`clip`] and [`schedule`], [`state`] (typed state
-//! and checkpoints' state dicts), [`replay`] (the conformance contract),
-//! [`problems`] (built-in test functions).
+//! Layout, bottom to top (docs/architecture.md draws it): [`cpu`] (CPU
+//! features, thread count), [`tensor`] and [`state`] (parameters, state
+//! buffers, their checks), [`quant`] and [`gemm`]; [`rule`] (what an update
+//! rule is: [`OptimizerConfig`], [`StepInfo`], [`UpdateRule`], the
+//! [`rule::Apply`] sink) and [`optimizer`] (the [`Optimizer`] trait);
+//! [`exec`] (the drivers); [`engine`] (the [`Engine`], which picks the
+//! driver for a rule); [`transform`], [`clip`], [`stages`], [`groups`] and
+//! [`schedule`]; [`optim`] (one file per update rule); [`wrappers`];
+//! [`registry`] (every optimizer by name, and building from JSON);
+//! [`replay`] (the conformance contract) and [`problems`] (built-in test
+//! functions).
 
 pub mod cautious;
 pub mod checkpoint;
 pub mod clip;
+pub mod cpu;
 pub mod curvature;
+pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod gemm;
@@ -39,6 +46,7 @@ pub mod problems;
 pub mod quant;
 pub mod registry;
 pub mod replay;
+pub mod rule;
 pub mod rng;
 pub mod schedule;
 pub mod sqsum;
@@ -53,7 +61,8 @@ pub mod wrappers;
 
 pub use error::{Error, Result};
 pub use exec::{Elementwise, ExecOptions};
-pub use optimizer::Mode;
-pub use optimizer::{Engine, Optimizer, OptimizerConfig, StepInfo, UpdateRule};
+pub use engine::Engine;
+pub use optimizer::{Mode, Optimizer};
+pub use rule::{OptimizerConfig, StepInfo, UpdateRule};
 pub use state::{ParamState, StateDict, StateEntry, StateStore};
 pub use tensor::{DType, Param, ParamMut, StateTensor};

@@ -32,7 +32,8 @@
 use crate::error::Result;
 use crate::groups::{ParamGroups, Selector};
 use crate::optim::{AdamW, Muon};
-use crate::optimizer::{Engine, Optimizer};
+use crate::engine::Engine;
+use crate::optimizer::Optimizer;
 
 /// Name patterns of parameters that are matrices but are not hidden layers:
 /// token and position embeddings and output heads (GPT-2, LLaMA and

@@ -32,7 +32,7 @@ pub fn lanes_sum(lanes: &[f64; LANES]) -> f64 {
     lanes.iter().fold(0.0, |a, &x| a + x)
 }
 
-/// AVX-512 versions (call them only when [`crate::exec::has_avx512`]).
+/// AVX-512 versions (call them only when [`crate::cpu::has_avx512`]).
 #[cfg(target_arch = "x86_64")]
 pub mod x512 {
     use super::LANES;
@@ -44,7 +44,7 @@ pub mod x512 {
     /// # Safety
     ///
     /// The CPU must support AVX-512F, AVX2 and FMA
-    /// ([`crate::exec::has_avx512`]).
+    /// ([`crate::cpu::has_avx512`]).
     #[inline]
     #[target_feature(enable = "avx2,fma,avx512f")]
     pub fn add_sq_lanes(xs: &[f32], lanes: &mut [f64; LANES]) {
@@ -91,7 +91,7 @@ mod tests {
     fn avx512_sums_equal_portable_sums() {
         #[cfg(target_arch = "x86_64")]
         {
-            if !crate::exec::has_avx512() {
+            if !crate::cpu::has_avx512() {
                 return;
             }
             let mut s = 0x9e3779b97f4a7c15u64;

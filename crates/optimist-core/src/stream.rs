@@ -85,7 +85,7 @@ impl Stream {
 fn dispatch(r: usize, w: usize, t: [&mut [f32]; MAX_STREAMS]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::exec::has_avx2() {
+        if crate::cpu::has_avx2() {
             // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
             unsafe { kernel_avx2(r, w, t) };
             return;

@@ -129,6 +129,27 @@ pub struct ParamMut<'a> {
     pub hessian: Option<&'a [f32]>,
 }
 
+/// Checks the lengths of every parameter of one step ([`ParamMut::check`]).
+pub fn check_each(params: &[ParamMut<'_>]) -> Result<()> {
+    params.iter().try_for_each(|p| p.check())
+}
+
+/// Checks the lengths ([`ParamMut::check`]) and that no name is given twice,
+/// parameter by parameter: the parameters of one step of a wrapper.
+pub fn check_params(params: &[ParamMut<'_>]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for p in params {
+        p.check()?;
+        if !seen.insert(p.name) {
+            return Err(Error::Input(format!(
+                "parameter '{}' given twice in one step",
+                p.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl ParamMut<'_> {
     /// Number of elements.
     pub fn numel(&self) -> usize {

@@ -1,6 +1,7 @@
 //! Wrappers around an inner optimizer given by name (`lookahead`,
-//! `cautious`): the `inner` specification and how it is built and
-//! reconfigured, written once.
+//! `cautious`): the `inner` specification, how it is reconfigured and
+//! reported, and the forwarding of [`Optimizer`] methods, written once.
+//! The inner optimizer is built from its name by [`crate::registry`].
 //!
 //! ```json
 //! {"optimizer": "lookahead", "hparams": {"k": 5, "alpha": 0.5,
@@ -11,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::optimizer::{Optimizer, OptimizerConfig};
-use crate::registry::{self, OptimizerSpec};
+use crate::optimizer::Optimizer;
+use crate::rule::OptimizerConfig;
+use crate::optimizer::OptimizerSpec;
 
 /// The optimizer inside a wrapper: a registry name and its hyperparameters,
 /// the same form as a top-level optimizer.
@@ -36,12 +38,6 @@ pub fn require_inner<'a>(wrapper: &str, inner: &'a Option<InnerSpec>) -> Result<
             "is required: {\"optimizer\": NAME, \"hparams\": {...}}",
         )
     })
-}
-
-/// Builds the inner optimizer; errors name the wrapper and `inner`.
-pub fn build_inner(wrapper: &str, inner: &InnerSpec) -> Result<Box<dyn Optimizer>> {
-    registry::build(&inner.optimizer.to_lowercase(), &inner.hparams)
-        .map_err(|e| Error::config(wrapper, format!("inner: {e}")))
 }
 
 /// Gives `current` the hyperparameters of `inner`, which must name the same

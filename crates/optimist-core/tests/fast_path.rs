@@ -828,7 +828,7 @@ fn wrappers_forward_exec_options() {
         (
             "scheduled",
             Box::new(|| {
-                optimist_core::wrappers::build(
+                optimist_core::registry::build_spec(
                     &json!({"wrapper": "scheduled", "inner": inner.clone()}),
                 )
                 .unwrap()
@@ -837,7 +837,7 @@ fn wrappers_forward_exec_options() {
         (
             "skip_nonfinite",
             Box::new(|| {
-                optimist_core::wrappers::build(
+                optimist_core::registry::build_spec(
                     &json!({"wrapper": "skip_nonfinite", "inner": inner.clone()}),
                 )
                 .unwrap()
@@ -846,7 +846,7 @@ fn wrappers_forward_exec_options() {
         (
             "grad_accumulation",
             Box::new(|| {
-                optimist_core::wrappers::build(
+                optimist_core::registry::build_spec(
                     &json!({"wrapper": "grad_accumulation", "k": 2, "inner": inner.clone()}),
                 )
                 .unwrap()
@@ -855,14 +855,14 @@ fn wrappers_forward_exec_options() {
         (
             "ema",
             Box::new(|| {
-                optimist_core::wrappers::build(&json!({"wrapper": "ema", "inner": inner.clone()}))
+                optimist_core::registry::build_spec(&json!({"wrapper": "ema", "inner": inner.clone()}))
                     .unwrap()
             }),
         ),
         (
             "swa",
             Box::new(|| {
-                optimist_core::wrappers::build(&json!({"wrapper": "swa", "inner": sgd.clone()}))
+                optimist_core::registry::build_spec(&json!({"wrapper": "swa", "inner": sgd.clone()}))
                     .unwrap()
             }),
         ),

@@ -21,7 +21,7 @@ use optimist_core::registry::build;
 use optimist_core::replay::Case;
 use optimist_core::schedule::ScheduleSpec;
 use optimist_core::wrappers::{
-    self, AccumulateIn, Ema, EmaConfig, GradAccumulation, Scheduled, SkipNonFinite,
+    AccumulateIn, Ema, EmaConfig, GradAccumulation, Scheduled, SkipNonFinite,
 };
 use optimist_core::Optimizer;
 use serde_json::{json, Value};
@@ -421,14 +421,14 @@ fn hostile_optimizer_specs_are_errors() {
         "inner": {"optimizer": "adamw", "hparams": {"wrapper": "scheduled",
             "schedules": [{"hparam": "lr", "schedule": {"name": "wsd", "warmup_steps": 2, "stable_steps": 2, "decay_steps": 2}}],
             "inner": {"optimizer": "adamw", "hparams": {"lr": 0.01}}}}}});
-    assert!(wrappers::build(&base).is_ok());
+    assert!(optimist_core::registry::build_spec(&base).is_ok());
     for iter in 0..2000 {
         let mut v = base.clone();
         for _ in 0..1 + rng.below(3) {
             mutate_json(&mut v, &mut rng);
         }
         let r = catch_unwind(AssertUnwindSafe(|| {
-            if let Ok(mut o) = wrappers::build(&v) {
+            if let Ok(mut o) = optimist_core::registry::build_spec(&v) {
                 let mut net = Net::new(1);
                 for t in 0..3 {
                     net.set_grads(1, t);

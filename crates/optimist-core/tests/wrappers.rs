@@ -13,7 +13,7 @@ use optimist_core::registry::{build, registry};
 use optimist_core::replay::Case;
 use optimist_core::schedule::ScheduleSpec;
 use optimist_core::wrappers::{
-    self, AccumulateIn, Ema, EmaConfig, GradAccumulation, Scheduled, SkipNonFinite, Swa, SwaConfig,
+    AccumulateIn, Ema, EmaConfig, GradAccumulation, Scheduled, SkipNonFinite, Swa, SwaConfig,
 };
 use optimist_core::{Error, Mode, Optimizer, ParamMut};
 use serde_json::{json, Value};
@@ -333,7 +333,7 @@ fn schedules_drive_any_hyperparameter() {
         "{e}"
     );
     // The configuration rebuilds the same wrapper.
-    let rebuilt = wrappers::build(&json!({"optimizer": "adamw", "hparams": config})).unwrap();
+    let rebuilt = optimist_core::registry::build_spec(&json!({"optimizer": "adamw", "hparams": config})).unwrap();
     assert_eq!(rebuilt.config(), config);
 }
 
@@ -601,7 +601,7 @@ fn wrappers_nest_and_rebuild_from_their_configuration() {
     .unwrap();
     let cfg = ema.config();
     let mut rebuilt =
-        wrappers::build(&json!({"optimizer": "adamw_schedulefree", "hparams": cfg})).unwrap();
+        optimist_core::registry::build_spec(&json!({"optimizer": "adamw_schedulefree", "hparams": cfg})).unwrap();
     assert_eq!(rebuilt.config(), cfg);
     let mut original: Box<dyn Optimizer> = Box::new(ema);
     let mut a = Net::new(8);
@@ -612,9 +612,9 @@ fn wrappers_nest_and_rebuild_from_their_configuration() {
     // Eval reaches schedule-free's x, then the EMA; train undoes both.
     original.set_mode(Mode::Eval, &mut a.views()).unwrap();
     assert_ne!(a.bits(), b.bits());
-    assert!(wrappers::build(
+    assert!(optimist_core::registry::build_spec(
         &json!({"optimizer": "sgd", "hparams": {"wrapper": "nope", "inner": {"optimizer": "sgd"}}})
     )
     .is_err());
-    assert!(wrappers::build(&json!({"optimizer": "sgd", "hparams": {"wrapper": "ema", "decay": 2.0, "inner": {"optimizer": "sgd"}}})).is_err());
+    assert!(optimist_core::registry::build_spec(&json!({"optimizer": "sgd", "hparams": {"wrapper": "ema", "decay": 2.0, "inner": {"optimizer": "sgd"}}})).is_err());
 }

@@ -32,11 +32,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::pytorch_optimizer::{ams_denom, clamp_nan};
-use crate::cautious::{Apply, Plain};
+use crate::rule::{Apply, Plain};
 use crate::error::Result;
-use crate::exec::{Chunk, Elementwise};
+use crate::rule::{Chunk, Elementwise};
 use crate::math::{bias_correction, lerp, WeightDecay};
-use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 

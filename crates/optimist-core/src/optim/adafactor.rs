@@ -65,7 +65,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::math::{descent_sign, lerp, maximum, WeightDecay};
-use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::sqsum::{add_sq_lanes, lanes_sum, LANES};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
@@ -214,11 +214,11 @@ macro_rules! with_avx2 {
             unsafe fn avx2($($arg: $ty),*) -> $ret {
                 $imp($($arg),*)
             }
-            if crate::exec::has_avx512() {
+            if crate::cpu::has_avx512() {
                 // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time).
                 return unsafe { avx512($($arg),*) };
             }
-            if crate::exec::has_avx2() {
+            if crate::cpu::has_avx2() {
                 // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
                 return unsafe { avx2($($arg),*) };
             }
@@ -232,7 +232,7 @@ macro_rules! with_avx2 {
 fn tile_sums(p: &[f32], g: &[f32], shape: (usize, usize), t: Tile) -> TileSums {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::exec::has_avx512() {
+        if crate::cpu::has_avx512() {
             // SAFETY: the CPU supports AVX-512F (checked at run time).
             return unsafe { x512::tile_sums(p, g, shape, t) };
         }
@@ -294,7 +294,7 @@ struct Factors<'a> {
 fn factored_u_sq(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::exec::has_avx512() {
+        if crate::cpu::has_avx512() {
             // SAFETY: the CPU supports AVX-512F (checked at run time).
             return unsafe { x512::factored_u_sq(k, f, g, off) };
         }
@@ -387,7 +387,7 @@ fn factored_step_impl(
 fn vector_moments(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::exec::has_avx512() {
+        if crate::cpu::has_avx512() {
             // SAFETY: the CPU supports AVX-512F (checked at run time).
             return unsafe { x512::vector_moments(k, x, g, v) };
         }
@@ -719,6 +719,19 @@ impl UpdateRule for Adafactor {
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<AdafactorState>,
+    ) -> Option<Result<()>> {
+        Some(self.update_params(info, params, states))
+    }
+}
+
+impl Adafactor {
+    /// Every parameter's step: in parallel over the parameters on the fast
+    /// path, one by one on the simple path.
+    fn update_params(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<AdafactorState>,
     ) -> Result<()> {
         if !info.exec.fused || rayon::current_thread_index().is_none() {
             for p in params.iter_mut() {
@@ -753,7 +766,7 @@ mod tests {
     fn avx512_passes_equal_portable_passes() {
         #[cfg(target_arch = "x86_64")]
         {
-            if !crate::exec::has_avx512() {
+            if !crate::cpu::has_avx512() {
                 return;
             }
             for (batch, rows, cols) in [(1, 37, 29), (2, 5, 4100), (1, 300, 64), (3, 7, 1)] {

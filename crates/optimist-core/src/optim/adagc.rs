@@ -41,8 +41,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::math::{bias_correction, lerp, WeightDecay};
-use crate::optimizer::{Optimizer, OptimizerConfig};
-use crate::registry::OptimizerSpec;
+use crate::optimizer::Optimizer;
+use crate::rule::OptimizerConfig;
+use crate::optimizer::OptimizerSpec;
 use crate::stages::adagc::{gamma_from_scalars, gamma_to_scalars};
 use crate::stages::AdaGcConfig;
 use crate::state::{ParamState, StateDict, StateStore};

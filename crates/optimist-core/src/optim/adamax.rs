@@ -22,9 +22,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::exec::{Chunk, Elementwise};
+use crate::rule::{Chunk, Elementwise};
 use crate::math::{bias_correction, descent_sign, maximum, Ema, WeightDecay};
-use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
 use crate::validate as v;
 

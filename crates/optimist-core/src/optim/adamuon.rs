@@ -69,7 +69,7 @@ use serde::{Deserialize, Serialize};
 use super::newton_schulz::{self as ns, NormGuard, NsDtype};
 use crate::error::{Error, Result};
 use crate::math::{bias_correction, descent_sign, l2_norm, lerp, sign, Ema, WeightDecay};
-use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
 use crate::validate as v;
@@ -333,7 +333,7 @@ impl UpdateRule for AdaMuon {
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<AdaMuonState>,
-    ) -> Result<()> {
-        ns::update_matrices(self, Self::NAME, self.flatten, info, params, states)
+    ) -> Option<Result<()>> {
+        Some(ns::update_matrices(self, Self::NAME, self.flatten, info, params, states))
     }
 }

@@ -42,10 +42,10 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::cautious::{Apply, Plain};
+use crate::rule::{Apply, Plain};
 use crate::error::Result;
 use crate::math::{bias_correction, WeightDecay};
-use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::sqsum::{lanes_sum, LANES};
 use crate::state::StateStore;
 use crate::tensor::{ParamMut, StateTensor};
@@ -264,7 +264,7 @@ impl LambConsts {
     fn moments(&self, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
         #[cfg(target_arch = "x86_64")]
         {
-            if crate::exec::has_avx512() && self.gscale.is_none() && self.l2.is_none() {
+            if crate::cpu::has_avx512() && self.gscale.is_none() && self.l2.is_none() {
                 let keep = match (self.decouple, self.decay) {
                     (true, WeightDecay::Decoupled(k)) => Some(Some(k)),
                     (_, WeightDecay::Off) => Some(None),
@@ -275,7 +275,7 @@ impl LambConsts {
                     return unsafe { self.moments_x512(x, g, m, v, keep) };
                 }
             }
-            if crate::exec::has_avx2() {
+            if crate::cpu::has_avx2() {
                 // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
                 return unsafe { self.moments_avx2(x, g, m, v) };
             }
@@ -455,7 +455,7 @@ impl LambConsts {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if crate::exec::has_avx2() {
+            if crate::cpu::has_avx2() {
                 // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
                 unsafe { self.step_avx2(x, g, m, v, trust, step_size) };
                 return;
@@ -533,20 +533,8 @@ impl UpdateRule for Lamb {
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<LambState>,
-    ) -> Result<()> {
-        if !info.exec.fused || rayon::current_thread_index().is_none() {
-            return self.update_all_with(info, params, states, &mut Plain);
-        }
-        let gscale = self.pre_norm_scale(params.iter().map(|p| &*p.grad));
-        let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
-        let sts = states.get_many(&keys)?;
-        let results: Vec<Result<()>> = params
-            .par_iter_mut()
-            .zip(sts)
-            .with_max_len(1)
-            .map(|(p, st)| self.update_param(info, p, st, gscale, &mut Plain, true))
-            .collect();
-        results.into_iter().collect()
+    ) -> Option<Result<()>> {
+        Some(self.update_params(info, params, states))
     }
 
     fn update_with<A: Apply>(
@@ -560,23 +548,6 @@ impl UpdateRule for Lamb {
         self.update_param(info, p, st, gscale, apply, false)
     }
 
-    /// The global gradient norm first (pre_norm), then each parameter.
-    fn update_all_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        params: &mut [ParamMut<'_>],
-        states: &mut StateStore<LambState>,
-        apply: &mut A,
-    ) -> Result<()> {
-        let gscale = self.pre_norm_scale(params.iter().map(|p| &*p.grad));
-        for p in params.iter_mut() {
-            let st = states.get(p.name, p.numel())?;
-            self.update_param(info, p, st, gscale, apply, false)?;
-            apply.finish(p.value)?;
-        }
-        Ok(())
-    }
-
     /// The global gradient norm first (pre_norm), then each parameter with
     /// its own mask, in parallel on the fast path.
     fn update_all_cautious(
@@ -584,11 +555,41 @@ impl UpdateRule for Lamb {
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<LambState>,
+    ) -> Option<Result<()>> {
+        let gscale = self.pre_norm_scale(params.iter().map(|p| &*p.grad));
+        Some(crate::exec::cautious_per_param(info, params, states, |p, st, mask| {
+            self.update_param(info, p, st, gscale, mask, false)
+        }))
+    }
+}
+
+impl Lamb {
+    /// Every parameter's step after the global gradient norm (pre_norm):
+    /// in parallel over the parameters on the fast path, one by one on the
+    /// simple path; the same values either way.
+    fn update_params(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<LambState>,
     ) -> Result<()> {
         let gscale = self.pre_norm_scale(params.iter().map(|p| &*p.grad));
-        crate::cautious::per_param(info, params, states, |p, st, mask| {
-            self.update_param(info, p, st, gscale, mask, false)
-        })
+        if !info.exec.fused || rayon::current_thread_index().is_none() {
+            for p in params.iter_mut() {
+                let st = states.get(p.name, p.numel())?;
+                self.update_param(info, p, st, gscale, &mut Plain, false)?;
+            }
+            return Ok(());
+        }
+        let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
+        let sts = states.get_many(&keys)?;
+        let results: Vec<Result<()>> = params
+            .par_iter_mut()
+            .zip(sts)
+            .with_max_len(1)
+            .map(|(p, st)| self.update_param(info, p, st, gscale, &mut Plain, true))
+            .collect();
+        results.into_iter().collect()
     }
 }
 
@@ -607,7 +608,7 @@ mod tests {
     fn avx512_moments_equal_portable_moments() {
         #[cfg(target_arch = "x86_64")]
         {
-            if !crate::exec::has_avx512() {
+            if !crate::cpu::has_avx512() {
                 return;
             }
             for (wd, norms) in [(0.0, true), (0.1, true), (0.1, false)] {

@@ -22,11 +22,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cautious::{Apply, CautiousMask, Plain};
+use crate::exec::CautiousMask;
+use crate::rule::{Apply, Plain};
 use crate::error::Result;
-use crate::exec::{Chunk, Elementwise};
+use crate::rule::{Chunk, Elementwise};
 use crate::math::{lerp, sign, WeightDecay};
-use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::state::StateStore;
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
@@ -116,16 +117,16 @@ impl UpdateRule for Lion {
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<LionState>,
-    ) -> Result<()> {
+    ) -> Option<Result<()>> {
         if !self.cautious {
-            return crate::exec::run_elementwise(self, info, params, states);
+            return Some(crate::exec::run_elementwise(self, info, params, states));
         }
         if info.exec.state_dtype != crate::tensor::DType::F32 {
-            return Err(crate::Error::Unsupported(
+            return Some(Err(crate::Error::Unsupported(
                 "lion: cautious=true needs f32 state".into(),
-            ));
+            )));
         }
-        self.update_all_cautious(info, params, states)
+        Some(crate::exec::run_cautious(self, info, params, states))
     }
 
     #[allow(clippy::needless_range_loop)]

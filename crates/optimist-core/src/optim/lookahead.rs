@@ -31,13 +31,13 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::math::lerp;
-use crate::optimizer::{Optimizer, OptimizerConfig};
-use crate::registry::OptimizerSpec;
+use crate::optimizer::Optimizer;
+use crate::rule::OptimizerConfig;
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::ParamMut;
 use crate::validate as v;
 use crate::wrap::{
-    build_inner, forward_to_inner, inner_json, reconfigure_inner, require_inner, InnerSpec,
+    forward_to_inner, inner_json, reconfigure_inner, require_inner, InnerSpec,
 };
 
 /// Hyperparameters of `pytorch_optimizer.Lookahead`.
@@ -105,13 +105,6 @@ impl Lookahead {
             slow: BTreeMap::new(),
             counter: 0,
         })
-    }
-
-    /// Builds the wrapper and its inner optimizer from JSON.
-    pub fn from_json(value: &Value) -> Result<Self> {
-        let cfg = LookaheadConfig::from_json(value)?;
-        let inner = require_inner(LookaheadConfig::NAME, &cfg.inner)?;
-        Lookahead::wrap(build_inner(LookaheadConfig::NAME, inner)?, cfg.k, cfg.alpha)
     }
 
     /// The inner optimizer.
@@ -285,7 +278,3 @@ impl Optimizer for Lookahead {
     forward_to_inner!(set_cautious, set_mode, state_buffer, set_exec_options);
 }
 
-/// The registry entry of `lookahead`.
-pub fn spec() -> OptimizerSpec {
-    crate::wrap::wrapper_spec::<LookaheadConfig>(|v| Ok(Box::new(Lookahead::from_json(v)?)))
-}

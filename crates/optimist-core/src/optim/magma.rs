@@ -55,7 +55,6 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::math::lerp;
 use crate::optimizer::Optimizer;
-use crate::registry::OptimizerSpec;
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::ParamMut;
 use crate::validate as v;
@@ -118,7 +117,9 @@ impl MagmaConfig {
         Ok(())
     }
 
-    fn from_json(value: &Value) -> Result<Self> {
+    /// Reads the configuration from JSON and validates it (the inner
+    /// optimizer is built by [`crate::registry`]).
+    pub fn parse(value: &Value) -> Result<Self> {
         let cfg: MagmaConfig = crate::stages::parse(NAME, value)?;
         cfg.validate()?;
         Ok(cfg)
@@ -157,29 +158,6 @@ impl Magma {
             alignment: BTreeMap::new(),
             momentum: BTreeMap::new(),
         })
-    }
-
-    /// Builds Magma and its wrapped optimizer from a JSON configuration.
-    pub fn from_json(value: &Value) -> Result<Self> {
-        let cfg = MagmaConfig::from_json(value)?;
-        let inner = masking::build_inner_or_default(NAME, &cfg.inner)?;
-        Magma::new(cfg, inner)
-    }
-
-    /// The registry entry.
-    pub fn spec() -> OptimizerSpec {
-        OptimizerSpec {
-            name: NAME,
-            reference: "pytorch_optimizer.Magma (pytorch-optimizer 4.1.0)",
-            paper: "Joo, Xia, Kim, Zhang & Ie, On Surprising Effectiveness of Masking Updates in Adaptive Optimizers (arXiv:2602.15322)",
-            summary: "wrapper: random per-tensor masking of any optimizer's update, scaled by momentum-gradient alignment",
-            defaults: || {
-                masking::defaults_with_inner(
-                    serde_json::to_value(MagmaConfig::default()).unwrap_or(Value::Null),
-                )
-            },
-            build: |v| Ok(Box::new(Magma::from_json(v)?)),
-        }
     }
 
     /// The wrapped optimizer.
@@ -235,7 +213,7 @@ impl Optimizer for Magma {
     }
 
     fn set_config(&mut self, config: Value) -> Result<()> {
-        let cfg = MagmaConfig::from_json(&config)?;
+        let cfg = MagmaConfig::parse(&config)?;
         masking::reconfigure(
             NAME,
             self.inner.as_mut(),

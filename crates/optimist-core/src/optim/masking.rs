@@ -10,15 +10,14 @@
 
 use std::collections::HashMap;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::groups::glob_match;
 use crate::optimizer::Optimizer;
-use crate::registry;
 use crate::rng::SplitMix64;
 use crate::state::StateDict;
-use crate::wrap::{build_inner, reconfigure_inner, InnerSpec};
+use crate::wrap::{reconfigure_inner, InnerSpec};
 
 /// Scalars of a wrapper's state dict owned by [`BlockMasks`].
 pub const STATE_SCALARS: &[&str] = &["step", "rng_hi", "rng_lo"];
@@ -119,37 +118,6 @@ impl BlockMasks {
 /// Whether `name` matches one of the `patterns` (`*`, `?`).
 pub fn excluded(patterns: &[String], name: &str) -> bool {
     patterns.iter().any(|p| glob_match(p, name))
-}
-
-/// The inner optimizer of a masking wrapper whose configuration names none:
-/// AdamW with its defaults.
-pub(crate) fn default_inner() -> InnerSpec {
-    InnerSpec {
-        optimizer: "adamw".into(),
-        hparams: json!({}),
-    }
-}
-
-/// Builds the inner optimizer of masking wrapper `wrapper` from `spec`, or
-/// the default one.
-pub(crate) fn build_inner_or_default(
-    wrapper: &str,
-    spec: &Option<InnerSpec>,
-) -> Result<Box<dyn Optimizer>> {
-    let spec = spec.clone().unwrap_or_else(default_inner);
-    build_inner(wrapper, &spec)
-}
-
-/// The registry defaults of a masking wrapper: its own defaults `own` with
-/// `inner` set to the default inner optimizer and that optimizer's
-/// defaults.
-pub(crate) fn defaults_with_inner(mut own: Value) -> Value {
-    let inner = default_inner();
-    let hp = registry::find(&inner.optimizer)
-        .map(|s| (s.defaults)())
-        .unwrap_or(Value::Null);
-    own["inner"] = json!({"optimizer": inner.optimizer, "hparams": hp});
-    own
 }
 
 /// A masking wrapper's configuration: its own fields `own` with `inner`

@@ -43,7 +43,7 @@ pub use adamomentum::AdaMomentum;
 pub use adamuon::AdaMuon;
 pub use lamb::Lamb;
 pub use lion::Lion;
-pub use lookahead::Lookahead;
+pub use lookahead::{Lookahead, LookaheadConfig};
 pub use magma::{Magma, MagmaConfig};
 pub use muon::Muon;
 pub use nadam::Nadam;

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use super::newton_schulz::{self as ns, NormGuard, NsDtype, MUON_COEFFICIENTS};
 use crate::error::{Error, Result};
 use crate::math::{lerp, Ema};
-use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
 use crate::validate as v;
@@ -206,7 +206,7 @@ impl UpdateRule for Muon {
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<MuonState>,
-    ) -> Result<()> {
-        ns::update_matrices(self, Self::NAME, self.flatten, info, params, states)
+    ) -> Option<Result<()>> {
+        Some(ns::update_matrices(self, Self::NAME, self.flatten, info, params, states))
     }
 }

@@ -69,7 +69,7 @@ use serde::{Deserialize, Serialize};
 use super::newton_schulz::{self as ns, NormGuard, NsDtype, MUON_COEFFICIENTS};
 use crate::error::Result;
 use crate::math::{l2_norm, lerp, Ema};
-use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
 use crate::validate as v;
@@ -293,8 +293,8 @@ impl UpdateRule for Namo {
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<NamoState>,
-    ) -> Result<()> {
-        ns::update_matrices(self, Self::NAME, self.flatten, info, params, states)
+    ) -> Option<Result<()>> {
+        Some(ns::update_matrices(self, Self::NAME, self.flatten, info, params, states))
     }
 }
 
@@ -407,7 +407,7 @@ impl UpdateRule for NamoD {
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<NamoDState>,
-    ) -> Result<()> {
-        ns::update_matrices(self, Self::NAME, self.flatten, info, params, states)
+    ) -> Option<Result<()>> {
+        Some(ns::update_matrices(self, Self::NAME, self.flatten, info, params, states))
     }
 }

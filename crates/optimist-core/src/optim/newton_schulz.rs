@@ -184,11 +184,11 @@ pub fn check_all(optimizer: &str, params: &[ParamMut<'_>], flatten: bool) -> Res
 /// ([`crate::exec::run_per_param`]; the products inside each are split in
 /// fixed blocks too, so idle threads help with large matrices). The values
 /// do not depend on the thread count.
-pub fn update_matrices<R: crate::optimizer::UpdateRule>(
+pub fn update_matrices<R: crate::rule::UpdateRule>(
     rule: &R,
     name: &str,
     flatten: bool,
-    info: &crate::optimizer::StepInfo,
+    info: &crate::rule::StepInfo,
     params: &mut [ParamMut<'_>],
     states: &mut crate::state::StateStore<R::State>,
 ) -> Result<()> {

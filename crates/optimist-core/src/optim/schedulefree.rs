@@ -50,8 +50,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::math::{bias_correction, lerp};
-use crate::optimizer::{Mode, Optimizer, OptimizerConfig};
-use crate::registry::OptimizerSpec;
+use crate::optimizer::{Mode, Optimizer};
+use crate::rule::OptimizerConfig;
+use crate::optimizer::OptimizerSpec;
 use crate::state::{ParamState, StateDict, StateStore};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
@@ -166,7 +167,7 @@ impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
                 C::NAME
             )));
         }
-        crate::wrappers::check_params(params)?;
+        crate::tensor::check_params(params)?;
         for p in params.iter() {
             self.states.check(p.name, p.numel())?;
         }

@@ -21,11 +21,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cautious::{Apply, Plain};
+use crate::rule::{Apply, Plain};
 use crate::error::{Error, Result};
-use crate::exec::{Chunk, Elementwise};
+use crate::rule::{Chunk, Elementwise};
 use crate::math::WeightDecay;
-use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 

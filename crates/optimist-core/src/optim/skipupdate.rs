@@ -56,7 +56,6 @@ use serde_json::Value;
 use super::masking::{self, BlockMasks};
 use crate::error::{Error, Result};
 use crate::optimizer::Optimizer;
-use crate::registry::OptimizerSpec;
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
 use crate::wrap::InnerSpec;
@@ -107,7 +106,9 @@ impl SkipUpdateConfig {
         Ok(())
     }
 
-    fn from_json(value: &Value) -> Result<Self> {
+    /// Reads the configuration from JSON and validates it (the inner
+    /// optimizer is built by [`crate::registry`]).
+    pub fn parse(value: &Value) -> Result<Self> {
         let cfg: SkipUpdateConfig = crate::stages::parse(NAME, value)?;
         cfg.validate()?;
         Ok(cfg)
@@ -134,29 +135,6 @@ impl SkipUpdate {
         })
     }
 
-    /// Builds SkipUpdate and its wrapped optimizer from JSON.
-    pub fn from_json(value: &Value) -> Result<Self> {
-        let cfg = SkipUpdateConfig::from_json(value)?;
-        let inner = masking::build_inner_or_default(NAME, &cfg.inner)?;
-        SkipUpdate::new(cfg, inner)
-    }
-
-    /// The registry entry.
-    pub fn spec() -> OptimizerSpec {
-        OptimizerSpec {
-            name: NAME,
-            reference: "the paper's SkipUpdate rule (no published code)",
-            paper: "Joo, Xia, Kim, Zhang & Ie, On Surprising Effectiveness of Masking Updates in Adaptive Optimizers (arXiv:2602.15322)",
-            summary: "wrapper: keeps each tensor's update of any optimizer with probability p, rescaled by 1/p (unbiased); state updated densely",
-            defaults: || {
-                masking::defaults_with_inner(
-                    serde_json::to_value(SkipUpdateConfig::default()).unwrap_or(Value::Null),
-                )
-            },
-            build: |v| Ok(Box::new(SkipUpdate::from_json(v)?)),
-        }
-    }
-
     /// The wrapped optimizer.
     pub fn inner(&self) -> &dyn Optimizer {
         self.inner.as_ref()
@@ -180,7 +158,7 @@ impl Optimizer for SkipUpdate {
     }
 
     fn set_config(&mut self, config: Value) -> Result<()> {
-        let cfg = SkipUpdateConfig::from_json(&config)?;
+        let cfg = SkipUpdateConfig::parse(&config)?;
         masking::reconfigure(
             NAME,
             self.inner.as_mut(),

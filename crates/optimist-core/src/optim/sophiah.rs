@@ -39,10 +39,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::exec::{Chunk, Elementwise};
+use crate::rule::{Chunk, Elementwise};
 use crate::math::{lerp, maximum, WeightDecay};
 use crate::optim::pytorch_optimizer::clamp_nan;
-use crate::optimizer::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 

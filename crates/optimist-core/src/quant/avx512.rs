@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 /// Whether the CPU runs these loops.
 pub(super) fn available() -> bool {
-    crate::exec::has_avx512()
+    crate::cpu::has_avx512()
 }
 
 /// `dst[i] = table[codes[i]] * absmax`.

@@ -9,7 +9,7 @@
 //!
 //! Every wrapper reports its configuration as
 //! `{"wrapper": NAME, ...its fields..., "inner": {"optimizer": NAME, "hparams": ...}}`
-//! and [`build`] rebuilds an optimizer from such a value (or from a plain
+//! and [`crate::registry::build_spec`] rebuilds an optimizer from such a value (or from a plain
 //! `{"optimizer": NAME, "hparams": ...}`). Its state holds the inner
 //! optimizer's state under `inner/` and its own under `NAME/`.
 //! `docs/wrappers.md` describes each one.
@@ -18,61 +18,22 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::optimizer::Optimizer;
-use crate::registry;
 use crate::state::StateDict;
-use crate::tensor::ParamMut;
 
 pub mod accumulate;
 pub mod averaged;
+pub mod cautious;
 pub mod ema;
 pub mod scheduled;
 pub mod skip_nonfinite;
 pub mod swa;
 
 pub use accumulate::{AccumulateIn, GradAccumulation};
+pub use cautious::{Cautious, CautiousConfig};
 pub use ema::{Ema, EmaConfig};
 pub use scheduled::Scheduled;
 pub use skip_nonfinite::SkipNonFinite;
 pub use swa::{Swa, SwaConfig};
-
-/// Builds an optimizer from `{"optimizer": NAME, "hparams": {...}}`, where
-/// `hparams` is either the optimizer's hyperparameters or a wrapper's
-/// configuration (an object with a `"wrapper"` key, as a wrapper's
-/// [`Optimizer::config`] reports it).
-pub fn build(spec: &Value) -> Result<Box<dyn Optimizer>> {
-    let Some(obj) = spec.as_object() else {
-        return Err(Error::Input(format!(
-            "optimizer spec must be an object {{\"optimizer\": NAME, \"hparams\": {{...}}}}, got {spec}"
-        )));
-    };
-    if obj.contains_key("wrapper") {
-        return build_wrapper(spec);
-    }
-    let Some(name) = obj.get("optimizer").and_then(Value::as_str) else {
-        return Err(Error::Input(
-            "optimizer spec has no string field 'optimizer'".into(),
-        ));
-    };
-    for k in obj.keys() {
-        if k != "optimizer" && k != "hparams" {
-            return Err(Error::Input(format!("optimizer spec: unknown key '{k}'")));
-        }
-    }
-    let hp = obj.get("hparams").cloned().unwrap_or(Value::Null);
-    if hp.get("wrapper").is_some() {
-        return build_wrapper(&hp);
-    }
-    registry::build(&name.to_lowercase(), &hp)
-}
-
-fn build_wrapper(cfg: &Value) -> Result<Box<dyn Optimizer>> {
-    let kind = cfg.get("wrapper").and_then(Value::as_str).unwrap_or("");
-    let inner_spec = cfg
-        .get("inner")
-        .ok_or_else(|| Error::config(kind, "wrapper configuration has no 'inner'"))?;
-    let inner = build(inner_spec)?;
-    wrap_with(inner, kind, cfg.clone())
-}
 
 /// Wraps an optimizer that is already built (any optimizer: a registry
 /// rule, parameter groups, another wrapper) in the wrapper that `cfg`
@@ -103,7 +64,7 @@ pub fn wrap(inner: Box<dyn Optimizer>, cfg: &Value) -> Result<Box<dyn Optimizer>
     wrap_with(inner, &kind, full)
 }
 
-fn wrap_with(inner: Box<dyn Optimizer>, kind: &str, cfg: Value) -> Result<Box<dyn Optimizer>> {
+pub(crate) fn wrap_with(inner: Box<dyn Optimizer>, kind: &str, cfg: Value) -> Result<Box<dyn Optimizer>> {
     let mut w: Box<dyn Optimizer> = match kind {
         "scheduled" => Box::new(Scheduled::new(inner)),
         "skip_nonfinite" => Box::new(SkipNonFinite::new(inner, 0)),
@@ -152,20 +113,7 @@ pub(crate) fn split_config(kind: &str, config: &Value) -> Result<(Value, Option<
     Ok((Value::Object(own), inner))
 }
 
-/// Checks lengths and duplicate names of the parameters of one step.
-pub(crate) fn check_params(params: &[ParamMut<'_>]) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
-    for p in params {
-        p.check()?;
-        if !seen.insert(p.name) {
-            return Err(Error::Input(format!(
-                "parameter '{}' given twice in one step",
-                p.name
-            )));
-        }
-    }
-    Ok(())
-}
+pub(crate) use crate::tensor::check_params;
 
 /// Reads a non-negative integer scalar `key` of a wrapper's state.
 pub(crate) fn count_scalar(dict: &StateDict, key: &str) -> Result<u64> {

@@ -1,0 +1,348 @@
+//! What an update rule is: its typed configuration ([`OptimizerConfig`]),
+//! the per-step information it gets ([`StepInfo`], with the execution
+//! options), the per-parameter rule ([`UpdateRule`]), the sink through which
+//! it applies each element's step ([`Apply`], [`Plain`]) and the chunk
+//! kernel of elementwise rules ([`Elementwise`], [`Chunk`]).
+//!
+//! Nothing here runs a step: the drivers are in [`crate::exec`] and the
+//! [`Engine`](crate::Engine) picks one for each rule.
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::quant;
+use crate::state::{ParamState, StateStore};
+use crate::tensor::{DType, ParamMut};
+
+/// Elements per chunk of work (a multiple of every allowed 8-bit block size).
+pub const CHUNK: usize = 16384;
+
+/// Most state buffers an elementwise rule may have.
+pub const MAX_BUFFERS: usize = 8;
+
+/// Default of [`ExecOptions::q8_min_numel`]: smaller buffers stay f32 (as
+/// bitsandbytes keeps tensors under 4096 elements in 32 bits).
+pub const DEFAULT_Q8_MIN_NUMEL: usize = 4096;
+
+/// How an engine executes its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Threads; 0 = the process-wide default (see the module docs).
+    pub threads: usize,
+    /// Fast path (true, default) or the simple per-parameter reference path.
+    pub fused: bool,
+    /// Storage of state buffers of elementwise rules: f32 (default), bf16
+    /// (stochastic rounding) or q8 (8-bit block-wise dynamic quantization).
+    pub state_dtype: DType,
+    /// Values per 8-bit block: a power of two from 64 to [`CHUNK`] (default 256).
+    pub q8_block: usize,
+    /// Buffers with fewer elements stay f32 under q8 (default 4096).
+    pub q8_min_numel: usize,
+    /// Round 8-bit codes stochastically (unbiased; default) instead of to
+    /// the nearest code as bitsandbytes' optimizers do.
+    pub q8_stochastic: bool,
+    /// Seed of the stochastic rounding streams.
+    pub seed: u64,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            threads: 0,
+            fused: true,
+            state_dtype: DType::F32,
+            q8_block: quant::DEFAULT_Q8_BLOCK,
+            q8_min_numel: DEFAULT_Q8_MIN_NUMEL,
+            q8_stochastic: true,
+            seed: 0,
+        }
+    }
+}
+
+impl ExecOptions {
+    /// Checks the options; `elementwise` says whether the rule has a kernel
+    /// (compressed state needs one).
+    pub fn validate(&self, optimizer: &str, elementwise: bool) -> Result<()> {
+        if self.threads > 4096 {
+            return Err(Error::Input(format!(
+                "threads: {} is not a sensible thread count",
+                self.threads
+            )));
+        }
+        if !(self.q8_block.is_power_of_two() && (64..=CHUNK).contains(&self.q8_block)) {
+            return Err(Error::Input(format!(
+                "q8_block: {} must be a power of two from 64 to {CHUNK}",
+                self.q8_block
+            )));
+        }
+        if self.state_dtype != DType::F32 && !elementwise {
+            return Err(Error::Unsupported(format!(
+                "state_dtype '{}': optimizer '{optimizer}' has no elementwise kernel, so its state stays f32",
+                self.state_dtype.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The thread count this resolves to (at least 1).
+    pub fn resolved_threads(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            crate::cpu::default_threads()
+        }
+    }
+
+    /// Storage type for a buffer of `len` elements.
+    pub fn target_dtype(&self, len: usize) -> DType {
+        match self.state_dtype {
+            DType::Q8 if len < self.q8_min_numel => DType::F32,
+            d => d,
+        }
+    }
+}
+
+/// A typed optimizer configuration: hyperparameters with the reference's
+/// names and defaults, readable from JSON (unknown keys are errors).
+pub trait OptimizerConfig:
+    Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static
+{
+    /// Registry name.
+    const NAME: &'static str;
+    /// The implementation this one matches value for value.
+    const REFERENCE: &'static str;
+    /// The paper that introduced the method.
+    const PAPER: &'static str;
+    /// One line on what the method does.
+    const SUMMARY: &'static str;
+
+    /// Checks every hyperparameter, naming the first bad one.
+    fn validate(&self) -> Result<()>;
+
+    /// Reads a configuration from a JSON object; missing keys take defaults.
+    fn from_json(value: &Value) -> Result<Self> {
+        let value = match value {
+            Value::Null => Value::Object(Default::default()),
+            Value::Object(_) => value.clone(),
+            other => {
+                return Err(Error::config(
+                    Self::NAME,
+                    format!("hyperparameters must be a JSON object, got {other}"),
+                ))
+            }
+        };
+        let cfg: Self = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path.is_empty() {
+                Error::config(Self::NAME, format!("invalid hyperparameters: {inner}"))
+            } else {
+                Error::config(
+                    Self::NAME,
+                    format!("invalid hyperparameter '{path}': {inner}"),
+                )
+            }
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The configuration as JSON.
+    fn to_json(&self) -> Value {
+        // Serializing plain structs of numbers, bools and strings cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// Step-wide information passed to an update rule.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInfo {
+    /// The optimizer's step count, 1 on the first step.
+    pub step: u64,
+    /// How the step executes (threads, state storage); read by the driver.
+    pub exec: ExecOptions,
+}
+
+impl StepInfo {
+    /// Step `step` with the default execution options.
+    pub fn new(step: u64) -> Self {
+        StepInfo {
+            step,
+            exec: ExecOptions::default(),
+        }
+    }
+}
+
+/// An update rule that treats each parameter on its own: the configuration
+/// type carries the hyperparameters and the rule.
+pub trait UpdateRule: OptimizerConfig {
+    /// Per-parameter state.
+    type State: ParamState;
+
+    /// Whether the rule runs through the fused elementwise driver (set by
+    /// [`elementwise_fast_path!`](crate::elementwise_fast_path) together with
+    /// [`UpdateRule::update_all`]); only such rules can keep compressed state.
+    const ELEMENTWISE: bool = false;
+
+    /// Updates one parameter in one pass over its slices.
+    fn update(
+        &self,
+        info: &StepInfo,
+        param: &mut ParamMut<'_>,
+        state: &mut Self::State,
+    ) -> Result<()>;
+
+    /// Checks the parameters before a step changes anything (the matrix
+    /// rules refuse non-matrices here); an error leaves the optimizer as it
+    /// was. The default accepts every parameter.
+    fn check_params(&self, params: &[ParamMut<'_>]) -> Result<()> {
+        let _ = params;
+        Ok(())
+    }
+
+    /// The rule's own step over all parameters, for rules that need a
+    /// global quantity first (a norm over all gradients) or a driver of
+    /// their own; `None` (the default) lets the engine run
+    /// [`UpdateRule::update`] on each parameter
+    /// ([`crate::exec::run_per_param`]). Elementwise rules return the
+    /// fused driver here with one line,
+    /// [`elementwise_fast_path!`](crate::elementwise_fast_path).
+    fn update_all(
+        &self,
+        _info: &StepInfo,
+        _params: &mut [ParamMut<'_>],
+        _states: &mut StateStore<Self::State>,
+    ) -> Option<Result<()>> {
+        None
+    }
+
+    /// Whether [`UpdateRule::update_with`] is implemented, so that update
+    /// modifiers such as cautious masking ([`crate::cautious`]) compose
+    /// with this rule.
+    const EXPOSES_UPDATE: bool = false;
+
+    /// Like [`UpdateRule::update`], but the step of every element, in order,
+    /// goes through `apply` instead of being added to the parameter: the
+    /// rule applies its own weight decay and state updates, then calls
+    /// `apply.apply(p, g, lr, u)` where the plain update is `p <- p - lr * u`
+    /// and `g` is the gradient as the rule used it (after L2 decay). The
+    /// caller ends the parameter with [`Apply::finish`]. Rules that set
+    /// [`UpdateRule::EXPOSES_UPDATE`] implement this and write `update` as
+    /// `update_with` with [`Plain`].
+    fn update_with<A: Apply>(
+        &self,
+        _info: &StepInfo,
+        _param: &mut ParamMut<'_>,
+        _state: &mut Self::State,
+        _apply: &mut A,
+    ) -> Result<()> {
+        Err(Error::Unsupported(format!(
+            "{}: the update rule does not expose its update direction",
+            Self::NAME
+        )))
+    }
+
+    /// The rule's own step over all parameters under cautious masking
+    /// ([`crate::cautious`]), for rules that override
+    /// [`UpdateRule::update_all`]; `None` (the default) lets the engine run
+    /// [`UpdateRule::update_with`] with one mask per parameter
+    /// ([`crate::exec::run_cautious`]).
+    fn update_all_cautious(
+        &self,
+        _info: &StepInfo,
+        _params: &mut [ParamMut<'_>],
+        _states: &mut StateStore<Self::State>,
+    ) -> Option<Result<()>> {
+        None
+    }
+
+    /// Called when the configuration is replaced (`set_config`,
+    /// `set_hparam`), with the configuration it replaces: keeps values that
+    /// are not hyperparameters, such as the learning rate the optimizer was
+    /// built with. The default keeps nothing.
+    fn carry_over(&mut self, _previous: &Self) {}
+
+    /// Called once at the start of every step, before any update, for
+    /// rule-level values that change at step time (not hyperparameters).
+    /// The default does nothing.
+    fn begin_step(&mut self, _info: &StepInfo) {}
+}
+
+/// Where an update rule sends the step of each element.
+pub trait Apply {
+    /// One element, in order over the parameter: the plain update is
+    /// `p <- p - lr * u`; `g` is the gradient as the rule used it.
+    fn apply(&mut self, p: &mut f32, g: f32, lr: f32, u: f32);
+
+    /// Ends the parameter whose elements were passed to [`Apply::apply`]:
+    /// applies anything deferred.
+    fn finish(&mut self, value: &mut [f32]) -> Result<()>;
+}
+
+/// The plain update, `p <- p - lr * u`, applied at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain;
+
+impl Apply for Plain {
+    #[inline(always)]
+    fn apply(&mut self, p: &mut f32, _g: f32, lr: f32, u: f32) {
+        // Same bits as `p += -lr * u`.
+        *p -= lr * u;
+    }
+
+    #[inline(always)]
+    fn finish(&mut self, _value: &mut [f32]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// One chunk of one parameter, as an elementwise kernel sees it: equal-length
+/// slices of the values, the gradient, the Hessian estimate (if given) and
+/// the parameter-sized state buffers in [`ParamState::BUFFERS`] order (not
+/// those in [`ParamState::UNSIZED`]). A buffer that is not allocated is an
+/// empty slice.
+#[derive(Debug)]
+pub struct Chunk<'a> {
+    /// Index of the chunk's first element within the parameter.
+    pub offset: usize,
+    /// Parameter values, updated in place.
+    pub value: &'a mut [f32],
+    /// Gradient.
+    pub grad: &'a [f32],
+    /// Hessian diagonal estimate, when the step was given one.
+    pub hessian: Option<&'a [f32]>,
+    /// State buffers (first `BUFFERS.len()` entries; the rest are empty).
+    pub state: [&'a mut [f32]; MAX_BUFFERS],
+}
+
+/// An update rule that acts element by element once per-step scalars are
+/// known: the fast path.
+///
+/// The kernel must compute each element exactly as
+/// [`UpdateRule::update`] does (same operations in the same order), which
+/// the tests check bit for bit.
+pub trait Elementwise: UpdateRule {
+    /// Scalars computed once per parameter and step.
+    type Scalars: Send + Sync;
+
+    /// Allocates `state` on first use, advances its step count and returns
+    /// the step's scalars. Must not read or write the values of existing
+    /// buffers (the driver may hold them compressed).
+    fn prepare(
+        &self,
+        info: &StepInfo,
+        param: &ParamMut<'_>,
+        state: &mut Self::State,
+    ) -> Result<Self::Scalars>;
+
+    /// Updates one chunk in one pass. Write it as plain loops over
+    /// equal-length slices (re-slice every slice to the chunk's length so
+    /// that bounds checks vanish), compute values first and store them
+    /// unconditionally (a store on one branch only stops vectorization), and
+    /// mark the implementation `#[inline(always)]`: the driver calls it from
+    /// a function compiled for AVX2, and only an inlined kernel gets those
+    /// instructions.
+    fn kernel(&self, scalars: &Self::Scalars, chunk: Chunk<'_>);
+}
+
