@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 echo "== cargo test --release --workspace"
 cargo test --release --workspace
 
+if ! python3 -c "import torch, pytorch_optimizer, pytest, maturin" >/dev/null 2>&1; then
+  echo "== installing the Python test dependencies from PyPI (torch, pytorch-optimizer, maturin, pytest)"
+  python3 -m pip install --quiet "torch==2.15.0" "pytorch-optimizer==4.1.0" "maturin>=1.5,<2" pytest numpy
+fi
+
 echo "== pip install ./crates/optimist-py"
 if python3 -c "import maturin" >/dev/null 2>&1; then
   # maturin already installed: build without fetching the build backend.
