@@ -6,7 +6,13 @@
 //! case's tolerance; error cases must be rejected with an error value.
 //!
 //! `OPTIMIST_GOLDEN_FILTER=text` restricts the run to case files whose name
-//! contains `text` (for development; CI runs everything).
+//! contains `text` (for development; CI runs everything); a filter must
+//! match at least one case, and without one every directory must hold
+//! cases. Every case must give as many steps, and per step as many
+//! parameters of as many values, as it expects.
+//!
+//! The public conformance cases live outside the repository: without them
+//! that test says SKIPPED, and fails when `CI=true`.
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +54,8 @@ fn check_case(path: &Path) -> Result<(), String> {
         };
     }
     let got = result.map_err(|e| format!("replay failed: {e}"))?;
+    let n_steps = raw["grads"].as_array().map_or(0, Vec::len);
+    let n_params = raw["params"].as_array().map_or(0, Vec::len);
     let tol = raw.get("tolerance");
     let atol = tol
         .and_then(|t| t.get("atol"))
@@ -59,10 +67,22 @@ fn check_case(path: &Path) -> Result<(), String> {
         .unwrap_or(1e-5);
     let expected: Vec<Vec<Vec<f64>>> =
         serde_json::from_value(raw["expected"].clone()).map_err(|e| format!("expected: {e}"))?;
-    if expected.len() != got.len() {
-        return Err(format!("{} steps, expected {}", got.len(), expected.len()));
+    if expected.len() != got.len() || expected.len() != n_steps || n_steps == 0 {
+        return Err(format!(
+            "{} steps, expected {} (the case has {n_steps} gradient steps)",
+            got.len(),
+            expected.len()
+        ));
     }
     for (t, (gs, es)) in got.iter().zip(&expected).enumerate() {
+        if gs.len() != es.len() || es.len() != n_params {
+            return Err(format!(
+                "step {}: {} parameters, expected {} (the case has {n_params})",
+                t + 1,
+                gs.len(),
+                es.len()
+            ));
+        }
         for (i, (gp, ep)) in gs.iter().zip(es).enumerate() {
             if gp.len() != ep.len() {
                 return Err(format!(
@@ -98,15 +118,43 @@ fn run_dir(dir: &Path) -> (usize, Vec<String>) {
     (files.len(), failures)
 }
 
+fn filtered() -> bool {
+    std::env::var("OPTIMIST_GOLDEN_FILTER").is_ok_and(|f| !f.is_empty())
+}
+
+/// Without a filter, a directory of cases must hold some.
+fn require_cases(n: usize, dir: &Path) {
+    assert!(n > 0 || filtered(), "no cases found in {}", dir.display());
+}
+
+/// A test that cannot run says so; in CI (`CI=true`) that is a failure.
+fn skip(what: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(!ci, "SKIPPED in CI: {what}");
+    eprintln!("SKIPPED: {what}");
+}
+
+#[test]
+fn a_filter_matches_at_least_one_case() {
+    if !filtered() {
+        return;
+    }
+    let n: usize = [
+        "tests/golden/cases",
+        "tests/golden/extensions",
+        "../shared/conformance/cases",
+    ]
+    .iter()
+    .map(|d| case_files(&repo_root().join(d)).len())
+    .sum();
+    assert!(n > 0, "OPTIMIST_GOLDEN_FILTER matches no case");
+}
+
 #[test]
 fn project_golden_cases() {
     let dir = repo_root().join("tests/golden/cases");
     let (n, failures) = run_dir(&dir);
-    assert!(
-        n > 0 || std::env::var("OPTIMIST_GOLDEN_FILTER").is_ok(),
-        "no golden cases found in {}",
-        dir.display()
-    );
+    require_cases(n, &dir);
     assert!(
         failures.is_empty(),
         "{} of {n} cases failed:\n{}",
@@ -120,6 +168,7 @@ fn project_golden_cases() {
 fn project_extension_cases() {
     let dir = repo_root().join("tests/golden/extensions");
     let (n, failures) = run_dir(&dir);
+    require_cases(n, &dir);
     assert!(
         failures.is_empty(),
         "{} of {n} cases failed:\n{}",
@@ -130,13 +179,17 @@ fn project_extension_cases() {
 }
 
 #[test]
-fn public_conformance_cases() {
+fn public_conformance_cases_skipped_without_shared() {
     let dir = repo_root().join("../shared/conformance/cases");
     if !dir.is_dir() {
-        eprintln!("{} not present; skipped", dir.display());
+        skip(&format!(
+            "public conformance cases: {} not present",
+            dir.display()
+        ));
         return;
     }
     let (n, failures) = run_dir(&dir);
+    require_cases(n, &dir);
     assert!(
         failures.is_empty(),
         "{} of {n} cases failed:\n{}",
