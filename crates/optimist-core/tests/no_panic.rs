@@ -125,6 +125,21 @@ fn gemm_refuses_dimensions_whose_product_overflows() {
     assert!(gemm(1.0, a, b, 1.0, &mut c, false).is_err());
 }
 
+#[test]
+fn gemm_with_an_empty_inner_dimension_scales_c() {
+    // k = 0: C <- beta * C, on every kernel (the packed ones need k > 0).
+    for precision in [
+        optimist_core::gemm::Precision::F32,
+        optimist_core::gemm::Precision::Bf16,
+    ] {
+        let a = View::new(&[], 3, 0);
+        let b = View::new(&[], 0, 2);
+        let mut c = vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        optimist_core::gemm::gemm_with(precision, 1.0, a, b, 0.5, &mut c, false).unwrap();
+        assert_eq!(c, vec![0.5, 1.0, 1.5, 2.0, 2.5, 3.0]);
+    }
+}
+
 fn adafactor_params(w_shape: Vec<usize>) -> (Param, Param) {
     let mut a = Param::new("a", vec![4], vec![0.5, -0.25, 1.0, 2.0]).unwrap();
     a.grad = vec![0.1, 0.2, -0.3, 0.4];

@@ -290,6 +290,9 @@ fn gemm_impl(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    // An empty inner dimension (C <- beta * C) goes to matrixmultiply: the
+    // packed kernels split the inner dimension into non-empty panels.
+    let packed = packed && k > 0;
     match choose(precision) {
         #[cfg(target_arch = "x86_64")]
         Kernel::Amx if packed && amx::gemm(alpha, &a, &b, beta, c, upper) => {
