@@ -369,7 +369,9 @@ impl<S: ParamState> StateStore<S> {
             entry.1.set_step(v as u64);
         }
         // 8-bit parts, applied once every buffer is read.
-        let mut q8: BTreeMap<(String, String), (Option<&[f32]>, Option<&[f32]>)> = BTreeMap::new();
+        // (parameter, buffer) -> (codes, block scales) as saved.
+        type Q8Parts<'d> = BTreeMap<(String, String), (Option<&'d [f32]>, Option<&'d [f32]>)>;
+        let mut q8: Q8Parts<'_> = BTreeMap::new();
         for e in &dict.tensors {
             if let Some(b) = e.name.strip_suffix(Q8_CODES) {
                 let slot = q8.entry((e.param.clone(), b.to_string())).or_default();
