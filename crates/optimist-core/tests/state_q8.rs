@@ -311,7 +311,8 @@ fn inconsistent_8bit_parts_are_refused() {
         .iter()
         .position(|e| e.name.ends_with(optimist_core::state::Q8_CODES))
         .expect("an 8-bit buffer");
-    let edits: Vec<(&str, Box<dyn Fn(&mut optimist_core::StateDict)>)> = vec![
+    type Edit = Box<dyn Fn(&mut optimist_core::StateDict)>;
+    let edits: Vec<(&str, Edit)> = vec![
         (
             "code out of range",
             Box::new(move |d| d.tensors[codes].values[0] = 256.0),
