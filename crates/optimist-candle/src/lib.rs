@@ -64,9 +64,6 @@ use inplace::SliceMut;
 pub use build::{build_optimizer, param_groups_from_json, selector_from_json, PARAM_GROUPS};
 pub use curvature::{CurvatureConfig, HvpMethod, Probe};
 
-/// Registry names of update rules that read a Hessian diagonal estimate.
-pub const CURVATURE_CONSUMERS: &[&str] = &["sophiah"];
-
 fn wrap(e: optimist_core::Error) -> candle_core::Error {
     candle_core::Error::msg(e.to_string())
 }
@@ -119,8 +116,9 @@ impl std::fmt::Debug for OptimistOptimizer {
     }
 }
 
-/// Which curvature estimate an optimizer needs, read from its name and
-/// configuration (groups and wrappers included).
+/// Which curvature estimate an optimizer needs: a Hessian diagonal
+/// estimate when a rule named in its configuration (groups and wrappers
+/// included) says so in the registry ([`optimist_core::registry::RuleFacts`]).
 pub fn curvature_for(opt: &dyn Optimizer) -> Option<CurvatureConfig> {
     fn names_in(v: &Value, out: &mut Vec<String>) {
         match v {
@@ -140,10 +138,11 @@ pub fn curvature_for(opt: &dyn Optimizer) -> Option<CurvatureConfig> {
     }
     let mut names = vec![opt.name().to_string()];
     names_in(&opt.config(), &mut names);
-    if !names
-        .iter()
-        .any(|n| CURVATURE_CONSUMERS.contains(&n.as_str()))
-    {
+    let hessian = |n: &String| {
+        optimist_core::registry::find(n)
+            .is_some_and(|s| s.facts.curvature == optimist_core::optimizer::Curvature::HessianDiagonal)
+    };
+    if !names.iter().any(hessian) {
         return None;
     }
     let mut cfg = CurvatureConfig::default();

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use optimist_core::problems::{minimize, MatrixLeastSquares, Problem, Quadratic, Rosenbrock};
-use optimist_core::registry::{build, registry};
+use optimist_core::registry::{build, find, registry};
 use optimist_core::Result;
 use serde_json::{json, Value};
 
@@ -16,32 +16,19 @@ pub struct DemoArgs {
     optimizers: Vec<String>,
 }
 
-/// A learning rate that suits each family on these small deterministic problems.
+/// The hyperparameters of a run: the rule's suggestion for small networks
+/// (from the registry); a wrapper that needs an inner optimizer gets AdamW
+/// with AdamW's suggestion.
 fn demo_hparams(name: &str) -> Value {
-    match name {
-        "sgd" => json!({"lr": 1e-3, "momentum": 0.9}),
-        "adam" | "adamw" => json!({"lr": 2e-2}),
-        "lion" | "signsgd" => json!({"lr": 1e-3}),
-        "adabelief" | "lamb" => json!({"lr": 2e-2}),
-        // The default final_lr (0.1, plain SGD at the end) diverges on Rosenbrock.
-        "adabound" => json!({"lr": 1e-2, "final_lr": 2e-3}),
-        "lookahead" => json!({"inner": {"optimizer": "adam", "hparams": {"lr": 2e-2}}}),
-        "cautious" => json!({"inner": {"optimizer": "adamw", "hparams": {"lr": 2e-2}}}),
-        "muon" => json!({"lr": 0.05, "weight_decay": 0.0}),
-        "adamuon" => json!({"lr": 0.05}),
-        "namo" | "namo_d" => json!({"lr": 0.1, "weight_decay": 0.0}),
-        "nadam" | "radam" | "adamomentum" => json!({"lr": 1e-2}),
-        "adamax" => json!({"lr": 3e-2}),
-        "adagrad" => json!({"lr": 0.5}),
-        "rmsprop" => json!({"lr": 1e-3}),
-        "adafactor" => json!({"lr": 1e-2}),
-        "adagc" => json!({"lr": 2e-2, "weight_decay": 0.0}),
-        "magma" => json!({"inner": {"optimizer": "adam", "hparams": {"lr": 2e-2}}}),
-        "skipupdate" => json!({"inner": {"optimizer": "adam", "hparams": {"lr": 2e-2}}}),
-        "adamw_schedulefree" => json!({"lr": 2e-2}),
-        "sgd_schedulefree" => json!({"lr": 1e-2}),
-        _ => json!({}),
+    let Some(spec) = find(name) else {
+        return json!({});
+    };
+    let mut hp = (spec.facts.suggested)();
+    if (spec.defaults)().get("inner").is_some_and(Value::is_null) && hp.get("inner").is_none() {
+        let inner = find("adamw").map_or_else(|| json!({}), |s| (s.facts.suggested)());
+        hp["inner"] = json!({"optimizer": "adamw", "hparams": inner});
     }
+    hp
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
@@ -66,8 +53,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             let mut opt = build(name, &hp)?;
             let losses = match minimize(problem.as_ref(), opt.as_mut(), args.steps) {
                 Ok(l) => l,
-                // Matrix optimizers on the vector problems.
-                Err(optimist_core::Error::Unsupported(_)) => {
+                // Matrix-only rules on the vector problems.
+                Err(optimist_core::Error::Unsupported(_))
+                    if find(name).is_some_and(|s| s.facts.matrices_only) =>
+                {
                     println!(
                         "{:<12} {:<12} {:>14}",
                         name,

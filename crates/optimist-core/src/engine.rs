@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::exec;
-use crate::optimizer::Optimizer;
+use crate::optimizer::{Optimizer, OptimizerSpec, RuleFacts};
 use crate::rule::{ExecOptions, StepInfo, UpdateRule};
 use crate::state::{ParamState, StateDict, StateStore};
 use crate::tensor::ParamMut;
@@ -111,14 +111,9 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
             exec: self.exec,
         };
         self.config.begin_step(&info);
-        let threads = if self.exec.fused {
-            self.exec.resolved_threads()
-        } else {
-            1
-        };
         let (config, states) = (&self.config, &mut self.states);
         let cautious = self.cautious;
-        let updated = exec::run_on(threads, || {
+        let updated = exec::run_step(&self.exec, || {
             if cautious {
                 // The rule's `update_with` through one mask per parameter,
                 // the parameters in parallel on the fast path.
@@ -273,5 +268,13 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
         }
         self.cautious = on;
         Ok(())
+    }
+}
+
+/// The registry entry of an [`UpdateRule`] run by the generic [`Engine`].
+pub fn spec<R: UpdateRule>() -> OptimizerSpec {
+    OptimizerSpec {
+        facts: RuleFacts::of_rule::<R>(),
+        ..OptimizerSpec::of_config::<R>(|v| Ok(Box::new(Engine::new(R::from_json(v)?)?)))
     }
 }

@@ -68,8 +68,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 
-#[cfg(target_arch = "x86_64")]
-use crate::cpu::has_avx2;
 use crate::error::{Error, Result};
 use crate::quant;
 use crate::rule::{Apply, Plain, StepInfo, UpdateRule};
@@ -112,26 +110,82 @@ pub fn run_on<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T
     })
 }
 
-/// Runs `rule`'s kernel on `chunk`, compiled for AVX2 when the CPU has it.
+/// Runs a function body compiled for the best instruction set the CPU has:
+/// `simd!(avx2; fn(args) -> T { body })` runs `body` from a function
+/// compiled for AVX2 and FMA when the CPU has them, else from the portable
+/// build; `simd!(avx512; ...)` tries AVX-512F first. The body sees only its
+/// arguments (it becomes a function of its own; generic parameters are
+/// declared as `fn<R: Bound>(...)`), which are passed under the same names
+/// from the caller's scope. Mark helpers the body calls
+/// `#[inline(always)]`: only inlined code gets the wider instructions.
+/// Values do not depend on the build: Rust never contracts `a * b + c`
+/// into an FMA and IEEE arithmetic rounds the same at every width. This is
+/// the crate's one SIMD dispatch for auto-vectorized loops.
+macro_rules! simd {
+    (avx2; $($f:tt)*) => { $crate::exec::simd!(@build [avx2] $($f)*) };
+    (avx512; $($f:tt)*) => { $crate::exec::simd!(@build [avx512] $($f)*) };
+    (@build [$level:ident] fn $(<$($g:ident : $b:path),* $(,)?>)?
+        ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {{
+        #[inline(always)]
+        fn portable $(<$($g: $b),*>)? ($($arg: $ty),*) $(-> $ret)? $body
+        #[cfg(target_arch = "x86_64")]
+        let out = {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2 $(<$($g: $b),*>)? ($($arg: $ty),*) $(-> $ret)? {
+                portable($($arg),*)
+            }
+            $crate::exec::simd!(@dispatch [$level] $(<$($g: $b),*>)? ($($arg: $ty),*) $(-> $ret)?)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let out = portable($($arg),*);
+        out
+    }};
+    (@dispatch [avx2] $(<$($g:ident : $b:path),*>)? ($($arg:ident : $ty:ty),*) $(-> $ret:ty)?) => {
+        if $crate::cpu::has_avx2() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            unsafe { avx2($($arg),*) }
+        } else {
+            portable($($arg),*)
+        }
+    };
+    (@dispatch [avx512] $(<$($g:ident : $b:path),*>)? ($($arg:ident : $ty:ty),*) $(-> $ret:ty)?) => {{
+        #[target_feature(enable = "avx2,fma,avx512f")]
+        unsafe fn avx512 $(<$($g: $b),*>)? ($($arg: $ty),*) $(-> $ret)? {
+            portable($($arg),*)
+        }
+        if $crate::cpu::has_avx512() {
+            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time).
+            unsafe { avx512($($arg),*) }
+        } else if $crate::cpu::has_avx2() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+            unsafe { avx2($($arg),*) }
+        } else {
+            portable($($arg),*)
+        }
+    }};
+}
+pub(crate) use simd;
+
+/// Runs `rule`'s kernel on `chunk`, compiled for AVX2 when the CPU has it
+/// (`R::kernel`, marked `#[inline(always)]`, is inlined there, so its loops
+/// vectorize at 8 lanes).
 #[inline(always)]
 fn run_kernel<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if has_avx2() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-            unsafe { kernel_avx2(rule, scalars, chunk) };
-            return;
-        }
-    }
-    rule.kernel(scalars, chunk, &mut Plain)
+    simd!(avx2; fn<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) {
+        rule.kernel(scalars, chunk, &mut Plain)
+    })
 }
 
-/// The kernel compiled for AVX2: `R::kernel` (marked `#[inline(always)]`)
-/// is inlined here, so its loops vectorize at 8 lanes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) {
-    rule.kernel(scalars, chunk, &mut Plain)
+/// Runs `f` on the thread pool of a step with options `exec`: the pool of
+/// its thread count on the fast path, inline on one thread on the simple
+/// path (`fused: false`).
+pub fn run_step<T: Send>(exec: &ExecOptions, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let threads = if exec.fused {
+        exec.resolved_threads()
+    } else {
+        1
+    };
+    run_on(threads, f)
 }
 
 /// Implements [`UpdateRule::update_all`] as the fused elementwise driver
@@ -322,6 +376,58 @@ where
         .map(|(p, st)| f(p, st))
         .collect();
     results.into_iter().collect()
+}
+
+/// How a rule with passes of its own over a parameter (LAMB, Adafactor)
+/// runs the fixed blocks of a pass: on the current thread pool (fast path)
+/// or in order on the calling thread (simple path). The blocks and the
+/// order in which their results are returned do not depend on it, so
+/// neither do the values.
+#[derive(Debug, Clone, Copy)]
+pub struct Blocks {
+    parallel: bool,
+}
+
+impl Blocks {
+    /// In order on the calling thread.
+    pub const SEQUENTIAL: Blocks = Blocks { parallel: false };
+
+    /// `f` over `items`, results in the items' order.
+    pub fn map<T, U, I, F>(self, items: I, f: F) -> Vec<U>
+    where
+        I: IntoIterator<Item = T>,
+        T: Send,
+        U: Send,
+        F: Fn(T) -> U + Sync + Send,
+    {
+        if self.parallel {
+            let items: Vec<T> = items.into_iter().collect();
+            if items.len() > 1 {
+                return items.into_par_iter().with_max_len(1).map(f).collect();
+            }
+            return items.into_iter().map(f).collect();
+        }
+        items.into_iter().map(f).collect()
+    }
+}
+
+/// The per-parameter loop of rules with passes of their own:
+/// `f(param, state, blocks)` for every parameter, the parameters (and the
+/// blocks of each, through `blocks`) in parallel on the current thread
+/// pool on the fast path, one after the other on the simple path.
+pub fn run_blocked<S, F>(
+    info: &StepInfo,
+    params: &mut [ParamMut<'_>],
+    states: &mut StateStore<S>,
+    f: F,
+) -> Result<()>
+where
+    S: ParamState,
+    F: Fn(&mut ParamMut<'_>, &mut S, Blocks) -> Result<()> + Sync,
+{
+    let parallel = info.exec.fused && rayon::current_thread_index().is_some();
+    let blocks = Blocks { parallel };
+    for_each_param(parallel, params, states, |p, st| f(p, st, blocks))
 }
 
 // ---- Cautious masking: the mask sink and its per-parameter driver ----
@@ -598,28 +704,10 @@ fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &
         run_kernel(rule, scalars, chunk);
         return;
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if has_avx2() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-            unsafe { compressed_piece_avx2(rule, scalars, nb, piece) };
-            return;
-        }
-    }
-    compressed_piece(rule, scalars, nb, piece);
-}
-
-/// [`compressed_piece`] compiled for AVX2 (the codecs and the kernel are
-/// inlined into it).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn compressed_piece_avx2<R: Elementwise>(
-    rule: &R,
-    scalars: &R::Scalars,
-    nb: usize,
-    piece: &mut Piece<'_>,
-) {
-    compressed_piece(rule, scalars, nb, piece)
+    // The codecs and the kernel are inlined into the AVX2 build.
+    simd!(avx2; fn<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &mut Piece<'_>) {
+        compressed_piece(rule, scalars, nb, piece)
+    })
 }
 
 /// Decode the compressed buffers of a piece into scratch space, run the

@@ -11,7 +11,7 @@ use crate::state::StateDict;
 use crate::tensor::ParamMut;
 
 /// Old paths of the rule types (they live in [`crate::rule`]).
-pub use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
+pub use crate::rule::{Curvature, OptimizerConfig, StepInfo, UpdateRule};
 
 /// An optimizer: updates parameters in place from their gradients.
 ///
@@ -229,6 +229,83 @@ pub struct OptimizerSpec {
     /// Builds the optimizer from a JSON object of hyperparameters (missing
     /// keys take defaults, unknown keys are errors).
     pub build: fn(&Value) -> Result<Box<dyn Optimizer>>,
+    /// What the rule needs and offers.
+    pub facts: RuleFacts,
+}
+
+/// Facts about a rule that callers act on, read from its configuration
+/// type ([`OptimizerConfig`]) and [`UpdateRule`]: [`RuleFacts::of_rule`].
+#[derive(Debug, Clone, Copy)]
+pub struct RuleFacts {
+    /// Runs through the fused elementwise driver (a kernel per chunk), so
+    /// it can keep compressed state.
+    pub elementwise: bool,
+    /// Runs its own passes over fixed blocks (LAMB, Adafactor).
+    pub blocked: bool,
+    /// The curvature estimate the caller must supply.
+    pub curvature: Curvature,
+    /// Updates only matrices (needs parameter groups for the rest).
+    pub matrices_only: bool,
+    /// Hyperparameters suggested for small networks (overrides of the defaults).
+    pub suggested: fn() -> Value,
+}
+
+fn no_suggestion() -> Value {
+    Value::Object(Default::default())
+}
+
+impl RuleFacts {
+    /// No capability, no need, no suggestion.
+    pub const NONE: RuleFacts = RuleFacts {
+        elementwise: false,
+        blocked: false,
+        curvature: Curvature::None,
+        matrices_only: false,
+        suggested: no_suggestion,
+    };
+
+    /// The facts of a configuration type (a rule's or a wrapper's).
+    pub fn of<C: OptimizerConfig>() -> RuleFacts {
+        RuleFacts {
+            curvature: C::CURVATURE,
+            matrices_only: C::MATRICES_ONLY,
+            suggested: C::suggested,
+            ..RuleFacts::NONE
+        }
+    }
+
+    /// The facts of an update rule run by the engine.
+    pub fn of_rule<R: UpdateRule>() -> RuleFacts {
+        RuleFacts {
+            elementwise: R::ELEMENTWISE,
+            blocked: R::BLOCKED,
+            ..RuleFacts::of::<R>()
+        }
+    }
+
+    /// Whether the fast path (threads, chunks, blocks) gives the simple
+    /// path's bits by construction (elementwise or blocked).
+    pub fn exact_fast_path(&self) -> bool {
+        self.elementwise || self.blocked
+    }
+}
+
+impl OptimizerSpec {
+    /// The entry of configuration type `C` (name, reference, paper,
+    /// summary, defaults and facts from `C`), built by `build`.
+    pub fn of_config<C: OptimizerConfig>(
+        build: fn(&Value) -> Result<Box<dyn Optimizer>>,
+    ) -> OptimizerSpec {
+        OptimizerSpec {
+            name: C::NAME,
+            reference: C::REFERENCE,
+            paper: C::PAPER,
+            summary: C::SUMMARY,
+            defaults: || C::default().to_json(),
+            build,
+            facts: RuleFacts::of::<C>(),
+        }
+    }
 }
 
 impl std::fmt::Debug for OptimizerSpec {

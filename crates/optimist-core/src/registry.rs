@@ -8,63 +8,26 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
-use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::optim::{self, Lookahead, LookaheadConfig, Magma, MagmaConfig, SkipUpdate, SkipUpdateConfig};
 use crate::optimizer::Optimizer;
-use crate::rule::{OptimizerConfig, UpdateRule};
+use crate::rule::OptimizerConfig;
 use crate::wrap::{require_inner, wrapper_spec, InnerSpec};
 use crate::wrappers::{Cautious, CautiousConfig};
 
-pub use crate::optimizer::OptimizerSpec;
+pub use crate::optimizer::{OptimizerSpec, RuleFacts};
 
-/// The spec of an [`UpdateRule`] run by the generic [`Engine`].
-pub fn spec<R: UpdateRule>() -> OptimizerSpec {
-    OptimizerSpec {
-        name: R::NAME,
-        reference: R::REFERENCE,
-        paper: R::PAPER,
-        summary: R::SUMMARY,
-        defaults: || R::default().to_json(),
-        build: |v| Ok(Box::new(Engine::new(R::from_json(v)?)?)),
-    }
-}
+pub use crate::engine::spec;
 
-/// Every registered optimizer, in a stable order.
+/// Every registered optimizer, in a stable order: the rules of the list
+/// in [`crate::optim`] (one line per rule), then the wrappers that take an
+/// inner optimizer by name.
 pub fn registry() -> &'static [OptimizerSpec] {
     static REGISTRY: OnceLock<Vec<OptimizerSpec>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        vec![
-            spec::<optim::Sgd>(),
-            spec::<optim::Adam>(),
-            spec::<optim::AdamW>(),
-            spec::<optim::Nadam>(),
-            spec::<optim::Radam>(),
-            spec::<optim::Adamax>(),
-            spec::<optim::Adagrad>(),
-            spec::<optim::Rmsprop>(),
-            spec::<optim::Adadelta>(),
-            spec::<optim::Adafactor>(),
-            spec::<optim::Lion>(),
-            spec::<optim::AdaBelief>(),
-            spec::<optim::Lamb>(),
-            spec::<optim::AdaBound>(),
-            spec::<optim::SignSgd>(),
-            lookahead_spec(),
-            cautious_spec(),
-            spec::<optim::Muon>(),
-            spec::<optim::AdaMuon>(),
-            spec::<optim::Namo>(),
-            spec::<optim::NamoD>(),
-            spec::<optim::SophiaH>(),
-            spec::<optim::SophiaG>(),
-            spec::<optim::AdaMomentum>(),
-            optim::AdaGc::spec(),
-            magma_spec(),
-            skipupdate_spec(),
-            optim::schedulefree::spec::<optim::AdamWScheduleFree>(),
-            optim::schedulefree::spec::<optim::SgdScheduleFree>(),
-        ]
+        let mut specs = optim::rule_specs();
+        specs.extend([lookahead_spec(), cautious_spec(), magma_spec(), skipupdate_spec()]);
+        specs
     })
 }
 
@@ -179,6 +142,7 @@ fn magma_spec() -> OptimizerSpec {
             defaults_with_inner(serde_json::to_value(MagmaConfig::default()).unwrap_or(Value::Null))
         },
         build: |v| Ok(Box::new(Magma::from_json(v)?)),
+        facts: RuleFacts::NONE,
     }
 }
 
@@ -194,6 +158,7 @@ fn skipupdate_spec() -> OptimizerSpec {
             )
         },
         build: |v| Ok(Box::new(SkipUpdate::from_json(v)?)),
+        facts: RuleFacts::NONE,
     }
 }
 

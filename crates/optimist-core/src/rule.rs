@@ -117,6 +117,24 @@ pub trait OptimizerConfig:
     /// One line on what the method does.
     const SUMMARY: &'static str;
 
+    /// The curvature estimate the rule reads from
+    /// [`ParamMut::hessian`](crate::tensor::ParamMut), which the caller
+    /// (a framework adapter) must compute; default none.
+    const CURVATURE: Curvature = Curvature::None;
+
+    /// Whether the rule updates only matrices (parameters of two or more
+    /// dimensions) and rejects the others, so that a model needs parameter
+    /// groups with another rule for its vectors (the Muon family); default
+    /// false.
+    const MATRICES_ONLY: bool = false;
+
+    /// Hyperparameters suggested for small networks: a JSON object that
+    /// overrides the reference's defaults where they are known to be far
+    /// off (usually the learning rate); the default overrides nothing.
+    fn suggested() -> Value {
+        Value::Object(Default::default())
+    }
+
     /// Checks every hyperparameter, naming the first bad one.
     fn validate(&self) -> Result<()>;
 
@@ -155,6 +173,20 @@ pub trait OptimizerConfig:
     }
 }
 
+/// The curvature estimate a rule reads (see [`OptimizerConfig::CURVATURE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Curvature {
+    /// None.
+    #[default]
+    None,
+    /// An estimate of the Hessian diagonal (Hutchinson's, from
+    /// Hessian-vector products; Sophia-H).
+    HessianDiagonal,
+    /// An estimate of the Gauss-Newton diagonal (Gauss-Newton-Bartlett,
+    /// from the gradient on sampled labels; Sophia-G).
+    GaussNewtonDiagonal,
+}
+
 /// Step-wide information passed to an update rule.
 #[derive(Debug, Clone, Copy)]
 pub struct StepInfo {
@@ -184,6 +216,12 @@ pub trait UpdateRule: OptimizerConfig {
     /// [`elementwise_fast_path!`](crate::elementwise_fast_path) together with
     /// [`UpdateRule::update_all`]); only such rules can keep compressed state.
     const ELEMENTWISE: bool = false;
+
+    /// Whether the rule runs its own passes over fixed blocks of each
+    /// parameter through the shared per-parameter loop
+    /// ([`crate::exec::run_blocked`]; LAMB, Adafactor), so that its fast
+    /// path gives the simple path's bits.
+    const BLOCKED: bool = false;
 
     /// Updates one parameter in one pass over its slices.
     fn update(

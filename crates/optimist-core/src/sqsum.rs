@@ -26,6 +26,21 @@ pub fn add_sq_lanes(xs: &[f32], lanes: &mut [f64; LANES]) {
     }
 }
 
+/// [`add_sq_lanes`] with AVX-512 intrinsics when the CPU has AVX-512F
+/// ([`x512::add_sq_lanes`]): the same values either way.
+#[inline]
+pub fn add_sq(xs: &[f32], lanes: &mut [f64; LANES]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::cpu::has_avx512() {
+            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time).
+            unsafe { x512::add_sq_lanes(xs, lanes) };
+            return;
+        }
+    }
+    add_sq_lanes(xs, lanes)
+}
+
 /// Adds the lanes in order.
 #[inline(always)]
 pub fn lanes_sum(lanes: &[f64; LANES]) -> f64 {

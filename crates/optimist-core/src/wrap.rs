@@ -71,14 +71,7 @@ pub(crate) fn inner_json(inner: &dyn Optimizer) -> Value {
 pub(crate) fn wrapper_spec<C: OptimizerConfig>(
     build: fn(&Value) -> Result<Box<dyn Optimizer>>,
 ) -> OptimizerSpec {
-    OptimizerSpec {
-        name: C::NAME,
-        reference: C::REFERENCE,
-        paper: C::PAPER,
-        summary: C::SUMMARY,
-        defaults: || C::default().to_json(),
-        build,
-    }
+    OptimizerSpec::of_config::<C>(build)
 }
 
 /// [`Optimizer`] methods that a wrapper hands unchanged to its `inner`

@@ -3,15 +3,17 @@
 //!
 //! One workload-agnostic setting per optimizer (the AlgoPerf external-tuning
 //! idea with a single point): the reference defaults, with the learning rate
-//! changed where the default is known to be far off for small networks.
+//! changed where the default is known to be far off for small networks (a
+//! fact of the rule, [`optimist_core::OptimizerConfig::suggested`], read
+//! from the registry).
 //! The workload's `lr_scale` multiplies `lr` (rosenbrock, the quadratic and
 //! the logistic regression are full-batch-like problems that tolerate
-//! larger steps). An optimizer not listed here runs with its defaults.
+//! larger steps). A rule without a suggestion runs with its defaults.
 //!
 //! Building also handles what some rules need from their surroundings:
 //! a wrapper with a required `inner` optimizer (lookahead) gets AdamW with
-//! the suggested settings; a rule that accepts only matrices (Muon family)
-//! gets parameter groups: the rule for parameters with two or more
+//! the suggested settings; a rule that accepts only matrices (Muon family;
+//! [`optimist_core::OptimizerConfig::MATRICES_ONLY`]) gets parameter groups: the rule for parameters with two or more
 //! dimensions whose names are not embeddings or output heads
 //! ([`optimist_core::presets::EMBEDDINGS_AND_HEADS`], as the Muon authors
 //! do), AdamW for the rest (biases, norms, embeddings, heads). When a
@@ -20,32 +22,17 @@
 
 use candle_nn::VarMap;
 use optimist_candle::{build_optimizer, OptimistOptimizer};
-use optimist_core::{registry, Optimizer, Param};
+use optimist_core::{registry, Optimizer};
 use serde_json::{json, Map, Value};
 
 use crate::{Error, Result};
 
 /// The suggested hyperparameters of `optimizer` (before the workload's
-/// `lr_scale`).
+/// `lr_scale`): the rule's own suggestion for small networks, from the
+/// registry ([`optimist_core::registry::RuleFacts::suggested`]); an empty
+/// object for an unknown name.
 pub fn suggested(optimizer: &str) -> Value {
-    match optimizer {
-        "sgd" => json!({"lr": 0.05, "momentum": 0.9}),
-        "adam" | "adamw" | "radam" | "adabelief" | "adamomentum" => json!({"lr": 1e-3}),
-        "nadam" | "adamax" => json!({"lr": 2e-3}),
-        "adagrad" => json!({"lr": 0.02}),
-        "rmsprop" => json!({"lr": 1e-3}),
-        "adadelta" => json!({"lr": 1.0}),
-        "adafactor" => json!({"lr": 1e-2}),
-        "lion" => json!({"lr": 2e-4}),
-        "lamb" => json!({"lr": 1e-2}),
-        "adabound" => json!({"lr": 1e-3, "final_lr": 0.1}),
-        "signsgd" => json!({"lr": 3e-4}),
-        "muon" => json!({"lr": 0.02}),
-        "adamuon" => json!({"lr": 0.02}),
-        "sophiah" => json!({"lr": 0.06}),
-        "lookahead" => json!({"k": 5, "alpha": 0.5}),
-        _ => json!({}),
-    }
+    registry::find(optimizer).map_or_else(|| json!({}), |s| (s.facts.suggested)())
 }
 
 /// Merges `over` into `base` (objects, key by key).
@@ -70,22 +57,6 @@ fn scale_lr(hp: &mut Value, scale: f64) {
     if let Some(lr) = hp.get("lr").and_then(Value::as_f64) {
         hp["lr"] = json!(lr * scale);
     }
-}
-
-/// Whether the rule rejects 1-D parameters but takes matrices.
-fn matrices_only(name: &str, hp: &Value) -> bool {
-    let try_shape = |shape: Vec<usize>| -> bool {
-        let Ok(mut opt) = registry::build(name, hp) else {
-            return true;
-        };
-        let n = shape.iter().product();
-        let Ok(mut p) = Param::new("probe", shape, vec![0.5; n]) else {
-            return false;
-        };
-        p.grad = vec![0.1; n];
-        opt.step(&mut [p.view()]).is_ok()
-    };
-    !try_shape(vec![4]) && try_shape(vec![4, 4])
 }
 
 /// The parameters a matrix-only rule updates: two or more dimensions, and
@@ -150,7 +121,7 @@ pub fn effective(optimizer: &str, overrides: &Value, lr_scale: f64) -> Result<(S
         scale_lr(&mut inner, lr_scale);
         hp["inner"] = json!({"optimizer": "adamw", "hparams": inner});
     }
-    if matrices_only(optimizer, &hp) {
+    if spec.facts.matrices_only {
         let mut rest = suggested("adamw");
         scale_lr(&mut rest, lr_scale);
         let groups = json!({"groups": [

@@ -83,6 +83,10 @@ impl OptimizerConfig for AdaBelief {
     const SUMMARY: &'static str =
         "Adam with the variance of the gradient around its mean; rectify and AMSBound options";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 1e-3})
+    }
+
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
         v::betas(Self::NAME, self.betas)?;

@@ -101,6 +101,10 @@ impl OptimizerConfig for AdaBound {
     const SUMMARY: &'static str =
         "Adam with per-element step sizes clipped to bounds converging to SGD; AMSBound option";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 1e-3, "final_lr": 0.1})
+    }
+
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
         v::finite(Self::NAME, "final_lr", self.final_lr)?;

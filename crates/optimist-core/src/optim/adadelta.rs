@@ -74,6 +74,10 @@ impl OptimizerConfig for Adadelta {
     const SUMMARY: &'static str =
         "steps scaled by the ratio of moving RMS of past updates and of gradients";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 1.0})
+    }
+
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
         v::unit_interval(Self::NAME, "rho", self.rho)?;

@@ -60,13 +60,13 @@
 //! State per parameter: `row_var` and `col_var` (factored, R and C values
 //! per batch entry) or `variance` (n values).
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::math::{descent_sign, lerp, maximum, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::sqsum::{add_sq_lanes, lanes_sum, LANES};
+use crate::exec::{run_blocked, simd, Blocks};
+use crate::sqsum::{add_sq, lanes_sum, LANES};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
 use crate::validate as v;
@@ -115,6 +115,10 @@ impl OptimizerConfig for Adafactor {
     const PAPER: &'static str = "Shazeer & Stern, Adafactor: Adaptive Learning Rates with Sublinear Memory Cost, ICML 2018 (arXiv:1804.04235)";
     const SUMMARY: &'static str =
         "factored second moment for matrices, relative step size and update clipping";
+
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 1e-2})
+    }
 
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
@@ -200,48 +204,23 @@ struct TileSums {
     p_sq: f64,
 }
 
-/// Runs `$imp(args)` compiled for AVX2 when the CPU has it (the values are
-/// the same either way: Rust never contracts multiply-adds).
-macro_rules! with_avx2 {
-    ($imp:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma,avx512f")]
-            unsafe fn avx512($($arg: $ty),*) -> $ret {
-                $imp($($arg),*)
-            }
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2($($arg: $ty),*) -> $ret {
-                $imp($($arg),*)
-            }
-            if crate::cpu::has_avx512() {
-                // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time).
-                return unsafe { avx512($($arg),*) };
-            }
-            if crate::cpu::has_avx2() {
-                // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-                return unsafe { avx2($($arg),*) };
-            }
-        }
-        $imp($($arg),*)
-    }};
-}
-
 /// Factor pass over one tile: per-row and per-column sums of g² (rows in
 /// order for the columns, lanes for the rows) and the sum of p².
 fn tile_sums(p: &[f32], g: &[f32], shape: (usize, usize), t: Tile) -> TileSums {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::cpu::has_avx512() {
-            // SAFETY: the CPU supports AVX-512F (checked at run time).
-            return unsafe { x512::tile_sums(p, g, shape, t) };
-        }
-    }
-    with_avx2!(tile_sums_impl(p: &[f32], g: &[f32], shape: (usize, usize), t: Tile) -> TileSums)
+    simd!(avx512; fn(p: &[f32], g: &[f32], shape: (usize, usize), t: Tile) -> TileSums {
+        tile_sums_impl(p, g, shape, t, add_sq)
+    })
 }
 
+/// [`tile_sums`] with `sq` adding the squares of a run into the lanes.
 #[inline(always)]
-fn tile_sums_impl(p: &[f32], g: &[f32], (rows, cols): (usize, usize), t: Tile) -> TileSums {
+fn tile_sums_impl(
+    p: &[f32],
+    g: &[f32],
+    (rows, cols): (usize, usize),
+    t: Tile,
+    sq: impl Fn(&[f32], &mut [f64; LANES]),
+) -> TileSums {
     let w = t.c1 - t.c0;
     let mut out = TileSums {
         rows: Vec::with_capacity(t.r1 - t.r0),
@@ -253,25 +232,12 @@ fn tile_sums_impl(p: &[f32], g: &[f32], (rows, cols): (usize, usize), t: Tile) -
         let base = (t.b * rows + r) * cols;
         let gs = &g[base + t.c0..base + t.c1];
         let ps = &p[base + t.c0..base + t.c1];
-        let cs = &mut out.cols[..w];
         let mut rl = [0.0f64; LANES];
-        let (gc, gr) = gs.as_chunks::<LANES>();
-        let (pc, pr) = ps.as_chunks::<LANES>();
-        let (cc, cr) = cs.as_chunks_mut::<LANES>();
-        for ((g, p), c) in gc.iter().zip(pc).zip(cc.iter_mut()) {
-            for l in 0..LANES {
-                let gg = g[l] as f64 * g[l] as f64;
-                rl[l] += gg;
-                c[l] += gg;
-                pl[l] += p[l] as f64 * p[l] as f64;
-            }
+        sq(gs, &mut rl);
+        for (c, &g) in out.cols[..w].iter_mut().zip(gs) {
+            *c += g as f64 * g as f64;
         }
-        for (l, ((&g, &p), c)) in gr.iter().zip(pr).zip(cr.iter_mut()).enumerate() {
-            let gg = g as f64 * g as f64;
-            rl[l] += gg;
-            *c += gg;
-            pl[l] += p as f64 * p as f64;
-        }
+        sq(ps, &mut pl);
         out.rows.push(lanes_sum(&rl));
     }
     out.p_sq = lanes_sum(&pl);
@@ -292,19 +258,9 @@ struct Factors<'a> {
 /// Sum of U² over the block of the flattened parameter starting at `off`,
 /// in lanes restarted at each row segment's start.
 fn factored_u_sq(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::cpu::has_avx512() {
-            // SAFETY: the CPU supports AVX-512F (checked at run time).
-            return unsafe { x512::factored_u_sq(k, f, g, off) };
-        }
-    }
-    with_avx2!(factored_u_sq_plain(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64)
-}
-
-#[inline(always)]
-fn factored_u_sq_plain(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
-    factored_u_sq_impl(k, f, g, off, add_sq_lanes)
+    simd!(avx512; fn(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
+        factored_u_sq_impl(k, f, g, off, add_sq)
+    })
 }
 
 /// [`factored_u_sq`] with `sq` adding the squares of a run into the lanes.
@@ -351,7 +307,9 @@ fn factored_step(
     wd: WeightDecay,
     coef: f32,
 ) {
-    with_avx2!(factored_step_impl(k: &Consts, f: &Factors<'_>, x: &mut [f32], g: &[f32], off: usize, wd: WeightDecay, coef: f32) -> ())
+    simd!(avx512; fn(k: &Consts, f: &Factors<'_>, x: &mut [f32], g: &[f32], off: usize, wd: WeightDecay, coef: f32) {
+        factored_step_impl(k, f, x, g, off, wd, coef)
+    })
 }
 
 #[inline(always)]
@@ -385,19 +343,9 @@ fn factored_step_impl(
 /// Vector pass 1 over one block: the second moment, and the sums of p²
 /// and U².
 fn vector_moments(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::cpu::has_avx512() {
-            // SAFETY: the CPU supports AVX-512F (checked at run time).
-            return unsafe { x512::vector_moments(k, x, g, v) };
-        }
-    }
-    with_avx2!(vector_moments_plain(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64))
-}
-
-#[inline(always)]
-fn vector_moments_plain(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
-    vector_moments_impl(k, x, g, v, add_sq_lanes)
+    simd!(avx512; fn(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
+        vector_moments_impl(k, x, g, v, add_sq)
+    })
 }
 
 /// [`vector_moments`] with `sq` adding the squares of a run into the lanes.
@@ -433,7 +381,9 @@ fn vector_moments_impl(
 
 /// Vector pass 2 over one block: the step.
 fn vector_step(k: &Consts, x: &mut [f32], g: &[f32], v: &[f32], wd: WeightDecay, coef: f32) {
-    with_avx2!(vector_step_impl(k: &Consts, x: &mut [f32], g: &[f32], v: &[f32], wd: WeightDecay, coef: f32) -> ())
+    simd!(avx512; fn(k: &Consts, x: &mut [f32], g: &[f32], v: &[f32], wd: WeightDecay, coef: f32) {
+        vector_step_impl(k, x, g, v, wd, coef)
+    })
 }
 
 #[inline(always)]
@@ -446,95 +396,6 @@ fn vector_step_impl(k: &Consts, x: &mut [f32], g: &[f32], v: &[f32], wd: WeightD
     }
 }
 
-/// The sums written with AVX-512 intrinsics (LLVM vectorizes the interleaved
-/// f64 lanes poorly): one `__m512d` holds the [`LANES`] accumulators
-/// ([`crate::sqsum`]), and
-/// every lane adds the same values in the same order as the portable code
-/// (products rounded on their own, no FMA), so the results are identical.
-#[cfg(target_arch = "x86_64")]
-mod x512 {
-    use super::*;
-    use crate::sqsum::x512::add_sq_lanes;
-    use std::arch::x86_64::*;
-
-    /// [`super::tile_sums`].
-    #[target_feature(enable = "avx2,fma,avx512f")]
-    pub(super) fn tile_sums(
-        p: &[f32],
-        g: &[f32],
-        (rows, cols): (usize, usize),
-        t: Tile,
-    ) -> TileSums {
-        let w = t.c1 - t.c0;
-        let mut out = TileSums {
-            rows: Vec::with_capacity(t.r1 - t.r0),
-            cols: vec![0.0; w],
-            p_sq: 0.0,
-        };
-        let mut pl = [0.0f64; LANES];
-        for r in t.r0..t.r1 {
-            let base = (t.b * rows + r) * cols;
-            let gs = &g[base + t.c0..base + t.c1];
-            let ps = &p[base + t.c0..base + t.c1];
-            let cs = &mut out.cols[..w];
-            let mut rl = [0.0f64; LANES];
-            let (gc, gr) = gs.as_chunks::<LANES>();
-            let (pc, pr) = ps.as_chunks::<LANES>();
-            let (cc, cr) = cs.as_chunks_mut::<LANES>();
-            // SAFETY: unaligned loads and stores of 8 values within the
-            // lane arrays and within each chunk of the slices.
-            unsafe {
-                let mut racc = _mm512_setzero_pd();
-                let mut pacc = _mm512_loadu_pd(pl.as_ptr());
-                for ((g, p), c) in gc.iter().zip(pc).zip(cc.iter_mut()) {
-                    let gv = _mm512_cvtps_pd(_mm256_loadu_ps(g.as_ptr()));
-                    let gg = _mm512_mul_pd(gv, gv);
-                    racc = _mm512_add_pd(racc, gg);
-                    let cv = _mm512_loadu_pd(c.as_ptr());
-                    _mm512_storeu_pd(c.as_mut_ptr(), _mm512_add_pd(cv, gg));
-                    let pv = _mm512_cvtps_pd(_mm256_loadu_ps(p.as_ptr()));
-                    pacc = _mm512_add_pd(pacc, _mm512_mul_pd(pv, pv));
-                }
-                _mm512_storeu_pd(rl.as_mut_ptr(), racc);
-                _mm512_storeu_pd(pl.as_mut_ptr(), pacc);
-            }
-            for (l, ((&g, &p), c)) in gr.iter().zip(pr).zip(cr.iter_mut()).enumerate() {
-                let gg = g as f64 * g as f64;
-                rl[l] += gg;
-                *c += gg;
-                pl[l] += p as f64 * p as f64;
-            }
-            out.rows.push(lanes_sum(&rl));
-        }
-        out.p_sq = lanes_sum(&pl);
-        out
-    }
-
-    /// [`super::factored_u_sq`].
-    #[target_feature(enable = "avx2,fma,avx512f")]
-    pub(super) fn factored_u_sq(k: &Consts, f: &Factors<'_>, g: &[f32], off: usize) -> f64 {
-        factored_u_sq_impl(k, f, g, off, |x, l| add_sq_lanes(x, l))
-    }
-
-    /// [`super::vector_moments`].
-    #[target_feature(enable = "avx2,fma,avx512f")]
-    pub(super) fn vector_moments(k: &Consts, x: &[f32], g: &[f32], v: &mut [f32]) -> (f64, f64) {
-        vector_moments_impl(k, x, g, v, |x, l| add_sq_lanes(x, l))
-    }
-}
-
-/// Maps `$f` over the blocks in order: `$par_it` on the current thread
-/// pool when `$par`, else the same blocks from `$seq_it` on this thread.
-macro_rules! map_blocks {
-    ($par:expr, $par_it:expr, $seq_it:expr, $f:expr) => {
-        if $par {
-            $par_it.with_max_len(1).map($f).collect::<Vec<_>>()
-        } else {
-            $seq_it.map($f).collect::<Vec<_>>()
-        }
-    };
-}
-
 impl Adafactor {
     /// One parameter: the sums (factors, p², U²) over fixed blocks and
     /// tiles, then the step; on the current thread pool when `parallel`
@@ -544,7 +405,7 @@ impl Adafactor {
         &self,
         p: &mut ParamMut<'_>,
         st: &mut AdafactorState,
-        parallel: bool,
+        blocks: Blocks,
     ) -> Result<()> {
         let n = p.numel();
         let matrix = match *p.shape {
@@ -575,7 +436,6 @@ impl Adafactor {
             floor: (eps1 * eps1) as f32,
             sgn: descent_sign(self.maximize),
         };
-        let par = parallel && n > BLOCK && rayon::current_thread_index().is_some();
         let wd = WeightDecay::new(self.weight_decay, true, self.lr);
         // The step's coefficient from the sums of p² and U².
         let coef = |p_sq: f64, u_sq: f64| {
@@ -590,29 +450,17 @@ impl Adafactor {
 
         let Some((rows, cols)) = matrix else {
             let v = st.variance.get_or_fill(p.name, "variance", n, 0.0)?;
-            let sums = map_blocks!(
-                par,
-                x.par_chunks(BLOCK)
-                    .zip(g.par_chunks(BLOCK))
-                    .zip(v.par_chunks_mut(BLOCK)),
-                x.chunks(BLOCK)
-                    .zip(g.chunks(BLOCK))
-                    .zip(v.chunks_mut(BLOCK)),
-                |((x, g), v)| vector_moments(&k, x, g, v)
+            let sums = blocks.map(
+                x.chunks(BLOCK).zip(g.chunks(BLOCK)).zip(v.chunks_mut(BLOCK)),
+                |((x, g), v)| vector_moments(&k, x, g, v),
             );
             let (p_sq, u_sq) = sums
                 .iter()
                 .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
             let c = coef(p_sq, u_sq);
-            map_blocks!(
-                par,
-                x.par_chunks_mut(BLOCK)
-                    .zip(g.par_chunks(BLOCK))
-                    .zip(v.par_chunks(BLOCK)),
-                x.chunks_mut(BLOCK)
-                    .zip(g.chunks(BLOCK))
-                    .zip(v.chunks(BLOCK)),
-                |((x, g), v)| vector_step(&k, x, g, v, wd, c)
+            blocks.map(
+                x.chunks_mut(BLOCK).zip(g.chunks(BLOCK)).zip(v.chunks(BLOCK)),
+                |((x, g), v)| vector_step(&k, x, g, v, wd, c),
             );
             return Ok(());
         };
@@ -627,12 +475,7 @@ impl Adafactor {
         // Pass 1: g² per row and column, p², tile by tile.
         let tl = tiles(batch, rows, cols);
         let x_read = &*x;
-        let sums = map_blocks!(par, tl.par_iter(), tl.iter(), |t: &Tile| tile_sums(
-            x_read,
-            g,
-            (rows, cols),
-            *t
-        ));
+        let sums = blocks.map(tl.iter(), |t: &Tile| tile_sums(x_read, g, (rows, cols), *t));
         let mut row_sq = vec![0.0f64; batch * rows];
         let mut col_sq = vec![0.0f64; batch * cols];
         let mut p_sq = 0.0f64;
@@ -671,28 +514,16 @@ impl Adafactor {
             cols,
         };
         // Pass 2: the norm of U; pass 3: the step.
-        let u_sq = map_blocks!(
-            par,
-            g.par_chunks(BLOCK).enumerate(),
-            g.chunks(BLOCK).enumerate(),
-            |(i, g): (usize, &[f32])| factored_u_sq(&k, &f, g, i * BLOCK)
-        )
-        .iter()
-        .fold(0.0, |a, &x| a + x);
+        let u_sq = blocks
+            .map(g.chunks(BLOCK).enumerate(), |(i, g)| {
+                factored_u_sq(&k, &f, g, i * BLOCK)
+            })
+            .iter()
+            .fold(0.0, |a, &x| a + x);
         let c = coef(p_sq, u_sq);
-        map_blocks!(
-            par,
-            x.par_chunks_mut(BLOCK).zip(g.par_chunks(BLOCK)).enumerate(),
+        blocks.map(
             x.chunks_mut(BLOCK).zip(g.chunks(BLOCK)).enumerate(),
-            |(i, (x, g)): (usize, (&mut [f32], &[f32]))| factored_step(
-                &k,
-                &f,
-                x,
-                g,
-                i * BLOCK,
-                wd,
-                c
-            )
+            |(i, (x, g))| factored_step(&k, &f, x, g, i * BLOCK, wd, c),
         );
         Ok(())
     }
@@ -700,6 +531,7 @@ impl Adafactor {
 
 impl UpdateRule for Adafactor {
     type State = AdafactorState;
+    const BLOCKED: bool = true;
 
     /// One parameter on one thread (the simple path).
     fn update(
@@ -708,47 +540,21 @@ impl UpdateRule for Adafactor {
         p: &mut ParamMut<'_>,
         st: &mut AdafactorState,
     ) -> Result<()> {
-        self.update_param(p, st, false)
+        self.update_param(p, st, Blocks::SEQUENTIAL)
     }
 
-    /// The fast path: the parameters in parallel, each with its passes
-    /// split into blocks and tiles on the thread pool; same values as the
-    /// simple path.
+    /// Every parameter through the shared per-parameter loop
+    /// ([`run_blocked`]: the parameters, and the tiles and blocks of each,
+    /// in parallel on the fast path); same values as the simple path.
     fn update_all(
         &self,
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<AdafactorState>,
     ) -> Option<Result<()>> {
-        Some(self.update_params(info, params, states))
-    }
-}
-
-impl Adafactor {
-    /// Every parameter's step: in parallel over the parameters on the fast
-    /// path, one by one on the simple path.
-    fn update_params(
-        &self,
-        info: &StepInfo,
-        params: &mut [ParamMut<'_>],
-        states: &mut StateStore<AdafactorState>,
-    ) -> Result<()> {
-        if !info.exec.fused || rayon::current_thread_index().is_none() {
-            for p in params.iter_mut() {
-                let st = states.get(p.name, p.numel())?;
-                self.update_param(p, st, false)?;
-            }
-            return Ok(());
-        }
-        let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
-        let sts = states.get_many(&keys)?;
-        let results: Vec<Result<()>> = params
-            .par_iter_mut()
-            .zip(sts)
-            .with_max_len(1)
-            .map(|(p, st)| self.update_param(p, st, true))
-            .collect();
-        results.into_iter().collect()
+        Some(run_blocked(info, params, states, |p, st, blocks| {
+            self.update_param(p, st, blocks)
+        }))
     }
 }
 
@@ -760,58 +566,51 @@ mod tests {
         crate::sqsum::test_values(n, seed, 8)
     }
 
-    /// The AVX-512 passes give the same bits as the portable code, on
+    /// The passes built for the CPU's widest instruction set (AVX-512
+    /// sums where available) give the same bits as the portable code, on
     /// tiles with and without a remainder of columns and rows.
     #[test]
-    fn avx512_passes_equal_portable_passes() {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if !crate::cpu::has_avx512() {
-                return;
+    fn dispatched_passes_equal_portable_passes() {
+        let portable = crate::sqsum::add_sq_lanes;
+        for (batch, rows, cols) in [(1, 37, 29), (2, 5, 4100), (1, 300, 64), (3, 7, 1)] {
+            let n = batch * rows * cols;
+            let (p, g) = (values(n, 1), values(n, 2));
+            for t in tiles(batch, rows, cols) {
+                let a = tile_sums_impl(&p, &g, (rows, cols), t, portable);
+                let b = tile_sums(&p, &g, (rows, cols), t);
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a.rows), bits(&b.rows));
+                assert_eq!(bits(&a.cols), bits(&b.cols));
+                assert_eq!(a.p_sq.to_bits(), b.p_sq.to_bits());
             }
-            for (batch, rows, cols) in [(1, 37, 29), (2, 5, 4100), (1, 300, 64), (3, 7, 1)] {
-                let n = batch * rows * cols;
-                let (p, g) = (values(n, 1), values(n, 2));
-                for t in tiles(batch, rows, cols) {
-                    let a = tile_sums_impl(&p, &g, (rows, cols), t);
-                    // SAFETY: the CPU supports AVX-512F (checked above).
-                    let b = unsafe { x512::tile_sums(&p, &g, (rows, cols), t) };
-                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&a.rows), bits(&b.rows));
-                    assert_eq!(bits(&a.cols), bits(&b.cols));
-                    assert_eq!(a.p_sq.to_bits(), b.p_sq.to_bits());
-                }
-                let k = Consts {
-                    w: 0.3,
-                    floor: 1e-12,
-                    sgn: 1.0,
-                };
-                let row: Vec<f32> = values(batch * rows, 3).iter().map(|x| x.abs()).collect();
-                let col: Vec<f32> = values(batch * cols, 4).iter().map(|x| x.abs()).collect();
-                let row_mean = vec![0.7f32; batch];
-                let f = Factors {
-                    row: &row,
-                    col: &col,
-                    row_mean: &row_mean,
-                    rows,
-                    cols,
-                };
-                for off in [0, 3, n / 2] {
-                    let a = factored_u_sq_plain(&k, &f, &g[off..], off);
-                    // SAFETY: as above.
-                    let b = unsafe { x512::factored_u_sq(&k, &f, &g[off..], off) };
-                    assert_eq!(a.to_bits(), b.to_bits());
-                }
-                let (mut v1, mut v2) = (values(n, 5), values(n, 5));
-                let a = vector_moments_plain(&k, &p, &g, &mut v1);
-                // SAFETY: as above.
-                let b = unsafe { x512::vector_moments(&k, &p, &g, &mut v2) };
-                assert_eq!(
-                    (a.0.to_bits(), a.1.to_bits()),
-                    (b.0.to_bits(), b.1.to_bits())
-                );
-                assert_eq!(v1, v2);
+            let k = Consts {
+                w: 0.3,
+                floor: 1e-12,
+                sgn: 1.0,
+            };
+            let row: Vec<f32> = values(batch * rows, 3).iter().map(|x| x.abs()).collect();
+            let col: Vec<f32> = values(batch * cols, 4).iter().map(|x| x.abs()).collect();
+            let row_mean = vec![0.7f32; batch];
+            let f = Factors {
+                row: &row,
+                col: &col,
+                row_mean: &row_mean,
+                rows,
+                cols,
+            };
+            for off in [0, 3, n / 2] {
+                let a = factored_u_sq_impl(&k, &f, &g[off..], off, portable);
+                let b = factored_u_sq(&k, &f, &g[off..], off);
+                assert_eq!(a.to_bits(), b.to_bits());
             }
+            let (mut v1, mut v2) = (values(n, 5), values(n, 5));
+            let a = vector_moments_impl(&k, &p, &g, &mut v1, portable);
+            let b = vector_moments(&k, &p, &g, &mut v2);
+            assert_eq!(
+                (a.0.to_bits(), a.1.to_bits()),
+                (b.0.to_bits(), b.1.to_bits())
+            );
+            assert_eq!(v1, v2);
         }
     }
 }

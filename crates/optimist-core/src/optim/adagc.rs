@@ -117,14 +117,9 @@ impl AdaGc {
     /// The registry entry (AdaGC keeps per-tensor scalars, so it has its own
     /// [`Optimizer`] rather than the generic engine).
     pub fn spec() -> OptimizerSpec {
-        OptimizerSpec {
-            name: Self::NAME,
-            reference: Self::REFERENCE,
-            paper: Self::PAPER,
-            summary: Self::SUMMARY,
-            defaults: || AdaGc::default().to_json(),
-            build: |v| Ok(Box::new(AdaGcOptimizer::new(AdaGc::from_json(v)?)?)),
-        }
+        OptimizerSpec::of_config::<AdaGc>(|v| {
+            Ok(Box::new(AdaGcOptimizer::new(AdaGc::from_json(v)?)?))
+        })
     }
 }
 

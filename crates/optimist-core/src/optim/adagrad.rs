@@ -76,6 +76,10 @@ impl OptimizerConfig for Adagrad {
     const PAPER: &'static str = "Duchi, Hazan & Singer, Adaptive Subgradient Methods for Online Learning and Stochastic Optimization, JMLR 2011";
     const SUMMARY: &'static str = "steps scaled by the root of the summed squared gradients";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 0.02})
+    }
+
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
         v::non_negative(Self::NAME, "lr_decay", self.lr_decay)?;

@@ -89,6 +89,10 @@ impl OptimizerConfig for Adam {
     const SUMMARY: &'static str =
         "adaptive moment estimation; AMSGrad and decoupled decay as options";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 1e-3})
+    }
+
     fn validate(&self) -> Result<()> {
         validate_adam(Self::NAME, self.lr, self.betas, self.eps, self.weight_decay)
     }
@@ -287,6 +291,10 @@ impl OptimizerConfig for AdamW {
     const PAPER: &'static str =
         "Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019 (arXiv:1711.05101)";
     const SUMMARY: &'static str = "Adam with decoupled weight decay";
+
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 1e-3})
+    }
 
     fn validate(&self) -> Result<()> {
         validate_adam(Self::NAME, self.lr, self.betas, self.eps, self.weight_decay)

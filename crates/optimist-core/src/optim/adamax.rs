@@ -69,6 +69,10 @@ impl OptimizerConfig for Adamax {
         "Kingma & Ba, Adam: A Method for Stochastic Optimization, ICLR 2015 (arXiv:1412.6980), sec. 7.1";
     const SUMMARY: &'static str = "Adam variant scaling by an exponentially weighted infinity norm";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 2e-3})
+    }
+
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
         v::non_negative(Self::NAME, "eps", self.eps)?;

@@ -76,6 +76,10 @@ impl OptimizerConfig for AdaMomentum {
     const SUMMARY: &'static str =
         "Adam with the second moment of the momentum; eps inside the state";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 1e-3})
+    }
+
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
         v::betas(Self::NAME, self.betas)?;

@@ -213,6 +213,11 @@ impl OptimizerConfig for AdaMuon {
         "Si, Zhang & Shen, AdaMuon: Adaptive Muon Optimizer (arXiv:2507.11005)";
     const SUMMARY: &'static str =
         "Muon with an element-wise second moment of the orthogonalized update, RMS-matched to Adam";
+    const MATRICES_ONLY: bool = true;
+
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 0.02})
+    }
 
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;

@@ -31,22 +31,22 @@
 //! (the reference reads the values the optimizer was built with), and runs
 //! over the parameters of one step of this optimizer (one parameter group).
 //!
-//! Each parameter takes two passes: the first updates the moments and the
-//! decay and accumulates both norms, the second recomputes `u` from the new
-//! moments (same operations, same bits) and applies the step. On CPUs with
-//! AVX-512F, pass 1 without pre-normalisation or L2 term runs as AVX-512
-//! intrinsics with the same operations and lane sums (same values, tested
-//! bit for bit against the portable loop); without decoupled decay (the
-//! default weight_decay = 0) it then reads p without writing it back.
+//! Each parameter takes two passes over fixed blocks (in parallel on the
+//! fast path, through the engine's shared per-parameter loop): the first
+//! updates the moments and the decay and accumulates both norms, the second
+//! recomputes `u` from the new moments (same operations, same bits) and
+//! applies the step. Pass 1 is built for the widest instruction set the CPU
+//! has (the squares summed with AVX-512 intrinsics where available, the
+//! same values as the portable loop, tested bit for bit); without decoupled
+//! decay (the default weight_decay = 0) it reads p without writing it back.
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::rule::{Apply, Plain};
 use crate::error::Result;
+use crate::exec::{run_blocked, simd, Blocks};
 use crate::math::{bias_correction, WeightDecay};
-use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::sqsum::{lanes_sum, LANES};
+use crate::rule::{Apply, OptimizerConfig, Plain, StepInfo, UpdateRule};
+use crate::sqsum::{add_sq, lanes_sum, LANES};
 use crate::state::StateStore;
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
@@ -115,21 +115,20 @@ impl Lamb {
         ((1.0 / denom) * self.max_grad_norm as f32).min(1.0)
     }
 
-    /// One parameter with its gradients scaled by `gscale`: a pass that
-    /// updates the moments and sums the norms, the trust ratio, a pass that
-    /// steps. Both passes go over fixed blocks of [`BLOCK`] elements, in
-    /// parallel on the current thread pool when `parallel` (and called from
-    /// one); the norms are sums of per-block partial sums added in block
-    /// order, so every value is the same with or without threads.
-    fn update_param<A: Apply>(
+    /// Pass 1 of one parameter with its gradients scaled by `gscale`: the
+    /// decay and the moments over fixed blocks of [`BLOCK`] elements
+    /// (through `blocks`), then the trust ratio from the norms, which are
+    /// sums of per-block partial sums added in block order, so every value
+    /// is the same with or without threads. Returns the constants, the
+    /// trust ratio and the step size of pass 2.
+    fn moments_pass(
         &self,
         info: &StepInfo,
         p: &mut ParamMut<'_>,
         st: &mut LambState,
         gscale: f32,
-        apply: &mut A,
-        parallel: bool,
-    ) -> Result<()> {
+        blocks: Blocks,
+    ) -> (LambConsts, f32, f32) {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
             st.exp_avg = StateTensor::zeros(n);
@@ -137,6 +136,11 @@ impl Lamb {
         }
         st.step += 1;
         let [beta1, beta2] = self.betas;
+        // Decoupled decay scales p; the L2 form adds wd * p to the update.
+        let keep = match WeightDecay::new(self.weight_decay, true, self.lr) {
+            WeightDecay::Decoupled(k) if self.weight_decouple => Some(k),
+            _ => None,
+        };
         let c = LambConsts {
             b1: beta1 as f32,
             beta3: if self.grad_averaging {
@@ -147,9 +151,7 @@ impl Lamb {
             b2: beta2 as f32,
             w2: (1.0 - beta2) as f32,
             eps: self.eps as f32,
-            // Decoupled decay scales p; the L2 form adds wd * p to the update.
-            decay: WeightDecay::new(self.weight_decay, true, self.lr),
-            decouple: self.weight_decouple,
+            keep,
             l2: if !self.weight_decouple && self.weight_decay > 0.0 {
                 Some(self.weight_decay as f32)
             } else {
@@ -159,29 +161,15 @@ impl Lamb {
             norms: !self.adam,
         };
         let step_size = (self.lr / bias_correction(beta1, info.step)) as f32;
-        let parallel = parallel && n > BLOCK && rayon::current_thread_index().is_some();
-
         let m = st.exp_avg.as_mut_slice();
         let v = st.exp_avg_sq.as_mut_slice();
-        let x = &mut *p.value;
-        let g = &*p.grad;
-        // Pass 1: decay, moments, per-block norms.
-        let partials: Vec<(f64, f64)> = if parallel {
-            x.par_chunks_mut(BLOCK)
-                .zip(g.par_chunks(BLOCK))
-                .zip(m.par_chunks_mut(BLOCK))
-                .zip(v.par_chunks_mut(BLOCK))
-                .with_max_len(1)
-                .map(|(((x, g), m), v)| c.moments(x, g, m, v))
-                .collect()
-        } else {
-            x.chunks_mut(BLOCK)
-                .zip(g.chunks(BLOCK))
-                .zip(m.chunks_mut(BLOCK))
-                .zip(v.chunks_mut(BLOCK))
-                .map(|(((x, g), m), v)| c.moments(x, g, m, v))
-                .collect()
-        };
+        let items = p
+            .value
+            .chunks_mut(BLOCK)
+            .zip(p.grad.chunks(BLOCK))
+            .zip(m.chunks_mut(BLOCK))
+            .zip(v.chunks_mut(BLOCK));
+        let partials = blocks.map(items, |(((x, g), m), v)| moments(&c, x, g, m, v));
         let trust = if self.adam {
             1.0
         } else {
@@ -196,24 +184,43 @@ impl Lamb {
                 1.0
             }
         };
-        // Pass 2: the step.
-        if parallel {
-            x.par_chunks_mut(BLOCK)
-                .zip(g.par_chunks(BLOCK))
-                .zip(m.par_chunks(BLOCK))
-                .zip(v.par_chunks(BLOCK))
-                .with_max_len(1)
-                .for_each(|(((x, g), m), v)| c.step_plain(x, g, m, v, trust, step_size));
-        } else {
-            for (((x, g), m), v) in x
-                .chunks_mut(BLOCK)
-                .zip(g.chunks(BLOCK))
-                .zip(m.chunks(BLOCK))
-                .zip(v.chunks(BLOCK))
-            {
-                c.step(x, g, m, v, trust, step_size, apply);
-            }
-        }
+        (c, trust, step_size)
+    }
+
+    /// One parameter with the plain step: pass 1, then pass 2 over the
+    /// same blocks.
+    fn update_param(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut LambState,
+        gscale: f32,
+        blocks: Blocks,
+    ) -> Result<()> {
+        let (c, trust, step_size) = self.moments_pass(info, p, st, gscale, blocks);
+        let items = p
+            .value
+            .chunks_mut(BLOCK)
+            .zip(p.grad.chunks(BLOCK))
+            .zip(st.exp_avg.as_slice().chunks(BLOCK))
+            .zip(st.exp_avg_sq.as_slice().chunks(BLOCK));
+        blocks.map(items, |(((x, g), m), v)| step_plain(&c, x, g, m, v, trust, step_size));
+        Ok(())
+    }
+
+    /// One parameter, every element's step going through `apply` (in
+    /// order, on this thread).
+    fn update_param_with<A: Apply>(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut LambState,
+        gscale: f32,
+        apply: &mut A,
+    ) -> Result<()> {
+        let (c, trust, step_size) = self.moments_pass(info, p, st, gscale, Blocks::SEQUENTIAL);
+        let (m, v) = (st.exp_avg.as_slice(), st.exp_avg_sq.as_slice());
+        step(&c, p.value, p.grad, m, v, trust, step_size, apply);
         Ok(())
     }
 }
@@ -221,6 +228,9 @@ impl Lamb {
 /// Elements per block of LAMB's passes and norm partial sums: fixed, so
 /// that the norms do not depend on the thread count.
 const BLOCK: usize = crate::exec::CHUNK;
+
+/// Values per run of pass 1's direction buffer (a multiple of [`LANES`]).
+const SUB: usize = 1024;
 
 /// Per-step constants of one LAMB parameter.
 #[derive(Debug, Clone, Copy)]
@@ -230,8 +240,8 @@ struct LambConsts {
     b2: f32,
     w2: f32,
     eps: f32,
-    decay: WeightDecay,
-    decouple: bool,
+    /// The decoupled decay's factor `1 - lr * wd`, when it applies.
+    keep: Option<f32>,
     l2: Option<f32>,
     /// The pre-normalisation factor, when `pre_norm`.
     gscale: Option<f32>,
@@ -257,246 +267,94 @@ impl LambConsts {
             None => g,
         }
     }
+}
 
-    /// Pass 1 over one block: decay, moments; returns the block's sums of
-    /// `p^2` and `u^2` (zero when the norms are not needed). Compiled for
-    /// AVX2 when the CPU has it (the values are the same either way).
-    fn moments(&self, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if crate::cpu::has_avx512() && self.gscale.is_none() && self.l2.is_none() {
-                let keep = match (self.decouple, self.decay) {
-                    (true, WeightDecay::Decoupled(k)) => Some(Some(k)),
-                    (_, WeightDecay::Off) => Some(None),
-                    _ => None,
-                };
-                if let Some(keep) = keep {
-                    // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time).
-                    return unsafe { self.moments_x512(x, g, m, v, keep) };
-                }
-            }
-            if crate::cpu::has_avx2() {
-                // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-                return unsafe { self.moments_avx2(x, g, m, v) };
+/// Pass 1 over one block: decay, moments; returns the block's sums of
+/// `p^2` and `u^2` (zero when the norms are not needed). Compiled for the
+/// widest instruction set the CPU has (the values are the same either way).
+fn moments(c: &LambConsts, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
+    simd!(avx512; fn(c: &LambConsts, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
+        moments_impl(c, x, g, m, v, add_sq)
+    })
+}
+
+/// [`moments`] with `sq` adding the squares of a run into the lanes: runs
+/// of [`SUB`] elements are decayed (without decoupled decay p is only
+/// read), their moments and directions computed, then `p^2` and `u^2` go
+/// into [`LANES`] interleaved f64 accumulators (element `i` into lane
+/// `i % LANES`), added in lane order at the end: a fixed order, so fixed
+/// sums.
+#[inline(always)]
+fn moments_impl(
+    c: &LambConsts,
+    x: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    sq: impl Fn(&[f32], &mut [f64; LANES]),
+) -> (f64, f64) {
+    let n = x.len();
+    let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+    let mut ps = [0.0f64; LANES];
+    let mut us = [0.0f64; LANES];
+    let mut buf = [0.0f32; SUB];
+    let runs = x
+        .chunks_mut(SUB)
+        .zip(g.chunks(SUB))
+        .zip(m.chunks_mut(SUB))
+        .zip(v.chunks_mut(SUB));
+    for (((x, g), m), v) in runs {
+        let k = x.len();
+        let (g, m, v, u) = (&g[..k], &mut m[..k], &mut v[..k], &mut buf[..k]);
+        if let Some(keep) = c.keep {
+            for x in x.iter_mut() {
+                *x *= keep;
             }
         }
-        self.moments_impl(x, g, m, v)
+        for ((((m, v), u), &g), &x) in m.iter_mut().zip(v.iter_mut()).zip(u.iter_mut()).zip(g).zip(&*x) {
+            let g = c.grad(g);
+            let mn = *m * c.b1 + c.beta3 * g;
+            let vn = *v * c.b2 + c.w2 * g * g;
+            *m = mn;
+            *v = vn;
+            *u = c.direction(mn, vn, x);
+        }
+        if c.norms {
+            sq(x, &mut ps);
+            sq(u, &mut us);
+        }
     }
+    (lanes_sum(&ps), lanes_sum(&us))
+}
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn moments_avx2(
-        &self,
-        x: &mut [f32],
-        g: &[f32],
-        m: &mut [f32],
-        v: &mut [f32],
-    ) -> (f64, f64) {
-        self.moments_impl(x, g, m, v)
-    }
+/// Pass 2 over one block with the plain step, compiled for AVX2 when the
+/// CPU has it (same values as [`step`] with `Plain`).
+#[allow(clippy::too_many_arguments)]
+fn step_plain(c: &LambConsts, x: &mut [f32], g: &[f32], m: &[f32], v: &[f32], trust: f32, step_size: f32) {
+    simd!(avx2; fn(c: &LambConsts, x: &mut [f32], g: &[f32], m: &[f32], v: &[f32], trust: f32, step_size: f32) {
+        step(c, x, g, m, v, trust, step_size, &mut Plain)
+    })
+}
 
-    /// [`LambConsts::moments_impl`] without pre-normalisation and L2 term,
-    /// written with AVX-512 intrinsics: the same operations on each element
-    /// (products rounded on their own, no FMA) and the same lanes (element
-    /// `i` into lane `i % LANES`, in order), so the same values. With no
-    /// decoupled decay (`keep` None, the default `weight_decay = 0`) p is
-    /// read but not written, which saves a quarter of the pass's writes.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma,avx512f")]
-    fn moments_x512(
-        &self,
-        x: &mut [f32],
-        g: &[f32],
-        m: &mut [f32],
-        v: &mut [f32],
-        keep: Option<f32>,
-    ) -> (f64, f64) {
-        use std::arch::x86_64::*;
-        const W: usize = 2 * LANES;
-        let n = x.len();
-        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
-        let mut ps = [0.0f64; LANES];
-        let mut us = [0.0f64; LANES];
-        let full = n - n % W;
-        // SAFETY: unaligned loads and stores of 16 f32 values at `i < full`
-        // (so `i + 16 <= n`, within every slice) and of 8 f64 lane values.
-        unsafe {
-            let (b1, beta3) = (_mm512_set1_ps(self.b1), _mm512_set1_ps(self.beta3));
-            let (b2, w2) = (_mm512_set1_ps(self.b2), _mm512_set1_ps(self.w2));
-            let (eps, one) = (_mm512_set1_ps(self.eps), _mm512_set1_ps(1.0));
-            let kv = _mm512_set1_ps(keep.unwrap_or(1.0));
-            let mut pacc = _mm512_setzero_pd();
-            let mut uacc = _mm512_setzero_pd();
-            let sq_in = |acc: __m512d, a: __m512| {
-                let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(a));
-                let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
-                    _mm512_castps_pd(a),
-                )));
-                _mm512_add_pd(
-                    _mm512_add_pd(acc, _mm512_mul_pd(lo, lo)),
-                    _mm512_mul_pd(hi, hi),
-                )
-            };
-            for i in (0..full).step_by(W) {
-                let mut xv = _mm512_loadu_ps(x.as_ptr().add(i));
-                let gv = _mm512_loadu_ps(g.as_ptr().add(i));
-                let mv = _mm512_loadu_ps(m.as_ptr().add(i));
-                let vv = _mm512_loadu_ps(v.as_ptr().add(i));
-                if keep.is_some() {
-                    xv = _mm512_mul_ps(xv, kv);
-                    _mm512_storeu_ps(x.as_mut_ptr().add(i), xv);
-                }
-                let mv = _mm512_add_ps(_mm512_mul_ps(mv, b1), _mm512_mul_ps(beta3, gv));
-                let vv = _mm512_add_ps(
-                    _mm512_mul_ps(vv, b2),
-                    _mm512_mul_ps(_mm512_mul_ps(w2, gv), gv),
-                );
-                _mm512_storeu_ps(m.as_mut_ptr().add(i), mv);
-                _mm512_storeu_ps(v.as_mut_ptr().add(i), vv);
-                if self.norms {
-                    let den = _mm512_add_ps(_mm512_sqrt_ps(vv), eps);
-                    let u = _mm512_mul_ps(mv, _mm512_div_ps(one, den));
-                    pacc = sq_in(pacc, xv);
-                    uacc = sq_in(uacc, u);
-                }
-            }
-            _mm512_storeu_pd(ps.as_mut_ptr(), pacc);
-            _mm512_storeu_pd(us.as_mut_ptr(), uacc);
-        }
-        for i in full..n {
-            let gi = g[i];
-            let xi = match keep {
-                Some(k) => x[i] * k,
-                None => x[i],
-            };
-            x[i] = xi;
-            m[i] = m[i] * self.b1 + self.beta3 * gi;
-            v[i] = v[i] * self.b2 + self.w2 * gi * gi;
-            if self.norms {
-                let u = self.direction(m[i], v[i], xi);
-                ps[i % LANES] += xi as f64 * xi as f64;
-                us[i % LANES] += u as f64 * u as f64;
-            }
-        }
-        (lanes_sum(&ps), lanes_sum(&us))
-    }
-
-    /// The sums run in [`LANES`] interleaved f64 accumulators (element `i`
-    /// into lane `i % LANES`), added in lane order at the end, so that the
-    /// loop vectorizes; the order is fixed, so the sums are too.
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    fn moments_impl(&self, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
-        let n = x.len();
-        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
-        let mut ps = [0.0f64; LANES];
-        let mut us = [0.0f64; LANES];
-        // One element: the new (p, m, v) and the direction u.
-        let element = |x: f32, g: f32, m: f32, v: f32| {
-            let g = self.grad(g);
-            let x = if self.decouple {
-                self.decay.apply_to(x, g).0
-            } else {
-                x
-            };
-            let m = m * self.b1 + self.beta3 * g;
-            let v = v * self.b2 + self.w2 * g * g;
-            (x, m, v, self.direction(m, v, x))
-        };
-        let (xc, xr) = x.as_chunks_mut::<LANES>();
-        let (gc, gr) = g.as_chunks::<LANES>();
-        let (mc, mr) = m.as_chunks_mut::<LANES>();
-        let (vc, vr) = v.as_chunks_mut::<LANES>();
-        for (((x, g), m), v) in xc.iter_mut().zip(gc).zip(mc.iter_mut()).zip(vc.iter_mut()) {
-            let mut u = [0.0f32; LANES];
-            for l in 0..LANES {
-                (x[l], m[l], v[l], u[l]) = element(x[l], g[l], m[l], v[l]);
-            }
-            if self.norms {
-                for l in 0..LANES {
-                    ps[l] += x[l] as f64 * x[l] as f64;
-                    us[l] += u[l] as f64 * u[l] as f64;
-                }
-            }
-        }
-        for (l, (((x, &g), m), v)) in xr
-            .iter_mut()
-            .zip(gr)
-            .zip(mr.iter_mut())
-            .zip(vr.iter_mut())
-            .enumerate()
-        {
-            let u;
-            (*x, *m, *v, u) = element(*x, g, *m, *v);
-            if self.norms {
-                ps[l] += *x as f64 * *x as f64;
-                us[l] += u as f64 * u as f64;
-            }
-        }
-        let (mut p_sq, mut u_sq) = (0.0f64, 0.0f64);
-        for l in 0..LANES {
-            p_sq += ps[l];
-            u_sq += us[l];
-        }
-        (p_sq, u_sq)
-    }
-
-    /// Pass 2 over one block with the plain step, compiled for AVX2 when
-    /// the CPU has it (same values as [`LambConsts::step`] with `Plain`).
-    #[allow(clippy::too_many_arguments)]
-    fn step_plain(
-        &self,
-        x: &mut [f32],
-        g: &[f32],
-        m: &[f32],
-        v: &[f32],
-        trust: f32,
-        step_size: f32,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if crate::cpu::has_avx2() {
-                // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-                unsafe { self.step_avx2(x, g, m, v, trust, step_size) };
-                return;
-            }
-        }
-        self.step(x, g, m, v, trust, step_size, &mut Plain)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn step_avx2(
-        &self,
-        x: &mut [f32],
-        g: &[f32],
-        m: &[f32],
-        v: &[f32],
-        trust: f32,
-        step_size: f32,
-    ) {
-        self.step(x, g, m, v, trust, step_size, &mut Plain)
-    }
-
-    /// Pass 2 over one block: the step.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn step<A: Apply>(
-        &self,
-        x: &mut [f32],
-        g: &[f32],
-        m: &[f32],
-        v: &[f32],
-        trust: f32,
-        step_size: f32,
-        apply: &mut A,
-    ) {
-        for (((x, &g), &m), &v) in x.iter_mut().zip(g).zip(m).zip(v) {
-            let g = self.grad(g);
-            let u = self.direction(m, v, *x) * trust;
-            apply.apply(x, g, step_size, u);
-        }
+/// Pass 2: the step of every element through `apply`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn step<A: Apply>(
+    c: &LambConsts,
+    x: &mut [f32],
+    g: &[f32],
+    m: &[f32],
+    v: &[f32],
+    trust: f32,
+    step_size: f32,
+    apply: &mut A,
+) {
+    let n = x.len();
+    let (g, m, v) = (&g[..n], &m[..n], &v[..n]);
+    for (((x, &g), &m), &v) in x.iter_mut().zip(g).zip(m).zip(v) {
+        let g = c.grad(g);
+        let u = c.direction(m, v, *x) * trust;
+        apply.apply(x, g, step_size, u);
     }
 }
 
@@ -506,6 +364,10 @@ impl OptimizerConfig for Lamb {
     const PAPER: &'static str = "You et al., Large Batch Optimization for Deep Learning: Training BERT in 76 minutes, ICLR 2020 (arXiv:1904.00962)";
     const SUMMARY: &'static str =
         "Adam-style update scaled per tensor by the trust ratio ||p|| / ||update||";
+
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 1e-2})
+    }
 
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
@@ -518,23 +380,28 @@ impl OptimizerConfig for Lamb {
 
 impl UpdateRule for Lamb {
     type State = LambState;
+    const BLOCKED: bool = true;
     const EXPOSES_UPDATE: bool = true;
 
     /// One parameter on its own (the pre-normalisation sees only its gradient).
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut LambState) -> Result<()> {
-        self.update_with(info, p, st, &mut Plain)
+        let gscale = self.pre_norm_scale(std::iter::once(&*p.grad));
+        self.update_param(info, p, st, gscale, Blocks::SEQUENTIAL)
     }
 
-    /// The fast path: the global gradient norm first (pre_norm), then the
-    /// parameters in parallel, each with its passes split into blocks on the
-    /// thread pool (see `update_param`); same values as the simple path.
+    /// The global gradient norm first (pre_norm), then every parameter
+    /// through the shared per-parameter loop ([`run_blocked`]: parameters
+    /// and blocks in parallel on the fast path); same values either way.
     fn update_all(
         &self,
         info: &StepInfo,
         params: &mut [ParamMut<'_>],
         states: &mut StateStore<LambState>,
     ) -> Option<Result<()>> {
-        Some(self.update_params(info, params, states))
+        let gscale = self.pre_norm_scale(params.iter().map(|p| &*p.grad));
+        Some(run_blocked(info, params, states, |p, st, blocks| {
+            self.update_param(info, p, st, gscale, blocks)
+        }))
     }
 
     fn update_with<A: Apply>(
@@ -545,7 +412,7 @@ impl UpdateRule for Lamb {
         apply: &mut A,
     ) -> Result<()> {
         let gscale = self.pre_norm_scale(std::iter::once(&*p.grad));
-        self.update_param(info, p, st, gscale, apply, false)
+        self.update_param_with(info, p, st, gscale, apply)
     }
 
     /// The global gradient norm first (pre_norm), then each parameter with
@@ -558,38 +425,8 @@ impl UpdateRule for Lamb {
     ) -> Option<Result<()>> {
         let gscale = self.pre_norm_scale(params.iter().map(|p| &*p.grad));
         Some(crate::exec::cautious_per_param(info, params, states, |p, st, mask| {
-            self.update_param(info, p, st, gscale, mask, false)
+            self.update_param_with(info, p, st, gscale, mask)
         }))
-    }
-}
-
-impl Lamb {
-    /// Every parameter's step after the global gradient norm (pre_norm):
-    /// in parallel over the parameters on the fast path, one by one on the
-    /// simple path; the same values either way.
-    fn update_params(
-        &self,
-        info: &StepInfo,
-        params: &mut [ParamMut<'_>],
-        states: &mut StateStore<LambState>,
-    ) -> Result<()> {
-        let gscale = self.pre_norm_scale(params.iter().map(|p| &*p.grad));
-        if !info.exec.fused || rayon::current_thread_index().is_none() {
-            for p in params.iter_mut() {
-                let st = states.get(p.name, p.numel())?;
-                self.update_param(info, p, st, gscale, &mut Plain, false)?;
-            }
-            return Ok(());
-        }
-        let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
-        let sts = states.get_many(&keys)?;
-        let results: Vec<Result<()>> = params
-            .par_iter_mut()
-            .zip(sts)
-            .with_max_len(1)
-            .map(|(p, st)| self.update_param(info, p, st, gscale, &mut Plain, true))
-            .collect();
-        results.into_iter().collect()
     }
 }
 
@@ -601,47 +438,44 @@ mod tests {
         crate::sqsum::test_values(n, seed, 6)
     }
 
-    /// The AVX-512 pass 1 gives the same bits as the portable one (with and
-    /// without decoupled decay, with and without the norms, lengths with a
-    /// remainder).
+    /// Pass 1 built for the CPU's widest instruction set (AVX-512 sums
+    /// where available) gives the same bits as the portable loop (with and
+    /// without decoupled decay, with and without the norms, L2 term and
+    /// pre-normalisation, lengths with a remainder).
     #[test]
-    fn avx512_moments_equal_portable_moments() {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if !crate::cpu::has_avx512() {
-                return;
-            }
-            for (wd, norms) in [(0.0, true), (0.1, true), (0.1, false)] {
-                let c = LambConsts {
-                    b1: 0.9,
-                    beta3: 0.1,
-                    b2: 0.999,
-                    w2: (1.0 - 0.999f64) as f32,
-                    eps: 1e-6,
-                    decay: WeightDecay::new(wd, true, 1e-2),
-                    decouple: true,
-                    l2: None,
-                    gscale: None,
-                    norms,
-                };
-                let keep = match c.decay {
+    fn dispatched_moments_equal_portable_moments() {
+        for (wd, norms, l2, gscale) in [
+            (0.0, true, None, None),
+            (0.1, true, None, None),
+            (0.1, false, None, None),
+            (0.0, true, Some(0.1), Some(0.7)),
+        ] {
+            let c = LambConsts {
+                b1: 0.9,
+                beta3: 0.1,
+                b2: 0.999,
+                w2: (1.0 - 0.999f64) as f32,
+                eps: 1e-6,
+                keep: match WeightDecay::new(wd, true, 1e-2) {
                     WeightDecay::Decoupled(k) => Some(k),
                     _ => None,
-                };
-                for n in [0, 1, 15, 16, 17, 100, 16384] {
-                    let g = values(n, 2);
-                    let mut a = (values(n, 1), values(n, 3), values(n, 4));
-                    a.2.iter_mut().for_each(|v| *v = v.abs());
-                    let mut b = a.clone();
-                    let sa = c.moments_impl(&mut a.0, &g, &mut a.1, &mut a.2);
-                    // SAFETY: the CPU supports AVX-512F (checked above).
-                    let sb = unsafe { c.moments_x512(&mut b.0, &g, &mut b.1, &mut b.2, keep) };
-                    assert_eq!(
-                        (sa.0.to_bits(), sa.1.to_bits()),
-                        (sb.0.to_bits(), sb.1.to_bits())
-                    );
-                    assert_eq!(a, b, "n = {n}, wd = {wd}");
-                }
+                },
+                l2,
+                gscale,
+                norms,
+            };
+            for n in [0, 1, 15, 16, 17, 100, 1025, 16384] {
+                let g = values(n, 2);
+                let mut a = (values(n, 1), values(n, 3), values(n, 4));
+                a.2.iter_mut().for_each(|v| *v = v.abs());
+                let mut b = a.clone();
+                let sa = moments_impl(&c, &mut a.0, &g, &mut a.1, &mut a.2, crate::sqsum::add_sq_lanes);
+                let sb = moments(&c, &mut b.0, &g, &mut b.1, &mut b.2);
+                assert_eq!(
+                    (sa.0.to_bits(), sa.1.to_bits()),
+                    (sb.0.to_bits(), sb.1.to_bits())
+                );
+                assert_eq!(a, b, "n = {n}, wd = {wd}");
             }
         }
     }

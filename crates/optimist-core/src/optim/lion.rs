@@ -68,6 +68,10 @@ impl OptimizerConfig for Lion {
         "Chen et al., Symbolic Discovery of Optimization Algorithms, NeurIPS 2023 (arXiv:2302.06675)";
     const SUMMARY: &'static str = "sign of interpolated momentum; optional cautious masking";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 2e-4})
+    }
+
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
         v::betas(Self::NAME, self.betas)?;

@@ -77,6 +77,10 @@ impl OptimizerConfig for LookaheadConfig {
     const SUMMARY: &'static str =
         "wrapper: every k steps, interpolates the weights toward slow weights";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"k": 5, "alpha": 0.5})
+    }
+
     fn validate(&self) -> Result<()> {
         check_k(self.k)?;
         check_alpha(self.alpha)?;

@@ -1,58 +1,73 @@
 //! The update rules, one file per optimizer. Each file's docs state the
 //! update rule, the defaults, the reference implementation it matches and
 //! the paper.
+//!
+//! The list at the end of this file is the one place a rule is registered:
+//! each line `module::Type` (or `module::{Type, ...}`) declares the module,
+//! re-exports its types and adds each type to the registry (in list order)
+//! as an [`UpdateRule`](crate::rule::UpdateRule) run by the engine
+//! ([`crate::engine::spec`]); `Type => (expr)` registers the entry `expr`
+//! instead (rules with an optimizer of their own), and `Type => none` only
+//! re-exports the type (wrappers, whose entries the registry adds after
+//! the rules).
 
-pub mod adabelief;
-pub mod adabound;
-pub mod adadelta;
-pub mod adafactor;
-pub mod adagc;
-pub mod adagrad;
-pub mod adam;
-pub mod adamax;
-pub mod adamomentum;
-pub mod adamuon;
-pub mod lamb;
-pub mod lion;
-pub mod lookahead;
-pub mod magma;
+/// Declares the rule modules, re-exports their types and lists their
+/// registry entries ([`rule_specs`]) from one list (see the module docs).
+macro_rules! optimizers {
+    ($($m:ident :: $types:tt),* $(,)?) => {
+        $(pub mod $m;)*
+        $(optimizers!(@use $m $types);)*
+
+        /// The registry entries of the rules listed here, in list order.
+        pub(crate) fn rule_specs() -> Vec<crate::optimizer::OptimizerSpec> {
+            let mut specs = Vec::new();
+            $(optimizers!(@specs specs $m $types);)*
+            specs
+        }
+    };
+    (@use $m:ident { $($t:ident $(=> $s:tt)?),+ $(,)? }) => { pub use $m::{$($t),+}; };
+    (@use $m:ident $t:ident) => { pub use $m::$t; };
+    (@specs $v:ident $m:ident { $($t:ident $(=> $s:tt)?),+ $(,)? }) => {
+        $(optimizers!(@one $v $m $t $(=> $s)?);)+
+    };
+    (@specs $v:ident $m:ident $t:ident) => { optimizers!(@one $v $m $t); };
+    (@one $v:ident $m:ident $t:ident => none) => {};
+    (@one $v:ident $m:ident $t:ident => $s:tt) => { $v.push($s); };
+    (@one $v:ident $m:ident $t:ident) => { $v.push(crate::engine::spec::<$m::$t>()); };
+}
+
+// Shared pieces of several rules (no registry entry).
 pub mod masking;
-pub mod muon;
-pub mod nadam;
-pub mod namo;
 pub mod newton_schulz;
 pub mod pytorch_optimizer;
-pub mod radam;
-pub mod rmsprop;
-pub mod schedulefree;
-pub mod sgd;
-pub mod signsgd;
-pub mod skipupdate;
-pub mod sophiag;
-pub mod sophiah;
 
-pub use adabelief::AdaBelief;
-pub use adabound::AdaBound;
-pub use adadelta::Adadelta;
-pub use adafactor::Adafactor;
-pub use adagc::{AdaGc, AdaGcOptimizer};
-pub use adagrad::Adagrad;
-pub use adam::{Adam, AdamW};
-pub use adamax::Adamax;
-pub use adamomentum::AdaMomentum;
-pub use adamuon::AdaMuon;
-pub use lamb::Lamb;
-pub use lion::Lion;
-pub use lookahead::{Lookahead, LookaheadConfig};
-pub use magma::{Magma, MagmaConfig};
-pub use muon::Muon;
-pub use nadam::Nadam;
-pub use namo::{Namo, NamoD};
-pub use radam::Radam;
-pub use rmsprop::Rmsprop;
-pub use schedulefree::{AdamWScheduleFree, SgdScheduleFree};
-pub use sgd::Sgd;
-pub use signsgd::SignSgd;
-pub use skipupdate::{SkipUpdate, SkipUpdateConfig};
-pub use sophiag::SophiaG;
-pub use sophiah::SophiaH;
+optimizers! {
+    sgd::Sgd,
+    adam::{Adam, AdamW},
+    nadam::Nadam,
+    radam::Radam,
+    adamax::Adamax,
+    adagrad::Adagrad,
+    rmsprop::Rmsprop,
+    adadelta::Adadelta,
+    adafactor::Adafactor,
+    lion::Lion,
+    adabelief::AdaBelief,
+    lamb::Lamb,
+    adabound::AdaBound,
+    signsgd::SignSgd,
+    lookahead::{Lookahead => none, LookaheadConfig => none},
+    muon::Muon,
+    adamuon::AdaMuon,
+    namo::{Namo, NamoD},
+    sophiah::SophiaH,
+    sophiag::SophiaG,
+    adamomentum::AdaMomentum,
+    adagc::{AdaGc => (AdaGc::spec()), AdaGcOptimizer => none},
+    magma::{Magma => none, MagmaConfig => none},
+    skipupdate::{SkipUpdate => none, SkipUpdateConfig => none},
+    schedulefree::{
+        AdamWScheduleFree => (schedulefree::spec::<AdamWScheduleFree>()),
+        SgdScheduleFree => (schedulefree::spec::<SgdScheduleFree>()),
+    },
+}

@@ -137,6 +137,11 @@ impl OptimizerConfig for Muon {
          Liu et al., Muon is Scalable for LLM Training (arXiv:2502.16982)";
     const SUMMARY: &'static str =
         "momentum orthogonalized by Newton-Schulz, for 2-D weight matrices";
+    const MATRICES_ONLY: bool = true;
+
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 0.02})
+    }
 
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;

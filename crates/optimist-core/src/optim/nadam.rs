@@ -88,6 +88,10 @@ impl OptimizerConfig for Nadam {
         "Dozat, Incorporating Nesterov Momentum into Adam, ICLR 2016 workshop";
     const SUMMARY: &'static str = "Adam with Nesterov momentum and a momentum schedule";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 2e-3})
+    }
+
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
         v::non_negative(Self::NAME, "eps", self.eps)?;

@@ -247,6 +247,7 @@ impl OptimizerConfig for Namo {
     const PAPER: &'static str = PAPER;
     const SUMMARY: &'static str =
         "orthogonalized momentum with one Adam-type norm-based step size per matrix";
+    const MATRICES_ONLY: bool = true;
 
     fn validate(&self) -> Result<()> {
         validate_common!(Self::NAME, self)
@@ -341,6 +342,7 @@ impl OptimizerConfig for NamoD {
         "NAMO_D, authors' code minxin-zhg/namo src/namo.py (5f8805a), Newton-Schulz in f32";
     const PAPER: &'static str = PAPER;
     const SUMMARY: &'static str = "NAMO with clamped per-column (neuron-wise) Adam-type step sizes";
+    const MATRICES_ONLY: bool = true;
 
     fn validate(&self) -> Result<()> {
         validate_common!(Self::NAME, self)?;

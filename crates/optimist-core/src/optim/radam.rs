@@ -85,6 +85,10 @@ impl OptimizerConfig for Radam {
     const SUMMARY: &'static str =
         "Adam with a variance-rectified adaptive step (momentum SGD while rho_t <= 5)";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 1e-3})
+    }
+
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
         v::non_negative(Self::NAME, "eps", self.eps)?;

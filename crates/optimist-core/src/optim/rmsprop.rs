@@ -89,6 +89,10 @@ impl OptimizerConfig for Rmsprop {
     const SUMMARY: &'static str =
         "steps scaled by a moving root mean square of the gradient; centered and momentum options";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 1e-3})
+    }
+
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
         v::non_negative(Self::NAME, "eps", self.eps)?;

@@ -135,14 +135,7 @@ impl<C: ScheduleFreeRule> ScheduleFree<C> {
 
 /// The registry entry of a schedule-free optimizer.
 pub fn spec<C: ScheduleFreeRule>() -> OptimizerSpec {
-    OptimizerSpec {
-        name: C::NAME,
-        reference: C::REFERENCE,
-        paper: C::PAPER,
-        summary: C::SUMMARY,
-        defaults: || C::default().to_json(),
-        build: |v| Ok(Box::new(ScheduleFree::new(C::from_json(v)?)?)),
-    }
+    OptimizerSpec::of_config::<C>(|v| Ok(Box::new(ScheduleFree::new(C::from_json(v)?)?)))
 }
 
 impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {

@@ -71,6 +71,10 @@ impl OptimizerConfig for Sgd {
     const PAPER: &'static str = "Polyak 1964; Nesterov 1983; Sutskever et al., ICML 2013";
     const SUMMARY: &'static str = "stochastic gradient descent with (Nesterov) momentum";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 0.05, "momentum": 0.9})
+    }
+
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
         v::non_negative(Self::NAME, "momentum", self.momentum)?;

@@ -63,6 +63,10 @@ impl OptimizerConfig for SignSgd {
     const PAPER: &'static str = "Bernstein et al., signSGD: Compressed Optimisation for Non-Convex Problems, ICML 2018 (arXiv:1802.04434)";
     const SUMMARY: &'static str = "sign of the gradient (signSGD) or of its momentum (Signum)";
 
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 3e-4})
+    }
+
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
         v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;

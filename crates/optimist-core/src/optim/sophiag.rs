@@ -92,6 +92,7 @@ impl OptimizerConfig for SophiaG {
     const PAPER: &'static str = "Liu, Li, Hall, Liang & Ma, Sophia: A Scalable Stochastic Second-order Optimizer for Language Model Pre-training, ICLR 2024 (arXiv:2305.14342)";
     const SUMMARY: &'static str =
         "sign(m) * min(|m| / (rho bs h), 1) with a Gauss-Newton-Bartlett curvature EMA";
+    const CURVATURE: crate::rule::Curvature = crate::rule::Curvature::GaussNewtonDiagonal;
 
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;

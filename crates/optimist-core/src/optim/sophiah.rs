@@ -105,6 +105,11 @@ impl OptimizerConfig for SophiaH {
     const PAPER: &'static str = "Liu, Li, Hall, Liang & Ma, Sophia: A Scalable Stochastic Second-order Optimizer for Language Model Pre-training, ICLR 2024 (arXiv:2305.14342)";
     const SUMMARY: &'static str =
         "clipped momentum / EMA of a Hessian-diagonal estimate (estimate given per step)";
+    const CURVATURE: crate::rule::Curvature = crate::rule::Curvature::HessianDiagonal;
+
+    fn suggested() -> serde_json::Value {
+        serde_json::json!({"lr": 0.06})
+    }
 
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;
