@@ -24,11 +24,11 @@ DEFAULT_LAYERS = [
     ("data", "tensor quant gemm sqsum state"),
     ("rule", "rule optimizer"),
     ("exec", "exec"),
-    ("engine", "engine wrap"),
+    ("engine", "engine"),
     ("stages", "transform clip stages groups schedule checkpoint curvature"),
     ("rules", "optim"),
     ("wrappers", "wrappers presets"),
-    ("front", "registry cautious"),
+    ("front", "registry spec"),
     ("harness", "problems replay stream"),
 ]
 

@@ -45,7 +45,7 @@
 //! ([`curvature`]); call [`OptimistOptimizer::backward_step_with`] with a
 //! closure that recomputes the loss on the current batch.
 
-pub mod build;
+pub use optimist_core::spec as build;
 pub mod checkpoint;
 pub mod curvature;
 pub mod inplace;
@@ -61,7 +61,7 @@ use serde_json::Value;
 
 use inplace::SliceMut;
 
-pub use build::{build_optimizer, param_groups_from_json, selector_from_json, PARAM_GROUPS};
+pub use optimist_core::spec::{build_optimizer, param_groups_from_json, selector_from_json, PARAM_GROUPS};
 pub use curvature::{CurvatureConfig, HvpMethod, Probe};
 
 fn wrap(e: optimist_core::Error) -> candle_core::Error {

@@ -24,11 +24,11 @@
 //! [`exec`] (the drivers); [`engine`] (the [`Engine`], which picks the
 //! driver for a rule); [`transform`], [`clip`], [`stages`], [`groups`] and
 //! [`schedule`]; [`optim`] (one file per update rule); [`wrappers`];
-//! [`registry`] (every optimizer by name, and building from JSON);
+//! [`registry`] (every optimizer by name) and [`spec`] (the front door:
+//! optimizers, parameter groups, wrappers and stages from JSON);
 //! [`replay`] (the conformance contract) and [`problems`] (built-in test
 //! functions).
 
-pub mod cautious;
 pub mod checkpoint;
 pub mod clip;
 pub mod cpu;
@@ -49,6 +49,7 @@ pub mod replay;
 pub mod rule;
 pub mod rng;
 pub mod schedule;
+pub mod spec;
 pub mod sqsum;
 pub mod stages;
 pub mod state;
@@ -56,7 +57,6 @@ pub mod stream;
 pub mod tensor;
 pub mod transform;
 pub mod validate;
-pub mod wrap;
 pub mod wrappers;
 
 pub use error::{Error, Result};
@@ -66,3 +66,4 @@ pub use optimizer::{Mode, Optimizer};
 pub use rule::{OptimizerConfig, StepInfo, UpdateRule};
 pub use state::{ParamState, StateDict, StateEntry, StateStore};
 pub use tensor::{DType, Param, ParamMut, StateTensor};
+pub use wrappers::{cautious, wrap};

@@ -9,10 +9,11 @@ use std::sync::OnceLock;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::optim::{self, Lookahead, LookaheadConfig, Magma, MagmaConfig, SkipUpdate, SkipUpdateConfig};
+use crate::optim;
+use crate::wrappers::{Lookahead, LookaheadConfig, Magma, MagmaConfig, SkipUpdate, SkipUpdateConfig};
 use crate::optimizer::Optimizer;
 use crate::rule::OptimizerConfig;
-use crate::wrap::{require_inner, wrapper_spec, InnerSpec};
+use crate::wrappers::wrap::{require_inner, wrapper_spec, InnerSpec};
 use crate::wrappers::{Cautious, CautiousConfig};
 
 pub use crate::optimizer::{OptimizerSpec, RuleFacts};

@@ -8,8 +8,8 @@
 //! as an [`UpdateRule`](crate::rule::UpdateRule) run by the engine
 //! ([`crate::engine::spec`]); `Type => (expr)` registers the entry `expr`
 //! instead (rules with an optimizer of their own), and `Type => none` only
-//! re-exports the type (wrappers, whose entries the registry adds after
-//! the rules).
+//! re-exports the type. Wrappers (lookahead, magma, skipupdate, ...) live
+//! in [`crate::wrappers`]; the registry adds their entries after the rules.
 
 /// Declares the rule modules, re-exports their types and lists their
 /// registry entries ([`rule_specs`]) from one list (see the module docs).
@@ -37,7 +37,6 @@ macro_rules! optimizers {
 }
 
 // Shared pieces of several rules (no registry entry).
-pub mod masking;
 pub mod newton_schulz;
 pub mod pytorch_optimizer;
 
@@ -56,7 +55,6 @@ optimizers! {
     lamb::Lamb,
     adabound::AdaBound,
     signsgd::SignSgd,
-    lookahead::{Lookahead => none, LookaheadConfig => none},
     muon::Muon,
     adamuon::AdaMuon,
     namo::{Namo, NamoD},
@@ -64,8 +62,6 @@ optimizers! {
     sophiag::SophiaG,
     adamomentum::AdaMomentum,
     adagc::{AdaGc => (AdaGc::spec()), AdaGcOptimizer => none},
-    magma::{Magma => none, MagmaConfig => none},
-    skipupdate::{SkipUpdate => none, SkipUpdateConfig => none},
     schedulefree::{
         AdamWScheduleFree => (schedulefree::spec::<AdamWScheduleFree>()),
         SgdScheduleFree => (schedulefree::spec::<SgdScheduleFree>()),

@@ -1,6 +1,11 @@
 //! Wrappers around any optimizer (`Box<dyn Optimizer>`), each itself an
-//! [`Optimizer`], so they nest and go into parameter groups:
+//! [`Optimizer`], so they nest and go into parameter groups. Every wrapper
+//! lives here and takes an optimizer that is already built:
 //!
+//! - [`lookahead::Lookahead`], [`cautious::Cautious`] (cautious masking of
+//!   any rule that exposes its update), [`magma::Magma`] and
+//!   [`skipupdate::SkipUpdate`] (random per-tensor masking, sharing
+//!   [`masking`]), registered by name with an `inner` optimizer;
 //! - [`scheduled::Scheduled`]: any scalar hyperparameter follows a schedule;
 //! - [`skip_nonfinite::SkipNonFinite`]: steps with NaN/Inf gradients are skipped
 //!   and counted (optax `apply_if_finite`);
@@ -24,15 +29,23 @@ pub mod accumulate;
 pub mod averaged;
 pub mod cautious;
 pub mod ema;
+pub mod lookahead;
+pub mod magma;
+pub mod masking;
 pub mod scheduled;
 pub mod skip_nonfinite;
+pub mod skipupdate;
 pub mod swa;
+pub mod wrap;
 
 pub use accumulate::{AccumulateIn, GradAccumulation};
 pub use cautious::{Cautious, CautiousConfig};
 pub use ema::{Ema, EmaConfig};
+pub use lookahead::{Lookahead, LookaheadConfig};
+pub use magma::{Magma, MagmaConfig};
 pub use scheduled::Scheduled;
 pub use skip_nonfinite::SkipNonFinite;
+pub use skipupdate::{SkipUpdate, SkipUpdateConfig};
 pub use swa::{Swa, SwaConfig};
 
 /// Wraps an optimizer that is already built (any optimizer: a registry

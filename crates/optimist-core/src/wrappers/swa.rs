@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::optimizer::{Mode, Optimizer};
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
-use crate::wrap::forward_to_inner;
+use crate::wrappers::wrap::forward_to_inner;
 
 use super::averaged::{apply_config, switch_mode, Averages};
 use super::{check_params, check_state_keys, count_scalar, inner_spec};

@@ -1,5 +1,11 @@
-//! Building optimizers from a name and JSON hyperparameters: any registry
-//! optimizer, or `param_groups` with one optimizer per group.
+//! The front door: JSON into optimizers. A registry name with its
+//! hyperparameters ([`build_optimizer`], [`crate::registry::build`]),
+//! parameter groups with one optimizer per group ([`param_groups_from_json`],
+//! under the name [`PARAM_GROUPS`]), a whole optimizer spec with wrappers
+//! around an inner optimizer ([`build_spec`]), a wrapper around an
+//! optimizer already built ([`wrap`]) and gradient stages ([`stage`]).
+//!
+//! Parameter groups:
 //!
 //! ```json
 //! {"groups": [
@@ -14,9 +20,16 @@
 //! `{"not": S}`, `{"and": [S, ...]}`, `{"or": [S, ...]}` (the form
 //! `ParamGroups::config` prints).
 
-use optimist_core::groups::{ParamGroups, Selector};
-use optimist_core::{registry, Error, Optimizer, Result};
 use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::groups::{ParamGroups, Selector};
+use crate::optimizer::Optimizer;
+use crate::registry;
+
+pub use crate::registry::build_spec;
+pub use crate::stages::build as stage;
+pub use crate::wrappers::wrap;
 
 /// The name under which parameter groups are built.
 pub const PARAM_GROUPS: &str = "param_groups";

@@ -78,7 +78,7 @@ pub(crate) fn wrapper_spec<C: OptimizerConfig>(
 /// field (a `Box<dyn Optimizer>`), by method name.
 macro_rules! forward_to_inner {
     ($($method:ident),+ $(,)?) => {
-        $($crate::wrap::forward_to_inner!(@ $method);)+
+        $($crate::wrappers::wrap::forward_to_inner!(@ $method);)+
     };
     (@ name) => {
         fn name(&self) -> &str {

@@ -58,7 +58,7 @@ use crate::optimizer::Optimizer;
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::ParamMut;
 use crate::validate as v;
-use crate::wrap::InnerSpec;
+use crate::wrappers::wrap::InnerSpec;
 
 /// Magma's hyperparameters (names and defaults of `pytorch_optimizer.Magma`,
 /// plus `seed`).

@@ -17,7 +17,7 @@ use crate::groups::glob_match;
 use crate::optimizer::Optimizer;
 use crate::rng::SplitMix64;
 use crate::state::StateDict;
-use crate::wrap::{reconfigure_inner, InnerSpec};
+use crate::wrappers::wrap::{reconfigure_inner, InnerSpec};
 
 /// Scalars of a wrapper's state dict owned by [`BlockMasks`].
 pub const STATE_SCALARS: &[&str] = &["step", "rng_hi", "rng_lo"];
@@ -123,7 +123,7 @@ pub fn excluded(patterns: &[String], name: &str) -> bool {
 /// A masking wrapper's configuration: its own fields `own` with `inner`
 /// set to the inner optimizer's name and configuration.
 pub(crate) fn config_with_inner(mut own: Value, inner: &dyn Optimizer) -> Value {
-    own["inner"] = crate::wrap::inner_json(inner);
+    own["inner"] = crate::wrappers::wrap::inner_json(inner);
     own
 }
 

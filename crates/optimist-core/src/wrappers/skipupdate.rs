@@ -58,7 +58,7 @@ use crate::error::{Error, Result};
 use crate::optimizer::Optimizer;
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
-use crate::wrap::InnerSpec;
+use crate::wrappers::wrap::InnerSpec;
 
 /// SkipUpdate's hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

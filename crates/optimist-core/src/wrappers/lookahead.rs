@@ -36,7 +36,7 @@ use crate::rule::OptimizerConfig;
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::ParamMut;
 use crate::validate as v;
-use crate::wrap::{
+use crate::wrappers::wrap::{
     forward_to_inner, inner_json, reconfigure_inner, require_inner, InnerSpec,
 };
 
