@@ -25,7 +25,7 @@ DEFAULT_LAYERS = [
     ("rule", "rule optimizer"),
     ("exec", "exec"),
     ("engine", "engine"),
-    ("stages", "transform clip stages groups schedule checkpoint curvature"),
+    ("stages", "transform stages groups schedule checkpoint curvature"),
     ("rules", "optim"),
     ("wrappers", "wrappers presets"),
     ("front", "registry spec"),

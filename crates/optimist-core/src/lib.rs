@@ -30,7 +30,6 @@
 //! functions).
 
 pub mod checkpoint;
-pub mod clip;
 pub mod cpu;
 pub mod curvature;
 pub mod engine;
@@ -66,4 +65,5 @@ pub use optimizer::{Mode, Optimizer};
 pub use rule::{OptimizerConfig, StepInfo, UpdateRule};
 pub use state::{ParamState, StateDict, StateEntry, StateStore};
 pub use tensor::{DType, Param, ParamMut, StateTensor};
+pub use stages::clip;
 pub use wrappers::{cautious, wrap};

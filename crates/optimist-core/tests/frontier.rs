@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use optimist_core::curvature::{
     attach, CurvatureEstimator, CurvatureOracle, GaussNewtonBartlett, Hutchinson, Probe,
 };
-use optimist_core::optim::{AdaGc, AdaGcOptimizer, Magma, MagmaConfig, SophiaH};
+use optimist_core::optim::{AdaGc, AdaGcOptimizer, SophiaH};
+use optimist_core::wrappers::{Magma, MagmaConfig};
 use optimist_core::problems::{minimize, Problem, Quadratic, Rosenbrock};
 use optimist_core::registry::build;
 use optimist_core::replay::Case;

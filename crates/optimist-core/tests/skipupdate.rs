@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use optimist_core::optim::{SkipUpdate, SkipUpdateConfig};
+use optimist_core::wrappers::{SkipUpdate, SkipUpdateConfig};
 use optimist_core::problems::{minimize, MatrixLeastSquares, Quadratic};
 use optimist_core::registry::build;
 use optimist_core::replay::Case;

@@ -19,6 +19,8 @@ macro_rules! optimizers {
         $(optimizers!(@use $m $types);)*
 
         /// The registry entries of the rules listed here, in list order.
+        // One push per listed type: the list is generated, not written.
+        #[allow(clippy::vec_init_then_push)]
         pub(crate) fn rule_specs() -> Vec<crate::optimizer::OptimizerSpec> {
             let mut specs = Vec::new();
             $(optimizers!(@specs specs $m $types);)*

@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::clip::total_norm;
+use super::clip::total_norm;
 use crate::error::{Error, Result};
 use crate::math::{clamp_max, lerp, maximum};
 use crate::state::StateDict;

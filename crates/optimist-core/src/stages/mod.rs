@@ -32,12 +32,13 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::clip::ClipGradNorm;
+use clip::ClipGradNorm;
 use crate::error::{Error, Result};
 use crate::transform::GradientTransform;
 
 pub mod adagc;
 pub mod agc;
+pub mod clip;
 pub mod per_tensor;
 pub mod zclip;
 

@@ -22,7 +22,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::clip::ClipGradNorm;
+use super::clip::ClipGradNorm;
 use crate::error::Result;
 use crate::tensor::ParamMut;
 use crate::transform::GradientTransform;

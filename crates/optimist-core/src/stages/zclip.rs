@@ -41,7 +41,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::clip::ClipGradNorm;
+use super::clip::ClipGradNorm;
 use crate::error::{Error, Result};
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
@@ -199,7 +199,7 @@ impl GradientTransform for ZClip {
     fn transform(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
         let mut grads: Vec<&mut [f32]> = params.iter_mut().map(|p| &mut *p.grad).collect();
         let views: Vec<&[f32]> = grads.iter().map(|g| &**g).collect();
-        let n = crate::clip::total_norm(&views, 2.0);
+        let n = super::clip::total_norm(&views, 2.0);
         self.last_norm = Some(n);
         if !self.initialized {
             self.buffer.push(n);
