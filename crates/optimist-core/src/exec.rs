@@ -18,15 +18,20 @@
 //!   elements (so a thousand small tensors cost about what one large one
 //!   does), and runs the tasks on a thread pool. Each element is
 //!   computed by the same arithmetic whatever the chunking, so results are
-//!   bit-identical for every thread count. A rule opts in with one line in
-//!   its `impl UpdateRule`: [`elementwise_fast_path!`](crate::elementwise_fast_path).
+//!   bit-identical for every thread count. The rule writes only `prepare`
+//!   and `kernel`; one line in its `impl UpdateRule`,
+//!   [`elementwise_rule!`](crate::elementwise_rule), derives the rest from
+//!   the kernel: the simple whole-tensor path (the kernel over the whole
+//!   parameter as one chunk), the cautious path (the kernel through the
+//!   mask) and the fused driver.
 //! * **Other rules** (norm-based, matrix-based) keep
 //!   [`UpdateRule::update`]: when the rule's [`UpdateRule::update_all`]
 //!   returns `None` (the default), the engine runs [`run_per_param`], which
 //!   updates the parameters in parallel, one task per parameter, also
 //!   independent of the thread count.
 //! * **Cautious masking** runs [`UpdateRule::update_with`] through one
-//!   [`CautiousMask`] per parameter ([`run_cautious`]).
+//!   [`CautiousMask`] per parameter ([`run_cautious`]); for elementwise
+//!   rules that is their kernel with the mask as its [`Apply`] sink.
 //! * **The simple path** (`ExecOptions { fused: false, .. }`) calls
 //!   [`UpdateRule::update`] for each parameter in turn, on one thread: it is
 //!   the reference the fast path is tested against.
@@ -188,25 +193,6 @@ pub fn run_step<T: Send>(exec: &ExecOptions, f: impl FnOnce() -> T + Send) -> Re
     run_on(threads, f)
 }
 
-/// Implements [`UpdateRule::update_all`] as the fused elementwise driver
-/// ([`run_elementwise`]) and marks the rule elementwise. Use inside
-/// `impl UpdateRule for X { ... }` of a rule that implements [`Elementwise`].
-#[macro_export]
-macro_rules! elementwise_fast_path {
-    () => {
-        const ELEMENTWISE: bool = true;
-
-        fn update_all(
-            &self,
-            info: &$crate::rule::StepInfo,
-            params: &mut [$crate::tensor::ParamMut<'_>],
-            states: &mut $crate::state::StateStore<Self::State>,
-        ) -> Option<$crate::error::Result<()>> {
-            Some($crate::exec::run_elementwise(self, info, params, states))
-        }
-    };
-}
-
 /// Implements the whole [`UpdateRule`] side of an elementwise rule from its
 /// [`Elementwise::kernel`]: `update` (the simple path: the kernel over the
 /// whole parameter as one chunk, through the cautious mask when
@@ -214,6 +200,12 @@ macro_rules! elementwise_fast_path {
 /// [`Apply`] sink, so the cautious wrapper composes), and `update_all` (the
 /// fused driver, [`run_elementwise_rule`]). Use inside
 /// `impl UpdateRule for X { type State = ...; elementwise_rule!(); }`.
+///
+/// `elementwise_rule!(direct)` is for rules whose step is not one
+/// `x - lr * u` (NAdam adds two terms, RAdam switches form): their kernel
+/// writes `x` itself and ignores the sink, so they do not expose an update
+/// direction and the cautious wrapper refuses them; `update` and the fused
+/// driver still run the one kernel.
 #[macro_export]
 macro_rules! elementwise_rule {
     () => {
@@ -246,6 +238,27 @@ macro_rules! elementwise_rule {
             states: &mut $crate::state::StateStore<Self::State>,
         ) -> Option<$crate::error::Result<()>> {
             Some($crate::exec::run_elementwise_rule(self, info, params, states))
+        }
+    };
+    (direct) => {
+        const ELEMENTWISE: bool = true;
+
+        fn update(
+            &self,
+            info: &$crate::rule::StepInfo,
+            param: &mut $crate::tensor::ParamMut<'_>,
+            state: &mut Self::State,
+        ) -> $crate::error::Result<()> {
+            $crate::exec::kernel_whole_param(self, info, param, state, &mut $crate::rule::Plain)
+        }
+
+        fn update_all(
+            &self,
+            info: &$crate::rule::StepInfo,
+            params: &mut [$crate::tensor::ParamMut<'_>],
+            states: &mut $crate::state::StateStore<Self::State>,
+        ) -> Option<$crate::error::Result<()>> {
+            Some($crate::exec::run_elementwise(self, info, params, states))
         }
     };
 }

@@ -213,7 +213,7 @@ pub trait UpdateRule: OptimizerConfig {
     type State: ParamState;
 
     /// Whether the rule runs through the fused elementwise driver (set by
-    /// [`elementwise_fast_path!`](crate::elementwise_fast_path) together with
+    /// [`elementwise_rule!`](crate::elementwise_rule), which also derives
     /// [`UpdateRule::update_all`]); only such rules can keep compressed state.
     const ELEMENTWISE: bool = false;
 
@@ -245,7 +245,7 @@ pub trait UpdateRule: OptimizerConfig {
     /// [`UpdateRule::update`] on each parameter
     /// ([`crate::exec::run_per_param`]). Elementwise rules return the
     /// fused driver here with one line,
-    /// [`elementwise_fast_path!`](crate::elementwise_fast_path).
+    /// [`elementwise_rule!`](crate::elementwise_rule).
     fn update_all(
         &self,
         _info: &StepInfo,

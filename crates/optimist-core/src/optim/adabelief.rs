@@ -28,11 +28,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::pytorch_optimizer::{ams_denom, rectify, N_SMA_THRESHOLD};
-use crate::rule::{Apply, Plain};
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
 use crate::math::{bias_correction, lerp, WeightDecay};
-use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -161,9 +159,10 @@ fn mode_direction(c: &AdaBeliefScalars, mode: Mode, m: f32, root: f32) -> (f32, 
 /// The kernel's loop for one mode (given as `dir`) and AMSBound setting.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-fn adabelief_loop(
+fn adabelief_loop<A: Apply>(
     c: &AdaBeliefScalars,
     ch: Chunk<'_>,
+    apply: &mut A,
     dir: impl Fn(f32, f32) -> (f32, f32) + Copy,
 ) {
     let n = ch.value.len();
@@ -172,56 +171,26 @@ fn adabelief_loop(
     if c.ams {
         let smax = &mut smax[..n];
         for i in 0..n {
-            let (xi, _, mi, si, smi, lr, u) =
+            let (mut xi, gi, mi, si, smi, lr, u) =
                 adabelief_element(c, x[i], g[i], m[i], s[i], smax[i], dir);
             (m[i], s[i], smax[i]) = (mi, si, smi);
-            x[i] = xi - lr * u;
+            apply.apply(&mut xi, gi, lr, u);
+            x[i] = xi;
         }
     } else {
         for i in 0..n {
-            let (xi, _, mi, si, _, lr, u) = adabelief_element(c, x[i], g[i], m[i], s[i], 0.0, dir);
+            let (mut xi, gi, mi, si, _, lr, u) =
+                adabelief_element(c, x[i], g[i], m[i], s[i], 0.0, dir);
             (m[i], s[i]) = (mi, si);
-            x[i] = xi - lr * u;
+            apply.apply(&mut xi, gi, lr, u);
+            x[i] = xi;
         }
     }
 }
 
 impl UpdateRule for AdaBelief {
     type State = AdaBeliefState;
-    const EXPOSES_UPDATE: bool = true;
-
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdaBeliefState) -> Result<()> {
-        self.update_with(info, p, st, &mut Plain)
-    }
-
-    #[allow(clippy::needless_range_loop)]
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut AdaBeliefState,
-        apply: &mut A,
-    ) -> Result<()> {
-        let c = self.prepare(info, p, st)?;
-        let m = st.exp_avg.as_mut_slice();
-        let s = st.exp_avg_var.as_mut_slice();
-        let mut smax = c.ams.then(|| st.max_exp_avg_var.as_mut_slice());
-        for i in 0..p.numel() {
-            let sm = smax.as_ref().map_or(0.0, |v| v[i]);
-            let dir = |m, root| mode_direction(&c, c.mode, m, root);
-            let (mut x, g, mi, si, smi, lr, u) =
-                adabelief_element(&c, p.value[i], p.grad[i], m[i], s[i], sm, dir);
-            (m[i], s[i]) = (mi, si);
-            if let Some(v) = smax.as_mut() {
-                v[i] = smi;
-            }
-            apply.apply(&mut x, g, lr, u);
-            p.value[i] = x;
-        }
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for AdaBelief {
@@ -273,16 +242,16 @@ impl Elementwise for AdaBelief {
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, c: &AdaBeliefScalars, ch: Chunk<'_>, _apply: &mut A) {
+    fn kernel<A: Apply>(&self, c: &AdaBeliefScalars, ch: Chunk<'_>, apply: &mut A) {
         match c.mode {
-            Mode::Adaptive { bc2_sqrt } => adabelief_loop(c, ch, move |m, r| {
+            Mode::Adaptive { bc2_sqrt } => adabelief_loop(c, ch, apply, move |m, r| {
                 mode_direction(c, Mode::Adaptive { bc2_sqrt }, m, r)
             }),
             Mode::Rectified => {
-                adabelief_loop(c, ch, |m, r| mode_direction(c, Mode::Rectified, m, r))
+                adabelief_loop(c, ch, apply, |m, r| mode_direction(c, Mode::Rectified, m, r))
             }
-            Mode::Momentum => adabelief_loop(c, ch, |m, r| mode_direction(c, Mode::Momentum, m, r)),
-            Mode::Skip => adabelief_loop(c, ch, |m, r| mode_direction(c, Mode::Skip, m, r)),
+            Mode::Momentum => adabelief_loop(c, ch, apply, |m, r| mode_direction(c, Mode::Momentum, m, r)),
+            Mode::Skip => adabelief_loop(c, ch, apply, |m, r| mode_direction(c, Mode::Skip, m, r)),
         }
     }
 }

@@ -32,11 +32,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::pytorch_optimizer::{ams_denom, clamp_nan};
-use crate::rule::{Apply, Plain};
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
 use crate::math::{bias_correction, lerp, WeightDecay};
-use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -156,7 +154,6 @@ fn adabound_element<const AMS: bool>(
 
 impl UpdateRule for AdaBound {
     type State = AdaBoundState;
-    const EXPOSES_UPDATE: bool = true;
 
     fn carry_over(&mut self, previous: &Self) {
         self.base_lr = Some(previous.base());
@@ -168,39 +165,7 @@ impl UpdateRule for AdaBound {
         }
     }
 
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdaBoundState) -> Result<()> {
-        self.update_with(info, p, st, &mut Plain)
-    }
-
-    #[allow(clippy::needless_range_loop)]
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut AdaBoundState,
-        apply: &mut A,
-    ) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let m = st.exp_avg.as_mut_slice();
-        let v = st.exp_avg_sq.as_mut_slice();
-        let mut vmax = s.ams.then(|| st.max_exp_avg_sq.as_mut_slice());
-        for i in 0..p.numel() {
-            let (mut x, g, mi, vi, vm, u) = match vmax.as_deref() {
-                Some(vm) => adabound_element::<true>(&s, p.value[i], p.grad[i], m[i], v[i], vm[i]),
-                None => adabound_element::<false>(&s, p.value[i], p.grad[i], m[i], v[i], 0.0),
-            };
-            (m[i], v[i]) = (mi, vi);
-            if let Some(vmax) = vmax.as_deref_mut() {
-                vmax[i] = vm;
-            }
-            // The reference subtracts u itself: p - 1 * u == p - u.
-            apply.apply(&mut x, g, 1.0, u);
-            p.value[i] = x;
-        }
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for AdaBound {
@@ -245,24 +210,27 @@ impl Elementwise for AdaBound {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn kernel<A: Apply>(&self, s: &AdaBoundScalars, c: Chunk<'_>, _apply: &mut A) {
+    fn kernel<A: Apply>(&self, s: &AdaBoundScalars, c: Chunk<'_>, apply: &mut A) {
         let n = c.value.len();
         let [m, v, vmax, ..] = c.state;
         let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
         if s.ams {
             let vmax = &mut vmax[..n];
             for i in 0..n {
-                let (xi, _, mi, vi, vm, u) =
+                let (mut xi, gi, mi, vi, vm, u) =
                     adabound_element::<true>(s, x[i], g[i], m[i], v[i], vmax[i]);
                 (m[i], v[i], vmax[i]) = (mi, vi, vm);
-                x[i] = xi - 1.0 * u;
+                // The reference subtracts u itself: p - 1 * u == p - u.
+                apply.apply(&mut xi, gi, 1.0, u);
+                x[i] = xi;
             }
         } else {
             for i in 0..n {
-                let (xi, _, mi, vi, _, u) =
+                let (mut xi, gi, mi, vi, _, u) =
                     adabound_element::<false>(s, x[i], g[i], m[i], v[i], 0.0);
                 (m[i], v[i]) = (mi, vi);
-                x[i] = xi - 1.0 * u;
+                apply.apply(&mut xi, gi, 1.0, u);
+                x[i] = xi;
             }
         }
     }

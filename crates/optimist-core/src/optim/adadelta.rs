@@ -109,20 +109,7 @@ fn adadelta_element(s: &AdadeltaScalars, x: f32, g: f32, sq: f32, a: f32) -> (f3
 
 impl UpdateRule for Adadelta {
     type State = AdadeltaState;
-
-    /// The simple path: one pass by index over the whole tensor.
-    #[allow(clippy::needless_range_loop)]
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdadeltaState) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let sq = st.square_avg.as_mut_slice();
-        let a = st.acc_delta.as_mut_slice();
-        for i in 0..p.numel() {
-            (p.value[i], sq[i], a[i]) = adadelta_element(&s, p.value[i], p.grad[i], sq[i], a[i]);
-        }
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!(direct);
 }
 
 impl Elementwise for Adadelta {

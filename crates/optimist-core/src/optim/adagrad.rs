@@ -112,19 +112,7 @@ fn adagrad_element(s: &AdagradScalars, x: f32, g: f32, sum: f32) -> (f32, f32) {
 
 impl UpdateRule for Adagrad {
     type State = AdagradState;
-
-    /// The simple path: one pass by index over the whole tensor.
-    #[allow(clippy::needless_range_loop)]
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdagradState) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let sum = st.sum.as_mut_slice();
-        for i in 0..p.numel() {
-            (p.value[i], sum[i]) = adagrad_element(&s, p.value[i], p.grad[i], sum[i]);
-        }
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!(direct);
 }
 
 impl Elementwise for Adagrad {

@@ -26,11 +26,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rule::{Apply, Plain};
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
 use crate::math::{bias_correction, lerp, WeightDecay};
-use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -100,25 +98,7 @@ impl OptimizerConfig for Adam {
 
 impl UpdateRule for Adam {
     type State = AdamState;
-    const EXPOSES_UPDATE: bool = true;
-
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
-        self.update_with(info, p, st, &mut Plain)
-    }
-
-    fn update_with<A: Apply>(
-        &self,
-        _info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut AdamState,
-        apply: &mut A,
-    ) -> Result<()> {
-        let s = adam_prepare(self, p.numel(), st);
-        adam_simple(&s, p, st, apply);
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for Adam {
@@ -129,8 +109,8 @@ impl Elementwise for Adam {
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &AdamScalars, c: Chunk<'_>, _apply: &mut A) {
-        adam_kernel(s, c);
+    fn kernel<A: Apply>(&self, s: &AdamScalars, c: Chunk<'_>, apply: &mut A) {
+        adam_kernel(s, c, apply);
     }
 }
 
@@ -192,49 +172,29 @@ fn adam_direction(s: &AdamScalars, m: f32, v: f32) -> f32 {
     m / denom
 }
 
-/// The simple path: one pass over (p, g, m, v[, vmax]) by index; the step
-/// goes through `apply`.
-#[allow(clippy::needless_range_loop)]
-fn adam_simple<A: Apply>(s: &AdamScalars, p: &mut ParamMut<'_>, st: &mut AdamState, apply: &mut A) {
-    let m = st.exp_avg.as_mut_slice();
-    let v = st.exp_avg_sq.as_mut_slice();
-    for i in 0..p.numel() {
-        let (mut x, g, mi, vi) = adam_moments(s, p.value[i], p.grad[i], m[i], v[i]);
-        m[i] = mi;
-        v[i] = vi;
-        let u = if s.amsgrad {
-            let vmax = st.max_exp_avg_sq.as_mut_slice();
-            vmax[i] = vmax[i].max(vi);
-            adam_direction(s, mi, vmax[i])
-        } else {
-            adam_direction(s, mi, vi)
-        };
-        apply.apply(&mut x, g, s.step_size, u);
-        p.value[i] = x;
-    }
-}
-
 /// The chunk kernel: the same per-element arithmetic over equal-length
 /// slices, so the loop vectorizes (`x - step_size * u` is the plain step).
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-fn adam_kernel(s: &AdamScalars, c: Chunk<'_>) {
+fn adam_kernel<A: Apply>(s: &AdamScalars, c: Chunk<'_>, apply: &mut A) {
     let n = c.value.len();
     let [m, v, vmax, ..] = c.state;
     let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
     if s.amsgrad {
         let vmax = &mut vmax[..n];
         for i in 0..n {
-            let (xi, _, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
+            let (mut xi, gi, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
             let vm = vmax[i].max(vi);
             (m[i], v[i], vmax[i]) = (mi, vi, vm);
-            x[i] = xi - s.step_size * adam_direction(s, mi, vm);
+            apply.apply(&mut xi, gi, s.step_size, adam_direction(s, mi, vm));
+            x[i] = xi;
         }
     } else {
         for i in 0..n {
-            let (xi, _, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
+            let (mut xi, gi, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
             (m[i], v[i]) = (mi, vi);
-            x[i] = xi - s.step_size * adam_direction(s, mi, vi);
+            apply.apply(&mut xi, gi, s.step_size, adam_direction(s, mi, vi));
+            x[i] = xi;
         }
     }
 }
@@ -303,23 +263,7 @@ impl OptimizerConfig for AdamW {
 
 impl UpdateRule for AdamW {
     type State = AdamState;
-    const EXPOSES_UPDATE: bool = true;
-
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamState) -> Result<()> {
-        self.as_adam().update(info, p, st)
-    }
-
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut AdamState,
-        apply: &mut A,
-    ) -> Result<()> {
-        self.as_adam().update_with(info, p, st, apply)
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for AdamW {
@@ -330,7 +274,7 @@ impl Elementwise for AdamW {
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &AdamScalars, c: Chunk<'_>, _apply: &mut A) {
-        adam_kernel(s, c);
+    fn kernel<A: Apply>(&self, s: &AdamScalars, c: Chunk<'_>, apply: &mut A) {
+        adam_kernel(s, c, apply);
     }
 }

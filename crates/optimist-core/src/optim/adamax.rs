@@ -103,20 +103,7 @@ fn adamax_element(s: &AdamaxScalars, x: f32, g: f32, m: f32, u: f32) -> (f32, f3
 
 impl UpdateRule for Adamax {
     type State = AdamaxState;
-
-    /// The simple path: one pass by index over the whole tensor.
-    #[allow(clippy::needless_range_loop)]
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamaxState) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let m = st.exp_avg.as_mut_slice();
-        let u = st.exp_inf.as_mut_slice();
-        for i in 0..p.numel() {
-            (p.value[i], m[i], u[i]) = adamax_element(&s, p.value[i], p.grad[i], m[i], u[i]);
-        }
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!(direct);
 }
 
 impl Elementwise for Adamax {

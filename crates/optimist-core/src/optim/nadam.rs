@@ -128,20 +128,7 @@ fn nadam_element(s: &NadamScalars, x: f32, g: f32, m: f32, v: f32) -> (f32, f32,
 
 impl UpdateRule for Nadam {
     type State = NadamState;
-
-    /// The simple path: one pass by index over the whole tensor.
-    #[allow(clippy::needless_range_loop)]
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut NadamState) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let m = st.exp_avg.as_mut_slice();
-        let v = st.exp_avg_sq.as_mut_slice();
-        for i in 0..p.numel() {
-            (p.value[i], m[i], v[i]) = nadam_element(&s, p.value[i], p.grad[i], m[i], v[i]);
-        }
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!(direct);
 }
 
 impl Elementwise for Nadam {

@@ -209,18 +209,7 @@ fn rmsprop_run(
 
 impl UpdateRule for Rmsprop {
     type State = RmspropState;
-
-    /// The simple path: the mode's loop over the whole tensor.
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut RmspropState) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let sq = st.square_avg.as_mut_slice();
-        let b = st.momentum_buffer.as_mut_slice();
-        let ga = st.grad_avg.as_mut_slice();
-        rmsprop_run(&s, p.value, p.grad, sq, ga, b);
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!(direct);
 }
 
 impl Elementwise for Rmsprop {

@@ -21,11 +21,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rule::{Apply, Plain};
 use crate::error::{Error, Result};
-use crate::rule::{Chunk, Elementwise};
 use crate::math::WeightDecay;
-use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -125,44 +123,7 @@ fn sgd_plain_element(s: &SgdScalars, x: f32, g: f32) -> (f32, f32) {
 
 impl UpdateRule for Sgd {
     type State = SgdState;
-    const EXPOSES_UPDATE: bool = true;
-
-    /// The simple path: [`UpdateRule::update_with`] and the plain step.
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SgdState) -> Result<()> {
-        self.update_with(info, p, st, &mut Plain)
-    }
-
-    /// Per-element loop over the whole tensor; the step `p - lr * d` goes
-    /// through `apply`.
-    #[allow(clippy::needless_range_loop)]
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut SgdState,
-        apply: &mut A,
-    ) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let n = p.numel();
-        if !s.momentum {
-            for i in 0..n {
-                let (mut x, g) = sgd_plain_element(&s, p.value[i], p.grad[i]);
-                apply.apply(&mut x, g, s.lr, g);
-                p.value[i] = x;
-            }
-            return Ok(());
-        }
-        let buf = st.momentum_buffer.as_mut_slice();
-        for i in 0..n {
-            let (mut x, g, b, d) = sgd_element(&s, p.value[i], p.grad[i], buf[i]);
-            buf[i] = b;
-            apply.apply(&mut x, g, s.lr, d);
-            p.value[i] = x;
-        }
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for Sgd {
@@ -190,22 +151,24 @@ impl Elementwise for Sgd {
     #[inline(always)]
     // Index loops over slices re-sliced to one length: no bounds checks, vectorizes.
     #[allow(clippy::needless_range_loop)]
-    fn kernel<A: Apply>(&self, s: &SgdScalars, c: Chunk<'_>, _apply: &mut A) {
+    fn kernel<A: Apply>(&self, s: &SgdScalars, c: Chunk<'_>, apply: &mut A) {
         let n = c.value.len();
         let (x, g) = (c.value, &c.grad[..n]);
         let [b, ..] = c.state;
         if !s.momentum {
             for i in 0..n {
-                let (xd, gd) = sgd_plain_element(s, x[i], g[i]);
-                x[i] = xd - s.lr * gd;
+                let (mut xd, gd) = sgd_plain_element(s, x[i], g[i]);
+                apply.apply(&mut xd, gd, s.lr, gd);
+                x[i] = xd;
             }
             return;
         }
         let b = &mut b[..n];
         for i in 0..n {
-            let (xd, _, bi, d) = sgd_element(s, x[i], g[i], b[i]);
+            let (mut xd, gd, bi, d) = sgd_element(s, x[i], g[i], b[i]);
             b[i] = bi;
-            x[i] = xd - s.lr * d;
+            apply.apply(&mut xd, gd, s.lr, d);
+            x[i] = xd;
         }
     }
 }

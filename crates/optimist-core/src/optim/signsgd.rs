@@ -19,11 +19,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rule::{Apply, Plain};
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
 use crate::math::{lerp, sign, WeightDecay};
-use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -107,44 +105,7 @@ fn signsgd_plain_element(s: &SignSgdScalars, x: f32, g: f32) -> (f32, f32, f32) 
 
 impl UpdateRule for SignSgd {
     type State = SignSgdState;
-    const EXPOSES_UPDATE: bool = true;
-
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SignSgdState) -> Result<()> {
-        self.update_with(info, p, st, &mut Plain)
-    }
-
-    #[allow(clippy::needless_range_loop)]
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut SignSgdState,
-        apply: &mut A,
-    ) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        match s.w {
-            Some(w) => {
-                let buf = st.momentum_buffer.as_mut_slice();
-                for i in 0..p.numel() {
-                    let (mut x, g, b, u) =
-                        signsgd_momentum_element(&s, w, p.value[i], p.grad[i], buf[i]);
-                    buf[i] = b;
-                    apply.apply(&mut x, g, s.lr, u);
-                    p.value[i] = x;
-                }
-            }
-            None => {
-                for i in 0..p.numel() {
-                    let (mut x, g, u) = signsgd_plain_element(&s, p.value[i], p.grad[i]);
-                    apply.apply(&mut x, g, s.lr, u);
-                    p.value[i] = x;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for SignSgd {
@@ -170,7 +131,7 @@ impl Elementwise for SignSgd {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn kernel<A: Apply>(&self, s: &SignSgdScalars, c: Chunk<'_>, _apply: &mut A) {
+    fn kernel<A: Apply>(&self, s: &SignSgdScalars, c: Chunk<'_>, apply: &mut A) {
         let n = c.value.len();
         let (x, g) = (c.value, &c.grad[..n]);
         let [b, ..] = c.state;
@@ -178,15 +139,17 @@ impl Elementwise for SignSgd {
             Some(w) => {
                 let b = &mut b[..n];
                 for i in 0..n {
-                    let (xi, _, bi, u) = signsgd_momentum_element(s, w, x[i], g[i], b[i]);
+                    let (mut xi, gi, bi, u) = signsgd_momentum_element(s, w, x[i], g[i], b[i]);
                     b[i] = bi;
-                    x[i] = xi - s.lr * u;
+                    apply.apply(&mut xi, gi, s.lr, u);
+                    x[i] = xi;
                 }
             }
             None => {
                 for i in 0..n {
-                    let (xi, _, u) = signsgd_plain_element(s, x[i], g[i]);
-                    x[i] = xi - s.lr * u;
+                    let (mut xi, gi, u) = signsgd_plain_element(s, x[i], g[i]);
+                    apply.apply(&mut xi, gi, s.lr, u);
+                    x[i] = xi;
                 }
             }
         }

@@ -158,17 +158,7 @@ fn sophiag_loop(
 
 impl UpdateRule for SophiaG {
     type State = SophiaGState;
-
-    /// The simple path: the loop over the whole tensor.
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SophiaGState) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let m = st.exp_avg.as_mut_slice();
-        let h = st.hessian.as_mut_slice();
-        sophiag_loop(&s, p.value, p.grad, m, h, p.hessian);
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!(direct);
 }
 
 impl Elementwise for SophiaG {

@@ -208,17 +208,7 @@ where
 
 impl UpdateRule for SophiaH {
     type State = SophiaHState;
-
-    /// The simple path: the loop over the whole tensor.
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SophiaHState) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let m = st.momentum.as_mut_slice();
-        let h = st.hessian_moment.as_mut_slice();
-        sophiah_loop(&s, p.value, p.grad, m, h, p.hessian);
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!(direct);
 }
 
 impl Elementwise for SophiaH {
