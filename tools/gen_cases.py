@@ -181,9 +181,34 @@ EXT_REGISTRY = {
     "sophiag": {"lr": 0.0001, "betas": [0.965, 0.99], "rho": 0.04, "weight_decay": 0.1, "bs": 5120.0,
                 "maximize": False},
 }
+# Catalogue A (torch.optim completion and the SGD family): registry names beyond
+# shared/conformance/registry.json, with the reference constructors' argument names
+# and defaults; contract-format cases (without `maximize`) go to --out.
+CATALOGUE_A = {
+    "asgd": {"lr": 0.01, "lambd": 0.0001, "alpha": 0.75, "t0": 1000000.0, "weight_decay": 0},
+    "rprop": {"lr": 0.01, "etas": [0.5, 1.2], "step_sizes": [1e-06, 50]},
+    "sgdw": {"lr": 0.0001, "momentum": 0.0, "weight_decay": 0.0, "weight_decouple": True, "dampening": 0.0,
+             "nesterov": False},
+    "qhm": {"lr": 0.001, "momentum": 0.0, "nu": 1.0, "weight_decay": 0.0, "weight_decouple": False,
+            "fixed_decay": False},
+    "aggmo": {"lr": 0.001, "betas": [0.0, 0.9, 0.99], "weight_decay": 0.0, "weight_decouple": False,
+              "fixed_decay": False},
+    "lars": {"lr": 0.001, "weight_decay": 0.0, "momentum": 0.9, "dampening": 0.0, "trust_coefficient": 0.001,
+             "nesterov": False},
+    "sgdp": {"lr": 0.001, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "weight_decouple": True,
+             "fixed_decay": False, "delta": 0.1, "wd_ratio": 0.1, "nesterov": False, "eps": 1e-08},
+    "madgrad": {"lr": 0.001, "momentum": 0.9, "weight_decay": 0.0, "weight_decouple": False, "eps": 1e-06},
+    "novograd": {"lr": 0.001, "betas": [0.95, 0.98], "weight_decay": 0.0, "weight_decouple": False,
+                 "fixed_decay": False, "grad_averaging": False, "eps": 1e-08, "adam_debias": False},
+    "tiger": {"lr": 0.001, "beta": 0.965, "weight_decay": 0.01, "weight_decouple": True, "fixed_decay": False},
+}
+CONTRACT_V1_NAMES = set(REGISTRY)
+REGISTRY.update(CATALOGUE_A)
+
 WRAPPERS = {"lookahead", "magma"}   # take an "inner" optimizer
 EXT_HPARAMS = {"sgd": {"maximize"}, "adam": {"maximize"}, "adamw": {"maximize"},
                "adamuon": {"variant", "nesterov"}}
+EXT_HPARAMS.update({name: {"maximize"} for name in CATALOGUE_A})   # catalogue A
 
 # registry name -> (library, class path, class getter)
 REFERENCES = {
@@ -216,9 +241,20 @@ REFERENCES = {
                          "sign-stabilized)", lambda: AdaMuonOfficialRef),
     "sophiag": ("optimist-gen", "transcription of SophiaG (Liuhong99/Sophia sophia.py @ 195a786)",
                 lambda: SophiaGRef),
+    # catalogue A
+    "asgd": ("torch", "torch.optim.ASGD", lambda: torch.optim.ASGD),
+    "rprop": ("torch", "torch.optim.Rprop", lambda: torch.optim.Rprop),
+    "sgdw": ("pytorch-optimizer", "pytorch_optimizer.SGDW", lambda: pytorch_optimizer.SGDW),
+    "qhm": ("pytorch-optimizer", "pytorch_optimizer.QHM", lambda: pytorch_optimizer.QHM),
+    "aggmo": ("pytorch-optimizer", "pytorch_optimizer.AggMo", lambda: pytorch_optimizer.AggMo),
+    "lars": ("pytorch-optimizer", "pytorch_optimizer.LARS", lambda: pytorch_optimizer.LARS),
+    "sgdp": ("pytorch-optimizer", "pytorch_optimizer.SGDP", lambda: pytorch_optimizer.SGDP),
+    "madgrad": ("pytorch-optimizer", "pytorch_optimizer.MADGRAD", lambda: pytorch_optimizer.MADGRAD),
+    "novograd": ("pytorch-optimizer", "pytorch_optimizer.NovoGrad", lambda: pytorch_optimizer.NovoGrad),
+    "tiger": ("pytorch-optimizer", "pytorch_optimizer.Tiger", lambda: pytorch_optimizer.Tiger),
 }
 MATRIX_ONLY = {"muon", "adamuon", "namo", "namo_d"}
-TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients"}   # JSON arrays -> Python tuples
+TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients", "etas", "step_sizes"}   # JSON arrays -> Python tuples
 
 
 def library_version(library):
@@ -1376,6 +1412,188 @@ def error_specs():
 
 
 # --------------------------------------------------------------------------------------
+# Catalogue A: torch.optim ASGD and Rprop; pytorch-optimizer SGDW, QHM, AggMo, LARS, SGDP,
+# MADGRAD, NovoGrad, Tiger
+# --------------------------------------------------------------------------------------
+
+def catalogue_a_specs():
+    S = []
+    a = S.append
+    three = [("w", [5, 4]), ("k", [2, 3, 2]), ("b", [4])]
+    conv = [("conv", [4, 3, 2, 2]), ("b", [4])]
+    # ---------------------------------------------------------------- asgd
+    a(spec("asgd-defaults", "asgd", {}, WB, 8, "ASGD defaults (eta = lr / (1 + lambd lr t)^0.75, t0 = 1e6)"))
+    a(spec("asgd-strong-decay", "asgd", {"lr": 0.05, "lambd": 0.5, "alpha": 1.5, "t0": 3.0}, three, 10,
+           "ASGD with a fast eta decay and t0 = 3 (mu < 1 after step 4)", zero=[3]))
+    a(spec("asgd-weight-decay", "asgd", {"lr": 0.02, "weight_decay": 0.1, "lambd": 0.01}, conv, 9,
+           "ASGD with L2 weight decay", big={5: 1e3}))
+    a(spec("asgd-clip-warmup-cosine", "asgd", {"lr": 0.05, "lambd": 0.1}, WB, 10,
+           "ASGD after clip_grad_norm_ under warmup_cosine (eta follows the scheduled lr one step late)",
+           clip=clip_norm(5.0), sched=warmup_cosine(2, 7, 0.001)))
+    a(spec("asgd-maximize", "asgd", {"lr": 0.02, "lambd": 0.05, "weight_decay": 0.01, "maximize": True}, WB, 8,
+           "ASGD maximizing, with L2 weight decay", ext=True))
+    # ---------------------------------------------------------------- rprop
+    a(spec("rprop-defaults", "rprop", {}, WB, 10, "Rprop defaults (step sizes start at lr 0.01)", zero=[4]))
+    a(spec("rprop-clamped", "rprop", {"lr": 0.01, "etas": [0.3, 1.6], "step_sizes": [0.004, 0.02]}, three, 12,
+           "Rprop with step sizes clamped to [0.004, 0.02] both ways"))
+    a(spec("rprop-clip-warmup-cosine", "rprop", {"lr": 0.005}, WB, 10,
+           "Rprop after clip_grad_norm_ under warmup_cosine (lr only sets the initial step size)",
+           clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("rprop-maximize", "rprop", {"lr": 0.02, "etas": [0.4, 1.3], "maximize": True}, conv, 9,
+           "Rprop maximizing", ext=True))
+    # ---------------------------------------------------------------- sgdw
+    a(spec("sgdw-defaults", "sgdw", {}, WB, 8, "SGDW defaults (lr 1e-4, no momentum)"))
+    a(spec("sgdw-momentum-decoupled", "sgdw", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1}, three, 10,
+           "SGDW with momentum (the buffer starts as the first gradient) and decoupled weight decay"))
+    a(spec("sgdw-nesterov-l2-dampening", "sgdw",
+           {"lr": 0.03, "momentum": 0.8, "dampening": 0.2, "nesterov": True, "weight_decay": 0.05,
+            "weight_decouple": False}, conv, 10, "SGDW with Nesterov momentum, dampening and L2 weight decay",
+           zero=[1]))
+    a(spec("sgdw-clip-warmup-cosine", "sgdw", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}, WB, 10,
+           "SGDW after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("sgdw-maximize", "sgdw", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1, "maximize": True}, WB, 8,
+           "SGDW maximizing", ext=True))
+    # ---------------------------------------------------------------- qhm
+    a(spec("qhm-defaults", "qhm", {}, WB, 8, "QHM defaults (momentum 0, nu 1: plain SGD)"))
+    a(spec("qhm-momentum-nu", "qhm", {"lr": 0.05, "momentum": 0.9, "nu": 0.7}, three, 10,
+           "QHM with momentum 0.9 and nu 0.7", big={6: 1e3}))
+    a(spec("qhm-l2-wd", "qhm", {"lr": 0.02, "momentum": 0.8, "nu": 0.5, "weight_decay": 0.1}, conv, 10,
+           "QHM with L2 weight decay", zero=[2]))
+    a(spec("qhm-decoupled-fixed", "qhm",
+           {"lr": 0.02, "momentum": 0.95, "nu": 0.3, "weight_decay": 0.05, "weight_decouple": True,
+            "fixed_decay": True}, WB, 10, "QHM with fixed decoupled weight decay (p *= 1 - wd)"))
+    a(spec("qhm-decoupled-clip-warmup-cosine", "qhm",
+           {"lr": 0.05, "momentum": 0.9, "nu": 0.7, "weight_decay": 0.1, "weight_decouple": True}, WB, 10,
+           "QHM with decoupled weight decay after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("qhm-maximize", "qhm", {"lr": 0.05, "momentum": 0.9, "nu": 0.7, "maximize": True}, WB, 8,
+           "QHM maximizing", ext=True))
+    # ---------------------------------------------------------------- aggmo
+    a(spec("aggmo-defaults", "aggmo", {}, WB, 8, "AggMo defaults (betas 0, 0.9, 0.99)"))
+    a(spec("aggmo-two-betas-l2", "aggmo", {"lr": 0.01, "betas": [0.5, 0.95], "weight_decay": 0.1}, three, 10,
+           "AggMo with two buffers and L2 weight decay", big={5: 1e3}))
+    a(spec("aggmo-four-betas-decoupled", "aggmo",
+           {"lr": 0.02, "betas": [0.0, 0.5, 0.9, 0.999], "weight_decay": 0.05, "weight_decouple": True}, conv, 10,
+           "AggMo with four buffers and decoupled weight decay", zero=[3]))
+    a(spec("aggmo-fixed-decay-clip-warmup-cosine", "aggmo",
+           {"lr": 0.05, "weight_decay": 0.01, "weight_decouple": True, "fixed_decay": True}, WB, 10,
+           "AggMo with fixed decoupled decay after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("aggmo-maximize", "aggmo", {"lr": 0.01, "maximize": True}, WB, 8, "AggMo maximizing", ext=True))
+    # ---------------------------------------------------------------- lars
+    a(spec("lars-defaults", "lars", {}, WB, 8, "LARS defaults (momentum 0.9, trust coefficient 1e-3; the "
+           "vector takes plain momentum SGD)"))
+    a(spec("lars-wd-lr", "lars", {"lr": 1.0, "weight_decay": 0.01, "trust_coefficient": 0.02}, conv + [("s", [1])],
+           10, "LARS with weight decay on a 4-D tensor, a vector and a 1-element tensor", big={4: 1e3}))
+    a(spec("lars-nesterov-dampening", "lars",
+           {"lr": 2.0, "momentum": 0.8, "dampening": 0.3, "nesterov": True, "weight_decay": 0.1,
+            "trust_coefficient": 0.01}, three, 10, "LARS with Nesterov momentum and dampening"))
+    a(spec("lars-no-momentum-zero-param", "lars", {"lr": 0.5, "momentum": 0.0, "trust_coefficient": 0.01},
+           [("w", [4, 5]), ("z", [3, 3])], 6, "LARS without momentum; the all-zero matrix takes trust ratio 1",
+           zero_params=["z"]))
+    a(spec("lars-clip-warmup-cosine", "lars", {"lr": 1.0, "weight_decay": 0.005, "trust_coefficient": 0.02}, WB,
+           10, "LARS after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("lars-maximize", "lars", {"lr": 1.0, "weight_decay": 0.01, "trust_coefficient": 0.02,
+                                     "maximize": True}, WB, 8, "LARS maximizing", ext=True))
+    # ---------------------------------------------------------------- sgdp
+    wide = [("w", [4, 64]), ("b", [8])]
+    a(spec("sgdp-defaults", "sgdp", {}, WB, 8, "SGDP defaults (no momentum; delta 0.1 rarely finds a "
+           "scale-invariant view here)"))
+    a(spec("sgdp-projected-channel", "sgdp",
+           {"lr": 0.05, "momentum": 0.9, "delta": 5.0, "weight_decay": 0.1}, wide, 10,
+           "SGDP with delta 5: every step projects per channel (wd_ratio applies, divided by 1 - momentum)"))
+    a(spec("sgdp-projected-mixed-nesterov", "sgdp",
+           {"lr": 0.05, "momentum": 0.8, "dampening": 0.1, "nesterov": True, "delta": 1.0, "weight_decay": 0.05,
+            "fixed_decay": True}, wide + [("k", [3, 2, 5])], 10,
+           "SGDP with delta 1 (channel, layer or no projection by step) and Nesterov momentum, fixed decay"))
+    a(spec("sgdp-l2-no-effect", "sgdp", {"lr": 0.1, "momentum": 0.5, "weight_decay": 0.5,
+                                         "weight_decouple": False, "delta": 5.0}, wide, 8,
+           "SGDP with weight_decouple false: the reference's L2 term is added to a gradient it no longer reads"))
+    a(spec("sgdp-clip-warmup-cosine", "sgdp", {"lr": 0.1, "momentum": 0.9, "delta": 5.0, "weight_decay": 0.01},
+           wide, 10, "SGDP after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("sgdp-maximize", "sgdp", {"lr": 0.05, "momentum": 0.9, "delta": 5.0, "weight_decay": 0.1,
+                                     "maximize": True}, wide, 8, "SGDP maximizing", ext=True))
+    # ---------------------------------------------------------------- madgrad
+    a(spec("madgrad-defaults", "madgrad", {}, WB, 8, "MADGRAD defaults (momentum 0.9 toward the dual point)"))
+    a(spec("madgrad-no-momentum-l2", "madgrad", {"lr": 0.01, "momentum": 0.0, "weight_decay": 0.1}, three, 10,
+           "MADGRAD without momentum (x0 recomputed every step) and L2 weight decay", big={6: 1e3}))
+    a(spec("madgrad-decoupled", "madgrad", {"lr": 0.02, "weight_decay": 0.05, "weight_decouple": True}, conv, 10,
+           "MADGRAD with decoupled weight decay (scaled by lr + eps)", zero=[3]))
+    a(spec("madgrad-eps-zero", "madgrad", {"lr": 0.01, "momentum": 0.0, "eps": 0.0}, WB, 8,
+           "MADGRAD with eps 0 and a zero first gradient (0 / inf = 0 at the start)", zero=[1]))
+    a(spec("madgrad-clip-warmup-cosine", "madgrad", {"lr": 0.02}, WB, 10,
+           "MADGRAD after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("madgrad-maximize", "madgrad", {"lr": 0.01, "weight_decay": 0.01, "maximize": True}, WB, 8,
+           "MADGRAD maximizing", ext=True))
+    # ---------------------------------------------------------------- novograd
+    a(spec("novograd-defaults", "novograd", {}, WB, 8, "NovoGrad defaults"))
+    a(spec("novograd-grad-averaging-l2", "novograd",
+           {"lr": 0.01, "betas": [0.9, 0.99], "grad_averaging": True, "weight_decay": 0.1}, three, 10,
+           "NovoGrad with gradient averaging and L2 weight decay (after normalization)", big={5: 1e3}))
+    a(spec("novograd-decoupled-fixed", "novograd",
+           {"lr": 0.02, "weight_decay": 0.05, "weight_decouple": True, "fixed_decay": True}, conv, 10,
+           "NovoGrad with fixed decoupled weight decay", zero=[4]))
+    a(spec("novograd-adam-debias", "novograd", {"lr": 0.01, "adam_debias": True, "eps": 1e-4}, WB, 10,
+           "NovoGrad with adam_debias (read from the reference's **kwargs): step lr sqrt(1 - beta2^t)"))
+    a(spec("novograd-clip-warmup-cosine", "novograd", {"lr": 0.02, "weight_decay": 0.01, "weight_decouple": True},
+           WB, 10, "NovoGrad after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("novograd-maximize", "novograd", {"lr": 0.01, "grad_averaging": True, "maximize": True}, WB, 8,
+           "NovoGrad maximizing", ext=True))
+    # ---------------------------------------------------------------- tiger
+    a(spec("tiger-defaults", "tiger", {}, WB, 8, "Tiger defaults (decoupled weight decay 0.01)"))
+    a(spec("tiger-l2-beta", "tiger", {"lr": 0.01, "beta": 0.8, "weight_decay": 0.1, "weight_decouple": False},
+           three, 10, "Tiger with L2 weight decay and beta 0.8", big={5: 1e3}))
+    a(spec("tiger-fixed-decay", "tiger", {"lr": 0.01, "weight_decay": 0.05, "fixed_decay": True}, conv, 10,
+           "Tiger with fixed decoupled weight decay", zero=[1]))
+    a(spec("tiger-clip-warmup-cosine", "tiger", {"lr": 0.01}, WB, 10,
+           "Tiger after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("tiger-maximize", "tiger", {"lr": 0.01, "maximize": True}, WB, 8, "Tiger maximizing", ext=True))
+    return S
+
+
+def catalogue_a_error_specs():
+    E = []
+
+    def e(cid, desc, optimizer, hparams, shapes=WB, steps=3):
+        E.append(dict(id=cid, desc=desc, optimizer=optimizer, hparams=hparams, shapes=shapes, steps=steps,
+                      mutate=None, hess=None))
+
+    for name in CATALOGUE_A:
+        e(f"error-negative-lr-{name}", "negative lr", name, {"lr": -0.01})
+    e("error-asgd-negative-lambd", "negative lambd", "asgd", {"lambd": -0.1})
+    e("error-asgd-negative-alpha", "negative alpha", "asgd", {"alpha": -0.5})
+    e("error-asgd-negative-wd", "negative weight_decay", "asgd", {"weight_decay": -0.1})
+    e("error-unknown-hparam-asgd-capturable", "capturable is an execution flag, not a hyperparameter here",
+      "asgd", {"capturable": False})
+    e("error-rprop-etaminus-above-one", "etas must satisfy 0 < etaminus < 1 < etaplus", "rprop",
+      {"etas": [1.5, 2.0]})
+    e("error-rprop-etaplus-below-one", "etas must satisfy 0 < etaminus < 1 < etaplus", "rprop",
+      {"etas": [0.5, 0.9]})
+    e("error-rprop-etaminus-zero", "etas must satisfy 0 < etaminus < 1 < etaplus", "rprop", {"etas": [0.0, 1.2]})
+    e("error-sgdw-momentum-one", "momentum must be in [0, 1)", "sgdw", {"momentum": 1.0})
+    e("error-sgdw-negative-wd", "negative weight_decay", "sgdw", {"weight_decay": -0.1})
+    e("error-qhm-nu-above-one", "nu must be in [0, 1]", "qhm", {"nu": 1.5})
+    e("error-qhm-negative-momentum", "momentum must be in [0, 1)", "qhm", {"momentum": -0.1})
+    e("error-aggmo-beta1-one", "betas[0] must be in [0, 1)", "aggmo", {"betas": [1.0, 0.9, 0.99]})
+    e("error-aggmo-beta3-above-one", "betas[2] must be in [0, 1]", "aggmo", {"betas": [0.0, 0.9, 1.5]})
+    e("error-aggmo-one-beta", "AggMo reads betas[1]: a single beta is an error", "aggmo", {"betas": [0.9]})
+    e("error-lars-dampening-one", "dampening must be in [0, 1)", "lars", {"dampening": 1.0})
+    e("error-lars-negative-trust-coefficient", "negative trust_coefficient", "lars", {"trust_coefficient": -0.001})
+    e("error-sgdp-wd-ratio-one", "wd_ratio must be in [0, 1)", "sgdp", {"wd_ratio": 1.0})
+    e("error-sgdp-negative-eps", "negative eps", "sgdp", {"eps": -1e-08})
+    e("error-sgdp-momentum-one", "momentum 1 divides by zero in the decay ratio", "sgdp", {"momentum": 1.0})
+    e("error-madgrad-momentum-one", "momentum must be in [0, 1)", "madgrad", {"momentum": 1.0})
+    e("error-madgrad-negative-eps", "negative eps", "madgrad", {"eps": -1e-06})
+    e("error-novograd-beta2-one", "beta2 must be in [0, 1)", "novograd", {"betas": [0.95, 1.0]})
+    e("error-novograd-negative-wd", "negative weight_decay", "novograd", {"weight_decay": -0.01})
+    e("error-tiger-beta-one", "beta must be in [0, 1)", "tiger", {"beta": 1.0})
+    e("error-tiger-negative-wd", "negative weight_decay", "tiger", {"weight_decay": -0.01})
+    return E
+
+
+# --------------------------------------------------------------------------------------
 # Case construction
 # --------------------------------------------------------------------------------------
 
@@ -1747,7 +1965,7 @@ def _check_registry():
             for name, entry in reg.items():
                 if name not in REGISTRY or entry["hparams"] != REGISTRY[name]:
                     raise RuntimeError(f"embedded registry differs from {cand} for {name!r}")
-            if set(reg) != set(REGISTRY):
+            if set(reg) != CONTRACT_V1_NAMES:
                 raise RuntimeError(f"embedded registry names differ from {cand}")
             return cand
     return None
@@ -1813,10 +2031,11 @@ def main(argv=None):
     if args.check_public:
         return check_public(args.check_public)
 
-    numeric = [s for s in numeric_specs() + frontier_specs() + transcription_specs() if matches(args.only, s)]
-    errors = [s for s in error_specs() if matches(args.only, s)]
-    ids = [s["id"] for s in numeric_specs() + frontier_specs() + transcription_specs()] + \
-        [s["id"] for s in error_specs()]
+    all_numeric = numeric_specs() + frontier_specs() + transcription_specs() + catalogue_a_specs()
+    all_errors = error_specs() + catalogue_a_error_specs()
+    numeric = [s for s in all_numeric if matches(args.only, s)]
+    errors = [s for s in all_errors if matches(args.only, s)]
+    ids = [s["id"] for s in all_numeric] + [s["id"] for s in all_errors]
     dup = {i for i in ids if ids.count(i) > 1}
     if dup:
         raise RuntimeError(f"duplicate case ids: {sorted(dup)}")

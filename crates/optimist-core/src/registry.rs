@@ -64,6 +64,17 @@ pub fn registry() -> &'static [OptimizerSpec] {
             skipupdate_spec(),
             optim::schedulefree::spec::<optim::AdamWScheduleFree>(),
             optim::schedulefree::spec::<optim::SgdScheduleFree>(),
+            // Catalogue A: torch.optim completion and the SGD family.
+            spec::<optim::Asgd>(),
+            spec::<optim::Rprop>(),
+            spec::<optim::Sgdw>(),
+            spec::<optim::Qhm>(),
+            spec::<optim::AggMo>(),
+            spec::<optim::Lars>(),
+            spec::<optim::Sgdp>(),
+            spec::<optim::Madgrad>(),
+            spec::<optim::NovoGrad>(),
+            spec::<optim::Tiger>(),
         ]
     })
 }

@@ -56,3 +56,25 @@ pub use signsgd::SignSgd;
 pub use skipupdate::{SkipUpdate, SkipUpdateConfig};
 pub use sophiag::SophiaG;
 pub use sophiah::SophiaH;
+
+// Catalogue A: torch.optim completion and the SGD family.
+pub mod aggmo;
+pub mod asgd;
+pub mod lars;
+pub mod madgrad;
+pub mod novograd;
+pub mod qhm;
+pub mod rprop;
+pub mod sgdp;
+pub mod sgdw;
+pub mod tiger;
+pub use aggmo::AggMo;
+pub use asgd::Asgd;
+pub use lars::Lars;
+pub use madgrad::Madgrad;
+pub use novograd::NovoGrad;
+pub use qhm::Qhm;
+pub use rprop::Rprop;
+pub use sgdp::Sgdp;
+pub use sgdw::Sgdw;
+pub use tiger::Tiger;
