@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::math::{descent_sign, WeightDecay};
-use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule, MAX_BUFFERS};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule, MAX_BUFFERS};
 use crate::tensor::ParamMut;
 use crate::validate as v;
 
@@ -146,35 +146,7 @@ impl AggMo {
 
 impl UpdateRule for AggMo {
     type State = AggMoState;
-    const EXPOSES_UPDATE: bool = true;
-
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AggMoState) -> Result<()> {
-        self.update_with(info, p, st, &mut Plain)
-    }
-
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut AggMoState,
-        apply: &mut A,
-    ) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let bufs = [
-            st.momentum_buffer_0.as_mut_slice(),
-            st.momentum_buffer_1.as_mut_slice(),
-            st.momentum_buffer_2.as_mut_slice(),
-            st.momentum_buffer_3.as_mut_slice(),
-            st.momentum_buffer_4.as_mut_slice(),
-            st.momentum_buffer_5.as_mut_slice(),
-            st.momentum_buffer_6.as_mut_slice(),
-            st.momentum_buffer_7.as_mut_slice(),
-        ];
-        Self::run(&s, p.value, p.grad, bufs, apply);
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for AggMo {
@@ -212,7 +184,7 @@ impl Elementwise for AggMo {
     }
 
     #[inline(always)]
-    fn kernel(&self, s: &AggMoScalars, c: Chunk<'_>) {
-        Self::run(s, c.value, c.grad, c.state, &mut Plain);
+    fn kernel<A: Apply>(&self, s: &AggMoScalars, c: Chunk<'_>, apply: &mut A) {
+        Self::run(s, c.value, c.grad, c.state, apply);
     }
 }

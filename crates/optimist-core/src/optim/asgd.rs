@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::descent_sign;
-use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
 use crate::validate as v;
 
@@ -117,25 +117,7 @@ impl Asgd {
 
 impl UpdateRule for Asgd {
     type State = AsgdState;
-    const EXPOSES_UPDATE: bool = true;
-
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AsgdState) -> Result<()> {
-        self.update_with(info, p, st, &mut Plain)
-    }
-
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut AsgdState,
-        apply: &mut A,
-    ) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        Self::run(&s, p.value, p.grad, st.ax.as_mut_slice(), apply);
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for Asgd {
@@ -163,8 +145,8 @@ impl Elementwise for Asgd {
     }
 
     #[inline(always)]
-    fn kernel(&self, s: &AsgdScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &AsgdScalars, c: Chunk<'_>, apply: &mut A) {
         let [ax, ..] = c.state;
-        Self::run(s, c.value, c.grad, ax, &mut Plain);
+        Self::run(s, c.value, c.grad, ax, apply);
     }
 }

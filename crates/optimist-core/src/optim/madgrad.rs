@@ -28,8 +28,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::math::{descent_sign, lerp};
-use crate::rule::{Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
+use crate::math::descent_sign;
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -112,10 +112,23 @@ impl MadgradScalars {
 }
 
 impl Madgrad {
-    /// One pass over equal-length slices.
+    /// One pass over equal-length slices. The last operation of each
+    /// element, `p_new = base - u`, goes through `apply` with lr 1, so
+    /// that the plain step is bit for bit the reference's: `u` is the
+    /// dual-averaging step `s / rms` (momentum 0), the interpolation toward
+    /// z (momentum > 0), or the decoupled decay term (weight_decouple).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn run(s: &MadgradScalars, x: &mut [f32], g: &[f32], v: &mut [f32], sum: &mut [f32], x0: &[f32]) {
+    #[allow(clippy::too_many_arguments)]
+    fn run<A: Apply>(
+        s: &MadgradScalars,
+        x: &mut [f32],
+        g: &[f32],
+        v: &mut [f32],
+        sum: &mut [f32],
+        x0: &[f32],
+        apply: &mut A,
+    ) {
         let n = x.len();
         let (g, v, sum) = (&g[..n], &mut v[..n], &mut sum[..n]);
         for i in 0..n {
@@ -129,27 +142,33 @@ impl Madgrad {
             let si = sum[i] + s.lambda * gi;
             v[i] = vi;
             sum[i] = si;
-            let z = x0i + -(si / s.rms(vi));
-            let mut pn = if s.momentum { lerp(p, z, s.w) } else { z };
-            if s.decoupled != 0.0 {
-                pn += s.decoupled * p;
-            }
-            x[i] = pn;
+            let step = si / s.rms(vi);
+            // torch's lerp(p, z, w): p + w (z - p) for w < 0.5, else z - (z - p)(1 - w).
+            let (base, u) = if !s.momentum {
+                (x0i, step)
+            } else {
+                let z = x0i + -step;
+                let diff = z - p;
+                if s.w.abs() < 0.5 {
+                    (p, -(s.w * diff))
+                } else {
+                    (z, diff * (1.0 - s.w))
+                }
+            };
+            let (mut xi, u) = if s.decoupled != 0.0 {
+                (base - u, -(s.decoupled * p))
+            } else {
+                (base, u)
+            };
+            apply.apply(&mut xi, gi, 1.0, u);
+            x[i] = xi;
         }
     }
 }
 
 impl UpdateRule for Madgrad {
     type State = MadgradState;
-
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut MadgradState) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let MadgradState { grad_sum_sq, s: sum, x0, .. } = st;
-        Self::run(&s, p.value, p.grad, grad_sum_sq.as_mut_slice(), sum.as_mut_slice(), x0.as_mut_slice());
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for Madgrad {
@@ -182,8 +201,8 @@ impl Elementwise for Madgrad {
     }
 
     #[inline(always)]
-    fn kernel(&self, s: &MadgradScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &MadgradScalars, c: Chunk<'_>, apply: &mut A) {
         let [v, sum, x0, ..] = c.state;
-        Self::run(s, c.value, c.grad, v, sum, x0);
+        Self::run(s, c.value, c.grad, v, sum, x0, apply);
     }
 }

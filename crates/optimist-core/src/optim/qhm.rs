@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::{descent_sign, lerp, WeightDecay};
-use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
 use crate::validate as v;
 
@@ -113,25 +113,7 @@ impl Qhm {
 
 impl UpdateRule for Qhm {
     type State = QhmState;
-    const EXPOSES_UPDATE: bool = true;
-
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut QhmState) -> Result<()> {
-        self.update_with(info, p, st, &mut Plain)
-    }
-
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut QhmState,
-        apply: &mut A,
-    ) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        Self::run(&s, p.value, p.grad, st.momentum_buffer.as_mut_slice(), apply);
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for Qhm {
@@ -152,8 +134,8 @@ impl Elementwise for Qhm {
     }
 
     #[inline(always)]
-    fn kernel(&self, s: &QhmScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &QhmScalars, c: Chunk<'_>, apply: &mut A) {
         let [b, ..] = c.state;
-        Self::run(s, c.value, c.grad, b, &mut Plain);
+        Self::run(s, c.value, c.grad, b, apply);
     }
 }

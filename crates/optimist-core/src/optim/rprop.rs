@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::math::{descent_sign, sign};
-use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
 use crate::validate as v;
 
@@ -134,26 +134,7 @@ impl Rprop {
 
 impl UpdateRule for Rprop {
     type State = RpropState;
-    const EXPOSES_UPDATE: bool = true;
-
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut RpropState) -> Result<()> {
-        self.update_with(info, p, st, &mut Plain)
-    }
-
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut RpropState,
-        apply: &mut A,
-    ) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let RpropState { prev, step_size, .. } = st;
-        Self::run(&s, p.value, p.grad, prev.as_mut_slice(), step_size.as_mut_slice(), apply);
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for Rprop {
@@ -174,8 +155,8 @@ impl Elementwise for Rprop {
     }
 
     #[inline(always)]
-    fn kernel(&self, s: &RpropScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &RpropScalars, c: Chunk<'_>, apply: &mut A) {
         let [prev, step, ..] = c.state;
-        Self::run(s, c.value, c.grad, prev, step, &mut Plain);
+        Self::run(s, c.value, c.grad, prev, step, apply);
     }
 }

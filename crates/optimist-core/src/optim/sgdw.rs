@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::{descent_sign, WeightDecay};
-use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
 use crate::validate as v;
 
@@ -125,25 +125,7 @@ impl Sgdw {
 
 impl UpdateRule for Sgdw {
     type State = SgdwState;
-    const EXPOSES_UPDATE: bool = true;
-
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut SgdwState) -> Result<()> {
-        self.update_with(info, p, st, &mut Plain)
-    }
-
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut SgdwState,
-        apply: &mut A,
-    ) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        Self::run(&s, p.value, p.grad, st.momentum_buffer.as_mut_slice(), apply);
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for Sgdw {
@@ -169,8 +151,8 @@ impl Elementwise for Sgdw {
     }
 
     #[inline(always)]
-    fn kernel(&self, s: &SgdwScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &SgdwScalars, c: Chunk<'_>, apply: &mut A) {
         let [b, ..] = c.state;
-        Self::run(s, c.value, c.grad, b, &mut Plain);
+        Self::run(s, c.value, c.grad, b, apply);
     }
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::{descent_sign, lerp, sign, WeightDecay};
-use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
 use crate::validate as v;
 
@@ -102,25 +102,7 @@ impl Tiger {
 
 impl UpdateRule for Tiger {
     type State = TigerState;
-    const EXPOSES_UPDATE: bool = true;
-
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut TigerState) -> Result<()> {
-        self.update_with(info, p, st, &mut Plain)
-    }
-
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut TigerState,
-        apply: &mut A,
-    ) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        Self::run(&s, p.value, p.grad, st.exp_avg.as_mut_slice(), apply);
-        Ok(())
-    }
-
-    crate::elementwise_fast_path!();
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for Tiger {
@@ -139,8 +121,8 @@ impl Elementwise for Tiger {
     }
 
     #[inline(always)]
-    fn kernel(&self, s: &TigerScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &TigerScalars, c: Chunk<'_>, apply: &mut A) {
         let [m, ..] = c.state;
-        Self::run(s, c.value, c.grad, m, &mut Plain);
+        Self::run(s, c.value, c.grad, m, apply);
     }
 }
