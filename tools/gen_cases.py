@@ -201,6 +201,8 @@ CATALOGUE_A = {
     "novograd": {"lr": 0.001, "betas": [0.95, 0.98], "weight_decay": 0.0, "weight_decouple": False,
                  "fixed_decay": False, "grad_averaging": False, "eps": 1e-08, "adam_debias": False},
     "tiger": {"lr": 0.001, "beta": 0.965, "weight_decay": 0.01, "weight_decouple": True, "fixed_decay": False},
+    "lbfgs": {"lr": 1, "max_iter": 20, "max_eval": None, "tolerance_grad": 1e-07, "tolerance_change": 1e-09,
+              "history_size": 100, "line_search_fn": None},
 }
 CONTRACT_V1_NAMES = set(REGISTRY)
 REGISTRY.update(CATALOGUE_A)
@@ -252,6 +254,7 @@ REFERENCES = {
     "madgrad": ("pytorch-optimizer", "pytorch_optimizer.MADGRAD", lambda: pytorch_optimizer.MADGRAD),
     "novograd": ("pytorch-optimizer", "pytorch_optimizer.NovoGrad", lambda: pytorch_optimizer.NovoGrad),
     "tiger": ("pytorch-optimizer", "pytorch_optimizer.Tiger", lambda: pytorch_optimizer.Tiger),
+    "lbfgs": ("torch", "torch.optim.LBFGS", lambda: torch.optim.LBFGS),
 }
 MATRIX_ONLY = {"muon", "adamuon", "namo", "namo_d"}
 TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients", "etas", "step_sizes"}   # JSON arrays -> Python tuples
@@ -768,7 +771,7 @@ def _kwargs(name, hparams, dtype, foreach_false):
         if eps[0] is None:
             eps[0] = F32_EPS
         kw["eps"] = tuple(eps)
-    if foreach_false and name not in ("muon", "adamuon", "adamomentum"):
+    if foreach_false and name not in ("muon", "adamuon", "adamomentum", "lbfgs"):
         kw["foreach"] = False
     return kw
 
@@ -839,6 +842,16 @@ def reference_replay(case, dtype=torch.float32, foreach_false=False):
             hs = [torch.from_numpy(np.asarray(h, dtype=np.float32).copy()).to(dtype).reshape(p.shape)
                   for h, p in zip(hessian[t], params)]
             opt.step(hessian=hs)
+        elif case["optimizer"] == "lbfgs":
+            # replay contract, closure-based optimizers: every evaluation returns this step's
+            # (clipped) gradient and the loss 0
+            given = [p.grad.clone() for p in params]
+
+            def closure(given=given):
+                for p, g in zip(params, given):
+                    p.grad = g.clone()
+                return torch.zeros((), dtype=dtype)
+            opt.step(closure)
         else:
             opt.step()
         if scheduler is not None:
@@ -1550,6 +1563,21 @@ def catalogue_a_specs():
     a(spec("tiger-clip-warmup-cosine", "tiger", {"lr": 0.01}, WB, 10,
            "Tiger after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
     a(spec("tiger-maximize", "tiger", {"lr": 0.01, "maximize": True}, WB, 8, "Tiger maximizing", ext=True))
+    # ---------------------------------------------------------------- lbfgs (closure returns the step's gradient)
+    lb = ("; torch's closure returns this step's gradient and the loss 0 at every evaluation")
+    a(spec("lbfgs-max-iter-1", "lbfgs", {"lr": 0.1, "max_iter": 1}, WB, 8,
+           "L-BFGS with max_iter 1: one quasi-Newton step per gradient, the exactly defined case" + lb))
+    a(spec("lbfgs-history-2", "lbfgs", {"lr": 0.05, "max_iter": 1, "history_size": 2}, three, 10,
+           "L-BFGS with max_iter 1 and a history of 2 pairs (the oldest dropped)" + lb, zero=[4]))
+    a(spec("lbfgs-max-iter-20", "lbfgs", {"lr": 0.1}, WB, 8,
+           "L-BFGS with max_iter 20: the second evaluation returns the same loss, so each step stops after one "
+           "update (|loss - prev_loss| < tolerance_change)" + lb))
+    a(spec("lbfgs-defaults", "lbfgs", {}, WB, 6, "L-BFGS defaults (lr 1, max_iter 20)" + lb, gscale=0.1))
+    a(spec("lbfgs-clip-warmup-cosine", "lbfgs", {"lr": 0.1, "max_iter": 1}, WB, 10,
+           "L-BFGS (max_iter 1) after clip_grad_norm_ under warmup_cosine" + lb, clip=clip_norm(5.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("lbfgs-maximize", "lbfgs", {"lr": 0.1, "max_iter": 1, "maximize": True}, WB, 8,
+           "L-BFGS maximizing (max_iter 1)" + lb, ext=True))
     return S
 
 
@@ -1590,7 +1618,161 @@ def catalogue_a_error_specs():
     e("error-novograd-negative-wd", "negative weight_decay", "novograd", {"weight_decay": -0.01})
     e("error-tiger-beta-one", "beta must be in [0, 1)", "tiger", {"beta": 1.0})
     e("error-tiger-negative-wd", "negative weight_decay", "tiger", {"weight_decay": -0.01})
+    e("error-lbfgs-line-search-fn", "only line_search_fn null or 'strong_wolfe' (torch raises at the step)",
+      "lbfgs", {"line_search_fn": "backtracking"})
     return E
+
+
+# --------------------------------------------------------------------------------------
+# Closure cases (docs/replay.md, "Extension: closure-based optimizers"): L-BFGS on the
+# built-in test functions of crates/optimist-core/src/problems.rs, re-implemented here in
+# float64 exactly as there (the closure reads the float32 parameter, computes in float64,
+# rounds the gradient to float32 and returns the float64 loss); written to --closure-out
+# --------------------------------------------------------------------------------------
+
+def problem_rosenbrock(x):
+    a, b = 1.0, 100.0
+    x0, x1 = x[0], x[1]
+    r = x1 - x0 * x0
+    g = [-2.0 * (a - x0) - 4.0 * b * x0 * r, 2.0 * b * r]
+    return (a - x0) ** 2 + b * r * r, g
+
+
+def problem_quadratic(condition):
+    def f(x):
+        dim = len(x)
+        loss, g = 0.0, []
+        for i, xi in enumerate(x):
+            c = 1.0 if dim <= 1 else condition ** (i / (dim - 1))
+            d = xi - 1.0
+            g.append(c * d)
+            loss += 0.5 * c * d * d
+        return loss, g
+    return f
+
+
+def problem_lstsq(k, m, n, seed):
+    mod = 2 ** 64
+    st = [(seed * 6364136223846793005 + 1) % mod]
+
+    def nxt():
+        st[0] = (st[0] * 6364136223846793005 + 1442695040888963407) % mod
+        return ((st[0] >> 11) / float(1 << 53)) * 2.0 - 1.0
+    a = [nxt() for _ in range(k * m)]
+    w = [nxt() for _ in range(m * n)]
+    b = [0.0] * (k * n)
+    for i in range(k):
+        for l in range(m):
+            for j in range(n):
+                b[i * n + j] += a[i * m + l] * w[l * n + j]
+
+    def f(x):
+        r = [-v for v in b]
+        for i in range(k):
+            for l in range(m):
+                ail = a[i * m + l]
+                for j in range(n):
+                    r[i * n + j] += ail * x[l * n + j]
+        scale = 1.0 / k
+        g = [0.0] * (m * n)
+        for l in range(m):
+            for j in range(n):
+                acc = 0.0
+                for i in range(k):
+                    acc += a[i * m + l] * r[i * n + j]
+                g[l * n + j] = acc * scale
+        total = 0.0
+        for v in r:
+            total += v * v
+        return 0.5 * scale * total, g
+    return f
+
+
+def closure_problem_fn(spec, shape):
+    name = spec["problem"]
+    if name == "rosenbrock":
+        return problem_rosenbrock
+    if name == "quadratic":
+        return problem_quadratic(spec.get("condition", 100.0))
+    if name == "lstsq":
+        return problem_lstsq(spec.get("k", 32), shape[0], shape[1], spec.get("seed", 7))
+    raise HarnessError(f"unknown closure problem {name!r}")
+
+
+def closure_replay(case, dtype=torch.float32):
+    p = case["params"][0]
+    x = torch.tensor(np.asarray(p["data"], dtype=np.float32)).to(dtype).reshape(p["shape"]).requires_grad_(True)
+    fn = closure_problem_fn(case["closure"], p["shape"])
+    opt, _ = build_reference(case["optimizer"], case["hparams"], [x], dtype)
+
+    def closure():
+        loss, g = fn([float(v) for v in x.detach().reshape(-1).tolist()])
+        x.grad = torch.tensor(g, dtype=torch.float64).to(dtype).reshape(x.shape)
+        return loss
+    out = []
+    for _ in range(case["steps"]):
+        opt.step(closure)
+        out.append([x.detach().clone().numpy().reshape(-1)])
+    return out
+
+
+def closure_specs():
+    C = []
+
+    def c(cid, hparams, problem, name, shape, data, steps, desc):
+        C.append(dict(id=cid, optimizer="lbfgs", hparams=hparams, closure=problem,
+                      params=[{"name": name, "shape": shape, "data": data}], steps=steps, desc=desc))
+    rb = [-1.5, 2.0]
+    c("lbfgs-closure-rosenbrock-strong-wolfe", {"line_search_fn": "strong_wolfe", "max_iter": 2}, {"problem": "rosenbrock"},
+      "x", [2], rb, 2, "L-BFGS with the strong-Wolfe line search (2 iterations per step) on Rosenbrock from (-1.5, 2)")
+    c("lbfgs-closure-rosenbrock-fixed-step", {"lr": 0.02, "max_iter": 10}, {"problem": "rosenbrock"},
+      "x", [2], rb, 4, "L-BFGS without line search (lr 0.02, 10 iterations per step) on Rosenbrock")
+    c("lbfgs-closure-quadratic-strong-wolfe-history-3", {"line_search_fn": "strong_wolfe", "history_size": 3,
+                                                         "max_iter": 4},
+      {"problem": "quadratic", "condition": 100.0}, "x", [16], [0.0] * 16, 2,
+      "L-BFGS with line search and a history of 3 pairs on a 16-D quadratic of condition 100")
+    c("lbfgs-closure-quadratic-fixed-step", {"lr": 0.5, "max_iter": 6}, {"problem": "quadratic", "condition": 10.0},
+      "x", [8], [0.0] * 8, 3, "L-BFGS without line search (lr 0.5, 6 iterations per step) on an 8-D quadratic")
+    c("lbfgs-closure-quadratic-max-eval", {"line_search_fn": "strong_wolfe", "max_iter": 10, "max_eval": 4},
+      {"problem": "quadratic"}, "x", [16], [0.0] * 16, 2,
+      "L-BFGS with line search limited by max_eval 4 evaluations per step")
+    c("lbfgs-closure-quadratic-tolerance-grad", {"max_iter": 50, "tolerance_grad": 1e-3, "lr": 0.5},
+      {"problem": "quadratic", "condition": 4.0}, "x", [6], [0.0] * 6, 3,
+      "L-BFGS stopping on tolerance_grad 1e-3 (later steps return after one evaluation)")
+    c("lbfgs-closure-lstsq-strong-wolfe", {"line_search_fn": "strong_wolfe", "max_iter": 3},
+      {"problem": "lstsq", "k": 8, "seed": 3}, "w", [4, 3], [0.0] * 12, 2,
+      "L-BFGS with line search on least squares over a 4 x 3 matrix (k 8, seed 3)")
+    return C
+
+
+def make_closure_case(s, log):
+    tol = dict(DEFAULT_TOL)
+    case = {"version": 1, "id": s["id"], "description": s["desc"] + "; closure case (docs/replay.md)",
+            "optimizer": s["optimizer"], "hparams": copy.deepcopy(s["hparams"]), "lr_schedule": None,
+            "grad_clip": None, "closure": s["closure"], "steps": s["steps"],
+            "params": [dict(p, data=np.asarray(p["data"], dtype=np.float32)) for p in s["params"]], "grads": []}
+    contract_check_optimizer(case["optimizer"], case["hparams"], [p["shape"] for p in case["params"]], False)
+    r32 = closure_replay(case, torch.float32)
+    r64 = closure_replay(case, torch.float64)
+    robust = tol_ratio(r64, r32, tol)
+    finite = all(np.all(np.isfinite(x)) for step in r32 for x in step)
+    if not finite or robust > ROBUST_FRACTION:
+        return None, dict(error=f"finite={finite} f64={robust:.3g}")
+    case["expected"] = [[x.astype(np.float32) for x in step] for step in r32]
+    case["tolerance"] = tol
+    lib, cls, _ = REFERENCES["lbfgs"]
+    case["reference"] = {"library": lib, "version": library_version(lib), "class": cls, "notes": (
+        "closure case: optimizer.step(closure) each step, the closure computing the built-in problem in float64 "
+        "from the float32 parameter (gradient rounded to float32, loss returned as a float64 Python float); "
+        f"float64 rerun within {robust:.2g} of the tolerance; generated by tools/gen_cases.py")}
+    return case, dict(robust=robust)
+
+
+def closure_case_json(case):
+    text = case_json(case)
+    head, rest = text.split('  "params": [', 1)
+    extra = f'  "closure": {json.dumps(case["closure"])},\n  "steps": {case["steps"]},\n'
+    return head + extra + '  "params": [' + rest
 
 
 # --------------------------------------------------------------------------------------
@@ -2014,6 +2196,7 @@ def main(argv=None):
     ap.add_argument("--foreach-false", action="store_true",
                     help="expected values from the foreach=False path (as the owners' public cases)")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--closure-out", default=os.path.join(REPO_ROOT, "tests", "golden", "closure"))
     args = ap.parse_args(argv)
 
     global PRIMARY_FOREACH_FALSE
@@ -2079,6 +2262,22 @@ def main(argv=None):
         written.append(write_case(case, args.out))
         per_opt["error"] = per_opt.get("error", 0) + 1
         log(f"ok    {es['id']:40s} contract={info['contract']!r} reference={info['reference']!r}")
+
+    for cs in [c for c in closure_specs() if matches(args.only, c)]:
+        case, info = make_closure_case(cs, log)
+        if case is None:
+            dropped.append((cs["id"], info["error"]))
+            log(f"DROP  {cs['id']}: {info['error']}")
+            continue
+        os.makedirs(args.closure_out, exist_ok=True)
+        path = os.path.join(args.closure_out, cs["id"] + ".json")
+        text = closure_case_json(case)
+        json.loads(text)
+        with open(path, "w") as f:
+            f.write(text)
+        written.append(path)
+        per_opt["lbfgs (closure)"] = per_opt.get("lbfgs (closure)", 0) + 1
+        log(f"ok    {cs['id']:40s} f64 {info['robust']:.2g}x tol")
 
     print("\nsummary")
     for k in sorted(per_opt):

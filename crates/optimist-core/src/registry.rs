@@ -67,6 +67,7 @@ pub fn registry() -> &'static [OptimizerSpec] {
             // Catalogue A: torch.optim completion and the SGD family.
             spec::<optim::Asgd>(),
             spec::<optim::Rprop>(),
+            optim::Lbfgs::spec(),
             spec::<optim::Sgdw>(),
             spec::<optim::Qhm>(),
             spec::<optim::AggMo>(),
