@@ -181,9 +181,36 @@ EXT_REGISTRY = {
     "sophiag": {"lr": 0.0001, "betas": [0.965, 0.99], "rho": 0.04, "weight_decay": 0.1, "bs": 5120.0,
                 "maximize": False},
 }
+# Catalogue A (torch.optim completion and the SGD family): registry names beyond
+# shared/conformance/registry.json, with the reference constructors' argument names
+# and defaults; contract-format cases (without `maximize`) go to --out.
+CATALOGUE_A = {
+    "asgd": {"lr": 0.01, "lambd": 0.0001, "alpha": 0.75, "t0": 1000000.0, "weight_decay": 0},
+    "rprop": {"lr": 0.01, "etas": [0.5, 1.2], "step_sizes": [1e-06, 50]},
+    "sgdw": {"lr": 0.0001, "momentum": 0.0, "weight_decay": 0.0, "weight_decouple": True, "dampening": 0.0,
+             "nesterov": False},
+    "qhm": {"lr": 0.001, "momentum": 0.0, "nu": 1.0, "weight_decay": 0.0, "weight_decouple": False,
+            "fixed_decay": False},
+    "aggmo": {"lr": 0.001, "betas": [0.0, 0.9, 0.99], "weight_decay": 0.0, "weight_decouple": False,
+              "fixed_decay": False},
+    "lars": {"lr": 0.001, "weight_decay": 0.0, "momentum": 0.9, "dampening": 0.0, "trust_coefficient": 0.001,
+             "nesterov": False},
+    "sgdp": {"lr": 0.001, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "weight_decouple": True,
+             "fixed_decay": False, "delta": 0.1, "wd_ratio": 0.1, "nesterov": False, "eps": 1e-08},
+    "madgrad": {"lr": 0.001, "momentum": 0.9, "weight_decay": 0.0, "weight_decouple": False, "eps": 1e-06},
+    "novograd": {"lr": 0.001, "betas": [0.95, 0.98], "weight_decay": 0.0, "weight_decouple": False,
+                 "fixed_decay": False, "grad_averaging": False, "eps": 1e-08, "adam_debias": False},
+    "tiger": {"lr": 0.001, "beta": 0.965, "weight_decay": 0.01, "weight_decouple": True, "fixed_decay": False},
+    "lbfgs": {"lr": 1, "max_iter": 20, "max_eval": None, "tolerance_grad": 1e-07, "tolerance_change": 1e-09,
+              "history_size": 100, "line_search_fn": None},
+}
+CONTRACT_V1_NAMES = set(REGISTRY)
+REGISTRY.update(CATALOGUE_A)
+
 WRAPPERS = {"lookahead", "magma"}   # take an "inner" optimizer
 EXT_HPARAMS = {"sgd": {"maximize"}, "adam": {"maximize"}, "adamw": {"maximize"},
                "adamuon": {"variant", "nesterov"}}
+EXT_HPARAMS.update({name: {"maximize"} for name in CATALOGUE_A})   # catalogue A
 
 # registry name -> (library, class path, class getter)
 REFERENCES = {
@@ -216,9 +243,21 @@ REFERENCES = {
                          "sign-stabilized)", lambda: AdaMuonOfficialRef),
     "sophiag": ("optimist-gen", "transcription of SophiaG (Liuhong99/Sophia sophia.py @ 195a786)",
                 lambda: SophiaGRef),
+    # catalogue A
+    "asgd": ("torch", "torch.optim.ASGD", lambda: torch.optim.ASGD),
+    "rprop": ("torch", "torch.optim.Rprop", lambda: torch.optim.Rprop),
+    "sgdw": ("pytorch-optimizer", "pytorch_optimizer.SGDW", lambda: pytorch_optimizer.SGDW),
+    "qhm": ("pytorch-optimizer", "pytorch_optimizer.QHM", lambda: pytorch_optimizer.QHM),
+    "aggmo": ("pytorch-optimizer", "pytorch_optimizer.AggMo", lambda: pytorch_optimizer.AggMo),
+    "lars": ("pytorch-optimizer", "pytorch_optimizer.LARS", lambda: pytorch_optimizer.LARS),
+    "sgdp": ("pytorch-optimizer", "pytorch_optimizer.SGDP", lambda: pytorch_optimizer.SGDP),
+    "madgrad": ("pytorch-optimizer", "pytorch_optimizer.MADGRAD", lambda: pytorch_optimizer.MADGRAD),
+    "novograd": ("pytorch-optimizer", "pytorch_optimizer.NovoGrad", lambda: pytorch_optimizer.NovoGrad),
+    "tiger": ("pytorch-optimizer", "pytorch_optimizer.Tiger", lambda: pytorch_optimizer.Tiger),
+    "lbfgs": ("torch", "torch.optim.LBFGS", lambda: torch.optim.LBFGS),
 }
 MATRIX_ONLY = {"muon", "adamuon", "namo", "namo_d"}
-TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients"}   # JSON arrays -> Python tuples
+TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients", "etas", "step_sizes"}   # JSON arrays -> Python tuples
 
 
 def library_version(library):
@@ -732,7 +771,7 @@ def _kwargs(name, hparams, dtype, foreach_false):
         if eps[0] is None:
             eps[0] = F32_EPS
         kw["eps"] = tuple(eps)
-    if foreach_false and name not in ("muon", "adamuon", "adamomentum"):
+    if foreach_false and name not in ("muon", "adamuon", "adamomentum", "lbfgs"):
         kw["foreach"] = False
     return kw
 
@@ -803,6 +842,16 @@ def reference_replay(case, dtype=torch.float32, foreach_false=False):
             hs = [torch.from_numpy(np.asarray(h, dtype=np.float32).copy()).to(dtype).reshape(p.shape)
                   for h, p in zip(hessian[t], params)]
             opt.step(hessian=hs)
+        elif case["optimizer"] == "lbfgs":
+            # replay contract, closure-based optimizers: every evaluation returns this step's
+            # (clipped) gradient and the loss 0
+            given = [p.grad.clone() for p in params]
+
+            def closure(given=given):
+                for p, g in zip(params, given):
+                    p.grad = g.clone()
+                return torch.zeros((), dtype=dtype)
+            opt.step(closure)
         else:
             opt.step()
         if scheduler is not None:
@@ -1376,6 +1425,357 @@ def error_specs():
 
 
 # --------------------------------------------------------------------------------------
+# Catalogue A: torch.optim ASGD and Rprop; pytorch-optimizer SGDW, QHM, AggMo, LARS, SGDP,
+# MADGRAD, NovoGrad, Tiger
+# --------------------------------------------------------------------------------------
+
+def catalogue_a_specs():
+    S = []
+    a = S.append
+    three = [("w", [5, 4]), ("k", [2, 3, 2]), ("b", [4])]
+    conv = [("conv", [4, 3, 2, 2]), ("b", [4])]
+    # ---------------------------------------------------------------- asgd
+    a(spec("asgd-defaults", "asgd", {}, WB, 8, "ASGD defaults (eta = lr / (1 + lambd lr t)^0.75, t0 = 1e6)"))
+    a(spec("asgd-strong-decay", "asgd", {"lr": 0.05, "lambd": 0.5, "alpha": 1.5, "t0": 3.0}, three, 10,
+           "ASGD with a fast eta decay and t0 = 3 (mu < 1 after step 4)", zero=[3]))
+    a(spec("asgd-weight-decay", "asgd", {"lr": 0.02, "weight_decay": 0.1, "lambd": 0.01}, conv, 9,
+           "ASGD with L2 weight decay", big={5: 1e3}))
+    a(spec("asgd-clip-warmup-cosine", "asgd", {"lr": 0.05, "lambd": 0.1}, WB, 10,
+           "ASGD after clip_grad_norm_ under warmup_cosine (eta follows the scheduled lr one step late)",
+           clip=clip_norm(5.0), sched=warmup_cosine(2, 7, 0.001)))
+    a(spec("asgd-maximize", "asgd", {"lr": 0.02, "lambd": 0.05, "weight_decay": 0.01, "maximize": True}, WB, 8,
+           "ASGD maximizing, with L2 weight decay", ext=True))
+    # ---------------------------------------------------------------- rprop
+    a(spec("rprop-defaults", "rprop", {}, WB, 10, "Rprop defaults (step sizes start at lr 0.01)", zero=[4]))
+    a(spec("rprop-clamped", "rprop", {"lr": 0.01, "etas": [0.3, 1.6], "step_sizes": [0.004, 0.02]}, three, 12,
+           "Rprop with step sizes clamped to [0.004, 0.02] both ways"))
+    a(spec("rprop-clip-warmup-cosine", "rprop", {"lr": 0.005}, WB, 10,
+           "Rprop after clip_grad_norm_ under warmup_cosine (lr only sets the initial step size)",
+           clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("rprop-maximize", "rprop", {"lr": 0.02, "etas": [0.4, 1.3], "maximize": True}, conv, 9,
+           "Rprop maximizing", ext=True))
+    # ---------------------------------------------------------------- sgdw
+    a(spec("sgdw-defaults", "sgdw", {}, WB, 8, "SGDW defaults (lr 1e-4, no momentum)"))
+    a(spec("sgdw-momentum-decoupled", "sgdw", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1}, three, 10,
+           "SGDW with momentum (the buffer starts as the first gradient) and decoupled weight decay"))
+    a(spec("sgdw-nesterov-l2-dampening", "sgdw",
+           {"lr": 0.03, "momentum": 0.8, "dampening": 0.2, "nesterov": True, "weight_decay": 0.05,
+            "weight_decouple": False}, conv, 10, "SGDW with Nesterov momentum, dampening and L2 weight decay",
+           zero=[1]))
+    a(spec("sgdw-clip-warmup-cosine", "sgdw", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}, WB, 10,
+           "SGDW after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("sgdw-maximize", "sgdw", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1, "maximize": True}, WB, 8,
+           "SGDW maximizing", ext=True))
+    # ---------------------------------------------------------------- qhm
+    a(spec("qhm-defaults", "qhm", {}, WB, 8, "QHM defaults (momentum 0, nu 1: plain SGD)"))
+    a(spec("qhm-momentum-nu", "qhm", {"lr": 0.05, "momentum": 0.9, "nu": 0.7}, three, 10,
+           "QHM with momentum 0.9 and nu 0.7", big={6: 1e3}))
+    a(spec("qhm-l2-wd", "qhm", {"lr": 0.02, "momentum": 0.8, "nu": 0.5, "weight_decay": 0.1}, conv, 10,
+           "QHM with L2 weight decay", zero=[2]))
+    a(spec("qhm-decoupled-fixed", "qhm",
+           {"lr": 0.02, "momentum": 0.95, "nu": 0.3, "weight_decay": 0.05, "weight_decouple": True,
+            "fixed_decay": True}, WB, 10, "QHM with fixed decoupled weight decay (p *= 1 - wd)"))
+    a(spec("qhm-decoupled-clip-warmup-cosine", "qhm",
+           {"lr": 0.05, "momentum": 0.9, "nu": 0.7, "weight_decay": 0.1, "weight_decouple": True}, WB, 10,
+           "QHM with decoupled weight decay after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("qhm-maximize", "qhm", {"lr": 0.05, "momentum": 0.9, "nu": 0.7, "maximize": True}, WB, 8,
+           "QHM maximizing", ext=True))
+    # ---------------------------------------------------------------- aggmo
+    a(spec("aggmo-defaults", "aggmo", {}, WB, 8, "AggMo defaults (betas 0, 0.9, 0.99)"))
+    a(spec("aggmo-two-betas-l2", "aggmo", {"lr": 0.01, "betas": [0.5, 0.95], "weight_decay": 0.1}, three, 10,
+           "AggMo with two buffers and L2 weight decay", big={5: 1e3}))
+    a(spec("aggmo-four-betas-decoupled", "aggmo",
+           {"lr": 0.02, "betas": [0.0, 0.5, 0.9, 0.999], "weight_decay": 0.05, "weight_decouple": True}, conv, 10,
+           "AggMo with four buffers and decoupled weight decay", zero=[3]))
+    a(spec("aggmo-fixed-decay-clip-warmup-cosine", "aggmo",
+           {"lr": 0.05, "weight_decay": 0.01, "weight_decouple": True, "fixed_decay": True}, WB, 10,
+           "AggMo with fixed decoupled decay after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("aggmo-maximize", "aggmo", {"lr": 0.01, "maximize": True}, WB, 8, "AggMo maximizing", ext=True))
+    # ---------------------------------------------------------------- lars
+    a(spec("lars-defaults", "lars", {}, WB, 8, "LARS defaults (momentum 0.9, trust coefficient 1e-3; the "
+           "vector takes plain momentum SGD)"))
+    a(spec("lars-wd-lr", "lars", {"lr": 1.0, "weight_decay": 0.01, "trust_coefficient": 0.02}, conv + [("s", [1])],
+           10, "LARS with weight decay on a 4-D tensor, a vector and a 1-element tensor", big={4: 1e3}))
+    a(spec("lars-nesterov-dampening", "lars",
+           {"lr": 2.0, "momentum": 0.8, "dampening": 0.3, "nesterov": True, "weight_decay": 0.1,
+            "trust_coefficient": 0.01}, three, 10, "LARS with Nesterov momentum and dampening"))
+    a(spec("lars-no-momentum-zero-param", "lars", {"lr": 0.5, "momentum": 0.0, "trust_coefficient": 0.01},
+           [("w", [4, 5]), ("z", [3, 3])], 6, "LARS without momentum; the all-zero matrix takes trust ratio 1",
+           zero_params=["z"]))
+    a(spec("lars-clip-warmup-cosine", "lars", {"lr": 1.0, "weight_decay": 0.005, "trust_coefficient": 0.02}, WB,
+           10, "LARS after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("lars-maximize", "lars", {"lr": 1.0, "weight_decay": 0.01, "trust_coefficient": 0.02,
+                                     "maximize": True}, WB, 8, "LARS maximizing", ext=True))
+    # ---------------------------------------------------------------- sgdp
+    wide = [("w", [4, 64]), ("b", [8])]
+    a(spec("sgdp-defaults", "sgdp", {}, WB, 8, "SGDP defaults (no momentum; delta 0.1 rarely finds a "
+           "scale-invariant view here)"))
+    a(spec("sgdp-projected-channel", "sgdp",
+           {"lr": 0.05, "momentum": 0.9, "delta": 5.0, "weight_decay": 0.1}, wide, 10,
+           "SGDP with delta 5: every step projects per channel (wd_ratio applies, divided by 1 - momentum)"))
+    a(spec("sgdp-projected-mixed-nesterov", "sgdp",
+           {"lr": 0.05, "momentum": 0.8, "dampening": 0.1, "nesterov": True, "delta": 1.0, "weight_decay": 0.05,
+            "fixed_decay": True}, wide + [("k", [3, 2, 5])], 10,
+           "SGDP with delta 1 (channel, layer or no projection by step) and Nesterov momentum, fixed decay"))
+    a(spec("sgdp-l2-no-effect", "sgdp", {"lr": 0.1, "momentum": 0.5, "weight_decay": 0.5,
+                                         "weight_decouple": False, "delta": 5.0}, wide, 8,
+           "SGDP with weight_decouple false: the reference's L2 term is added to a gradient it no longer reads"))
+    a(spec("sgdp-clip-warmup-cosine", "sgdp", {"lr": 0.1, "momentum": 0.9, "delta": 5.0, "weight_decay": 0.01},
+           wide, 10, "SGDP after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("sgdp-maximize", "sgdp", {"lr": 0.05, "momentum": 0.9, "delta": 5.0, "weight_decay": 0.1,
+                                     "maximize": True}, wide, 8, "SGDP maximizing", ext=True))
+    # ---------------------------------------------------------------- madgrad
+    a(spec("madgrad-defaults", "madgrad", {}, WB, 8, "MADGRAD defaults (momentum 0.9 toward the dual point)"))
+    a(spec("madgrad-no-momentum-l2", "madgrad", {"lr": 0.01, "momentum": 0.0, "weight_decay": 0.1}, three, 10,
+           "MADGRAD without momentum (x0 recomputed every step) and L2 weight decay", big={6: 1e3}))
+    a(spec("madgrad-decoupled", "madgrad", {"lr": 0.02, "weight_decay": 0.05, "weight_decouple": True}, conv, 10,
+           "MADGRAD with decoupled weight decay (scaled by lr + eps)", zero=[3]))
+    a(spec("madgrad-eps-zero", "madgrad", {"lr": 0.01, "momentum": 0.0, "eps": 0.0}, WB, 8,
+           "MADGRAD with eps 0 and a zero first gradient (0 / inf = 0 at the start)", zero=[1]))
+    a(spec("madgrad-clip-warmup-cosine", "madgrad", {"lr": 0.02}, WB, 10,
+           "MADGRAD after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("madgrad-maximize", "madgrad", {"lr": 0.01, "weight_decay": 0.01, "maximize": True}, WB, 8,
+           "MADGRAD maximizing", ext=True))
+    # ---------------------------------------------------------------- novograd
+    a(spec("novograd-defaults", "novograd", {}, WB, 8, "NovoGrad defaults"))
+    a(spec("novograd-grad-averaging-l2", "novograd",
+           {"lr": 0.01, "betas": [0.9, 0.99], "grad_averaging": True, "weight_decay": 0.1}, three, 10,
+           "NovoGrad with gradient averaging and L2 weight decay (after normalization)", big={5: 1e3}))
+    a(spec("novograd-decoupled-fixed", "novograd",
+           {"lr": 0.02, "weight_decay": 0.05, "weight_decouple": True, "fixed_decay": True}, conv, 10,
+           "NovoGrad with fixed decoupled weight decay", zero=[4]))
+    a(spec("novograd-adam-debias", "novograd", {"lr": 0.01, "adam_debias": True, "eps": 1e-4}, WB, 10,
+           "NovoGrad with adam_debias (read from the reference's **kwargs): step lr sqrt(1 - beta2^t)"))
+    a(spec("novograd-clip-warmup-cosine", "novograd", {"lr": 0.02, "weight_decay": 0.01, "weight_decouple": True},
+           WB, 10, "NovoGrad after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("novograd-maximize", "novograd", {"lr": 0.01, "grad_averaging": True, "maximize": True}, WB, 8,
+           "NovoGrad maximizing", ext=True))
+    # ---------------------------------------------------------------- tiger
+    a(spec("tiger-defaults", "tiger", {}, WB, 8, "Tiger defaults (decoupled weight decay 0.01)"))
+    a(spec("tiger-l2-beta", "tiger", {"lr": 0.01, "beta": 0.8, "weight_decay": 0.1, "weight_decouple": False},
+           three, 10, "Tiger with L2 weight decay and beta 0.8", big={5: 1e3}))
+    a(spec("tiger-fixed-decay", "tiger", {"lr": 0.01, "weight_decay": 0.05, "fixed_decay": True}, conv, 10,
+           "Tiger with fixed decoupled weight decay", zero=[1]))
+    a(spec("tiger-clip-warmup-cosine", "tiger", {"lr": 0.01}, WB, 10,
+           "Tiger after clip_grad_norm_ under warmup_cosine", clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("tiger-maximize", "tiger", {"lr": 0.01, "maximize": True}, WB, 8, "Tiger maximizing", ext=True))
+    # ---------------------------------------------------------------- lbfgs (closure returns the step's gradient)
+    lb = ("; torch's closure returns this step's gradient and the loss 0 at every evaluation")
+    a(spec("lbfgs-max-iter-1", "lbfgs", {"lr": 0.1, "max_iter": 1}, WB, 8,
+           "L-BFGS with max_iter 1: one quasi-Newton step per gradient, the exactly defined case" + lb))
+    a(spec("lbfgs-history-2", "lbfgs", {"lr": 0.05, "max_iter": 1, "history_size": 2}, three, 10,
+           "L-BFGS with max_iter 1 and a history of 2 pairs (the oldest dropped)" + lb, zero=[4]))
+    a(spec("lbfgs-max-iter-20", "lbfgs", {"lr": 0.1}, WB, 8,
+           "L-BFGS with max_iter 20: the second evaluation returns the same loss, so each step stops after one "
+           "update (|loss - prev_loss| < tolerance_change)" + lb))
+    a(spec("lbfgs-defaults", "lbfgs", {}, WB, 6, "L-BFGS defaults (lr 1, max_iter 20)" + lb, gscale=0.1))
+    a(spec("lbfgs-clip-warmup-cosine", "lbfgs", {"lr": 0.1, "max_iter": 1}, WB, 10,
+           "L-BFGS (max_iter 1) after clip_grad_norm_ under warmup_cosine" + lb, clip=clip_norm(5.0),
+           sched=warmup_cosine(2, 7)))
+    a(spec("lbfgs-maximize", "lbfgs", {"lr": 0.1, "max_iter": 1, "maximize": True}, WB, 8,
+           "L-BFGS maximizing (max_iter 1)" + lb, ext=True))
+    return S
+
+
+def catalogue_a_error_specs():
+    E = []
+
+    def e(cid, desc, optimizer, hparams, shapes=WB, steps=3):
+        E.append(dict(id=cid, desc=desc, optimizer=optimizer, hparams=hparams, shapes=shapes, steps=steps,
+                      mutate=None, hess=None))
+
+    for name in CATALOGUE_A:
+        e(f"error-negative-lr-{name}", "negative lr", name, {"lr": -0.01})
+    e("error-asgd-negative-lambd", "negative lambd", "asgd", {"lambd": -0.1})
+    e("error-asgd-negative-alpha", "negative alpha", "asgd", {"alpha": -0.5})
+    e("error-asgd-negative-wd", "negative weight_decay", "asgd", {"weight_decay": -0.1})
+    e("error-unknown-hparam-asgd-capturable", "capturable is an execution flag, not a hyperparameter here",
+      "asgd", {"capturable": False})
+    e("error-rprop-etaminus-above-one", "etas must satisfy 0 < etaminus < 1 < etaplus", "rprop",
+      {"etas": [1.5, 2.0]})
+    e("error-rprop-etaplus-below-one", "etas must satisfy 0 < etaminus < 1 < etaplus", "rprop",
+      {"etas": [0.5, 0.9]})
+    e("error-rprop-etaminus-zero", "etas must satisfy 0 < etaminus < 1 < etaplus", "rprop", {"etas": [0.0, 1.2]})
+    e("error-sgdw-momentum-one", "momentum must be in [0, 1)", "sgdw", {"momentum": 1.0})
+    e("error-sgdw-negative-wd", "negative weight_decay", "sgdw", {"weight_decay": -0.1})
+    e("error-qhm-nu-above-one", "nu must be in [0, 1]", "qhm", {"nu": 1.5})
+    e("error-qhm-negative-momentum", "momentum must be in [0, 1)", "qhm", {"momentum": -0.1})
+    e("error-aggmo-beta1-one", "betas[0] must be in [0, 1)", "aggmo", {"betas": [1.0, 0.9, 0.99]})
+    e("error-aggmo-beta3-above-one", "betas[2] must be in [0, 1]", "aggmo", {"betas": [0.0, 0.9, 1.5]})
+    e("error-aggmo-one-beta", "AggMo reads betas[1]: a single beta is an error", "aggmo", {"betas": [0.9]})
+    e("error-lars-dampening-one", "dampening must be in [0, 1)", "lars", {"dampening": 1.0})
+    e("error-lars-negative-trust-coefficient", "negative trust_coefficient", "lars", {"trust_coefficient": -0.001})
+    e("error-sgdp-wd-ratio-one", "wd_ratio must be in [0, 1)", "sgdp", {"wd_ratio": 1.0})
+    e("error-sgdp-negative-eps", "negative eps", "sgdp", {"eps": -1e-08})
+    e("error-sgdp-momentum-one", "momentum 1 divides by zero in the decay ratio", "sgdp", {"momentum": 1.0})
+    e("error-madgrad-momentum-one", "momentum must be in [0, 1)", "madgrad", {"momentum": 1.0})
+    e("error-madgrad-negative-eps", "negative eps", "madgrad", {"eps": -1e-06})
+    e("error-novograd-beta2-one", "beta2 must be in [0, 1)", "novograd", {"betas": [0.95, 1.0]})
+    e("error-novograd-negative-wd", "negative weight_decay", "novograd", {"weight_decay": -0.01})
+    e("error-tiger-beta-one", "beta must be in [0, 1)", "tiger", {"beta": 1.0})
+    e("error-tiger-negative-wd", "negative weight_decay", "tiger", {"weight_decay": -0.01})
+    e("error-lbfgs-line-search-fn", "only line_search_fn null or 'strong_wolfe' (torch raises at the step)",
+      "lbfgs", {"line_search_fn": "backtracking"})
+    return E
+
+
+# --------------------------------------------------------------------------------------
+# Closure cases (docs/replay.md, "Extension: closure-based optimizers"): L-BFGS on the
+# built-in test functions of crates/optimist-core/src/problems.rs, re-implemented here in
+# float64 exactly as there (the closure reads the float32 parameter, computes in float64,
+# rounds the gradient to float32 and returns the float64 loss); written to --closure-out
+# --------------------------------------------------------------------------------------
+
+def problem_rosenbrock(x):
+    a, b = 1.0, 100.0
+    x0, x1 = x[0], x[1]
+    r = x1 - x0 * x0
+    g = [-2.0 * (a - x0) - 4.0 * b * x0 * r, 2.0 * b * r]
+    return (a - x0) ** 2 + b * r * r, g
+
+
+def problem_quadratic(condition):
+    def f(x):
+        dim = len(x)
+        loss, g = 0.0, []
+        for i, xi in enumerate(x):
+            c = 1.0 if dim <= 1 else condition ** (i / (dim - 1))
+            d = xi - 1.0
+            g.append(c * d)
+            loss += 0.5 * c * d * d
+        return loss, g
+    return f
+
+
+def problem_lstsq(k, m, n, seed):
+    mod = 2 ** 64
+    st = [(seed * 6364136223846793005 + 1) % mod]
+
+    def nxt():
+        st[0] = (st[0] * 6364136223846793005 + 1442695040888963407) % mod
+        return ((st[0] >> 11) / float(1 << 53)) * 2.0 - 1.0
+    a = [nxt() for _ in range(k * m)]
+    w = [nxt() for _ in range(m * n)]
+    b = [0.0] * (k * n)
+    for i in range(k):
+        for l in range(m):
+            for j in range(n):
+                b[i * n + j] += a[i * m + l] * w[l * n + j]
+
+    def f(x):
+        r = [-v for v in b]
+        for i in range(k):
+            for l in range(m):
+                ail = a[i * m + l]
+                for j in range(n):
+                    r[i * n + j] += ail * x[l * n + j]
+        scale = 1.0 / k
+        g = [0.0] * (m * n)
+        for l in range(m):
+            for j in range(n):
+                acc = 0.0
+                for i in range(k):
+                    acc += a[i * m + l] * r[i * n + j]
+                g[l * n + j] = acc * scale
+        total = 0.0
+        for v in r:
+            total += v * v
+        return 0.5 * scale * total, g
+    return f
+
+
+def closure_problem_fn(spec, shape):
+    name = spec["problem"]
+    if name == "rosenbrock":
+        return problem_rosenbrock
+    if name == "quadratic":
+        return problem_quadratic(spec.get("condition", 100.0))
+    if name == "lstsq":
+        return problem_lstsq(spec.get("k", 32), shape[0], shape[1], spec.get("seed", 7))
+    raise HarnessError(f"unknown closure problem {name!r}")
+
+
+def closure_replay(case, dtype=torch.float32):
+    p = case["params"][0]
+    x = torch.tensor(np.asarray(p["data"], dtype=np.float32)).to(dtype).reshape(p["shape"]).requires_grad_(True)
+    fn = closure_problem_fn(case["closure"], p["shape"])
+    opt, _ = build_reference(case["optimizer"], case["hparams"], [x], dtype)
+
+    def closure():
+        loss, g = fn([float(v) for v in x.detach().reshape(-1).tolist()])
+        x.grad = torch.tensor(g, dtype=torch.float64).to(dtype).reshape(x.shape)
+        return loss
+    out = []
+    for _ in range(case["steps"]):
+        opt.step(closure)
+        out.append([x.detach().clone().numpy().reshape(-1)])
+    return out
+
+
+def closure_specs():
+    C = []
+
+    def c(cid, hparams, problem, name, shape, data, steps, desc):
+        C.append(dict(id=cid, optimizer="lbfgs", hparams=hparams, closure=problem,
+                      params=[{"name": name, "shape": shape, "data": data}], steps=steps, desc=desc))
+    rb = [-1.5, 2.0]
+    c("lbfgs-closure-rosenbrock-strong-wolfe", {"line_search_fn": "strong_wolfe", "max_iter": 2}, {"problem": "rosenbrock"},
+      "x", [2], rb, 2, "L-BFGS with the strong-Wolfe line search (2 iterations per step) on Rosenbrock from (-1.5, 2)")
+    c("lbfgs-closure-rosenbrock-fixed-step", {"lr": 0.02, "max_iter": 10}, {"problem": "rosenbrock"},
+      "x", [2], rb, 4, "L-BFGS without line search (lr 0.02, 10 iterations per step) on Rosenbrock")
+    c("lbfgs-closure-quadratic-strong-wolfe-history-3", {"line_search_fn": "strong_wolfe", "history_size": 3,
+                                                         "max_iter": 4},
+      {"problem": "quadratic", "condition": 100.0}, "x", [16], [0.0] * 16, 2,
+      "L-BFGS with line search and a history of 3 pairs on a 16-D quadratic of condition 100")
+    c("lbfgs-closure-quadratic-fixed-step", {"lr": 0.5, "max_iter": 6}, {"problem": "quadratic", "condition": 10.0},
+      "x", [8], [0.0] * 8, 3, "L-BFGS without line search (lr 0.5, 6 iterations per step) on an 8-D quadratic")
+    c("lbfgs-closure-quadratic-max-eval", {"line_search_fn": "strong_wolfe", "max_iter": 10, "max_eval": 4},
+      {"problem": "quadratic"}, "x", [16], [0.0] * 16, 2,
+      "L-BFGS with line search limited by max_eval 4 evaluations per step")
+    c("lbfgs-closure-quadratic-tolerance-grad", {"max_iter": 50, "tolerance_grad": 1e-3, "lr": 0.5},
+      {"problem": "quadratic", "condition": 4.0}, "x", [6], [0.0] * 6, 3,
+      "L-BFGS stopping on tolerance_grad 1e-3 (later steps return after one evaluation)")
+    c("lbfgs-closure-lstsq-strong-wolfe", {"line_search_fn": "strong_wolfe", "max_iter": 3},
+      {"problem": "lstsq", "k": 8, "seed": 3}, "w", [4, 3], [0.0] * 12, 2,
+      "L-BFGS with line search on least squares over a 4 x 3 matrix (k 8, seed 3)")
+    return C
+
+
+def make_closure_case(s, log):
+    tol = dict(DEFAULT_TOL)
+    case = {"version": 1, "id": s["id"], "description": s["desc"] + "; closure case (docs/replay.md)",
+            "optimizer": s["optimizer"], "hparams": copy.deepcopy(s["hparams"]), "lr_schedule": None,
+            "grad_clip": None, "closure": s["closure"], "steps": s["steps"],
+            "params": [dict(p, data=np.asarray(p["data"], dtype=np.float32)) for p in s["params"]], "grads": []}
+    contract_check_optimizer(case["optimizer"], case["hparams"], [p["shape"] for p in case["params"]], False)
+    r32 = closure_replay(case, torch.float32)
+    r64 = closure_replay(case, torch.float64)
+    robust = tol_ratio(r64, r32, tol)
+    finite = all(np.all(np.isfinite(x)) for step in r32 for x in step)
+    if not finite or robust > ROBUST_FRACTION:
+        return None, dict(error=f"finite={finite} f64={robust:.3g}")
+    case["expected"] = [[x.astype(np.float32) for x in step] for step in r32]
+    case["tolerance"] = tol
+    lib, cls, _ = REFERENCES["lbfgs"]
+    case["reference"] = {"library": lib, "version": library_version(lib), "class": cls, "notes": (
+        "closure case: optimizer.step(closure) each step, the closure computing the built-in problem in float64 "
+        "from the float32 parameter (gradient rounded to float32, loss returned as a float64 Python float); "
+        f"float64 rerun within {robust:.2g} of the tolerance; generated by tools/gen_cases.py")}
+    return case, dict(robust=robust)
+
+
+def closure_case_json(case):
+    text = case_json(case)
+    head, rest = text.split('  "params": [', 1)
+    extra = f'  "closure": {json.dumps(case["closure"])},\n  "steps": {case["steps"]},\n'
+    return head + extra + '  "params": [' + rest
+
+
+# --------------------------------------------------------------------------------------
 # Case construction
 # --------------------------------------------------------------------------------------
 
@@ -1747,7 +2147,7 @@ def _check_registry():
             for name, entry in reg.items():
                 if name not in REGISTRY or entry["hparams"] != REGISTRY[name]:
                     raise RuntimeError(f"embedded registry differs from {cand} for {name!r}")
-            if set(reg) != set(REGISTRY):
+            if set(reg) != CONTRACT_V1_NAMES:
                 raise RuntimeError(f"embedded registry names differ from {cand}")
             return cand
     return None
@@ -1796,6 +2196,7 @@ def main(argv=None):
     ap.add_argument("--foreach-false", action="store_true",
                     help="expected values from the foreach=False path (as the owners' public cases)")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--closure-out", default=os.path.join(REPO_ROOT, "tests", "golden", "closure"))
     args = ap.parse_args(argv)
 
     global PRIMARY_FOREACH_FALSE
@@ -1813,10 +2214,11 @@ def main(argv=None):
     if args.check_public:
         return check_public(args.check_public)
 
-    numeric = [s for s in numeric_specs() + frontier_specs() + transcription_specs() if matches(args.only, s)]
-    errors = [s for s in error_specs() if matches(args.only, s)]
-    ids = [s["id"] for s in numeric_specs() + frontier_specs() + transcription_specs()] + \
-        [s["id"] for s in error_specs()]
+    all_numeric = numeric_specs() + frontier_specs() + transcription_specs() + catalogue_a_specs()
+    all_errors = error_specs() + catalogue_a_error_specs()
+    numeric = [s for s in all_numeric if matches(args.only, s)]
+    errors = [s for s in all_errors if matches(args.only, s)]
+    ids = [s["id"] for s in all_numeric] + [s["id"] for s in all_errors]
     dup = {i for i in ids if ids.count(i) > 1}
     if dup:
         raise RuntimeError(f"duplicate case ids: {sorted(dup)}")
@@ -1860,6 +2262,22 @@ def main(argv=None):
         written.append(write_case(case, args.out))
         per_opt["error"] = per_opt.get("error", 0) + 1
         log(f"ok    {es['id']:40s} contract={info['contract']!r} reference={info['reference']!r}")
+
+    for cs in [c for c in closure_specs() if matches(args.only, c)]:
+        case, info = make_closure_case(cs, log)
+        if case is None:
+            dropped.append((cs["id"], info["error"]))
+            log(f"DROP  {cs['id']}: {info['error']}")
+            continue
+        os.makedirs(args.closure_out, exist_ok=True)
+        path = os.path.join(args.closure_out, cs["id"] + ".json")
+        text = closure_case_json(case)
+        json.loads(text)
+        with open(path, "w") as f:
+            f.write(text)
+        written.append(path)
+        per_opt["lbfgs (closure)"] = per_opt.get("lbfgs (closure)", 0) + 1
+        log(f"ok    {cs['id']:40s} f64 {info['robust']:.2g}x tol")
 
     print("\nsummary")
     for k in sorted(per_opt):

@@ -333,6 +333,74 @@ impl OptimistOptimizer {
         Ok(loss)
     }
 
+    /// One step of an optimizer that re-evaluates the objective, such as
+    /// L-BFGS (`lbfgs`): `loss_fn` computes the loss (a scalar tensor) from
+    /// the variables' current values. The optimizer sets the variables,
+    /// calls `loss_fn` and backpropagates as often as its iterations and
+    /// line search need ([`Optimizer::step_with_closure`]); other
+    /// optimizers evaluate it once and step. The variables end at the new
+    /// values. Returns the loss of the first evaluation.
+    pub fn step_with_closure(
+        &mut self,
+        mut loss_fn: impl FnMut() -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<f64> {
+        if let Some(e) = self.deferred_error.take() {
+            return Err(candle_core::Error::msg(e));
+        }
+        let flat = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
+            t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()
+        };
+        let mut values = self
+            .vars
+            .iter()
+            .map(|v| flat(v.as_tensor()))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut grads: Vec<Vec<f32>> = values.iter().map(|v| vec![0.0; v.len()]).collect();
+        let vars = &self.vars;
+        let set = |var: &Var, v: &[f32]| -> candle_core::Result<()> {
+            var.set(&Tensor::from_slice(v, var.dims(), var.device())?.to_dtype(var.dtype())?)
+        };
+        let mut closure = |ps: &mut [ParamMut<'_>]| -> optimist_core::Result<f64> {
+            let mut eval = || -> candle_core::Result<f64> {
+                for (var, p) in vars.iter().zip(ps.iter()) {
+                    set(var, p.value)?;
+                }
+                let loss = loss_fn()?;
+                let gs = loss.backward()?;
+                for (var, p) in vars.iter().zip(ps.iter_mut()) {
+                    match gs.get(var.as_tensor()) {
+                        Some(g) => p.grad.copy_from_slice(&flat(g)?),
+                        None => p.grad.fill(0.0),
+                    }
+                }
+                loss.to_dtype(DType::F64)?.to_scalar::<f64>()
+            };
+            eval().map_err(|e| optimist_core::Error::Input(format!("loss closure: {e}")))
+        };
+        let mut params: Vec<ParamMut<'_>> = values
+            .iter_mut()
+            .zip(grads.iter_mut())
+            .enumerate()
+            .map(|(i, (value, grad))| ParamMut {
+                name: &self.names[i],
+                shape: &self.shapes[i],
+                value,
+                grad,
+                hessian: None,
+            })
+            .collect();
+        let start = Instant::now();
+        let result = self.optimizer.step_with_closure(&mut params, &mut closure);
+        self.step_time += start.elapsed();
+        drop(params);
+        for (var, v) in vars.iter().zip(&values) {
+            set(var, v)?;
+        }
+        let loss = result.map_err(wrap)?;
+        self.steps += 1;
+        Ok(loss)
+    }
+
     /// Sets the learning rate, reporting an invalid value as an error.
     pub fn try_set_learning_rate(&mut self, lr: f64) -> candle_core::Result<()> {
         self.optimizer.set_lr(lr).map_err(wrap)

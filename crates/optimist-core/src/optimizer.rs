@@ -13,6 +13,10 @@ use crate::tensor::ParamMut;
 /// Old paths of the rule types (they live in [`crate::rule`]).
 pub use crate::rule::{Curvature, OptimizerConfig, StepInfo, UpdateRule};
 
+/// The closure of [`Optimizer::step_with_closure`]: evaluates the loss at
+/// the parameters' values and writes their gradients.
+pub type Closure<'a> = dyn FnMut(&mut [ParamMut<'_>]) -> Result<f64> + 'a;
+
 /// An optimizer: updates parameters in place from their gradients.
 ///
 /// Object safe, so that optimizers, parameter groups and wrappers compose as
@@ -39,6 +43,22 @@ pub trait Optimizer: Send {
     /// [`Optimizer::load_state_dict`] restores a state (restore the
     /// parameters with it). Step counts never advance on error.
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()>;
+
+    /// One step with a closure that re-evaluates the objective: `closure`
+    /// computes the loss at the parameters' values, writes their gradients
+    /// and returns the loss. Returns the loss of the first evaluation. The
+    /// default evaluates the closure once, then steps, as torch's
+    /// `optimizer.step(closure)` does; L-BFGS ([`crate::optim::Lbfgs`])
+    /// evaluates it as often as its iterations and line search need.
+    fn step_with_closure(
+        &mut self,
+        params: &mut [ParamMut<'_>],
+        closure: &mut Closure<'_>,
+    ) -> Result<f64> {
+        let loss = closure(params)?;
+        self.step(params)?;
+        Ok(loss)
+    }
 
     /// Every state buffer and scalar, keyed by parameter name.
     fn state_dict(&self) -> StateDict;

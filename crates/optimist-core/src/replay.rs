@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::clip::ClipGradNorm;
 use crate::error::{Error, Result};
 use crate::optimizer::Optimizer;
+use crate::problems::{MatrixLeastSquares, Problem, Quadratic, Rosenbrock};
 use crate::registry;
 use crate::schedule::ScheduleSpec;
 use crate::tensor::{numel, ParamMut};
@@ -35,6 +36,7 @@ pub struct Case {
     #[serde(default)]
     pub grad_clip: Value,
     pub params: Vec<CaseParam>,
+    #[serde(default)]
     pub grads: Vec<Vec<Vec<f32>>>,
     #[serde(default)]
     pub hessian: Option<Vec<Option<Vec<Vec<f32>>>>>,
@@ -42,6 +44,81 @@ pub struct Case {
     /// as a list of `{"name": ..., "config": {...}}` (see `crate::stages`).
     #[serde(default)]
     pub stages: Value,
+    /// Extension for closure-based optimizers (`docs/replay.md`): the
+    /// built-in test function the closure evaluates, e.g.
+    /// `{"problem": "rosenbrock"}`; with it, `steps` steps are taken and
+    /// `grads` stays empty.
+    #[serde(default)]
+    pub closure: Value,
+    /// Number of steps of a closure case.
+    #[serde(default)]
+    pub steps: Option<usize>,
+}
+
+/// Most steps of a closure case.
+const MAX_CLOSURE_STEPS: usize = 100_000;
+
+/// The test function of a closure case (`closure`), checked against the
+/// case's single parameter.
+fn closure_problem(spec: &Value, numel: usize, shape: &[usize]) -> Result<Box<dyn Problem>> {
+    let obj = spec
+        .as_object()
+        .ok_or_else(|| Error::Input(format!("closure must be an object, got {spec}")))?;
+    let name = obj.get("problem").and_then(Value::as_str).unwrap_or("");
+    let allowed: &[&str] = match name {
+        "rosenbrock" => &["problem"],
+        "quadratic" => &["problem", "condition"],
+        "lstsq" => &["problem", "k", "seed"],
+        _ => {
+            return Err(Error::Input(format!(
+                "closure: unknown problem {:?} (rosenbrock, quadratic, lstsq)",
+                obj.get("problem")
+            )))
+        }
+    };
+    if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Error::Input(format!("closure '{name}': unknown key '{k}'")));
+    }
+    let uint = |k: &str, default: u64, max: u64| -> Result<u64> {
+        match obj.get(k) {
+            None => Ok(default),
+            Some(v) => v.as_u64().filter(|&x| x >= 1 && x <= max).ok_or_else(|| {
+                Error::Input(format!("closure '{name}': {k} must be an integer from 1 to {max}, got {v}"))
+            }),
+        }
+    };
+    let problem: Box<dyn Problem> = match name {
+        "rosenbrock" => {
+            if numel != 2 {
+                return Err(Error::Shape(format!("closure 'rosenbrock': the parameter has {numel} values, expected 2")));
+            }
+            Box::new(Rosenbrock)
+        }
+        "quadratic" => {
+            let condition = match obj.get("condition") {
+                None => 100.0,
+                Some(v) => v.as_f64().filter(|c| c.is_finite() && *c >= 1.0).ok_or_else(|| {
+                    Error::Input(format!("closure 'quadratic': condition must be a number >= 1, got {v}"))
+                })?,
+            };
+            Box::new(Quadratic { dim: numel, condition })
+        }
+        _ => {
+            let [m, n] = shape else {
+                return Err(Error::Shape(format!("closure 'lstsq': the parameter must be a matrix, got shape {shape:?}")));
+            };
+            let k = uint("k", 32, 4096)? as usize;
+            if k.saturating_mul(m.max(n).to_owned()) > 1 << 22 {
+                return Err(Error::Input(format!("closure 'lstsq': k = {k} is too large for a {m} x {n} matrix")));
+            }
+            let seed = match obj.get("seed") {
+                None => 7,
+                Some(v) => v.as_u64().ok_or_else(|| Error::Input(format!("closure 'lstsq': seed must be an integer >= 0, got {v}")))?,
+            };
+            Box::new(MatrixLeastSquares::new(k, *m, *n, seed))
+        }
+    };
+    Ok(problem)
 }
 
 /// Parameters after every step: `[step][param][value]`.
@@ -151,6 +228,9 @@ impl Case {
 
     /// Runs the replay and returns the parameters after every step.
     pub fn run(&self) -> Result<Trajectory> {
+        if !self.closure.is_null() {
+            return self.run_closure();
+        }
         self.validate()?;
         let mut opt = self.optimizer()?;
         let mut clip = match &self.grad_clip {
@@ -224,6 +304,72 @@ impl Case {
 
 /// The result JSON: `{"params": [[[...], ...], ...]}` with every f32
 /// printed so that it reads back as the same f32.
+impl Case {
+    /// A closure case: one parameter, `steps` steps of
+    /// [`Optimizer::step_with_closure`] with the closure evaluating the
+    /// built-in problem at the parameter's values (`docs/replay.md`).
+    fn run_closure(&self) -> Result<Trajectory> {
+        self.validate()?;
+        if !self.grads.is_empty() || self.hessian.is_some() || !self.grad_clip.is_null() || !self.stages.is_null() {
+            return Err(Error::Input(
+                "a closure case takes no grads, hessian, grad_clip or stages".into(),
+            ));
+        }
+        let steps = self
+            .steps
+            .filter(|&s| (1..=MAX_CLOSURE_STEPS).contains(&s))
+            .ok_or_else(|| Error::Input(format!("a closure case needs steps from 1 to {MAX_CLOSURE_STEPS}")))?;
+        let [p] = self.params.as_slice() else {
+            return Err(Error::Input(format!(
+                "a closure case takes one parameter, got {}",
+                self.params.len()
+            )));
+        };
+        let problem = closure_problem(&self.closure, p.data.len(), &p.shape)?;
+        let mut opt = self.optimizer()?;
+        let schedule = match &self.lr_schedule {
+            Value::Null => None,
+            v => {
+                let spec = ScheduleSpec::from_json(v)?;
+                let base = opt.lr().ok_or_else(|| {
+                    Error::config(&self.optimizer, "has no learning rate to schedule")
+                })?;
+                Some(spec.build(base))
+            }
+        };
+        let mut value = p.data.clone();
+        let mut grad = vec![0.0f32; value.len()];
+        let mut out = Vec::with_capacity(steps);
+        let mut closure = |ps: &mut [ParamMut<'_>]| -> Result<f64> {
+            let q = &mut ps[0];
+            Ok(problem.loss_grad(q.value, q.grad))
+        };
+        for t in 0..steps {
+            if let Some(s) = &schedule {
+                opt.set_lr(s.value(t as u64))?;
+            }
+            let mut views = [ParamMut {
+                name: &p.name,
+                shape: &p.shape,
+                value: &mut value,
+                grad: &mut grad,
+                hessian: None,
+            }];
+            opt.step_with_closure(&mut views, &mut closure)?;
+            if let Some(j) = value.iter().position(|x| !x.is_finite()) {
+                return Err(Error::NonFinite(format!(
+                    "step {}: parameter '{}'[{j}] became {} (not representable in JSON)",
+                    t + 1,
+                    p.name,
+                    value[j]
+                )));
+            }
+            out.push(vec![value.clone()]);
+        }
+        Ok(out)
+    }
+}
+
 pub fn result_json(traj: &Trajectory) -> String {
     use std::fmt::Write;
     let mut s =

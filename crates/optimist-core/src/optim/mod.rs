@@ -68,4 +68,16 @@ optimizers! {
         AdamWScheduleFree => (schedulefree::spec::<AdamWScheduleFree>()),
         SgdScheduleFree => (schedulefree::spec::<SgdScheduleFree>()),
     },
+    // torch.optim completion and the SGD family
+    asgd::Asgd,
+    rprop::Rprop,
+    lbfgs::{Lbfgs => (Lbfgs::spec()), LbfgsConfig => none},
+    sgdw::Sgdw,
+    qhm::Qhm,
+    aggmo::AggMo,
+    lars::Lars,
+    sgdp::Sgdp,
+    madgrad::Madgrad,
+    novograd::NovoGrad,
+    tiger::Tiger,
 }

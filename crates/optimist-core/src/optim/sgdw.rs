@@ -1,0 +1,158 @@
+//! SGDW: SGD with (Nesterov) momentum and decoupled weight decay.
+//!
+//! **Reference:** `pytorch_optimizer.SGDW` (pytorch-optimizer 4.1.0), its
+//! default foreach path (the per-parameter path computes the same values).
+//! **Paper:** Loshchilov & Hutter, "Decoupled Weight Decay Regularization",
+//! ICLR 2019 (arXiv:1711.05101).
+//!
+//! Update rule, per element:
+//! ```text
+//! g <- -g                            if maximize
+//! p <- p * (1 - lr * wd)             if weight_decouple (default)
+//! g <- g + wd * p                    otherwise (L2)
+//! if momentum > 0:
+//!     b <- g                                    on the first step (no dampening)
+//!     b <- momentum * b + (1 - dampening) * g   afterwards
+//!     g <- g + momentum * b  if nesterov  else  b
+//! p <- p - lr * g
+//! ```
+//! Defaults: lr = 1e-4, momentum = 0, weight_decay = 0, weight_decouple =
+//! true, dampening = 0, nesterov = false, maximize = false. Validation as the
+//! reference: lr >= 0, momentum in [0, 1), weight_decay >= 0 (dampening and
+//! nesterov are not checked: nesterov without momentum is plain SGD).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::math::{descent_sign, WeightDecay};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
+use crate::tensor::ParamMut;
+use crate::validate as v;
+
+crate::param_state! {
+    /// SGDW state: the momentum buffer (allocated only when momentum > 0).
+    pub struct SgdwState { momentum_buffer }
+}
+
+/// Hyperparameters of `pytorch_optimizer.SGDW`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sgdw {
+    /// Learning rate (default 1e-4).
+    pub lr: f64,
+    /// Momentum factor (default 0).
+    pub momentum: f64,
+    /// Weight decay (default 0).
+    pub weight_decay: f64,
+    /// Decoupled weight decay (default true); L2 otherwise.
+    pub weight_decouple: bool,
+    /// Dampening of the momentum (default 0).
+    pub dampening: f64,
+    /// Nesterov momentum (default false).
+    pub nesterov: bool,
+    /// Maximize the objective (default false).
+    pub maximize: bool,
+}
+
+impl Default for Sgdw {
+    fn default() -> Self {
+        Sgdw {
+            lr: 1e-4,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            weight_decouple: true,
+            dampening: 0.0,
+            nesterov: false,
+            maximize: false,
+        }
+    }
+}
+
+impl OptimizerConfig for Sgdw {
+    const NAME: &'static str = "sgdw";
+    const REFERENCE: &'static str = "pytorch_optimizer.SGDW (pytorch-optimizer 4.1.0)";
+    const PAPER: &'static str =
+        "Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019 (arXiv:1711.05101)";
+    const SUMMARY: &'static str = "SGD with (Nesterov) momentum and decoupled weight decay";
+
+    fn validate(&self) -> Result<()> {
+        v::non_negative(Self::NAME, "lr", self.lr)?;
+        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
+        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        v::finite(Self::NAME, "dampening", self.dampening)
+    }
+}
+
+/// Per-step scalars of SGDW.
+#[derive(Debug, Clone, Copy)]
+pub struct SgdwScalars {
+    wd: WeightDecay,
+    sgn: f32,
+    lr: f32,
+    mom: f32,
+    damp: f32,
+    momentum: bool,
+    first: bool,
+    nesterov: bool,
+}
+
+impl Sgdw {
+    /// One pass over equal-length slices; the step goes through `apply`.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn run<A: Apply>(s: &SgdwScalars, x: &mut [f32], g: &[f32], b: &mut [f32], apply: &mut A) {
+        let n = x.len();
+        let g = &g[..n];
+        if !s.momentum {
+            for i in 0..n {
+                let (mut xi, gi) = s.wd.apply_to(x[i], s.sgn * g[i]);
+                apply.apply(&mut xi, gi, s.lr, gi);
+                x[i] = xi;
+            }
+            return;
+        }
+        let b = &mut b[..n];
+        for i in 0..n {
+            let (mut xi, gi) = s.wd.apply_to(x[i], s.sgn * g[i]);
+            let bi = if s.first { gi } else { b[i] * s.mom + s.damp * gi };
+            b[i] = bi;
+            let d = if s.nesterov { gi + s.mom * bi } else { bi };
+            apply.apply(&mut xi, gi, s.lr, d);
+            x[i] = xi;
+        }
+    }
+}
+
+impl UpdateRule for Sgdw {
+    type State = SgdwState;
+    crate::elementwise_rule!();
+}
+
+impl Elementwise for Sgdw {
+    type Scalars = SgdwScalars;
+
+    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut SgdwState) -> Result<SgdwScalars> {
+        st.step += 1;
+        let momentum = self.momentum > 0.0;
+        let first = momentum && !st.momentum_buffer.is_allocated();
+        if momentum {
+            st.momentum_buffer.ensure(p.name, "momentum_buffer", p.numel(), 0.0)?;
+        }
+        Ok(SgdwScalars {
+            wd: WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr),
+            sgn: descent_sign(self.maximize),
+            lr: self.lr as f32,
+            mom: self.momentum as f32,
+            damp: (1.0 - self.dampening) as f32,
+            momentum,
+            first,
+            nesterov: self.nesterov,
+        })
+    }
+
+    #[inline(always)]
+    fn kernel<A: Apply>(&self, s: &SgdwScalars, c: Chunk<'_>, apply: &mut A) {
+        let [b, ..] = c.state;
+        Self::run(s, c.value, c.grad, b, apply);
+    }
+}
