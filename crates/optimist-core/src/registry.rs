@@ -64,6 +64,16 @@ pub fn registry() -> &'static [OptimizerSpec] {
             skipupdate_spec(),
             optim::schedulefree::spec::<optim::AdamWScheduleFree>(),
             optim::schedulefree::spec::<optim::SgdScheduleFree>(),
+            // Catalogue B: the Adam family (pytorch-optimizer 4.1.0).
+            spec::<optim::Adopt>(),
+            spec::<optim::AdEMAMix>(),
+            spec::<optim::SimplifiedAdEMAMix>(),
+            spec::<optim::Adan>(),
+            spec::<optim::LaProp>(),
+            spec::<optim::Yogi>(),
+            spec::<optim::QHAdam>(),
+            spec::<optim::AdaMod>(),
+            spec::<optim::DiffGrad>(),
         ]
     })
 }

@@ -56,3 +56,24 @@ pub use signsgd::SignSgd;
 pub use skipupdate::{SkipUpdate, SkipUpdateConfig};
 pub use sophiag::SophiaG;
 pub use sophiah::SophiaH;
+
+// Catalogue B: the Adam family (pytorch-optimizer 4.1.0).
+pub mod adam_family;
+pub mod adopt;
+pub mod ademamix;
+pub mod simplifiedademamix;
+pub mod adan;
+pub mod laprop;
+pub mod yogi;
+pub mod qhadam;
+pub mod adamod;
+pub mod diffgrad;
+pub use adopt::Adopt;
+pub use ademamix::AdEMAMix;
+pub use simplifiedademamix::SimplifiedAdEMAMix;
+pub use adan::Adan;
+pub use laprop::LaProp;
+pub use yogi::Yogi;
+pub use qhadam::QHAdam;
+pub use adamod::AdaMod;
+pub use diffgrad::DiffGrad;
