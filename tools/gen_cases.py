@@ -202,6 +202,15 @@ EXT_REGISTRY = {
     "diffgrad": {"lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "weight_decouple": True,
                  "fixed_decay": False, "rectify": False, "n_sma_threshold": 5, "degenerated_to_sgd": True,
                  "ams_bound": False, "eps": 1e-08, "maximize": False, "adam_debias": False},
+    "mars": {"lr": 0.003, "betas": [0.95, 0.99], "gamma": 0.025, "mars_type": "adamw", "optimize_1d": False,
+             "lr_1d": 0.003, "betas_1d": [0.9, 0.95], "weight_decay": 0.0, "weight_decay_1d": 0.1,
+             "weight_decouple": True, "fixed_decay": False, "ams_bound": False, "cautious": False, "eps": 1e-08,
+             "maximize": False},
+    "stableadamw": {"lr": 0.001, "betas": [0.9, 0.99], "kahan_sum": True, "weight_decay": 0.01,
+                    "weight_decouple": True, "eps": 1e-08, "maximize": False},
+    "adamp": {"lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "weight_decouple": True, "fixed_decay": False,
+              "delta": 0.1, "wd_ratio": 0.1, "nesterov": False, "eps": 1e-08, "maximize": False, "cautious": False,
+              "adam_debias": False},
 }
 WRAPPERS = {"lookahead", "magma"}   # take an "inner" optimizer
 EXT_HPARAMS = {"sgd": {"maximize"}, "adam": {"maximize"}, "adamw": {"maximize"},
@@ -249,6 +258,9 @@ REFERENCES = {
     "qhadam": ("pytorch-optimizer", "pytorch_optimizer.QHAdam", lambda: pytorch_optimizer.QHAdam),
     "adamod": ("pytorch-optimizer", "pytorch_optimizer.AdaMod", lambda: pytorch_optimizer.AdaMod),
     "diffgrad": ("pytorch-optimizer", "pytorch_optimizer.DiffGrad", lambda: pytorch_optimizer.DiffGrad),
+    "mars": ("pytorch-optimizer", "pytorch_optimizer.MARS", lambda: pytorch_optimizer.MARS),
+    "stableadamw": ("pytorch-optimizer", "pytorch_optimizer.StableAdamW", lambda: pytorch_optimizer.StableAdamW),
+    "adamp": ("pytorch-optimizer", "pytorch_optimizer.AdamP", lambda: pytorch_optimizer.AdamP),
 }
 MATRIX_ONLY = {"muon", "adamuon", "namo", "namo_d"}
 TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients", "nus", "betas_1d"}   # JSON arrays -> Python tuples
@@ -1419,6 +1431,54 @@ def adam_family_specs():
            "diffGrad with decoupled decay and adam_debias"))
     a(spec("diffgrad-maximize-fixed", "diffgrad", {"lr": 0.01, "maximize": True, "weight_decay": 0.1,
                                                    "fixed_decay": True}, WB, 8, M + "diffGrad maximizing, fixed decay"))
+    # ---------------------------------------------------------------- mars
+    a(spec("mars-defaults", "mars", {}, three, 10,
+           "MARS defaults: corrected AdamW step on the matrices, AdamW with betas_1d and weight_decay_1d on the "
+           "vector"))
+    a(spec("mars-lion", "mars", {"lr": 0.001, "mars_type": "lion"}, three, 10,
+           "MARS-Lion: sign of the corrected momentum on the matrices, AdamW on the vector"))
+    a(spec("mars-optimize-1d-gamma", "mars", {"lr": 0.01, "optimize_1d": True, "gamma": 0.1,
+                                              "betas": [0.9, 0.99]}, WB, 10,
+           "MARS with the correction on every parameter and gamma 0.1", big={4: 10.0}))
+    a(spec("mars-ams-wd", "mars", {"lr": 0.01, "ams_bound": True, "weight_decay": 0.1, "lr_1d": 0.02,
+                                   "betas_1d": [0.8, 0.9], "weight_decay_1d": 0.0}, WB, 10,
+           "MARS with AMSBound, weight decay, other 1-D settings"))
+    a(spec("mars-l2-fixed", "mars", {"lr": 0.01, "weight_decay": 0.05, "weight_decouple": False}, WB, 10,
+           "MARS with L2 decay (enters only the stored previous gradient)"))
+    a(spec("mars-fixed-decay", "mars", {"lr": 0.01, "weight_decay": 0.1, "fixed_decay": True}, WB, 8,
+           "MARS with fixed decoupled decay"))
+    a(spec("mars-cautious", "mars", {"lr": 0.01, "cautious": True}, three, 10, "MARS with cautious masking"))
+    a(spec("mars-cautious-lion-optimize-1d", "mars", {"lr": 0.001, "cautious": True, "mars_type": "lion",
+                                                      "optimize_1d": True}, WB, 10,
+           "MARS-Lion with cautious masking on every parameter"))
+    a(spec("mars-maximize-warmup-cosine", "mars", {"lr": 0.01, "maximize": True}, WB, 10,
+           M + "MARS maximizing under warmup_cosine (the 1-D lr follows lr * lr_1d / lr at construction)",
+           sched=warmup_cosine(2, 7)))
+    # ---------------------------------------------------------------- stableadamw
+    a(spec("stableadamw-defaults", "stableadamw", {}, three, 10, "StableAdamW defaults"))
+    a(spec("stableadamw-large-grad", "stableadamw", {"lr": 0.01, "betas": [0.9, 0.999]}, WB, 10,
+           "StableAdamW: the RMS clipping acts at the large step", big={5: 1e3}))
+    a(spec("stableadamw-l2", "stableadamw", {"lr": 0.01, "weight_decay": 0.05, "weight_decouple": False}, WB, 8,
+           "StableAdamW with L2 decay", zero=[3]))
+    a(spec("stableadamw-no-wd-eps-kahan", "stableadamw", {"lr": 0.01, "weight_decay": 0.0, "eps": 1e-04,
+                                                          "kahan_sum": False}, WB, 8,
+           "StableAdamW without decay, a larger eps, kahan_sum false"))
+    a(spec("stableadamw-maximize", "stableadamw", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 8,
+           M + "StableAdamW maximizing"))
+    # ---------------------------------------------------------------- adamp
+    a(spec("adamp-defaults", "adamp", {}, three, 10, "AdamP defaults (random data: projection rarely triggered)"))
+    a(spec("adamp-projection", "adamp", {"lr": 0.01, "weight_decay": 0.1, "delta": 1.0}, three, 10,
+           "AdamP with delta 1, so the channel projection and wd_ratio act"))
+    a(spec("adamp-layer-projection", "adamp", {"lr": 0.01, "weight_decay": 0.1, "delta": 3.0, "wd_ratio": 0.5},
+           [("w", [2, 20]), ("b", [4])], 10, "AdamP: two long rows, projection by channel or by layer"))
+    a(spec("adamp-nesterov-cautious", "adamp", {"lr": 0.01, "nesterov": True, "cautious": True, "delta": 1.0},
+           three, 10, "AdamP with Nesterov momentum and cautious masking"))
+    a(spec("adamp-nesterov-l2-debias", "adamp", {"lr": 0.01, "nesterov": True, "weight_decay": 0.05,
+                                                 "weight_decouple": False, "adam_debias": True}, WB, 10,
+           "AdamP with Nesterov momentum, L2 decay (no effect) and adam_debias"))
+    a(spec("adamp-maximize-fixed", "adamp", {"lr": 0.01, "maximize": True, "weight_decay": 0.1,
+                                             "fixed_decay": True, "delta": 1.0}, WB, 8,
+           M + "AdamP maximizing, fixed decay"))
     return S
 
 
@@ -1447,6 +1507,16 @@ def adam_family_error_specs():
       {"min_beta1": -0.5})
     e("error-adan-negative-max-grad-norm", "negative max_grad_norm", "adan", {"max_grad_norm": -1.0})
     e("error-qhadam-nu-large", "nu1 = 1.5 is outside [0, 1]", "qhadam", {"nus": [1.5, 1.0]})
+    for name in ("mars", "stableadamw", "adamp"):
+        e(f"error-negative-lr-{name}", "negative lr", name, {"lr": -0.001})
+        e(f"error-beta2-one-{name}", "beta2 = 1 is outside [0, 1)", name, {"betas": [0.9, 1.0]})
+        e(f"error-negative-wd-{name}", "negative weight_decay", name, {"weight_decay": -0.1})
+    e("error-mars-unknown-type", "mars_type must be adamw, lion or shampoo", "mars", {"mars_type": "sgd"})
+    e("error-mars-negative-gamma", "negative gamma", "mars", {"gamma": -0.1})
+    e("error-mars-lr-zero", "lr 0: the reference divides lr_1d by it", "mars", {"lr": 0.0})
+    e("error-mars-betas-1d", "betas_1d with beta1 = 1", "mars", {"betas_1d": [1.0, 0.95]})
+    e("error-mars-negative-wd-1d", "negative weight_decay_1d", "mars", {"weight_decay_1d": -0.1})
+    e("error-adamp-wd-ratio-one", "wd_ratio = 1 is outside [0, 1)", "adamp", {"wd_ratio": 1.0})
     e("error-qhadam-unknown-cautious", "QHAdam takes no cautious (no **kwargs)", "qhadam", {"cautious": True})
     return E
 

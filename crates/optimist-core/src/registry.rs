@@ -74,6 +74,9 @@ pub fn registry() -> &'static [OptimizerSpec] {
             spec::<optim::QHAdam>(),
             spec::<optim::AdaMod>(),
             spec::<optim::DiffGrad>(),
+            spec::<optim::Mars>(),
+            spec::<optim::StableAdamW>(),
+            spec::<optim::AdamP>(),
         ]
     })
 }
