@@ -182,9 +182,10 @@ EXT_REGISTRY = {
                 "maximize": False},
     # Adam family of pytorch-optimizer 4.1.0 (hyperparameters the registry takes; kwargs included)
     "adopt": {"lr": 0.001, "betas": [0.9, 0.9999], "weight_decay": 0.0, "weight_decouple": False,
-              "fixed_decay": False, "eps": 1e-06, "maximize": False, "cautious": False},
+              "fixed_decay": False, "eps": 1e-06, "maximize": False, "cautious": False, "stable_adamw": False},
     "ademamix": {"lr": 0.001, "betas": [0.9, 0.999, 0.9999], "weight_decay": 0.0, "weight_decouple": False,
-                 "fixed_decay": False, "alpha": 5.0, "t_alpha_beta3": None, "eps": 1e-08, "maximize": False},
+                 "fixed_decay": False, "alpha": 5.0, "t_alpha_beta3": None, "eps": 1e-08, "maximize": False,
+                 "cautious": False, "stable_adamw": False},
     "simplifiedademamix": {"lr": 0.0001, "betas": [0.99, 0.95], "weight_decay": 0.0, "weight_decouple": True,
                            "fixed_decay": False, "alpha": 0.0, "beta1_warmup": None, "min_beta1": 0.9,
                            "eps": 1e-08, "maximize": False},
@@ -1335,7 +1336,19 @@ def adam_family_specs():
            "ADOPT: the normalised gradient is clipped at the large step", big={5: 1e3}))
     a(spec("adopt-clip-warmup-cosine", "adopt", {"lr": 0.02}, WB, 10, "ADOPT with clip_grad_norm_ and warmup_cosine",
            clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("adopt-stable-adamw", "adopt", {"lr": 0.01, "stable_adamw": True, "weight_decay": 0.05}, three, 10,
+           "ADOPT with the StableAdamW RMS (previous v) dividing the update (per-parameter path)", big={5: 30.0}))
+    a(spec("adopt-stable-adamw-cautious", "adopt", {"lr": 0.01, "stable_adamw": True, "cautious": True}, WB, 10,
+           "ADOPT with StableAdamW scaling and cautious masking", big={4: 30.0}))
     # ---------------------------------------------------------------- ademamix
+    a(spec("ademamix-cautious", "ademamix", {"lr": 0.01, "cautious": True}, three, 10,
+           "AdEMAMix with cautious masking of the fast EMA"))
+    a(spec("ademamix-stable-adamw", "ademamix", {"lr": 0.01, "stable_adamw": True, "weight_decay": 0.1,
+                                                 "weight_decouple": True}, WB, 10,
+           "AdEMAMix with the StableAdamW RMS division", big={5: 30.0}))
+    a(spec("ademamix-cautious-stable-adamw", "ademamix", {"lr": 0.01, "stable_adamw": True, "cautious": True,
+                                                          "t_alpha_beta3": 4.0}, WB, 10,
+           "AdEMAMix with cautious masking, StableAdamW scaling and the alpha/beta3 warm-up"))
     a(spec("ademamix-defaults", "ademamix", {}, WB, 10, "AdEMAMix defaults"))
     a(spec("ademamix-warmup-t", "ademamix", {"lr": 0.01, "t_alpha_beta3": 6.0}, three, 10,
            "AdEMAMix with the alpha/beta3 warm-up over 6 steps"))

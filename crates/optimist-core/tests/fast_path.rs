@@ -4,7 +4,9 @@
 //! * f32 state: bit-identical parameters and state for every rule with an
 //!   elementwise kernel (sgd, adam, adamw, lion, adabelief, radam, nadam,
 //!   adamax, adagrad, rmsprop, adadelta, adabound, signsgd, adamomentum,
-//!   sophiag, sophiah), for lamb (norms summed in fixed blocks) and for
+//!   sophiag, sophiah and the Adam family: adopt, ademamix,
+//!   simplifiedademamix, adan, laprop, yogi, qhadam, adamod, diffgrad),
+//!   for lamb (norms summed in fixed blocks) and for
 //!   adafactor's vectors (the same; its matrices have their own test),
 //!   over many shapes (empty chunks, chunk edges, a thousand small tensors)
 //!   and thread counts 1, 2, 3 and 8;
@@ -232,6 +234,20 @@ fn configs() -> Vec<(&'static str, Value)> {
             "sophiah",
             json!({"lr": 1e-2, "weight_decouple": false, "weight_decay": 0.1, "fixed_decay": true, "maximize": true}),
         ),
+        // Catalogue B: the Adam family (pytorch-optimizer 4.1.0).
+        ("adopt", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        ("adopt", json!({"lr": 1e-2, "cautious": true, "maximize": true})),
+        ("ademamix", json!({"lr": 1e-2, "t_alpha_beta3": 5.0, "weight_decay": 0.1})),
+        ("simplifiedademamix", json!({"lr": 1e-2, "alpha": 1.0, "beta1_warmup": 4})),
+        ("adan", json!({"lr": 1e-2, "max_grad_norm": 1.0, "weight_decay": 0.1})),
+        ("adan", json!({"lr": 1e-2, "weight_decouple": true, "weight_decay": 0.1, "maximize": true})),
+        ("laprop", json!({"lr": 1e-2, "centered": true, "steps_before_using_centered": 3, "ams_bound": true})),
+        ("laprop", json!({"lr": 1e-2, "weight_decay": 0.1, "maximize": true})),
+        ("yogi", json!({"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": false})),
+        ("qhadam", json!({"lr": 1e-2, "nus": [0.7, 0.8], "weight_decay": 0.1})),
+        ("adamod", json!({"lr": 1e-2, "weight_decay": 0.1, "adam_debias": true})),
+        ("diffgrad", json!({"lr": 1e-2, "rectify": true, "ams_bound": true})),
+        ("diffgrad", json!({"lr": 1e-2, "weight_decay": 0.1, "maximize": true})),
     ]
 }
 

@@ -25,10 +25,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{beta3, decay, elementwise_glue, grad_sign, minimum};
+use super::adam_family::{beta3, decay, grad_sign, minimum};
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
-use crate::rule::{Apply, Chunk, OptimizerConfig, StepInfo};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -101,8 +101,15 @@ pub struct AdaModScalars {
     step_size: f32,
 }
 
-impl AdaMod {
-    fn prep(&self, info: &StepInfo, p: &ParamMut<'_>, st: &mut AdaModState) -> Result<AdaModScalars> {
+impl UpdateRule for AdaMod {
+    type State = AdaModState;
+    crate::elementwise_rule!();
+}
+
+impl Elementwise for AdaMod {
+    type Scalars = AdaModScalars;
+
+    fn prepare(&self, info: &StepInfo, p: &ParamMut<'_>, st: &mut AdaModState) -> Result<AdaModScalars> {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
             st.exp_avg = StateTensor::zeros(n);
@@ -131,7 +138,7 @@ impl AdaMod {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(&self, s: &AdaModScalars, c: Chunk<'_>, apply: &mut A) {
+    fn kernel<A: Apply>(&self, s: &AdaModScalars, c: Chunk<'_>, apply: &mut A) {
         let n = c.value.len();
         let [m, v, e, ..] = c.state;
         let (x, g, m, v, e) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n], &mut e[..n]);
@@ -148,4 +155,3 @@ impl AdaMod {
     }
 }
 
-elementwise_glue!(AdaMod, AdaModState, AdaModScalars, [exp_avg, exp_avg_sq, exp_avg_lr], cautious = |s| { let _ = s; false });

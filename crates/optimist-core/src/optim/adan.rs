@@ -30,14 +30,15 @@
 //! in [0, 1], weight_decay >= 0, max_grad_norm >= 0, eps >= 0.
 //!
 //! The two steps on `p` are two roundings, so Adan does not expose a single
-//! update direction (no cautious masking).
+//! update direction: its kernel adds them itself and passes nothing to the
+//! `Apply` sink (no cautious masking; the reference has none).
 
 use serde::{Deserialize, Serialize};
 
 use super::adam_family::{beta3, grad_sign};
 use crate::error::Result;
 use crate::math::{bias_correction, l2_norm, lerp, Ema};
-use crate::rule::{Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, Plain, UpdateRule};
 use crate::state::StateStore;
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
@@ -149,16 +150,7 @@ impl UpdateRule for Adan {
     const ELEMENTWISE: bool = true;
 
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdanState) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let state = super::adam_family::whole(vec![
-            &mut st.exp_avg,
-            &mut st.exp_avg_sq,
-            &mut st.exp_avg_diff,
-            &mut st.previous_grad,
-        ]);
-        let c = Chunk { offset: 0, value: &mut *p.value, grad: &*p.grad, hessian: p.hessian, state };
-        self.kernel(&s, c);
-        Ok(())
+        crate::exec::kernel_whole_param(self, info, p, st, &mut Plain)
     }
 
     fn update_all(
@@ -208,7 +200,7 @@ impl Elementwise for Adan {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn kernel(&self, s: &AdanScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &AdanScalars, c: Chunk<'_>, _apply: &mut A) {
         let n = c.value.len();
         let [m, v, nd, q, ..] = c.state;
         let (x, g) = (c.value, &c.grad[..n]);

@@ -1,8 +1,7 @@
 //! AdEMAMix: Adam with a mixture of a fast and a slow gradient EMA.
 //!
 //! **Reference:** `pytorch_optimizer.AdEMAMix` (pytorch-optimizer 4.1.0),
-//! its default foreach path (the `cautious` and `stable_adamw` options are
-//! not implemented). **Paper:** Pagliardini, Ablin & Grangier, "The AdEMAMix
+//! its default foreach path, with its `cautious` and `stable_adamw` options. **Paper:** Pagliardini, Ablin & Grangier, "The AdEMAMix
 //! Optimizer: Better, Faster, Older", ICLR 2025 (arXiv:2409.03137).
 //!
 //! Update rule, per element, at step t (one counter for the optimizer):
@@ -19,20 +18,29 @@
 //! m2 <- lerp(m2, g, 1 - beta3_t)
 //! p  <- p - lr * (m1 / (1 - beta1^t) + alpha_t * m2) / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 //! ```
+//! `cautious`: m1 is masked against g (per tensor: `(m1 g > 0) * numel /
+//! (count + 1)`) before the bias correction; `stable_adamw`: the update is
+//! divided by the denominator and by `max(1, sqrt(mean(g^2 / max(v,
+//! 1e-16))))` over the tensor, then `p <- p - lr * u`. Either option needs a
+//! count or a mean over the tensor first, so it runs per parameter (two
+//! passes, f32 state only); without them the rule is elementwise (fused).
 //! Defaults: lr = 1e-3, betas = (0.9, 0.999, 0.9999), weight_decay = 0,
 //! weight_decouple = false, fixed_decay = false, alpha = 5,
-//! t_alpha_beta3 = null, eps = 1e-8, maximize = false. Validation as the
+//! t_alpha_beta3 = null, eps = 1e-8, maximize = false, cautious = false,
+//! stable_adamw = false. Validation as the
 //! reference: lr >= 0, beta1 and beta2 in [0, 1), beta3 in [0, 1],
 //! alpha >= 0, t_alpha_beta3 > 0 (the reference takes 0 and fails at the
 //! first step, dividing by it), weight_decay >= 0, eps >= 0.
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{beta3, decay, elementwise_glue, grad_sign};
-use crate::error::Result;
+use super::adam_family::{beta3, clamp_min, decay, grad_sign};
+use crate::error::{Error, Result};
+use crate::exec::cautious_scale;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
-use crate::rule::{Apply, Chunk, OptimizerConfig, StepInfo};
-use crate::tensor::{ParamMut, StateTensor};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
+use crate::state::StateStore;
+use crate::tensor::{DType, ParamMut, StateTensor};
 use crate::validate as v;
 
 crate::param_state! {
@@ -63,6 +71,10 @@ pub struct AdEMAMix {
     pub eps: f64,
     /// Maximize the objective (default false).
     pub maximize: bool,
+    /// Cautious masking of the fast EMA against the gradient (default false).
+    pub cautious: bool,
+    /// Divide the update by the RMS of g / sqrt(v) over the tensor, at least 1 (default false).
+    pub stable_adamw: bool,
 }
 
 impl Default for AdEMAMix {
@@ -77,6 +89,8 @@ impl Default for AdEMAMix {
             t_alpha_beta3: None,
             eps: 1e-8,
             maximize: false,
+            cautious: false,
+            stable_adamw: false,
         }
     }
 }
@@ -133,8 +147,104 @@ pub struct AdEMAMixScalars {
     lr: f32,
 }
 
+impl UpdateRule for AdEMAMix {
+    type State = AdEMAMixState;
+    const ELEMENTWISE: bool = true;
+    const EXPOSES_UPDATE: bool = true;
+
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdEMAMixState) -> Result<()> {
+        if self.per_tensor() {
+            return self.update_per_tensor(info, p, st);
+        }
+        crate::exec::kernel_whole_param(self, info, p, st, &mut Plain)
+    }
+
+    fn update_with<A: Apply>(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut AdEMAMixState,
+        apply: &mut A,
+    ) -> Result<()> {
+        crate::exec::kernel_whole_param(self, info, p, st, apply)
+    }
+
+    fn update_all(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<AdEMAMixState>,
+    ) -> Option<Result<()>> {
+        if !self.per_tensor() {
+            return Some(crate::exec::run_elementwise(self, info, params, states));
+        }
+        if info.exec.state_dtype != DType::F32 {
+            return Some(Err(Error::Unsupported(format!(
+                "{}: cautious and stable_adamw need f32 state",
+                Self::NAME
+            ))));
+        }
+        Some(crate::exec::run_per_param(self, info, params, states))
+    }
+}
+
 impl AdEMAMix {
-    fn prep(
+    /// Whether a quantity over the whole tensor is needed (the cautious
+    /// mask's count, the StableAdamW RMS): then the step runs per parameter.
+    fn per_tensor(&self) -> bool {
+        self.cautious || self.stable_adamw
+    }
+
+    /// The step with `cautious` and/or `stable_adamw`, in two passes: the
+    /// moments (and the mask count and RMS sum), then the parameter.
+    #[allow(clippy::needless_range_loop)]
+    fn update_per_tensor(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut AdEMAMixState,
+    ) -> Result<()> {
+        let s = self.prepare(info, p, st)?;
+        let n = p.numel();
+        let m = st.exp_avg.as_mut_slice();
+        let v = st.exp_avg_sq.as_mut_slice();
+        let sl = st.exp_avg_slow.as_mut_slice();
+        let mut gu = vec![0.0f32; n];
+        let (mut kept, mut acc) = (0usize, 0.0f64);
+        for i in 0..n {
+            let (xi, gi) = s.wd.apply_to(p.value[i], s.sign * p.grad[i]);
+            p.value[i] = xi;
+            gu[i] = gi;
+            m[i] = lerp(m[i], gi, s.w1);
+            v[i] = s.v.sq(v[i], gi);
+            sl[i] = lerp(sl[i], gi, s.w3);
+            kept += (m[i] * gi > 0.0) as usize;
+            acc += (gi * gi / clamp_min(v[i], 1e-16)) as f64;
+        }
+        let scale = cautious_scale(n, kept);
+        let rms = ((acc / n as f64) as f32).sqrt();
+        let rms = if rms < 1.0 { 1.0 } else { rms };
+        for i in 0..n {
+            let mut um = m[i];
+            if self.cautious {
+                um *= if m[i] * gu[i] > 0.0 { scale } else { 0.0 };
+            }
+            let upd = um / s.bc1 + s.alpha * sl[i];
+            let de = v[i].sqrt() / s.bc2_sqrt + s.eps;
+            p.value[i] = if self.stable_adamw {
+                p.value[i] - s.lr * (upd / de / rms)
+            } else {
+                p.value[i] - s.lr * upd / de
+            };
+        }
+        Ok(())
+    }
+}
+
+impl Elementwise for AdEMAMix {
+    type Scalars = AdEMAMixScalars;
+
+    fn prepare(
         &self,
         info: &StepInfo,
         p: &ParamMut<'_>,
@@ -166,7 +276,7 @@ impl AdEMAMix {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(&self, s: &AdEMAMixScalars, c: Chunk<'_>, apply: &mut A) {
+    fn kernel<A: Apply>(&self, s: &AdEMAMixScalars, c: Chunk<'_>, apply: &mut A) {
         let n = c.value.len();
         let [m, v, sl, ..] = c.state;
         let (x, g, m, v, sl) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n], &mut sl[..n]);
@@ -185,4 +295,3 @@ impl AdEMAMix {
     }
 }
 
-elementwise_glue!(AdEMAMix, AdEMAMixState, AdEMAMixScalars, [exp_avg, exp_avg_sq, exp_avg_slow], cautious = |s| { let _ = s; false });

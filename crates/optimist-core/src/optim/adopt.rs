@@ -3,7 +3,7 @@
 //!
 //! **Reference:** `pytorch_optimizer.ADOPT` (pytorch-optimizer 4.1.0), its
 //! default `clip_lambda = step ** 0.25` (the callable is not a
-//! hyperparameter here; `stable_adamw` is not implemented).
+//! hyperparameter here), with its `cautious` and `stable_adamw` options.
 //! **Paper:** Taniguchi et al., "ADOPT: Modified Adam Can Converge with Any
 //! beta2 with the Optimal Rate", NeurIPS 2024 (arXiv:2411.02853).
 //!
@@ -18,18 +18,26 @@
 //!         p <- p - lr * m                   (cautious: m masked against n)
 //!         v <- beta2 * v + (1 - beta2) * g^2
 //! ```
+//! `stable_adamw`: the step is `p <- p - lr * u / r` with
+//! `r = max(1, sqrt(mean(g^2 / max(v, 1e-16))))` over the tensor, `v` before
+//! its update (the reference's per-parameter path); it runs per parameter
+//! (a pass for `r` first, f32 state only). With `cautious` too, the mask
+//! scales `u / r` (the reference: `u` masked, then divided by `r`; the
+//! products round differently, within an ulp of the step).
 //! Defaults: lr = 1e-3, betas = (0.9, 0.9999), weight_decay = 0,
 //! weight_decouple = false, fixed_decay = false, eps = 1e-6,
-//! maximize = false, cautious = false. Validation as the reference:
+//! maximize = false, cautious = false, stable_adamw = false. Validation as the reference:
 //! lr >= 0, betas in [0, 1), weight_decay >= 0, eps >= 0.
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{clamp_min, decay, elementwise_glue, grad_sign};
-use crate::error::Result;
+use super::adam_family::{clamp_min, decay, grad_sign};
+use crate::error::{Error, Result};
+use crate::exec::CautiousMask;
+use crate::state::StateStore;
 use crate::math::{lerp, Ema, WeightDecay};
-use crate::rule::{Apply, Chunk, OptimizerConfig, StepInfo};
-use crate::tensor::{ParamMut, StateTensor};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
+use crate::tensor::{DType, ParamMut, StateTensor};
 use crate::validate as v;
 
 crate::param_state! {
@@ -57,6 +65,8 @@ pub struct Adopt {
     pub maximize: bool,
     /// Cautious masking of the update against the normalised gradient (default false).
     pub cautious: bool,
+    /// Divide the update by the RMS of g / sqrt(v) over the tensor, at least 1 (default false).
+    pub stable_adamw: bool,
 }
 
 impl Default for Adopt {
@@ -70,6 +80,7 @@ impl Default for Adopt {
             eps: 1e-6,
             maximize: false,
             cautious: false,
+            stable_adamw: false,
         }
     }
 }
@@ -102,8 +113,99 @@ pub struct AdoptScalars {
     lr: f32,
 }
 
+impl UpdateRule for Adopt {
+    type State = AdoptState;
+    const ELEMENTWISE: bool = true;
+    const EXPOSES_UPDATE: bool = true;
+
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdoptState) -> Result<()> {
+        if !self.stable_adamw {
+            return crate::exec::update_whole_param(self, info, p, st);
+        }
+        let rms = self.stable_rms(info, p, st);
+        if self.cautious {
+            let mut mask = CautiousMask::default();
+            crate::exec::kernel_whole_param(self, info, p, st, &mut DivBy(rms, &mut mask))?;
+            mask.finish(p.value)
+        } else {
+            crate::exec::kernel_whole_param(self, info, p, st, &mut DivBy(rms, &mut Plain))
+        }
+    }
+
+    fn update_with<A: Apply>(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut AdoptState,
+        apply: &mut A,
+    ) -> Result<()> {
+        crate::exec::kernel_whole_param(self, info, p, st, apply)
+    }
+
+    fn update_all(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<AdoptState>,
+    ) -> Option<Result<()>> {
+        if !self.stable_adamw {
+            return Some(crate::exec::run_elementwise_rule(self, info, params, states));
+        }
+        if info.exec.state_dtype != DType::F32 {
+            return Some(Err(Error::Unsupported(format!(
+                "{}: stable_adamw needs f32 state",
+                Self::NAME
+            ))));
+        }
+        Some(crate::exec::run_per_param(self, info, params, states))
+    }
+}
+
 impl Adopt {
-    fn prep(&self, info: &StepInfo, p: &ParamMut<'_>, st: &mut AdoptState) -> Result<AdoptScalars> {
+    /// `get_stable_adamw_rms(g, v)` of the reference before this step's
+    /// update of `v`: `max(1, sqrt(mean(g^2 / max(v, 1e-16))))` with `g` as
+    /// the step uses it; 1 at the first step (the reference computes none).
+    fn stable_rms(&self, info: &StepInfo, p: &ParamMut<'_>, st: &AdoptState) -> f32 {
+        let n = p.numel();
+        if info.step == 1 || n == 0 || !st.exp_avg_sq.is_allocated() {
+            return 1.0;
+        }
+        let wd = decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, 1.0);
+        let sg = grad_sign(self.maximize);
+        let v = st.exp_avg_sq.as_slice();
+        let acc: f64 = (0..n)
+            .map(|i| {
+                let (_, g) = wd.apply_to(p.value[i], sg * p.grad[i]);
+                (g * g / clamp_min(v[i], 1e-16)) as f64
+            })
+            .sum();
+        let rms = ((acc / n as f64) as f32).sqrt();
+        if rms < 1.0 {
+            1.0
+        } else {
+            rms
+        }
+    }
+}
+
+/// Hands `u / rms` on to the next sink (StableAdamW's scaling).
+struct DivBy<'a, A: Apply>(f32, &'a mut A);
+
+impl<A: Apply> Apply for DivBy<'_, A> {
+    #[inline(always)]
+    fn apply(&mut self, p: &mut f32, g: f32, lr: f32, u: f32) {
+        self.1.apply(p, g, lr, u / self.0)
+    }
+
+    fn finish(&mut self, value: &mut [f32]) -> Result<()> {
+        self.1.finish(value)
+    }
+}
+
+impl Elementwise for Adopt {
+    type Scalars = AdoptScalars;
+
+    fn prepare(&self, info: &StepInfo, p: &ParamMut<'_>, st: &mut AdoptState) -> Result<AdoptScalars> {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
             st.exp_avg = StateTensor::zeros(n);
@@ -125,7 +227,7 @@ impl Adopt {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(&self, s: &AdoptScalars, c: Chunk<'_>, apply: &mut A) {
+    fn kernel<A: Apply>(&self, s: &AdoptScalars, c: Chunk<'_>, apply: &mut A) {
         let n = c.value.len();
         let [m, v, ..] = c.state;
         let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
@@ -152,6 +254,8 @@ impl Adopt {
             x[i] = xi;
         }
     }
-}
 
-elementwise_glue!(Adopt, AdoptState, AdoptScalars, [exp_avg, exp_avg_sq], cautious = |s| s.cautious);
+    fn cautious(&self) -> bool {
+        self.cautious
+    }
+}

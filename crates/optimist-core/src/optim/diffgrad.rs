@@ -30,11 +30,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{decay, elementwise_glue, grad_sign};
+use super::adam_family::{decay, grad_sign};
 use super::pytorch_optimizer::max_nan;
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
-use crate::rule::{Apply, Chunk, OptimizerConfig, StepInfo};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -124,8 +124,15 @@ pub struct DiffGradScalars {
     momentum: bool,
 }
 
-impl DiffGrad {
-    fn prep(&self, info: &StepInfo, p: &ParamMut<'_>, st: &mut DiffGradState) -> Result<DiffGradScalars> {
+impl UpdateRule for DiffGrad {
+    type State = DiffGradState;
+    crate::elementwise_rule!();
+}
+
+impl Elementwise for DiffGrad {
+    type Scalars = DiffGradScalars;
+
+    fn prepare(&self, info: &StepInfo, p: &ParamMut<'_>, st: &mut DiffGradState) -> Result<DiffGradScalars> {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
             st.exp_avg = StateTensor::zeros(n);
@@ -175,7 +182,7 @@ impl DiffGrad {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(&self, s: &DiffGradScalars, c: Chunk<'_>, apply: &mut A) {
+    fn kernel<A: Apply>(&self, s: &DiffGradScalars, c: Chunk<'_>, apply: &mut A) {
         let n = c.value.len();
         let [m, v, pg, vmax, ..] = c.state;
         let (x, g, m, v, pg) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n], &mut pg[..n]);
@@ -209,4 +216,3 @@ impl DiffGrad {
     }
 }
 
-elementwise_glue!(DiffGrad, DiffGradState, DiffGradScalars, [exp_avg, exp_avg_sq, previous_grad, max_exp_avg_sq], cautious = |s| { let _ = s; false });

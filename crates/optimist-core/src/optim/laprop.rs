@@ -20,6 +20,9 @@
 //! ```
 //! With `weight_decouple = false` the reference adds `wd * p` to the
 //! gradient after it has been used, so L2 decay has no effect (as here).
+//! Under the `cautious` wrapper the masked step lands on the decayed
+//! parameter (the reference's `cautious` option, not implemented here,
+//! would decay after the masked step).
 //! Defaults: lr = 4e-4, betas = (0.9, 0.999), centered = false,
 //! steps_before_using_centered = 10, weight_decay = 0,
 //! weight_decouple = true, fixed_decay = false, ams_bound = false,
@@ -28,11 +31,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{decay, elementwise_glue, grad_sign, load_f64, store_f64};
+use super::adam_family::{decay, grad_sign, load_f64, store_f64};
 use super::pytorch_optimizer::max_nan;
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
-use crate::rule::{Apply, Chunk, OptimizerConfig, StepInfo};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -117,8 +120,15 @@ pub struct LaPropScalars {
     step_size: f32,
 }
 
-impl LaProp {
-    fn prep(&self, info: &StepInfo, p: &ParamMut<'_>, st: &mut LaPropState) -> Result<LaPropScalars> {
+impl UpdateRule for LaProp {
+    type State = LaPropState;
+    crate::elementwise_rule!();
+}
+
+impl Elementwise for LaProp {
+    type Scalars = LaPropScalars;
+
+    fn prepare(&self, info: &StepInfo, p: &ParamMut<'_>, st: &mut LaPropState) -> Result<LaPropScalars> {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
             st.exp_avg = StateTensor::zeros(n);
@@ -159,7 +169,7 @@ impl LaProp {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(&self, s: &LaPropScalars, c: Chunk<'_>, apply: &mut A) {
+    fn kernel<A: Apply>(&self, s: &LaPropScalars, c: Chunk<'_>, apply: &mut A) {
         let n = c.value.len();
         let [m, v, cm, vmax, ..] = c.state;
         let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
@@ -192,4 +202,3 @@ impl LaProp {
     }
 }
 
-elementwise_glue!(LaProp, LaPropState, LaPropScalars, [exp_avg, exp_avg_sq, exp_mean_avg_beta2, max_exp_avg_sq], cautious = |s| { let _ = s; false });

@@ -24,10 +24,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{decay, elementwise_glue, grad_sign};
+use super::adam_family::{decay, grad_sign};
 use crate::error::Result;
 use crate::math::{lerp, WeightDecay};
-use crate::rule::{Apply, Chunk, OptimizerConfig, StepInfo};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -103,8 +103,15 @@ pub struct QHAdamScalars {
     lr: f32,
 }
 
-impl QHAdam {
-    fn prep(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut QHAdamState) -> Result<QHAdamScalars> {
+impl UpdateRule for QHAdam {
+    type State = QHAdamState;
+    crate::elementwise_rule!();
+}
+
+impl Elementwise for QHAdam {
+    type Scalars = QHAdamScalars;
+
+    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut QHAdamState) -> Result<QHAdamScalars> {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
             st.exp_avg = StateTensor::zeros(n);
@@ -133,7 +140,7 @@ impl QHAdam {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(&self, s: &QHAdamScalars, c: Chunk<'_>, apply: &mut A) {
+    fn kernel<A: Apply>(&self, s: &QHAdamScalars, c: Chunk<'_>, apply: &mut A) {
         let n = c.value.len();
         let [m, v, ..] = c.state;
         let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
@@ -159,4 +166,3 @@ impl QHAdam {
     }
 }
 
-elementwise_glue!(QHAdam, QHAdamState, QHAdamScalars, [exp_avg, exp_avg_sq], cautious = |s| { let _ = s; false });

@@ -27,10 +27,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{decay, elementwise_glue, grad_sign, load_f64, store_f64};
+use super::adam_family::{decay, grad_sign, load_f64, store_f64};
 use crate::error::Result;
 use crate::math::{lerp, Ema, WeightDecay};
-use crate::rule::{Apply, Chunk, OptimizerConfig, StepInfo};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -129,8 +129,15 @@ pub struct SimplifiedAdEMAMixScalars {
     lr: f32,
 }
 
-impl SimplifiedAdEMAMix {
-    fn prep(
+impl UpdateRule for SimplifiedAdEMAMix {
+    type State = SimplifiedAdEMAMixState;
+    crate::elementwise_rule!();
+}
+
+impl Elementwise for SimplifiedAdEMAMix {
+    type Scalars = SimplifiedAdEMAMixScalars;
+
+    fn prepare(
         &self,
         info: &StepInfo,
         p: &ParamMut<'_>,
@@ -160,7 +167,7 @@ impl SimplifiedAdEMAMix {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(&self, s: &SimplifiedAdEMAMixScalars, c: Chunk<'_>, apply: &mut A) {
+    fn kernel<A: Apply>(&self, s: &SimplifiedAdEMAMixScalars, c: Chunk<'_>, apply: &mut A) {
         let n = c.value.len();
         let [m, v, ..] = c.state;
         let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
@@ -177,4 +184,3 @@ impl SimplifiedAdEMAMix {
     }
 }
 
-elementwise_glue!(SimplifiedAdEMAMix, SimplifiedAdEMAMixState, SimplifiedAdEMAMixScalars, [exp_avg, exp_avg_sq], cautious = |s| { let _ = s; false });

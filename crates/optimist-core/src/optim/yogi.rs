@@ -23,10 +23,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{decay, elementwise_glue, grad_sign};
+use super::adam_family::{decay, grad_sign};
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, sign, WeightDecay};
-use crate::rule::{Apply, Chunk, OptimizerConfig, StepInfo};
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -102,8 +102,15 @@ pub struct YogiScalars {
     step_size: f32,
 }
 
-impl Yogi {
-    fn prep(&self, info: &StepInfo, p: &ParamMut<'_>, st: &mut YogiState) -> Result<YogiScalars> {
+impl UpdateRule for Yogi {
+    type State = YogiState;
+    crate::elementwise_rule!();
+}
+
+impl Elementwise for Yogi {
+    type Scalars = YogiScalars;
+
+    fn prepare(&self, info: &StepInfo, p: &ParamMut<'_>, st: &mut YogiState) -> Result<YogiScalars> {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
             let init = self.initial_accumulator as f32;
@@ -131,7 +138,7 @@ impl Yogi {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(&self, s: &YogiScalars, c: Chunk<'_>, apply: &mut A) {
+    fn kernel<A: Apply>(&self, s: &YogiScalars, c: Chunk<'_>, apply: &mut A) {
         let n = c.value.len();
         let [m, v, ..] = c.state;
         let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
@@ -149,4 +156,3 @@ impl Yogi {
     }
 }
 
-elementwise_glue!(Yogi, YogiState, YogiScalars, [exp_avg, exp_avg_sq], cautious = |s| { let _ = s; false });
