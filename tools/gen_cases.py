@@ -180,6 +180,38 @@ EXT_REGISTRY = {
                "nesterov": True, "ns_steps": 5, "scale_coeff": 0.2, "col_state_clamp_c": 0.75},
     "sophiag": {"lr": 0.0001, "betas": [0.965, 0.99], "rho": 0.04, "weight_decay": 0.1, "bs": 5120.0,
                 "maximize": False},
+    # Adam family of pytorch-optimizer 4.1.0 (hyperparameters the registry takes; kwargs included)
+    "adopt": {"lr": 0.001, "betas": [0.9, 0.9999], "weight_decay": 0.0, "weight_decouple": False,
+              "fixed_decay": False, "eps": 1e-06, "maximize": False, "cautious": False, "stable_adamw": False},
+    "ademamix": {"lr": 0.001, "betas": [0.9, 0.999, 0.9999], "weight_decay": 0.0, "weight_decouple": False,
+                 "fixed_decay": False, "alpha": 5.0, "t_alpha_beta3": None, "eps": 1e-08, "maximize": False,
+                 "cautious": False, "stable_adamw": False},
+    "simplifiedademamix": {"lr": 0.0001, "betas": [0.99, 0.95], "weight_decay": 0.0, "weight_decouple": True,
+                           "fixed_decay": False, "alpha": 0.0, "beta1_warmup": None, "min_beta1": 0.9,
+                           "eps": 1e-08, "maximize": False},
+    "adan": {"lr": 0.001, "betas": [0.98, 0.92, 0.99], "weight_decay": 0.0, "weight_decouple": False,
+             "max_grad_norm": 0.0, "eps": 1e-08, "maximize": False},
+    "laprop": {"lr": 0.0004, "betas": [0.9, 0.999], "centered": False, "steps_before_using_centered": 10,
+               "weight_decay": 0.0, "weight_decouple": True, "fixed_decay": False, "ams_bound": False,
+               "eps": 1e-15, "maximize": False},
+    "yogi": {"lr": 0.01, "betas": [0.9, 0.999], "initial_accumulator": 1e-06, "weight_decay": 0.0,
+             "weight_decouple": True, "fixed_decay": False, "eps": 0.001, "maximize": False, "adam_debias": False},
+    "qhadam": {"lr": 0.001, "betas": [0.9, 0.999], "nus": [1.0, 1.0], "weight_decay": 0.0, "weight_decouple": False,
+               "fixed_decay": False, "eps": 1e-08, "maximize": False},
+    "adamod": {"lr": 0.001, "betas": [0.9, 0.99, 0.9999], "weight_decay": 0.0, "weight_decouple": True,
+               "fixed_decay": False, "eps": 1e-08, "maximize": False, "adam_debias": False},
+    "diffgrad": {"lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "weight_decouple": True,
+                 "fixed_decay": False, "rectify": False, "n_sma_threshold": 5, "degenerated_to_sgd": True,
+                 "ams_bound": False, "eps": 1e-08, "maximize": False, "adam_debias": False},
+    "mars": {"lr": 0.003, "betas": [0.95, 0.99], "gamma": 0.025, "mars_type": "adamw", "optimize_1d": False,
+             "lr_1d": 0.003, "betas_1d": [0.9, 0.95], "weight_decay": 0.0, "weight_decay_1d": 0.1,
+             "weight_decouple": True, "fixed_decay": False, "ams_bound": False, "cautious": False, "eps": 1e-08,
+             "maximize": False},
+    "stableadamw": {"lr": 0.001, "betas": [0.9, 0.99], "kahan_sum": True, "weight_decay": 0.01,
+                    "weight_decouple": True, "eps": 1e-08, "maximize": False},
+    "adamp": {"lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "weight_decouple": True, "fixed_decay": False,
+              "delta": 0.1, "wd_ratio": 0.1, "nesterov": False, "eps": 1e-08, "maximize": False, "cautious": False,
+              "adam_debias": False},
 }
 # Catalogue A (torch.optim completion and the SGD family): registry names beyond
 # shared/conformance/registry.json, with the reference constructors' argument names
@@ -255,9 +287,23 @@ REFERENCES = {
     "novograd": ("pytorch-optimizer", "pytorch_optimizer.NovoGrad", lambda: pytorch_optimizer.NovoGrad),
     "tiger": ("pytorch-optimizer", "pytorch_optimizer.Tiger", lambda: pytorch_optimizer.Tiger),
     "lbfgs": ("torch", "torch.optim.LBFGS", lambda: torch.optim.LBFGS),
+    # Adam family of pytorch-optimizer 4.1.0
+    "adopt": ("pytorch-optimizer", "pytorch_optimizer.ADOPT", lambda: pytorch_optimizer.ADOPT),
+    "ademamix": ("pytorch-optimizer", "pytorch_optimizer.AdEMAMix", lambda: pytorch_optimizer.AdEMAMix),
+    "simplifiedademamix": ("pytorch-optimizer", "pytorch_optimizer.SimplifiedAdEMAMix",
+                           lambda: pytorch_optimizer.SimplifiedAdEMAMix),
+    "adan": ("pytorch-optimizer", "pytorch_optimizer.Adan", lambda: pytorch_optimizer.Adan),
+    "laprop": ("pytorch-optimizer", "pytorch_optimizer.LaProp", lambda: pytorch_optimizer.LaProp),
+    "yogi": ("pytorch-optimizer", "pytorch_optimizer.Yogi", lambda: pytorch_optimizer.Yogi),
+    "qhadam": ("pytorch-optimizer", "pytorch_optimizer.QHAdam", lambda: pytorch_optimizer.QHAdam),
+    "adamod": ("pytorch-optimizer", "pytorch_optimizer.AdaMod", lambda: pytorch_optimizer.AdaMod),
+    "diffgrad": ("pytorch-optimizer", "pytorch_optimizer.DiffGrad", lambda: pytorch_optimizer.DiffGrad),
+    "mars": ("pytorch-optimizer", "pytorch_optimizer.MARS", lambda: pytorch_optimizer.MARS),
+    "stableadamw": ("pytorch-optimizer", "pytorch_optimizer.StableAdamW", lambda: pytorch_optimizer.StableAdamW),
+    "adamp": ("pytorch-optimizer", "pytorch_optimizer.AdamP", lambda: pytorch_optimizer.AdamP),
 }
 MATRIX_ONLY = {"muon", "adamuon", "namo", "namo_d"}
-TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients", "etas", "step_sizes"}   # JSON arrays -> Python tuples
+TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients", "etas", "step_sizes", "nus", "betas_1d"}   # JSON arrays -> Python tuples
 
 
 def library_version(library):
@@ -1313,13 +1359,237 @@ def transcription_specs():
     return S
 
 
+def adam_family_specs():
+    """Extension cases for the Adam family of pytorch-optimizer 4.1.0 (default foreach path of each class)."""
+    S = []
+
+    def a(s):
+        s["ext"] = True
+        S.append(s)
+
+    three = [("w", [5, 4]), ("k", [2, 3, 2]), ("b", [4])]
+    M = "EXTENSION (maximize is not a contract v1 hyperparameter): "
+    # ---------------------------------------------------------------- adopt
+    a(spec("adopt-defaults", "adopt", {}, WB, 10, "ADOPT defaults (step 1 only fills v; clip t^0.25)"))
+    a(spec("adopt-l2-betas", "adopt", {"lr": 0.01, "weight_decay": 0.05, "betas": [0.8, 0.99]}, three, 10,
+           "ADOPT with L2 weight decay and other betas", zero=[4]))
+    a(spec("adopt-decoupled-eps", "adopt", {"lr": 0.01, "weight_decay": 0.1, "weight_decouple": True, "eps": 0.01},
+           WB, 10, "ADOPT with decoupled weight decay and a large eps"))
+    a(spec("adopt-fixed-decay", "adopt", {"lr": 0.01, "weight_decay": 0.1, "weight_decouple": True,
+                                          "fixed_decay": True}, WB, 8, "ADOPT with fixed decoupled decay"))
+    a(spec("adopt-cautious", "adopt", {"lr": 0.01, "cautious": True}, three, 10,
+           "ADOPT with cautious masking against the normalised gradient (per-parameter path)"))
+    a(spec("adopt-maximize", "adopt", {"lr": 0.01, "maximize": True, "weight_decay": 0.01}, WB, 8,
+           M + "ADOPT maximizing with L2 decay"))
+    a(spec("adopt-large-grad-clip", "adopt", {"lr": 0.005, "betas": [0.9, 0.9]}, WB, 10,
+           "ADOPT: the normalised gradient is clipped at the large step", big={5: 1e3}))
+    a(spec("adopt-clip-warmup-cosine", "adopt", {"lr": 0.02}, WB, 10, "ADOPT with clip_grad_norm_ and warmup_cosine",
+           clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("adopt-stable-adamw", "adopt", {"lr": 0.01, "stable_adamw": True, "weight_decay": 0.05}, three, 10,
+           "ADOPT with the StableAdamW RMS (previous v) dividing the update (per-parameter path)", big={5: 30.0}))
+    a(spec("adopt-stable-adamw-cautious", "adopt", {"lr": 0.01, "stable_adamw": True, "cautious": True}, WB, 10,
+           "ADOPT with StableAdamW scaling and cautious masking", big={4: 30.0}))
+    # ---------------------------------------------------------------- ademamix
+    a(spec("ademamix-cautious", "ademamix", {"lr": 0.01, "cautious": True}, three, 10,
+           "AdEMAMix with cautious masking of the fast EMA"))
+    a(spec("ademamix-stable-adamw", "ademamix", {"lr": 0.01, "stable_adamw": True, "weight_decay": 0.1,
+                                                 "weight_decouple": True}, WB, 10,
+           "AdEMAMix with the StableAdamW RMS division", big={5: 30.0}))
+    a(spec("ademamix-cautious-stable-adamw", "ademamix", {"lr": 0.01, "stable_adamw": True, "cautious": True,
+                                                          "t_alpha_beta3": 4.0}, WB, 10,
+           "AdEMAMix with cautious masking, StableAdamW scaling and the alpha/beta3 warm-up"))
+    a(spec("ademamix-defaults", "ademamix", {}, WB, 10, "AdEMAMix defaults"))
+    a(spec("ademamix-warmup-t", "ademamix", {"lr": 0.01, "t_alpha_beta3": 6.0}, three, 10,
+           "AdEMAMix with the alpha/beta3 warm-up over 6 steps"))
+    a(spec("ademamix-decoupled-alpha", "ademamix", {"lr": 0.005, "weight_decay": 0.1, "weight_decouple": True,
+                                                    "alpha": 2.0, "betas": [0.8, 0.99, 0.999]}, WB, 10,
+           "AdEMAMix with decoupled decay, alpha 2 and other betas"))
+    a(spec("ademamix-l2-fixed", "ademamix", {"lr": 0.005, "weight_decay": 0.05}, WB, 8, "AdEMAMix with L2 decay",
+           zero=[3]))
+    a(spec("ademamix-fixed-decay", "ademamix", {"lr": 0.005, "weight_decay": 0.1, "weight_decouple": True,
+                                                "fixed_decay": True}, WB, 8, "AdEMAMix with fixed decoupled decay"))
+    a(spec("ademamix-maximize", "ademamix", {"lr": 0.005, "maximize": True}, WB, 8, M + "AdEMAMix maximizing"))
+    a(spec("ademamix-large-grad-warmup-cosine", "ademamix", {"lr": 0.01}, WB, 10, "AdEMAMix under warmup_cosine",
+           big={4: 1e3}, sched=warmup_cosine(2, 8)))
+    # ---------------------------------------------------------------- simplifiedademamix
+    a(spec("simplifiedademamix-defaults", "simplifiedademamix", {}, WB, 10, "Simplified AdEMAMix defaults"))
+    a(spec("simplifiedademamix-alpha", "simplifiedademamix", {"lr": 0.001, "alpha": 2.0, "betas": [0.9, 0.99]},
+           three, 10, "Simplified AdEMAMix mixing in the gradient with alpha 2"))
+    a(spec("simplifiedademamix-warmup", "simplifiedademamix",
+           {"lr": 0.001, "beta1_warmup": 6, "min_beta1": 0.5, "weight_decay": 0.1}, WB, 10,
+           "Simplified AdEMAMix with the beta1 warm-up and decoupled decay"))
+    a(spec("simplifiedademamix-l2", "simplifiedademamix", {"lr": 0.001, "weight_decay": 0.05,
+                                                           "weight_decouple": False}, WB, 8,
+           "Simplified AdEMAMix with L2 decay", zero=[2]))
+    a(spec("simplifiedademamix-maximize-fixed", "simplifiedademamix",
+           {"lr": 0.001, "maximize": True, "weight_decay": 0.1, "fixed_decay": True}, WB, 8,
+           M + "Simplified AdEMAMix maximizing, fixed decay"))
+    # ---------------------------------------------------------------- adan
+    a(spec("adan-defaults", "adan", {}, WB, 10, "Adan defaults"))
+    a(spec("adan-max-grad-norm", "adan", {"lr": 0.01, "max_grad_norm": 1.0}, three, 10,
+           "Adan with global gradient-norm clipping at 1", big={5: 10.0}))
+    a(spec("adan-decoupled", "adan", {"lr": 0.01, "weight_decay": 0.1, "weight_decouple": True}, WB, 10,
+           "Adan with decoupled weight decay"))
+    a(spec("adan-proximal-wd", "adan", {"lr": 0.01, "weight_decay": 0.1, "betas": [0.9, 0.9, 0.95]}, WB, 10,
+           "Adan with the default (proximal, division) weight decay and other betas", zero=[3]))
+    a(spec("adan-maximize-clip", "adan", {"lr": 0.01, "maximize": True, "max_grad_norm": 2.0}, WB, 8,
+           M + "Adan maximizing with clipping (first-step difference -2 g c as the reference)"))
+    a(spec("adan-warmup-cosine", "adan", {"lr": 0.02}, WB, 10, "Adan with clip_grad_norm_ and warmup_cosine",
+           clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    # ---------------------------------------------------------------- laprop
+    a(spec("laprop-defaults", "laprop", {}, WB, 10, "LaProp defaults"))
+    a(spec("laprop-centered", "laprop", {"lr": 0.005, "centered": True, "steps_before_using_centered": 3}, three,
+           10, "LaProp centered from step 4"))
+    a(spec("laprop-ams-bound", "laprop", {"lr": 0.005, "ams_bound": True, "eps": 1e-08}, WB, 10,
+           "LaProp with AMSBound", big={3: 1e3}))
+    a(spec("laprop-decoupled", "laprop", {"lr": 0.005, "weight_decay": 0.1}, WB, 10,
+           "LaProp with decoupled decay (after the step)"))
+    a(spec("laprop-l2-noop-fixed", "laprop", {"lr": 0.005, "weight_decay": 0.1, "weight_decouple": False}, WB, 8,
+           "LaProp with L2 decay (the reference adds it after use: no effect)"))
+    a(spec("laprop-fixed-decay", "laprop", {"lr": 0.005, "weight_decay": 0.1, "fixed_decay": True}, WB, 8,
+           "LaProp with fixed decoupled decay"))
+    a(spec("laprop-maximize-warmup-cosine", "laprop", {"lr": 0.01, "maximize": True}, WB, 10,
+           M + "LaProp maximizing under warmup_cosine (the lr EMA follows the schedule)",
+           sched=warmup_cosine(2, 7)))
+    # ---------------------------------------------------------------- yogi
+    a(spec("yogi-defaults", "yogi", {}, WB, 10, "Yogi defaults"))
+    a(spec("yogi-l2-init", "yogi", {"lr": 0.01, "weight_decay": 0.05, "weight_decouple": False,
+                                    "initial_accumulator": 0.01}, three, 10,
+           "Yogi with L2 decay and initial accumulator 0.01"))
+    a(spec("yogi-decoupled-debias", "yogi", {"lr": 0.01, "weight_decay": 0.1, "adam_debias": True, "eps": 1e-06},
+           WB, 10, "Yogi with decoupled decay, adam_debias and a small eps"))
+    a(spec("yogi-maximize-fixed", "yogi", {"lr": 0.01, "maximize": True, "weight_decay": 0.1, "fixed_decay": True},
+           WB, 8, M + "Yogi maximizing, fixed decay", big={4: 1e3}))
+    # ---------------------------------------------------------------- qhadam
+    a(spec("qhadam-defaults", "qhadam", {}, WB, 10, "QHAdam defaults (nus 1, 1: Adam-like)"))
+    a(spec("qhadam-nus", "qhadam", {"lr": 0.01, "nus": [0.7, 1.0]}, three, 10, "QHAdam with nu1 0.7"))
+    a(spec("qhadam-nus-both-l2", "qhadam", {"lr": 0.01, "nus": [0.8, 0.9], "weight_decay": 0.05}, WB, 10,
+           "QHAdam with both nus and L2 decay", zero=[3]))
+    a(spec("qhadam-decoupled-fixed", "qhadam", {"lr": 0.01, "weight_decay": 0.1, "weight_decouple": True,
+                                               "fixed_decay": True, "betas": [0.8, 0.95]}, WB, 8,
+           "QHAdam with fixed decoupled decay and other betas"))
+    a(spec("qhadam-maximize", "qhadam", {"lr": 0.01, "maximize": True, "nus": [0.7, 0.7]}, WB, 8,
+           M + "QHAdam maximizing"))
+    # ---------------------------------------------------------------- adamod
+    a(spec("adamod-defaults", "adamod", {}, WB, 10, "AdaMod defaults"))
+    a(spec("adamod-betas-wd", "adamod", {"lr": 0.01, "betas": [0.9, 0.99, 0.5], "weight_decay": 0.1}, three, 10,
+           "AdaMod with a fast step-size EMA (beta3 0.5) and decoupled decay", big={6: 1e3}))
+    a(spec("adamod-l2-debias", "adamod", {"lr": 0.01, "weight_decay": 0.05, "weight_decouple": False,
+                                          "adam_debias": True}, WB, 10, "AdaMod with L2 decay and adam_debias"))
+    a(spec("adamod-maximize-fixed", "adamod", {"lr": 0.01, "maximize": True, "weight_decay": 0.1,
+                                               "fixed_decay": True, "betas": [0.9, 0.99, 0.9]}, WB, 8,
+           M + "AdaMod maximizing, fixed decay"))
+    # ---------------------------------------------------------------- diffgrad
+    a(spec("diffgrad-defaults", "diffgrad", {}, WB, 10, "diffGrad defaults"))
+    a(spec("diffgrad-rectify", "diffgrad", {"lr": 0.01, "rectify": True}, three, 10,
+           "diffGrad rectified: momentum steps 1-5, rectified from step 6"))
+    a(spec("diffgrad-rectify-no-sgd", "diffgrad", {"lr": 0.01, "rectify": True, "degenerated_to_sgd": False,
+                                                  "n_sma_threshold": 4, "betas": [0.9, 0.99]}, WB, 10,
+           "diffGrad rectified with threshold 4 and no update below it"))
+    a(spec("diffgrad-ams-l2", "diffgrad", {"lr": 0.01, "ams_bound": True, "weight_decay": 0.05,
+                                           "weight_decouple": False}, WB, 10, "diffGrad with AMSBound and L2 decay",
+           big={3: 1e3}))
+    a(spec("diffgrad-decoupled-debias", "diffgrad", {"lr": 0.01, "weight_decay": 0.1, "adam_debias": True}, WB, 8,
+           "diffGrad with decoupled decay and adam_debias"))
+    a(spec("diffgrad-maximize-fixed", "diffgrad", {"lr": 0.01, "maximize": True, "weight_decay": 0.1,
+                                                   "fixed_decay": True}, WB, 8, M + "diffGrad maximizing, fixed decay"))
+    # ---------------------------------------------------------------- mars
+    a(spec("mars-defaults", "mars", {}, three, 10,
+           "MARS defaults: corrected AdamW step on the matrices, AdamW with betas_1d and weight_decay_1d on the "
+           "vector"))
+    a(spec("mars-lion", "mars", {"lr": 0.001, "mars_type": "lion"}, three, 10,
+           "MARS-Lion: sign of the corrected momentum on the matrices, AdamW on the vector"))
+    a(spec("mars-optimize-1d-gamma", "mars", {"lr": 0.01, "optimize_1d": True, "gamma": 0.1,
+                                              "betas": [0.9, 0.99]}, WB, 10,
+           "MARS with the correction on every parameter and gamma 0.1", big={4: 10.0}))
+    a(spec("mars-ams-wd", "mars", {"lr": 0.01, "ams_bound": True, "weight_decay": 0.1, "lr_1d": 0.02,
+                                   "betas_1d": [0.8, 0.9], "weight_decay_1d": 0.0}, WB, 10,
+           "MARS with AMSBound, weight decay, other 1-D settings"))
+    a(spec("mars-l2-fixed", "mars", {"lr": 0.01, "weight_decay": 0.05, "weight_decouple": False}, WB, 10,
+           "MARS with L2 decay (enters only the stored previous gradient)"))
+    a(spec("mars-fixed-decay", "mars", {"lr": 0.01, "weight_decay": 0.1, "fixed_decay": True}, WB, 8,
+           "MARS with fixed decoupled decay"))
+    a(spec("mars-cautious", "mars", {"lr": 0.01, "cautious": True}, three, 10, "MARS with cautious masking"))
+    a(spec("mars-cautious-lion-optimize-1d", "mars", {"lr": 0.001, "cautious": True, "mars_type": "lion",
+                                                      "optimize_1d": True}, WB, 10,
+           "MARS-Lion with cautious masking on every parameter"))
+    a(spec("mars-maximize-warmup-cosine", "mars", {"lr": 0.01, "maximize": True}, WB, 10,
+           M + "MARS maximizing under warmup_cosine (the 1-D lr follows lr * lr_1d / lr at construction)",
+           sched=warmup_cosine(2, 7)))
+    # ---------------------------------------------------------------- stableadamw
+    a(spec("stableadamw-defaults", "stableadamw", {}, three, 10, "StableAdamW defaults"))
+    a(spec("stableadamw-large-grad", "stableadamw", {"lr": 0.01, "betas": [0.9, 0.999]}, WB, 10,
+           "StableAdamW: the RMS clipping acts at the large step", big={5: 1e3}))
+    a(spec("stableadamw-l2", "stableadamw", {"lr": 0.01, "weight_decay": 0.05, "weight_decouple": False}, WB, 8,
+           "StableAdamW with L2 decay", zero=[3]))
+    a(spec("stableadamw-no-wd-eps-kahan", "stableadamw", {"lr": 0.01, "weight_decay": 0.0, "eps": 1e-04,
+                                                          "kahan_sum": False}, WB, 8,
+           "StableAdamW without decay, a larger eps, kahan_sum false"))
+    a(spec("stableadamw-maximize", "stableadamw", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 8,
+           M + "StableAdamW maximizing"))
+    # ---------------------------------------------------------------- adamp
+    a(spec("adamp-defaults", "adamp", {}, three, 10, "AdamP defaults (random data: projection rarely triggered)"))
+    a(spec("adamp-projection", "adamp", {"lr": 0.01, "weight_decay": 0.1, "delta": 1.0}, three, 10,
+           "AdamP with delta 1, so the channel projection and wd_ratio act"))
+    a(spec("adamp-layer-projection", "adamp", {"lr": 0.01, "weight_decay": 0.1, "delta": 3.0, "wd_ratio": 0.5},
+           [("w", [2, 20]), ("b", [4])], 10, "AdamP: two long rows, projection by channel or by layer"))
+    a(spec("adamp-nesterov-cautious", "adamp", {"lr": 0.01, "nesterov": True, "cautious": True, "delta": 1.0},
+           three, 10, "AdamP with Nesterov momentum and cautious masking"))
+    a(spec("adamp-nesterov-l2-debias", "adamp", {"lr": 0.01, "nesterov": True, "weight_decay": 0.05,
+                                                 "weight_decouple": False, "adam_debias": True}, WB, 10,
+           "AdamP with Nesterov momentum, L2 decay (no effect) and adam_debias"))
+    a(spec("adamp-maximize-fixed", "adamp", {"lr": 0.01, "maximize": True, "weight_decay": 0.1,
+                                             "fixed_decay": True, "delta": 1.0}, WB, 8,
+           M + "AdamP maximizing, fixed decay"))
+    return S
+
+
+def adam_family_error_specs():
+    E = []
+
+    def e(cid, desc, optimizer, hparams, shapes=WB, steps=3):
+        E.append(dict(id=cid, desc=desc, optimizer=optimizer, hparams=hparams, shapes=shapes, steps=steps,
+                      mutate=None, hess=None, ext=True))
+
+    for name in ("adopt", "ademamix", "simplifiedademamix", "adan", "laprop", "yogi", "qhadam", "adamod",
+                 "diffgrad"):
+        e(f"error-negative-lr-{name}", "negative lr", name, {"lr": -0.001})
+        e(f"error-beta1-one-{name}", "beta1 = 1 is outside [0, 1)",
+          name, {"betas": [1.0, 0.99, 0.99] if name in ("ademamix", "adan", "adamod") else [1.0, 0.99]})
+        e(f"error-negative-eps-{name}", "negative eps", name, {"eps": -1e-08})
+        e(f"error-negative-wd-{name}", "negative weight_decay", name, {"weight_decay": -0.1})
+    for name in ("ademamix", "adan", "adamod"):
+        e(f"error-beta3-large-{name}", "beta3 = 1.5 is outside [0, 1]", name, {"betas": [0.9, 0.99, 1.5]})
+    e("error-unknown-hparam-adopt-clip-lambda", "clip_lambda (a callable) is not a hyperparameter", "adopt",
+      {"clip_lambda": None})
+    e("error-ademamix-negative-alpha", "negative alpha", "ademamix", {"alpha": -1.0})
+    e("error-ademamix-t-alpha-beta3-zero", "t_alpha_beta3 0: the reference divides by it at the first step",
+      "ademamix", {"t_alpha_beta3": 0.0})
+    e("error-simplifiedademamix-negative-min-beta1", "negative min_beta1", "simplifiedademamix",
+      {"min_beta1": -0.5})
+    e("error-adan-negative-max-grad-norm", "negative max_grad_norm", "adan", {"max_grad_norm": -1.0})
+    e("error-qhadam-nu-large", "nu1 = 1.5 is outside [0, 1]", "qhadam", {"nus": [1.5, 1.0]})
+    for name in ("mars", "stableadamw", "adamp"):
+        e(f"error-negative-lr-{name}", "negative lr", name, {"lr": -0.001})
+        e(f"error-beta2-one-{name}", "beta2 = 1 is outside [0, 1)", name, {"betas": [0.9, 1.0]})
+        e(f"error-negative-wd-{name}", "negative weight_decay", name, {"weight_decay": -0.1})
+    e("error-mars-unknown-type", "mars_type must be adamw, lion or shampoo", "mars", {"mars_type": "sgd"})
+    e("error-mars-negative-gamma", "negative gamma", "mars", {"gamma": -0.1})
+    e("error-mars-lr-zero", "lr 0: the reference divides lr_1d by it", "mars", {"lr": 0.0})
+    e("error-mars-betas-1d", "betas_1d with beta1 = 1", "mars", {"betas_1d": [1.0, 0.95]})
+    e("error-mars-negative-wd-1d", "negative weight_decay_1d", "mars", {"weight_decay_1d": -0.1})
+    e("error-adamp-wd-ratio-one", "wd_ratio = 1 is outside [0, 1)", "adamp", {"wd_ratio": 1.0})
+    e("error-qhadam-unknown-cautious", "QHAdam takes no cautious (no **kwargs)", "qhadam", {"cautious": True})
+    return E
+
+
 def error_specs():
     """(id, description, mutate(case) -> None, base kwargs for the numeric part)."""
     E = []
 
-    def e(cid, desc, optimizer, hparams, shapes=WB, steps=3, mutate=None, hess=None):
+    def e(cid, desc, optimizer, hparams, shapes=WB, steps=3, mutate=None, hess=None, ext=False):
         E.append(dict(id=cid, desc=desc, optimizer=optimizer, hparams=hparams, shapes=shapes, steps=steps,
-                      mutate=mutate, hess=hess))
+                      mutate=mutate, hess=hess, ext=ext))
 
     e("error-unknown-optimizer-sgd-nesterov", "unknown optimizer name", "sgd_nesterov", {})
     e("error-unknown-optimizer-lookbehind", "unknown optimizer name", "lookbehind", {"k": 5})
@@ -1985,7 +2255,7 @@ def make_error(es, log):
         s["mutate"](case)
     contract_msg = None
     try:
-        contract_check(case)
+        contract_check(case, ext=s.get("ext", False))
     except ContractError as exc:
         contract_msg = str(exc)
     ref_msg = harness_msg = None
@@ -2214,8 +2484,9 @@ def main(argv=None):
     if args.check_public:
         return check_public(args.check_public)
 
-    all_numeric = numeric_specs() + frontier_specs() + transcription_specs() + catalogue_a_specs()
-    all_errors = error_specs() + catalogue_a_error_specs()
+    all_numeric = (numeric_specs() + frontier_specs() + transcription_specs() + catalogue_a_specs()
+                   + adam_family_specs())
+    all_errors = error_specs() + catalogue_a_error_specs() + adam_family_error_specs()
     numeric = [s for s in all_numeric if matches(args.only, s)]
     errors = [s for s in all_errors if matches(args.only, s)]
     ids = [s["id"] for s in all_numeric] + [s["id"] for s in all_errors]
@@ -2259,7 +2530,7 @@ def main(argv=None):
         if case is None:
             dropped.append((es["id"], info["error"]))
             continue
-        written.append(write_case(case, args.out))
+        written.append(write_case(case, args.ext_out if es.get("ext") else args.out))
         per_opt["error"] = per_opt.get("error", 0) + 1
         log(f"ok    {es['id']:40s} contract={info['contract']!r} reference={info['reference']!r}")
 

@@ -235,6 +235,20 @@ fn variants() -> Vec<(&'static str, Value)> {
             "sophiah",
             json!({"lr": 1e-2, "weight_decouple": false, "weight_decay": 0.1, "fixed_decay": true, "maximize": true}),
         ),
+        // The Adam family (pytorch-optimizer 4.1.0).
+        ("adopt", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        ("adopt", json!({"lr": 1e-2, "cautious": true, "maximize": true})),
+        ("ademamix", json!({"lr": 1e-2, "t_alpha_beta3": 5.0, "weight_decay": 0.1})),
+        ("simplifiedademamix", json!({"lr": 1e-2, "alpha": 1.0, "beta1_warmup": 4})),
+        ("adan", json!({"lr": 1e-2, "max_grad_norm": 1.0, "weight_decay": 0.1})),
+        ("adan", json!({"lr": 1e-2, "weight_decouple": true, "weight_decay": 0.1, "maximize": true})),
+        ("laprop", json!({"lr": 1e-2, "centered": true, "steps_before_using_centered": 3, "ams_bound": true})),
+        ("laprop", json!({"lr": 1e-2, "weight_decay": 0.1, "maximize": true})),
+        ("yogi", json!({"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": false})),
+        ("qhadam", json!({"lr": 1e-2, "nus": [0.7, 0.8], "weight_decay": 0.1})),
+        ("adamod", json!({"lr": 1e-2, "weight_decay": 0.1, "adam_debias": true})),
+        ("diffgrad", json!({"lr": 1e-2, "rectify": true, "ams_bound": true})),
+        ("diffgrad", json!({"lr": 1e-2, "weight_decay": 0.1, "maximize": true})),
     ]
 }
 

@@ -41,6 +41,7 @@ macro_rules! optimizers {
 // Shared pieces of several rules (no registry entry).
 pub mod newton_schulz;
 pub mod pytorch_optimizer;
+pub mod adam_family;
 
 optimizers! {
     sgd::Sgd,
@@ -80,4 +81,17 @@ optimizers! {
     madgrad::Madgrad,
     novograd::NovoGrad,
     tiger::Tiger,
+    // the Adam family (pytorch-optimizer 4.1.0)
+    adopt::Adopt,
+    ademamix::AdEMAMix,
+    simplifiedademamix::SimplifiedAdEMAMix,
+    adan::Adan,
+    laprop::LaProp,
+    yogi::Yogi,
+    qhadam::QHAdam,
+    adamod::AdaMod,
+    diffgrad::DiffGrad,
+    mars::Mars,
+    stableadamw::StableAdamW,
+    adamp::AdamP,
 }

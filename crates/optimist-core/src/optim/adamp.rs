@@ -1,0 +1,214 @@
+//! AdamP: Adam whose update loses its radial component (along the weight)
+//! for scale-invariant weights, detected by a small cosine similarity
+//! between gradient and weight, per output channel or per layer.
+//!
+//! **Reference:** `pytorch_optimizer.AdamP` (pytorch-optimizer 4.1.0), its
+//! per-parameter path (the class default, `foreach = false`; the `adanorm`
+//! and `use_gc` options are not implemented). **Paper:** Heo et al.,
+//! "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
+//! Scale-invariant Weights", ICLR 2021 (arXiv:2006.08217).
+//!
+//! Update rule for one parameter at step t (one counter for the optimizer):
+//! ```text
+//! g <- -g                                        if maximize
+//! m <- lerp(m, g, 1 - beta1)
+//! v <- beta2 v + (1 - beta2) g^2
+//! q  = sqrt(1 - beta2^t) / (sqrt(v) + eps)       (as reciprocal, then product)
+//! u  = m (masked cautiously against g if cautious); lerp(u, g, 1 - beta1) if nesterov; u <- u * q
+//! ratio = 1
+//! if p has 2 or more dimensions, for view in (per output channel, whole tensor):
+//!     if max over rows |cos(g_row, p_row)| < delta / sqrt(row length):
+//!         p_n = p / (||p_row|| + eps);  u <- u - p_n * sum_row(p_n * u);  ratio = wd_ratio; stop
+//! p <- p * (1 - wd * (fixed_decay ? 1 : lr) * ratio)   if weight_decouple (default)
+//!                                  (L2: added to g after its use, no effect, as the reference)
+//! p <- p - lr' u,  lr' = lr / (1 - beta1^t), or lr with adam_debias
+//! ```
+//! Defaults: lr = 1e-3, betas = (0.9, 0.999), weight_decay = 0,
+//! weight_decouple = true, fixed_decay = false, delta = 0.1,
+//! wd_ratio = 0.1, nesterov = false, eps = 1e-8, maximize = false,
+//! cautious = false, adam_debias = false. Validation as the reference:
+//! lr >= 0, betas in [0, 1), weight_decay >= 0, wd_ratio in [0, 1),
+//! eps >= 0. Row norms, cosines and row sums are accumulated in f64.
+
+use serde::{Deserialize, Serialize};
+
+use super::adam_family::{decay, grad_sign};
+use crate::error::Result;
+use crate::exec::cautious_scale;
+use crate::math::{bias_correction, lerp, Ema};
+use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::tensor::{ParamMut, StateTensor};
+use crate::validate as v;
+
+crate::param_state! {
+    /// AdamP state: first and second moments.
+    pub struct AdamPState { exp_avg, exp_avg_sq }
+}
+
+/// Hyperparameters of `pytorch_optimizer.AdamP`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdamP {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// Decay rates of the moments (default (0.9, 0.999)).
+    pub betas: [f64; 2],
+    /// Weight decay (default 0).
+    pub weight_decay: f64,
+    /// Decoupled weight decay (default true); L2 otherwise (no effect).
+    pub weight_decouple: bool,
+    /// Decoupled decay not scaled by lr (default false).
+    pub fixed_decay: bool,
+    /// Cosine threshold of the scale-invariance test (default 0.1).
+    pub delta: f64,
+    /// Weight-decay ratio of projected parameters (default 0.1).
+    pub wd_ratio: f64,
+    /// Nesterov momentum (default false).
+    pub nesterov: bool,
+    /// Added to the denominators (default 1e-8).
+    pub eps: f64,
+    /// Maximize the objective (default false).
+    pub maximize: bool,
+    /// Cautious masking of the momentum against the gradient (default false).
+    pub cautious: bool,
+    /// AdamD: no bias correction of the first moment (default false).
+    pub adam_debias: bool,
+}
+
+impl Default for AdamP {
+    fn default() -> Self {
+        AdamP {
+            lr: 1e-3,
+            betas: [0.9, 0.999],
+            weight_decay: 0.0,
+            weight_decouple: true,
+            fixed_decay: false,
+            delta: 0.1,
+            wd_ratio: 0.1,
+            nesterov: false,
+            eps: 1e-8,
+            maximize: false,
+            cautious: false,
+            adam_debias: false,
+        }
+    }
+}
+
+impl OptimizerConfig for AdamP {
+    const NAME: &'static str = "adamp";
+    const REFERENCE: &'static str = "pytorch_optimizer.AdamP (pytorch-optimizer 4.1.0)";
+    const PAPER: &'static str = "Heo et al., AdamP: Slowing Down the Slowdown for Momentum Optimizers on Scale-invariant Weights, ICLR 2021 (arXiv:2006.08217)";
+    const SUMMARY: &'static str =
+        "Adam with the radial update component removed for scale-invariant weights";
+
+    fn validate(&self) -> Result<()> {
+        v::non_negative(Self::NAME, "lr", self.lr)?;
+        v::betas(Self::NAME, self.betas)?;
+        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        v::unit_interval_open(Self::NAME, "wd_ratio", self.wd_ratio)?;
+        v::non_negative(Self::NAME, "eps", self.eps)?;
+        v::finite(Self::NAME, "delta", self.delta)
+    }
+}
+
+/// `sqrt(sum x^2)` of f32 values, accumulated in f64, as f32.
+fn norm(xs: impl Iterator<Item = f32>) -> f32 {
+    xs.map(|x| x as f64 * x as f64).sum::<f64>().sqrt() as f32
+}
+
+impl AdamP {
+    /// Projects `u` (rows of `cols` values) when the rows of `g` and `p`
+    /// are nearly orthogonal; returns whether it did.
+    fn project(&self, rows: usize, cols: usize, p: &[f32], g: &[f32], u: &mut [f32]) -> bool {
+        let eps = self.eps as f32;
+        let mut max_cos = f32::NEG_INFINITY;
+        let mut nan = false;
+        for r in 0..rows {
+            let (pr, gr) = (&p[r * cols..(r + 1) * cols], &g[r * cols..(r + 1) * cols]);
+            let (np, ng) = (norm(pr.iter().copied()), norm(gr.iter().copied()));
+            let (np, ng) = (if np < eps { eps } else { np }, if ng < eps { eps } else { ng });
+            let dot: f64 = gr
+                .iter()
+                .zip(pr)
+                .map(|(&a, &b)| ((a / ng) * (b / np)) as f64)
+                .sum();
+            let c = (dot as f32).abs();
+            nan |= c.is_nan();
+            if c > max_cos {
+                max_cos = c;
+            }
+        }
+        let threshold = (self.delta / (cols as f64).sqrt()) as f32;
+        if nan || !(max_cos < threshold) {
+            return false;
+        }
+        for r in 0..rows {
+            let pr = &p[r * cols..(r + 1) * cols];
+            let ur = &mut u[r * cols..(r + 1) * cols];
+            let d = norm(pr.iter().copied()) + eps;
+            let radial = pr.iter().zip(ur.iter()).map(|(&a, &b)| ((a / d) * b) as f64).sum::<f64>() as f32;
+            for (uj, &pj) in ur.iter_mut().zip(pr) {
+                *uj -= (pj / d) * radial;
+            }
+        }
+        true
+    }
+}
+
+impl UpdateRule for AdamP {
+    type State = AdamPState;
+
+    #[allow(clippy::needless_range_loop)]
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamPState) -> Result<()> {
+        let n = p.numel();
+        if !st.exp_avg.is_allocated() {
+            st.exp_avg = StateTensor::zeros(n);
+            st.exp_avg_sq = StateTensor::zeros(n);
+        }
+        st.step += 1;
+        let t = info.step;
+        let [b1, b2] = self.betas;
+        let w1 = (1.0 - b1) as f32;
+        let ema2 = Ema::new(b2);
+        let bc2_sqrt = bias_correction(b2, t).sqrt() as f32;
+        let step_size = if self.adam_debias { self.lr } else { self.lr / bias_correction(b1, t) } as f32;
+        let eps = self.eps as f32;
+        let sg = grad_sign(self.maximize);
+        let g: Vec<f32> = p.grad.iter().map(|&x| sg * x).collect();
+        let m = st.exp_avg.as_mut_slice();
+        let v = st.exp_avg_sq.as_mut_slice();
+        let mut u = vec![0.0f32; n];
+        let mut kept = 0usize;
+        for i in 0..n {
+            m[i] = lerp(m[i], g[i], w1);
+            v[i] = ema2.sq(v[i], g[i]);
+            u[i] = (1.0 / (v[i].sqrt() + eps)) * bc2_sqrt;
+            kept += (m[i] * g[i] > 0.0) as usize;
+        }
+        let scale = cautious_scale(n, kept);
+        for i in 0..n {
+            let mut a = m[i];
+            if self.cautious {
+                a *= if m[i] * g[i] > 0.0 { scale } else { 0.0 };
+            }
+            if self.nesterov {
+                a = lerp(a, g[i], w1);
+            }
+            u[i] = if self.cautious || self.nesterov { a * u[i] } else { u[i] * a };
+        }
+        let mut ratio = 1.0;
+        if p.shape.len() > 1 && n > 0 {
+            let rows = p.shape[0];
+            let cols = n / rows.max(1);
+            if self.project(rows, cols, p.value, &g, &mut u) || self.project(1, n, p.value, &g, &mut u) {
+                ratio = self.wd_ratio;
+            }
+        }
+        let wd = decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, ratio);
+        for i in 0..n {
+            let (xi, _) = wd.apply_to(p.value[i], g[i]);
+            p.value[i] = xi - step_size * u[i];
+        }
+        Ok(())
+    }
+}

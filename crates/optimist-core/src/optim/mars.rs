@@ -1,0 +1,289 @@
+//! MARS: variance-reduced gradient correction (the scaled difference of
+//! consecutive gradients) feeding an AdamW or Lion step.
+//!
+//! **Reference:** `pytorch_optimizer.MARS` (pytorch-optimizer 4.1.0), its
+//! default foreach path, `mars_type` `"adamw"` and `"lion"`.
+//! `mars_type = "shampoo"` (a Newton-Schulz step, which the reference runs
+//! in bfloat16) is not implemented and is an error. **Paper:** Yuan, Liu,
+//! Wu, Zhou & Gu, "MARS: Unleashing the Power of Variance Reduction for
+//! Training Large Models" (arXiv:2411.10438).
+//!
+//! Update rule for one parameter at step t (one counter for the optimizer).
+//! A parameter is *mixed* when `optimize_1d` or it has 2 or more
+//! dimensions; the others take an AdamW step with `betas_1d`,
+//! `weight_decay_1d` and lr' = lr * (lr_1d / lr_at_construction):
+//! ```text
+//! g <- -g                                     if maximize
+//! mixed:  c = (g - g_prev) * (gamma * beta1 / (1 - beta1)) + g
+//!         c <- c / max(||c||, 1)              (norm over the tensor)
+//! else:   c = g
+//! m <- lerp(m, c, 1 - beta1)
+//! u  = m, masked cautiously against g         if cautious
+//! mixed and lion:  u <- sign(u)
+//! otherwise:       v <- beta2 v + (1 - beta2) c^2
+//!                  u <- u / ((sqrt(max(vmax, v) or v + 1e-15) + eps) / sqrt(1 - beta2^t) * (1 - beta1^t))
+//! p <- p * (1 - wd * (fixed_decay ? 1 : lr))   if weight_decouple (default)
+//! g <- g + wd * p                              otherwise (only g_prev sees it)
+//! p <- p - lr * u
+//! g_prev <- g
+//! ```
+//! Defaults: lr = 3e-3, betas = (0.95, 0.99), gamma = 0.025,
+//! mars_type = "adamw", optimize_1d = false, lr_1d = 3e-3,
+//! betas_1d = (0.9, 0.95), weight_decay = 0, weight_decay_1d = 0.1,
+//! weight_decouple = true, fixed_decay = false, ams_bound = false,
+//! cautious = false, eps = 1e-8, maximize = false. Validation as the
+//! reference: lr, lr_1d >= 0, betas and betas_1d in [0, 1), mars_type one
+//! of adamw/lion (shampoo: not implemented), gamma >= 0, weight_decay and
+//! weight_decay_1d >= 0, eps >= 0; built with lr = 0 the reference fails
+//! (it divides lr_1d by lr), here the first step does.
+//!
+//! The norm of `c` is over the tensor, so MARS runs per parameter (not
+//! on the fused elementwise path); the norm is accumulated in f64.
+
+use serde::{Deserialize, Serialize};
+
+use super::adam_family::{decay, grad_sign};
+use super::pytorch_optimizer::max_nan;
+use crate::error::{Error, Result};
+use crate::exec::cautious_scale;
+use crate::math::{bias_correction, lerp, sign, Ema};
+use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::tensor::{ParamMut, StateTensor};
+use crate::validate as v;
+
+crate::param_state! {
+    /// MARS state: moments, the previous gradient and the running maximum
+    /// of the second moment (ams_bound).
+    pub struct MarsState { exp_avg, exp_avg_sq, last_grad, max_exp_avg_sq }
+}
+
+/// Hyperparameters of `pytorch_optimizer.MARS`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mars {
+    /// Learning rate (default 3e-3).
+    pub lr: f64,
+    /// Decay rates of the moments (default (0.95, 0.99)).
+    pub betas: [f64; 2],
+    /// Strength of the gradient correction (default 0.025).
+    pub gamma: f64,
+    /// "adamw" (default) or "lion".
+    pub mars_type: String,
+    /// Treat 1-D parameters as the others (default false).
+    pub optimize_1d: bool,
+    /// Learning rate of the 1-D AdamW step (default 3e-3).
+    pub lr_1d: f64,
+    /// Decay rates of the 1-D AdamW step (default (0.9, 0.95)).
+    pub betas_1d: [f64; 2],
+    /// Weight decay (default 0).
+    pub weight_decay: f64,
+    /// Weight decay of the 1-D parameters (default 0.1).
+    pub weight_decay_1d: f64,
+    /// Decoupled weight decay (default true); L2 otherwise.
+    pub weight_decouple: bool,
+    /// Decoupled decay not scaled by lr (default false).
+    pub fixed_decay: bool,
+    /// Running maximum of the second moment (default false).
+    pub ams_bound: bool,
+    /// Cautious masking of the momentum against the gradient (default false).
+    pub cautious: bool,
+    /// Added to the denominator (default 1e-8).
+    pub eps: f64,
+    /// Maximize the objective (default false).
+    pub maximize: bool,
+    /// `lr_1d / lr` at construction (not a hyperparameter; kept when lr changes).
+    #[serde(skip)]
+    pub lr_1d_factor: Option<f64>,
+}
+
+impl Default for Mars {
+    fn default() -> Self {
+        Mars {
+            lr: 3e-3,
+            betas: [0.95, 0.99],
+            gamma: 0.025,
+            mars_type: "adamw".into(),
+            optimize_1d: false,
+            lr_1d: 3e-3,
+            betas_1d: [0.9, 0.95],
+            weight_decay: 0.0,
+            weight_decay_1d: 0.1,
+            weight_decouple: true,
+            fixed_decay: false,
+            ams_bound: false,
+            cautious: false,
+            eps: 1e-8,
+            maximize: false,
+            lr_1d_factor: None,
+        }
+    }
+}
+
+impl OptimizerConfig for Mars {
+    const NAME: &'static str = "mars";
+    const REFERENCE: &'static str = "pytorch_optimizer.MARS (pytorch-optimizer 4.1.0), mars_type adamw and lion";
+    const PAPER: &'static str = "Yuan, Liu, Wu, Zhou & Gu, MARS: Unleashing the Power of Variance Reduction for Training Large Models (arXiv:2411.10438)";
+    const SUMMARY: &'static str =
+        "variance-reduced gradient correction feeding an AdamW or Lion step";
+
+    fn validate(&self) -> Result<()> {
+        v::non_negative(Self::NAME, "lr", self.lr)?;
+        v::non_negative(Self::NAME, "lr_1d", self.lr_1d)?;
+        v::betas(Self::NAME, self.betas)?;
+        v::betas(Self::NAME, self.betas_1d).map_err(|_| {
+            Error::hparam(
+                Self::NAME,
+                "betas_1d",
+                format!("{:?}", self.betas_1d),
+                "must be in [0, 1)",
+            )
+        })?;
+        match self.mars_type.as_str() {
+            "adamw" | "lion" => {}
+            "shampoo" => {
+                return Err(Error::hparam(
+                    Self::NAME,
+                    "mars_type",
+                    "shampoo",
+                    "is not implemented (adamw and lion are)",
+                ))
+            }
+            other => {
+                return Err(Error::hparam(
+                    Self::NAME,
+                    "mars_type",
+                    other,
+                    "must be one of 'adamw', 'lion' or 'shampoo'",
+                ))
+            }
+        }
+        v::non_negative(Self::NAME, "gamma", self.gamma)?;
+        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        v::non_negative(Self::NAME, "weight_decay_1d", self.weight_decay_1d)?;
+        v::non_negative(Self::NAME, "eps", self.eps)
+    }
+}
+
+impl Mars {
+    fn factor(&self) -> f64 {
+        self.lr_1d_factor.unwrap_or(self.lr_1d / self.lr)
+    }
+}
+
+impl UpdateRule for Mars {
+    type State = MarsState;
+
+    fn carry_over(&mut self, previous: &Self) {
+        self.lr_1d_factor = Some(previous.factor());
+    }
+
+    /// Built with lr = 0, the reference fails (it divides lr_1d by lr);
+    /// here the first step does, before changing anything. A later lr of 0
+    /// (a schedule) keeps the factor of construction.
+    fn check_params(&self, _params: &[ParamMut<'_>]) -> Result<()> {
+        if self.lr_1d_factor.is_none() && self.lr == 0.0 {
+            return Err(Error::hparam(
+                Self::NAME,
+                "lr",
+                0,
+                "must be > 0 at construction (the reference divides lr_1d by it)",
+            ));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::needless_range_loop)]
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut MarsState) -> Result<()> {
+        let n = p.numel();
+        if !st.exp_avg.is_allocated() {
+            st.exp_avg = StateTensor::zeros(n);
+            st.exp_avg_sq = StateTensor::zeros(n);
+            st.last_grad = StateTensor::zeros(n);
+        }
+        if self.ams_bound && !st.max_exp_avg_sq.is_allocated() {
+            st.max_exp_avg_sq = StateTensor::zeros(n);
+        }
+        st.step += 1;
+        let t = info.step;
+        let mixed = self.optimize_1d || p.shape.len() >= 2;
+        let (lr, [b1, b2], wd) = if mixed {
+            (self.lr, self.betas, self.weight_decay)
+        } else {
+            (self.lr * self.factor(), self.betas_1d, self.weight_decay_1d)
+        };
+        let lion = mixed && self.mars_type == "lion";
+        let sg = grad_sign(self.maximize);
+        let k = (self.gamma * b1 / (1.0 - b1)) as f32;
+        let w1 = (1.0 - b1) as f32;
+        let ema2 = Ema::new(b2);
+        let (bc1, bc2_sqrt) = (bias_correction(b1, t) as f32, bias_correction(b2, t).sqrt() as f32);
+        let eps = self.eps as f32;
+        let wdk = decay(wd, self.weight_decouple, self.fixed_decay, lr, 1.0);
+        let lr32 = lr as f32;
+        let (x, g) = (&mut *p.value, &*p.grad);
+        let m = st.exp_avg.as_mut_slice();
+        let v = st.exp_avg_sq.as_mut_slice();
+        let last = st.last_grad.as_mut_slice();
+        let mut vmax = self.ams_bound.then(|| st.max_exp_avg_sq.as_mut_slice());
+        // The correction's norm, clamped below at 1.
+        let den = if mixed {
+            let sq: f64 = (0..n)
+                .map(|i| (((sg * g[i] - last[i]) * k + sg * g[i]) as f64).powi(2))
+                .sum();
+            let norm = sq.sqrt() as f32;
+            if norm < 1.0 {
+                1.0
+            } else {
+                norm
+            }
+        } else {
+            1.0
+        };
+        let mut kept = 0usize;
+        let mut dens: Vec<f32> = Vec::new();
+        if self.cautious {
+            dens.resize(n, 0.0);
+        }
+        for i in 0..n {
+            let gi = sg * g[i];
+            let c = if mixed { ((gi - last[i]) * k + gi) / den } else { gi };
+            let mi = lerp(m[i], c, w1);
+            m[i] = mi;
+            let d = if lion {
+                1.0
+            } else {
+                let vi = ema2.sq(v[i], c);
+                v[i] = vi;
+                let base = match vmax.as_mut() {
+                    Some(vm) => {
+                        vm[i] = max_nan(vm[i], vi);
+                        vm[i]
+                    }
+                    None => vi,
+                };
+                ((base + 1e-15).sqrt() + eps) / bc2_sqrt * bc1
+            };
+            let (xi, gl) = wdk.apply_to(x[i], gi);
+            last[i] = gl;
+            if self.cautious {
+                kept += (mi * gi > 0.0) as usize;
+                dens[i] = d;
+                x[i] = xi;
+            } else {
+                let u = if lion { sign(mi) } else { mi / d };
+                x[i] = xi - lr32 * u;
+            }
+        }
+        if self.cautious {
+            let scale = cautious_scale(n, kept);
+            for i in 0..n {
+                let gi = sg * g[i];
+                let ms = if m[i] * gi > 0.0 { scale } else { 0.0 };
+                let um = m[i] * ms;
+                let u = if lion { sign(um) } else { um / dens[i] };
+                x[i] -= lr32 * u;
+            }
+        }
+        Ok(())
+    }
+}
