@@ -181,9 +181,25 @@ EXT_REGISTRY = {
     "sophiag": {"lr": 0.0001, "betas": [0.965, 0.99], "rho": 0.04, "weight_decay": 0.1, "bs": 5120.0,
                 "maximize": False},
 }
+# Catalogue C (issue 17: learning-rate-free, spike-aware, memory-light): contract cases (no maximize) in --out,
+# maximize cases in --ext-out.  Not part of the owners' registry.json, so kept apart from REGISTRY.
+# null stands for a default JSON cannot write (growth_rate = inf).
+CAT_C_REGISTRY = {
+    "prodigy": {"lr": 1.0, "betas": [0.9, 0.999], "beta3": None, "d0": 1e-06, "d_coef": 1.0, "growth_rate": None,
+                "weight_decay": 0.0, "weight_decouple": True, "fixed_decay": False, "bias_correction": False,
+                "safeguard_warmup": False, "eps": 1e-08},
+    "dadaptadam": {"lr": 1.0, "betas": [0.9, 0.999], "d0": 1e-06, "growth_rate": None, "weight_decay": 0.0,
+                   "weight_decouple": False, "fixed_decay": False, "bias_correction": False, "eps": 1e-08},
+    "dadaptsgd": {"lr": 1.0, "momentum": 0.9, "d0": 1e-06, "growth_rate": None, "weight_decay": 0.0,
+                  "weight_decouple": False, "fixed_decay": False},
+    "dadaptlion": {"lr": 1.0, "betas": [0.9, 0.999], "d0": 1e-06, "weight_decay": 0.0, "weight_decouple": False,
+                   "fixed_decay": False},
+}
+CAT_C_INF_DEFAULTS = {"growth_rate"}   # JSON null -> float('inf') for the reference
 WRAPPERS = {"lookahead", "magma"}   # take an "inner" optimizer
 EXT_HPARAMS = {"sgd": {"maximize"}, "adam": {"maximize"}, "adamw": {"maximize"},
                "adamuon": {"variant", "nesterov"}}
+EXT_HPARAMS.update({name: {"maximize"} for name in CAT_C_REGISTRY})
 
 # registry name -> (library, class path, class getter)
 REFERENCES = {
@@ -216,6 +232,11 @@ REFERENCES = {
                          "sign-stabilized)", lambda: AdaMuonOfficialRef),
     "sophiag": ("optimist-gen", "transcription of SophiaG (Liuhong99/Sophia sophia.py @ 195a786)",
                 lambda: SophiaGRef),
+    # catalogue C
+    "prodigy": ("pytorch-optimizer", "pytorch_optimizer.Prodigy", lambda: pytorch_optimizer.Prodigy),
+    "dadaptadam": ("pytorch-optimizer", "pytorch_optimizer.DAdaptAdam", lambda: pytorch_optimizer.DAdaptAdam),
+    "dadaptsgd": ("pytorch-optimizer", "pytorch_optimizer.DAdaptSGD", lambda: pytorch_optimizer.DAdaptSGD),
+    "dadaptlion": ("pytorch-optimizer", "pytorch_optimizer.DAdaptLion", lambda: pytorch_optimizer.DAdaptLion),
 }
 MATRIX_ONLY = {"muon", "adamuon", "namo", "namo_d"}
 TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients"}   # JSON arrays -> Python tuples
@@ -646,6 +667,7 @@ class HarnessError(Exception):
 
 def contract_check_optimizer(name, hparams, shapes, ext, where="optimizer"):
     reg = dict(REGISTRY)
+    reg.update(CAT_C_REGISTRY)
     if ext:
         reg.update(EXT_REGISTRY)
     if not isinstance(name, str) or name not in reg:
@@ -726,6 +748,9 @@ def _kwargs(name, hparams, dtype, foreach_false):
     kw = {}
     for k, v in hparams.items():
         kw[k] = tuple(v) if (k in TUPLE_HPARAMS and isinstance(v, list)) else v
+    for k in CAT_C_INF_DEFAULTS:
+        if name in CAT_C_REGISTRY and k in kw and kw[k] is None:
+            kw[k] = float("inf")
     if name == "adafactor" and dtype == torch.float64:
         # contract: eps1 null means f32 machine epsilon; keep it so in the f64 rerun
         eps = list(kw.get("eps", (None, 0.001)))
@@ -1375,6 +1400,110 @@ def error_specs():
     return E
 
 
+def catalogue_c_specs():
+    """Catalogue C (issue 17): learning-rate-free, spike-aware and memory-light optimizers of
+    pytorch-optimizer 4.1.0.  Cases with maximize go to --ext-out."""
+    S = []
+    a = S.append
+    conv = [("conv", [4, 2, 3, 3]), ("b", [4])]
+    three = [("w", [5, 4]), ("k", [2, 3, 2]), ("b", [4])]
+    # ---------------------------------------------------------------- prodigy
+    a(spec("prodigy-defaults", "prodigy", {}, WB, 12, "Prodigy defaults (lr 1, d0 1e-6: d grows from the sums)"))
+    a(spec("prodigy-4d-zero-grad", "prodigy", {}, conv, 10, "Prodigy defaults on a 4-D tensor", zero=[4]))
+    a(spec("prodigy-wd-decoupled", "prodigy", {"weight_decay": 0.1, "d0": 1e-3}, WB, 10,
+           "Prodigy with decoupled weight decay scaled by d * lr"))
+    a(spec("prodigy-wd-fixed", "prodigy", {"weight_decay": 0.01, "fixed_decay": True, "d0": 1e-3}, three, 10,
+           "Prodigy with fixed (lr-free) decoupled decay"))
+    a(spec("prodigy-wd-l2", "prodigy", {"weight_decay": 0.1, "weight_decouple": False, "d0": 1e-3}, WB, 10,
+           "Prodigy with weight_decouple false (the L2 term is added after the moments: no effect)"))
+    a(spec("prodigy-bias-correction-safeguard", "prodigy",
+           {"bias_correction": True, "safeguard_warmup": True, "d0": 1e-4}, three, 12,
+           "Prodigy with bias correction and safeguard warm-up"))
+    a(spec("prodigy-beta3-dcoef-growth", "prodigy",
+           {"lr": 0.5, "betas": [0.8, 0.99], "beta3": 0.9, "d_coef": 2.0, "growth_rate": 1.5, "d0": 1e-4}, WB, 12,
+           "Prodigy with beta3, d_coef and a growth rate limit"))
+    a(spec("prodigy-eps-null", "prodigy", {"eps": None, "d0": 1e-3}, WB, 10,
+           "Prodigy with eps null: atan2 update"))
+    a(spec("prodigy-warmup-cosine", "prodigy", {"d0": 1e-3}, WB, 10, "Prodigy under warmup_cosine",
+           sched=warmup_cosine(2, 8, 0.1), clip=clip_norm(5.0)))
+    a(spec("prodigy-maximize", "prodigy", {"maximize": True, "weight_decay": 0.05, "d0": 1e-3}, WB, 10,
+           "EXTENSION (maximize): Prodigy maximizing", ext=True))
+    # ---------------------------------------------------------------- dadaptadam
+    a(spec("dadaptadam-defaults", "dadaptadam", {}, WB, 12, "D-Adapt Adam defaults"))
+    a(spec("dadaptadam-4d-zero-grad", "dadaptadam", {"d0": 1e-3}, conv, 10, "D-Adapt Adam on a 4-D tensor",
+           zero=[3]))
+    a(spec("dadaptadam-wd-l2", "dadaptadam", {"weight_decay": 0.1, "d0": 1e-3}, WB, 10,
+           "D-Adapt Adam with L2 weight decay (the default coupling)"))
+    a(spec("dadaptadam-wd-decoupled", "dadaptadam", {"weight_decay": 0.1, "weight_decouple": True, "d0": 1e-3},
+           three, 10, "D-Adapt Adam with decoupled decay scaled by d * lr"))
+    a(spec("dadaptadam-wd-fixed", "dadaptadam",
+           {"weight_decay": 0.01, "weight_decouple": True, "fixed_decay": True, "d0": 1e-3}, WB, 10,
+           "D-Adapt Adam with fixed decoupled decay"))
+    a(spec("dadaptadam-bias-correction-growth", "dadaptadam",
+           {"bias_correction": True, "growth_rate": 2.0, "lr": 0.5, "betas": [0.8, 0.99], "eps": 1e-6}, three, 12,
+           "D-Adapt Adam with bias correction, a growth limit, other betas and eps"))
+    a(spec("dadaptadam-warmup-cosine", "dadaptadam", {"d0": 1e-3}, WB, 10,
+           "D-Adapt Adam under warmup_cosine (lr 0 at the first step: d stays)", sched=warmup_cosine(2, 8, 0.1)))
+    a(spec("dadaptadam-maximize", "dadaptadam", {"maximize": True, "weight_decay": 0.05, "d0": 1e-3}, WB, 10,
+           "EXTENSION (maximize): D-Adapt Adam maximizing", ext=True))
+    # ---------------------------------------------------------------- dadaptsgd
+    a(spec("dadaptsgd-defaults", "dadaptsgd", {}, WB, 12, "D-Adapt SGD defaults"))
+    a(spec("dadaptsgd-4d", "dadaptsgd", {"d0": 1e-3, "momentum": 0.5}, conv, 10,
+           "D-Adapt SGD on a 4-D tensor with momentum 0.5", zero=[4]))
+    a(spec("dadaptsgd-first-zero-grad", "dadaptsgd", {"d0": 1e-3}, WB, 8,
+           "D-Adapt SGD whose first gradient is zero (nothing happens; g0 is taken at step 2)", zero=[1]))
+    a(spec("dadaptsgd-wd-l2", "dadaptsgd", {"weight_decay": 0.1, "d0": 1e-2}, WB, 10,
+           "D-Adapt SGD with L2 weight decay"))
+    a(spec("dadaptsgd-wd-decoupled", "dadaptsgd", {"weight_decay": 0.1, "weight_decouple": True, "d0": 1e-2},
+           three, 10, "D-Adapt SGD with decoupled decay"))
+    a(spec("dadaptsgd-wd-fixed-growth", "dadaptsgd",
+           {"weight_decay": 0.01, "weight_decouple": True, "fixed_decay": True, "growth_rate": 1.2, "momentum": 0.0},
+           WB, 10, "D-Adapt SGD with fixed decay, a growth limit and no momentum"))
+    a(spec("dadaptsgd-warmup-cosine", "dadaptsgd", {"d0": 1e-2}, WB, 10, "D-Adapt SGD under warmup_cosine",
+           sched=warmup_cosine(2, 8, 0.1)))
+    a(spec("dadaptsgd-maximize", "dadaptsgd", {"maximize": True, "weight_decay": 0.05, "d0": 1e-2}, WB, 10,
+           "EXTENSION (maximize): D-Adapt SGD maximizing", ext=True))
+    # ---------------------------------------------------------------- dadaptlion
+    a(spec("dadaptlion-defaults", "dadaptlion", {}, WB, 12, "D-Adapt Lion defaults"))
+    a(spec("dadaptlion-4d", "dadaptlion", {"d0": 1e-3, "betas": [0.95, 0.98]}, conv, 10,
+           "D-Adapt Lion on a 4-D tensor with other betas", zero=[4]))
+    a(spec("dadaptlion-wd-l2", "dadaptlion", {"weight_decay": 0.1, "d0": 1e-3}, WB, 10,
+           "D-Adapt Lion with L2 weight decay"))
+    a(spec("dadaptlion-wd-decoupled", "dadaptlion", {"weight_decay": 0.5, "weight_decouple": True, "d0": 1e-3},
+           three, 10, "D-Adapt Lion with decoupled decay"))
+    a(spec("dadaptlion-wd-fixed", "dadaptlion",
+           {"weight_decay": 0.01, "weight_decouple": True, "fixed_decay": True, "d0": 1e-3}, WB, 10,
+           "D-Adapt Lion with fixed decoupled decay"))
+    a(spec("dadaptlion-warmup-cosine", "dadaptlion", {"d0": 1e-3}, WB, 10, "D-Adapt Lion under warmup_cosine",
+           sched=warmup_cosine(2, 8, 0.1)))
+    a(spec("dadaptlion-maximize", "dadaptlion", {"maximize": True, "weight_decay": 0.05, "d0": 1e-3}, WB, 10,
+           "EXTENSION (maximize): D-Adapt Lion maximizing", ext=True))
+    return S
+
+
+def catalogue_c_error_specs():
+    """Error cases of catalogue C: where the reference constructor (or first step) raises."""
+    E = []
+
+    def e(cid, desc, optimizer, hparams):
+        E.append(dict(id=cid, desc=desc, optimizer=optimizer, hparams=hparams, shapes=WB, steps=3,
+                      mutate=None, hess=None))
+
+    for name in ("prodigy", "dadaptadam", "dadaptsgd", "dadaptlion"):
+        e(f"error-negative-lr-{name}", "negative lr", name, {"lr": -1.0})
+        e(f"error-negative-weight-decay-{name}", "negative weight_decay", name, {"weight_decay": -0.1})
+        e(f"error-unknown-hparam-{name}", "unknown hyperparameter (amsgrad)", name, {"amsgrad": True})
+    for name in ("prodigy", "dadaptadam", "dadaptlion"):
+        e(f"error-beta1-one-{name}", "beta1 = 1 is outside [0, 1)", name, {"betas": [1.0, 0.999]})
+        e(f"error-beta2-negative-{name}", "beta2 < 0", name, {"betas": [0.9, -0.1]})
+    e("error-beta3-above-one-prodigy", "beta3 > 1", "prodigy", {"beta3": 1.5})
+    e("error-negative-eps-prodigy", "negative eps", "prodigy", {"eps": -1e-8})
+    e("error-d0-zero-prodigy", "d0 = 0 (the first step divides by it)", "prodigy", {"d0": 0.0})
+    e("error-negative-eps-dadaptadam", "negative eps", "dadaptadam", {"eps": -1e-8})
+    e("error-momentum-one-dadaptsgd", "momentum = 1 is outside [0, 1)", "dadaptsgd", {"momentum": 1.0})
+    return E
+
+
 # --------------------------------------------------------------------------------------
 # Case construction
 # --------------------------------------------------------------------------------------
@@ -1813,10 +1942,11 @@ def main(argv=None):
     if args.check_public:
         return check_public(args.check_public)
 
-    numeric = [s for s in numeric_specs() + frontier_specs() + transcription_specs() if matches(args.only, s)]
-    errors = [s for s in error_specs() if matches(args.only, s)]
-    ids = [s["id"] for s in numeric_specs() + frontier_specs() + transcription_specs()] + \
-        [s["id"] for s in error_specs()]
+    all_numeric = numeric_specs() + frontier_specs() + transcription_specs() + catalogue_c_specs()
+    all_errors = error_specs() + catalogue_c_error_specs()
+    numeric = [s for s in all_numeric if matches(args.only, s)]
+    errors = [s for s in all_errors if matches(args.only, s)]
+    ids = [s["id"] for s in all_numeric] + [s["id"] for s in all_errors]
     dup = {i for i in ids if ids.count(i) > 1}
     if dup:
         raise RuntimeError(f"duplicate case ids: {sorted(dup)}")

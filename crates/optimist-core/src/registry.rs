@@ -64,6 +64,11 @@ pub fn registry() -> &'static [OptimizerSpec] {
             skipupdate_spec(),
             optim::schedulefree::spec::<optim::AdamWScheduleFree>(),
             optim::schedulefree::spec::<optim::SgdScheduleFree>(),
+            // Catalogue C: learning-rate-free, spike-aware and memory-light.
+            optim::prodigy::global_spec::<optim::Prodigy>(),
+            optim::prodigy::global_spec::<optim::DAdaptAdam>(),
+            optim::prodigy::global_spec::<optim::DAdaptSgd>(),
+            optim::prodigy::global_spec::<optim::DAdaptLion>(),
         ]
     })
 }

@@ -56,3 +56,13 @@ pub use signsgd::SignSgd;
 pub use skipupdate::{SkipUpdate, SkipUpdateConfig};
 pub use sophiag::SophiaG;
 pub use sophiah::SophiaH;
+
+// Catalogue C: learning-rate-free, spike-aware and memory-light.
+pub mod prodigy;
+pub mod dadaptadam;
+pub mod dadaptsgd;
+pub mod dadaptlion;
+pub use prodigy::{GlobalEngine, GlobalRule, Prodigy};
+pub use dadaptadam::DAdaptAdam;
+pub use dadaptsgd::DAdaptSgd;
+pub use dadaptlion::DAdaptLion;
