@@ -194,6 +194,12 @@ CAT_C_REGISTRY = {
                   "weight_decouple": False, "fixed_decay": False},
     "dadaptlion": {"lr": 1.0, "betas": [0.9, 0.999], "d0": 1e-06, "weight_decay": 0.0, "weight_decouple": False,
                    "fixed_decay": False},
+    "grokfastadamw": {"lr": 0.0001, "betas": [0.9, 0.99], "grokfast": True, "grokfast_alpha": 0.98,
+                      "grokfast_lamb": 2.0, "grokfast_after_step": 0, "weight_decay": 0.0, "weight_decouple": True,
+                      "fixed_decay": False, "normalize_lr": True, "eps": 1e-08},
+    "ranger": {"lr": 0.001, "betas": [0.95, 0.999], "alpha": 0.5, "k": 6, "n_sma_threshold": 5,
+               "degenerated_to_sgd": False, "weight_decay": 0.0, "weight_decouple": True, "fixed_decay": False,
+               "use_gc": True, "gc_conv_only": False, "eps": 1e-05, "adam_debias": False},
 }
 CAT_C_INF_DEFAULTS = {"growth_rate"}   # JSON null -> float('inf') for the reference
 WRAPPERS = {"lookahead", "magma"}   # take an "inner" optimizer
@@ -237,6 +243,9 @@ REFERENCES = {
     "dadaptadam": ("pytorch-optimizer", "pytorch_optimizer.DAdaptAdam", lambda: pytorch_optimizer.DAdaptAdam),
     "dadaptsgd": ("pytorch-optimizer", "pytorch_optimizer.DAdaptSGD", lambda: pytorch_optimizer.DAdaptSGD),
     "dadaptlion": ("pytorch-optimizer", "pytorch_optimizer.DAdaptLion", lambda: pytorch_optimizer.DAdaptLion),
+    "grokfastadamw": ("pytorch-optimizer", "pytorch_optimizer.GrokFastAdamW",
+                      lambda: pytorch_optimizer.GrokFastAdamW),
+    "ranger": ("pytorch-optimizer", "pytorch_optimizer.Ranger", lambda: pytorch_optimizer.Ranger),
 }
 MATRIX_ONLY = {"muon", "adamuon", "namo", "namo_d"}
 TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients"}   # JSON arrays -> Python tuples
@@ -1478,6 +1487,48 @@ def catalogue_c_specs():
            sched=warmup_cosine(2, 8, 0.1)))
     a(spec("dadaptlion-maximize", "dadaptlion", {"maximize": True, "weight_decay": 0.05, "d0": 1e-3}, WB, 10,
            "EXTENSION (maximize): D-Adapt Lion maximizing", ext=True))
+    # ---------------------------------------------------------------- grokfastadamw
+    a(spec("grokfastadamw-defaults", "grokfastadamw", {}, WB, 10, "GrokFast-AdamW defaults (lr normalized by 3)"))
+    a(spec("grokfastadamw-4d-after-step", "grokfastadamw",
+           {"lr": 0.01, "grokfast_after_step": 3, "grokfast_alpha": 0.9, "grokfast_lamb": 1.0}, conv, 10,
+           "GrokFast-AdamW: filter from step 4 on, other alpha and lambda", zero=[5]))
+    a(spec("grokfastadamw-wd-decoupled", "grokfastadamw", {"lr": 0.01, "weight_decay": 0.1}, WB, 10,
+           "GrokFast-AdamW with decoupled decay (normalized lr)"))
+    a(spec("grokfastadamw-wd-l2-fixed", "grokfastadamw",
+           {"lr": 0.01, "weight_decay": 0.01, "weight_decouple": False, "betas": [0.8, 0.95]}, three, 10,
+           "GrokFast-AdamW with L2 decay and other betas"))
+    a(spec("grokfastadamw-wd-fixed", "grokfastadamw",
+           {"lr": 0.01, "weight_decay": 0.01, "fixed_decay": True}, WB, 10, "GrokFast-AdamW with fixed decay"))
+    a(spec("grokfastadamw-no-filter", "grokfastadamw", {"lr": 0.01, "grokfast": False, "eps": 0.01}, WB, 10,
+           "GrokFast-AdamW with the filter off (plain AdamW with the eps floor)"))
+    a(spec("grokfastadamw-no-normalize", "grokfastadamw", {"lr": 0.003, "normalize_lr": False}, WB, 10,
+           "GrokFast-AdamW without lr normalization"))
+    a(spec("grokfastadamw-warmup-cosine", "grokfastadamw", {"lr": 0.01}, WB, 10,
+           "GrokFast-AdamW under warmup_cosine (min_lr 0: the reference schedules its normalized lr)",
+           sched=warmup_cosine(2, 8), clip=clip_norm(5.0)))
+    a(spec("grokfastadamw-maximize", "grokfastadamw", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
+           "EXTENSION (maximize): GrokFast-AdamW maximizing (the EMA starts at -g)", ext=True))
+    # ---------------------------------------------------------------- ranger
+    a(spec("ranger-defaults", "ranger", {}, WB, 14,
+           "Ranger defaults: gradient centralization of w, lookahead at steps 6 and 12, first 5 steps unrectified"))
+    a(spec("ranger-4d-gc-conv-only", "ranger", {"lr": 0.01, "gc_conv_only": True, "k": 3}, conv + [("m", [3, 4])],
+           10, "Ranger centralizing only the 4-D tensor, lookahead every 3 steps", zero=[4]))
+    a(spec("ranger-no-gc-degenerated", "ranger",
+           {"lr": 0.01, "use_gc": False, "degenerated_to_sgd": True, "alpha": 0.8, "k": 4}, WB, 10,
+           "Ranger without centralization, SGD steps below the threshold"))
+    a(spec("ranger-rectified-early", "ranger", {"lr": 0.01, "betas": [0.9, 0.9], "n_sma_threshold": 4}, three, 10,
+           "Ranger with beta2 0.9 and threshold 4: rectified from step 5"))
+    a(spec("ranger-wd-decoupled", "ranger", {"lr": 0.01, "weight_decay": 0.1}, WB, 10,
+           "Ranger with decoupled decay"))
+    a(spec("ranger-wd-l2-fixed", "ranger", {"lr": 0.01, "weight_decay": 0.05, "weight_decouple": False, "eps": 1e-8},
+           WB, 10, "Ranger with L2 decay"))
+    a(spec("ranger-wd-fixed-debias", "ranger",
+           {"lr": 0.01, "weight_decay": 0.01, "fixed_decay": True, "adam_debias": True}, WB, 10,
+           "Ranger with fixed decay and adam_debias"))
+    a(spec("ranger-warmup-cosine", "ranger", {"lr": 0.01}, WB, 12, "Ranger under warmup_cosine",
+           sched=warmup_cosine(2, 10, 0.001)))
+    a(spec("ranger-maximize", "ranger", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
+           "EXTENSION (maximize): Ranger maximizing", ext=True))
     return S
 
 
@@ -1501,6 +1552,18 @@ def catalogue_c_error_specs():
     e("error-d0-zero-prodigy", "d0 = 0 (the first step divides by it)", "prodigy", {"d0": 0.0})
     e("error-negative-eps-dadaptadam", "negative eps", "dadaptadam", {"eps": -1e-8})
     e("error-momentum-one-dadaptsgd", "momentum = 1 is outside [0, 1)", "dadaptsgd", {"momentum": 1.0})
+    for name in ("grokfastadamw", "ranger"):
+        e(f"error-negative-lr-{name}", "negative lr", name, {"lr": -0.001})
+        e(f"error-beta1-one-{name}", "beta1 = 1 is outside [0, 1)", name, {"betas": [1.0, 0.999]})
+        e(f"error-negative-weight-decay-{name}", "negative weight_decay", name, {"weight_decay": -0.1})
+        e(f"error-negative-eps-{name}", "negative eps", name, {"eps": -1e-8})
+    e("error-unknown-hparam-grokfastadamw", "unknown hyperparameter (amsgrad)", "grokfastadamw", {"amsgrad": True})
+    e("error-grokfast-alpha-one-grokfastadamw", "grokfast_alpha = 1 is outside [0, 1)", "grokfastadamw",
+      {"grokfast_alpha": 1.0})
+    e("error-alpha-above-one-ranger", "alpha > 1", "ranger", {"alpha": 1.5})
+    e("error-k-zero-ranger", "k = 0 is not positive", "ranger", {"k": 0})
+    e("error-unknown-hparam-adanorm-ranger", "adanorm is not implemented (unknown hyperparameter)", "ranger",
+      {"adanorm": True})
     return E
 
 

@@ -69,6 +69,8 @@ pub fn registry() -> &'static [OptimizerSpec] {
             optim::prodigy::global_spec::<optim::DAdaptAdam>(),
             optim::prodigy::global_spec::<optim::DAdaptSgd>(),
             optim::prodigy::global_spec::<optim::DAdaptLion>(),
+            spec::<optim::GrokFastAdamW>(),
+            spec::<optim::Ranger>(),
         ]
     })
 }
