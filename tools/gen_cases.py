@@ -200,6 +200,16 @@ CAT_C_REGISTRY = {
     "ranger": {"lr": 0.001, "betas": [0.95, 0.999], "alpha": 0.5, "k": 6, "n_sma_threshold": 5,
                "degenerated_to_sgd": False, "weight_decay": 0.0, "weight_decouple": True, "fixed_decay": False,
                "use_gc": True, "gc_conv_only": False, "eps": 1e-05, "adam_debias": False},
+    "came": {"lr": 0.0002, "betas": [0.9, 0.999, 0.9999], "weight_decay": 0.0, "weight_decouple": True,
+             "fixed_decay": False, "clip_threshold": 1.0, "ams_bound": False, "eps1": 1e-30, "eps2": 1e-16},
+    "schedulefreeradam": {"lr": 0.0025, "betas": [0.9, 0.999], "weight_decay": 0.0, "r": 0.0,
+                          "weight_lr_power": 2.0, "silent_sgd_phase": True, "eps": 1e-08},
+    "adammini": {"lr": 1.0, "betas": [0.9, 0.999], "weight_decay": 0.1, "model_sharding": False,
+                 "num_embeds": 2048, "num_heads": 32, "num_query_groups": None, "eps": 1e-08},
+    "stablespam": {"lr": 0.001, "betas": [0.9, 0.999], "gamma1": 0.7, "gamma2": 0.9, "theta": 0.999,
+                   "weight_decay": 0.0, "update_proj_gap": 1000, "eps": 1e-08},
+    "spam": {"lr": 0.001, "betas": [0.9, 0.999], "density": 1.0, "weight_decay": 0.0, "warmup_epoch": 50,
+             "threshold": 5000, "grad_accu_steps": 20, "update_proj_gap": 500, "eps": 1e-06},
 }
 CAT_C_INF_DEFAULTS = {"growth_rate"}   # JSON null -> float('inf') for the reference
 WRAPPERS = {"lookahead", "magma"}   # take an "inner" optimizer
@@ -246,6 +256,12 @@ REFERENCES = {
     "grokfastadamw": ("pytorch-optimizer", "pytorch_optimizer.GrokFastAdamW",
                       lambda: pytorch_optimizer.GrokFastAdamW),
     "ranger": ("pytorch-optimizer", "pytorch_optimizer.Ranger", lambda: pytorch_optimizer.Ranger),
+    "came": ("pytorch-optimizer", "pytorch_optimizer.CAME", lambda: pytorch_optimizer.CAME),
+    "schedulefreeradam": ("pytorch-optimizer", "pytorch_optimizer.ScheduleFreeRAdam",
+                          lambda: pytorch_optimizer.ScheduleFreeRAdam),
+    "adammini": ("pytorch-optimizer", "pytorch_optimizer.AdamMini", lambda: pytorch_optimizer.AdamMini),
+    "stablespam": ("pytorch-optimizer", "pytorch_optimizer.StableSPAM", lambda: pytorch_optimizer.StableSPAM),
+    "spam": ("pytorch-optimizer", "pytorch_optimizer.SPAM", lambda: pytorch_optimizer.SPAM),
 }
 MATRIX_ONLY = {"muon", "adamuon", "namo", "namo_d"}
 TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients"}   # JSON arrays -> Python tuples
@@ -796,11 +812,30 @@ def build_reference(name, hparams, params, dtype, foreach_false=False):
         raise HarnessError(f"no reference optimizer named {name!r}")
     cls = REFERENCES[name][2]()
     kw = _kwargs(name, hparams, dtype, foreach_false)
+    if name == "adammini":
+        kw.pop("foreach", None)
+        opt = cls(adammini_model(params), **kw)
+        return opt, opt
     if name == "adamuon":
         opt = cls([{"params": params, "use_muon": True}], **kw)
     else:
         opt = cls(params, **kw)
     return opt, opt
+
+
+def adammini_model(params):
+    """A torch module whose named_parameters() are `params` under their case names (dotted names become
+    submodules), for pytorch_optimizer.AdamMini."""
+    root = torch.nn.Module()
+    for p in params:
+        *path, leaf = p.optimist_name.split(".")
+        mod = root
+        for part in path:
+            if not hasattr(mod, part):
+                mod.add_module(part, torch.nn.Module())
+            mod = getattr(mod, part)
+        mod.register_parameter(leaf, p)
+    return root
 
 
 def reference_replay(case, dtype=torch.float32, foreach_false=False):
@@ -812,6 +847,10 @@ def reference_replay(case, dtype=torch.float32, foreach_false=False):
         except ValueError as exc:
             raise HarnessError(f"param {p.get('name')!r}: {exc}") from None
         params.append(torch.from_numpy(arr.copy()).to(dtype).requires_grad_(True))
+        if case["optimizer"] == "adammini":
+            # AdamMini takes a model and picks each parameter's rule from its name
+            params[-1] = torch.nn.Parameter(params[-1].detach())
+            params[-1].optimist_name = p["name"]
     opt, sched_opt = build_reference(case["optimizer"], case["hparams"], params, dtype, foreach_false)
     scheduler = None
     if case.get("lr_schedule"):
@@ -1529,6 +1568,85 @@ def catalogue_c_specs():
            sched=warmup_cosine(2, 10, 0.001)))
     a(spec("ranger-maximize", "ranger", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
            "EXTENSION (maximize): Ranger maximizing", ext=True))
+    # ---------------------------------------------------------------- came
+    a(spec("came-defaults", "came", {}, WB, 10, "CAME defaults: w factored, b with the full moment"))
+    a(spec("came-4d-3d", "came", {"lr": 0.01}, conv + [("k", [2, 3, 4])], 10,
+           "CAME on 4-D and 3-D tensors (factored over the last two dims per batch entry)", zero=[4]))
+    a(spec("came-clip-active", "came", {"lr": 0.01, "clip_threshold": 0.05, "betas": [0.8, 0.99, 0.999]}, three, 10,
+           "CAME with a small clip_threshold (the RMS clipping acts) and other betas"))
+    a(spec("came-ams-bound", "came", {"lr": 0.01, "ams_bound": True}, three, 10, "CAME with ams_bound",
+           big={6: 10.0}))
+    a(spec("came-wd-decoupled", "came", {"lr": 0.01, "weight_decay": 0.1}, WB, 10, "CAME with decoupled decay"))
+    a(spec("came-wd-l2", "came", {"lr": 0.01, "weight_decay": 0.1, "weight_decouple": False}, WB, 10,
+           "CAME with L2 decay"))
+    a(spec("came-wd-fixed-eps", "came",
+           {"lr": 0.01, "weight_decay": 0.01, "fixed_decay": True, "eps1": 1e-10, "eps2": 1e-8}, WB, 10,
+           "CAME with fixed decay and larger eps1, eps2"))
+    a(spec("came-warmup-cosine", "came", {"lr": 0.01}, WB, 10, "CAME under warmup_cosine",
+           sched=warmup_cosine(2, 8, 0.001), clip=clip_norm(5.0)))
+    a(spec("came-maximize", "came", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
+           "EXTENSION (maximize): CAME maximizing", ext=True))
+    # ---------------------------------------------------------------- schedulefreeradam
+    a(spec("schedulefreeradam-defaults", "schedulefreeradam", {}, WB, 12,
+           "schedule-free RAdam defaults: silent until rectification starts (step 6), then averaging"))
+    a(spec("schedulefreeradam-4d", "schedulefreeradam", {"lr": 0.01, "betas": [0.9, 0.9]}, conv, 12,
+           "schedule-free RAdam with beta2 0.9 on a 4-D tensor", zero=[7]))
+    a(spec("schedulefreeradam-sgd-phase", "schedulefreeradam",
+           {"lr": 0.01, "silent_sgd_phase": False, "betas": [0.95, 0.99]}, WB, 10,
+           "schedule-free RAdam without the silent phase (the reference's lr 1.0 before rectification)",
+           gscale=0.01))
+    a(spec("schedulefreeradam-wd-r-power", "schedulefreeradam",
+           {"lr": 0.01, "weight_decay": 0.1, "r": 1.0, "weight_lr_power": 1.0, "eps": 1e-6}, three, 12,
+           "schedule-free RAdam with decay at y, r 1 and weight_lr_power 1"))
+    a(spec("schedulefreeradam-warmup-cosine", "schedulefreeradam", {"lr": 0.01}, WB, 12,
+           "schedule-free RAdam under warmup_cosine", sched=warmup_cosine(2, 10, 0.001)))
+    a(spec("schedulefreeradam-maximize", "schedulefreeradam", {"lr": 0.01, "maximize": True, "weight_decay": 0.1},
+           WB, 12, "EXTENSION (maximize): schedule-free RAdam maximizing", ext=True))
+    # ---------------------------------------------------------------- adammini
+    llm = [("model.embed_tokens.weight", [10, 8]), ("model.layers.0.self_attn.q_proj.weight", [8, 8]),
+           ("model.layers.0.self_attn.k_proj.weight", [4, 8]), ("model.layers.0.mlp.up_proj.weight", [6, 8]),
+           ("model.layers.0.input_layernorm.weight", [8]), ("lm_head.weight", [10, 8])]
+    a(spec("adammini-defaults", "adammini", {}, WB, 10,
+           "Adam-mini defaults on unnamed-role tensors: one second moment per tensor, decoupled decay 0.1 at lr 1"))
+    a(spec("adammini-llm-blocks", "adammini", {"lr": 0.01, "num_embeds": 8, "num_heads": 4}, llm, 10,
+           "Adam-mini on a small transformer layer: embeddings per element, q/k per head (16 values), "
+           "norm without decay, the rest per tensor", zero=[4]))
+    a(spec("adammini-gqa-fused-attn", "adammini",
+           {"lr": 0.01, "num_embeds": 8, "num_heads": 4, "num_query_groups": 2, "weight_decay": 0.0,
+            "betas": [0.8, 0.99], "eps": 1e-6},
+           [("h.0.attn.qkv.weight", [12, 8]), ("h.0.attn.attn.weight", [24, 4]), ("wte.weight", [6, 4]),
+            ("h.0.ln_f.bias", [4]), ("k", [2, 3, 4])], 10,
+           "Adam-mini with grouped-query attention: fused attention weights as 2 x 4 x rest blocks"))
+    a(spec("adammini-warmup-cosine", "adammini", {"lr": 0.01, "num_embeds": 8, "num_heads": 4}, llm, 10,
+           "Adam-mini under warmup_cosine", sched=warmup_cosine(2, 8, 0.001)))
+    a(spec("adammini-maximize", "adammini", {"lr": 0.01, "maximize": True, "num_embeds": 8, "num_heads": 4},
+           llm, 10, "EXTENSION (maximize): Adam-mini maximizing", ext=True))
+    # ---------------------------------------------------------------- stablespam
+    a(spec("stablespam-defaults", "stablespam", {}, WB, 10, "Stable-SPAM defaults"))
+    a(spec("stablespam-spike-clipping", "stablespam", {"lr": 0.01}, conv, 10,
+           "Stable-SPAM: a gradient spike clipped against the running maximum", big={5: 1e3}, zero=[3]))
+    a(spec("stablespam-reset", "stablespam", {"lr": 0.01, "update_proj_gap": 4, "gamma1": -1.0}, three, 11,
+           "Stable-SPAM with moment resets every 4 steps and gamma1 = beta1"))
+    a(spec("stablespam-wd-other-constants", "stablespam",
+           {"lr": 0.01, "weight_decay": 0.1, "gamma1": 0.5, "gamma2": 0.8, "theta": 0.9, "betas": [0.8, 0.99],
+            "eps": 1e-6}, WB, 10, "Stable-SPAM with decoupled decay and other constants"))
+    a(spec("stablespam-warmup-cosine", "stablespam", {"lr": 0.01}, WB, 10, "Stable-SPAM under warmup_cosine",
+           sched=warmup_cosine(2, 8, 0.001)))
+    a(spec("stablespam-maximize", "stablespam", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
+           "EXTENSION (maximize): Stable-SPAM maximizing", ext=True))
+    # ---------------------------------------------------------------- spam
+    a(spec("spam-defaults", "spam", {}, WB, 10, "SPAM defaults (density 1: the masks select every entry)"))
+    a(spec("spam-reset-warmup-clip", "spam",
+           {"lr": 0.01, "update_proj_gap": 5, "warmup_epoch": 3, "grad_accu_steps": 2, "threshold": 3},
+           three, 14, "SPAM with moment resets at steps 5, 10, cosine warm-up of the step after each and spike "
+           "clipping (threshold 3)", big={7: 100.0}))
+    a(spec("spam-4d-wd", "spam", {"lr": 0.01, "weight_decay": 0.1, "betas": [0.8, 0.99], "eps": 1e-8}, conv, 10,
+           "SPAM on a 4-D tensor with decoupled decay after the update", zero=[3]))
+    a(spec("spam-no-clip-warmup-cosine", "spam", {"lr": 0.01, "threshold": 0, "update_proj_gap": 6,
+                                                  "warmup_epoch": 2, "grad_accu_steps": 0}, WB, 12,
+           "SPAM without clipping under warmup_cosine", sched=warmup_cosine(2, 10, 0.001)))
+    a(spec("spam-maximize", "spam", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
+           "EXTENSION (maximize): SPAM maximizing", ext=True))
     return S
 
 
@@ -1562,6 +1680,45 @@ def catalogue_c_error_specs():
       {"grokfast_alpha": 1.0})
     e("error-alpha-above-one-ranger", "alpha > 1", "ranger", {"alpha": 1.5})
     e("error-k-zero-ranger", "k = 0 is not positive", "ranger", {"k": 0})
+    e("error-negative-lr-came", "negative lr", "came", {"lr": -0.001})
+    e("error-beta1-one-came", "beta1 = 1 is outside [0, 1)", "came", {"betas": [1.0, 0.999, 0.9999]})
+    e("error-beta3-above-one-came", "beta3 > 1", "came", {"betas": [0.9, 0.999, 1.5]})
+    e("error-negative-weight-decay-came", "negative weight_decay", "came", {"weight_decay": -0.1})
+    e("error-negative-eps1-came", "negative eps1", "came", {"eps1": -1e-30})
+    e("error-negative-eps2-came", "negative eps2", "came", {"eps2": -1e-16})
+    e("error-unknown-hparam-came", "unknown hyperparameter (eps)", "came", {"eps": 1e-8})
+    e("error-negative-lr-schedulefreeradam", "negative lr", "schedulefreeradam", {"lr": -0.001})
+    e("error-beta1-zero-schedulefreeradam", "beta1 = 0 is outside (0, 1)", "schedulefreeradam",
+      {"betas": [0.0, 0.999]})
+    e("error-beta2-one-schedulefreeradam", "beta2 = 1 is outside [0, 1)", "schedulefreeradam",
+      {"betas": [0.9, 1.0]})
+    e("error-negative-weight-decay-schedulefreeradam", "negative weight_decay", "schedulefreeradam",
+      {"weight_decay": -0.1})
+    e("error-unknown-hparam-schedulefreeradam", "unknown hyperparameter (warmup_steps)", "schedulefreeradam",
+      {"warmup_steps": 10})
+    e("error-negative-lr-adammini", "negative lr", "adammini", {"lr": -1.0})
+    e("error-negative-weight-decay-adammini", "negative weight_decay", "adammini", {"weight_decay": -0.1})
+    e("error-num-heads-zero-adammini", "num_heads = 0 is not positive", "adammini", {"num_heads": 0})
+    e("error-num-embeds-not-divisible-adammini", "num_embeds not divisible by num_heads", "adammini",
+      {"num_embeds": 10, "num_heads": 4})
+    e("error-query-groups-not-divisible-adammini", "num_heads not divisible by num_query_groups", "adammini",
+      {"num_heads": 4, "num_query_groups": 3, "num_embeds": 8})
+    e("error-unknown-hparam-adammini", "unknown hyperparameter (amsgrad)", "adammini", {"amsgrad": True})
+    e("error-negative-lr-stablespam", "negative lr", "stablespam", {"lr": -0.001})
+    e("error-beta1-one-stablespam", "beta1 = 1 is outside [0, 1)", "stablespam", {"betas": [1.0, 0.999]})
+    e("error-negative-weight-decay-stablespam", "negative weight_decay", "stablespam", {"weight_decay": -0.1})
+    e("error-update-proj-gap-zero-stablespam", "update_proj_gap = 0 is not positive", "stablespam",
+      {"update_proj_gap": 0})
+    e("error-negative-eps-stablespam", "negative eps", "stablespam", {"eps": -1e-8})
+    e("error-t-max-stablespam", "t_max (cosine decay of beta1) is not implemented: unknown hyperparameter",
+      "stablespam", {"t_max": 100})
+    e("error-negative-lr-spam", "negative lr", "spam", {"lr": -0.001})
+    e("error-beta1-one-spam", "beta1 = 1 is outside [0, 1)", "spam", {"betas": [1.0, 0.999]})
+    e("error-negative-weight-decay-spam", "negative weight_decay", "spam", {"weight_decay": -0.1})
+    e("error-negative-density-spam", "negative density", "spam", {"density": -0.5})
+    e("error-negative-threshold-spam", "negative threshold", "spam", {"threshold": -1})
+    e("error-update-proj-gap-zero-spam", "update_proj_gap = 0 is not positive", "spam", {"update_proj_gap": 0})
+    e("error-negative-eps-spam", "negative eps", "spam", {"eps": -1e-6})
     e("error-unknown-hparam-adanorm-ranger", "adanorm is not implemented (unknown hyperparameter)", "ranger",
       {"adanorm": True})
     return E

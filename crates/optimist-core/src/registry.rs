@@ -71,6 +71,11 @@ pub fn registry() -> &'static [OptimizerSpec] {
             optim::prodigy::global_spec::<optim::DAdaptLion>(),
             spec::<optim::GrokFastAdamW>(),
             spec::<optim::Ranger>(),
+            spec::<optim::Came>(),
+            optim::schedulefree::spec::<optim::ScheduleFreeRAdam>(),
+            spec::<optim::AdamMini>(),
+            optim::prodigy::global_spec::<optim::StableSpam>(),
+            optim::prodigy::global_spec::<optim::Spam>(),
         ]
     })
 }

@@ -232,6 +232,13 @@ fn configs() -> Vec<(&'static str, Value)> {
             "sophiah",
             json!({"lr": 1e-2, "weight_decouple": false, "weight_decay": 0.1, "fixed_decay": true, "maximize": true}),
         ),
+        // Catalogue C.
+        ("grokfastadamw", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        (
+            "grokfastadamw",
+            json!({"lr": 1e-2, "weight_decouple": false, "weight_decay": 0.1, "grokfast_after_step": 2, "maximize": true}),
+        ),
+        ("grokfastadamw", json!({"lr": 1e-2, "grokfast": false, "fixed_decay": true, "weight_decay": 0.01})),
     ]
 }
 
