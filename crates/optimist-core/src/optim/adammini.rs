@@ -49,6 +49,8 @@
 //! block) for the others. Sums are accumulated in f64 and rounded to f32
 //! (the reference sums in f32).
 
+#![allow(clippy::needless_range_loop)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -135,10 +137,10 @@ impl OptimizerConfig for AdamMini {
         v::non_negative(n, "eps", self.eps)?;
         let groups = self.query_groups();
         v::at_least(n, "num_query_groups", groups, 1)?;
-        if self.num_embeds % self.num_heads != 0 {
+        if !self.num_embeds.is_multiple_of(self.num_heads) {
             return Err(Error::hparam(n, "num_embeds", self.num_embeds, "must be divisible by num_heads"));
         }
-        if self.num_heads % groups != 0 {
+        if !self.num_heads.is_multiple_of(groups) {
             return Err(Error::hparam(n, "num_heads", self.num_heads, "must be divisible by num_query_groups"));
         }
         Ok(())
@@ -182,7 +184,7 @@ impl AdamMini {
                 if p.shape.len() > 2 {
                     return bad("a query/key projection must have at most 2 dims".into());
                 }
-                if per_head == 0 || n % per_head != 0 {
+                if per_head == 0 || !n.is_multiple_of(per_head) {
                     return bad(format!("size not divisible by the head size {per_head}"));
                 }
                 Ok(Some((n / per_head, per_head)))
@@ -191,7 +193,7 @@ impl AdamMini {
                 if p.shape.len() > 2 {
                     return bad("a fused attention weight must have at most 2 dims".into());
                 }
-                if n % (g * rows) != 0 || n == 0 {
+                if !n.is_multiple_of(g * rows) || n == 0 {
                     return bad(format!("size not divisible by {g} x {rows}"));
                 }
                 Ok(Some((g * rows, n / (g * rows))))

@@ -45,6 +45,8 @@
 //! and norms are accumulated in f64 and rounded to f32 (the reference sums
 //! in f32).
 
+#![allow(clippy::needless_range_loop)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

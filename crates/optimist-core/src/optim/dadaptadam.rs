@@ -41,6 +41,8 @@
 //! `numerator_weighted`. Sums over a tensor are accumulated in f64 and
 //! rounded to f32 (the reference sums in f32).
 
+#![allow(clippy::needless_range_loop)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -191,9 +193,9 @@ impl GlobalRule for DAdaptAdam {
             d = d.max(d_hat.min(d * self.growth_rate));
             globals[0] = d;
         }
-        let keep = (self.weight_decouple && self.weight_decay != 0.0).then(|| {
-            (1.0 - self.weight_decay * if self.fixed_decay { 1.0 } else { d_lr }) as f32
-        });
+        let keep = (self.weight_decouple && self.weight_decay != 0.0).then_some(
+            (1.0 - self.weight_decay * if self.fixed_decay { 1.0 } else { d_lr }) as f32,
+        );
         for (p, st) in params.iter_mut().zip(states.iter_mut()) {
             let (m, vv) = (st.exp_avg.as_slice(), st.exp_avg_sq.as_slice());
             for i in 0..p.numel() {

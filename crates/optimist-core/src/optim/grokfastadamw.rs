@@ -37,6 +37,8 @@
 //! filter without that buffer (it was switched on later) is an error, as
 //! the reference fails then.
 
+#![allow(clippy::needless_range_loop)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

@@ -48,6 +48,8 @@
 //! `d`, `d_max` and `d_numerator` for the optimizer. Sums over a tensor
 //! are accumulated in f64 and rounded to f32 (the reference sums in f32).
 
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::HashSet;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

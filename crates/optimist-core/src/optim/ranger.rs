@@ -41,6 +41,8 @@
 //! State: `exp_avg`, `exp_avg_sq`, `slow_buffer`. Means are accumulated in
 //! f64 and rounded to f32 (the reference sums in f32).
 
+#![allow(clippy::needless_range_loop)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -206,7 +208,7 @@ impl UpdateRule for Ranger {
                 *x += neg * m[i];
             }
         }
-        if t % self.k == 0 {
+        if t.is_multiple_of(self.k) {
             let slow = st.slow_buffer.as_mut_slice();
             let a = self.alpha as f32;
             for i in 0..n {

@@ -40,6 +40,8 @@
 //! in train mode (as the reference's `train_mode` default); the reference's
 //! `use_palm` keyword (stored, never read) is not a hyperparameter here.
 
+#![allow(clippy::needless_range_loop)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

@@ -40,6 +40,8 @@
 //! `current_step` (steps since the last warm-up restart, starting at
 //! warmup_epoch + 1).
 
+#![allow(clippy::needless_range_loop)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -157,7 +159,7 @@ impl GlobalRule for Spam {
         let bc2s = (1.0 - beta2.powf(t as f64)).sqrt();
         let step = (-(self.lr * bc2s / bc1 * scale)) as f32;
         let gap = self.update_proj_gap;
-        let reset = total % gap == 0;
+        let reset = total.is_multiple_of(gap);
         let clip = self.threshold != 0.0
             && total >= self.grad_accu_steps
             && total % gap >= self.grad_accu_steps;
@@ -165,7 +167,7 @@ impl GlobalRule for Spam {
         let sgn = if self.maximize { -1.0f32 } else { 1.0 };
         let (w1, b2, w2) = ((1.0 - beta1) as f32, beta2 as f32, (1.0 - beta2) as f32);
         let eps = self.eps as f32;
-        let keep = (self.weight_decay != 0.0).then(|| (1.0 - self.lr * self.weight_decay) as f32);
+        let keep = (self.weight_decay != 0.0).then_some((1.0 - self.lr * self.weight_decay) as f32);
         for (p, st) in params.iter_mut().zip(states.iter_mut()) {
             let n = p.numel();
             if !st.exp_avg.is_allocated() || reset {
@@ -190,6 +192,6 @@ impl GlobalRule for Spam {
             }
         }
         globals[0] = total as f64;
-        globals[1] = if (total + 1) % gap == 0 { 0.0 } else { (current + 1) as f64 };
+        globals[1] = if (total + 1).is_multiple_of(gap) { 0.0 } else { (current + 1) as f64 };
     }
 }

@@ -36,6 +36,8 @@
 //! `v_norm_t`, `m_max_t` (one value each); the scalars `total_step` and
 //! `group_step`. Norms are accumulated in f64 and rounded to f32.
 
+#![allow(clippy::needless_range_loop)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -137,7 +139,7 @@ impl GlobalRule for StableSpam {
         }
         let total = globals[0] as u64 + 1;
         globals[0] = total as f64;
-        let t = if total % self.update_proj_gap == 0 {
+        let t = if total.is_multiple_of(self.update_proj_gap) {
             for st in states.iter_mut() {
                 st.exp_avg.as_mut_slice().fill(0.0);
                 st.exp_avg_sq.as_mut_slice().fill(0.0);
@@ -160,7 +162,7 @@ impl GlobalRule for StableSpam {
         let (w1, b2, w2) = ((1.0 - beta1) as f32, beta2 as f32, (1.0 - beta2) as f32);
         let eps = self.eps as f32;
         let sgn = if self.maximize { -1.0f32 } else { 1.0 };
-        let keep = (self.weight_decay != 0.0).then(|| (1.0 - self.weight_decay * self.lr) as f32);
+        let keep = (self.weight_decay != 0.0).then_some((1.0 - self.weight_decay * self.lr) as f32);
         for (p, st) in params.iter_mut().zip(states.iter_mut()) {
             st.step += 1;
             let n = p.numel();
