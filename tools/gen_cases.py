@@ -243,6 +243,38 @@ WRAPPERS = {"lookahead", "magma"}   # take an "inner" optimizer
 EXT_HPARAMS = {"sgd": {"maximize"}, "adam": {"maximize"}, "adamw": {"maximize"},
                "adamuon": {"variant", "nesterov"}}
 EXT_HPARAMS.update({name: {"maximize"} for name in CATALOGUE_A})   # catalogue A
+# Catalogue C (issue 17: learning-rate-free, spike-aware, memory-light): contract cases (no maximize) in --out,
+# maximize cases in --ext-out.  Not part of the owners' registry.json, so kept apart from REGISTRY.
+# null stands for a default JSON cannot write (growth_rate = inf).
+CAT_C_REGISTRY = {
+    "prodigy": {"lr": 1.0, "betas": [0.9, 0.999], "beta3": None, "d0": 1e-06, "d_coef": 1.0, "growth_rate": None,
+                "weight_decay": 0.0, "weight_decouple": True, "fixed_decay": False, "bias_correction": False,
+                "safeguard_warmup": False, "eps": 1e-08},
+    "dadaptadam": {"lr": 1.0, "betas": [0.9, 0.999], "d0": 1e-06, "growth_rate": None, "weight_decay": 0.0,
+                   "weight_decouple": False, "fixed_decay": False, "bias_correction": False, "eps": 1e-08},
+    "dadaptsgd": {"lr": 1.0, "momentum": 0.9, "d0": 1e-06, "growth_rate": None, "weight_decay": 0.0,
+                  "weight_decouple": False, "fixed_decay": False},
+    "dadaptlion": {"lr": 1.0, "betas": [0.9, 0.999], "d0": 1e-06, "weight_decay": 0.0, "weight_decouple": False,
+                   "fixed_decay": False},
+    "grokfastadamw": {"lr": 0.0001, "betas": [0.9, 0.99], "grokfast": True, "grokfast_alpha": 0.98,
+                      "grokfast_lamb": 2.0, "grokfast_after_step": 0, "weight_decay": 0.0, "weight_decouple": True,
+                      "fixed_decay": False, "normalize_lr": True, "eps": 1e-08},
+    "ranger": {"lr": 0.001, "betas": [0.95, 0.999], "alpha": 0.5, "k": 6, "n_sma_threshold": 5,
+               "degenerated_to_sgd": False, "weight_decay": 0.0, "weight_decouple": True, "fixed_decay": False,
+               "use_gc": True, "gc_conv_only": False, "eps": 1e-05, "adam_debias": False},
+    "came": {"lr": 0.0002, "betas": [0.9, 0.999, 0.9999], "weight_decay": 0.0, "weight_decouple": True,
+             "fixed_decay": False, "clip_threshold": 1.0, "ams_bound": False, "eps1": 1e-30, "eps2": 1e-16},
+    "schedulefreeradam": {"lr": 0.0025, "betas": [0.9, 0.999], "weight_decay": 0.0, "r": 0.0,
+                          "weight_lr_power": 2.0, "silent_sgd_phase": True, "eps": 1e-08},
+    "adammini": {"lr": 1.0, "betas": [0.9, 0.999], "weight_decay": 0.1, "model_sharding": False,
+                 "num_embeds": 2048, "num_heads": 32, "num_query_groups": None, "eps": 1e-08},
+    "stablespam": {"lr": 0.001, "betas": [0.9, 0.999], "gamma1": 0.7, "gamma2": 0.9, "theta": 0.999,
+                   "weight_decay": 0.0, "update_proj_gap": 1000, "eps": 1e-08},
+    "spam": {"lr": 0.001, "betas": [0.9, 0.999], "density": 1.0, "weight_decay": 0.0, "warmup_epoch": 50,
+             "threshold": 5000, "grad_accu_steps": 20, "update_proj_gap": 500, "eps": 1e-06},
+}
+CAT_C_INF_DEFAULTS = {"growth_rate"}   # JSON null -> float('inf') for the reference
+EXT_HPARAMS.update({name: {"maximize"} for name in CAT_C_REGISTRY})   # catalogue C
 
 # registry name -> (library, class path, class getter)
 REFERENCES = {
@@ -301,6 +333,20 @@ REFERENCES = {
     "mars": ("pytorch-optimizer", "pytorch_optimizer.MARS", lambda: pytorch_optimizer.MARS),
     "stableadamw": ("pytorch-optimizer", "pytorch_optimizer.StableAdamW", lambda: pytorch_optimizer.StableAdamW),
     "adamp": ("pytorch-optimizer", "pytorch_optimizer.AdamP", lambda: pytorch_optimizer.AdamP),
+    # catalogue C
+    "prodigy": ("pytorch-optimizer", "pytorch_optimizer.Prodigy", lambda: pytorch_optimizer.Prodigy),
+    "dadaptadam": ("pytorch-optimizer", "pytorch_optimizer.DAdaptAdam", lambda: pytorch_optimizer.DAdaptAdam),
+    "dadaptsgd": ("pytorch-optimizer", "pytorch_optimizer.DAdaptSGD", lambda: pytorch_optimizer.DAdaptSGD),
+    "dadaptlion": ("pytorch-optimizer", "pytorch_optimizer.DAdaptLion", lambda: pytorch_optimizer.DAdaptLion),
+    "grokfastadamw": ("pytorch-optimizer", "pytorch_optimizer.GrokFastAdamW",
+                      lambda: pytorch_optimizer.GrokFastAdamW),
+    "ranger": ("pytorch-optimizer", "pytorch_optimizer.Ranger", lambda: pytorch_optimizer.Ranger),
+    "came": ("pytorch-optimizer", "pytorch_optimizer.CAME", lambda: pytorch_optimizer.CAME),
+    "schedulefreeradam": ("pytorch-optimizer", "pytorch_optimizer.ScheduleFreeRAdam",
+                          lambda: pytorch_optimizer.ScheduleFreeRAdam),
+    "adammini": ("pytorch-optimizer", "pytorch_optimizer.AdamMini", lambda: pytorch_optimizer.AdamMini),
+    "stablespam": ("pytorch-optimizer", "pytorch_optimizer.StableSPAM", lambda: pytorch_optimizer.StableSPAM),
+    "spam": ("pytorch-optimizer", "pytorch_optimizer.SPAM", lambda: pytorch_optimizer.SPAM),
 }
 MATRIX_ONLY = {"muon", "adamuon", "namo", "namo_d"}
 TUPLE_HPARAMS = {"betas", "eps", "ns_coefficients", "etas", "step_sizes", "nus", "betas_1d"}   # JSON arrays -> Python tuples
@@ -731,6 +777,7 @@ class HarnessError(Exception):
 
 def contract_check_optimizer(name, hparams, shapes, ext, where="optimizer"):
     reg = dict(REGISTRY)
+    reg.update(CAT_C_REGISTRY)
     if ext:
         reg.update(EXT_REGISTRY)
     if not isinstance(name, str) or name not in reg:
@@ -811,6 +858,9 @@ def _kwargs(name, hparams, dtype, foreach_false):
     kw = {}
     for k, v in hparams.items():
         kw[k] = tuple(v) if (k in TUPLE_HPARAMS and isinstance(v, list)) else v
+    for k in CAT_C_INF_DEFAULTS:
+        if name in CAT_C_REGISTRY and k in kw and kw[k] is None:
+            kw[k] = float("inf")
     if name == "adafactor" and dtype == torch.float64:
         # contract: eps1 null means f32 machine epsilon; keep it so in the f64 rerun
         eps = list(kw.get("eps", (None, 0.001)))
@@ -847,11 +897,30 @@ def build_reference(name, hparams, params, dtype, foreach_false=False):
         raise HarnessError(f"no reference optimizer named {name!r}")
     cls = REFERENCES[name][2]()
     kw = _kwargs(name, hparams, dtype, foreach_false)
+    if name == "adammini":
+        kw.pop("foreach", None)
+        opt = cls(adammini_model(params), **kw)
+        return opt, opt
     if name == "adamuon":
         opt = cls([{"params": params, "use_muon": True}], **kw)
     else:
         opt = cls(params, **kw)
     return opt, opt
+
+
+def adammini_model(params):
+    """A torch module whose named_parameters() are `params` under their case names (dotted names become
+    submodules), for pytorch_optimizer.AdamMini."""
+    root = torch.nn.Module()
+    for p in params:
+        *path, leaf = p.optimist_name.split(".")
+        mod = root
+        for part in path:
+            if not hasattr(mod, part):
+                mod.add_module(part, torch.nn.Module())
+            mod = getattr(mod, part)
+        mod.register_parameter(leaf, p)
+    return root
 
 
 def reference_replay(case, dtype=torch.float32, foreach_false=False):
@@ -863,6 +932,10 @@ def reference_replay(case, dtype=torch.float32, foreach_false=False):
         except ValueError as exc:
             raise HarnessError(f"param {p.get('name')!r}: {exc}") from None
         params.append(torch.from_numpy(arr.copy()).to(dtype).requires_grad_(True))
+        if case["optimizer"] == "adammini":
+            # AdamMini takes a model and picks each parameter's rule from its name
+            params[-1] = torch.nn.Parameter(params[-1].detach())
+            params[-1].optimist_name = p["name"]
     opt, sched_opt = build_reference(case["optimizer"], case["hparams"], params, dtype, foreach_false)
     scheduler = None
     if case.get("lr_schedule"):
@@ -1694,6 +1767,282 @@ def error_specs():
     return E
 
 
+def catalogue_c_specs():
+    """Catalogue C (issue 17): learning-rate-free, spike-aware and memory-light optimizers of
+    pytorch-optimizer 4.1.0.  Cases with maximize go to --ext-out."""
+    S = []
+    a = S.append
+    conv = [("conv", [4, 2, 3, 3]), ("b", [4])]
+    three = [("w", [5, 4]), ("k", [2, 3, 2]), ("b", [4])]
+    # ---------------------------------------------------------------- prodigy
+    a(spec("prodigy-defaults", "prodigy", {}, WB, 12, "Prodigy defaults (lr 1, d0 1e-6: d grows from the sums)"))
+    a(spec("prodigy-4d-zero-grad", "prodigy", {}, conv, 10, "Prodigy defaults on a 4-D tensor", zero=[4]))
+    a(spec("prodigy-wd-decoupled", "prodigy", {"weight_decay": 0.1, "d0": 1e-3}, WB, 10,
+           "Prodigy with decoupled weight decay scaled by d * lr"))
+    a(spec("prodigy-wd-fixed", "prodigy", {"weight_decay": 0.01, "fixed_decay": True, "d0": 1e-3}, three, 10,
+           "Prodigy with fixed (lr-free) decoupled decay"))
+    a(spec("prodigy-wd-l2", "prodigy", {"weight_decay": 0.1, "weight_decouple": False, "d0": 1e-3}, WB, 10,
+           "Prodigy with weight_decouple false (the L2 term is added after the moments: no effect)"))
+    a(spec("prodigy-bias-correction-safeguard", "prodigy",
+           {"bias_correction": True, "safeguard_warmup": True, "d0": 1e-4}, three, 12,
+           "Prodigy with bias correction and safeguard warm-up"))
+    a(spec("prodigy-beta3-dcoef-growth", "prodigy",
+           {"lr": 0.5, "betas": [0.8, 0.99], "beta3": 0.9, "d_coef": 2.0, "growth_rate": 1.5, "d0": 1e-4}, WB, 12,
+           "Prodigy with beta3, d_coef and a growth rate limit"))
+    a(spec("prodigy-eps-null", "prodigy", {"eps": None, "d0": 1e-3}, WB, 10,
+           "Prodigy with eps null: atan2 update"))
+    a(spec("prodigy-warmup-cosine", "prodigy", {"d0": 1e-3}, WB, 10, "Prodigy under warmup_cosine",
+           sched=warmup_cosine(2, 8, 0.1), clip=clip_norm(5.0)))
+    a(spec("prodigy-maximize", "prodigy", {"maximize": True, "weight_decay": 0.05, "d0": 1e-3}, WB, 10,
+           "EXTENSION (maximize): Prodigy maximizing", ext=True))
+    # ---------------------------------------------------------------- dadaptadam
+    a(spec("dadaptadam-defaults", "dadaptadam", {}, WB, 12, "D-Adapt Adam defaults"))
+    a(spec("dadaptadam-4d-zero-grad", "dadaptadam", {"d0": 1e-3}, conv, 10, "D-Adapt Adam on a 4-D tensor",
+           zero=[3]))
+    a(spec("dadaptadam-wd-l2", "dadaptadam", {"weight_decay": 0.1, "d0": 1e-3}, WB, 10,
+           "D-Adapt Adam with L2 weight decay (the default coupling)"))
+    a(spec("dadaptadam-wd-decoupled", "dadaptadam", {"weight_decay": 0.1, "weight_decouple": True, "d0": 1e-3},
+           three, 10, "D-Adapt Adam with decoupled decay scaled by d * lr"))
+    a(spec("dadaptadam-wd-fixed", "dadaptadam",
+           {"weight_decay": 0.01, "weight_decouple": True, "fixed_decay": True, "d0": 1e-3}, WB, 10,
+           "D-Adapt Adam with fixed decoupled decay"))
+    a(spec("dadaptadam-bias-correction-growth", "dadaptadam",
+           {"bias_correction": True, "growth_rate": 2.0, "lr": 0.5, "betas": [0.8, 0.99], "eps": 1e-6}, three, 12,
+           "D-Adapt Adam with bias correction, a growth limit, other betas and eps"))
+    a(spec("dadaptadam-warmup-cosine", "dadaptadam", {"d0": 1e-3}, WB, 10,
+           "D-Adapt Adam under warmup_cosine (lr 0 at the first step: d stays)", sched=warmup_cosine(2, 8, 0.1)))
+    a(spec("dadaptadam-maximize", "dadaptadam", {"maximize": True, "weight_decay": 0.05, "d0": 1e-3}, WB, 10,
+           "EXTENSION (maximize): D-Adapt Adam maximizing", ext=True))
+    # ---------------------------------------------------------------- dadaptsgd
+    a(spec("dadaptsgd-defaults", "dadaptsgd", {}, WB, 12, "D-Adapt SGD defaults"))
+    a(spec("dadaptsgd-4d", "dadaptsgd", {"d0": 1e-3, "momentum": 0.5}, conv, 10,
+           "D-Adapt SGD on a 4-D tensor with momentum 0.5", zero=[4]))
+    a(spec("dadaptsgd-first-zero-grad", "dadaptsgd", {"d0": 1e-3}, WB, 8,
+           "D-Adapt SGD whose first gradient is zero (nothing happens; g0 is taken at step 2)", zero=[1]))
+    a(spec("dadaptsgd-wd-l2", "dadaptsgd", {"weight_decay": 0.1, "d0": 1e-2}, WB, 10,
+           "D-Adapt SGD with L2 weight decay"))
+    a(spec("dadaptsgd-wd-decoupled", "dadaptsgd", {"weight_decay": 0.1, "weight_decouple": True, "d0": 1e-2},
+           three, 10, "D-Adapt SGD with decoupled decay"))
+    a(spec("dadaptsgd-wd-fixed-growth", "dadaptsgd",
+           {"weight_decay": 0.01, "weight_decouple": True, "fixed_decay": True, "growth_rate": 1.2, "momentum": 0.0},
+           WB, 10, "D-Adapt SGD with fixed decay, a growth limit and no momentum"))
+    a(spec("dadaptsgd-warmup-cosine", "dadaptsgd", {"d0": 1e-2}, WB, 10, "D-Adapt SGD under warmup_cosine",
+           sched=warmup_cosine(2, 8, 0.1)))
+    a(spec("dadaptsgd-maximize", "dadaptsgd", {"maximize": True, "weight_decay": 0.05, "d0": 1e-2}, WB, 10,
+           "EXTENSION (maximize): D-Adapt SGD maximizing", ext=True))
+    # ---------------------------------------------------------------- dadaptlion
+    a(spec("dadaptlion-defaults", "dadaptlion", {}, WB, 12, "D-Adapt Lion defaults"))
+    a(spec("dadaptlion-4d", "dadaptlion", {"d0": 1e-3, "betas": [0.95, 0.98]}, conv, 10,
+           "D-Adapt Lion on a 4-D tensor with other betas", zero=[4]))
+    a(spec("dadaptlion-wd-l2", "dadaptlion", {"weight_decay": 0.1, "d0": 1e-3}, WB, 10,
+           "D-Adapt Lion with L2 weight decay"))
+    a(spec("dadaptlion-wd-decoupled", "dadaptlion", {"weight_decay": 0.5, "weight_decouple": True, "d0": 1e-3},
+           three, 10, "D-Adapt Lion with decoupled decay"))
+    a(spec("dadaptlion-wd-fixed", "dadaptlion",
+           {"weight_decay": 0.01, "weight_decouple": True, "fixed_decay": True, "d0": 1e-3}, WB, 10,
+           "D-Adapt Lion with fixed decoupled decay"))
+    a(spec("dadaptlion-warmup-cosine", "dadaptlion", {"d0": 1e-3}, WB, 10, "D-Adapt Lion under warmup_cosine",
+           sched=warmup_cosine(2, 8, 0.1)))
+    a(spec("dadaptlion-maximize", "dadaptlion", {"maximize": True, "weight_decay": 0.05, "d0": 1e-3}, WB, 10,
+           "EXTENSION (maximize): D-Adapt Lion maximizing", ext=True))
+    # ---------------------------------------------------------------- grokfastadamw
+    a(spec("grokfastadamw-defaults", "grokfastadamw", {}, WB, 10, "GrokFast-AdamW defaults (lr normalized by 3)"))
+    a(spec("grokfastadamw-4d-after-step", "grokfastadamw",
+           {"lr": 0.01, "grokfast_after_step": 3, "grokfast_alpha": 0.9, "grokfast_lamb": 1.0}, conv, 10,
+           "GrokFast-AdamW: filter from step 4 on, other alpha and lambda", zero=[5]))
+    a(spec("grokfastadamw-wd-decoupled", "grokfastadamw", {"lr": 0.01, "weight_decay": 0.1}, WB, 10,
+           "GrokFast-AdamW with decoupled decay (normalized lr)"))
+    a(spec("grokfastadamw-wd-l2-fixed", "grokfastadamw",
+           {"lr": 0.01, "weight_decay": 0.01, "weight_decouple": False, "betas": [0.8, 0.95]}, three, 10,
+           "GrokFast-AdamW with L2 decay and other betas"))
+    a(spec("grokfastadamw-wd-fixed", "grokfastadamw",
+           {"lr": 0.01, "weight_decay": 0.01, "fixed_decay": True}, WB, 10, "GrokFast-AdamW with fixed decay"))
+    a(spec("grokfastadamw-no-filter", "grokfastadamw", {"lr": 0.01, "grokfast": False, "eps": 0.01}, WB, 10,
+           "GrokFast-AdamW with the filter off (plain AdamW with the eps floor)"))
+    a(spec("grokfastadamw-no-normalize", "grokfastadamw", {"lr": 0.003, "normalize_lr": False}, WB, 10,
+           "GrokFast-AdamW without lr normalization"))
+    a(spec("grokfastadamw-warmup-cosine", "grokfastadamw", {"lr": 0.01}, WB, 10,
+           "GrokFast-AdamW under warmup_cosine (min_lr 0: the reference schedules its normalized lr)",
+           sched=warmup_cosine(2, 8), clip=clip_norm(5.0)))
+    a(spec("grokfastadamw-maximize", "grokfastadamw", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
+           "EXTENSION (maximize): GrokFast-AdamW maximizing (the EMA starts at -g)", ext=True))
+    # ---------------------------------------------------------------- ranger
+    a(spec("ranger-defaults", "ranger", {}, WB, 14,
+           "Ranger defaults: gradient centralization of w, lookahead at steps 6 and 12, first 5 steps unrectified"))
+    a(spec("ranger-4d-gc-conv-only", "ranger", {"lr": 0.01, "gc_conv_only": True, "k": 3}, conv + [("m", [3, 4])],
+           10, "Ranger centralizing only the 4-D tensor, lookahead every 3 steps", zero=[4]))
+    a(spec("ranger-no-gc-degenerated", "ranger",
+           {"lr": 0.01, "use_gc": False, "degenerated_to_sgd": True, "alpha": 0.8, "k": 4}, WB, 10,
+           "Ranger without centralization, SGD steps below the threshold"))
+    a(spec("ranger-rectified-early", "ranger", {"lr": 0.01, "betas": [0.9, 0.9], "n_sma_threshold": 4}, three, 10,
+           "Ranger with beta2 0.9 and threshold 4: rectified from step 5"))
+    a(spec("ranger-wd-decoupled", "ranger", {"lr": 0.01, "weight_decay": 0.1}, WB, 10,
+           "Ranger with decoupled decay"))
+    a(spec("ranger-wd-l2-fixed", "ranger", {"lr": 0.01, "weight_decay": 0.05, "weight_decouple": False, "eps": 1e-8},
+           WB, 10, "Ranger with L2 decay"))
+    a(spec("ranger-wd-fixed-debias", "ranger",
+           {"lr": 0.01, "weight_decay": 0.01, "fixed_decay": True, "adam_debias": True}, WB, 10,
+           "Ranger with fixed decay and adam_debias"))
+    a(spec("ranger-warmup-cosine", "ranger", {"lr": 0.01}, WB, 12, "Ranger under warmup_cosine",
+           sched=warmup_cosine(2, 10, 0.001)))
+    a(spec("ranger-maximize", "ranger", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
+           "EXTENSION (maximize): Ranger maximizing", ext=True))
+    # ---------------------------------------------------------------- came
+    a(spec("came-defaults", "came", {}, WB, 10, "CAME defaults: w factored, b with the full moment"))
+    a(spec("came-4d-3d", "came", {"lr": 0.01}, conv + [("k", [2, 3, 4])], 10,
+           "CAME on 4-D and 3-D tensors (factored over the last two dims per batch entry)", zero=[4]))
+    a(spec("came-clip-active", "came", {"lr": 0.01, "clip_threshold": 0.05, "betas": [0.8, 0.99, 0.999]}, three, 10,
+           "CAME with a small clip_threshold (the RMS clipping acts) and other betas"))
+    a(spec("came-ams-bound", "came", {"lr": 0.01, "ams_bound": True}, three, 10, "CAME with ams_bound",
+           big={6: 10.0}))
+    a(spec("came-wd-decoupled", "came", {"lr": 0.01, "weight_decay": 0.1}, WB, 10, "CAME with decoupled decay"))
+    a(spec("came-wd-l2", "came", {"lr": 0.01, "weight_decay": 0.1, "weight_decouple": False}, WB, 10,
+           "CAME with L2 decay"))
+    a(spec("came-wd-fixed-eps", "came",
+           {"lr": 0.01, "weight_decay": 0.01, "fixed_decay": True, "eps1": 1e-10, "eps2": 1e-8}, WB, 10,
+           "CAME with fixed decay and larger eps1, eps2"))
+    a(spec("came-warmup-cosine", "came", {"lr": 0.01}, WB, 10, "CAME under warmup_cosine",
+           sched=warmup_cosine(2, 8, 0.001), clip=clip_norm(5.0)))
+    a(spec("came-maximize", "came", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
+           "EXTENSION (maximize): CAME maximizing", ext=True))
+    # ---------------------------------------------------------------- schedulefreeradam
+    a(spec("schedulefreeradam-defaults", "schedulefreeradam", {}, WB, 12,
+           "schedule-free RAdam defaults: silent until rectification starts (step 6), then averaging"))
+    a(spec("schedulefreeradam-4d", "schedulefreeradam", {"lr": 0.01, "betas": [0.9, 0.9]}, conv, 12,
+           "schedule-free RAdam with beta2 0.9 on a 4-D tensor", zero=[7]))
+    a(spec("schedulefreeradam-sgd-phase", "schedulefreeradam",
+           {"lr": 0.01, "silent_sgd_phase": False, "betas": [0.95, 0.99]}, WB, 10,
+           "schedule-free RAdam without the silent phase (the reference's lr 1.0 before rectification)",
+           gscale=0.01))
+    a(spec("schedulefreeradam-wd-r-power", "schedulefreeradam",
+           {"lr": 0.01, "weight_decay": 0.1, "r": 1.0, "weight_lr_power": 1.0, "eps": 1e-6}, three, 12,
+           "schedule-free RAdam with decay at y, r 1 and weight_lr_power 1"))
+    a(spec("schedulefreeradam-warmup-cosine", "schedulefreeradam", {"lr": 0.01}, WB, 12,
+           "schedule-free RAdam under warmup_cosine", sched=warmup_cosine(2, 10, 0.001)))
+    a(spec("schedulefreeradam-maximize", "schedulefreeradam", {"lr": 0.01, "maximize": True, "weight_decay": 0.1},
+           WB, 12, "EXTENSION (maximize): schedule-free RAdam maximizing", ext=True))
+    # ---------------------------------------------------------------- adammini
+    llm = [("model.embed_tokens.weight", [10, 8]), ("model.layers.0.self_attn.q_proj.weight", [8, 8]),
+           ("model.layers.0.self_attn.k_proj.weight", [4, 8]), ("model.layers.0.mlp.up_proj.weight", [6, 8]),
+           ("model.layers.0.input_layernorm.weight", [8]), ("lm_head.weight", [10, 8])]
+    a(spec("adammini-defaults", "adammini", {}, WB, 10,
+           "Adam-mini defaults on unnamed-role tensors: one second moment per tensor, decoupled decay 0.1 at lr 1"))
+    a(spec("adammini-llm-blocks", "adammini", {"lr": 0.01, "num_embeds": 8, "num_heads": 4}, llm, 10,
+           "Adam-mini on a small transformer layer: embeddings per element, q/k per head (16 values), "
+           "norm without decay, the rest per tensor", zero=[4]))
+    a(spec("adammini-gqa-fused-attn", "adammini",
+           {"lr": 0.01, "num_embeds": 8, "num_heads": 4, "num_query_groups": 2, "weight_decay": 0.0,
+            "betas": [0.8, 0.99], "eps": 1e-6},
+           [("h.0.attn.qkv.weight", [12, 8]), ("h.0.attn.attn.weight", [24, 4]), ("wte.weight", [6, 4]),
+            ("h.0.ln_f.bias", [4]), ("k", [2, 3, 4])], 10,
+           "Adam-mini with grouped-query attention: fused attention weights as 2 x 4 x rest blocks"))
+    a(spec("adammini-warmup-cosine", "adammini", {"lr": 0.01, "num_embeds": 8, "num_heads": 4}, llm, 10,
+           "Adam-mini under warmup_cosine", sched=warmup_cosine(2, 8, 0.001)))
+    a(spec("adammini-maximize", "adammini", {"lr": 0.01, "maximize": True, "num_embeds": 8, "num_heads": 4},
+           llm, 10, "EXTENSION (maximize): Adam-mini maximizing", ext=True))
+    # ---------------------------------------------------------------- stablespam
+    a(spec("stablespam-defaults", "stablespam", {}, WB, 10, "Stable-SPAM defaults"))
+    a(spec("stablespam-spike-clipping", "stablespam", {"lr": 0.01}, conv, 10,
+           "Stable-SPAM: a gradient spike clipped against the running maximum", big={5: 1e3}, zero=[3]))
+    a(spec("stablespam-reset", "stablespam", {"lr": 0.01, "update_proj_gap": 4, "gamma1": -1.0}, three, 11,
+           "Stable-SPAM with moment resets every 4 steps and gamma1 = beta1"))
+    a(spec("stablespam-wd-other-constants", "stablespam",
+           {"lr": 0.01, "weight_decay": 0.1, "gamma1": 0.5, "gamma2": 0.8, "theta": 0.9, "betas": [0.8, 0.99],
+            "eps": 1e-6}, WB, 10, "Stable-SPAM with decoupled decay and other constants"))
+    a(spec("stablespam-warmup-cosine", "stablespam", {"lr": 0.01}, WB, 10, "Stable-SPAM under warmup_cosine",
+           sched=warmup_cosine(2, 8, 0.001)))
+    a(spec("stablespam-maximize", "stablespam", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
+           "EXTENSION (maximize): Stable-SPAM maximizing", ext=True))
+    # ---------------------------------------------------------------- spam
+    a(spec("spam-defaults", "spam", {}, WB, 10, "SPAM defaults (density 1: the masks select every entry)"))
+    a(spec("spam-reset-warmup-clip", "spam",
+           {"lr": 0.01, "update_proj_gap": 5, "warmup_epoch": 3, "grad_accu_steps": 2, "threshold": 3},
+           three, 14, "SPAM with moment resets at steps 5, 10, cosine warm-up of the step after each and spike "
+           "clipping (threshold 3)", big={7: 100.0}))
+    a(spec("spam-4d-wd", "spam", {"lr": 0.01, "weight_decay": 0.1, "betas": [0.8, 0.99], "eps": 1e-8}, conv, 10,
+           "SPAM on a 4-D tensor with decoupled decay after the update", zero=[3]))
+    a(spec("spam-no-clip-warmup-cosine", "spam", {"lr": 0.01, "threshold": 0, "update_proj_gap": 6,
+                                                  "warmup_epoch": 2, "grad_accu_steps": 0}, WB, 12,
+           "SPAM without clipping under warmup_cosine", sched=warmup_cosine(2, 10, 0.001)))
+    a(spec("spam-maximize", "spam", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
+           "EXTENSION (maximize): SPAM maximizing", ext=True))
+    return S
+
+
+def catalogue_c_error_specs():
+    """Error cases of catalogue C: where the reference constructor (or first step) raises."""
+    E = []
+
+    def e(cid, desc, optimizer, hparams):
+        E.append(dict(id=cid, desc=desc, optimizer=optimizer, hparams=hparams, shapes=WB, steps=3,
+                      mutate=None, hess=None))
+
+    for name in ("prodigy", "dadaptadam", "dadaptsgd", "dadaptlion"):
+        e(f"error-negative-lr-{name}", "negative lr", name, {"lr": -1.0})
+        e(f"error-negative-weight-decay-{name}", "negative weight_decay", name, {"weight_decay": -0.1})
+        e(f"error-unknown-hparam-{name}", "unknown hyperparameter (amsgrad)", name, {"amsgrad": True})
+    for name in ("prodigy", "dadaptadam", "dadaptlion"):
+        e(f"error-beta1-one-{name}", "beta1 = 1 is outside [0, 1)", name, {"betas": [1.0, 0.999]})
+        e(f"error-beta2-negative-{name}", "beta2 < 0", name, {"betas": [0.9, -0.1]})
+    e("error-beta3-above-one-prodigy", "beta3 > 1", "prodigy", {"beta3": 1.5})
+    e("error-negative-eps-prodigy", "negative eps", "prodigy", {"eps": -1e-8})
+    e("error-d0-zero-prodigy", "d0 = 0 (the first step divides by it)", "prodigy", {"d0": 0.0})
+    e("error-negative-eps-dadaptadam", "negative eps", "dadaptadam", {"eps": -1e-8})
+    e("error-momentum-one-dadaptsgd", "momentum = 1 is outside [0, 1)", "dadaptsgd", {"momentum": 1.0})
+    for name in ("grokfastadamw", "ranger"):
+        e(f"error-negative-lr-{name}", "negative lr", name, {"lr": -0.001})
+        e(f"error-beta1-one-{name}", "beta1 = 1 is outside [0, 1)", name, {"betas": [1.0, 0.999]})
+        e(f"error-negative-weight-decay-{name}", "negative weight_decay", name, {"weight_decay": -0.1})
+        e(f"error-negative-eps-{name}", "negative eps", name, {"eps": -1e-8})
+    e("error-unknown-hparam-grokfastadamw", "unknown hyperparameter (amsgrad)", "grokfastadamw", {"amsgrad": True})
+    e("error-grokfast-alpha-one-grokfastadamw", "grokfast_alpha = 1 is outside [0, 1)", "grokfastadamw",
+      {"grokfast_alpha": 1.0})
+    e("error-alpha-above-one-ranger", "alpha > 1", "ranger", {"alpha": 1.5})
+    e("error-k-zero-ranger", "k = 0 is not positive", "ranger", {"k": 0})
+    e("error-negative-lr-came", "negative lr", "came", {"lr": -0.001})
+    e("error-beta1-one-came", "beta1 = 1 is outside [0, 1)", "came", {"betas": [1.0, 0.999, 0.9999]})
+    e("error-beta3-above-one-came", "beta3 > 1", "came", {"betas": [0.9, 0.999, 1.5]})
+    e("error-negative-weight-decay-came", "negative weight_decay", "came", {"weight_decay": -0.1})
+    e("error-negative-eps1-came", "negative eps1", "came", {"eps1": -1e-30})
+    e("error-negative-eps2-came", "negative eps2", "came", {"eps2": -1e-16})
+    e("error-unknown-hparam-came", "unknown hyperparameter (eps)", "came", {"eps": 1e-8})
+    e("error-negative-lr-schedulefreeradam", "negative lr", "schedulefreeradam", {"lr": -0.001})
+    e("error-beta1-zero-schedulefreeradam", "beta1 = 0 is outside (0, 1)", "schedulefreeradam",
+      {"betas": [0.0, 0.999]})
+    e("error-beta2-one-schedulefreeradam", "beta2 = 1 is outside [0, 1)", "schedulefreeradam",
+      {"betas": [0.9, 1.0]})
+    e("error-negative-weight-decay-schedulefreeradam", "negative weight_decay", "schedulefreeradam",
+      {"weight_decay": -0.1})
+    e("error-unknown-hparam-schedulefreeradam", "unknown hyperparameter (warmup_steps)", "schedulefreeradam",
+      {"warmup_steps": 10})
+    e("error-negative-lr-adammini", "negative lr", "adammini", {"lr": -1.0})
+    e("error-negative-weight-decay-adammini", "negative weight_decay", "adammini", {"weight_decay": -0.1})
+    e("error-num-heads-zero-adammini", "num_heads = 0 is not positive", "adammini", {"num_heads": 0})
+    e("error-num-embeds-not-divisible-adammini", "num_embeds not divisible by num_heads", "adammini",
+      {"num_embeds": 10, "num_heads": 4})
+    e("error-query-groups-not-divisible-adammini", "num_heads not divisible by num_query_groups", "adammini",
+      {"num_heads": 4, "num_query_groups": 3, "num_embeds": 8})
+    e("error-unknown-hparam-adammini", "unknown hyperparameter (amsgrad)", "adammini", {"amsgrad": True})
+    e("error-negative-lr-stablespam", "negative lr", "stablespam", {"lr": -0.001})
+    e("error-beta1-one-stablespam", "beta1 = 1 is outside [0, 1)", "stablespam", {"betas": [1.0, 0.999]})
+    e("error-negative-weight-decay-stablespam", "negative weight_decay", "stablespam", {"weight_decay": -0.1})
+    e("error-update-proj-gap-zero-stablespam", "update_proj_gap = 0 is not positive", "stablespam",
+      {"update_proj_gap": 0})
+    e("error-negative-eps-stablespam", "negative eps", "stablespam", {"eps": -1e-8})
+    e("error-t-max-stablespam", "t_max (cosine decay of beta1) is not implemented: unknown hyperparameter",
+      "stablespam", {"t_max": 100})
+    e("error-negative-lr-spam", "negative lr", "spam", {"lr": -0.001})
+    e("error-beta1-one-spam", "beta1 = 1 is outside [0, 1)", "spam", {"betas": [1.0, 0.999]})
+    e("error-negative-weight-decay-spam", "negative weight_decay", "spam", {"weight_decay": -0.1})
+    e("error-negative-density-spam", "negative density", "spam", {"density": -0.5})
+    e("error-negative-threshold-spam", "negative threshold", "spam", {"threshold": -1})
+    e("error-update-proj-gap-zero-spam", "update_proj_gap = 0 is not positive", "spam", {"update_proj_gap": 0})
+    e("error-negative-eps-spam", "negative eps", "spam", {"eps": -1e-6})
+    e("error-unknown-hparam-adanorm-ranger", "adanorm is not implemented (unknown hyperparameter)", "ranger",
+      {"adanorm": True})
+    return E
+
+
 # --------------------------------------------------------------------------------------
 # Catalogue A: torch.optim ASGD and Rprop; pytorch-optimizer SGDW, QHM, AggMo, LARS, SGDP,
 # MADGRAD, NovoGrad, Tiger
@@ -2485,8 +2834,8 @@ def main(argv=None):
         return check_public(args.check_public)
 
     all_numeric = (numeric_specs() + frontier_specs() + transcription_specs() + catalogue_a_specs()
-                   + adam_family_specs())
-    all_errors = error_specs() + catalogue_a_error_specs() + adam_family_error_specs()
+                   + adam_family_specs() + catalogue_c_specs())
+    all_errors = error_specs() + catalogue_a_error_specs() + adam_family_error_specs() + catalogue_c_error_specs()
     numeric = [s for s in all_numeric if matches(args.only, s)]
     errors = [s for s in all_errors if matches(args.only, s)]
     ids = [s["id"] for s in all_numeric] + [s["id"] for s in all_errors]

@@ -249,6 +249,13 @@ fn variants() -> Vec<(&'static str, Value)> {
         ("adamod", json!({"lr": 1e-2, "weight_decay": 0.1, "adam_debias": true})),
         ("diffgrad", json!({"lr": 1e-2, "rectify": true, "ams_bound": true})),
         ("diffgrad", json!({"lr": 1e-2, "weight_decay": 0.1, "maximize": true})),
+        // Catalogue C.
+        ("grokfastadamw", json!({"lr": 1e-2, "weight_decay": 0.1})),
+        (
+            "grokfastadamw",
+            json!({"lr": 1e-2, "weight_decouple": false, "weight_decay": 0.1, "grokfast_after_step": 2, "maximize": true}),
+        ),
+        ("grokfastadamw", json!({"lr": 1e-2, "grokfast": false, "fixed_decay": true, "weight_decay": 0.01})),
     ]
 }
 

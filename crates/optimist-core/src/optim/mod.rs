@@ -94,4 +94,20 @@ optimizers! {
     mars::Mars,
     stableadamw::StableAdamW,
     adamp::AdamP,
+    // learning-rate-free, spike-aware and memory-light (pytorch-optimizer 4.1.0)
+    prodigy::{
+        Prodigy => (prodigy::global_spec::<Prodigy>()),
+        GlobalEngine => none,
+        GlobalRule => none,
+    },
+    dadaptadam::{DAdaptAdam => (prodigy::global_spec::<DAdaptAdam>())},
+    dadaptsgd::{DAdaptSgd => (prodigy::global_spec::<DAdaptSgd>())},
+    dadaptlion::{DAdaptLion => (prodigy::global_spec::<DAdaptLion>())},
+    grokfastadamw::GrokFastAdamW,
+    ranger::Ranger,
+    came::Came,
+    schedulefreeradam::{ScheduleFreeRAdam => (schedulefree::spec::<ScheduleFreeRAdam>())},
+    adammini::AdamMini,
+    stablespam::{StableSpam => (prodigy::global_spec::<StableSpam>())},
+    spam::{Spam => (prodigy::global_spec::<Spam>())},
 }

@@ -87,6 +87,16 @@ pub trait ScheduleFreeRule:
     fn weight_lr_power(&self) -> f64;
     /// The interpolation momentum (beta1 or momentum).
     fn momentum(&self) -> f64;
+    /// The learning rate of 0-based step `k`: by default `lr` with the
+    /// linear warm-up (schedule-free RAdam rectifies it instead).
+    fn step_lr(&self, k: u64) -> f64 {
+        let sched = if k < self.warmup_steps() {
+            (k + 1) as f64 / self.warmup_steps() as f64
+        } else {
+            1.0
+        };
+        self.lr() * sched
+    }
     /// Updates one parameter (one pass over y, g, z and the moments).
     fn update(&self, s: &SfStep, p: &mut ParamMut<'_>, st: &mut ScheduleFreeState);
 }
@@ -166,12 +176,7 @@ impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
         }
         let c = &self.config;
         let k = self.k;
-        let sched = if k < c.warmup_steps() {
-            (k + 1) as f64 / c.warmup_steps() as f64
-        } else {
-            1.0
-        };
-        let lr = c.lr() * sched;
+        let lr = c.step_lr(k);
         let lr_max = lr.max(self.lr_max);
         let weight = ((k + 1) as f64).powf(c.r()) * lr_max.powf(c.weight_lr_power());
         let weight_sum = self.weight_sum + weight;
