@@ -64,6 +64,8 @@ pub fn registry() -> &'static [OptimizerSpec] {
             skipupdate_spec(),
             optim::schedulefree::spec::<optim::AdamWScheduleFree>(),
             optim::schedulefree::spec::<optim::SgdScheduleFree>(),
+            // Catalogue D: preconditioned, second-order, matrix and low-rank.
+            spec::<optim::Sm3>(),
         ]
     })
 }

@@ -56,3 +56,7 @@ pub use signsgd::SignSgd;
 pub use skipupdate::{SkipUpdate, SkipUpdateConfig};
 pub use sophiag::SophiaG;
 pub use sophiah::SophiaH;
+
+// Catalogue D: preconditioned, second-order, matrix and low-rank.
+pub mod sm3;
+pub use sm3::Sm3;
