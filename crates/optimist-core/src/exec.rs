@@ -72,7 +72,7 @@ use rayon::prelude::*;
 use crate::cpu::has_avx2;
 use crate::error::{Error, Result};
 use crate::quant;
-use crate::rule::{Apply, StepInfo, UpdateRule};
+use crate::rule::{Apply, Plain, StepInfo, UpdateRule};
 use crate::state::{ParamState, StateStore};
 use crate::tensor::{DType, ParamMut, StateTensor, Storage};
 
@@ -123,7 +123,7 @@ fn run_kernel<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) 
             return;
         }
     }
-    rule.kernel(scalars, chunk)
+    rule.kernel(scalars, chunk, &mut Plain)
 }
 
 /// The kernel compiled for AVX2: `R::kernel` (marked `#[inline(always)]`)
@@ -131,7 +131,7 @@ fn run_kernel<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel_avx2<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) {
-    rule.kernel(scalars, chunk)
+    rule.kernel(scalars, chunk, &mut Plain)
 }
 
 /// Implements [`UpdateRule::update_all`] as the fused elementwise driver
@@ -151,6 +151,134 @@ macro_rules! elementwise_fast_path {
             Some($crate::exec::run_elementwise(self, info, params, states))
         }
     };
+}
+
+/// Implements the whole [`UpdateRule`] side of an elementwise rule from its
+/// [`Elementwise::kernel`]: `update` (the simple path: the kernel over the
+/// whole parameter as one chunk, through the cautious mask when
+/// [`Elementwise::cautious`]), `update_with` (the kernel through any
+/// [`Apply`] sink, so the cautious wrapper composes), and `update_all` (the
+/// fused driver, [`run_elementwise_rule`]). Use inside
+/// `impl UpdateRule for X { type State = ...; elementwise_rule!(); }`.
+#[macro_export]
+macro_rules! elementwise_rule {
+    () => {
+        const ELEMENTWISE: bool = true;
+        const EXPOSES_UPDATE: bool = true;
+
+        fn update(
+            &self,
+            info: &$crate::rule::StepInfo,
+            param: &mut $crate::tensor::ParamMut<'_>,
+            state: &mut Self::State,
+        ) -> $crate::error::Result<()> {
+            $crate::exec::update_whole_param(self, info, param, state)
+        }
+
+        fn update_with<A: $crate::rule::Apply>(
+            &self,
+            info: &$crate::rule::StepInfo,
+            param: &mut $crate::tensor::ParamMut<'_>,
+            state: &mut Self::State,
+            apply: &mut A,
+        ) -> $crate::error::Result<()> {
+            $crate::exec::kernel_whole_param(self, info, param, state, apply)
+        }
+
+        fn update_all(
+            &self,
+            info: &$crate::rule::StepInfo,
+            params: &mut [$crate::tensor::ParamMut<'_>],
+            states: &mut $crate::state::StateStore<Self::State>,
+        ) -> Option<$crate::error::Result<()>> {
+            Some($crate::exec::run_elementwise_rule(self, info, params, states))
+        }
+    };
+}
+
+/// One step of an elementwise rule on one whole parameter, the kernel's
+/// steps going through `apply` (the caller ends the parameter with
+/// [`Apply::finish`]): `prepare`, then the kernel over the parameter as
+/// one chunk, on the calling thread. State buffers must be f32 (the simple
+/// driver decodes compressed ones first).
+pub fn kernel_whole_param<R: Elementwise, A: Apply>(
+    rule: &R,
+    info: &StepInfo,
+    p: &mut ParamMut<'_>,
+    st: &mut R::State,
+    apply: &mut A,
+) -> Result<()> {
+    let scalars = rule.prepare(info, p, st)?;
+    let nb = sized_buffers::<R::State>();
+    let n = p.numel();
+    let mut bufs = Vec::with_capacity(MAX_BUFFERS);
+    st.buffers_mut(&mut bufs);
+    bufs.truncate(nb.min(MAX_BUFFERS));
+    let mut state: [&mut [f32]; MAX_BUFFERS] = Default::default();
+    for (slot, t) in state.iter_mut().zip(bufs) {
+        if !t.is_allocated() {
+            continue;
+        }
+        if t.dtype() != DType::F32 || t.len() != n {
+            return Err(Error::Unsupported(format!(
+                "{}: parameter '{}': a state buffer of {} {} values for {n} elements (the whole-tensor path needs full-size f32 buffers)",
+                R::NAME,
+                p.name,
+                t.len(),
+                t.dtype().name()
+            )));
+        }
+        *slot = t.as_mut_slice();
+    }
+    let chunk = Chunk {
+        offset: 0,
+        value: &mut *p.value,
+        grad: &*p.grad,
+        hessian: p.hessian,
+        state,
+    };
+    rule.kernel(&scalars, chunk, apply);
+    Ok(())
+}
+
+/// The simple path of an elementwise rule on one parameter: the kernel
+/// over the whole parameter, through the cautious mask when the rule's
+/// configuration asks for it ([`Elementwise::cautious`]), else [`Plain`].
+pub fn update_whole_param<R: Elementwise>(
+    rule: &R,
+    info: &StepInfo,
+    p: &mut ParamMut<'_>,
+    st: &mut R::State,
+) -> Result<()> {
+    if rule.cautious() {
+        let mut mask = CautiousMask::default();
+        kernel_whole_param(rule, info, p, st, &mut mask)?;
+        mask.finish(p.value)
+    } else {
+        kernel_whole_param(rule, info, p, st, &mut Plain)
+    }
+}
+
+/// The step of an elementwise rule over all parameters: the fused driver
+/// ([`run_elementwise`]), or, when the rule's configuration asks for
+/// cautious masking, the kernel through one mask per parameter
+/// ([`run_cautious`]; f32 state only).
+pub fn run_elementwise_rule<R: Elementwise>(
+    rule: &R,
+    info: &StepInfo,
+    params: &mut [ParamMut<'_>],
+    states: &mut StateStore<R::State>,
+) -> Result<()> {
+    if !rule.cautious() {
+        return run_elementwise(rule, info, params, states);
+    }
+    if info.exec.state_dtype != DType::F32 {
+        return Err(Error::Unsupported(format!(
+            "{}: cautious=true needs f32 state",
+            R::NAME
+        )));
+    }
+    run_cautious(rule, info, params, states)
 }
 
 /// The default [`UpdateRule::update_all`]: [`UpdateRule::update`] for each
@@ -538,7 +666,7 @@ fn compressed_piece<R: Elementwise>(
                 hessian: piece.hessian,
                 state,
             };
-            rule.kernel(scalars, chunk);
+            rule.kernel(scalars, chunk, &mut Plain);
         }
         for (b, tmp) in piece.bufs.iter_mut().zip(scratch.chunks(len)) {
             match b {

@@ -343,6 +343,22 @@ pub trait Elementwise: UpdateRule {
     /// mark the implementation `#[inline(always)]`: the driver calls it from
     /// a function compiled for AVX2, and only an inlined kernel gets those
     /// instructions.
-    fn kernel(&self, scalars: &Self::Scalars, chunk: Chunk<'_>);
+    ///
+    /// Every element ends its step through `apply`: the kernel applies the
+    /// rule's own weight decay and state updates, then calls
+    /// `apply.apply(&mut x, g, lr, u)` where the plain step is
+    /// `x <- x - lr * u` ([`Plain`], which the fused driver passes) and `g`
+    /// is the gradient as the rule used it; cautious masking passes a sink
+    /// that records `u` instead. This one loop is the rule's fused path, its
+    /// simple whole-tensor path and its cautious path
+    /// ([`elementwise_rule!`](crate::elementwise_rule)).
+    fn kernel<A: Apply>(&self, scalars: &Self::Scalars, chunk: Chunk<'_>, apply: &mut A);
+
+    /// Whether the rule's own configuration asks for cautious masking (a
+    /// `cautious` hyperparameter); default false. The derived step then
+    /// runs the kernel through the cautious mask.
+    fn cautious(&self) -> bool {
+        false
+    }
 }
 

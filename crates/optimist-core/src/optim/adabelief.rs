@@ -269,7 +269,7 @@ impl Elementwise for AdaBelief {
     }
 
     #[inline(always)]
-    fn kernel(&self, c: &AdaBeliefScalars, ch: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, c: &AdaBeliefScalars, ch: Chunk<'_>, _apply: &mut A) {
         match c.mode {
             Mode::Adaptive { bc2_sqrt } => adabelief_loop(c, ch, move |m, r| {
                 mode_direction(c, Mode::Adaptive { bc2_sqrt }, m, r)

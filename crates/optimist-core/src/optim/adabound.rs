@@ -241,7 +241,7 @@ impl Elementwise for AdaBound {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn kernel(&self, s: &AdaBoundScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &AdaBoundScalars, c: Chunk<'_>, _apply: &mut A) {
         let n = c.value.len();
         let [m, v, vmax, ..] = c.state;
         let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);

@@ -27,7 +27,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
+use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{descent_sign, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
@@ -145,7 +145,7 @@ impl Elementwise for Adadelta {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn kernel(&self, s: &AdadeltaScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &AdadeltaScalars, c: Chunk<'_>, _apply: &mut A) {
         let n = c.value.len();
         let [sq, a, ..] = c.state;
         let (x, g, sq, a) = (c.value, &c.grad[..n], &mut sq[..n], &mut a[..n]);

@@ -28,7 +28,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
+use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{descent_sign, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
@@ -146,7 +146,7 @@ impl Elementwise for Adagrad {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn kernel(&self, s: &AdagradScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &AdagradScalars, c: Chunk<'_>, _apply: &mut A) {
         let n = c.value.len();
         let [sum, ..] = c.state;
         let (x, g, sum) = (c.value, &c.grad[..n], &mut sum[..n]);

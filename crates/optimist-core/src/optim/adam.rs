@@ -125,7 +125,7 @@ impl Elementwise for Adam {
     }
 
     #[inline(always)]
-    fn kernel(&self, s: &AdamScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &AdamScalars, c: Chunk<'_>, _apply: &mut A) {
         adam_kernel(s, c);
     }
 }
@@ -322,7 +322,7 @@ impl Elementwise for AdamW {
     }
 
     #[inline(always)]
-    fn kernel(&self, s: &AdamScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &AdamScalars, c: Chunk<'_>, _apply: &mut A) {
         adam_kernel(s, c);
     }
 }

@@ -22,7 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
+use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{bias_correction, descent_sign, maximum, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
@@ -141,7 +141,7 @@ impl Elementwise for Adamax {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn kernel(&self, s: &AdamaxScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &AdamaxScalars, c: Chunk<'_>, _apply: &mut A) {
         let n = c.value.len();
         let [m, u, ..] = c.state;
         let (x, g, m, u) = (c.value, &c.grad[..n], &mut m[..n], &mut u[..n]);

@@ -32,7 +32,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
+use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{bias_correction, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -161,7 +161,7 @@ impl Elementwise for AdaMomentum {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn kernel(&self, s: &AdaMomentumScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &AdaMomentumScalars, c: Chunk<'_>, _apply: &mut A) {
         let n = c.value.len();
         let [m, v, ..] = c.state;
         let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);

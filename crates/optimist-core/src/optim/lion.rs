@@ -22,13 +22,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::exec::CautiousMask;
-use crate::rule::{Apply, Plain};
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
 use crate::math::{lerp, sign, WeightDecay};
-use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::state::StateStore;
+use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -99,54 +95,7 @@ fn lion_element(s: &LionScalars, x: f32, g: f32, m: f32) -> (f32, f32, f32, f32)
 
 impl UpdateRule for Lion {
     type State = LionState;
-    const EXPOSES_UPDATE: bool = true;
-    const ELEMENTWISE: bool = true;
-
-    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut LionState) -> Result<()> {
-        if self.cautious {
-            let mut mask = CautiousMask::default();
-            self.update_with(info, p, st, &mut mask)?;
-            mask.finish(p.value)
-        } else {
-            self.update_with(info, p, st, &mut Plain)
-        }
-    }
-
-    fn update_all(
-        &self,
-        info: &StepInfo,
-        params: &mut [ParamMut<'_>],
-        states: &mut StateStore<LionState>,
-    ) -> Option<Result<()>> {
-        if !self.cautious {
-            return Some(crate::exec::run_elementwise(self, info, params, states));
-        }
-        if info.exec.state_dtype != crate::tensor::DType::F32 {
-            return Some(Err(crate::Error::Unsupported(
-                "lion: cautious=true needs f32 state".into(),
-            )));
-        }
-        Some(crate::exec::run_cautious(self, info, params, states))
-    }
-
-    #[allow(clippy::needless_range_loop)]
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut LionState,
-        apply: &mut A,
-    ) -> Result<()> {
-        let s = self.prepare(info, p, st)?;
-        let m = st.exp_avg.as_mut_slice();
-        for i in 0..p.numel() {
-            let (mut x, g, mi, u) = lion_element(&s, p.value[i], p.grad[i], m[i]);
-            m[i] = mi;
-            apply.apply(&mut x, g, s.lr, u);
-            p.value[i] = x;
-        }
-        Ok(())
-    }
+    crate::elementwise_rule!();
 }
 
 impl Elementwise for Lion {
@@ -167,14 +116,19 @@ impl Elementwise for Lion {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn kernel(&self, s: &LionScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &LionScalars, c: Chunk<'_>, apply: &mut A) {
         let n = c.value.len();
         let [m, ..] = c.state;
         let (x, g, m) = (c.value, &c.grad[..n], &mut m[..n]);
         for i in 0..n {
-            let (xi, _, mi, u) = lion_element(s, x[i], g[i], m[i]);
+            let (mut xi, gi, mi, u) = lion_element(s, x[i], g[i], m[i]);
             m[i] = mi;
-            x[i] = xi - s.lr * u;
+            apply.apply(&mut xi, gi, s.lr, u);
+            x[i] = xi;
         }
+    }
+
+    fn cautious(&self) -> bool {
+        self.cautious
     }
 }

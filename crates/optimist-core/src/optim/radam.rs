@@ -36,7 +36,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
+use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{bias_correction, descent_sign, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
@@ -174,7 +174,7 @@ impl Elementwise for Radam {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn kernel(&self, s: &RadamScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &RadamScalars, c: Chunk<'_>, _apply: &mut A) {
         let n = c.value.len();
         let [m, v, ..] = c.state;
         let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);

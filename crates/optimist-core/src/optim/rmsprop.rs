@@ -36,7 +36,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
+use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{descent_sign, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
@@ -252,7 +252,7 @@ impl Elementwise for Rmsprop {
     }
 
     #[inline(always)]
-    fn kernel(&self, s: &RmspropScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &RmspropScalars, c: Chunk<'_>, _apply: &mut A) {
         let [sq, b, ga, ..] = c.state;
         rmsprop_run(s, c.value, c.grad, sq, ga, b);
     }

@@ -186,7 +186,7 @@ impl Elementwise for Sgd {
     #[inline(always)]
     // Index loops over slices re-sliced to one length: no bounds checks, vectorizes.
     #[allow(clippy::needless_range_loop)]
-    fn kernel(&self, s: &SgdScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &SgdScalars, c: Chunk<'_>, _apply: &mut A) {
         let n = c.value.len();
         let (x, g) = (c.value, &c.grad[..n]);
         let [b, ..] = c.state;

@@ -166,7 +166,7 @@ impl Elementwise for SignSgd {
 
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn kernel(&self, s: &SignSgdScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &SignSgdScalars, c: Chunk<'_>, _apply: &mut A) {
         let n = c.value.len();
         let (x, g) = (c.value, &c.grad[..n]);
         let [b, ..] = c.state;

@@ -43,7 +43,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
+use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{clamp_max, sign, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -199,7 +199,7 @@ impl Elementwise for SophiaG {
     }
 
     #[inline(always)]
-    fn kernel(&self, s: &SophiaGScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &SophiaGScalars, c: Chunk<'_>, _apply: &mut A) {
         let [m, h, ..] = c.state;
         sophiag_loop(s, c.value, c.grad, m, h, c.hessian);
     }

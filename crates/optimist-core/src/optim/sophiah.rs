@@ -39,7 +39,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::rule::{Chunk, Elementwise};
+use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{lerp, maximum, WeightDecay};
 use crate::optim::pytorch_optimizer::clamp_nan;
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
@@ -244,7 +244,7 @@ impl Elementwise for SophiaH {
     }
 
     #[inline(always)]
-    fn kernel(&self, s: &SophiaHScalars, c: Chunk<'_>) {
+    fn kernel<A: Apply>(&self, s: &SophiaHScalars, c: Chunk<'_>, _apply: &mut A) {
         let [m, h, ..] = c.state;
         sophiah_loop(s, c.value, c.grad, m, h, c.hessian);
     }
