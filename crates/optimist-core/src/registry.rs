@@ -65,7 +65,13 @@ pub fn registry() -> &'static [OptimizerSpec] {
             optim::schedulefree::spec::<optim::AdamWScheduleFree>(),
             optim::schedulefree::spec::<optim::SgdScheduleFree>(),
             // Catalogue D: preconditioned, second-order, matrix and low-rank.
+            spec::<optim::Soap>(),
+            spec::<optim::Shampoo>(),
+            spec::<optim::AdaHessian>(),
             spec::<optim::Sm3>(),
+            spec::<optim::NorMuon>(),
+            spec::<optim::Scion>(),
+            spec::<optim::GaLore>(),
         ]
     })
 }

@@ -60,3 +60,15 @@ pub use sophiah::SophiaH;
 // Catalogue D: preconditioned, second-order, matrix and low-rank.
 pub mod sm3;
 pub use sm3::Sm3;
+pub mod adahessian;
+pub mod galore;
+pub mod normuon;
+pub mod scion;
+pub mod shampoo;
+pub mod soap;
+pub use adahessian::AdaHessian;
+pub use galore::GaLore;
+pub use normuon::NorMuon;
+pub use scion::Scion;
+pub use shampoo::Shampoo;
+pub use soap::Soap;
