@@ -736,6 +736,8 @@ def _kwargs(name, hparams, dtype, foreach_false):
         kw["foreach"] = False
     if name in CAT_D_REGISTRY:
         kw = cat_d_kwargs(name, kw)
+    if name == "kron" and dtype == torch.float64:
+        kw["precondition_dtype"] = torch.float64   # the robustness rerun entirely in float64
     return kw
 
 
@@ -780,6 +782,8 @@ def reference_replay(case, dtype=torch.float32, foreach_false=False):
         except ValueError as exc:
             raise HarnessError(f"param {p.get('name')!r}: {exc}") from None
         params.append(torch.from_numpy(arr.copy()).to(dtype).requires_grad_(True))
+    if case.get("optimizer") == "kron":
+        kron_begin(case, dtype)
     opt, sched_opt = build_reference(case["optimizer"], case["hparams"], params, dtype, foreach_false)
     scheduler = None
     if case.get("lr_schedule"):
@@ -1522,6 +1526,9 @@ def base_notes(s):
         notes.append("torch.optim.lr_scheduler.LambdaLR, scheduler.step() after each optimizer.step()")
     if name in ("sophiah",) or name in CAT_D_HESSIAN:
         notes.append("step(hessian=[...]) at the steps with a non-null 'hessian' entry, step() otherwise")
+    if name == "kron":
+        notes.append("probes and balancing draws from optimist's seeded SplitMix64 streams (torch.randn_like and "
+                     "np.random.random re-bound in pytorch_optimizer.optimizer.psgd); precondition_dtype float32")
     if name in ("soap", "shampoo", "galore"):
         notes.append("the reference's eigh/qr/svd run in float32 (LAPACK); the update does not depend on the "
                      "signs of the eigen/singular vectors")
@@ -1549,6 +1556,8 @@ def make_numeric(s, log):
             raise RuntimeError("patched torch Muon Newton-Schulz was not called")
         if inner == "adamuon" and ns_used["adamuon"] == 0 and reference_key(inner, s["hparams"]) == "adamuon":
             raise RuntimeError("patched AdaMuon Newton-Schulz was not called")
+        if inner == "kron" and KRON_CTX["draws"] == 0:
+            raise RuntimeError("the re-bound Kron probe generator was not called")
         if inner in CAT_D_NS and sum(ns_used.values()) == 0 and _cat_d_uses_ns(s):
             raise RuntimeError(f"patched {inner} Newton-Schulz was not called")
         r64 = reference_replay(case, torch.float64, foreach_false=PRIMARY_FOREACH_FALSE)
@@ -1829,13 +1838,17 @@ CAT_D_REGISTRY = {
                 "use_adjusted_lr": False, "eps": 1e-10, "maximize": False},
     "scion": {"lr": 0.001, "momentum": 0.1, "constraint": False, "norm_type": 1, "norm_kwargs": None,
               "scale": 1.0, "weight_decay": 0.0, "weight_decouple": True, "maximize": False},
+    "kron": {"lr": 0.001, "momentum": 0.9, "weight_decay": 0.0, "weight_decouple": True,
+             "pre_conditioner_update_probability": None, "max_size_triangular": 8192, "min_ndim_triangular": 2,
+             "memory_save_mode": None, "momentum_into_precondition_update": True, "balance_prob": 0.01,
+             "maximize": False, "seed": 0},
     "galore": {"lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "eps": 1e-06, "rank": None,
                "update_proj_gap": None, "scale": None, "projection_type": None, "maximize": False},
 }
 EXT_REGISTRY.update(CAT_D_REGISTRY)
 for _name in CAT_D_REGISTRY:
     _cls = {"soap": "SOAP", "shampoo": "Shampoo", "adahessian": "AdaHessian", "sm3": "SM3", "normuon": "NorMuon",
-            "scion": "SCION", "galore": "GaLore"}[_name]
+            "scion": "SCION", "galore": "GaLore", "kron": "Kron"}[_name]
     REFERENCES[_name] = ("pytorch-optimizer", f"pytorch_optimizer.{_cls}",
                          (lambda c: (lambda: getattr(pytorch_optimizer, c)))(_cls))
 CAT_D_NS = {"scion", "normuon"}      # Newton-Schulz patched to float32; Muon-family tolerance
@@ -1857,12 +1870,95 @@ def _patch_cat_d_ns():
         mod.zero_power_via_newton_schulz_5 = ns_in_input_dtype
 
 
+# Kron (PSGD): the reference draws its probes with torch.randn_like and the balancing decision with
+# np.random.random() inside pytorch_optimizer.optimizer.psgd.  For the golden cases both names are re-bound
+# there to draws from the streams optimist uses (SplitMix64 keyed by seed, step and parameter name; see
+# optim/kron.rs), so that the reference and optimist see the same random numbers.
+from pytorch_optimizer.optimizer import psgd as _po_psgd_mod  # noqa: E402
+
+M64 = (1 << 64) - 1
+KRON_CTX = {"seed": 0, "names": [], "step": 0, "calls": 0, "draws": 0}
+
+
+def _fnv1a64(text):
+    h = 0xcbf29ce484222325
+    for b in text.encode():
+        h ^= b
+        h = (h * 0x100000001b3) & M64
+    return h
+
+
+def kron_stream_key(seed, step, text):
+    return (seed ^ ((step * 0xD1B54A32D192ED03) & M64) ^ _fnv1a64(text)) & M64
+
+
+class _SplitMix64:
+    def __init__(self, state):
+        self.state = state & M64
+
+    def next_u64(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & M64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+        return z ^ (z >> 31)
+
+    def uniform(self):
+        return (self.next_u64() >> 11) * (1.0 / (1 << 53))
+
+    def normal(self):
+        u1 = 1.0 - self.uniform()
+        u2 = self.uniform()
+        return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+class _KronRandom:
+    def random(self):
+        KRON_CTX["step"] += 1
+        KRON_CTX["calls"] = 0
+        return _SplitMix64(kron_stream_key(KRON_CTX["seed"], KRON_CTX["step"], "#balance")).uniform()
+
+
+class _KronNumpy:
+    random = _KronRandom()
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+class _KronTorch:
+    @staticmethod
+    def randn_like(t, dtype=None, **kwargs):
+        name = KRON_CTX["names"][KRON_CTX["calls"]]
+        KRON_CTX["calls"] += 1
+        KRON_CTX["draws"] += 1
+        rng = _SplitMix64(kron_stream_key(KRON_CTX["seed"], KRON_CTX["step"], name))
+        vals = np.array([rng.normal() for _ in range(t.numel())], dtype=np.float32).reshape(tuple(t.shape))
+        return torch.from_numpy(vals).to(dtype=dtype or t.dtype)
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
+_po_psgd_mod.np = _KronNumpy()
+_po_psgd_mod.torch = _KronTorch()
+
+
+def kron_begin(case, dtype):
+    hp = case.get("hparams") or {}
+    KRON_CTX.update(seed=int(hp.get("seed", 0)) if isinstance(hp, dict) else 0,
+                    names=[p["name"] for p in case["params"]], step=0, calls=0, draws=0)
+
+
 def cat_d_kwargs(name, kw):
     """Constructor keyword arguments of a catalogue-D case (None means the reference default: left out)."""
     if name == "galore":
         return {k: v for k, v in kw.items() if v is not None}
     if name == "scion" and kw.get("norm_kwargs") is None:
         kw.pop("norm_kwargs", None)
+    if name == "kron":
+        kw.pop("seed", None)
+        kw.pop("foreach", None)
     return kw
 
 
@@ -2015,6 +2111,26 @@ def cat_d_specs():
     a(spec("soap-max-dim", "soap", {"lr": 0.01, "max_precondition_dim": 4, "precondition_frequency": 3},
            [("w", [4, 9]), ("b", [6])], 8, "SOAP with max_precondition_dim 4: only the 4-long dimension is "
            "rotated; vectors are not", ext=True))
+    # ---------------------------------------------------------------- kron
+    a(spec("kron-defaults", "kron", {}, [("w", [5, 4]), ("b", [4])], 8,
+           "Kron defaults: triangular factors for the matrix, a diagonal one for the vector; a preconditioner "
+           "update every step (the default schedule is 1 for 500 steps)", ext=True))
+    a(spec("kron-seed-momentum-grad", "kron", {"lr": 0.01, "seed": 7, "momentum": 0.5,
+                                               "momentum_into_precondition_update": False},
+           [("w", [4, 6])], 8, "Kron fitting the preconditioner to the gradient, another seed and momentum",
+           ext=True))
+    a(spec("kron-balance-wd", "kron", {"lr": 0.01, "balance_prob": 1.0, "weight_decay": 0.1},
+           [("w", [3, 5]), ("b", [5])], 8, "Kron balancing the factors at every step, decoupled weight decay "
+           "(matrices only)", ext=True))
+    a(spec("kron-l2-maximize-prob", "kron", {"lr": 0.01, "weight_decay": 0.1, "weight_decouple": False,
+                                             "maximize": True, "pre_conditioner_update_probability": 0.5},
+           [("w", [4, 4])], 9, "Kron with L2 decay, maximizing, preconditioner updated every second step",
+           ext=True))
+    a(spec("kron-one-diag", "kron", {"lr": 0.01, "memory_save_mode": "one_diag"}, [("w", [6, 3])], 8,
+           "Kron with a diagonal factor for the largest dimension", ext=True))
+    a(spec("kron-triangular-vector", "kron", {"lr": 0.01, "min_ndim_triangular": 1, "max_size_triangular": 5},
+           [("v", [5]), ("w", [7, 3])], 8, "Kron with a triangular factor for a vector; dimensions above 5 "
+           "diagonal", ext=True))
     # ---------------------------------------------------------------- galore
     g = {"rank": 2, "update_proj_gap": 50, "scale": 1.0, "projection_type": "std"}
     a(spec("galore-defaults", "galore", {}, WB, 8, "GaLore without a projection (no rank): AdamW-like with "
@@ -2074,6 +2190,9 @@ def cat_d_error_specs():
     e("error-scion-5d", "AUTO oracle on a 5-D tensor", "scion", {}, shapes=[("k", [2, 2, 2, 2, 2])])
     e("error-scion-bad-norm-kwargs", "unknown norm_kwargs key for SIGN", "scion",
       {"norm_type": 4, "norm_kwargs": {"num_steps": 3}}, shapes=[("w", [3, 4])])
+    e("error-kron-negative-lr", "negative lr", "kron", {"lr": -0.001})
+    e("error-kron-momentum-one", "momentum 1", "kron", {"momentum": 1.0})
+    e("error-kron-bad-memory-save-mode", "unknown memory_save_mode", "kron", {"memory_save_mode": "half_diag"})
     e("error-galore-negative-eps", "negative eps", "galore", {"eps": -1e-6})
     e("error-galore-rank-without-gap", "rank without update_proj_gap (the library reads it from the group)",
       "galore", {"rank": 2}, shapes=[("w", [4, 3])])

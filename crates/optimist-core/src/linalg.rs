@@ -19,12 +19,27 @@
 //! All routines take and return row-major `Vec<f64>`; sizes are checked by
 //! the callers (these are internal building blocks).
 
+// Index loops mirror the textbook algorithms (several arrays per index).
+#![allow(clippy::needless_range_loop)]
+
 /// Eigen-decomposition of the symmetric `n x n` row-major matrix `a` (only
 /// read, symmetrized as `(a + a^T) / 2`): returns the eigenvalues in
 /// ascending order and the row-major `n x n` matrix whose columns are the
 /// matching unit eigenvectors (`a v_j = w_j v_j`).
 pub fn eigh(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     debug_assert_eq!(a.len(), n * n);
+    if n > JACOBI_MAX {
+        return eigh_tridiagonal(a, n);
+    }
+    eigh_jacobi(a, n)
+}
+
+/// Largest size [`eigh`] solves with Jacobi rotations; larger matrices go
+/// through Householder tridiagonalization and the implicit QL method.
+pub const JACOBI_MAX: usize = 64;
+
+/// [`eigh`] by cyclic Jacobi rotations.
+pub fn eigh_jacobi(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     let mut m = vec![0.0f64; n * n];
     for i in 0..n {
         for j in 0..n {
@@ -104,70 +119,270 @@ pub fn eigh(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     (ws, vs)
 }
 
+/// [`eigh`] by Householder reduction to tridiagonal form and the implicit
+/// QL method with shifts (the EISPACK routines `tred2` and `tql2`, as in
+/// the public-domain JAMA package): `O(n^3)` with a small constant.
+pub fn eigh_tridiagonal(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    if n == 0 {
+        return (Vec::new(), Vec::new());
+    }
+    // v: row-major n x n, symmetrized input.
+    let mut v = vec![0.0f64; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            v[i * n + j] = 0.5 * (a[i * n + j] + a[j * n + i]);
+        }
+    }
+    let mut d = vec![0.0f64; n];
+    let mut e = vec![0.0f64; n];
+    // tred2
+    for j in 0..n {
+        d[j] = v[(n - 1) * n + j];
+    }
+    for i in (1..n).rev() {
+        let mut scale = 0.0f64;
+        let mut h = 0.0f64;
+        for k in 0..i {
+            scale += d[k].abs();
+        }
+        if scale == 0.0 {
+            e[i] = d[i - 1];
+            for j in 0..i {
+                d[j] = v[(i - 1) * n + j];
+                v[i * n + j] = 0.0;
+                v[j * n + i] = 0.0;
+            }
+        } else {
+            for k in 0..i {
+                d[k] /= scale;
+                h += d[k] * d[k];
+            }
+            let mut f = d[i - 1];
+            let mut g = h.sqrt();
+            if f > 0.0 {
+                g = -g;
+            }
+            e[i] = scale * g;
+            h -= f * g;
+            d[i - 1] = f - g;
+            for x in e.iter_mut().take(i) {
+                *x = 0.0;
+            }
+            for j in 0..i {
+                f = d[j];
+                v[j * n + i] = f;
+                g = e[j] + v[j * n + j] * f;
+                for k in (j + 1)..i {
+                    g += v[k * n + j] * d[k];
+                    e[k] += v[k * n + j] * f;
+                }
+                e[j] = g;
+            }
+            f = 0.0;
+            for j in 0..i {
+                e[j] /= h;
+                f += e[j] * d[j];
+            }
+            let hh = f / (h + h);
+            for j in 0..i {
+                e[j] -= hh * d[j];
+            }
+            for j in 0..i {
+                f = d[j];
+                g = e[j];
+                for k in j..i {
+                    v[k * n + j] -= f * e[k] + g * d[k];
+                }
+                d[j] = v[(i - 1) * n + j];
+                v[i * n + j] = 0.0;
+            }
+        }
+        d[i] = h;
+    }
+    for i in 0..n - 1 {
+        v[(n - 1) * n + i] = v[i * n + i];
+        v[i * n + i] = 1.0;
+        let h = d[i + 1];
+        if h != 0.0 {
+            for k in 0..=i {
+                d[k] = v[k * n + i + 1] / h;
+            }
+            for j in 0..=i {
+                let mut g = 0.0f64;
+                for k in 0..=i {
+                    g += v[k * n + i + 1] * v[k * n + j];
+                }
+                for k in 0..=i {
+                    v[k * n + j] -= g * d[k];
+                }
+            }
+        }
+        for k in 0..=i {
+            v[k * n + i + 1] = 0.0;
+        }
+    }
+    for j in 0..n {
+        d[j] = v[(n - 1) * n + j];
+        v[(n - 1) * n + j] = 0.0;
+    }
+    v[(n - 1) * n + n - 1] = 1.0;
+    e[0] = 0.0;
+    // tql2, with the eigenvectors as rows of w = v^T (contiguous rotations).
+    let mut w = vec![0.0f64; n * n];
+    for i in 0..n {
+        for k in 0..n {
+            w[i * n + k] = v[k * n + i];
+        }
+    }
+    for i in 1..n {
+        e[i - 1] = e[i];
+    }
+    e[n - 1] = 0.0;
+    let mut f = 0.0f64;
+    let mut tst1 = 0.0f64;
+    let eps = f64::EPSILON;
+    for l in 0..n {
+        tst1 = tst1.max(d[l].abs() + e[l].abs());
+        let mut m = l;
+        while m < n {
+            if e[m].abs() <= eps * tst1 {
+                break;
+            }
+            m += 1;
+        }
+        if m == n {
+            m = n - 1;
+        }
+        if m > l {
+            for _iter in 0..200 {
+                let mut g = d[l];
+                let mut p = (d[l + 1] - g) / (2.0 * e[l]);
+                let mut r = p.hypot(1.0);
+                if p < 0.0 {
+                    r = -r;
+                }
+                d[l] = e[l] / (p + r);
+                d[l + 1] = e[l] * (p + r);
+                let dl1 = d[l + 1];
+                let mut h = g - d[l];
+                for x in d.iter_mut().skip(l + 2) {
+                    *x -= h;
+                }
+                f += h;
+                p = d[m];
+                let mut c = 1.0f64;
+                let mut c2 = c;
+                let mut c3 = c;
+                let el1 = e[l + 1];
+                let mut s = 0.0f64;
+                let mut s2 = 0.0f64;
+                for i in (l..m).rev() {
+                    c3 = c2;
+                    c2 = c;
+                    s2 = s;
+                    g = c * e[i];
+                    h = c * p;
+                    r = p.hypot(e[i]);
+                    e[i + 1] = s * r;
+                    s = e[i] / r;
+                    c = p / r;
+                    p = c * d[i] - s * g;
+                    d[i + 1] = h + s * (c * g + s * d[i]);
+                    let (lo, hi) = w.split_at_mut((i + 1) * n);
+                    let wi = &mut lo[i * n..(i + 1) * n];
+                    let wi1 = &mut hi[..n];
+                    for (x, y) in wi.iter_mut().zip(wi1.iter_mut()) {
+                        let hh = *y;
+                        *y = s * *x + c * hh;
+                        *x = c * *x - s * hh;
+                    }
+                }
+                p = -s * s2 * c3 * el1 * e[l] / dl1;
+                e[l] = s * p;
+                d[l] = c * p;
+                if e[l].abs() <= eps * tst1 {
+                    break;
+                }
+            }
+        }
+        d[l] += f;
+        e[l] = 0.0;
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&x, &y| d[x].total_cmp(&d[y]));
+    let ws = order.iter().map(|&i| d[i]).collect();
+    let mut vs = vec![0.0f64; n * n];
+    for (jn, &jo) in order.iter().enumerate() {
+        for k in 0..n {
+            vs[k * n + jn] = w[jo * n + k];
+        }
+    }
+    (ws, vs)
+}
+
 /// The thin `Q` (`m x n`, orthonormal columns) of the Householder QR of the
 /// row-major `m x n` matrix `a`, `m >= n`.
 pub fn qr_q(a: &[f64], m: usize, n: usize) -> Vec<f64> {
     debug_assert!(m >= n && a.len() == m * n);
-    let mut r = a.to_vec();
-    // Householder vectors, one per column, of length m (zeros above k).
+    // Columns as contiguous rows: ct[j * m + i] = a[i][j].
+    let mut ct = vec![0.0f64; n * m];
+    for i in 0..m {
+        for j in 0..n {
+            ct[j * m + i] = a[i * n + j];
+        }
+    }
+    // Unit Householder vectors (zero above k), one per column.
     let mut vs: Vec<Vec<f64>> = Vec::with_capacity(n);
     for k in 0..n {
-        let mut norm = 0.0f64;
-        for i in k..m {
-            norm += r[i * n + k] * r[i * n + k];
-        }
-        let norm = norm.sqrt();
+        let col = &ct[k * m..(k + 1) * m];
+        let norm = col[k..].iter().map(|x| x * x).sum::<f64>().sqrt();
         let mut v = vec![0.0f64; m];
         if norm == 0.0 {
             vs.push(v);
             continue;
         }
-        let x0 = r[k * n + k];
-        let alpha = if x0 >= 0.0 { -norm } else { norm };
-        for i in k..m {
-            v[i] = r[i * n + k];
-        }
+        let alpha = if col[k] >= 0.0 { -norm } else { norm };
+        v[k..].copy_from_slice(&col[k..]);
         v[k] -= alpha;
-        let vnorm2: f64 = v[k..].iter().map(|x| x * x).sum();
-        if vnorm2 == 0.0 {
+        let vnorm = v[k..].iter().map(|x| x * x).sum::<f64>().sqrt();
+        if vnorm == 0.0 {
             vs.push(vec![0.0; m]);
             continue;
         }
-        // R <- (I - 2 v v^T / v^T v) R on columns k..n.
+        v[k..].iter_mut().for_each(|x| *x /= vnorm);
+        // Columns k..n <- (I - 2 v v^T) columns.
         for j in k..n {
-            let mut d = 0.0f64;
-            for i in k..m {
-                d += v[i] * r[i * n + j];
+            let cj = &mut ct[j * m..(j + 1) * m];
+            let d: f64 = v[k..].iter().zip(&cj[k..]).map(|(x, y)| x * y).sum();
+            let f = 2.0 * d;
+            for (c, &x) in cj[k..].iter_mut().zip(&v[k..]) {
+                *c -= f * x;
             }
-            let f = 2.0 * d / vnorm2;
-            for i in k..m {
-                r[i * n + j] -= f * v[i];
-            }
-        }
-        let inv = 1.0 / vnorm2.sqrt();
-        for x in v[k..].iter_mut() {
-            *x *= inv;
         }
         vs.push(v);
     }
-    // Q = H_0 H_1 ... H_{n-1} applied to the first n columns of I.
-    let mut q = vec![0.0f64; m * n];
+    // Q = H_0 H_1 ... H_{n-1} applied to the first n columns of I (as rows).
+    let mut qt = vec![0.0f64; n * m];
     for j in 0..n {
-        q[j * n + j] = 1.0;
+        qt[j * m + j] = 1.0;
     }
     for k in (0..n).rev() {
         let v = &vs[k];
         for j in 0..n {
-            let mut d = 0.0f64;
-            for i in k..m {
-                d += v[i] * q[i * n + j];
-            }
+            let qj = &mut qt[j * m..(j + 1) * m];
+            let d: f64 = v[k..].iter().zip(&qj[k..]).map(|(x, y)| x * y).sum();
             if d != 0.0 {
                 let f = 2.0 * d;
-                for i in k..m {
-                    q[i * n + j] -= f * v[i];
+                for (q, &x) in qj[k..].iter_mut().zip(&v[k..]) {
+                    *q -= f * x;
                 }
             }
+        }
+    }
+    let mut q = vec![0.0f64; m * n];
+    for j in 0..n {
+        for i in 0..m {
+            q[i * n + j] = qt[j * m + i];
         }
     }
     q
@@ -369,6 +584,31 @@ mod tests {
             }
             assert!(max_abs_diff(&av, &vw) < 1e-11, "n = {n}");
         }
+    }
+
+    #[test]
+    fn tridiagonal_ql_matches_jacobi() {
+        for &n in &[1usize, 2, 3, 10, 33, 80] {
+            let g = random(n, n, 100 + n as u64);
+            let a = matmul(&g, &transpose(&g, n, n), n, n, n);
+            let (w1, v1) = eigh_jacobi(&a, n);
+            let (w2, v2) = eigh_tridiagonal(&a, n);
+            let scale = w1.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+            assert!(max_abs_diff(&w1, &w2) < 1e-12 * scale, "n = {n}");
+            // Same vectors up to sign (the eigenvalues are distinct).
+            for j in 0..n {
+                let dot: f64 = (0..n).map(|k| v1[k * n + j] * v2[k * n + j]).sum();
+                assert!((dot.abs() - 1.0).abs() < 1e-9, "n = {n}, vector {j}: {dot}");
+            }
+            let vt = transpose(&v2, n, n);
+            assert!(max_abs_diff(&matmul(&vt, &v2, n, n, n), &identity(n)) < 1e-12);
+        }
+        // A diagonal matrix and a zero matrix.
+        let (w, _) = eigh_tridiagonal(&[3.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 2.0], 3);
+        assert_eq!(w, vec![1.0, 2.0, 3.0]);
+        let (w, v) = eigh_tridiagonal(&[0.0; 4], 2);
+        assert_eq!(w, vec![0.0, 0.0]);
+        assert!(max_abs_diff(&matmul(&transpose(&v, 2, 2), &v, 2, 2, 2), &identity(2)) < 1e-15);
     }
 
     #[test]

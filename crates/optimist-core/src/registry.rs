@@ -67,6 +67,7 @@ pub fn registry() -> &'static [OptimizerSpec] {
             // Catalogue D: preconditioned, second-order, matrix and low-rank.
             spec::<optim::Soap>(),
             spec::<optim::Shampoo>(),
+            spec::<optim::Kron>(),
             spec::<optim::AdaHessian>(),
             spec::<optim::Sm3>(),
             spec::<optim::NorMuon>(),
