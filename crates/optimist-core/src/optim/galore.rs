@@ -48,6 +48,9 @@
 //! cases refresh only where that cannot happen). The projection products
 //! run in f32 on [`crate::gemm`].
 
+
+// Index loops over several arrays at once, as in the reference's formulas.
+#![allow(clippy::needless_range_loop)]
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

@@ -67,6 +67,9 @@
 //! `mu_dtype` and `precondition_dtype` (torch dtypes) are not offered: both
 //! are f32 here.
 
+
+// Index loops over several arrays at once, as in the reference's formulas.
+#![allow(clippy::needless_range_loop)]
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

@@ -53,6 +53,9 @@
 //! [`crate::gemm`]'s summation order and norms summed in f64: differences
 //! of order 1e-7 (the cases' tolerance is 1e-4, as for the Muon family).
 
+
+// Index loops over several arrays at once, as in the reference's formulas.
+#![allow(clippy::needless_range_loop)]
 use serde::{Deserialize, Serialize};
 
 use super::newton_schulz::{self as ns, NormGuard, NsDtype, MUON_COEFFICIENTS};

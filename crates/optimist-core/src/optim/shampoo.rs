@@ -37,6 +37,9 @@
 //! and the mode products are summed in f64 and rounded to f32 after each
 //! product, as the reference rounds each f32 product.
 
+
+// Index loops over several arrays at once, as in the reference's formulas.
+#![allow(clippy::needless_range_loop)]
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;

@@ -30,6 +30,9 @@
 //! keeps a zero one otherwise). Sparse gradients (the reference's other
 //! path) do not exist here.
 
+
+// Index loops over several arrays at once, as in the reference's formulas.
+#![allow(clippy::needless_range_loop)]
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

@@ -54,6 +54,9 @@
 //! reference's choice of the others is LAPACK's). The products `P`, `P^T`
 //! and `GG Q` run in f32 on [`crate::gemm`].
 
+
+// Index loops over several arrays at once, as in the reference's formulas.
+#![allow(clippy::needless_range_loop)]
 use serde::{Deserialize, Serialize};
 
 use super::shampoo::{mode_gram, split};
