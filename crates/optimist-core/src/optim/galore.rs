@@ -174,6 +174,9 @@ enum Side {
     Full,
 }
 
+/// The projection to undo: side, rows, cols and rank (none: not projected).
+type Back = Option<(Side, usize, usize, usize)>;
+
 fn side(t: ProjectionType, rows: usize, cols: usize) -> Side {
     let tall = rows >= cols;
     match t {
@@ -223,7 +226,7 @@ impl UpdateRule for GaLore {
             _ => None,
         };
         // The low-rank gradient and, for the way back, the projection.
-        let (r_grad, back): (Vec<f32>, Option<(Side, usize, usize, usize)>) = match proj {
+        let (r_grad, back): (Vec<f32>, Back) = match proj {
             None => (g.clone(), None),
             Some((rank, s, rows, cols)) => {
                 let k = rank.min(rows.min(cols));
@@ -233,7 +236,7 @@ impl UpdateRule for GaLore {
                     Side::Full => (rows * k, k * cols),
                 };
                 let gap = self.update_proj_gap.unwrap_or(1).max(1);
-                if !st.ortho.is_allocated() || t % gap == 0 {
+                if !st.ortho.is_allocated() || t.is_multiple_of(gap) {
                     let a: Vec<f64> = g.iter().map(|&x| x as f64).collect();
                     let (u, _, vt) = linalg::svd(&a, rows, cols);
                     let kk = rows.min(cols);

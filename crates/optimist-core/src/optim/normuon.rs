@@ -144,7 +144,7 @@ impl OptimizerConfig for NorMuon {
 /// The `(shape[0], rest)` matrix view NorMuon takes of a parameter.
 fn dims(p: &ParamMut<'_>) -> Result<(usize, usize)> {
     match p.shape.first() {
-        Some(&rows) if rows > 0 && p.numel() % rows == 0 => Ok((rows, p.numel() / rows)),
+        Some(&rows) if rows > 0 && p.numel().is_multiple_of(rows) => Ok((rows, p.numel() / rows)),
         Some(_) if p.numel() == 0 => Ok((0, 0)),
         _ => Err(Error::Unsupported(format!(
             "normuon: parameter '{}' has shape {:?}; it needs at least one dimension",

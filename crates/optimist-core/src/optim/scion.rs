@@ -285,7 +285,7 @@ fn apply_lmo(lmo: Lmo, d: &[f32], shape: &[usize]) -> Result<Vec<f32>> {
         }
         Lmo::SpectralConv { steps } => {
             let rows = shape[0];
-            let cols = if rows == 0 { 0 } else { n / rows };
+            let cols = n.checked_div(rows).unwrap_or(0);
             let mut o = ns5(d, rows, cols, steps)?;
             let kernel: usize = shape[2..].iter().product();
             let s = ((shape[0] as f64 / shape[1] as f64).sqrt() / kernel as f64) as f32;

@@ -242,7 +242,7 @@ impl UpdateRule for Shampoo {
         for (x, g) in p.value.iter_mut().zip(g.iter_mut()) {
             *g = wd.apply(x, *g);
         }
-        let recompute = st.step % self.preconditioning_compute_steps == 0;
+        let recompute = st.step.is_multiple_of(self.preconditioning_compute_steps);
         let mut u = g.clone();
         let mut off = 0;
         for k in 0..order {

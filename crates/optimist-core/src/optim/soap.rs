@@ -39,9 +39,9 @@
 //! correct_bias = true, normalize_gradient = false, eps = 1e-8,
 //! maximize = false. Validation as the reference: lr >= 0, betas in
 //! [0, 1), shampoo_beta >= 0, weight_decay >= 0, precondition_frequency
-//! >= 1, max_precondition_dim >= 1, eps >= 0. The reference's `merge_dims`
-//! and `data_format` (merging small dimensions) are not offered (unknown
-//! hyperparameters).
+//! at least 1, max_precondition_dim at least 1, eps >= 0. The reference's
+//! `merge_dims` and `data_format` (merging small dimensions) are not
+//! offered (unknown hyperparameters).
 //!
 //! **Decompositions.** The reference runs `torch.linalg.eigh` and `qr` in
 //! f32; here they run in f64 ([`crate::linalg`]) and are rounded to f32.
@@ -163,7 +163,7 @@ fn project(x: &[f32], shape: &[usize], qs: &[Option<&[f32]>], forward: bool) -> 
     let n = x.len();
     for q in qs {
         let s0 = cur_shape[0];
-        let rest = if s0 == 0 { 0 } else { n / s0 };
+        let rest = n.checked_div(s0).unwrap_or(0);
         let mut y = vec![0.0f32; n];
         match q {
             Some(q) => {
@@ -306,7 +306,7 @@ impl UpdateRule for Soap {
             }
         }
         self.update_statistics(&g, &shape, &pre, &offs, st.gg.as_mut_slice(), sb)?;
-        if step > 0 && step % self.precondition_frequency == 0 {
+        if step > 0 && step.is_multiple_of(self.precondition_frequency) {
             self.refresh(&shape, &pre, &offs, st)?;
         }
         Ok(())
