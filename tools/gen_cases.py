@@ -869,6 +869,10 @@ def _kwargs(name, hparams, dtype, foreach_false):
         kw["eps"] = tuple(eps)
     if foreach_false and name not in ("muon", "adamuon", "adamomentum", "lbfgs"):
         kw["foreach"] = False
+    if name in CAT_D_REGISTRY:
+        kw = cat_d_kwargs(name, kw)
+    if name == "kron" and dtype == torch.float64:
+        kw["precondition_dtype"] = torch.float64   # the robustness rerun entirely in float64
     return kw
 
 
@@ -901,7 +905,7 @@ def build_reference(name, hparams, params, dtype, foreach_false=False):
         kw.pop("foreach", None)
         opt = cls(adammini_model(params), **kw)
         return opt, opt
-    if name == "adamuon":
+    if name in ("adamuon", "normuon"):
         opt = cls([{"params": params, "use_muon": True}], **kw)
     else:
         opt = cls(params, **kw)
@@ -936,6 +940,8 @@ def reference_replay(case, dtype=torch.float32, foreach_false=False):
             # AdamMini takes a model and picks each parameter's rule from its name
             params[-1] = torch.nn.Parameter(params[-1].detach())
             params[-1].optimist_name = p["name"]
+    if case.get("optimizer") == "kron":
+        kron_begin(case, dtype)
     opt, sched_opt = build_reference(case["optimizer"], case["hparams"], params, dtype, foreach_false)
     scheduler = None
     if case.get("lr_schedule"):
@@ -2437,6 +2443,8 @@ def draw_case(s, attempt):
                                 for _, shape in s["shapes"]])
             else:
                 hessian.append(None)
+    if s["optimizer"] in CAT_D_HESSIAN:
+        hessian = cat_d_hessian(s, rng)
     if s["optimizer"] == "sophiag":
         # Gauss-Newton-Bartlett estimates g_hat^2 >= 0 at steps first, first + every, ...
         first, every, hscale = s.get("hess") or (1, 3, 1.0)
@@ -2500,7 +2508,7 @@ def tolerance_for(s):
     name = s["optimizer"]
     if name in WRAPPERS:
         name = wrapped_name(s)
-    return dict(MUON_TOL if name in MATRIX_ONLY else DEFAULT_TOL)
+    return dict(MUON_TOL if name in MATRIX_ONLY or name in CAT_D_NS else DEFAULT_TOL)
 
 
 def base_notes(s):
@@ -2515,6 +2523,10 @@ def base_notes(s):
     elif inner in ("muon",):
         notes.append("Newton-Schulz run in float32 instead of the library's bfloat16 cast "
                      "(torch.optim._muon._zeropower_via_newtonschulz re-defined without the cast)")
+    elif inner in CAT_D_NS:
+        notes.append(("all parameters in one group with use_muon=True; " if inner == "normuon" else "") +
+                     "Newton-Schulz run in float32 instead of the library's bfloat16 default "
+                     "(zero_power_via_newton_schulz_5 called with dtype=float32)")
     elif inner in ("adamuon",):
         notes.append("all parameters in one group with use_muon=True; Newton-Schulz run in float32 instead of the "
                      "library's bfloat16 cast (zero_power_via_newton_schulz_5 called with dtype=float32)")
@@ -2531,8 +2543,14 @@ def base_notes(s):
         notes.append("torch.nn.utils.clip_grad_norm_ on all gradients before each step")
     if s.get("sched"):
         notes.append("torch.optim.lr_scheduler.LambdaLR, scheduler.step() after each optimizer.step()")
-    if name == "sophiah":
+    if name in ("sophiah",) or name in CAT_D_HESSIAN:
         notes.append("step(hessian=[...]) at the steps with a non-null 'hessian' entry, step() otherwise")
+    if name == "kron":
+        notes.append("probes and balancing draws from optimist's seeded SplitMix64 streams (torch.randn_like and "
+                     "np.random.random re-bound in pytorch_optimizer.optimizer.psgd); precondition_dtype float32")
+    if name in ("soap", "shampoo", "galore"):
+        notes.append("the reference's eigh/qr/svd run in float32 (LAPACK); the update does not depend on the "
+                     "signs of the eigen/singular vectors")
     return notes
 
 
@@ -2557,6 +2575,10 @@ def make_numeric(s, log):
             raise RuntimeError("patched torch Muon Newton-Schulz was not called")
         if inner == "adamuon" and ns_used["adamuon"] == 0 and reference_key(inner, s["hparams"]) == "adamuon":
             raise RuntimeError("patched AdaMuon Newton-Schulz was not called")
+        if inner == "kron" and KRON_CTX["draws"] == 0:
+            raise RuntimeError("the re-bound Kron probe generator was not called")
+        if inner in CAT_D_NS and sum(ns_used.values()) == 0 and _cat_d_uses_ns(s):
+            raise RuntimeError(f"patched {inner} Newton-Schulz was not called")
         r64 = reference_replay(case, torch.float64, foreach_false=PRIMARY_FOREACH_FALSE)
         robust = tol_ratio(r64, r32, tol)
         rfe = reference_replay(case, torch.float32, foreach_false=not PRIMARY_FOREACH_FALSE)
@@ -2613,7 +2635,7 @@ def make_error(es, log):
     except HarnessError as exc:  # cannot even be given to the reference
         harness_msg = str(exc)
     except Exception as exc:  # the reference rejects the case
-        ref_msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        ref_msg = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
     if contract_msg is None and ref_msg is None:
         log(f"  DROP {s['id']}: neither the contract nor the reference rejects it")
         return None, dict(error="accepted")
@@ -2800,6 +2822,405 @@ def replay_main(path):
     return 0
 
 
+# --------------------------------------------------------------------------------------
+# Catalogue D: preconditioned, second-order, matrix and low-rank (pytorch-optimizer 4.1.0)
+# --------------------------------------------------------------------------------------
+#
+# All cases are extensions (tests/golden/extensions): none of these optimizers is in contract v1.
+#   * soap, shampoo, galore: the references run eigh / qr / svd in float32 (LAPACK); optimist runs them in
+#     float64 and rounds.  The updates are invariant to the sign of each eigen/singular vector (every vector
+#     enters twice: projection and back-projection, and the second moments are squares), so sign conventions
+#     do not matter.  Cases use square matrices for SOAP (the init eigh of G G^T is then non-degenerate),
+#     and GaLore cases refresh the projection once (update_proj_gap > steps) or at steps where the low-rank
+#     moments are still consistent with it (see the descriptions).
+#   * scion, normuon: Newton-Schulz in float32 instead of the library's bfloat16 default (the functions
+#     `zero_power_via_newton_schulz_5` bound in pytorch_optimizer.optimizer.scion / .muon.normuon / .muon.base
+#     are called with dtype=float32), as for muon/adamuon; tolerance 1e-4 as for the Muon family.
+#   * adahessian: Hessian-diagonal estimates given through step(hessian=[...]) at steps 1, 1+update_period,
+#     ..., exactly when the library would otherwise compute its own Hutchinson estimate.
+
+from pytorch_optimizer.optimizer import scion as _po_scion_mod  # noqa: E402
+from pytorch_optimizer.optimizer.muon import normuon as _po_normuon_mod  # noqa: E402
+
+CAT_D_REGISTRY = {
+    "soap": {"lr": 0.003, "betas": [0.95, 0.95], "shampoo_beta": None, "weight_decay": 0.01,
+             "precondition_frequency": 10, "max_precondition_dim": 10000, "precondition_1d": False,
+             "correct_bias": True, "normalize_gradient": False, "eps": 1e-08, "maximize": False},
+    "shampoo": {"lr": 0.001, "momentum": 0.0, "weight_decay": 0.0, "weight_decouple": False, "fixed_decay": False,
+                "preconditioning_compute_steps": 1, "matrix_eps": 1e-06, "maximize": False},
+    "adahessian": {"lr": 0.1, "betas": [0.9, 0.999], "weight_decay": 0.0, "weight_decouple": True,
+                   "fixed_decay": False, "hessian_power": 1.0, "update_period": 1, "eps": 1e-16,
+                   "adam_debias": False, "maximize": False},
+    "sm3": {"lr": 0.1, "momentum": 0.0, "beta": 0.0, "eps": 1e-30, "maximize": False},
+    "normuon": {"lr": 0.02, "momentum": 0.95, "beta2": 0.95, "weight_decay": 0.0, "weight_decouple": True,
+                "nesterov": True, "ns_steps": 5, "ns_coeffs": "original", "update_scale": "preserve_norm",
+                "use_adjusted_lr": False, "eps": 1e-10, "maximize": False},
+    "scion": {"lr": 0.001, "momentum": 0.1, "constraint": False, "norm_type": 1, "norm_kwargs": None,
+              "scale": 1.0, "weight_decay": 0.0, "weight_decouple": True, "maximize": False},
+    "kron": {"lr": 0.001, "momentum": 0.9, "weight_decay": 0.0, "weight_decouple": True,
+             "pre_conditioner_update_probability": None, "max_size_triangular": 8192, "min_ndim_triangular": 2,
+             "memory_save_mode": None, "momentum_into_precondition_update": True, "balance_prob": 0.01,
+             "maximize": False, "seed": 0},
+    "galore": {"lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "eps": 1e-06, "rank": None,
+               "update_proj_gap": None, "scale": None, "projection_type": None, "maximize": False},
+}
+EXT_REGISTRY.update(CAT_D_REGISTRY)
+for _name in CAT_D_REGISTRY:
+    _cls = {"soap": "SOAP", "shampoo": "Shampoo", "adahessian": "AdaHessian", "sm3": "SM3", "normuon": "NorMuon",
+            "scion": "SCION", "galore": "GaLore", "kron": "Kron"}[_name]
+    REFERENCES[_name] = ("pytorch-optimizer", f"pytorch_optimizer.{_cls}",
+                         (lambda c: (lambda: getattr(pytorch_optimizer, c)))(_cls))
+CAT_D_NS = {"scion", "normuon"}      # Newton-Schulz patched to float32; Muon-family tolerance
+CAT_D_HESSIAN = {"adahessian"}
+NS_CALLS.update({"scion": 0, "normuon": 0})
+
+
+def _patch_cat_d_ns():
+    for key, mod in (("scion", _po_scion_mod), ("normuon", _po_normuon_mod)):
+        original = mod.zero_power_via_newton_schulz_5
+        if "dtype" not in inspect.signature(original).parameters:
+            raise RuntimeError("pytorch_optimizer zero_power_via_newton_schulz_5 has no dtype argument any more")
+
+        def ns_in_input_dtype(g, *args, _orig=original, _key=key, **kwargs):
+            NS_CALLS[_key] += 1
+            kwargs["dtype"] = g.dtype
+            return _orig(g, *args, **kwargs)
+
+        mod.zero_power_via_newton_schulz_5 = ns_in_input_dtype
+
+
+# Kron (PSGD): the reference draws its probes with torch.randn_like and the balancing decision with
+# np.random.random() inside pytorch_optimizer.optimizer.psgd.  For the golden cases both names are re-bound
+# there to draws from the streams optimist uses (SplitMix64 keyed by seed, step and parameter name; see
+# optim/kron.rs), so that the reference and optimist see the same random numbers.
+from pytorch_optimizer.optimizer import psgd as _po_psgd_mod  # noqa: E402
+
+M64 = (1 << 64) - 1
+KRON_CTX = {"seed": 0, "names": [], "step": 0, "calls": 0, "draws": 0}
+
+
+def _fnv1a64(text):
+    h = 0xcbf29ce484222325
+    for b in text.encode():
+        h ^= b
+        h = (h * 0x100000001b3) & M64
+    return h
+
+
+def kron_stream_key(seed, step, text):
+    return (seed ^ ((step * 0xD1B54A32D192ED03) & M64) ^ _fnv1a64(text)) & M64
+
+
+class _SplitMix64:
+    def __init__(self, state):
+        self.state = state & M64
+
+    def next_u64(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & M64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+        return z ^ (z >> 31)
+
+    def uniform(self):
+        return (self.next_u64() >> 11) * (1.0 / (1 << 53))
+
+    def normal(self):
+        u1 = 1.0 - self.uniform()
+        u2 = self.uniform()
+        return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+class _KronRandom:
+    def random(self):
+        KRON_CTX["step"] += 1
+        KRON_CTX["calls"] = 0
+        return _SplitMix64(kron_stream_key(KRON_CTX["seed"], KRON_CTX["step"], "#balance")).uniform()
+
+
+class _KronNumpy:
+    random = _KronRandom()
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+class _KronTorch:
+    @staticmethod
+    def randn_like(t, dtype=None, **kwargs):
+        name = KRON_CTX["names"][KRON_CTX["calls"]]
+        KRON_CTX["calls"] += 1
+        KRON_CTX["draws"] += 1
+        rng = _SplitMix64(kron_stream_key(KRON_CTX["seed"], KRON_CTX["step"], name))
+        vals = np.array([rng.normal() for _ in range(t.numel())], dtype=np.float32).reshape(tuple(t.shape))
+        return torch.from_numpy(vals).to(dtype=dtype or t.dtype)
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
+_po_psgd_mod.np = _KronNumpy()
+_po_psgd_mod.torch = _KronTorch()
+
+
+def kron_begin(case, dtype):
+    hp = case.get("hparams") or {}
+    KRON_CTX.update(seed=int(hp.get("seed", 0)) if isinstance(hp, dict) else 0,
+                    names=[p["name"] for p in case["params"]], step=0, calls=0, draws=0)
+
+
+def cat_d_kwargs(name, kw):
+    """Constructor keyword arguments of a catalogue-D case (None means the reference default: left out)."""
+    if name == "galore":
+        return {k: v for k, v in kw.items() if v is not None}
+    if name == "scion" and kw.get("norm_kwargs") is None:
+        kw.pop("norm_kwargs", None)
+    if name == "kron":
+        kw.pop("seed", None)
+        kw.pop("foreach", None)
+    return kw
+
+
+def cat_d_hessian(s, rng):
+    """AdaHessian estimates at steps 1, 1 + update_period, ... (any sign: they are squared)."""
+    period = s["hparams"].get("update_period", CAT_D_REGISTRY["adahessian"]["update_period"])
+    if not isinstance(period, int) or period < 1:
+        period = 1
+    hmean, hstd = s.get("hess") or (0.0, 2.0)
+    out = []
+    for t in range(s["steps"]):
+        if t % period == 0:
+            out.append([(hmean + hstd * rng.standard_normal(int(np.prod(shape)))).astype(np.float32)
+                        for _, shape in s["shapes"]])
+        else:
+            out.append(None)
+    return out
+
+
+def _cat_d_uses_ns(s):
+    """Whether a scion/normuon case runs Newton-Schulz at all (SCION's sign/bias/col/row/none oracles do not)."""
+    if s["optimizer"] == "normuon":
+        return True
+    nt = s["hparams"].get("norm_type", 1)
+    return nt in (2, 3) or (nt == 1 and any(len(shape) >= 2 for _, shape in s["shapes"]))
+
+
+def cat_d_specs():
+    S = []
+    a = S.append
+    sq = [("w", [6, 6]), ("v", [5, 5])]
+    # ---------------------------------------------------------------- sm3
+    a(spec("sm3-defaults", "sm3", {}, [("w", [5, 4]), ("b", [4])], 8,
+           "SM3 defaults (lr 0.1, no momentum, beta 0): per-row and per-column max accumulators", ext=True))
+    a(spec("sm3-momentum-beta", "sm3", {"lr": 0.05, "momentum": 0.9, "beta": 0.5},
+           [("k", [2, 3, 4]), ("s", [1])], 10, "SM3 with momentum and an EMA of the squared gradient (beta > 0: "
+           "accumulators keep their running max)", ext=True, big={5: 100.0}))
+    a(spec("sm3-eps-maximize", "sm3", {"lr": 0.02, "eps": 0.01, "maximize": True, "beta": 0.9},
+           [("w", [4, 7]), ("v", [9])], 8, "SM3 maximizing with a large eps", ext=True, zero=[3]))
+    a(spec("sm3-clip-warmup-cosine", "sm3", {"lr": 0.1, "momentum": 0.5}, [("conv", [3, 2, 2, 2]), ("b", [3])],
+           10, "SM3 on a 4-D tensor after clip_grad_norm_ under warmup_cosine", ext=True, clip=clip_norm(4.0),
+           sched=warmup_cosine(2, 7)))
+    # ---------------------------------------------------------------- adahessian
+    a(spec("adahessian-defaults", "adahessian", {}, WB, 8,
+           "AdaHessian defaults (update_period 1: an estimate every step)", ext=True))
+    a(spec("adahessian-period-3-power", "adahessian", {"lr": 0.05, "update_period": 3, "hessian_power": 0.5},
+           [("k", [2, 3, 4]), ("s", [1])], 10, "AdaHessian, update_period 3 (estimates at 1, 4, 7, 10), "
+           "hessian_power 0.5", ext=True, hess=(1.0, 3.0)))
+    a(spec("adahessian-wd-decoupled-debias", "adahessian",
+           {"lr": 0.02, "weight_decay": 0.1, "adam_debias": True, "betas": [0.8, 0.99], "eps": 1e-4}, WB, 8,
+           "AdaHessian with decoupled decay, adam_debias (step size lr, no 1/(1-beta1^t)) and a larger eps",
+           ext=True, zero=[3]))
+    a(spec("adahessian-wd-l2-fixed-maximize", "adahessian",
+           {"lr": 0.03, "weight_decay": 0.05, "weight_decouple": False, "maximize": True, "update_period": 2},
+           [("w", [5, 3]), ("b", [3])], 8, "AdaHessian with L2 decay, maximizing, update_period 2", ext=True))
+    a(spec("adahessian-fixed-decay", "adahessian",
+           {"lr": 0.03, "weight_decay": 0.05, "fixed_decay": True, "update_period": 2},
+           [("w", [4, 4])], 8, "AdaHessian with fixed (lr-independent) decoupled decay", ext=True))
+    a(spec("adahessian-clip-warmup-cosine", "adahessian", {"lr": 0.05}, WB, 10,
+           "AdaHessian after clip_grad_norm_ under warmup_cosine", ext=True, clip=clip_norm(4.0),
+           sched=warmup_cosine(2, 7)))
+    # ---------------------------------------------------------------- scion
+    mixed = [("w", [6, 4]), ("b", [4])]
+    a(spec("scion-defaults", "scion", {}, mixed, 8, "SCION defaults: norm_type AUTO (spectral for the matrix, "
+           "bias RMS for the vector), momentum 0.1", ext=True))
+    a(spec("scion-constraint-scale", "scion", {"lr": 0.05, "constraint": True, "scale": 3.0, "momentum": 0.5},
+           [("w", [4, 7]), ("t", [7, 3])], 8, "SCION with constraint (p *= 1 - lr) and scale 3", ext=True))
+    a(spec("scion-wd-decoupled", "scion", {"lr": 0.02, "weight_decay": 0.1}, mixed, 8,
+           "SCION with decoupled weight decay", ext=True))
+    a(spec("scion-wd-l2-maximize", "scion", {"lr": 0.02, "weight_decay": 0.1, "weight_decouple": False,
+                                             "maximize": True}, mixed, 8, "SCION with L2 decay, maximizing",
+           ext=True))
+    a(spec("scion-spectral-options", "scion",
+           {"lr": 0.01, "norm_type": 2, "norm_kwargs": {"max_scale": True, "normalize": False, "num_steps": 3}},
+           [("w", [5, 8]), ("t", [8, 3])], 8, "SCION, norm_type SPECTRAL with max_scale, normalize false, "
+           "3 Newton-Schulz steps", ext=True))
+    a(spec("scion-spectral-conv", "scion", {"lr": 0.01}, [("conv", [4, 3, 2, 2]), ("k", [3, 2, 3])], 8,
+           "SCION AUTO on 4-D and 3-D tensors (spectral conv: flattened, scaled by sqrt(d_out/d_in)/kernel size)",
+           ext=True))
+    a(spec("scion-sign", "scion", {"lr": 0.01, "norm_type": 4}, [("w", [4, 6])], 8,
+           "SCION, norm_type SIGN (sign / d_in)", ext=True))
+    a(spec("scion-sign-unnormalized", "scion", {"lr": 0.01, "norm_type": 4, "norm_kwargs": {"normalize": False}},
+           [("w", [4, 6])], 8, "SCION, norm_type SIGN without normalization", ext=True))
+    a(spec("scion-bias", "scion", {"lr": 0.01, "norm_type": 5}, [("w", [5, 3]), ("b", [7])], 8,
+           "SCION, norm_type BIAS (RMS over dim 0)", ext=True))
+    a(spec("scion-col", "scion", {"lr": 0.01, "norm_type": 6, "norm_kwargs": {"normalized": True}},
+           [("w", [5, 3])], 8, "SCION, norm_type COL, normalized", ext=True))
+    a(spec("scion-col-transpose", "scion", {"lr": 0.01, "norm_type": 6, "norm_kwargs": {"transpose": True}},
+           [("w", [5, 3])], 8, "SCION, norm_type COL, transposed", ext=True))
+    a(spec("scion-row", "scion", {"lr": 0.01, "norm_type": 7}, [("w", [5, 3])], 8,
+           "SCION, norm_type ROW (normalized by default)", ext=True))
+    a(spec("scion-row-transpose", "scion",
+           {"lr": 0.01, "norm_type": 7, "norm_kwargs": {"transpose": True, "normalized": False}},
+           [("w", [5, 3])], 8, "SCION, norm_type ROW, transposed, not normalized", ext=True))
+    a(spec("scion-none", "scion", {"lr": 0.01, "norm_type": 0, "momentum": 1.0}, mixed, 6,
+           "SCION, norm_type NONE (identity oracle), momentum 1 (no averaging)", ext=True))
+    a(spec("scion-clip-warmup-cosine", "scion", {"lr": 0.02}, mixed, 10,
+           "SCION after clip_grad_norm_ under warmup_cosine", ext=True, clip=clip_norm(4.0),
+           sched=warmup_cosine(2, 7)))
+    # ---------------------------------------------------------------- normuon
+    mats = [("w", [8, 6]), ("v", [4, 10])]
+    a(spec("normuon-defaults", "normuon", {}, mats, 8, "NorMuon defaults (preserve_norm), a tall and a wide "
+           "matrix", ext=True))
+    a(spec("normuon-match-rms", "normuon", {"update_scale": "match_rms", "lr": 0.01}, mats, 8,
+           "NorMuon with update_scale match_rms (Frobenius norm 0.2 sqrt(m n))", ext=True))
+    a(spec("normuon-adjusted-lr-wd", "normuon", {"use_adjusted_lr": True, "weight_decay": 0.1, "beta2": 0.9},
+           mats, 8, "NorMuon with the Moonlight lr adjustment and decoupled decay", ext=True))
+    a(spec("normuon-l2-heavy-ball-maximize", "normuon",
+           {"weight_decay": 0.05, "weight_decouple": False, "nesterov": False, "maximize": True, "momentum": 0.9},
+           mats, 8, "NorMuon with L2 decay, no Nesterov, maximizing", ext=True))
+    a(spec("normuon-quintic-ns3", "normuon", {"ns_coeffs": "quintic", "ns_steps": 3, "eps": 1e-6},
+           [("w", [5, 5])], 8, "NorMuon with the quintic coefficient schedule, 3 steps", ext=True))
+    a(spec("normuon-flat", "normuon", {"lr": 0.01}, [("conv", [4, 2, 2, 2]), ("b", [5])], 8,
+           "NorMuon on a 4-D tensor (as a 4 x 8 matrix) and a vector (as a 5 x 1 matrix), as the library does",
+           ext=True))
+    a(spec("normuon-clip-warmup-cosine", "normuon", {"lr": 0.02}, mats, 10,
+           "NorMuon after clip_grad_norm_ under warmup_cosine", ext=True, clip=clip_norm(4.0),
+           sched=warmup_cosine(2, 7)))
+    # ---------------------------------------------------------------- shampoo
+    a(spec("shampoo-defaults", "shampoo", {}, [("w", [4, 4]), ("b", [4])], 8,
+           "Shampoo defaults: inverse 4th roots (2-D) and inverse square root (1-D) of the statistics every step",
+           ext=True))
+    a(spec("shampoo-momentum-l2", "shampoo", {"lr": 0.01, "momentum": 0.5, "weight_decay": 0.01},
+           [("w", [5, 3])], 8, "Shampoo with momentum (mixed into the gradient, buffer = preconditioned "
+           "gradient) and L2 decay", ext=True))
+    a(spec("shampoo-decoupled-fixed", "shampoo", {"lr": 0.01, "weight_decay": 0.1, "weight_decouple": True,
+                                                  "fixed_decay": True, "matrix_eps": 0.01},
+           [("w", [3, 4])], 8, "Shampoo with fixed decoupled decay and a larger matrix_eps", ext=True))
+    a(spec("shampoo-compute-steps-maximize", "shampoo",
+           {"lr": 0.01, "preconditioning_compute_steps": 3, "maximize": True, "momentum": 0.3},
+           [("w", [4, 5]), ("b", [3])], 9, "Shampoo recomputing the roots every 3rd step (zero before step 3), "
+           "maximizing with momentum (the buffer starts as the raw gradient)", ext=True))
+    a(spec("shampoo-3d", "shampoo", {"lr": 0.01, "matrix_eps": 0.1}, [("k", [2, 3, 2])], 8,
+           "Shampoo on a 3-D tensor: inverse 6th roots along each mode", ext=True))
+    # ---------------------------------------------------------------- soap
+    a(spec("soap-defaults", "soap", {}, sq, 12,
+           "SOAP defaults: step 1 only sets up the eigenbases; QR refresh at (internal) step 10", ext=True))
+    a(spec("soap-frequency-3", "soap", {"lr": 0.01, "precondition_frequency": 3, "betas": [0.9, 0.95]},
+           [("w", [5, 5])], 10, "SOAP with a QR refresh every 3 steps", ext=True))
+    a(spec("soap-shampoo-beta-wd", "soap",
+           {"lr": 0.005, "shampoo_beta": 0.8, "weight_decay": 0.1, "precondition_frequency": 4}, sq, 9,
+           "SOAP with shampoo_beta 0.8 and weight decay", ext=True))
+    a(spec("soap-no-bias-normalize", "soap",
+           {"lr": 0.01, "correct_bias": False, "normalize_gradient": True, "eps": 1e-6}, sq, 8,
+           "SOAP without bias correction, normalized update", ext=True))
+    a(spec("soap-1d-maximize", "soap", {"lr": 0.01, "precondition_1d": True, "maximize": True,
+                                        "precondition_frequency": 3}, [("w", [4, 4]), ("s", [1])], 8,
+           "SOAP with precondition_1d, maximizing (the 1-element vector gets a 1 x 1 basis; a longer vector's "
+           "first basis is the eigh of a rank-1 matrix, ill-defined)", ext=True))
+    a(spec("soap-max-dim", "soap", {"lr": 0.01, "max_precondition_dim": 4, "precondition_frequency": 3},
+           [("w", [4, 9]), ("b", [6])], 8, "SOAP with max_precondition_dim 4: only the 4-long dimension is "
+           "rotated; vectors are not", ext=True))
+    # ---------------------------------------------------------------- kron
+    a(spec("kron-defaults", "kron", {}, [("w", [5, 4]), ("b", [4])], 8,
+           "Kron defaults: triangular factors for the matrix, a diagonal one for the vector; a preconditioner "
+           "update every step (the default schedule is 1 for 500 steps)", ext=True))
+    a(spec("kron-seed-momentum-grad", "kron", {"lr": 0.01, "seed": 7, "momentum": 0.5,
+                                               "momentum_into_precondition_update": False},
+           [("w", [4, 6])], 8, "Kron fitting the preconditioner to the gradient, another seed and momentum",
+           ext=True))
+    a(spec("kron-balance-wd", "kron", {"lr": 0.01, "balance_prob": 1.0, "weight_decay": 0.1},
+           [("w", [3, 5]), ("b", [5])], 8, "Kron balancing the factors at every step, decoupled weight decay "
+           "(matrices only)", ext=True))
+    a(spec("kron-l2-maximize-prob", "kron", {"lr": 0.01, "weight_decay": 0.1, "weight_decouple": False,
+                                             "maximize": True, "pre_conditioner_update_probability": 0.5},
+           [("w", [4, 4])], 9, "Kron with L2 decay, maximizing, preconditioner updated every second step",
+           ext=True))
+    a(spec("kron-one-diag", "kron", {"lr": 0.01, "memory_save_mode": "one_diag"}, [("w", [6, 3])], 8,
+           "Kron with a diagonal factor for the largest dimension", ext=True))
+    a(spec("kron-triangular-vector", "kron", {"lr": 0.01, "min_ndim_triangular": 1, "max_size_triangular": 5},
+           [("v", [5]), ("w", [7, 3])], 8, "Kron with a triangular factor for a vector; dimensions above 5 "
+           "diagonal", ext=True))
+    # ---------------------------------------------------------------- galore
+    g = {"rank": 2, "update_proj_gap": 50, "scale": 1.0, "projection_type": "std"}
+    a(spec("galore-defaults", "galore", {}, WB, 8, "GaLore without a projection (no rank): AdamW-like with "
+           "decoupled decay after the update", ext=True))
+    a(spec("galore-std-tall-wide", "galore", dict(g, lr=0.01), [("w", [8, 5]), ("v", [3, 7]), ("b", [4])], 8,
+           "GaLore std projection rank 2 (right for the tall, left for the wide matrix); projection from the "
+           "step-1 gradient only", ext=True))
+    a(spec("galore-reverse-std-wd", "galore", dict(g, lr=0.01, projection_type="reverse_std", weight_decay=0.1,
+                                                   scale=0.5), [("w", [8, 5]), ("v", [3, 7])], 8,
+           "GaLore reverse_std projection, scale 0.5, weight decay", ext=True))
+    a(spec("galore-left-right", "galore", dict(g, lr=0.01, projection_type="left", rank=3), [("w", [6, 5])], 8,
+           "GaLore left projection rank 3", ext=True))
+    a(spec("galore-right", "galore", dict(g, lr=0.01, projection_type="right", rank=3), [("w", [6, 5])], 8,
+           "GaLore right projection rank 3", ext=True))
+    a(spec("galore-full-maximize", "galore", dict(g, lr=0.01, projection_type="full", maximize=True, rank=3, eps=0.1),
+           [("w", [7, 4])], 8, "GaLore full (two-sided) projection, maximizing; eps 0.1 because the step-1 "
+           "projection U^T G V of the gradient that defined U and V is diagonal up to rounding noise, which "
+           "Adam's first step m / (sqrt(v) + eps) would otherwise amplify", ext=True))
+    a(spec("galore-refresh", "galore", dict(g, lr=0.01, update_proj_gap=4, rank=5, betas=[0.0, 0.999]),
+           [("w", [5, 5])], 8, "GaLore full-rank (rank 5 of 5) with a refresh at step 4: beta1 0 keeps no "
+           "first moment across the refresh", ext=True))
+    return S
+
+
+def cat_d_error_specs():
+    E = []
+
+    def e(cid, desc, optimizer, hparams, shapes=WB, steps=3):
+        E.append(dict(id=cid, desc=desc, optimizer=optimizer, hparams=hparams, shapes=shapes, steps=steps,
+                      mutate=None, hess=None, ext=True))
+
+    e("error-soap-negative-lr", "negative lr", "soap", {"lr": -0.01}, shapes=[("w", [3, 3])])
+    e("error-soap-beta-one", "betas[1] = 1", "soap", {"betas": [0.9, 1.0]}, shapes=[("w", [3, 3])])
+    e("error-soap-frequency-zero", "precondition_frequency 0", "soap", {"precondition_frequency": 0},
+      shapes=[("w", [3, 3])])
+    e("error-soap-negative-shampoo-beta", "negative shampoo_beta", "soap", {"shampoo_beta": -0.5},
+      shapes=[("w", [3, 3])])
+    e("error-shampoo-momentum-above-one", "momentum 1.5", "shampoo", {"momentum": 1.5})
+    e("error-shampoo-compute-steps-zero", "preconditioning_compute_steps 0", "shampoo",
+      {"preconditioning_compute_steps": 0})
+    e("error-shampoo-negative-matrix-eps", "negative matrix_eps", "shampoo", {"matrix_eps": -1e-6})
+    e("error-adahessian-power-zero", "hessian_power 0 (must be in (0, 1])", "adahessian", {"hessian_power": 0.0})
+    e("error-adahessian-power-above-one", "hessian_power 1.5", "adahessian", {"hessian_power": 1.5})
+    e("error-adahessian-negative-wd", "negative weight_decay", "adahessian", {"weight_decay": -0.1})
+    e("error-sm3-momentum-one", "momentum 1 (must be in [0, 1))", "sm3", {"momentum": 1.0})
+    e("error-sm3-beta-above-one", "beta 1.5", "sm3", {"beta": 1.5})
+    e("error-sm3-negative-eps", "negative eps", "sm3", {"eps": -1.0})
+    e("error-normuon-beta2-one", "beta2 1", "normuon", {"beta2": 1.0}, shapes=[("w", [3, 4])])
+    e("error-normuon-bad-update-scale", "unknown update_scale", "normuon", {"update_scale": "rms"},
+      shapes=[("w", [3, 4])])
+    e("error-normuon-ns-steps-zero", "ns_steps 0", "normuon", {"ns_steps": 0}, shapes=[("w", [3, 4])])
+    e("error-normuon-bad-ns-coeffs", "unknown ns_coeffs preset", "normuon", {"ns_coeffs": "cubic"},
+      shapes=[("w", [3, 4])])
+    e("error-scion-momentum-zero", "momentum 0 (must be in (0, 1])", "scion", {"momentum": 0.0})
+    e("error-scion-scale-zero", "scale 0", "scion", {"scale": 0.0})
+    e("error-scion-spectral-vector", "SPECTRAL oracle on a vector", "scion", {"norm_type": 2})
+    e("error-scion-5d", "AUTO oracle on a 5-D tensor", "scion", {}, shapes=[("k", [2, 2, 2, 2, 2])])
+    e("error-scion-bad-norm-kwargs", "unknown norm_kwargs key for SIGN", "scion",
+      {"norm_type": 4, "norm_kwargs": {"num_steps": 3}}, shapes=[("w", [3, 4])])
+    e("error-kron-negative-lr", "negative lr", "kron", {"lr": -0.001})
+    e("error-kron-momentum-one", "momentum 1", "kron", {"momentum": 1.0})
+    e("error-kron-bad-memory-save-mode", "unknown memory_save_mode", "kron", {"memory_save_mode": "half_diag"})
+    e("error-galore-negative-eps", "negative eps", "galore", {"eps": -1e-6})
+    e("error-galore-rank-without-gap", "rank without update_proj_gap (the library reads it from the group)",
+      "galore", {"rank": 2}, shapes=[("w", [4, 3])])
+    e("error-galore-bad-projection-type", "unknown projection_type", "galore",
+      {"rank": 2, "update_proj_gap": 5, "scale": 1.0, "projection_type": "diagonal"}, shapes=[("w", [4, 3])])
+    return E
+
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 2 and argv[0] == "replay":
@@ -2829,13 +3250,15 @@ def main(argv=None):
     reg_path = _check_registry()
     _patch_torch_muon()
     _patch_adamuon()
+    _patch_cat_d_ns()
 
     if args.check_public:
         return check_public(args.check_public)
 
     all_numeric = (numeric_specs() + frontier_specs() + transcription_specs() + catalogue_a_specs()
-                   + adam_family_specs() + catalogue_c_specs())
-    all_errors = error_specs() + catalogue_a_error_specs() + adam_family_error_specs() + catalogue_c_error_specs()
+                   + adam_family_specs() + catalogue_c_specs() + cat_d_specs())
+    all_errors = (error_specs() + catalogue_a_error_specs() + adam_family_error_specs() + catalogue_c_error_specs()
+                  + cat_d_error_specs())
     numeric = [s for s in all_numeric if matches(args.only, s)]
     errors = [s for s in all_errors if matches(args.only, s)]
     ids = [s["id"] for s in all_numeric] + [s["id"] for s in all_errors]

@@ -36,6 +36,7 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod gemm;
+pub mod linalg;
 pub mod groups;
 pub mod math;
 pub mod optim;

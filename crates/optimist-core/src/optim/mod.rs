@@ -110,4 +110,13 @@ optimizers! {
     adammini::AdamMini,
     stablespam::{StableSpam => (prodigy::global_spec::<StableSpam>())},
     spam::{Spam => (prodigy::global_spec::<Spam>())},
+    // preconditioned, second-order, matrix and low-rank (pytorch-optimizer 4.1.0)
+    soap::Soap,
+    shampoo::Shampoo,
+    kron::Kron,
+    adahessian::AdaHessian,
+    sm3::Sm3,
+    normuon::NorMuon,
+    scion::Scion,
+    galore::GaLore,
 }

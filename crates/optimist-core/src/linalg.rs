@@ -1,0 +1,672 @@
+//! Dense linear algebra in f64 for the preconditioned optimizers (SOAP,
+//! Shampoo, GaLore): symmetric eigendecomposition, thin QR and thin SVD of
+//! small row-major matrices.
+//!
+//! The references compute these in f32 with LAPACK (`torch.linalg.eigh`,
+//! `qr`, `svd`). Here they run in f64 and the callers round the results to
+//! f32, so they are at least as accurate as the f32 references; the golden
+//! cases are checked to be robust to that (the f64 rerun of the reference
+//! agrees with its f32 run within a tenth of the tolerance).
+//!
+//! * [`eigh`]: cyclic Jacobi rotations (Golub & Van Loan, "Matrix
+//!   Computations", 4th ed., section 8.5): accurate to a few ulps of the
+//!   largest eigenvalue for symmetric input, eigenvalues ascending.
+//! * [`qr_q`]: Householder QR, the thin `Q` (column signs are whatever the
+//!   reflections give; callers whose results depend on them must not use it).
+//! * [`svd`]: one-sided Jacobi (Hestenes) on the tall orientation of the
+//!   matrix, singular values descending.
+//!
+//! All routines take and return row-major `Vec<f64>`; sizes are checked by
+//! the callers (these are internal building blocks).
+
+// Index loops mirror the textbook algorithms (several arrays per index).
+#![allow(clippy::needless_range_loop)]
+
+/// Eigen-decomposition of the symmetric `n x n` row-major matrix `a` (only
+/// read, symmetrized as `(a + a^T) / 2`): returns the eigenvalues in
+/// ascending order and the row-major `n x n` matrix whose columns are the
+/// matching unit eigenvectors (`a v_j = w_j v_j`).
+pub fn eigh(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    debug_assert_eq!(a.len(), n * n);
+    if n > JACOBI_MAX {
+        return eigh_tridiagonal(a, n);
+    }
+    eigh_jacobi(a, n)
+}
+
+/// Largest size [`eigh`] solves with Jacobi rotations; larger matrices go
+/// through Householder tridiagonalization and the implicit QL method.
+pub const JACOBI_MAX: usize = 64;
+
+/// [`eigh`] by cyclic Jacobi rotations.
+pub fn eigh_jacobi(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut m = vec![0.0f64; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            m[i * n + j] = 0.5 * (a[i * n + j] + a[j * n + i]);
+        }
+    }
+    let mut v = vec![0.0f64; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let mut off = 0.0f64;
+        let mut diag = 0.0f64;
+        for i in 0..n {
+            diag += m[i * n + i] * m[i * n + i];
+            for j in (i + 1)..n {
+                off += m[i * n + j] * m[i * n + j];
+            }
+        }
+        if off == 0.0 || off <= diag * 1e-36 {
+            break;
+        }
+        for p in 0..n {
+            for q in (p + 1)..n {
+                let apq = m[p * n + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                let app = m[p * n + p];
+                let aqq = m[q * n + q];
+                // Negligible against both diagonal entries: set to zero.
+                if apq.abs() * 1e18 < app.abs().min(aqq.abs()) {
+                    m[p * n + q] = 0.0;
+                    m[q * n + p] = 0.0;
+                    continue;
+                }
+                let theta = (aqq - app) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                // Columns p and q.
+                for k in 0..n {
+                    let akp = m[k * n + p];
+                    let akq = m[k * n + q];
+                    m[k * n + p] = c * akp - s * akq;
+                    m[k * n + q] = s * akp + c * akq;
+                }
+                // Rows p and q.
+                for k in 0..n {
+                    let apk = m[p * n + k];
+                    let aqk = m[q * n + k];
+                    m[p * n + k] = c * apk - s * aqk;
+                    m[q * n + k] = s * apk + c * aqk;
+                }
+                m[p * n + q] = 0.0;
+                m[q * n + p] = 0.0;
+                for k in 0..n {
+                    let vkp = v[k * n + p];
+                    let vkq = v[k * n + q];
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    let w: Vec<f64> = (0..n).map(|i| m[i * n + i]).collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| w[a].total_cmp(&w[b]));
+    let ws = order.iter().map(|&i| w[i]).collect();
+    let mut vs = vec![0.0f64; n * n];
+    for (jn, &jo) in order.iter().enumerate() {
+        for k in 0..n {
+            vs[k * n + jn] = v[k * n + jo];
+        }
+    }
+    (ws, vs)
+}
+
+/// [`eigh`] by Householder reduction to tridiagonal form and the implicit
+/// QL method with shifts (the EISPACK routines `tred2` and `tql2`, as in
+/// the public-domain JAMA package): `O(n^3)` with a small constant.
+pub fn eigh_tridiagonal(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    if n == 0 {
+        return (Vec::new(), Vec::new());
+    }
+    // v: row-major n x n, symmetrized input.
+    let mut v = vec![0.0f64; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            v[i * n + j] = 0.5 * (a[i * n + j] + a[j * n + i]);
+        }
+    }
+    let mut d = vec![0.0f64; n];
+    let mut e = vec![0.0f64; n];
+    // tred2
+    for j in 0..n {
+        d[j] = v[(n - 1) * n + j];
+    }
+    for i in (1..n).rev() {
+        let mut scale = 0.0f64;
+        let mut h = 0.0f64;
+        for k in 0..i {
+            scale += d[k].abs();
+        }
+        if scale == 0.0 {
+            e[i] = d[i - 1];
+            for j in 0..i {
+                d[j] = v[(i - 1) * n + j];
+                v[i * n + j] = 0.0;
+                v[j * n + i] = 0.0;
+            }
+        } else {
+            for k in 0..i {
+                d[k] /= scale;
+                h += d[k] * d[k];
+            }
+            let mut f = d[i - 1];
+            let mut g = h.sqrt();
+            if f > 0.0 {
+                g = -g;
+            }
+            e[i] = scale * g;
+            h -= f * g;
+            d[i - 1] = f - g;
+            for x in e.iter_mut().take(i) {
+                *x = 0.0;
+            }
+            for j in 0..i {
+                f = d[j];
+                v[j * n + i] = f;
+                g = e[j] + v[j * n + j] * f;
+                for k in (j + 1)..i {
+                    g += v[k * n + j] * d[k];
+                    e[k] += v[k * n + j] * f;
+                }
+                e[j] = g;
+            }
+            f = 0.0;
+            for j in 0..i {
+                e[j] /= h;
+                f += e[j] * d[j];
+            }
+            let hh = f / (h + h);
+            for j in 0..i {
+                e[j] -= hh * d[j];
+            }
+            for j in 0..i {
+                f = d[j];
+                g = e[j];
+                for k in j..i {
+                    v[k * n + j] -= f * e[k] + g * d[k];
+                }
+                d[j] = v[(i - 1) * n + j];
+                v[i * n + j] = 0.0;
+            }
+        }
+        d[i] = h;
+    }
+    for i in 0..n - 1 {
+        v[(n - 1) * n + i] = v[i * n + i];
+        v[i * n + i] = 1.0;
+        let h = d[i + 1];
+        if h != 0.0 {
+            for k in 0..=i {
+                d[k] = v[k * n + i + 1] / h;
+            }
+            for j in 0..=i {
+                let mut g = 0.0f64;
+                for k in 0..=i {
+                    g += v[k * n + i + 1] * v[k * n + j];
+                }
+                for k in 0..=i {
+                    v[k * n + j] -= g * d[k];
+                }
+            }
+        }
+        for k in 0..=i {
+            v[k * n + i + 1] = 0.0;
+        }
+    }
+    for j in 0..n {
+        d[j] = v[(n - 1) * n + j];
+        v[(n - 1) * n + j] = 0.0;
+    }
+    v[(n - 1) * n + n - 1] = 1.0;
+    e[0] = 0.0;
+    // tql2, with the eigenvectors as rows of w = v^T (contiguous rotations).
+    let mut w = vec![0.0f64; n * n];
+    for i in 0..n {
+        for k in 0..n {
+            w[i * n + k] = v[k * n + i];
+        }
+    }
+    for i in 1..n {
+        e[i - 1] = e[i];
+    }
+    e[n - 1] = 0.0;
+    let mut f = 0.0f64;
+    let mut tst1 = 0.0f64;
+    let eps = f64::EPSILON;
+    for l in 0..n {
+        tst1 = tst1.max(d[l].abs() + e[l].abs());
+        let mut m = l;
+        while m < n {
+            if e[m].abs() <= eps * tst1 {
+                break;
+            }
+            m += 1;
+        }
+        if m == n {
+            m = n - 1;
+        }
+        if m > l {
+            for _iter in 0..200 {
+                let mut g = d[l];
+                let mut p = (d[l + 1] - g) / (2.0 * e[l]);
+                let mut r = p.hypot(1.0);
+                if p < 0.0 {
+                    r = -r;
+                }
+                d[l] = e[l] / (p + r);
+                d[l + 1] = e[l] * (p + r);
+                let dl1 = d[l + 1];
+                let mut h = g - d[l];
+                for x in d.iter_mut().skip(l + 2) {
+                    *x -= h;
+                }
+                f += h;
+                p = d[m];
+                let mut c = 1.0f64;
+                let mut c2 = c;
+                let mut c3 = c;
+                let el1 = e[l + 1];
+                let mut s = 0.0f64;
+                let mut s2 = 0.0f64;
+                for i in (l..m).rev() {
+                    c3 = c2;
+                    c2 = c;
+                    s2 = s;
+                    g = c * e[i];
+                    h = c * p;
+                    r = p.hypot(e[i]);
+                    e[i + 1] = s * r;
+                    s = e[i] / r;
+                    c = p / r;
+                    p = c * d[i] - s * g;
+                    d[i + 1] = h + s * (c * g + s * d[i]);
+                    let (lo, hi) = w.split_at_mut((i + 1) * n);
+                    let wi = &mut lo[i * n..(i + 1) * n];
+                    let wi1 = &mut hi[..n];
+                    for (x, y) in wi.iter_mut().zip(wi1.iter_mut()) {
+                        let hh = *y;
+                        *y = s * *x + c * hh;
+                        *x = c * *x - s * hh;
+                    }
+                }
+                p = -s * s2 * c3 * el1 * e[l] / dl1;
+                e[l] = s * p;
+                d[l] = c * p;
+                if e[l].abs() <= eps * tst1 {
+                    break;
+                }
+            }
+        }
+        d[l] += f;
+        e[l] = 0.0;
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&x, &y| d[x].total_cmp(&d[y]));
+    let ws = order.iter().map(|&i| d[i]).collect();
+    let mut vs = vec![0.0f64; n * n];
+    for (jn, &jo) in order.iter().enumerate() {
+        for k in 0..n {
+            vs[k * n + jn] = w[jo * n + k];
+        }
+    }
+    (ws, vs)
+}
+
+/// The thin `Q` (`m x n`, orthonormal columns) of the Householder QR of the
+/// row-major `m x n` matrix `a`, `m >= n`.
+pub fn qr_q(a: &[f64], m: usize, n: usize) -> Vec<f64> {
+    debug_assert!(m >= n && a.len() == m * n);
+    // Columns as contiguous rows: ct[j * m + i] = a[i][j].
+    let mut ct = vec![0.0f64; n * m];
+    for i in 0..m {
+        for j in 0..n {
+            ct[j * m + i] = a[i * n + j];
+        }
+    }
+    // Unit Householder vectors (zero above k), one per column.
+    let mut vs: Vec<Vec<f64>> = Vec::with_capacity(n);
+    for k in 0..n {
+        let col = &ct[k * m..(k + 1) * m];
+        let norm = col[k..].iter().map(|x| x * x).sum::<f64>().sqrt();
+        let mut v = vec![0.0f64; m];
+        if norm == 0.0 {
+            vs.push(v);
+            continue;
+        }
+        let alpha = if col[k] >= 0.0 { -norm } else { norm };
+        v[k..].copy_from_slice(&col[k..]);
+        v[k] -= alpha;
+        let vnorm = v[k..].iter().map(|x| x * x).sum::<f64>().sqrt();
+        if vnorm == 0.0 {
+            vs.push(vec![0.0; m]);
+            continue;
+        }
+        v[k..].iter_mut().for_each(|x| *x /= vnorm);
+        // Columns k..n <- (I - 2 v v^T) columns.
+        for j in k..n {
+            let cj = &mut ct[j * m..(j + 1) * m];
+            let d: f64 = v[k..].iter().zip(&cj[k..]).map(|(x, y)| x * y).sum();
+            let f = 2.0 * d;
+            for (c, &x) in cj[k..].iter_mut().zip(&v[k..]) {
+                *c -= f * x;
+            }
+        }
+        vs.push(v);
+    }
+    // Q = H_0 H_1 ... H_{n-1} applied to the first n columns of I (as rows).
+    let mut qt = vec![0.0f64; n * m];
+    for j in 0..n {
+        qt[j * m + j] = 1.0;
+    }
+    for k in (0..n).rev() {
+        let v = &vs[k];
+        for j in 0..n {
+            let qj = &mut qt[j * m..(j + 1) * m];
+            let d: f64 = v[k..].iter().zip(&qj[k..]).map(|(x, y)| x * y).sum();
+            if d != 0.0 {
+                let f = 2.0 * d;
+                for (q, &x) in qj[k..].iter_mut().zip(&v[k..]) {
+                    *q -= f * x;
+                }
+            }
+        }
+    }
+    let mut q = vec![0.0f64; m * n];
+    for j in 0..n {
+        for i in 0..m {
+            q[i * n + j] = qt[j * m + i];
+        }
+    }
+    q
+}
+
+/// Thin SVD of the row-major `m x n` matrix `a`: returns `(u, s, vt)` with
+/// `k = min(m, n)`, `u` row-major `m x k`, `s` descending, `vt` row-major
+/// `k x n`, `a = u diag(s) vt`. Columns of `u` (rows of `vt`) that belong to
+/// zero singular values are zero.
+pub fn svd(a: &[f64], m: usize, n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    debug_assert_eq!(a.len(), m * n);
+    if m >= n {
+        let (cols, s, vcols) = one_sided_jacobi(a, m, n, false);
+        // cols: n columns of length m (unnormalized U S); vcols: n columns of length n.
+        let k = n;
+        let mut u = vec![0.0f64; m * k];
+        let mut vt = vec![0.0f64; k * n];
+        for j in 0..k {
+            let inv = if s[j] > 0.0 { 1.0 / s[j] } else { 0.0 };
+            for i in 0..m {
+                u[i * k + j] = cols[j * m + i] * inv;
+            }
+            for i in 0..n {
+                vt[j * n + i] = vcols[j * n + i];
+            }
+        }
+        (u, s, vt)
+    } else {
+        // a^T = U' S V'^T (tall), so a = V' S U'^T.
+        let (cols, s, vcols) = one_sided_jacobi(a, n, m, true);
+        let k = m;
+        let mut u = vec![0.0f64; m * k];
+        let mut vt = vec![0.0f64; k * n];
+        for j in 0..k {
+            let inv = if s[j] > 0.0 { 1.0 / s[j] } else { 0.0 };
+            for i in 0..n {
+                vt[j * n + i] = cols[j * n + i] * inv;
+            }
+            for i in 0..m {
+                u[i * k + j] = vcols[j * m + i];
+            }
+        }
+        (u, s, vt)
+    }
+}
+
+/// One-sided Jacobi on the tall `rows x cols` matrix (`a` itself, or the
+/// transpose of the row-major `cols x rows` matrix `a` when `transposed`).
+/// Returns its columns after the rotations (column-major, `cols` columns of
+/// length `rows`, mutually orthogonal), their norms (the singular values)
+/// and the accumulated rotation (column-major `cols x cols`, the right
+/// singular vectors), all sorted by descending singular value.
+fn one_sided_jacobi(
+    a: &[f64],
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut u = vec![0.0f64; rows * cols];
+    for j in 0..cols {
+        for i in 0..rows {
+            u[j * rows + i] = if transposed {
+                a[j * rows + i]
+            } else {
+                a[i * cols + j]
+            };
+        }
+    }
+    let mut v = vec![0.0f64; cols * cols];
+    for j in 0..cols {
+        v[j * cols + j] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let mut rotated = false;
+        for p in 0..cols {
+            for q in (p + 1)..cols {
+                let (mut alpha, mut beta, mut gamma) = (0.0f64, 0.0f64, 0.0f64);
+                {
+                    let up = &u[p * rows..(p + 1) * rows];
+                    let uq = &u[q * rows..(q + 1) * rows];
+                    for i in 0..rows {
+                        alpha += up[i] * up[i];
+                        beta += uq[i] * uq[i];
+                        gamma += up[i] * uq[i];
+                    }
+                }
+                if gamma == 0.0 || gamma.abs() <= 1e-15 * (alpha * beta).sqrt() {
+                    continue;
+                }
+                rotated = true;
+                let zeta = (beta - alpha) / (2.0 * gamma);
+                let t = if zeta == 0.0 {
+                    1.0
+                } else {
+                    zeta.signum() / (zeta.abs() + (1.0 + zeta * zeta).sqrt())
+                };
+                let c = 1.0 / (1.0 + t * t).sqrt();
+                let s = c * t;
+                for i in 0..rows {
+                    let x = u[p * rows + i];
+                    let y = u[q * rows + i];
+                    u[p * rows + i] = c * x - s * y;
+                    u[q * rows + i] = s * x + c * y;
+                }
+                for i in 0..cols {
+                    let x = v[p * cols + i];
+                    let y = v[q * cols + i];
+                    v[p * cols + i] = c * x - s * y;
+                    v[q * cols + i] = s * x + c * y;
+                }
+            }
+        }
+        if !rotated {
+            break;
+        }
+    }
+    let s: Vec<f64> = (0..cols)
+        .map(|j| u[j * rows..(j + 1) * rows].iter().map(|x| x * x).sum::<f64>().sqrt())
+        .collect();
+    let mut order: Vec<usize> = (0..cols).collect();
+    order.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+    let mut us = vec![0.0f64; rows * cols];
+    let mut vs = vec![0.0f64; cols * cols];
+    for (jn, &jo) in order.iter().enumerate() {
+        us[jn * rows..(jn + 1) * rows].copy_from_slice(&u[jo * rows..(jo + 1) * rows]);
+        vs[jn * cols..(jn + 1) * cols].copy_from_slice(&v[jo * cols..(jo + 1) * cols]);
+    }
+    let ss = order.iter().map(|&j| s[j]).collect();
+    (us, ss, vs)
+}
+
+/// Row-major product `a (m x k) b (k x n)` in f64.
+pub fn matmul(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0.0f64; m * n];
+    for i in 0..m {
+        for l in 0..k {
+            let x = a[i * k + l];
+            if x == 0.0 {
+                continue;
+            }
+            let row = &b[l * n..(l + 1) * n];
+            let out = &mut c[i * n..(i + 1) * n];
+            for (o, &y) in out.iter_mut().zip(row) {
+                *o += x * y;
+            }
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    fn random(m: usize, n: usize, seed: u64) -> Vec<f64> {
+        let mut r = SplitMix64::new(seed);
+        (0..m * n).map(|_| r.uniform() * 2.0 - 1.0).collect()
+    }
+
+    fn transpose(a: &[f64], m: usize, n: usize) -> Vec<f64> {
+        let mut t = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                t[j * m + i] = a[i * n + j];
+            }
+        }
+        t
+    }
+
+    fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    }
+
+    fn identity(n: usize) -> Vec<f64> {
+        let mut e = vec![0.0; n * n];
+        for i in 0..n {
+            e[i * n + i] = 1.0;
+        }
+        e
+    }
+
+    #[test]
+    fn eigh_reconstructs_and_is_orthonormal() {
+        for &n in &[1usize, 2, 5, 17, 40] {
+            let g = random(n, n + 3, n as u64);
+            let a = matmul(&g, &transpose(&g, n, n + 3), n, n + 3, n);
+            let (w, v) = eigh(&a, n);
+            assert!(w.windows(2).all(|p| p[0] <= p[1]));
+            let vt = transpose(&v, n, n);
+            assert!(max_abs_diff(&matmul(&vt, &v, n, n, n), &identity(n)) < 1e-12);
+            // A V = V diag(w)
+            let av = matmul(&a, &v, n, n, n);
+            let mut vw = v.clone();
+            for i in 0..n {
+                for j in 0..n {
+                    vw[i * n + j] *= w[j];
+                }
+            }
+            assert!(max_abs_diff(&av, &vw) < 1e-11, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn tridiagonal_ql_matches_jacobi() {
+        for &n in &[1usize, 2, 3, 10, 33, 80] {
+            let g = random(n, n, 100 + n as u64);
+            let a = matmul(&g, &transpose(&g, n, n), n, n, n);
+            let (w1, v1) = eigh_jacobi(&a, n);
+            let (w2, v2) = eigh_tridiagonal(&a, n);
+            let scale = w1.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+            assert!(max_abs_diff(&w1, &w2) < 1e-12 * scale, "n = {n}");
+            // Same vectors up to sign (the eigenvalues are distinct).
+            for j in 0..n {
+                let dot: f64 = (0..n).map(|k| v1[k * n + j] * v2[k * n + j]).sum();
+                assert!((dot.abs() - 1.0).abs() < 1e-9, "n = {n}, vector {j}: {dot}");
+            }
+            let vt = transpose(&v2, n, n);
+            assert!(max_abs_diff(&matmul(&vt, &v2, n, n, n), &identity(n)) < 1e-12);
+        }
+        // A diagonal matrix and a zero matrix.
+        let (w, _) = eigh_tridiagonal(&[3.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 2.0], 3);
+        assert_eq!(w, vec![1.0, 2.0, 3.0]);
+        let (w, v) = eigh_tridiagonal(&[0.0; 4], 2);
+        assert_eq!(w, vec![0.0, 0.0]);
+        assert!(max_abs_diff(&matmul(&transpose(&v, 2, 2), &v, 2, 2, 2), &identity(2)) < 1e-15);
+    }
+
+    #[test]
+    fn eigh_known_matrix() {
+        // [[2, 1], [1, 2]]: eigenvalues 1 and 3.
+        let (w, v) = eigh(&[2.0, 1.0, 1.0, 2.0], 2);
+        assert!((w[0] - 1.0).abs() < 1e-15 && (w[1] - 3.0).abs() < 1e-15);
+        assert!((v[0].abs() - 0.5f64.sqrt()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn qr_is_orthonormal_and_spans_the_columns() {
+        for &(m, n) in &[(1usize, 1usize), (4, 4), (9, 5), (30, 30)] {
+            let a = random(m, n, (m * 31 + n) as u64);
+            let q = qr_q(&a, m, n);
+            let qt = transpose(&q, m, n);
+            assert!(max_abs_diff(&matmul(&qt, &q, n, m, n), &identity(n)) < 1e-12);
+            // R = Q^T A is upper triangular and Q R = A.
+            let r = matmul(&qt, &a, n, m, n);
+            for i in 0..n {
+                for j in 0..i {
+                    assert!(r[i * n + j].abs() < 1e-12);
+                }
+            }
+            assert!(max_abs_diff(&matmul(&q, &r, m, n, n), &a) < 1e-12);
+        }
+    }
+
+    #[test]
+    fn svd_reconstructs_both_orientations() {
+        for &(m, n) in &[(6usize, 4usize), (4, 6), (7, 7), (1, 5), (5, 1)] {
+            let a = random(m, n, (m * 7 + n) as u64);
+            let (u, s, vt) = svd(&a, m, n);
+            let k = m.min(n);
+            assert!(s.windows(2).all(|p| p[0] >= p[1]));
+            let mut us = u.clone();
+            for i in 0..m {
+                for j in 0..k {
+                    us[i * k + j] *= s[j];
+                }
+            }
+            assert!(max_abs_diff(&matmul(&us, &vt, m, k, n), &a) < 1e-12, "{m}x{n}");
+            let ut = transpose(&u, m, k);
+            assert!(max_abs_diff(&matmul(&ut, &u, k, m, k), &identity(k)) < 1e-12);
+            let v = transpose(&vt, k, n);
+            assert!(max_abs_diff(&matmul(&vt, &v, k, n, k), &identity(k)) < 1e-12);
+        }
+    }
+
+    #[test]
+    fn svd_singular_values_match_eigh_of_the_gram_matrix() {
+        let (m, n) = (8, 5);
+        let a = random(m, n, 3);
+        let (_, s, _) = svd(&a, m, n);
+        let gram = matmul(&transpose(&a, m, n), &a, n, m, n);
+        let (w, _) = eigh(&gram, n);
+        for j in 0..n {
+            assert!((s[j] * s[j] - w[n - 1 - j]).abs() < 1e-12);
+        }
+    }
+}

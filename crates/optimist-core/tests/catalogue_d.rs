@@ -1,0 +1,276 @@
+//! Preconditioned, second-order, matrix and low-rank optimizers (soap,
+//! shampoo, kron, adahessian, sm3, normuon, scion, galore): convergence,
+//! validation errors naming the field, determinism and state round trips.
+//!
+//! Value-for-value agreement with pytorch-optimizer is checked by the golden
+//! cases (`tests/golden/extensions/`, through `tests/golden.rs`).
+
+mod common;
+
+use common::opt;
+
+use optimist_core::curvature::{attach, Hutchinson};
+use optimist_core::optim::AdaHessian;
+use optimist_core::problems::{minimize, MatrixLeastSquares, Problem, Quadratic};
+use optimist_core::{Optimizer, Param};
+use serde_json::{json, Value};
+
+/// (optimizer, hparams, steps, factor by which the loss must fall)
+type Run = (&'static str, Value, usize, f64);
+
+fn check(problem: &dyn Problem, runs: Vec<Run>) {
+    let mut failures = Vec::new();
+    for (name, hp, steps, factor) in runs {
+        let mut o = opt(name, hp.clone());
+        let losses = minimize(problem, o.as_mut(), steps).unwrap();
+        let (first, last) = (losses[0], *losses.last().unwrap());
+        eprintln!("{name} {hp}: {first:.3e} -> {last:.3e} in {steps} steps");
+        if !(last.is_finite() && last * factor <= first) {
+            failures.push(format!(
+                "{name} {hp}: loss {first:.3e} -> {last:.3e} after {steps} steps (wanted a {factor:e}x fall)"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn matrix_least_squares_convergence() {
+    // 0.5/32 ||A W - B||^2 with W of 16 x 8, started at 0.
+    check(
+        &MatrixLeastSquares::default(),
+        vec![
+            ("soap", json!({"lr": 0.01, "weight_decay": 0.0}), 500, 1e3),
+            ("soap", json!({"lr": 0.01, "precondition_frequency": 3}), 500, 1e2),
+            // Shampoo's statistics only grow (no decay): its steps shrink
+            // like 1 / sqrt(t), so it falls slowest here.
+            ("shampoo", json!({"lr": 0.05}), 500, 1e1),
+            ("shampoo", json!({"lr": 0.02, "momentum": 0.5}), 500, 2.0),
+            ("kron", json!({"lr": 0.01}), 500, 1e2),
+            ("kron", json!({"lr": 0.01, "memory_save_mode": "all_diag"}), 500, 1e2),
+            ("normuon", json!({"lr": 0.01}), 500, 1e2),
+            ("scion", json!({"lr": 0.01, "momentum": 0.5}), 500, 1e2),
+            // Sign steps of lr / d_in per element: a slow, steady fall.
+            ("scion", json!({"lr": 0.005, "norm_type": 4}), 500, 3.0),
+            ("sm3", json!({"lr": 0.1}), 500, 1e2),
+            ("galore", json!({"lr": 0.01}), 500, 1e2),
+            (
+                "galore",
+                json!({"lr": 0.01, "rank": 4, "update_proj_gap": 20, "scale": 1.0, "projection_type": "std"}),
+                500,
+                1e1,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn quadratic_convergence() {
+    // 16 dimensions, condition number 100.
+    check(
+        &Quadratic::default(),
+        vec![
+            ("sm3", json!({"lr": 0.5}), 500, 1e4),
+            ("sm3", json!({"lr": 0.1, "momentum": 0.5, "beta": 0.9}), 1000, 1e3),
+            ("soap", json!({"lr": 0.05, "weight_decay": 0.0}), 500, 1e3),
+            ("shampoo", json!({"lr": 0.5}), 500, 1e3),
+            ("kron", json!({"lr": 0.05}), 500, 1e2),
+            ("galore", json!({"lr": 0.05}), 500, 1e3),
+        ],
+    );
+}
+
+#[test]
+fn adahessian_with_hutchinson_converges_on_the_quadratic() {
+    // Exact Hessian-vector products (H = diag(c)) through Hutchinson's
+    // estimator, at the steps the reference would estimate.
+    let q = Quadratic::default();
+    let c: Vec<f32> = (0..q.dim)
+        .map(|i| q.condition.powf(i as f64 / (q.dim - 1) as f64) as f32)
+        .collect();
+    let cfg = AdaHessian {
+        lr: 0.1,
+        update_period: 2,
+        ..Default::default()
+    };
+    let mut o = opt("adahessian", serde_json::to_value(&cfg).unwrap());
+    let mut hutch = Hutchinson::new(3);
+    let mut p = Param::new("x", vec![q.dim], q.init()).unwrap();
+    let first = q.loss_grad(&p.data, &mut p.grad);
+    for t in 1..=500u64 {
+        q.loss_grad(&p.data, &mut p.grad);
+        let est = cfg.hessian_due(t).then(|| {
+            hutch
+                .estimate_with(&[c.len()], |v, out| {
+                    for ((o, vi), ci) in out[0].iter_mut().zip(&v[0]).zip(&c) {
+                        *o = ci * vi;
+                    }
+                    Ok(())
+                })
+                .unwrap()
+        });
+        let mut views = vec![p.view()];
+        if let Some(e) = &est {
+            attach(&mut views, e).unwrap();
+        }
+        o.step(&mut views).unwrap();
+    }
+    let mut g = vec![0.0; q.dim];
+    let last = q.loss_grad(&p.data, &mut g);
+    assert!(last < first * 1e-4, "{first} -> {last}");
+    assert!(cfg.hessian_due(1) && !cfg.hessian_due(2) && cfg.hessian_due(3));
+}
+
+#[test]
+fn invalid_hyperparameters_are_errors_naming_the_field() {
+    for (name, hp, field) in [
+        ("soap", json!({"lr": -1.0}), "lr"),
+        ("soap", json!({"betas": [0.9, 1.0]}), "betas[1]"),
+        ("soap", json!({"precondition_frequency": 0}), "precondition_frequency"),
+        ("soap", json!({"shampoo_beta": -0.1}), "shampoo_beta"),
+        ("soap", json!({"merge_dims": true}), "merge_dims"),
+        ("shampoo", json!({"momentum": 1.0}), "momentum"),
+        ("shampoo", json!({"preconditioning_compute_steps": 0}), "preconditioning_compute_steps"),
+        ("shampoo", json!({"matrix_eps": -1.0}), "matrix_eps"),
+        ("kron", json!({"momentum": 1.0}), "momentum"),
+        ("kron", json!({"memory_save_mode": "half"}), "memory_save_mode"),
+        ("kron", json!({"mu_dtype": "bfloat16"}), "mu_dtype"),
+        ("adahessian", json!({"hessian_power": 0.0}), "hessian_power"),
+        ("adahessian", json!({"hessian_power": 1.5}), "hessian_power"),
+        ("adahessian", json!({"update_period": 0}), "update_period"),
+        ("sm3", json!({"momentum": 1.0}), "momentum"),
+        ("sm3", json!({"beta": 1.5}), "beta"),
+        ("sm3", json!({"eps": -1.0}), "eps"),
+        ("normuon", json!({"beta2": 1.0}), "beta2"),
+        ("normuon", json!({"ns_steps": 0}), "ns_steps"),
+        ("normuon", json!({"update_scale": "rms"}), "update_scale"),
+        ("normuon", json!({"ns_coeffs": "cubic"}), "ns_coeffs"),
+        ("scion", json!({"momentum": 0.0}), "momentum"),
+        ("scion", json!({"scale": 0.0}), "scale"),
+        ("scion", json!({"norm_type": 4, "norm_kwargs": {"num_steps": 3}}), "num_steps"),
+        ("galore", json!({"eps": -1.0}), "eps"),
+        ("galore", json!({"rank": 2}), "update_proj_gap"),
+        (
+            "galore",
+            json!({"rank": 2, "update_proj_gap": 0, "scale": 1.0, "projection_type": "std"}),
+            "update_proj_gap",
+        ),
+        (
+            "galore",
+            json!({"rank": 2, "update_proj_gap": 5, "scale": 1.0, "projection_type": "diagonal"}),
+            "projection_type",
+        ),
+    ] {
+        let err = optimist_core::registry::build(name, &hp)
+            .err()
+            .unwrap_or_else(|| panic!("{name} {hp}: accepted"))
+            .to_string();
+        assert!(err.contains(name) && err.contains(field), "{name} {hp}: {err}");
+    }
+}
+
+#[test]
+fn parameters_the_rule_cannot_take_are_errors_that_change_nothing() {
+    for (name, hp, shape) in [
+        ("scion", json!({"norm_type": 2}), vec![6]),
+        ("scion", json!({}), vec![2, 2, 2, 2, 2]),
+        ("normuon", json!({}), vec![]),
+        ("kron", json!({}), vec![2, 2, 2]),
+    ] {
+        let n: usize = shape.iter().product();
+        let mut w = Param::new("w", vec![3, 2], vec![0.5; 6]).unwrap();
+        let mut x = Param::new("x", shape.clone(), vec![1.0; n]).unwrap();
+        w.grad = vec![0.1; 6];
+        x.grad = vec![0.1; n];
+        let mut o = opt(name, hp.clone());
+        let err = o.step(&mut [w.view(), x.view()]).unwrap_err().to_string();
+        assert!(err.contains('x'), "{name}: {err}");
+        assert_eq!(w.data, vec![0.5; 6], "{name}: changed another parameter");
+    }
+}
+
+fn shaped_params() -> Vec<Param> {
+    let mut s = 12345u32;
+    let mut next = move || {
+        s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        ((s >> 8) as f32 / (1u32 << 24) as f32) * 2.0 - 1.0
+    };
+    let w = Param::new("layer.weight", vec![4, 4], (0..16).map(|_| next()).collect()).unwrap();
+    let b = Param::new("layer.bias", vec![3], (0..3).map(|_| next()).collect()).unwrap();
+    vec![w, b]
+}
+
+fn set_grads(params: &mut [Param], k: usize) {
+    for p in params.iter_mut() {
+        for (i, g) in p.grad.iter_mut().enumerate() {
+            *g = ((i + 3 * k) as f32 * 0.37).sin() + 0.1 * (k as f32).cos();
+        }
+    }
+}
+
+fn run(o: &mut dyn Optimizer, params: &mut [Param], steps: std::ops::Range<usize>) {
+    for k in steps {
+        set_grads(params, k);
+        let mut views: Vec<_> = params.iter_mut().map(Param::view).collect();
+        o.step(&mut views).unwrap();
+    }
+}
+
+#[test]
+fn deterministic_and_state_round_trip() {
+    for (name, hp) in [
+        ("soap", json!({"precondition_frequency": 2, "precondition_1d": true})),
+        ("shampoo", json!({"momentum": 0.5, "preconditioning_compute_steps": 2})),
+        ("kron", json!({"balance_prob": 0.5, "seed": 3})),
+        ("adahessian", json!({})),
+        ("sm3", json!({"momentum": 0.5, "beta": 0.5})),
+        ("normuon", json!({})),
+        ("scion", json!({"weight_decay": 0.1})),
+        (
+            "galore",
+            json!({"rank": 2, "update_proj_gap": 3, "scale": 0.5, "projection_type": "std"}),
+        ),
+    ] {
+        let mut a = shaped_params();
+        let mut b = shaped_params();
+        let mut oa = opt(name, hp.clone());
+        let mut ob = opt(name, hp.clone());
+        run(oa.as_mut(), &mut a, 0..7);
+        run(ob.as_mut(), &mut b, 0..7);
+        assert_eq!(a, b, "{name}: not deterministic");
+        assert_ne!(a, shaped_params(), "{name}: nothing moved");
+
+        let mut c = shaped_params();
+        let mut oc = opt(name, hp.clone());
+        run(oc.as_mut(), &mut c, 0..4);
+        let sd = oc.state_dict();
+        assert!(!sd.tensors.is_empty(), "{name}: empty state");
+        let mut od = opt(name, hp.clone());
+        od.load_state_dict(&sd).unwrap();
+        assert_eq!(od.state_dict(), sd, "{name}: state changed by a round trip");
+        run(od.as_mut(), &mut c, 4..7);
+        assert_eq!(a, c, "{name}: resumed run differs");
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    use optimist_core::ExecOptions;
+    for name in ["soap", "shampoo", "kron", "sm3", "normuon", "scion", "galore"] {
+        let mut reference: Option<Vec<Param>> = None;
+        for threads in [1usize, 2, 3, 8] {
+            let mut o = opt(name, json!({}));
+            o.set_exec_options(ExecOptions {
+                threads,
+                ..Default::default()
+            })
+            .unwrap();
+            let mut p = shaped_params();
+            run(o.as_mut(), &mut p, 0..5);
+            match &reference {
+                None => reference = Some(p),
+                Some(r) => assert_eq!(&p, r, "{name}: {threads} threads differ"),
+            }
+        }
+    }
+}
