@@ -269,6 +269,9 @@ pub struct Lbfgs {
     cfg: LbfgsConfig,
     state: LbfgsState,
     numel: Option<usize>,
+    /// The first parameter's name: torch keeps the state under
+    /// `state[params[0]]`, and so do state dicts and checkpoints here.
+    key: Option<String>,
 }
 
 /// What the closure sees: evaluation count and the flattened gradient.
@@ -446,7 +449,7 @@ impl Lbfgs {
     /// L-BFGS with configuration `cfg`.
     pub fn new(cfg: LbfgsConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(Lbfgs { cfg, state: LbfgsState::default(), numel: None })
+        Ok(Lbfgs { cfg, state: LbfgsState::default(), numel: None, key: None })
     }
 
     /// Builds it from JSON hyperparameters.
@@ -592,6 +595,7 @@ impl Lbfgs {
         }
         self.state = st;
         self.numel = Some(n);
+        self.key = Some(pb.params[0].name.to_string());
         Ok(orig_loss)
     }
 }
@@ -631,9 +635,10 @@ impl Optimizer for Lbfgs {
 
     fn state_dict(&self) -> StateDict {
         let st = &self.state;
+        let key = self.key.as_deref().unwrap_or(P);
         let mut sd = StateDict::default();
         let mut put = |name: String, values: Vec<f32>| {
-            sd.tensors.push(StateEntry { param: P.into(), name, values });
+            sd.tensors.push(StateEntry { param: key.into(), name, values });
         };
         if !st.d.is_empty() {
             put("d".into(), st.d.clone());
@@ -695,9 +700,13 @@ impl Optimizer for Lbfgs {
         };
         let mut dirs = Vec::new();
         let mut stps = Vec::new();
+        let key = dict.tensors.first().map(|e| e.param.clone());
         for e in &dict.tensors {
-            if e.param != P {
-                return Err(Error::Input(format!("lbfgs state: unknown entry '{}/{}'", e.param, e.name)));
+            if Some(&e.param) != key.as_ref() {
+                return Err(Error::Input(format!(
+                    "lbfgs state: entry '{}/{}' is not under the parameter key of the others",
+                    e.param, e.name
+                )));
             }
             if let Some(n) = numel {
                 if e.name != "ro" && e.values.len() != n {
@@ -732,6 +741,7 @@ impl Optimizer for Lbfgs {
         st.old_stps = stps.into_iter().map(|(_, v)| v).collect();
         self.state = st;
         self.numel = numel;
+        self.key = key;
         Ok(())
     }
 }
