@@ -79,6 +79,11 @@ def optimizers(torch, po):
             ("lion", "Lion", "lion", {}, {"pytorch-optimizer": lambda ps: po.Lion(ps)}, 1, 4),
             ("adabelief", "AdaBelief", "adabelief", {}, {"pytorch-optimizer": lambda ps: po.AdaBelief(ps)}, 1, 8),
             ("lamb", "LAMB", "lamb", {}, {"pytorch-optimizer": lambda ps: po.Lamb(ps)}, 1, 8),
+            # Adam family (pytorch-optimizer 4.1.0, default foreach path)
+            ("adopt", "ADOPT", "adopt", {}, {"pytorch-optimizer": lambda ps: po.ADOPT(ps)}, 1, 8),
+            ("ademamix", "AdEMAMix", "ademamix", {}, {"pytorch-optimizer": lambda ps: po.AdEMAMix(ps)}, 1, 12),
+            ("mars", "MARS (matrices)", "mars", {}, {"pytorch-optimizer": lambda ps: po.MARS(ps)}, 2, 12),
+            ("adan", "Adan", "adan", {}, {"pytorch-optimizer": lambda ps: po.Adan(ps)}, 1, 16),
         ]
     return out
 
@@ -144,7 +149,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=10, help="timed steps per round")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--cases", default="10M,100M,10Mx1000,muon")
-    ap.add_argument("--only", default="", help="comma-separated optimizer keys (adamw,sgd,radam,nadam,adafactor,lion,adabelief,lamb,muon)")
+    ap.add_argument("--only", default="", help="comma-separated optimizer keys (adamw,sgd,radam,nadam,adafactor,lion,adabelief,lamb,muon,adopt,ademamix,mars,adan)")
     ap.add_argument("--json", default="", help="also write every measurement to this JSON-lines file")
     args = ap.parse_args()
 

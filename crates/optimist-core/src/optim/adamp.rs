@@ -139,7 +139,7 @@ impl AdamP {
             }
         }
         let threshold = (self.delta / (cols as f64).sqrt()) as f32;
-        if nan || !(max_cos < threshold) {
+        if nan || max_cos >= threshold {
             return false;
         }
         for r in 0..rows {
@@ -194,7 +194,7 @@ impl UpdateRule for AdamP {
             if self.nesterov {
                 a = lerp(a, g[i], w1);
             }
-            u[i] = if self.cautious || self.nesterov { a * u[i] } else { u[i] * a };
+            u[i] *= a;
         }
         let mut ratio = 1.0;
         if p.shape.len() > 1 && n > 0 {
