@@ -39,7 +39,9 @@ pub struct BenchArgs {
     /// Only these workloads (comma-separated; overrides --suite).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
-    /// Only these optimizers (comma-separated registry names; default: all).
+    /// Only these optimizers (comma-separated registry names, or `all` for
+    /// every registered one; default: the 29 of the default suite, listed in
+    /// docs/claims.md).
     #[arg(long, value_delimiter = ',')]
     optimizers: Vec<String>,
     /// Seeds per optimizer and workload (0, 1, ...).
@@ -207,6 +209,16 @@ fn better(a: &RunResult, b: &RunResult) -> bool {
         ma < mb
     }
 }
+
+/// The optimizers `bench` runs when `--optimizers` is not given: the set
+/// whose tuned baselines and verdicts docs/claims.md reports (each is in a
+/// plot family below). `--optimizers all` runs the whole registry.
+pub const DEFAULT_OPTIMIZERS: &[&str] = &[
+    "sgd", "adam", "adamw", "sgd_schedulefree", "adamw_schedulefree", "nadam", "radam", "adamax",
+    "adagrad", "rmsprop", "adadelta", "adafactor", "lion", "adabelief", "lamb", "adabound",
+    "signsgd", "lookahead", "cautious", "muon", "adamuon", "namo", "namo_d", "sophiah", "sophiag",
+    "adamomentum", "adagc", "magma", "skipupdate",
+];
 
 /// Registry optimizers grouped into families for the plots (small
 /// multiples); a name not listed falls into "other".
@@ -424,6 +436,8 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
         args.workloads.clone()
     };
     let optimizers: Vec<String> = if args.optimizers.is_empty() {
+        DEFAULT_OPTIMIZERS.iter().map(|s| s.to_string()).collect()
+    } else if args.optimizers.iter().any(|o| o == "all") {
         registry().iter().map(|s| s.name.to_string()).collect()
     } else {
         args.optimizers.clone()
@@ -1027,4 +1041,17 @@ fn write_report(
         &args.out.join("report.json"),
         &serde_json::to_string_pretty(&report).map_err(err)?,
     )
+}
+
+#[cfg(test)]
+mod default_set_tests {
+    use super::*;
+
+    #[test]
+    fn default_optimizers_are_registered_and_in_a_family() {
+        for name in DEFAULT_OPTIMIZERS {
+            assert!(optimist_core::registry::find(name).is_some(), "{name}");
+            assert_ne!(family(name), "other", "{name}");
+        }
+    }
 }

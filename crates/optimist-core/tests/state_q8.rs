@@ -210,6 +210,8 @@ fn state_bits(opt: &dyn Optimizer) -> Vec<(String, String, Vec<u32>)> {
 fn hparams_for(name: &str) -> serde_json::Value {
     match name {
         "sgd" => json!({"lr": 0.05, "momentum": 0.9, "maximize": true}),
+        // Momentum 0 (their default) keeps no state buffer to compress.
+        "sgdw" | "qhm" => json!({"lr": 0.05, "momentum": 0.9}),
         _ => json!({}),
     }
 }

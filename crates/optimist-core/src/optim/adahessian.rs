@@ -108,6 +108,7 @@ impl OptimizerConfig for AdaHessian {
     const PAPER: &'static str = "Yao et al., ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning, AAAI 2021 (arXiv:2006.00719)";
     const SUMMARY: &'static str =
         "Adam with an EMA of the squared Hessian diagonal (estimate given per step) as second moment";
+    const CURVATURE: crate::rule::Curvature = crate::rule::Curvature::HessianDiagonal;
 
     fn validate(&self) -> Result<()> {
         v::non_negative(Self::NAME, "lr", self.lr)?;

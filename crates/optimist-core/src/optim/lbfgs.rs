@@ -537,6 +537,8 @@ impl Lbfgs {
                     }
                     let h = h_diag.f32();
                     let mut r: Vec<f32> = q.iter().map(|&x| x * h).collect();
+                    // Index loop over three parallel histories, as torch's.
+                    #[allow(clippy::needless_range_loop)]
                     for i in 0..num_old {
                         let be_i = dot(&st.old_dirs[i], &r) * st.ro[i];
                         axpy(&mut r, al[i] - be_i, &st.old_stps[i]);
