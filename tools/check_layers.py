@@ -21,7 +21,7 @@ import sys
 # Lowest first. A module may import from its own layer or lower ones.
 DEFAULT_LAYERS = [
     ("base", "error cpu rng math validate"),
-    ("data", "tensor quant gemm sqsum state"),
+    ("data", "tensor quant gemm linalg sqsum state"),
     ("rule", "rule optimizer"),
     ("exec", "exec"),
     ("engine", "engine"),
