@@ -84,6 +84,7 @@ def optimizers(torch, po):
             ("ademamix", "AdEMAMix", "ademamix", {}, {"pytorch-optimizer": lambda ps: po.AdEMAMix(ps)}, 1, 12),
             ("mars", "MARS (matrices)", "mars", {}, {"pytorch-optimizer": lambda ps: po.MARS(ps)}, 2, 12),
             ("adan", "Adan", "adan", {}, {"pytorch-optimizer": lambda ps: po.Adan(ps)}, 1, 16),
+            ("prodigy", "Prodigy", "prodigy", {}, {"pytorch-optimizer": lambda ps: po.Prodigy(ps)}, 1, 16),
         ]
     return out
 
@@ -149,7 +150,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=10, help="timed steps per round")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--cases", default="10M,100M,10Mx1000,muon")
-    ap.add_argument("--only", default="", help="comma-separated optimizer keys (adamw,sgd,radam,nadam,adafactor,lion,adabelief,lamb,muon,adopt,ademamix,mars,adan)")
+    ap.add_argument("--only", default="", help="comma-separated optimizer keys (adamw,sgd,radam,nadam,adafactor,lion,adabelief,lamb,muon,adopt,ademamix,mars,adan,prodigy,soap,kron)")
     ap.add_argument("--json", default="", help="also write every measurement to this JSON-lines file")
     args = ap.parse_args()
 
@@ -220,10 +221,18 @@ def main():
             muon = [("muon", "Muon", "muon", {}, ref, 2, 4),
                     ("muon", "Muon, ns_dtype bfloat16", "muon", {"ns_dtype": "bfloat16"}, ref, 2, 4)]
             run_case(MUON_CASE[0], MUON_CASE[1], muon)
+        elif c == "matrix":
+            # The preconditioned rules at ten 1024x1024 matrices (pytorch-optimizer's
+            # defaults on both sides; the byte count is p, g and p again only).
+            entries = [("soap", "SOAP", "soap", {}, {"pytorch-optimizer": lambda ps: po.SOAP(ps)}, 2, 0),
+                       ("kron", "PSGD-Kron", "kron", {}, {"pytorch-optimizer": lambda ps: po.Kron(ps)}, 2, 0)]
+            if po is None:
+                sys.exit("the matrix case needs pytorch-optimizer")
+            run_case(MUON_CASE[0], MUON_CASE[1], entries)
         elif c in CASES:
             run_case(c, CASES[c], all_opts)
         else:
-            sys.exit(f"unknown case {c!r} (known: {', '.join(CASES)}, muon)")
+            sys.exit(f"unknown case {c!r} (known: {', '.join(CASES)}, muon, matrix)")
     if log:
         log.close()
 

@@ -405,6 +405,14 @@ impl Blocks {
     /// In order on the calling thread.
     pub const SEQUENTIAL: Blocks = Blocks { parallel: false };
 
+    /// The blocks of a step run with `exec` inside [`run_step`]: on the
+    /// thread pool on the fast path, in order on the simple path.
+    pub fn for_exec(exec: &ExecOptions) -> Blocks {
+        Blocks {
+            parallel: exec.fused && rayon::current_thread_index().is_some(),
+        }
+    }
+
     /// `f` over `items`, results in the items' order.
     pub fn map<T, U, I, F>(self, items: I, f: F) -> Vec<U>
     where
@@ -438,9 +446,8 @@ where
     S: ParamState,
     F: Fn(&mut ParamMut<'_>, &mut S, Blocks) -> Result<()> + Sync,
 {
-    let parallel = info.exec.fused && rayon::current_thread_index().is_some();
-    let blocks = Blocks { parallel };
-    for_each_param(parallel, params, states, |p, st| f(p, st, blocks))
+    let blocks = Blocks::for_exec(&info.exec);
+    for_each_param(blocks.parallel, params, states, |p, st| f(p, st, blocks))
 }
 
 // ---- Cautious masking: the mask sink and its per-parameter driver ----

@@ -28,7 +28,7 @@ pub fn add_sq_lanes(xs: &[f32], lanes: &mut [f64; LANES]) {
 
 /// [`add_sq_lanes`] with AVX-512 intrinsics when the CPU has AVX-512F
 /// ([`x512::add_sq_lanes`]): the same values either way.
-#[inline]
+#[inline(always)]
 pub fn add_sq(xs: &[f32], lanes: &mut [f64; LANES]) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -39,6 +39,59 @@ pub fn add_sq(xs: &[f32], lanes: &mut [f64; LANES]) {
         }
     }
     add_sq_lanes(xs, lanes)
+}
+
+/// The row pass of a factored second moment: the squares of `g` into
+/// `g_lanes` (as [`add_sq_lanes`]) and each also into its column (element
+/// `i` into `cols[i]`), and the squares of `p` into `p_lanes`, in one pass.
+/// `cols` and `p` must be at least as long as `g`.
+#[inline(always)]
+pub fn add_sq_row_lanes(
+    g: &[f32],
+    p: &[f32],
+    cols: &mut [f64],
+    g_lanes: &mut [f64; LANES],
+    p_lanes: &mut [f64; LANES],
+) {
+    let n = g.len();
+    let (gc, gr) = g.as_chunks::<LANES>();
+    let (pc, pr) = p[..n].as_chunks::<LANES>();
+    let (cc, cr) = cols[..n].as_chunks_mut::<LANES>();
+    for ((g, p), col) in gc.iter().zip(pc).zip(cc) {
+        for l in 0..LANES {
+            let s = g[l] as f64 * g[l] as f64;
+            g_lanes[l] += s;
+            col[l] += s;
+            p_lanes[l] += p[l] as f64 * p[l] as f64;
+        }
+    }
+    for (l, ((&g, &p), col)) in gr.iter().zip(pr).zip(cr).enumerate() {
+        let s = g as f64 * g as f64;
+        g_lanes[l] += s;
+        *col += s;
+        p_lanes[l] += p as f64 * p as f64;
+    }
+}
+
+/// [`add_sq_row_lanes`] with AVX-512 intrinsics when the CPU has AVX-512F
+/// ([`x512::add_sq_row_lanes`]): the same values either way.
+#[inline(always)]
+pub fn add_sq_row(
+    g: &[f32],
+    p: &[f32],
+    cols: &mut [f64],
+    g_lanes: &mut [f64; LANES],
+    p_lanes: &mut [f64; LANES],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::cpu::has_avx512() {
+            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time).
+            unsafe { x512::add_sq_row_lanes(g, p, cols, g_lanes, p_lanes) };
+            return;
+        }
+    }
+    add_sq_row_lanes(g, p, cols, g_lanes, p_lanes)
 }
 
 /// Adds the lanes in order.
@@ -76,6 +129,51 @@ pub mod x512 {
         }
         for (l, &x) in r.iter().enumerate() {
             lanes[l] += x as f64 * x as f64;
+        }
+    }
+    /// [`super::add_sq_row_lanes`] with one `__m512d` for each set of
+    /// lanes and one for eight columns: the same additions in the same
+    /// order, so the same values.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX-512F, AVX2 and FMA
+    /// ([`crate::cpu::has_avx512`]).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub fn add_sq_row_lanes(
+        g: &[f32],
+        p: &[f32],
+        cols: &mut [f64],
+        g_lanes: &mut [f64; LANES],
+        p_lanes: &mut [f64; LANES],
+    ) {
+        let n = g.len();
+        let (gc, gr) = g.as_chunks::<LANES>();
+        let (pc, pr) = p[..n].as_chunks::<LANES>();
+        let (cc, cr) = cols[..n].as_chunks_mut::<LANES>();
+        // SAFETY: unaligned loads and stores of 8 values within the lane
+        // arrays and within each chunk of `g`, `p` and `cols`.
+        unsafe {
+            let mut gacc = _mm512_loadu_pd(g_lanes.as_ptr());
+            let mut pacc = _mm512_loadu_pd(p_lanes.as_ptr());
+            for ((g, p), col) in gc.iter().zip(pc).zip(cc) {
+                let gv = _mm512_cvtps_pd(_mm256_loadu_ps(g.as_ptr()));
+                let sq = _mm512_mul_pd(gv, gv);
+                gacc = _mm512_add_pd(gacc, sq);
+                let cv = _mm512_loadu_pd(col.as_ptr());
+                _mm512_storeu_pd(col.as_mut_ptr(), _mm512_add_pd(cv, sq));
+                let pv = _mm512_cvtps_pd(_mm256_loadu_ps(p.as_ptr()));
+                pacc = _mm512_add_pd(pacc, _mm512_mul_pd(pv, pv));
+            }
+            _mm512_storeu_pd(g_lanes.as_mut_ptr(), gacc);
+            _mm512_storeu_pd(p_lanes.as_mut_ptr(), pacc);
+        }
+        for (l, ((&g, &p), col)) in gr.iter().zip(pr).zip(cr).enumerate() {
+            let s = g as f64 * g as f64;
+            g_lanes[l] += s;
+            *col += s;
+            p_lanes[l] += p as f64 * p as f64;
         }
     }
 }
@@ -126,6 +224,29 @@ mod tests {
                 // SAFETY: the CPU supports AVX-512F (checked above).
                 unsafe { x512::add_sq_lanes(&xs, &mut b) };
                 assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits), "n = {n}");
+                // The fused row pass: the same g lanes as above, the p lanes
+                // as the sums of p², and each column gains its own g².
+                let ps: Vec<f32> = xs.iter().rev().map(|x| x * 3.0).collect();
+                let mut pa = [0.5f64; LANES];
+                add_sq_lanes(&ps, &mut pa);
+                let mut cols_a: Vec<f64> = (0..n + 3).map(|i| i as f64 * 0.5).collect();
+                let mut cols_b = cols_a.clone();
+                let (mut ga, mut gb) = ([0.25f64; LANES], [0.25f64; LANES]);
+                let (mut pla, mut plb) = ([0.5f64; LANES], [0.5f64; LANES]);
+                add_sq_row_lanes(&xs, &ps, &mut cols_a, &mut ga, &mut pla);
+                // SAFETY: the CPU supports AVX-512F (checked above).
+                unsafe { x512::add_sq_row_lanes(&xs, &ps, &mut cols_b, &mut gb, &mut plb) };
+                for lanes in [ga, gb] {
+                    assert_eq!(lanes.map(f64::to_bits), a.map(f64::to_bits), "n = {n}");
+                }
+                for lanes in [pla, plb] {
+                    assert_eq!(lanes.map(f64::to_bits), pa.map(f64::to_bits), "n = {n}");
+                }
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&cols_a), bits(&cols_b), "n = {n}");
+                for (i, &x) in xs.iter().enumerate() {
+                    assert_eq!(cols_a[i], i as f64 * 0.5 + x as f64 * x as f64);
+                }
             }
         }
     }

@@ -256,6 +256,13 @@ fn variants() -> Vec<(&'static str, Value)> {
             json!({"lr": 1e-2, "weight_decouple": false, "weight_decay": 0.1, "grokfast_after_step": 2, "maximize": true}),
         ),
         ("grokfastadamw", json!({"lr": 1e-2, "grokfast": false, "fixed_decay": true, "weight_decay": 0.01})),
+        // MARS: blocked norm and step passes; Lion form, AMSBound, 1-D mixing.
+        ("mars", json!({"mars_type": "lion", "weight_decay": 0.01})),
+        ("mars", json!({"ams_bound": true, "optimize_1d": true, "maximize": true})),
+        ("mars", json!({"weight_decouple": false, "weight_decay": 0.01, "cautious": true})),
+        // Prodigy: blocked sums for d; decoupled decay, atan2 form, warm-up safeguard.
+        ("prodigy", json!({"weight_decay": 0.01, "bias_correction": true})),
+        ("prodigy", json!({"eps": null, "safeguard_warmup": true, "maximize": true})),
     ]
 }
 

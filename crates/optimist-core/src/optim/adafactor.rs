@@ -66,7 +66,7 @@ use crate::error::{Error, Result};
 use crate::math::{descent_sign, lerp, maximum, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::exec::{run_blocked, simd, Blocks};
-use crate::sqsum::{add_sq, lanes_sum, LANES};
+use crate::sqsum::{add_sq, add_sq_row, lanes_sum, LANES};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
 use crate::validate as v;
@@ -208,18 +208,20 @@ struct TileSums {
 /// order for the columns, lanes for the rows) and the sum of p².
 fn tile_sums(p: &[f32], g: &[f32], shape: (usize, usize), t: Tile) -> TileSums {
     simd!(avx512; fn(p: &[f32], g: &[f32], shape: (usize, usize), t: Tile) -> TileSums {
-        tile_sums_impl(p, g, shape, t, add_sq)
+        tile_sums_impl(p, g, shape, t, add_sq_row)
     })
 }
 
-/// [`tile_sums`] with `sq` adding the squares of a run into the lanes.
+/// [`tile_sums`] with `row` the one pass over each row of the tile
+/// ([`add_sq_row`]: g² into the row's lanes and the columns, p² into the
+/// p lanes).
 #[inline(always)]
 fn tile_sums_impl(
     p: &[f32],
     g: &[f32],
     (rows, cols): (usize, usize),
     t: Tile,
-    sq: impl Fn(&[f32], &mut [f64; LANES]),
+    row: impl Fn(&[f32], &[f32], &mut [f64], &mut [f64; LANES], &mut [f64; LANES]),
 ) -> TileSums {
     let w = t.c1 - t.c0;
     let mut out = TileSums {
@@ -230,14 +232,9 @@ fn tile_sums_impl(
     let mut pl = [0.0f64; LANES];
     for r in t.r0..t.r1 {
         let base = (t.b * rows + r) * cols;
-        let gs = &g[base + t.c0..base + t.c1];
-        let ps = &p[base + t.c0..base + t.c1];
+        let span = base + t.c0..base + t.c1;
         let mut rl = [0.0f64; LANES];
-        sq(gs, &mut rl);
-        for (c, &g) in out.cols[..w].iter_mut().zip(gs) {
-            *c += g as f64 * g as f64;
-        }
-        sq(ps, &mut pl);
+        row(&g[span.clone()], &p[span], &mut out.cols, &mut rl, &mut pl);
         out.rows.push(lanes_sum(&rl));
     }
     out.p_sq = lanes_sum(&pl);
@@ -576,7 +573,7 @@ mod tests {
             let n = batch * rows * cols;
             let (p, g) = (values(n, 1), values(n, 2));
             for t in tiles(batch, rows, cols) {
-                let a = tile_sums_impl(&p, &g, (rows, cols), t, portable);
+                let a = tile_sums_impl(&p, &g, (rows, cols), t, crate::sqsum::add_sq_row_lanes);
                 let b = tile_sums(&p, &g, (rows, cols), t);
                 let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&a.rows), bits(&b.rows));

@@ -134,6 +134,7 @@ impl GlobalRule for DAdaptAdam {
         globals: &mut [f64],
         params: &mut [ParamMut<'_>],
         states: &mut [&mut DAdaptAdamState],
+        _blocks: crate::exec::Blocks,
     ) {
         let [beta1, beta2] = self.betas;
         let b2s = beta2.sqrt();

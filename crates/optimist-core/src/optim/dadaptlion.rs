@@ -114,6 +114,7 @@ impl GlobalRule for DAdaptLion {
         globals: &mut [f64],
         params: &mut [ParamMut<'_>],
         states: &mut [&mut DAdaptLionState],
+        _blocks: crate::exec::Blocks,
     ) {
         let [beta1, beta2] = self.betas;
         let b2s = beta2.sqrt();

@@ -125,6 +125,7 @@ impl GlobalRule for DAdaptSgd {
         globals: &mut [f64],
         params: &mut [ParamMut<'_>],
         states: &mut [&mut DAdaptSgdState],
+        _blocks: crate::exec::Blocks,
     ) {
         // State first (the reference's init_group runs before any early return).
         for (p, st) in params.iter_mut().zip(states.iter_mut()) {

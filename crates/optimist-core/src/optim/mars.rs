@@ -38,16 +38,20 @@
 //! (it divides lr_1d by lr), here the first step does.
 //!
 //! The norm of `c` is over the tensor, so MARS runs per parameter (not
-//! on the fused elementwise path); the norm is accumulated in f64.
+//! on the fused elementwise path), in two passes over fixed blocks (in
+//! parallel on the fast path): the norm, accumulated in f64 per block and
+//! added in block order, then the step. The cautious mask's count needs
+//! the whole tensor, so with `cautious` the step runs in order.
 
 use serde::{Deserialize, Serialize};
 
 use super::adam_family::{decay, grad_sign};
 use super::pytorch_optimizer::max_nan;
 use crate::error::{Error, Result};
-use crate::exec::cautious_scale;
-use crate::math::{bias_correction, lerp, sign, Ema};
+use crate::exec::{cautious_scale, run_blocked, simd, Blocks};
+use crate::math::{bias_correction, lerp, sign, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::state::StateStore;
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -172,6 +176,7 @@ impl Mars {
 
 impl UpdateRule for Mars {
     type State = MarsState;
+    const BLOCKED: bool = true;
 
     fn carry_over(&mut self, previous: &Self) {
         self.lr_1d_factor = Some(previous.factor());
@@ -192,8 +197,34 @@ impl UpdateRule for Mars {
         Ok(())
     }
 
-    #[allow(clippy::needless_range_loop)]
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut MarsState) -> Result<()> {
+        self.update_param(info, p, st, Blocks::SEQUENTIAL)
+    }
+
+    /// The correction's norm and the step over fixed blocks, in parallel on
+    /// the fast path (the cautious mask, which needs the whole tensor's
+    /// count, runs in order on this thread).
+    fn update_all(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<MarsState>,
+    ) -> Option<Result<()>> {
+        Some(run_blocked(info, params, states, |p, st, blocks| {
+            self.update_param(info, p, st, blocks)
+        }))
+    }
+}
+
+impl Mars {
+    #[allow(clippy::needless_range_loop)]
+    fn update_param(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut MarsState,
+        blocks: Blocks,
+    ) -> Result<()> {
         let n = p.numel();
         if !st.exp_avg.is_allocated() {
             st.exp_avg = StateTensor::zeros(n);
@@ -211,79 +242,171 @@ impl UpdateRule for Mars {
         } else {
             (self.lr * self.factor(), self.betas_1d, self.weight_decay_1d)
         };
-        let lion = mixed && self.mars_type == "lion";
-        let sg = grad_sign(self.maximize);
-        let k = (self.gamma * b1 / (1.0 - b1)) as f32;
-        let w1 = (1.0 - b1) as f32;
-        let ema2 = Ema::new(b2);
-        let (bc1, bc2_sqrt) = (bias_correction(b1, t) as f32, bias_correction(b2, t).sqrt() as f32);
-        let eps = self.eps as f32;
-        let wdk = decay(wd, self.weight_decouple, self.fixed_decay, lr, 1.0);
-        let lr32 = lr as f32;
+        let mut k = MarsConsts {
+            mixed,
+            lion: mixed && self.mars_type == "lion",
+            sg: grad_sign(self.maximize),
+            k: (self.gamma * b1 / (1.0 - b1)) as f32,
+            den: 1.0,
+            w1: (1.0 - b1) as f32,
+            ema2: Ema::new(b2),
+            bc1: bias_correction(b1, t) as f32,
+            bc2_sqrt: bias_correction(b2, t).sqrt() as f32,
+            eps: self.eps as f32,
+            wdk: decay(wd, self.weight_decouple, self.fixed_decay, lr, 1.0),
+            lr: lr as f32,
+        };
         let (x, g) = (&mut *p.value, &*p.grad);
         let m = st.exp_avg.as_mut_slice();
         let v = st.exp_avg_sq.as_mut_slice();
         let last = st.last_grad.as_mut_slice();
-        let mut vmax = self.ams_bound.then(|| st.max_exp_avg_sq.as_mut_slice());
-        // The correction's norm, clamped below at 1.
-        let den = if mixed {
-            let sq: f64 = (0..n)
-                .map(|i| (((sg * g[i] - last[i]) * k + sg * g[i]) as f64).powi(2))
-                .sum();
+        // The correction's norm, clamped below at 1: f64 partial sums over
+        // fixed blocks, added in block order.
+        if mixed {
+            let items = g.chunks(BLOCK).zip(last.chunks(BLOCK));
+            let sq: f64 = blocks.map(items, |(g, l)| norm_sq(&k, g, l)).iter().sum();
             let norm = sq.sqrt() as f32;
-            if norm < 1.0 {
-                1.0
-            } else {
-                norm
-            }
+            k.den = if norm < 1.0 { 1.0 } else { norm };
+        }
+        let vmax: &mut [f32] = if self.ams_bound {
+            st.max_exp_avg_sq.as_mut_slice()
         } else {
-            1.0
+            &mut []
         };
+        if !self.cautious {
+            let vms = vmax.chunks_mut(BLOCK).map(Some).chain(std::iter::repeat_with(|| None));
+            let items = x
+                .chunks_mut(BLOCK)
+                .zip(g.chunks(BLOCK))
+                .zip(m.chunks_mut(BLOCK))
+                .zip(v.chunks_mut(BLOCK))
+                .zip(last.chunks_mut(BLOCK))
+                .zip(vms);
+            blocks.map(items, |(((((x, g), m), v), l), vm)| {
+                step(&k, x, g, m, v, l, vm.unwrap_or_default())
+            });
+            return Ok(());
+        }
+        // Cautious: the moments and the decay, then the masked step.
         let mut kept = 0usize;
-        let mut dens: Vec<f32> = Vec::new();
-        if self.cautious {
-            dens.resize(n, 0.0);
-        }
+        let mut dens = vec![0.0f32; n];
         for i in 0..n {
-            let gi = sg * g[i];
-            let c = if mixed { ((gi - last[i]) * k + gi) / den } else { gi };
-            let mi = lerp(m[i], c, w1);
+            let gi = k.sg * g[i];
+            let mi = lerp(m[i], k.correction(gi, last[i]), k.w1);
             m[i] = mi;
-            let d = if lion {
-                1.0
-            } else {
-                let vi = ema2.sq(v[i], c);
-                v[i] = vi;
-                let base = match vmax.as_mut() {
-                    Some(vm) => {
-                        vm[i] = max_nan(vm[i], vi);
-                        vm[i]
-                    }
-                    None => vi,
-                };
-                ((base + 1e-15).sqrt() + eps) / bc2_sqrt * bc1
-            };
-            let (xi, gl) = wdk.apply_to(x[i], gi);
+            dens[i] = k.denominator(&mut v[i], vmax.get_mut(i), k.correction(gi, last[i]));
+            let (xi, gl) = k.wdk.apply_to(x[i], gi);
             last[i] = gl;
-            if self.cautious {
-                kept += (mi * gi > 0.0) as usize;
-                dens[i] = d;
-                x[i] = xi;
-            } else {
-                let u = if lion { sign(mi) } else { mi / d };
-                x[i] = xi - lr32 * u;
-            }
+            kept += (mi * gi > 0.0) as usize;
+            x[i] = xi;
         }
-        if self.cautious {
-            let scale = cautious_scale(n, kept);
-            for i in 0..n {
-                let gi = sg * g[i];
-                let ms = if m[i] * gi > 0.0 { scale } else { 0.0 };
-                let um = m[i] * ms;
-                let u = if lion { sign(um) } else { um / dens[i] };
-                x[i] -= lr32 * u;
-            }
+        let scale = cautious_scale(n, kept);
+        for i in 0..n {
+            let gi = k.sg * g[i];
+            let ms = if m[i] * gi > 0.0 { scale } else { 0.0 };
+            let um = m[i] * ms;
+            let u = if k.lion { sign(um) } else { um / dens[i] };
+            x[i] -= k.lr * u;
         }
         Ok(())
     }
+}
+
+/// Elements per block of MARS's passes and of the norm's partial sums:
+/// fixed, so that the values do not depend on the thread count.
+const BLOCK: usize = crate::exec::CHUNK;
+
+/// Per-step constants of one MARS parameter.
+#[derive(Debug, Clone, Copy)]
+struct MarsConsts {
+    /// Whether the gradient correction applies (matrices, or optimize_1d).
+    mixed: bool,
+    /// Whether the step is Lion's sign (mixed and mars_type "lion").
+    lion: bool,
+    sg: f32,
+    /// `gamma * beta1 / (1 - beta1)`.
+    k: f32,
+    /// The correction's norm clamped below at 1 (1 when not mixed).
+    den: f32,
+    w1: f32,
+    ema2: Ema,
+    bc1: f32,
+    bc2_sqrt: f32,
+    eps: f32,
+    wdk: WeightDecay,
+    lr: f32,
+}
+
+impl MarsConsts {
+    /// The corrected gradient `c` (the sign-adjusted g when not mixed).
+    #[inline(always)]
+    fn correction(&self, gi: f32, last: f32) -> f32 {
+        if self.mixed {
+            ((gi - last) * self.k + gi) / self.den
+        } else {
+            gi
+        }
+    }
+
+    /// Updates the second moment (and its running maximum) with `c` and
+    /// returns the step's denominator (1 for Lion).
+    #[inline(always)]
+    fn denominator(&self, v: &mut f32, vmax: Option<&mut f32>, c: f32) -> f32 {
+        if self.lion {
+            return 1.0;
+        }
+        let vi = self.ema2.sq(*v, c);
+        *v = vi;
+        let base = match vmax {
+            Some(vm) => {
+                *vm = max_nan(*vm, vi);
+                *vm
+            }
+            None => vi,
+        };
+        ((base + 1e-15).sqrt() + self.eps) / self.bc2_sqrt * self.bc1
+    }
+}
+
+/// The block's sum of the squared corrections `c` (before the norm), in f64
+/// in element order.
+fn norm_sq(k: &MarsConsts, g: &[f32], last: &[f32]) -> f64 {
+    simd!(avx2; fn(k: &MarsConsts, g: &[f32], last: &[f32]) -> f64 {
+        let last = &last[..g.len()];
+        let mut sq = 0.0f64;
+        for (&g, &l) in g.iter().zip(last) {
+            let gi = k.sg * g;
+            sq += (((gi - l) * k.k + gi) as f64).powi(2);
+        }
+        sq
+    })
+}
+
+/// The step over one block (no cautious mask); `vmax` is empty unless
+/// `ams_bound`.
+fn step(
+    k: &MarsConsts,
+    x: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    last: &mut [f32],
+    vmax: &mut [f32],
+) {
+    simd!(avx2; fn(k: &MarsConsts, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], last: &mut [f32], vmax: &mut [f32]) {
+        let n = x.len();
+        let (g, m, v, last) = (&g[..n], &mut m[..n], &mut v[..n], &mut last[..n]);
+        let ams = !vmax.is_empty();
+        for i in 0..n {
+            let gi = k.sg * g[i];
+            let c = k.correction(gi, last[i]);
+            let mi = lerp(m[i], c, k.w1);
+            m[i] = mi;
+            let d = k.denominator(&mut v[i], if ams { Some(&mut vmax[i]) } else { None }, c);
+            let (xi, gl) = k.wdk.apply_to(x[i], gi);
+            last[i] = gl;
+            let u = if k.lion { sign(mi) } else { mi / d };
+            x[i] = xi - k.lr * u;
+        }
+    })
 }

@@ -56,6 +56,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::exec::{self, simd, Blocks};
+use crate::rule::ExecOptions;
 use crate::optimizer::{Optimizer, OptimizerSpec};
 use crate::rule::OptimizerConfig;
 use crate::state::{ParamState, StateDict, StateStore};
@@ -74,13 +76,16 @@ pub trait GlobalRule: OptimizerConfig + std::fmt::Debug {
     fn init_globals(&self) -> Vec<f64>;
     /// One step over all parameters; `t` is the optimizer's step (1-based),
     /// `globals` the scalars in [`GlobalRule::GLOBALS`] order, `states` one
-    /// per parameter (allocated on first use by the rule).
+    /// per parameter (allocated on first use by the rule). A rule may run
+    /// fixed blocks of its passes through `blocks` (on the thread pool on the
+    /// fast path); its values must not depend on it.
     fn step_all(
         &self,
         t: u64,
         globals: &mut [f64],
         params: &mut [ParamMut<'_>],
         states: &mut [&mut Self::State],
+        blocks: Blocks,
     );
 }
 
@@ -92,6 +97,7 @@ pub struct GlobalEngine<R: GlobalRule> {
     states: StateStore<R::State>,
     globals: Vec<f64>,
     step: u64,
+    exec: ExecOptions,
 }
 
 impl<R: GlobalRule> GlobalEngine<R> {
@@ -104,6 +110,7 @@ impl<R: GlobalRule> GlobalEngine<R> {
             states: StateStore::default(),
             globals,
             step: 0,
+            exec: ExecOptions::default(),
         })
     }
 
@@ -117,8 +124,13 @@ impl<R: GlobalRule> GlobalEngine<R> {
 }
 
 /// The registry entry of a [`GlobalRule`].
+/// Its fast path gives the simple path's bits (fixed blocks, sums added in
+/// block order), so it is marked blocked.
 pub fn global_spec<R: GlobalRule>() -> OptimizerSpec {
-    OptimizerSpec::of_config::<R>(|v| Ok(Box::new(GlobalEngine::new(R::from_json(v)?)?)))
+    let mut spec =
+        OptimizerSpec::of_config::<R>(|v| Ok(Box::new(GlobalEngine::new(R::from_json(v)?)?)));
+    spec.facts.blocked = true;
+    spec
 }
 
 impl<R: GlobalRule> Optimizer for GlobalEngine<R> {
@@ -150,9 +162,18 @@ impl<R: GlobalRule> Optimizer for GlobalEngine<R> {
         let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
         let mut states = self.states.get_many(&keys)?;
         let t = self.step + 1;
-        self.config
-            .step_all(t, &mut self.globals, params, &mut states);
+        let (config, globals, exec) = (&self.config, &mut self.globals, self.exec);
+        exec::run_step(&exec, || {
+            config.step_all(t, globals, params, &mut states, Blocks::for_exec(&exec))
+        })?;
         self.step = t;
+        Ok(())
+    }
+
+    /// Threads and fast or simple path; the state stays f32.
+    fn set_exec_options(&mut self, exec: ExecOptions) -> Result<()> {
+        exec.validate(R::NAME, false)?;
+        self.exec = exec;
         Ok(())
     }
 
@@ -339,6 +360,7 @@ impl GlobalRule for Prodigy {
         globals: &mut [f64],
         params: &mut [ParamMut<'_>],
         states: &mut [&mut ProdigyState],
+        blocks: Blocks,
     ) {
         let [beta1, beta2] = self.betas;
         let beta3 = self.beta3.unwrap_or(beta2.sqrt());
@@ -352,11 +374,15 @@ impl GlobalRule for Prodigy {
         let d_lr = d * self.lr / bc;
         let mut num = (globals[2] as f32) * (beta3 as f32);
         let mut den = 0.0f32;
-        let sgn = if self.maximize { -1.0f32 } else { 1.0 };
-        let (b1, b2, b3) = (beta1 as f32, beta2 as f32, beta3 as f32);
-        let a_m = (d * (1.0 - beta1)) as f32;
-        let a_v = (d * d * (1.0 - beta2)) as f32;
-        let a_s = ((d / d0) * if self.safeguard_warmup { d } else { d_lr }) as f32;
+        let k = MomentConsts {
+            sgn: if self.maximize { -1.0 } else { 1.0 },
+            b1: beta1 as f32,
+            b2: beta2 as f32,
+            b3: beta3 as f32,
+            a_m: (d * (1.0 - beta1)) as f32,
+            a_v: (d * d * (1.0 - beta2)) as f32,
+            a_s: ((d / d0) * if self.safeguard_warmup { d } else { d_lr }) as f32,
+        };
         let a_num = (d / d0) * d_lr;
         for (p, st) in params.iter_mut().zip(states.iter_mut()) {
             let n = p.numel();
@@ -367,28 +393,22 @@ impl GlobalRule for Prodigy {
                 st.exp_avg_sq = StateTensor::zeros(n);
             }
             st.step += 1;
-            let p0 = st.p0.as_slice();
-            let mut dot = 0.0f64;
-            for i in 0..n {
-                let diff = p0[i] - p.value[i];
-                dot += (sgn * p.grad[i]) as f64 * diff as f64;
-            }
+            let st = &mut **st;
+            let items = p
+                .value
+                .chunks(BLOCK)
+                .zip(p.grad.chunks(BLOCK))
+                .zip(st.p0.as_slice().chunks(BLOCK))
+                .zip(st.exp_avg.as_mut_slice().chunks_mut(BLOCK))
+                .zip(st.exp_avg_sq.as_mut_slice().chunks_mut(BLOCK))
+                .zip(st.s.as_mut_slice().chunks_mut(BLOCK));
+            let partials = blocks.map(items, |(((((x, g), p0), m), v), s)| {
+                moments(&k, x, g, p0, m, v, s)
+            });
+            let (dot, abs) = partials
+                .iter()
+                .fold((0.0f64, 0.0f64), |(a, b), &(x, y)| (a + x, b + y));
             num = add_alpha(num, dot as f32, a_num);
-            let m = st.exp_avg.as_mut_slice();
-            for (mi, &gi) in m.iter_mut().zip(p.grad.iter()) {
-                *mi = *mi * b1 + a_m * (sgn * gi);
-            }
-            let vv = st.exp_avg_sq.as_mut_slice();
-            for (vi, &gi) in vv.iter_mut().zip(p.grad.iter()) {
-                let g = sgn * gi;
-                *vi = *vi * b2 + a_v * g * g;
-            }
-            let s = st.s.as_mut_slice();
-            let mut abs = 0.0f64;
-            for (si, &gi) in s.iter_mut().zip(p.grad.iter()) {
-                *si = *si * b3 + a_s * (sgn * gi);
-                abs += si.abs() as f64;
-            }
             den += abs as f32;
         }
         globals[2] = num as f64;
@@ -404,37 +424,102 @@ impl GlobalRule for Prodigy {
         globals[0] = d;
         globals[1] = d_max;
 
-        let keep = if self.weight_decouple && self.weight_decay != 0.0 {
-            Some((1.0 - self.weight_decay * if self.fixed_decay { 1.0 } else { d_lr }) as f32)
-        } else {
-            None
+        let s = StepConsts {
+            keep: if self.weight_decouple && self.weight_decay != 0.0 {
+                Some((1.0 - self.weight_decay * if self.fixed_decay { 1.0 } else { d_lr }) as f32)
+            } else {
+                None
+            },
+            neg_lr: (-d_lr) as f32,
+            de: self.eps.map(|eps| (d * eps) as f32),
         };
-        let neg_lr = (-d_lr) as f32;
-        for (p, st) in params.iter_mut().zip(states.iter_mut()) {
-            let m = st.exp_avg.as_slice();
-            let vv = st.exp_avg_sq.as_slice();
-            match self.eps {
-                Some(eps) => {
-                    let de = (d * eps) as f32;
-                    for i in 0..p.numel() {
-                        let mut x = p.value[i];
-                        if let Some(k) = keep {
-                            x *= k;
-                        }
-                        let den = vv[i].sqrt() + de;
-                        p.value[i] = x + neg_lr * m[i] / den;
-                    }
+        for (p, st) in params.iter_mut().zip(states.iter()) {
+            let items = p
+                .value
+                .chunks_mut(BLOCK)
+                .zip(st.exp_avg.as_slice().chunks(BLOCK))
+                .zip(st.exp_avg_sq.as_slice().chunks(BLOCK));
+            blocks.map(items, |((x, m), v)| step(&s, x, m, v));
+        }
+    }
+}
+
+/// Elements per block of Prodigy's passes and partial sums: fixed, so that
+/// the sums do not depend on the thread count.
+const BLOCK: usize = crate::exec::CHUNK;
+
+/// Per-step constants of Prodigy's first pass (f32, as the reference's
+/// tensor arithmetic).
+#[derive(Debug, Clone, Copy)]
+struct MomentConsts {
+    sgn: f32,
+    b1: f32,
+    b2: f32,
+    b3: f32,
+    a_m: f32,
+    a_v: f32,
+    a_s: f32,
+}
+
+/// Pass 1 over one block: the moments and `s`; returns the block's
+/// `<g, p0 - p>` and `sum |s|`, each added in f64 in element order.
+fn moments(
+    k: &MomentConsts,
+    x: &[f32],
+    g: &[f32],
+    p0: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    s: &mut [f32],
+) -> (f64, f64) {
+    simd!(avx2; fn(k: &MomentConsts, x: &[f32], g: &[f32], p0: &[f32], m: &mut [f32], v: &mut [f32], s: &mut [f32]) -> (f64, f64) {
+        let n = x.len();
+        let (g, p0, m, v, s) = (&g[..n], &p0[..n], &mut m[..n], &mut v[..n], &mut s[..n]);
+        for i in 0..n {
+            let gi = k.sgn * g[i];
+            m[i] = m[i] * k.b1 + k.a_m * gi;
+            v[i] = v[i] * k.b2 + k.a_v * gi * gi;
+            s[i] = s[i] * k.b3 + k.a_s * gi;
+        }
+        let (mut dot, mut abs) = (0.0f64, 0.0f64);
+        for i in 0..n {
+            dot += (k.sgn * g[i]) as f64 * (p0[i] - x[i]) as f64;
+            abs += s[i].abs() as f64;
+        }
+        (dot, abs)
+    })
+}
+
+/// Per-step constants of Prodigy's second pass.
+#[derive(Debug, Clone, Copy)]
+struct StepConsts {
+    /// The decoupled decay's factor, when it applies.
+    keep: Option<f32>,
+    neg_lr: f32,
+    /// `d * eps`; `None` for the atan2 update.
+    de: Option<f32>,
+}
+
+/// Pass 2 over one block: the decay and the step.
+fn step(c: &StepConsts, x: &mut [f32], m: &[f32], v: &[f32]) {
+    simd!(avx2; fn(c: &StepConsts, x: &mut [f32], m: &[f32], v: &[f32]) {
+        let n = x.len();
+        let (m, v) = (&m[..n], &v[..n]);
+        let keep = c.keep.unwrap_or(1.0);
+        let decay = c.keep.is_some();
+        match c.de {
+            Some(de) => {
+                for i in 0..n {
+                    let xi = if decay { x[i] * keep } else { x[i] };
+                    x[i] = xi + c.neg_lr * m[i] / (v[i].sqrt() + de);
                 }
-                None => {
-                    for i in 0..p.numel() {
-                        let mut x = p.value[i];
-                        if let Some(k) = keep {
-                            x *= k;
-                        }
-                        p.value[i] = x + neg_lr * m[i].atan2(vv[i].sqrt());
-                    }
+            }
+            None => {
+                for i in 0..n {
+                    let xi = if decay { x[i] * keep } else { x[i] };
+                    x[i] = xi + c.neg_lr * m[i].atan2(v[i].sqrt());
                 }
             }
         }
-    }
+    })
 }

@@ -150,6 +150,7 @@ impl GlobalRule for Spam {
         globals: &mut [f64],
         params: &mut [ParamMut<'_>],
         states: &mut [&mut SpamState],
+        _blocks: crate::exec::Blocks,
     ) {
         let total = globals[0] as u64 + 1;
         let current = globals[1] as u64;

@@ -126,6 +126,7 @@ impl GlobalRule for StableSpam {
         globals: &mut [f64],
         params: &mut [ParamMut<'_>],
         states: &mut [&mut StableSpamState],
+        _blocks: crate::exec::Blocks,
     ) {
         for (p, st) in params.iter().zip(states.iter_mut()) {
             if !st.exp_avg.is_allocated() {
