@@ -326,21 +326,61 @@ fn solve_axis(x: &[f32], rows: usize, cols: usize, axis: usize, a: Axis, f: &[f3
         (rows, cols, 1)
     };
     let mut out = vec![0.0f32; x.len()];
-    let mut y = vec![0.0f64; d];
-    for l in 0..lines {
-        // y U = x_l: y_j = (x_j - sum_{k<j} y_k U[k, j]) / U[j, j]
-        for j in 0..d {
-            let mut s = x[l * stride_line + j * stride_elem] as f64;
-            for (k, &yk) in y.iter().enumerate().take(j) {
-                s -= yk * f[k * d + j] as f64;
-            }
-            y[j] = s / f[j * d + j] as f64;
-        }
-        for j in 0..d {
-            out[l * stride_line + j * stride_elem] = y[j] as f32;
-        }
+    let layout = Lines {
+        d,
+        stride_line,
+        stride_elem,
+    };
+    for l0 in (0..lines).step_by(LINES) {
+        solve_lines(x, f, layout, l0, LINES.min(lines - l0), &mut out);
     }
     out
+}
+
+/// Lines solved together by [`solve_lines`].
+const LINES: usize = 64;
+
+/// Where the lines of a triangular solve lie in the unfolded tensor.
+#[derive(Debug, Clone, Copy)]
+struct Lines {
+    d: usize,
+    stride_line: usize,
+    stride_elem: usize,
+}
+
+/// Lines `l0..l0 + nl` of [`solve_axis`]: the solutions kept k-major
+/// (`y[k][line]`) so that the inner loop runs across the lines; every line
+/// still adds its terms in the order k = 0, 1, ..., j - 1, each product
+/// rounded before the difference (no fused multiply-add), as one line
+/// alone would.
+fn solve_lines(x: &[f32], f: &[f32], at: Lines, l0: usize, nl: usize, out: &mut [f32]) {
+    crate::exec::simd!(avx512; fn(x: &[f32], f: &[f32], at: Lines, l0: usize, nl: usize, out: &mut [f32]) {
+        let d = at.d;
+        let mut y = vec![0.0f64; d * LINES];
+        let mut acc = [0.0f64; LINES];
+        let s = &mut acc[..nl];
+        for j in 0..d {
+            for (l, s) in s.iter_mut().enumerate() {
+                *s = x[(l0 + l) * at.stride_line + j * at.stride_elem] as f64;
+            }
+            // y U = x_l: y_j = (x_j - sum_{k<j} y_k U[k, j]) / U[j, j]
+            for k in 0..j {
+                let u = f[k * d + j] as f64;
+                for (s, &y) in s.iter_mut().zip(&y[k * LINES..k * LINES + nl]) {
+                    *s -= y * u;
+                }
+            }
+            let ujj = f[j * d + j] as f64;
+            for (yl, &s) in y[j * LINES..j * LINES + nl].iter_mut().zip(s.iter()) {
+                *yl = s / ujj;
+            }
+        }
+        for j in 0..d {
+            for l in 0..nl {
+                out[(l0 + l) * at.stride_line + j * at.stride_elem] = y[j * LINES + l] as f32;
+            }
+        }
+    })
 }
 
 /// `A_(k) A_(k)^T` (`tri`) or its diagonal, for the `rows x cols` matrix.
