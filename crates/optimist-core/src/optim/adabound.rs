@@ -36,7 +36,6 @@ use crate::error::Result;
 use crate::math::{bias_correction, lerp, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// AdaBound state: first and second moments, and the running maximum of
@@ -104,12 +103,8 @@ impl OptimizerConfig for AdaBound {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::finite(Self::NAME, "final_lr", self.final_lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::positive(Self::NAME, "gamma", self.gamma)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), finite(final_lr), betas(betas), positive(gamma),
+            non_negative(weight_decay, eps))
     }
 }
 

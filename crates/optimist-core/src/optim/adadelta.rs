@@ -31,7 +31,6 @@ use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{descent_sign, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// Adadelta state: moving averages of g² and of the squared updates.
@@ -79,10 +78,7 @@ impl OptimizerConfig for Adadelta {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval(Self::NAME, "rho", self.rho)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr), unit_interval(rho), non_negative(eps, weight_decay))
     }
 }
 

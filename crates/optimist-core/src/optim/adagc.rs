@@ -48,7 +48,6 @@ use crate::stages::adagc::{gamma_from_scalars, gamma_to_scalars};
 use crate::stages::AdaGcConfig;
 use crate::state::{ParamState, StateDict, StateStore};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// AdaGC state: Adam's moments (the running norm is kept per tensor
@@ -131,10 +130,9 @@ impl OptimizerConfig for AdaGc {
         "Adam on gradients clipped per tensor against an EMA of past clipped norms";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
+        crate::checks!(self, non_negative(lr), betas(betas))?;
         self.clip_rule().validate_as(Self::NAME)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(weight_decay))
     }
 }
 

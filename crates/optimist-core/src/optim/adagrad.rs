@@ -81,15 +81,13 @@ impl OptimizerConfig for Adagrad {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "lr_decay", self.lr_decay)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, non_negative(lr, lr_decay, weight_decay))?;
         v::non_negative(
             Self::NAME,
             "initial_accumulator_value",
             self.initial_accumulator_value,
         )?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(eps))
     }
 }
 

@@ -43,7 +43,6 @@ use crate::error::{Error, Result};
 use crate::math::{bias_correction, descent_sign, lerp, Ema, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// AdaHessian state: the gradient EMA and the EMA of the squared Hessian
@@ -111,10 +110,7 @@ impl OptimizerConfig for AdaHessian {
     const CURVATURE: crate::rule::Curvature = crate::rule::Curvature::HessianDiagonal;
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, eps))?;
         if !(self.hessian_power > 0.0 && self.hessian_power <= 1.0) {
             return Err(Error::hparam(
                 Self::NAME,
@@ -123,7 +119,7 @@ impl OptimizerConfig for AdaHessian {
                 "must be in (0, 1]",
             ));
         }
-        v::at_least(Self::NAME, "update_period", self.update_period, 1)
+        crate::checks!(self, at_least(update_period; 1))
     }
 }
 

@@ -75,7 +75,7 @@ impl Default for Adam {
 fn validate_adam(name: &str, lr: f64, betas: [f64; 2], eps: f64, wd: f64) -> Result<()> {
     v::non_negative(name, "lr", lr)?;
     v::non_negative(name, "eps", eps)?;
-    v::betas(name, betas)?;
+    v::betas(name, "betas", betas)?;
     v::non_negative(name, "weight_decay", wd)
 }
 

@@ -26,7 +26,6 @@ use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{bias_correction, descent_sign, maximum, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// Adamax state: the first moment and the exponentially weighted
@@ -74,10 +73,7 @@ impl OptimizerConfig for Adamax {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr, eps), betas(betas), non_negative(weight_decay))
     }
 }
 

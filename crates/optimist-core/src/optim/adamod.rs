@@ -81,11 +81,10 @@ impl OptimizerConfig for AdaMod {
     const SUMMARY: &'static str = "Adam with step sizes bounded by their exponential moving average";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, [self.betas[0], self.betas[1]])?;
+        crate::checks!(self, non_negative(lr))?;
+        v::betas(Self::NAME, "betas", [self.betas[0], self.betas[1]])?;
         beta3(Self::NAME, self.betas[2])?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(weight_decay, eps))
     }
 }
 

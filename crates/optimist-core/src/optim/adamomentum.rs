@@ -36,7 +36,6 @@ use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{bias_correction, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// AdaMomentum state: the momentum and the second moment of the momentum.
@@ -81,10 +80,7 @@ impl OptimizerConfig for AdaMomentum {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(eps, weight_decay))
     }
 }
 

@@ -102,16 +102,15 @@ impl OptimizerConfig for AdEMAMix {
     const SUMMARY: &'static str = "Adam with a mixture of a fast and a slow gradient EMA";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, [self.betas[0], self.betas[1]])?;
+        crate::checks!(self, non_negative(lr))?;
+        v::betas(Self::NAME, "betas", [self.betas[0], self.betas[1]])?;
         beta3(Self::NAME, self.betas[2])?;
-        v::non_negative(Self::NAME, "alpha", self.alpha)?;
+        crate::checks!(self, non_negative(alpha))?;
         if let Some(t) = self.t_alpha_beta3 {
             // The reference accepts 0 here and divides by it at the first step.
             v::positive(Self::NAME, "t_alpha_beta3", t)?;
         }
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(weight_decay, eps))
     }
 }
 

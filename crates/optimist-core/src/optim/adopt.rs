@@ -38,7 +38,6 @@ use crate::state::StateStore;
 use crate::math::{lerp, Ema, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
 use crate::tensor::{DType, ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// ADOPT state: first moment (of the normalised gradient) and second moment.
@@ -93,10 +92,7 @@ impl OptimizerConfig for Adopt {
         "Adam normalising by the previous second moment, clipped normalised gradient as momentum input";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, eps))
     }
 }
 

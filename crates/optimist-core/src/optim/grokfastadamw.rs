@@ -45,7 +45,6 @@ use crate::error::{Error, Result};
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// GrokFast-AdamW state: Adam's moments and the slow-gradient EMA.
@@ -108,12 +107,8 @@ impl OptimizerConfig for GrokFastAdamW {
     const SUMMARY: &'static str = "AdamW on gradients with their slow (EMA) component amplified";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::unit_interval_open(Self::NAME, "grokfast_alpha", self.grokfast_alpha)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::finite(Self::NAME, "grokfast_lamb", self.grokfast_lamb)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay),
+            unit_interval_open(grokfast_alpha), non_negative(eps), finite(grokfast_lamb))
     }
 }
 

@@ -26,7 +26,6 @@ use crate::error::Result;
 use crate::math::{lerp, sign, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// Lion state: the momentum.
@@ -73,9 +72,7 @@ impl OptimizerConfig for Lion {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay))
     }
 }
 

@@ -304,20 +304,19 @@ impl OptimizerConfig for Prodigy {
         "learning-rate-free Adam: the step is a distance estimate d grown from global sums";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
+        crate::checks!(self, non_negative(lr), betas(betas))?;
         if let Some(b3) = self.beta3 {
             v::unit_interval(Self::NAME, "beta3", b3)?;
         }
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, non_negative(weight_decay))?;
         if let Some(eps) = self.eps {
             v::non_negative(Self::NAME, "eps", eps)?;
         }
-        v::finite(Self::NAME, "d0", self.d0)?;
+        crate::checks!(self, finite(d0))?;
         if self.d0 == 0.0 {
             return Err(Error::hparam(Self::NAME, "d0", self.d0, "must not be 0 (the step divides by it)"));
         }
-        v::finite(Self::NAME, "d_coef", self.d_coef)?;
+        crate::checks!(self, finite(d_coef))?;
         if self.growth_rate.is_nan() {
             return Err(Error::hparam(Self::NAME, "growth_rate", self.growth_rate, "must be a number"));
         }

@@ -80,12 +80,10 @@ impl OptimizerConfig for QHAdam {
     const SUMMARY: &'static str = "Adam whose moments are mixed with the current gradient (quasi-hyperbolic)";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
+        crate::checks!(self, non_negative(lr), betas(betas))?;
         v::unit_interval(Self::NAME, "nus[0]", self.nus[0])?;
         v::unit_interval(Self::NAME, "nus[1]", self.nus[1])?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(weight_decay, eps))
     }
 }
 

@@ -27,7 +27,6 @@ use crate::error::Result;
 use crate::math::{descent_sign, lerp, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// QHM state: the momentum buffer.
@@ -76,10 +75,8 @@ impl OptimizerConfig for Qhm {
     const SUMMARY: &'static str = "SGD with quasi-hyperbolic momentum (nu-weighted average of momentum and gradient)";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::unit_interval(Self::NAME, "nu", self.nu)
+        crate::checks!(self, non_negative(lr), unit_interval_open(momentum),
+            non_negative(weight_decay), unit_interval(nu))
     }
 }
 

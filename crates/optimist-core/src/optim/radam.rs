@@ -40,7 +40,6 @@ use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{bias_correction, descent_sign, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// RAdam state: the two moments.
@@ -90,10 +89,7 @@ impl OptimizerConfig for Radam {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr, eps), betas(betas), non_negative(weight_decay))
     }
 }
 

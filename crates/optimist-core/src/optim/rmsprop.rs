@@ -40,7 +40,6 @@ use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{descent_sign, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// RMSprop state: the average of g², the momentum buffer and the
@@ -94,11 +93,7 @@ impl OptimizerConfig for Rmsprop {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::non_negative(Self::NAME, "momentum", self.momentum)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "alpha", self.alpha)
+        crate::checks!(self, non_negative(lr, eps, momentum, weight_decay, alpha))
     }
 }
 

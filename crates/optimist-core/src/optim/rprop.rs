@@ -67,7 +67,7 @@ impl OptimizerConfig for Rprop {
     const SUMMARY: &'static str = "sign steps with per-element step sizes adapted by gradient sign agreement";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
+        crate::checks!(self, non_negative(lr))?;
         let [em, ep] = self.etas;
         if !(0.0 < em && em < 1.0 && 1.0 < ep && ep.is_finite()) {
             return Err(Error::hparam(

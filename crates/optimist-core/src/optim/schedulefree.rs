@@ -358,8 +358,7 @@ impl OptimizerConfig for AdamWScheduleFree {
 
     fn validate(&self) -> Result<()> {
         let n = Self::NAME;
-        v::non_negative(n, "lr", self.lr)?;
-        v::betas(n, self.betas)?;
+        crate::checks!(self, non_negative(lr), betas(betas))?;
         if self.betas[0] == 0.0 {
             return Err(Error::hparam(
                 n,
@@ -368,8 +367,7 @@ impl OptimizerConfig for AdamWScheduleFree {
                 "must be in (0, 1): the eval switch divides by it",
             ));
         }
-        v::non_negative(n, "eps", self.eps)?;
-        v::non_negative(n, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, non_negative(eps, weight_decay))?;
         validate_weighting(n, self.r, self.weight_lr_power)
     }
 }
@@ -453,8 +451,7 @@ impl OptimizerConfig for SgdScheduleFree {
 
     fn validate(&self) -> Result<()> {
         let n = Self::NAME;
-        v::non_negative(n, "lr", self.lr)?;
-        v::non_negative(n, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, non_negative(lr, weight_decay))?;
         if !(self.momentum > 0.0 && self.momentum < 1.0) {
             return Err(Error::hparam(
                 n,

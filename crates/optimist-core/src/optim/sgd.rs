@@ -25,7 +25,6 @@ use crate::error::{Error, Result};
 use crate::math::WeightDecay;
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// SGD state: the momentum buffer (allocated only when momentum != 0).
@@ -74,10 +73,8 @@ impl OptimizerConfig for Sgd {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "momentum", self.momentum)?;
-        v::finite(Self::NAME, "dampening", self.dampening)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, non_negative(lr, momentum), finite(dampening),
+            non_negative(weight_decay))?;
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(Error::hparam(
                 Self::NAME,

@@ -38,7 +38,6 @@ use crate::error::{Error, Result};
 use crate::math::{descent_sign, l2_norm};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// SGDP state: the momentum buffer.
@@ -98,13 +97,8 @@ impl OptimizerConfig for Sgdp {
     const SUMMARY: &'static str = "momentum SGD with the radial component projected out on scale-invariant weights";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::unit_interval_open(Self::NAME, "wd_ratio", self.wd_ratio)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::finite(Self::NAME, "momentum", self.momentum)?;
-        v::finite(Self::NAME, "dampening", self.dampening)?;
-        v::finite(Self::NAME, "delta", self.delta)?;
+        crate::checks!(self, non_negative(lr, weight_decay), unit_interval_open(wd_ratio),
+            non_negative(eps), finite(momentum, dampening, delta))?;
         if self.momentum == 1.0 {
             return Err(Error::hparam(
                 Self::NAME,

@@ -27,7 +27,6 @@ use crate::error::Result;
 use crate::math::{descent_sign, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// SGDW state: the momentum buffer (allocated only when momentum > 0).
@@ -76,50 +75,8 @@ impl OptimizerConfig for Sgdw {
     const SUMMARY: &'static str = "SGD with (Nesterov) momentum and decoupled weight decay";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::finite(Self::NAME, "dampening", self.dampening)
-    }
-}
-
-/// Per-step scalars of SGDW.
-#[derive(Debug, Clone, Copy)]
-pub struct SgdwScalars {
-    wd: WeightDecay,
-    sgn: f32,
-    lr: f32,
-    mom: f32,
-    damp: f32,
-    momentum: bool,
-    first: bool,
-    nesterov: bool,
-}
-
-impl Sgdw {
-    /// One pass over equal-length slices; the step goes through `apply`.
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(s: &SgdwScalars, x: &mut [f32], g: &[f32], b: &mut [f32], apply: &mut A) {
-        let n = x.len();
-        let g = &g[..n];
-        if !s.momentum {
-            for i in 0..n {
-                let (mut xi, gi) = s.wd.apply_to(x[i], s.sgn * g[i]);
-                apply.apply(&mut xi, gi, s.lr, gi);
-                x[i] = xi;
-            }
-            return;
-        }
-        let b = &mut b[..n];
-        for i in 0..n {
-            let (mut xi, gi) = s.wd.apply_to(x[i], s.sgn * g[i]);
-            let bi = if s.first { gi } else { b[i] * s.mom + s.damp * gi };
-            b[i] = bi;
-            let d = if s.nesterov { gi + s.mom * bi } else { bi };
-            apply.apply(&mut xi, gi, s.lr, d);
-            x[i] = xi;
-        }
+        crate::checks!(self, non_negative(lr), unit_interval_open(momentum),
+            non_negative(weight_decay), finite(dampening))
     }
 }
 

@@ -32,7 +32,6 @@ use crate::error::Result;
 use crate::math::{lerp, Ema, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// Simplified AdEMAMix state: momentum, second moment and the running
@@ -92,12 +91,8 @@ impl OptimizerConfig for SimplifiedAdEMAMix {
         "long-horizon momentum mixed with the current gradient, theory-style normalisation";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "alpha", self.alpha)?;
-        v::non_negative(Self::NAME, "min_beta1", self.min_beta1)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas),
+            non_negative(alpha, min_beta1, weight_decay, eps))
     }
 }
 

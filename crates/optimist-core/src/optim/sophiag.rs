@@ -47,7 +47,6 @@ use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{clamp_max, sign, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// SophiaG state: the gradient EMA and the curvature EMA.
@@ -95,11 +94,7 @@ impl OptimizerConfig for SophiaG {
     const CURVATURE: crate::rule::Curvature = crate::rule::Curvature::GaussNewtonDiagonal;
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "rho", self.rho)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "bs", self.bs)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(rho, weight_decay, bs))
     }
 }
 

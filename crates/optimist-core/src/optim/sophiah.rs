@@ -44,7 +44,6 @@ use crate::math::{lerp, maximum, WeightDecay};
 use crate::optim::pytorch_optimizer::clamp_nan;
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// SophiaH state: the gradient EMA and the Hessian-diagonal EMA.
@@ -112,12 +111,8 @@ impl OptimizerConfig for SophiaH {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "p", self.p)?;
-        v::at_least(Self::NAME, "update_period", self.update_period, 1)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, p),
+            at_least(update_period; 1), non_negative(eps))
     }
 }
 

@@ -36,7 +36,6 @@ use crate::error::Result;
 use crate::math::lerp;
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// StableAdamW state: first and second moments.
@@ -84,10 +83,7 @@ impl OptimizerConfig for StableAdamW {
     const SUMMARY: &'static str = "AdamW with debiased betas and per-tensor RMS update clipping";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, eps))
     }
 }
 

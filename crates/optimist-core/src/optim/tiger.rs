@@ -23,7 +23,6 @@ use crate::error::Result;
 use crate::math::{descent_sign, lerp, sign, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// Tiger state: the gradient EMA.
@@ -68,9 +67,7 @@ impl OptimizerConfig for Tiger {
     const SUMMARY: &'static str = "sign of a single gradient EMA (Lion with beta1 = beta2)";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval_open(Self::NAME, "beta", self.beta)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr), unit_interval_open(beta), non_negative(weight_decay))
     }
 }
 

@@ -28,7 +28,6 @@ use crate::error::Result;
 use crate::math::{bias_correction, lerp, sign, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// Yogi state: first and second moments.
@@ -82,11 +81,8 @@ impl OptimizerConfig for Yogi {
     const SUMMARY: &'static str = "Adam with an additive, sign-controlled second-moment update";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::finite(Self::NAME, "initial_accumulator", self.initial_accumulator)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), finite(initial_accumulator),
+            non_negative(weight_decay, eps))
     }
 }
 
