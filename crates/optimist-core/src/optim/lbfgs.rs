@@ -602,18 +602,7 @@ impl Lbfgs {
 const P: &str = "lbfgs";
 
 impl Optimizer for Lbfgs {
-    fn name(&self) -> &str {
-        LbfgsConfig::NAME
-    }
-
-    fn config(&self) -> Value {
-        self.cfg.to_json()
-    }
-
-    fn set_config(&mut self, config: Value) -> Result<()> {
-        self.cfg = LbfgsConfig::from_json(&config)?;
-        Ok(())
-    }
+    super::config_methods!(LbfgsConfig, cfg);
 
     /// A step with the closure of the replay contract: every evaluation
     /// returns the gradients given with this step and the loss 0.

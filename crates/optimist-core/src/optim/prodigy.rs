@@ -50,7 +50,6 @@
 
 #![allow(clippy::needless_range_loop)]
 
-use std::collections::HashSet;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -122,31 +121,10 @@ pub fn global_spec<R: GlobalRule>() -> OptimizerSpec {
 }
 
 impl<R: GlobalRule> Optimizer for GlobalEngine<R> {
-    fn name(&self) -> &str {
-        R::NAME
-    }
-
-    fn config(&self) -> Value {
-        self.config.to_json()
-    }
-
-    fn set_config(&mut self, config: Value) -> Result<()> {
-        self.config = R::from_json(&config)?;
-        Ok(())
-    }
+    super::config_methods!(R, config);
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
-        let mut seen = HashSet::new();
-        for p in params.iter() {
-            p.check()?;
-            self.states.check(p.name, p.numel())?;
-            if !seen.insert(p.name) {
-                return Err(Error::Input(format!(
-                    "parameter '{}' given twice in one step",
-                    p.name
-                )));
-            }
-        }
+        self.states.check_params(params)?;
         let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
         let mut states = self.states.get_many(&keys)?;
         let t = self.step + 1;
@@ -166,13 +144,7 @@ impl<R: GlobalRule> Optimizer for GlobalEngine<R> {
     }
 
     fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
-        let step = match dict.scalars.get("step") {
-            Some(&s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s < 2f64.powi(53) => {
-                s as u64
-            }
-            Some(&s) => return Err(Error::Input(format!("state 'step': invalid value {s}"))),
-            None => return Err(Error::Input("state has no 'step' entry".into())),
-        };
+        let step = dict.step()?;
         let mut globals = Vec::with_capacity(R::GLOBALS.len());
         for name in R::GLOBALS {
             match dict.scalars.get(*name) {
@@ -192,8 +164,7 @@ impl<R: GlobalRule> Optimizer for GlobalEngine<R> {
     }
 
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        let t = self.states.peek(param)?.buffer(buffer)?;
-        t.is_allocated().then(|| t.as_slice())
+        self.states.buffer(param, buffer)
     }
 }
 
