@@ -135,13 +135,7 @@ impl Elementwise for Adagrad {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &AdagradScalars, c: Chunk<'_>, _apply: &mut A) {
-        let n = c.value.len();
-        let [sum, ..] = c.state;
-        let (x, g, sum) = (c.value, &c.grad[..n], &mut sum[..n]);
-        for i in 0..n {
-            (x[i], sum[i]) = adagrad_element(s, x[i], g[i], sum[i]);
-        }
+        super::each::direct1(s, c, adagrad_element);
     }
 }

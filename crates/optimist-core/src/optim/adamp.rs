@@ -33,11 +33,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::adam_family::{decay, grad_sign};
+use super::pytorch_optimizer::project_radial;
 use crate::error::Result;
 use crate::exec::cautious_scale;
 use crate::math::{bias_correction, lerp, Ema};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::{ParamMut, StateTensor};
+use crate::tensor::ParamMut;
 
 crate::param_state! {
     /// AdamP state: first and second moments.
@@ -112,11 +113,7 @@ impl UpdateRule for AdamP {
     #[allow(clippy::needless_range_loop)]
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamPState) -> Result<()> {
         let n = p.numel();
-        if !st.exp_avg.is_allocated() {
-            st.exp_avg = StateTensor::zeros(n);
-            st.exp_avg_sq = StateTensor::zeros(n);
-        }
-        st.step += 1;
+        st.start_step(p.name, n)?;
         let t = info.step;
         let [b1, b2] = self.betas;
         let w1 = (1.0 - b1) as f32;
@@ -148,12 +145,8 @@ impl UpdateRule for AdamP {
             u[i] *= a;
         }
         let mut ratio = 1.0;
-        if p.shape.len() > 1 && n > 0 {
-            let rows = p.shape[0];
-            let cols = n / rows.max(1);
-            if self.project(rows, cols, p.value, &g, &mut u) || self.project(1, n, p.value, &g, &mut u) {
-                ratio = self.wd_ratio;
-            }
+        if p.shape.len() > 1 && n > 0 && project_radial(p.value, &g, &mut u, p.shape[0], self.delta, self.eps as f32) {
+            ratio = self.wd_ratio;
         }
         let wd = decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, ratio);
         for i in 0..n {

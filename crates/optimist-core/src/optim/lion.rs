@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::{lerp, sign, WeightDecay};
+use crate::optim::each::{sink1, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 
@@ -85,13 +86,13 @@ pub struct LionScalars {
     lr: f32,
 }
 
-/// One element: from (p, g, m) returns p after decoupled decay, the
-/// gradient as used, the new m and the direction `sign(lerp(m, g, 1 - beta1))`.
+/// One element: from (p, g, m) returns the step (p after decoupled decay,
+/// direction `sign(lerp(m, g, 1 - beta1))`) and the new m.
 #[inline(always)]
-fn lion_element(s: &LionScalars, x: f32, g: f32, m: f32) -> (f32, f32, f32, f32) {
+fn lion_element(s: &LionScalars, x: f32, g: f32, m: f32) -> (Step, f32) {
     let (x, g) = s.wd.apply_to(x, g);
     let u = sign(lerp(m, g, s.w1));
-    (x, g, lerp(m, g, s.w2), u)
+    (Step { x, g, lr: s.lr, u }, lerp(m, g, s.w2))
 }
 
 impl UpdateRule for Lion {
@@ -116,17 +117,8 @@ impl Elementwise for Lion {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &LionScalars, c: Chunk<'_>, apply: &mut A) {
-        let n = c.value.len();
-        let [m, ..] = c.state;
-        let (x, g, m) = (c.value, &c.grad[..n], &mut m[..n]);
-        for i in 0..n {
-            let (mut xi, gi, mi, u) = lion_element(s, x[i], g[i], m[i]);
-            m[i] = mi;
-            apply.apply(&mut xi, gi, s.lr, u);
-            x[i] = xi;
-        }
+        sink1(c, apply, |x, g, m| lion_element(s, x, g, m));
     }
 
     fn cautious(&self) -> bool {

@@ -158,13 +158,7 @@ impl Elementwise for Nadam {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &NadamScalars, c: Chunk<'_>, _apply: &mut A) {
-        let n = c.value.len();
-        let [m, v, ..] = c.state;
-        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
-        for i in 0..n {
-            (x[i], m[i], v[i]) = nadam_element(s, x[i], g[i], m[i], v[i]);
-        }
+        super::each::direct2(s, c, nadam_element);
     }
 }

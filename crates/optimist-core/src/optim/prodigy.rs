@@ -52,7 +52,6 @@
 
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::optimizer::{Optimizer, OptimizerSpec};

@@ -131,10 +131,7 @@ impl Elementwise for Radam {
     type Scalars = RadamScalars;
 
     fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut RadamState) -> Result<RadamScalars> {
-        let n = p.numel();
-        st.exp_avg.ensure(p.name, "exp_avg", n, 0.0)?;
-        st.exp_avg_sq.ensure(p.name, "exp_avg_sq", n, 0.0)?;
-        st.step += 1;
+        st.start_step(p.name, p.numel())?;
         let t = st.step as f64;
         let [beta1, beta2] = self.betas;
         let bc1 = bias_correction(beta1, st.step);
@@ -160,13 +157,7 @@ impl Elementwise for Radam {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &RadamScalars, c: Chunk<'_>, _apply: &mut A) {
-        let n = c.value.len();
-        let [m, v, ..] = c.state;
-        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
-        for i in 0..n {
-            (x[i], m[i], v[i]) = radam_element(s, x[i], g[i], m[i], v[i]);
-        }
+        super::each::direct2(s, c, radam_element);
     }
 }

@@ -24,7 +24,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::math::{descent_sign, WeightDecay};
+use crate::math::WeightDecay;
+use crate::optim::sgd::{sgd_kernel, SgdScalars};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
 
@@ -86,30 +87,26 @@ impl UpdateRule for Sgdw {
 }
 
 impl Elementwise for Sgdw {
-    type Scalars = SgdwScalars;
+    type Scalars = SgdScalars;
 
-    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut SgdwState) -> Result<SgdwScalars> {
+    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut SgdwState) -> Result<SgdScalars> {
         st.step += 1;
         let momentum = self.momentum > 0.0;
         let first = momentum && !st.momentum_buffer.is_allocated();
         if momentum {
             st.momentum_buffer.ensure(p.name, "momentum_buffer", p.numel(), 0.0)?;
         }
-        Ok(SgdwScalars {
-            wd: WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr),
-            sgn: descent_sign(self.maximize),
-            lr: self.lr as f32,
-            mom: self.momentum as f32,
-            damp: (1.0 - self.dampening) as f32,
-            momentum,
+        Ok(SgdScalars::new(
+            WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr),
+            self.lr,
+            (self.momentum, self.dampening, self.nesterov),
+            self.maximize,
             first,
-            nesterov: self.nesterov,
-        })
+        ))
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &SgdwScalars, c: Chunk<'_>, apply: &mut A) {
-        let [b, ..] = c.state;
-        Self::run(s, c.value, c.grad, b, apply);
+    fn kernel<A: Apply>(&self, s: &SgdScalars, c: Chunk<'_>, apply: &mut A) {
+        sgd_kernel(s, c, apply);
     }
 }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::{descent_sign, lerp, sign, WeightDecay};
+use crate::optim::each::{sink1, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
 
@@ -80,23 +81,6 @@ pub struct TigerScalars {
     lr: f32,
 }
 
-impl Tiger {
-    /// One pass over equal-length slices; the step goes through `apply`.
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(s: &TigerScalars, x: &mut [f32], g: &[f32], m: &mut [f32], apply: &mut A) {
-        let n = x.len();
-        let (g, m) = (&g[..n], &mut m[..n]);
-        for i in 0..n {
-            let (mut xi, gi) = s.wd.apply_to(x[i], s.sgn * g[i]);
-            let mi = lerp(m[i], gi, s.w);
-            m[i] = mi;
-            apply.apply(&mut xi, gi, s.lr, sign(mi));
-            x[i] = xi;
-        }
-    }
-}
-
 impl UpdateRule for Tiger {
     type State = TigerState;
     crate::elementwise_rule!();
@@ -119,7 +103,10 @@ impl Elementwise for Tiger {
 
     #[inline(always)]
     fn kernel<A: Apply>(&self, s: &TigerScalars, c: Chunk<'_>, apply: &mut A) {
-        let [m, ..] = c.state;
-        Self::run(s, c.value, c.grad, m, apply);
+        sink1(c, apply, |x, g, m| {
+            let (x, g) = s.wd.apply_to(x, s.sgn * g);
+            let m = lerp(m, g, s.w);
+            (Step { x, g, lr: s.lr, u: sign(m) }, m)
+        });
     }
 }
