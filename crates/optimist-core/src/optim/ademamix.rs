@@ -38,7 +38,6 @@ use super::adam_family::{beta3, clamp_min, decay, grad_sign};
 use crate::error::{Error, Result};
 use crate::exec::cautious_scale;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
-use crate::optim::each::{sink3, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
 use crate::state::StateStore;
 use crate::tensor::{DType, ParamMut};
@@ -269,17 +268,25 @@ impl Elementwise for AdEMAMix {
     }
 
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &AdEMAMixScalars, c: Chunk<'_>, apply: &mut A) {
-        sink3(c, apply, |x, g, m, v, slow| {
-            let (x, g) = s.wd.apply_to(x, s.sign * g);
-            let m = lerp(m, g, s.w1);
-            let v = s.v.sq(v, g);
-            let slow = lerp(slow, g, s.w3);
-            let de = v.sqrt() / s.bc2_sqrt + s.eps;
-            let upd = m / s.bc1 + s.alpha * slow;
+        // A hand-written loop: through optim::each's sink3 this kernel
+        // measured about 9x slower (it no longer vectorized).
+        let n = c.value.len();
+        let [m, v, sl, ..] = c.state;
+        let (x, g, m, v, sl) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n], &mut sl[..n]);
+        for i in 0..n {
+            let (mut xi, gi) = s.wd.apply_to(x[i], s.sign * g[i]);
+            let mi = lerp(m[i], gi, s.w1);
+            let vi = s.v.sq(v[i], gi);
+            let si = lerp(sl[i], gi, s.w3);
+            (m[i], v[i], sl[i]) = (mi, vi, si);
+            let de = vi.sqrt() / s.bc2_sqrt + s.eps;
+            let upd = mi / s.bc1 + s.alpha * si;
             // addcdiv(p, upd, de, value=-lr): p + (-lr * upd) / de.
-            (Step { x, g, lr: 1.0, u: s.lr * upd / de }, m, v, slow)
-        });
+            apply.apply(&mut xi, gi, 1.0, s.lr * upd / de);
+            x[i] = xi;
+        }
     }
 }
 
