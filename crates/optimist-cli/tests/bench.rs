@@ -5,9 +5,11 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn optimist(args: &[&str]) -> (bool, String, String) {
+/// Runs `optimist` with the words of `args` (split at white space):
+/// success, stdout, stderr.
+fn optimist(args: &str) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_optimist"))
-        .args(args)
+        .args(args.split_whitespace())
         .output()
         .expect("run optimist");
     (
@@ -25,23 +27,9 @@ fn json_line(stdout: &str) -> Value {
 
 #[test]
 fn bench_step_reports_time_bytes_and_fraction() {
-    let (ok, out, err) = optimist(&[
-        "bench",
-        "step",
-        "--optimizer",
-        "adamw",
-        "--params",
-        "50000",
-        "--tensors",
-        "7",
-        "--threads",
-        "2",
-        "--repeats",
-        "3",
-        "--warmup",
-        "1",
-        "--bandwidth",
-    ]);
+    let (ok, out, err) = optimist(
+        "bench step --optimizer adamw --params 50000 --tensors 7 --threads 2 --repeats 3 --warmup 1 --bandwidth",
+    );
     assert!(ok, "{err}");
     let v = json_line(&out);
     assert_eq!(v["bench"], "step");
@@ -65,20 +53,9 @@ fn bench_step_reports_time_bytes_and_fraction() {
 
 #[test]
 fn bench_step_with_compressed_state_counts_its_bytes() {
-    let (ok, out, err) = optimist(&[
-        "bench",
-        "step",
-        "--optimizer",
-        "adamw",
-        "--params",
-        "65536",
-        "--repeats",
-        "2",
-        "--state-dtype",
-        "q8",
-        "--q8-block",
-        "2048",
-    ]);
+    let (ok, out, err) = optimist(
+        "bench step --optimizer adamw --params 65536 --repeats 2 --state-dtype q8 --q8-block 2048",
+    );
     assert!(ok, "{err}");
     let v = json_line(&out);
     let s = v["state_bytes_per_param"].as_f64().unwrap();
@@ -87,18 +64,9 @@ fn bench_step_with_compressed_state_counts_its_bytes() {
 
 #[test]
 fn bench_bandwidth_reports_pattern_bytes() {
-    let (ok, out, err) = optimist(&[
-        "bench",
-        "bandwidth",
-        "--params",
-        "100000",
-        "--threads",
-        "2",
-        "--pattern",
-        "3,2",
-        "--repeats",
-        "3",
-    ]);
+    let (ok, out, err) = optimist(
+        "bench bandwidth --params 100000 --threads 2 --pattern 3,2 --repeats 3",
+    );
     assert!(ok, "{err}");
     let v = json_line(&out);
     assert_eq!(v["pattern"], "3,2");
@@ -109,46 +77,14 @@ fn bench_bandwidth_reports_pattern_bytes() {
 #[test]
 fn bench_rejects_bad_input() {
     for (args, needle) in [
-        (vec!["bench", "step", "--optimizer", "nosuch"], "nosuch"),
-        (
-            vec![
-                "bench",
-                "step",
-                "--optimizer",
-                "adamw",
-                "--state-dtype",
-                "fp8",
-            ],
-            "fp8",
-        ),
-        (
-            vec![
-                "bench",
-                "step",
-                "--optimizer",
-                "adamw",
-                "--hparams",
-                "{\"lr\": -1}",
-            ],
-            "lr",
-        ),
-        (
-            vec![
-                "bench",
-                "step",
-                "--optimizer",
-                "adamw",
-                "--params",
-                "5",
-                "--tensors",
-                "9",
-            ],
-            "tensors",
-        ),
-        (vec!["bench", "bandwidth", "--pattern", "2,5"], "pattern"),
+        ("bench step --optimizer nosuch", "nosuch"),
+        ("bench step --optimizer adamw --state-dtype fp8", "fp8"),
+        (r#"bench step --optimizer adamw --hparams {"lr":-1}"#, "lr"),
+        ("bench step --optimizer adamw --params 5 --tensors 9", "tensors"),
+        ("bench bandwidth --pattern 2,5", "pattern"),
     ] {
-        let (ok, _, err) = optimist(&args);
-        assert!(!ok, "{args:?} should fail");
-        assert!(err.contains(needle), "{args:?}: {err}");
+        let (ok, _, err) = optimist(args);
+        assert!(!ok, "{args} should fail");
+        assert!(err.contains(needle), "{args}: {err}");
     }
 }

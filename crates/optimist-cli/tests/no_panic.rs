@@ -16,16 +16,17 @@ fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// One `error: ...` line containing `needle`, exit code 1, no panic.
-fn assert_clean_error(args: &[&str], needle: &str) {
-    let out = run(args);
+/// One `error: ...` line containing `needle`, exit code 1, no panic, from
+/// `optimist` with the words of `args` (split at white space).
+fn assert_clean_error(args: &str, needle: &str) {
+    let out = run(&args.split_whitespace().collect::<Vec<_>>());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "{args}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args}: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{args:?}: {stderr}");
-    assert!(lines[0].contains(needle), "{args:?}: {stderr}");
+    assert_eq!(lines.len(), 1, "{args}: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{args}: {stderr}");
+    assert!(lines[0].contains(needle), "{args}: {stderr}");
 }
 
 const HUGE: &str = "18446744073709551615";
@@ -35,114 +36,39 @@ fn hparams_that_are_not_an_object_are_an_error() {
     for optimizer in ["lookahead", "cautious", "magma", "skipupdate", "adamw"] {
         for hp in ["[]", "3", "\"x\"", "null", "true"] {
             assert_clean_error(
-                &[
-                    "train",
-                    "--workload",
-                    "quadratic",
-                    "--optimizer",
-                    optimizer,
-                    "--hparams",
-                    hp,
-                    "--quiet",
-                ],
+                &format!("train --workload quadratic --optimizer {optimizer} --hparams {hp} --quiet"),
                 "--hparams",
             );
         }
     }
-    assert_clean_error(
-        &[
-            "train",
-            "--workload",
-            "quadratic",
-            "--wrap",
-            "[]",
-            "--quiet",
-        ],
-        "--wrap",
-    );
-    assert_clean_error(&["bench", "--hparams", "[]", "--quiet"], "--hparams");
+    assert_clean_error("train --workload quadratic --wrap [] --quiet", "--wrap");
+    assert_clean_error("bench --hparams [] --quiet", "--hparams");
 }
 
 #[test]
 fn huge_counts_are_an_error() {
+    assert_clean_error(&format!("train --workload quadratic --steps {HUGE} --quiet"), "--steps");
+    assert_clean_error("train --workload quadratic --steps 0 --quiet", "--steps");
+    assert_clean_error(&format!("demo --steps {HUGE}"), "--steps");
     assert_clean_error(
-        &[
-            "train",
-            "--workload",
-            "quadratic",
-            "--steps",
-            HUGE,
-            "--quiet",
-        ],
-        "--steps",
-    );
-    assert_clean_error(
-        &[
-            "train",
-            "--workload",
-            "quadratic",
-            "--steps",
-            "0",
-            "--quiet",
-        ],
-        "--steps",
-    );
-    assert_clean_error(&["demo", "--steps", HUGE], "--steps");
-    assert_clean_error(
-        &[
-            "bench",
-            "--steps-scale",
-            "1e300",
-            "--workloads",
-            "quadratic",
-            "--optimizers",
-            "adam",
-            "--quiet",
-        ],
+        "bench --steps-scale 1e300 --workloads quadratic --optimizers adam --quiet",
         "--steps-scale",
     );
     for bad in ["inf", "NaN", "-1", "0"] {
-        assert_clean_error(
-            &["bench", &format!("--steps-scale={bad}"), "--quiet"],
-            "--steps-scale",
-        );
+        assert_clean_error(&format!("bench --steps-scale={bad} --quiet"), "--steps-scale");
     }
-    assert_clean_error(&["bench", "--seeds", HUGE, "--quiet"], "--seeds");
-    assert_clean_error(
-        &["bench", "step", "--optimizer", "adam", "--repeats", HUGE],
-        "--repeats",
-    );
+    assert_clean_error(&format!("bench --seeds {HUGE} --quiet"), "--seeds");
+    assert_clean_error(&format!("bench step --optimizer adam --repeats {HUGE}"), "--repeats");
 }
 
 #[test]
 fn threads_go_through_the_cap_of_set_num_threads() {
     for args in [
-        &[
-            "train",
-            "--workload",
-            "quadratic",
-            "--threads",
-            "1000000",
-            "--quiet",
-        ][..],
-        &["bench", "--threads", "1000000", "--quiet"],
-        &["bench", "bandwidth", "--threads", "1000000"],
-        &[
-            "bench",
-            "step",
-            "--optimizer",
-            "adam",
-            "--threads",
-            "1000000",
-        ],
-        &[
-            "train",
-            "--workload",
-            "quadratic",
-            "--threads",
-            "0",
-            "--quiet",
-        ],
+        "train --workload quadratic --threads 1000000 --quiet",
+        "bench --threads 1000000 --quiet",
+        "bench bandwidth --threads 1000000",
+        "bench step --optimizer adam --threads 1000000",
+        "train --workload quadratic --threads 0 --quiet",
     ] {
         assert_clean_error(args, "4096");
     }

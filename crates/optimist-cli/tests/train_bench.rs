@@ -1,13 +1,36 @@
 //! `optimist train` and `optimist bench` end to end on synthetic workloads
 //! (no data needed): the summary, the JSONL log, the report and its plots.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-fn optimist() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_optimist"))
+use serde_json::Value;
+
+/// `optimist` with the words of `args` (split at white space); arguments
+/// that hold spaces or paths are added with `.arg`.
+fn optimist(args: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_optimist"));
+    cmd.args(args.split_whitespace());
+    cmd
 }
 
-fn tmp(name: &str) -> std::path::PathBuf {
+/// Runs `cmd`, checks that it succeeded and returns its output.
+fn succeed(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The JSON document in the file `path`.
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("optimist-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
@@ -18,31 +41,13 @@ fn train_writes_a_jsonl_log_and_a_summary() {
     let dir = tmp("train");
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("run.jsonl");
-    let out = optimist()
-        .args([
-            "train",
-            "--workload",
-            "rosenbrock",
-            "--optimizer",
-            "adam",
-            "--steps",
-            "1500",
-            "--quiet",
-            "--threads",
-            "1",
-            "--log",
-        ])
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        optimist("train --workload rosenbrock --optimizer adam --steps 1500 --quiet --threads 1 --log")
+            .arg(&log),
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("target        reached at step"), "{text}");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -52,56 +57,21 @@ fn train_writes_a_jsonl_log_and_a_summary() {
         .iter()
         .any(|l| l["event"] == "eval" && l["reached"] == true));
     // Reproducible from the seed: the same command gives the same log.
-    let out2 = optimist()
-        .args([
-            "train",
-            "--workload",
-            "teacher-student",
-            "--steps",
-            "20",
-            "--quiet",
-            "--json",
-            "--seed",
-            "7",
-            "--threads",
-            "1",
-        ])
+    let seeded = || {
+        let out = optimist(
+            "train --workload teacher-student --steps 20 --quiet --json --seed 7 --threads 1",
+        )
         .output()
         .unwrap();
-    let out3 = optimist()
-        .args([
-            "train",
-            "--workload",
-            "teacher-student",
-            "--steps",
-            "20",
-            "--quiet",
-            "--json",
-            "--seed",
-            "7",
-            "--threads",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    let a: serde_json::Value = serde_json::from_slice(&out2.stdout).unwrap();
-    let b: serde_json::Value = serde_json::from_slice(&out3.stdout).unwrap();
-    assert_eq!(a["final_valid"], b["final_valid"]);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(seeded()["final_valid"], seeded()["final_valid"]);
     // Bad input is one clear error line, not a panic.
-    let bad = optimist()
-        .args(["train", "--workload", "nope"])
-        .output()
-        .unwrap();
+    let bad = optimist("train --workload nope").output().unwrap();
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown workload"));
-    let bad = optimist()
-        .args([
-            "train",
-            "--workload",
-            "quadratic",
-            "--hparams",
-            "{\"lr\": -1}",
-        ])
+    let bad = optimist("train --workload quadratic --hparams")
+        .arg("{\"lr\": -1}")
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
@@ -109,11 +79,11 @@ fn train_writes_a_jsonl_log_and_a_summary() {
 }
 
 /// The step losses of a JSONL log.
-fn step_losses(log: &std::path::Path) -> Vec<(u64, f64)> {
+fn step_losses(log: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(log)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|v| v["event"] == "step")
         .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
         .collect()
@@ -125,23 +95,8 @@ fn train_resume_continues_bit_exactly() {
     std::fs::create_dir_all(&dir).unwrap();
     let ck = dir.join("run.safetensors");
     let run = |seed: &str, steps: &str, log: &str, extra: &[&std::ffi::OsStr]| {
-        optimist()
-            .args([
-                "train",
-                "--workload",
-                "teacher-student",
-                "--optimizer",
-                "lamb",
-                "--seed",
-                seed,
-                "--quiet",
-                "--json",
-                "--threads",
-                "1",
-                "--steps",
-                steps,
-                "--log",
-            ])
+        optimist("train --workload teacher-student --optimizer lamb --quiet --json --threads 1")
+            .args(["--seed", seed, "--steps", steps, "--log"])
             .arg(dir.join(log))
             .args(extra)
             .output()
@@ -154,7 +109,7 @@ fn train_resume_continues_bit_exactly() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
     let full = train("40", "full.jsonl", &[]);
     train("17", "a.jsonl", &["--checkpoint".as_ref(), ck.as_os_str()]);
@@ -177,27 +132,9 @@ fn train_resume_continues_bit_exactly() {
 #[test]
 fn bench_writes_the_report_with_plots() {
     let dir = tmp("bench");
-    let out = optimist()
-        .args([
-            "bench",
-            "--suite",
-            "synthetic",
-            "--optimizers",
-            "adamw,sgd",
-            "--seeds",
-            "2",
-            "--steps-scale",
-            "0.2",
-            "--quiet",
-            "--out",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        optimist("bench --suite synthetic --optimizers adamw,sgd --seeds 2 --steps-scale 0.2 --quiet --out")
+            .arg(&dir),
     );
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     for w in ["quadratic", "rosenbrock", "teacher-student"] {
@@ -218,8 +155,7 @@ fn bench_writes_the_report_with_plots() {
         let svg = std::fs::read_to_string(dir.join(f)).unwrap();
         assert!(svg.trim_end().ends_with("</svg>"));
     }
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let json = read_json(&dir.join("report.json"));
     let cells = json["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 6);
     assert!(cells
@@ -234,35 +170,19 @@ fn bench_writes_the_report_with_plots() {
 #[test]
 fn bench_default_suite_marks_not_applicable_and_divergence() {
     let dir = tmp("bench-default");
-    let out = optimist()
-        .args([
-            "bench",
-            "--optimizers",
-            "adamw,muon,sgd",
-            "--workloads",
-            "breast-cancer-logreg,digits-mlp",
-            "--seeds",
-            "2",
-            "--steps-scale",
-            "0.1",
-            "--quiet",
-            "--out",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        optimist(
+            "bench --optimizers adamw,muon,sgd --workloads breast-cancer-logreg,digits-mlp \
+             --seeds 2 --steps-scale 0.1 --quiet --out",
+        )
+        .arg(&dir),
     );
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(
         md.contains("| muon | not applicable: no matrix parameters |"),
         "{md}"
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let json = read_json(&dir.join("report.json"));
     let cells = json["cells"].as_array().unwrap();
     let cell = |w: &str, o: &str| {
         cells
@@ -295,29 +215,11 @@ fn bench_default_suite_marks_not_applicable_and_divergence() {
 #[test]
 fn bench_reports_divergence_with_its_step() {
     let dir = tmp("bench-diverge");
-    let out = optimist()
-        .args([
-            "bench",
-            "--optimizers",
-            "sgd",
-            "--workloads",
-            "digits-mlp",
-            "--seeds",
-            "1",
-            "--steps-scale",
-            "0.25",
-            "--hparams",
-            r#"{"lr": 1000.0}"#,
-            "--quiet",
-            "--out",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        optimist("bench --optimizers sgd --workloads digits-mlp --seeds 1 --steps-scale 0.25 --hparams")
+            .arg(r#"{"lr": 1000.0}"#)
+            .args(["--quiet", "--out"])
+            .arg(&dir),
     );
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("| sgd | diverged at step "), "{md}");
@@ -332,34 +234,16 @@ fn tune_writes_a_file_that_bench_uses() {
     let dir = tmp("tune");
     std::fs::create_dir_all(&dir).unwrap();
     let tuned = dir.join("tuned.json");
-    let out = optimist()
-        .args([
-            "tune",
-            "--workloads",
-            "breast-cancer-logreg",
-            "--optimizers",
-            "adamw,muon",
-            "--trials",
-            "3",
-            "--studies",
-            "2",
-            "--steps-scale",
-            "0.1",
-            "--quiet",
-            "--out",
-        ])
+    succeed(
+        optimist(
+            "tune --workloads breast-cancer-logreg --optimizers adamw,muon --trials 3 \
+             --studies 2 --steps-scale 0.1 --quiet --out",
+        )
         .arg(&tuned)
         .arg("--plots")
-        .arg(dir.join("plots"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        .arg(dir.join("plots")),
     );
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&tuned).unwrap()).unwrap();
+    let v = read_json(&tuned);
     assert_eq!(v["format"], "optimist-tuned-v1");
     assert!(v["command"].as_str().unwrap().starts_with("optimist tune"));
     let entries = v["entries"].as_array().unwrap();
@@ -373,33 +257,16 @@ fn tune_writes_a_file_that_bench_uses() {
         .join("plots/lr-adamw-breast-cancer-logreg.svg")
         .is_file());
     let report = dir.join("report");
-    let out = optimist()
-        .args([
-            "bench",
-            "--workloads",
-            "breast-cancer-logreg",
-            "--optimizers",
-            "adamw",
-            "--seeds",
-            "1",
-            "--steps-scale",
-            "0.1",
-            "--quiet",
-            "--tuned",
-        ])
+    succeed(
+        optimist(
+            "bench --workloads breast-cancer-logreg --optimizers adamw --seeds 1 \
+             --steps-scale 0.1 --quiet --tuned",
+        )
         .arg(&tuned)
         .arg("--out")
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        .arg(&report),
     );
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
-            .unwrap();
+    let r = read_json(&report.join("report.json"));
     assert_eq!(r["cells"][0]["tuned"], true);
     assert_eq!(
         r["cells"][0]["runs"][0]["hparams"]["lr"].as_f64().unwrap(),
@@ -407,8 +274,7 @@ fn tune_writes_a_file_that_bench_uses() {
     );
     // A file that is not a tuned file is an error naming it.
     std::fs::write(dir.join("bad.json"), "{}").unwrap();
-    let out = optimist()
-        .args(["bench", "--tuned"])
+    let out = optimist("bench --tuned")
         .arg(dir.join("bad.json"))
         .output()
         .unwrap();

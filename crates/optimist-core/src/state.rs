@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, Result};
-use crate::tensor::StateTensor;
+use crate::tensor::{ParamMut, StateTensor};
 
 /// A typed per-parameter state: named buffers plus a step count.
 ///
@@ -72,6 +72,20 @@ macro_rules! param_state {
                 #[doc = concat!("State buffer `", stringify!($ufield), "` (not parameter-sized).")]
                 pub $ufield: $crate::tensor::StateTensor,
             )*
+        }
+
+        impl $name {
+            /// Allocates every parameter-sized buffer as `n` zeros on first
+            /// use (a buffer that holds another number of values is an error
+            /// naming it) and advances the step count: the start of a step
+            /// of a rule that keeps all these buffers from its first step.
+            #[allow(dead_code)]
+            pub fn start_step(&mut self, param: &str, n: usize) -> $crate::error::Result<()> {
+                $(self.$field.ensure(param, stringify!($field), n, 0.0)?;)*
+                let _ = (param, n);
+                self.step += 1;
+                Ok(())
+            }
         }
 
         impl $crate::state::ParamState for $name {
@@ -167,6 +181,18 @@ impl StateDict {
             .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), *v)))
             .collect();
         StateDict { tensors, scalars }
+    }
+
+    /// The optimizer's step count, the scalar `step`: a whole number from 0
+    /// to 2^53, else an error naming the missing or invalid entry.
+    pub fn step(&self) -> Result<u64> {
+        match self.scalars.get("step") {
+            Some(&s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s < 2f64.powi(53) => {
+                Ok(s as u64)
+            }
+            Some(&s) => Err(Error::Input(format!("state 'step': invalid value {s}"))),
+            None => Err(Error::Input("state has no 'step' entry".into())),
+        }
     }
 
     /// Total bytes of the buffers as f32 values (not counting the codes
@@ -301,6 +327,32 @@ impl<S: ParamState> StateStore<S> {
     /// The state of `name`, if any step has seen it.
     pub fn peek(&self, name: &str) -> Option<&S> {
         self.index.get(name).map(|&i| &self.entries[i].2)
+    }
+
+    /// The values of buffer `buffer` of parameter `param`, once allocated
+    /// (the [`crate::Optimizer::state_buffer`] of an optimizer that keeps
+    /// its states here).
+    pub fn buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
+        let t = self.peek(param)?.buffer(buffer)?;
+        t.is_allocated().then(|| t.as_slice())
+    }
+
+    /// Checks the parameters of one step before it changes anything: each
+    /// one's lengths ([`ParamMut::check`]), its size against its state
+    /// ([`StateStore::check`]) and that no name is given twice.
+    pub fn check_params(&self, params: &[ParamMut<'_>]) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for p in params {
+            p.check()?;
+            self.check(p.name, p.numel())?;
+            if !seen.insert(p.name) {
+                return Err(Error::Input(format!(
+                    "parameter '{}' given twice in one step",
+                    p.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Number of parameters with state.

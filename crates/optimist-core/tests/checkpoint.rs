@@ -85,22 +85,11 @@ fn check_resume(label: &str, make: &dyn Fn() -> Box<dyn Optimizer>, nan: bool, e
     for (k, v) in &sa.scalars {
         assert_eq!(v.to_bits(), sc.scalars[k].to_bits(), "{label}: scalar {k}");
     }
-    let bits = |d: &optimist_core::StateDict| {
-        let mut v: Vec<(String, String, Vec<u32>)> = d
-            .tensors
-            .iter()
-            .map(|e| {
-                (
-                    e.param.clone(),
-                    e.name.clone(),
-                    e.values.iter().map(|x| x.to_bits()).collect(),
-                )
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(bits(&sa), bits(&sc), "{label}: resumed state differs");
+    assert_eq!(
+        common::state_bits(full.as_ref()),
+        common::state_bits(second.as_ref()),
+        "{label}: resumed state differs"
+    );
     assert_eq!(full.config(), second.config(), "{label}");
     let _ = std::fs::remove_dir_all(&dir);
 }

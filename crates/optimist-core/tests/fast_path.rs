@@ -72,14 +72,34 @@ fn set_grads(ps: &mut [Param], rng: &mut Rng, scale: f32) {
     }
 }
 
+/// Parameters of the given shapes, named `w0`, `w1`, ..., with values
+/// from `rng`.
+fn shaped(shapes: &[&[usize]], rng: &mut Rng) -> Vec<Param> {
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let n: usize = s.iter().product();
+            let data = (0..n).map(|_| rng.next()).collect();
+            Param::new(format!("w{i}"), s.to_vec(), data).unwrap()
+        })
+        .collect()
+}
+
+/// The parameters and the state after a run.
+type Outcome = (Vec<Vec<f32>>, StateDict);
+
+/// `steps` steps of `opt` on `ps` with gradients from `rng` (scale 0.1).
+fn train(opt: &mut dyn Optimizer, mut ps: Vec<Param>, rng: &mut Rng, steps: usize) -> Outcome {
+    for _ in 0..steps {
+        set_grads(&mut ps, rng, 0.1);
+        opt.step(&mut views(&mut ps)).unwrap();
+    }
+    (ps.into_iter().map(|p| p.data).collect(), opt.state_dict())
+}
+
 /// Runs `steps` steps and returns the parameters and the state.
-fn run(
-    name: &str,
-    hp: &Value,
-    exec: ExecOptions,
-    sizes: &[usize],
-    steps: usize,
-) -> (Vec<Vec<f32>>, StateDict) {
+fn run(name: &str, hp: &Value, exec: ExecOptions, sizes: &[usize], steps: usize) -> Outcome {
     let mut opt = build(name, hp).unwrap();
     opt.set_exec_options(exec).unwrap();
     let curvature = find(name).is_some_and(|s| s.facts.curvature != Curvature::None);
@@ -111,7 +131,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-fn assert_identical(a: &(Vec<Vec<f32>>, StateDict), b: &(Vec<Vec<f32>>, StateDict), what: &str) {
+fn assert_identical(a: &Outcome, b: &Outcome, what: &str) {
     assert_eq!(a.0.len(), b.0.len());
     for (i, (x, y)) in a.0.iter().zip(&b.0).enumerate() {
         assert!(bits(x) == bits(y), "{what}: parameter {i} differs");
@@ -344,16 +364,24 @@ fn fused(threads: usize) -> ExecOptions {
     }
 }
 
+/// `go` on the simple path and on the fast path at 1, 2, 3 and 8 threads,
+/// with the other options of `base`: every run gives the same bits.
+fn assert_every_path_agrees(base: ExecOptions, what: &str, go: impl Fn(ExecOptions) -> Outcome) {
+    let reference = go(ExecOptions { fused: false, ..base });
+    for threads in [1, 2, 3, 8] {
+        let got = go(ExecOptions { fused: true, threads, ..base });
+        assert_identical(&got, &reference, &format!("{what} threads={threads}"));
+    }
+}
+
 #[test]
 fn fast_path_equals_simple_path_bit_for_bit() {
     let sz = sizes();
     for (name, hp) in configs() {
         // Seven steps: RAdam reaches its rectified phase at step 6 (beta2 = 0.999).
-        let reference = run(name, &hp, simple(), &sz, 7);
-        for threads in [1, 2, 3, 8] {
-            let got = run(name, &hp, fused(threads), &sz, 7);
-            assert_identical(&got, &reference, &format!("{name} {hp} threads={threads}"));
-        }
+        assert_every_path_agrees(ExecOptions::default(), &format!("{name} {hp}"), |exec| {
+            run(name, &hp, exec, &sz, 7)
+        });
     }
 }
 
@@ -366,24 +394,15 @@ fn compressed_state_fast_path_equals_simple_path() {
         (DType::Q8, 2048, true),
         (DType::Q8, 256, false),
     ] {
+        let base = ExecOptions {
+            state_dtype: dtype,
+            q8_block: block,
+            q8_stochastic: sr,
+            ..ExecOptions::default()
+        };
         for (name, hp) in compressed_configs() {
-            let opts = |fused, threads| ExecOptions {
-                threads,
-                fused,
-                state_dtype: dtype,
-                q8_block: block,
-                q8_stochastic: sr,
-                ..ExecOptions::default()
-            };
-            let reference = run(name, &hp, opts(false, 1), &sz, 3);
-            for threads in [1, 2, 3, 8] {
-                let got = run(name, &hp, opts(true, threads), &sz, 3);
-                assert_identical(
-                    &got,
-                    &reference,
-                    &format!("{name} {dtype:?}/{block}/sr={sr} threads={threads}"),
-                );
-            }
+            let what = format!("{name} {dtype:?}/{block}/sr={sr}");
+            assert_every_path_agrees(base, &what, |exec| run(name, &hp, exec, &sz, 3));
         }
     }
 }
@@ -724,7 +743,7 @@ impl UpdateRule for NormalizedSgd {
 #[test]
 fn default_per_parameter_path_is_thread_count_independent() {
     let sz = sizes();
-    let go = |exec: ExecOptions| {
+    assert_every_path_agrees(ExecOptions::default(), "normalized sgd", |exec| {
         let mut e = Engine::new(NormalizedSgd::default()).unwrap();
         e.set_exec_options(exec).unwrap();
         let mut ps = params(&sz, 8);
@@ -733,19 +752,8 @@ fn default_per_parameter_path_is_thread_count_independent() {
             set_grads(&mut ps, &mut rng, 1.0);
             e.step(&mut views(&mut ps)).unwrap();
         }
-        (
-            ps.into_iter().map(|p| p.data).collect::<Vec<_>>(),
-            e.state_dict(),
-        )
-    };
-    let reference = go(simple());
-    for threads in [1, 2, 3, 8] {
-        assert_identical(
-            &go(fused(threads)),
-            &reference,
-            &format!("threads={threads}"),
-        );
-    }
+        (ps.into_iter().map(|p| p.data).collect(), e.state_dict())
+    });
 }
 
 /// Gradient clipping's global norm sums fixed blocks in a fixed order: the
@@ -815,37 +823,17 @@ fn state_dtype_can_change_between_steps() {
 #[test]
 fn newton_schulz_products_are_thread_count_independent() {
     let shapes: [&[usize]; 4] = [&[300, 200], &[200, 300], &[129, 129], &[40, 3, 3]];
-    let run_muon = |name: &str, hp: &Value, exec: ExecOptions| {
-        let mut opt = build(name, hp).unwrap();
-        opt.set_exec_options(exec).unwrap();
-        let mut rng = Rng(5);
-        let mut ps: Vec<Param> = shapes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let n: usize = s.iter().product();
-                let data = (0..n).map(|_| rng.next()).collect();
-                Param::new(format!("w{i}"), s.to_vec(), data).unwrap()
-            })
-            .collect();
-        for _ in 0..3 {
-            set_grads(&mut ps, &mut rng, 0.1);
-            opt.step(&mut views(&mut ps)).unwrap();
-        }
-        (
-            ps.into_iter().map(|p| p.data).collect::<Vec<_>>(),
-            opt.state_dict(),
-        )
-    };
     for (name, hp) in [
         ("muon", json!({"lr": 0.02, "flatten": true})),
         ("adamuon", json!({"lr": 0.02, "flatten": true})),
     ] {
-        let reference = run_muon(name, &hp, simple());
-        for threads in [1, 2, 3, 8] {
-            let got = run_muon(name, &hp, fused(threads));
-            assert_identical(&got, &reference, &format!("{name} threads={threads}"));
-        }
+        assert_every_path_agrees(ExecOptions::default(), name, |exec| {
+            let mut opt = build(name, &hp).unwrap();
+            opt.set_exec_options(exec).unwrap();
+            let mut rng = Rng(5);
+            let ps = shaped(&shapes, &mut rng);
+            train(opt.as_mut(), ps, &mut rng, 3)
+        });
     }
 }
 
@@ -864,41 +852,17 @@ fn adafactor_matrices_are_thread_count_independent() {
         &[5, 40, 30],
         &[2, 1, 20_000],
     ];
-    let go = |hp: &Value, exec: ExecOptions| {
-        let mut opt = build("adafactor", hp).unwrap();
-        opt.set_exec_options(exec).unwrap();
-        let mut rng = Rng(17);
-        let mut ps: Vec<Param> = shapes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let n: usize = s.iter().product();
-                let data = (0..n).map(|_| rng.next()).collect();
-                Param::new(format!("w{i}"), s.to_vec(), data).unwrap()
-            })
-            .collect();
-        for _ in 0..3 {
-            set_grads(&mut ps, &mut rng, 0.1);
-            opt.step(&mut views(&mut ps)).unwrap();
-        }
-        (
-            ps.into_iter().map(|p| p.data).collect::<Vec<_>>(),
-            opt.state_dict(),
-        )
-    };
     for hp in [
         json!({"lr": 1e-2, "weight_decay": 0.1}),
         json!({"lr": 0.5, "maximize": true, "d": 1.0}),
     ] {
-        let reference = go(&hp, simple());
-        for threads in [1, 2, 3, 8] {
-            let got = go(&hp, fused(threads));
-            assert_identical(
-                &got,
-                &reference,
-                &format!("adafactor {hp} threads={threads}"),
-            );
-        }
+        assert_every_path_agrees(ExecOptions::default(), &format!("adafactor {hp}"), |exec| {
+            let mut opt = build("adafactor", &hp).unwrap();
+            opt.set_exec_options(exec).unwrap();
+            let mut rng = Rng(17);
+            let ps = shaped(&shapes, &mut rng);
+            train(opt.as_mut(), ps, &mut rng, 3)
+        });
     }
 }
 
@@ -971,29 +935,12 @@ fn wrappers_forward_exec_options() {
     ];
     let sz = sizes();
     for (what, make) in &makers {
-        let go = |exec: ExecOptions| {
+        assert_every_path_agrees(ExecOptions::default(), what, |exec| {
             let mut opt = make();
             opt.set_exec_options(exec)
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
-            let mut ps = params(&sz, 3);
-            let mut rng = Rng(17);
-            for _ in 0..4 {
-                set_grads(&mut ps, &mut rng, 0.1);
-                opt.step(&mut views(&mut ps)).unwrap();
-            }
-            (
-                ps.into_iter().map(|p| p.data).collect::<Vec<_>>(),
-                opt.state_dict(),
-            )
-        };
-        let reference = go(simple());
-        for threads in [1, 2, 3, 8] {
-            assert_identical(
-                &go(fused(threads)),
-                &reference,
-                &format!("{what} threads={threads}"),
-            );
-        }
+            train(opt.as_mut(), params(&sz, 3), &mut Rng(17), 4)
+        });
     }
 }
 
@@ -1012,11 +959,10 @@ fn cautious_masking_is_parallel_over_parameters_and_thread_count_independent() {
         ("cautious", wrap("sgd", json!({"lr": 0.1, "momentum": 0.9}))),
         ("lion", json!({"lr": 1e-3, "cautious": true})),
     ] {
+        assert_every_path_agrees(ExecOptions::default(), &format!("{name} {hp}"), |exec| {
+            run(name, &hp, exec, &sz, 5)
+        });
         let reference = run(name, &hp, simple(), &sz, 5);
-        for threads in [1, 2, 3, 8] {
-            let got = run(name, &hp, fused(threads), &sz, 5);
-            assert_identical(&got, &reference, &format!("{name} {hp} threads={threads}"));
-        }
         // And the mask did something: the plain inner optimizer differs.
         if name == "cautious" {
             let inner = &hp["inner"];

@@ -107,7 +107,9 @@ fn check_case(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn run_dir(dir: &Path) -> (usize, Vec<String>) {
+/// Runs every case of `dir` (the `what` cases): all must pass, and
+/// without a filter there must be some.
+fn check_dir(dir: &Path, what: &str) {
     let files = case_files(dir);
     let mut failures = Vec::new();
     for f in &files {
@@ -115,16 +117,19 @@ fn run_dir(dir: &Path) -> (usize, Vec<String>) {
             failures.push(format!("{}: {e}", f.file_name().unwrap().to_string_lossy()));
         }
     }
-    (files.len(), failures)
+    let n = files.len();
+    assert!(n > 0 || filtered(), "no cases found in {}", dir.display());
+    assert!(
+        failures.is_empty(),
+        "{} of {n} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("{n} {what} cases passed");
 }
 
 fn filtered() -> bool {
     std::env::var("OPTIMIST_GOLDEN_FILTER").is_ok_and(|f| !f.is_empty())
-}
-
-/// Without a filter, a directory of cases must hold some.
-fn require_cases(n: usize, dir: &Path) {
-    assert!(n > 0 || filtered(), "no cases found in {}", dir.display());
 }
 
 /// A test that cannot run says so; in CI (`CI=true`) that is a failure.
@@ -152,30 +157,12 @@ fn a_filter_matches_at_least_one_case() {
 
 #[test]
 fn project_golden_cases() {
-    let dir = repo_root().join("tests/golden/cases");
-    let (n, failures) = run_dir(&dir);
-    require_cases(n, &dir);
-    assert!(
-        failures.is_empty(),
-        "{} of {n} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    eprintln!("{n} project golden cases passed");
+    check_dir(&repo_root().join("tests/golden/cases"), "project golden");
 }
 
 #[test]
 fn project_extension_cases() {
-    let dir = repo_root().join("tests/golden/extensions");
-    let (n, failures) = run_dir(&dir);
-    require_cases(n, &dir);
-    assert!(
-        failures.is_empty(),
-        "{} of {n} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    eprintln!("{n} extension cases passed");
+    check_dir(&repo_root().join("tests/golden/extensions"), "extension");
 }
 
 #[test]
@@ -188,13 +175,5 @@ fn public_conformance_cases_skipped_without_shared() {
         ));
         return;
     }
-    let (n, failures) = run_dir(&dir);
-    require_cases(n, &dir);
-    assert!(
-        failures.is_empty(),
-        "{} of {n} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    eprintln!("{n} public conformance cases passed");
+    check_dir(&dir, "public conformance");
 }

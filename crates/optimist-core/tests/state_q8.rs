@@ -2,7 +2,10 @@
 //! with f32, bf16 and 8-bit state for every elementwise rule (through a
 //! checkpoint file, so the 8-bit codes and block scales are what is saved).
 
-use optimist_core::checkpoint::{self, ParamRef};
+mod common;
+
+use common::{noise, state_bits, Net};
+use optimist_core::checkpoint;
 use optimist_core::exec::ExecOptions;
 use optimist_core::quant::{q8_blocks, q8_decode, q8_encode, Rounding};
 use optimist_core::registry::{build, registry};
@@ -95,115 +98,29 @@ fn sgd_momentum_with_maximize_keeps_a_zero_gradient_still_under_q8() {
 }
 
 /// Parameters big enough for several 8-bit blocks (and one part block).
-struct Model {
-    names: Vec<String>,
-    shapes: Vec<Vec<usize>>,
-    values: Vec<Vec<f32>>,
-    grads: Vec<Vec<f32>>,
-    hess: Vec<Vec<f32>>,
+fn model(seed: u64) -> Net {
+    Net::with_shapes(seed, &[("a.weight", &[20, 16]), ("b.weight", &[9, 11])], 1000)
 }
 
-fn noise(k: u64) -> f32 {
-    let mut x = k.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    x ^= x >> 29;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x ^= x >> 32;
-    ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-}
-
-impl Model {
-    fn new(seed: u64) -> Self {
-        let shapes = vec![vec![20, 16], vec![9, 11]];
-        let values = shapes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                (0..s.iter().product::<usize>())
-                    .map(|j| 0.5 * noise(seed * 100_000 + i as u64 * 1000 + j as u64))
-                    .collect::<Vec<f32>>()
-            })
-            .collect::<Vec<_>>();
-        Model {
-            names: vec!["a.weight".into(), "b.weight".into()],
-            grads: values.iter().map(|v| vec![0.0; v.len()]).collect(),
-            hess: values.iter().map(|v| vec![0.0; v.len()]).collect(),
-            shapes,
-            values,
+/// Gradients of step `t`: mixed signs, with exact zeros (-0.0 after a
+/// maximize) in some blocks.
+fn set_grads(m: &mut Net, t: u64) {
+    for (i, (g, h)) in m.grads.iter_mut().zip(m.hess.iter_mut()).enumerate() {
+        for (j, (g, h)) in g.iter_mut().zip(h.iter_mut()).enumerate() {
+            let k = t * 1_000_003 + i as u64 * 10_000 + j as u64;
+            *g = if j % 13 == 0 { 0.0 } else { noise(k) };
+            *h = 0.5 + noise(k ^ 0x5555).abs();
         }
-    }
-
-    /// Gradients of step `t`: mixed signs, with exact zeros (-0.0 after a
-    /// maximize) in some blocks.
-    fn set_grads(&mut self, t: u64) {
-        for (i, (g, h)) in self.grads.iter_mut().zip(self.hess.iter_mut()).enumerate() {
-            for (j, (g, h)) in g.iter_mut().zip(h.iter_mut()).enumerate() {
-                let k = t * 1_000_003 + i as u64 * 10_000 + j as u64;
-                *g = if j % 13 == 0 { 0.0 } else { noise(k) };
-                *h = 0.5 + noise(k ^ 0x5555).abs();
-            }
-        }
-    }
-
-    fn views(&mut self) -> Vec<ParamMut<'_>> {
-        self.values
-            .iter_mut()
-            .zip(self.grads.iter_mut())
-            .zip(self.hess.iter())
-            .zip(self.names.iter().zip(self.shapes.iter()))
-            .map(|(((v, g), h), (n, s))| ParamMut {
-                name: n,
-                shape: s,
-                value: v,
-                grad: g,
-                hessian: Some(h),
-            })
-            .collect()
-    }
-
-    fn refs(&self) -> Vec<ParamRef<'_>> {
-        self.names
-            .iter()
-            .zip(&self.shapes)
-            .zip(&self.values)
-            .map(|((n, s), v)| ParamRef {
-                name: n,
-                shape: s,
-                values: v,
-            })
-            .collect()
-    }
-
-    fn run(&mut self, opt: &mut dyn Optimizer, from: u64, to: u64) {
-        for t in from..to {
-            self.set_grads(t);
-            opt.step(&mut self.views())
-                .unwrap_or_else(|e| panic!("{} step {t}: {e}", opt.name()));
-        }
-    }
-
-    fn bits(&self) -> Vec<Vec<u32>> {
-        self.values
-            .iter()
-            .map(|v| v.iter().map(|x| x.to_bits()).collect())
-            .collect()
     }
 }
 
-fn state_bits(opt: &dyn Optimizer) -> Vec<(String, String, Vec<u32>)> {
-    let mut v: Vec<_> = opt
-        .state_dict()
-        .tensors
-        .iter()
-        .map(|e| {
-            (
-                e.param.clone(),
-                e.name.clone(),
-                e.values.iter().map(|x| x.to_bits()).collect(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
+/// Steps `from..to` with the gradients of [`set_grads`].
+fn run(m: &mut Net, opt: &mut dyn Optimizer, from: u64, to: u64) {
+    for t in from..to {
+        set_grads(m, t);
+        opt.step(&mut m.views())
+            .unwrap_or_else(|e| panic!("{} step {t}: {e}", opt.name()));
+    }
 }
 
 /// Some hyperparameters off the defaults (maximize where the rule has it).
@@ -258,12 +175,12 @@ fn resume_is_bit_exact_with_f32_bf16_and_q8_state_for_every_elementwise_rule() {
                 o
             };
             let mut full = make();
-            let mut a = Model::new(1);
-            a.run(full.as_mut(), 0, N);
+            let mut a = model(1);
+            run(&mut a, full.as_mut(), 0, N);
 
             let mut first = make();
-            let mut b = Model::new(1);
-            b.run(first.as_mut(), 0, K);
+            let mut b = model(1);
+            run(&mut b, first.as_mut(), 0, K);
             let path = dir.join(format!("{}.safetensors", label.replace(' ', "-")));
             checkpoint::save(&path, first.as_ref(), &b.refs()).unwrap();
             if dtype == DType::Q8 {
@@ -280,10 +197,10 @@ fn resume_is_bit_exact_with_f32_bf16_and_q8_state_for_every_elementwise_rule() {
             drop(first);
 
             let mut second = make();
-            let mut c = Model::new(2);
+            let mut c = model(2);
             checkpoint::load(&path, second.as_mut(), &mut c.views())
                 .unwrap_or_else(|e| panic!("{label}: load: {e}"));
-            c.run(second.as_mut(), K, N);
+            run(&mut c, second.as_mut(), K, N);
             assert_eq!(a.bits(), c.bits(), "{label}: resumed parameters differ");
             assert_eq!(
                 state_bits(full.as_ref()),
@@ -305,8 +222,8 @@ fn resume_is_bit_exact_with_f32_bf16_and_q8_state_for_every_elementwise_rule() {
 fn inconsistent_8bit_parts_are_refused() {
     let mut opt = build("adam", &json!({})).unwrap();
     opt.set_exec_options(q8_options()).unwrap();
-    let mut m = Model::new(3);
-    m.run(opt.as_mut(), 0, 2);
+    let mut m = model(3);
+    run(&mut m, opt.as_mut(), 0, 2);
     let good = opt.state_dict();
     let codes = good
         .tensors

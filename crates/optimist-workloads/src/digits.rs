@@ -141,36 +141,17 @@ impl DigitsMlp {
 }
 
 impl Workload for DigitsMlp {
-    fn spec(&self) -> &WorkloadSpec {
-        &self.spec
-    }
-
-    fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
+    spec_and_varmap!();
 
     fn next_batch(&mut self, rng: &mut Rng) -> Result<()> {
-        let bs = self.spec.batch_size;
         let n = self.train_y.len();
-        let mut x = Vec::with_capacity(bs * 64);
-        let mut y = Vec::with_capacity(bs);
-        for _ in 0..bs {
-            let i = rng.below(n);
-            x.extend_from_slice(&self.train_x[i * 64..(i + 1) * 64]);
-            y.push(self.train_y[i]);
-        }
-        self.batch = Some((
-            Tensor::from_vec(x, (bs, 64), &Device::Cpu)?,
-            Tensor::from_vec(y, bs, &Device::Cpu)?,
-        ));
+        let idx: Vec<usize> = (0..self.spec.batch_size).map(|_| rng.below(n)).collect();
+        self.batch = Some(crate::gather_rows(&self.train_x, &self.train_y, 64, &idx)?);
         Ok(())
     }
 
     fn batch_loss(&self) -> candle_core::Result<Tensor> {
-        let (x, y) = self
-            .batch
-            .as_ref()
-            .ok_or_else(|| candle_core::Error::msg("no batch drawn yet"))?;
+        let (x, y) = crate::drawn(&self.batch)?;
         candle_nn::loss::cross_entropy(&self.forward(x)?, y)
     }
 

@@ -213,13 +213,7 @@ impl ImageClassifier {
 }
 
 impl Workload for ImageClassifier {
-    fn spec(&self) -> &WorkloadSpec {
-        &self.spec
-    }
-
-    fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
+    spec_and_varmap!();
 
     fn data_state(&self) -> serde_json::Value {
         serde_json::json!({"order": self.order, "cursor": self.cursor})
@@ -263,25 +257,13 @@ impl Workload for ImageClassifier {
             self.cursor = 0;
         }
         let idx = &self.order[self.cursor..self.cursor + bs];
+        self.batch = Some(crate::gather_rows(&self.train.x, &self.train.y, self.dim, idx)?);
         self.cursor += bs;
-        let mut x = Vec::with_capacity(bs * self.dim);
-        let mut y = Vec::with_capacity(bs);
-        for &i in idx {
-            x.extend_from_slice(&self.train.x[i * self.dim..(i + 1) * self.dim]);
-            y.push(self.train.y[i]);
-        }
-        self.batch = Some((
-            Tensor::from_vec(x, (bs, self.dim), &Device::Cpu)?,
-            Tensor::from_vec(y, bs, &Device::Cpu)?,
-        ));
         Ok(())
     }
 
     fn batch_loss(&self) -> candle_core::Result<Tensor> {
-        let (x, y) = self
-            .batch
-            .as_ref()
-            .ok_or_else(|| candle_core::Error::msg("no batch drawn yet"))?;
+        let (x, y) = crate::drawn(&self.batch)?;
         candle_nn::loss::cross_entropy(&self.net.forward(x)?, y)
     }
 

@@ -21,6 +21,20 @@
 //! Everything random (initialisation, data order, synthetic samples) is
 //! drawn from one seed, so a run is reproducible.
 
+/// The [`Workload::spec`] and [`Workload::varmap`] of a workload that
+/// keeps them in its fields `spec` and `varmap`.
+macro_rules! spec_and_varmap {
+    () => {
+        fn spec(&self) -> &$crate::WorkloadSpec {
+            &self.spec
+        }
+
+        fn varmap(&self) -> &candle_nn::VarMap {
+            &self.varmap
+        }
+    };
+}
+
 pub mod conv;
 pub mod data;
 pub mod digits;
@@ -95,6 +109,29 @@ pub enum Split {
 pub struct Eval {
     pub loss: f64,
     pub metric: f64,
+}
+
+/// The batch drawn by [`Workload::next_batch`], or an error before the first.
+pub(crate) fn drawn<T>(batch: &Option<T>) -> candle_core::Result<&T> {
+    batch
+        .as_ref()
+        .ok_or_else(|| candle_core::Error::msg("no batch drawn yet"))
+}
+
+/// The examples `idx` of a labelled set (`dim` values per row of `x`) as
+/// one batch: the inputs `(idx.len(), dim)` and the labels.
+pub(crate) fn gather_rows(x: &[f32], y: &[u32], dim: usize, idx: &[usize]) -> Result<(Tensor, Tensor)> {
+    let mut xs = Vec::with_capacity(idx.len() * dim);
+    let mut ys = Vec::with_capacity(idx.len());
+    for &i in idx {
+        xs.extend_from_slice(&x[i * dim..(i + 1) * dim]);
+        ys.push(y[i]);
+    }
+    let cpu = &candle_core::Device::Cpu;
+    Ok((
+        Tensor::from_vec(xs, (idx.len(), dim), cpu)?,
+        Tensor::from_vec(ys, idx.len(), cpu)?,
+    ))
 }
 
 /// A workload ready to train: model parameters in a VarMap, data loaded.

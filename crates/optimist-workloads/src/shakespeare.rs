@@ -321,13 +321,7 @@ impl CharLm {
 }
 
 impl Workload for CharLm {
-    fn spec(&self) -> &WorkloadSpec {
-        &self.spec
-    }
-
-    fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
+    spec_and_varmap!();
 
     fn next_batch(&mut self, rng: &mut Rng) -> Result<()> {
         let ctx = self.cfg.context;
@@ -338,10 +332,7 @@ impl Workload for CharLm {
     }
 
     fn batch_loss(&self) -> candle_core::Result<Tensor> {
-        let (x, y) = self
-            .batch
-            .as_ref()
-            .ok_or_else(|| candle_core::Error::msg("no batch drawn yet"))?;
+        let (x, y) = crate::drawn(&self.batch)?;
         self.loss_of(x, y)
     }
 

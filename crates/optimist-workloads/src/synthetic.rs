@@ -134,12 +134,7 @@ impl Quadratic {
 }
 
 impl Workload for Quadratic {
-    fn spec(&self) -> &WorkloadSpec {
-        &self.spec
-    }
-    fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
+    spec_and_varmap!();
     fn next_batch(&mut self, rng: &mut Rng) -> Result<()> {
         let b = self.spec.batch_size;
         let x: Vec<f32> = (0..b * QUAD_DIM).map(|_| rng.normal() as f32).collect();
@@ -147,10 +142,7 @@ impl Workload for Quadratic {
         Ok(())
     }
     fn batch_loss(&self) -> candle_core::Result<Tensor> {
-        let x = self
-            .batch
-            .as_ref()
-            .ok_or_else(|| candle_core::Error::msg("no batch drawn yet"))?;
+        let x = crate::drawn(&self.batch)?;
         let d = self.theta.unsqueeze(0)?.broadcast_sub(x)?;
         d.matmul(&self.q)?.mul(&d)?.sum(1)?.mean_all()? * 0.5
     }
@@ -193,12 +185,7 @@ impl Rosenbrock {
 }
 
 impl Workload for Rosenbrock {
-    fn spec(&self) -> &WorkloadSpec {
-        &self.spec
-    }
-    fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
+    spec_and_varmap!();
     fn next_batch(&mut self, _rng: &mut Rng) -> Result<()> {
         Ok(())
     }
@@ -287,12 +274,7 @@ impl TeacherStudent {
 }
 
 impl Workload for TeacherStudent {
-    fn spec(&self) -> &WorkloadSpec {
-        &self.spec
-    }
-    fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
+    spec_and_varmap!();
     fn next_batch(&mut self, rng: &mut Rng) -> Result<()> {
         let b = self.spec.batch_size;
         let x: Vec<f32> = (0..b * TS_IN).map(|_| rng.normal() as f32).collect();
@@ -302,10 +284,7 @@ impl Workload for TeacherStudent {
         Ok(())
     }
     fn batch_loss(&self) -> candle_core::Result<Tensor> {
-        let (x, y) = self
-            .batch
-            .as_ref()
-            .ok_or_else(|| candle_core::Error::msg("no batch drawn yet"))?;
+        let (x, y) = crate::drawn(&self.batch)?;
         candle_nn::loss::mse(&self.student.forward(x)?, y)
     }
     fn evaluate(&self, _split: Split) -> Result<Eval> {

@@ -253,13 +253,7 @@ impl BreastCancer {
 }
 
 impl Workload for BreastCancer {
-    fn spec(&self) -> &WorkloadSpec {
-        &self.spec
-    }
-
-    fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
+    spec_and_varmap!();
 
     fn next_batch(&mut self, _rng: &mut Rng) -> Result<()> {
         Ok(())

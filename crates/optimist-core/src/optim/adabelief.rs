@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 use super::pytorch_optimizer::{ams_denom, rectify, N_SMA_THRESHOLD};
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, WeightDecay};
+use crate::optim::each::{sink2, sink3, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// AdaBelief state: first moment, belief (variance of g around m) and
@@ -86,10 +86,7 @@ impl OptimizerConfig for AdaBelief {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, eps))
     }
 }
 
@@ -119,13 +116,12 @@ pub struct AdaBeliefScalars {
     ams: bool,
 }
 
-/// One element: from (p, g, m, s, smax) returns p after decoupled decay, the
-/// gradient as used, the new m, s and smax, and the step `(lr, u)` of
-/// `p <- p - lr * u`, with `(lr, u) = dir(m, root)` for this step's mode
-/// ([`mode_direction`]). The kernel passes one closure per mode so that each
+/// One element: from (p, g, m, s, smax) returns the step (p after
+/// decoupled decay, the gradient as used, and `(lr, u) = dir(m, root)` of
+/// `p <- p - lr * u` for this step's mode, [`mode_direction`]) and the new
+/// m, s and smax. The kernel passes one closure per mode so that each
 /// mode gets its own loop.
 #[inline(always)]
-#[allow(clippy::type_complexity)]
 fn adabelief_element(
     c: &AdaBeliefScalars,
     x: f32,
@@ -134,7 +130,7 @@ fn adabelief_element(
     s: f32,
     smax: f32,
     dir: impl Fn(f32, f32) -> (f32, f32),
-) -> (f32, f32, f32, f32, f32, f32, f32) {
+) -> (Step, f32, f32, f32) {
     let (x, g) = c.wd.apply_to(x, g);
     let m = lerp(m, g, c.w1);
     let r = g - m;
@@ -142,7 +138,7 @@ fn adabelief_element(
     let mut smax = smax;
     let root = ams_denom(s, c.ams.then_some(&mut smax), 0.0, 0.0);
     let (lr, u) = dir(m, root);
-    (x, g, m, s, smax, lr, u)
+    (Step { x, g, lr, u }, m, s, smax)
 }
 
 /// `(lr, u)` from the moment and the root of the belief in mode `mode`.
@@ -158,33 +154,19 @@ fn mode_direction(c: &AdaBeliefScalars, mode: Mode, m: f32, root: f32) -> (f32, 
 
 /// The kernel's loop for one mode (given as `dir`) and AMSBound setting.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
 fn adabelief_loop<A: Apply>(
     c: &AdaBeliefScalars,
     ch: Chunk<'_>,
     apply: &mut A,
     dir: impl Fn(f32, f32) -> (f32, f32) + Copy,
 ) {
-    let n = ch.value.len();
-    let [m, s, smax, ..] = ch.state;
-    let (x, g, m, s) = (ch.value, &ch.grad[..n], &mut m[..n], &mut s[..n]);
     if c.ams {
-        let smax = &mut smax[..n];
-        for i in 0..n {
-            let (mut xi, gi, mi, si, smi, lr, u) =
-                adabelief_element(c, x[i], g[i], m[i], s[i], smax[i], dir);
-            (m[i], s[i], smax[i]) = (mi, si, smi);
-            apply.apply(&mut xi, gi, lr, u);
-            x[i] = xi;
-        }
+        sink3(ch, apply, |x, g, m, s, smax| adabelief_element(c, x, g, m, s, smax, dir));
     } else {
-        for i in 0..n {
-            let (mut xi, gi, mi, si, _, lr, u) =
-                adabelief_element(c, x[i], g[i], m[i], s[i], 0.0, dir);
-            (m[i], s[i]) = (mi, si);
-            apply.apply(&mut xi, gi, lr, u);
-            x[i] = xi;
-        }
+        sink2(ch, apply, |x, g, m, s| {
+            let (step, m, s, _) = adabelief_element(c, x, g, m, s, 0.0, dir);
+            (step, m, s)
+        });
     }
 }
 

@@ -34,9 +34,9 @@ use serde::{Deserialize, Serialize};
 use super::pytorch_optimizer::{ams_denom, clamp_nan};
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, WeightDecay};
+use crate::optim::each::{sink2, sink3, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// AdaBound state: first and second moments, and the running maximum of
@@ -104,12 +104,8 @@ impl OptimizerConfig for AdaBound {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::finite(Self::NAME, "final_lr", self.final_lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::positive(Self::NAME, "gamma", self.gamma)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), finite(final_lr), betas(betas), positive(gamma),
+            non_negative(weight_decay, eps))
     }
 }
 
@@ -130,11 +126,10 @@ pub struct AdaBoundScalars {
     ams: bool,
 }
 
-/// One element: from (p, g, m, v, vmax) returns the decayed p, the
-/// gradient, the new m, v and vmax (unchanged unless `AMS`) and the update
-/// `u` (the step is `p - u`).
+/// One element: from (p, g, m, v, vmax) returns the step (the decayed p,
+/// the update `u` of `p - u`) and the new m, v and vmax (unchanged unless
+/// `AMS`).
 #[inline(always)]
-#[allow(clippy::type_complexity)]
 fn adabound_element<const AMS: bool>(
     s: &AdaBoundScalars,
     x: f32,
@@ -142,14 +137,15 @@ fn adabound_element<const AMS: bool>(
     m: f32,
     v: f32,
     vmax: f32,
-) -> (f32, f32, f32, f32, f32, f32) {
+) -> (Step, f32, f32, f32) {
     let (x, g) = s.wd.apply_to(x, g);
     let m = lerp(m, g, s.w1);
     let v = v * s.b2 + s.w2 * g * g;
     let mut vmax = vmax;
     let d = ams_denom(v, AMS.then_some(&mut vmax), V_EPS, s.eps);
     let u = clamp_nan(s.step_size / d, s.lower, s.upper) * m;
-    (x, g, m, v, vmax, u)
+    // The reference subtracts u itself: p - 1 * u == p - u.
+    (Step { x, g, lr: 1.0, u }, m, v, vmax)
 }
 
 impl UpdateRule for AdaBound {
@@ -209,29 +205,14 @@ impl Elementwise for AdaBound {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &AdaBoundScalars, c: Chunk<'_>, apply: &mut A) {
-        let n = c.value.len();
-        let [m, v, vmax, ..] = c.state;
-        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
         if s.ams {
-            let vmax = &mut vmax[..n];
-            for i in 0..n {
-                let (mut xi, gi, mi, vi, vm, u) =
-                    adabound_element::<true>(s, x[i], g[i], m[i], v[i], vmax[i]);
-                (m[i], v[i], vmax[i]) = (mi, vi, vm);
-                // The reference subtracts u itself: p - 1 * u == p - u.
-                apply.apply(&mut xi, gi, 1.0, u);
-                x[i] = xi;
-            }
+            sink3(c, apply, |x, g, m, v, vmax| adabound_element::<true>(s, x, g, m, v, vmax));
         } else {
-            for i in 0..n {
-                let (mut xi, gi, mi, vi, _, u) =
-                    adabound_element::<false>(s, x[i], g[i], m[i], v[i], 0.0);
-                (m[i], v[i]) = (mi, vi);
-                apply.apply(&mut xi, gi, 1.0, u);
-                x[i] = xi;
-            }
+            sink2(c, apply, |x, g, m, v| {
+                let (step, m, v, _) = adabound_element::<false>(s, x, g, m, v, 0.0);
+                (step, m, v)
+            });
         }
     }
 }

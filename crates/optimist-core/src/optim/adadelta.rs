@@ -31,7 +31,6 @@ use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{descent_sign, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// Adadelta state: moving averages of g² and of the squared updates.
@@ -79,10 +78,7 @@ impl OptimizerConfig for Adadelta {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval(Self::NAME, "rho", self.rho)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr), unit_interval(rho), non_negative(eps, weight_decay))
     }
 }
 
@@ -121,10 +117,7 @@ impl Elementwise for Adadelta {
         p: &ParamMut<'_>,
         st: &mut AdadeltaState,
     ) -> Result<AdadeltaScalars> {
-        let n = p.numel();
-        st.square_avg.ensure(p.name, "square_avg", n, 0.0)?;
-        st.acc_delta.ensure(p.name, "acc_delta", n, 0.0)?;
-        st.step += 1;
+        st.start_step(p.name, p.numel())?;
         Ok(AdadeltaScalars {
             wd: WeightDecay::new(self.weight_decay, false, self.lr),
             sgn: descent_sign(self.maximize),
@@ -135,13 +128,7 @@ impl Elementwise for Adadelta {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &AdadeltaScalars, c: Chunk<'_>, _apply: &mut A) {
-        let n = c.value.len();
-        let [sq, a, ..] = c.state;
-        let (x, g, sq, a) = (c.value, &c.grad[..n], &mut sq[..n], &mut a[..n]);
-        for i in 0..n {
-            (x[i], sq[i], a[i]) = adadelta_element(s, x[i], g[i], sq[i], a[i]);
-        }
+        super::each::direct2(s, c, adadelta_element);
     }
 }

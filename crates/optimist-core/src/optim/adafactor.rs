@@ -121,14 +121,12 @@ impl OptimizerConfig for Adafactor {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_positive(Self::NAME, "beta2_decay", self.beta2_decay)?;
+        crate::checks!(self, non_negative(lr), non_positive(beta2_decay))?;
         if let Some(eps1) = self.eps.0 {
             v::non_negative(Self::NAME, "eps[0]", eps1)?;
         }
         v::non_negative(Self::NAME, "eps[1]", self.eps.1)?;
-        v::not_below(Self::NAME, "d", self.d, 1.0)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, not_below(d; 1.0), non_negative(weight_decay))
     }
 }
 

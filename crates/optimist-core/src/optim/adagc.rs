@@ -34,21 +34,19 @@
 //! State: `exp_avg`, `exp_avg_sq` per parameter, the running norm of each
 //! tensor as scalars `gamma/<param>`, and `step`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::math::{bias_correction, lerp, WeightDecay};
 use crate::optimizer::Optimizer;
 use crate::rule::OptimizerConfig;
 use crate::optimizer::OptimizerSpec;
 use crate::stages::adagc::{gamma_from_scalars, gamma_to_scalars};
 use crate::stages::AdaGcConfig;
-use crate::state::{ParamState, StateDict, StateStore};
+use crate::state::{StateDict, StateStore};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// AdaGC state: Adam's moments (the running norm is kept per tensor
@@ -131,10 +129,9 @@ impl OptimizerConfig for AdaGc {
         "Adam on gradients clipped per tensor against an EMA of past clipped norms";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
+        crate::checks!(self, non_negative(lr), betas(betas))?;
         self.clip_rule().validate_as(Self::NAME)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(weight_decay))
     }
 }
 
@@ -166,31 +163,10 @@ impl AdaGcOptimizer {
 }
 
 impl Optimizer for AdaGcOptimizer {
-    fn name(&self) -> &str {
-        AdaGc::NAME
-    }
-
-    fn config(&self) -> Value {
-        self.config.to_json()
-    }
-
-    fn set_config(&mut self, config: Value) -> Result<()> {
-        self.config = AdaGc::from_json(&config)?;
-        Ok(())
-    }
+    super::config_methods!(AdaGc, config);
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
-        let mut seen = HashSet::new();
-        for p in params.iter() {
-            p.check()?;
-            self.states.check(p.name, p.numel())?;
-            if !seen.insert(p.name) {
-                return Err(Error::Input(format!(
-                    "parameter '{}' given twice in one step",
-                    p.name
-                )));
-            }
-        }
+        self.states.check_params(params)?;
         let cfg = &self.config;
         let t = self.step + 1;
         let rule = cfg.clip_rule();
@@ -273,13 +249,7 @@ impl Optimizer for AdaGcOptimizer {
 
     fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
         let (gamma, rest) = gamma_from_scalars(dict)?;
-        let step = match rest.scalars.get("step") {
-            Some(&s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s < 2f64.powi(53) => {
-                s as u64
-            }
-            Some(&s) => return Err(Error::Input(format!("state 'step': invalid value {s}"))),
-            None => return Err(Error::Input("state has no 'step' entry".into())),
-        };
+        let step = rest.step()?;
         let mut states = StateStore::default();
         states.load_state_dict(&rest)?;
         self.states = states;
@@ -289,7 +259,6 @@ impl Optimizer for AdaGcOptimizer {
     }
 
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        let t = self.states.peek(param)?.buffer(buffer)?;
-        t.is_allocated().then(|| t.as_slice())
+        self.states.buffer(param, buffer)
     }
 }

@@ -81,15 +81,13 @@ impl OptimizerConfig for Adagrad {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "lr_decay", self.lr_decay)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, non_negative(lr, lr_decay, weight_decay))?;
         v::non_negative(
             Self::NAME,
             "initial_accumulator_value",
             self.initial_accumulator_value,
         )?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(eps))
     }
 }
 
@@ -137,13 +135,7 @@ impl Elementwise for Adagrad {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &AdagradScalars, c: Chunk<'_>, _apply: &mut A) {
-        let n = c.value.len();
-        let [sum, ..] = c.state;
-        let (x, g, sum) = (c.value, &c.grad[..n], &mut sum[..n]);
-        for i in 0..n {
-            (x[i], sum[i]) = adagrad_element(s, x[i], g[i], sum[i]);
-        }
+        super::each::direct1(s, c, adagrad_element);
     }
 }

@@ -41,9 +41,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::math::{bias_correction, descent_sign, lerp, Ema, WeightDecay};
+use crate::optim::each::{sink2_hessian, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
+use crate::tensor::ParamMut;
 
 crate::param_state! {
     /// AdaHessian state: the gradient EMA and the EMA of the squared Hessian
@@ -111,10 +111,7 @@ impl OptimizerConfig for AdaHessian {
     const CURVATURE: crate::rule::Curvature = crate::rule::Curvature::HessianDiagonal;
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, eps))?;
         if !(self.hessian_power > 0.0 && self.hessian_power <= 1.0) {
             return Err(Error::hparam(
                 Self::NAME,
@@ -123,7 +120,7 @@ impl OptimizerConfig for AdaHessian {
                 "must be in (0, 1]",
             ));
         }
-        v::at_least(Self::NAME, "update_period", self.update_period, 1)
+        crate::checks!(self, at_least(update_period; 1))
     }
 }
 
@@ -142,7 +139,7 @@ pub struct AdaHessianScalars {
     step_size: f32,
 }
 
-/// One element: `(p, g, m, h, est)` to `(p after decay, g as used, m, h, u)`.
+/// One element: `(p, g, m, h, est)` to the step and the new `m`, `h`.
 #[inline(always)]
 fn element<const HESSIAN: bool>(
     s: &AdaHessianScalars,
@@ -151,13 +148,13 @@ fn element<const HESSIAN: bool>(
     m: f32,
     h: f32,
     est: f32,
-) -> (f32, f32, f32, f32, f32) {
+) -> (Step, f32, f32) {
     let (x, g) = s.wd.apply_to(x, s.sgn * g);
     let m = lerp(m, g, s.w1);
     let h = if HESSIAN { s.ema2.sq(h, est) } else { h };
     let q = h / s.bc2;
     let d = if s.sqrt { q.sqrt() } else { q.powf(s.half_power) } + s.eps;
-    (x, g, m, h, m / d)
+    (Step { x, g, lr: s.step_size, u: m / d }, m, h)
 }
 
 impl UpdateRule for AdaHessian {
@@ -174,12 +171,7 @@ impl Elementwise for AdaHessian {
         p: &ParamMut<'_>,
         st: &mut AdaHessianState,
     ) -> Result<AdaHessianScalars> {
-        let n = p.numel();
-        if !st.exp_avg.is_allocated() {
-            st.exp_avg = StateTensor::zeros(n);
-            st.exp_hessian_diag_sq = StateTensor::zeros(n);
-        }
-        st.step += 1;
+        st.start_step(p.name, p.numel())?;
         let [beta1, beta2] = self.betas;
         let bc1 = bias_correction(beta1, st.step);
         let bc2 = bias_correction(beta2, st.step);
@@ -200,31 +192,12 @@ impl Elementwise for AdaHessian {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &AdaHessianScalars, c: Chunk<'_>, apply: &mut A) {
-        let n = c.value.len();
-        let [m, h, ..] = c.state;
-        let (x, g, m, h) = (c.value, &c.grad[..n], &mut m[..n], &mut h[..n]);
-        match c.hessian {
-            Some(e) => {
-                let e = &e[..n];
-                for i in 0..n {
-                    let (mut xi, gi, mi, hi, u) = element::<true>(s, x[i], g[i], m[i], h[i], e[i]);
-                    m[i] = mi;
-                    h[i] = hi;
-                    apply.apply(&mut xi, gi, s.step_size, u);
-                    x[i] = xi;
-                }
-            }
-            None => {
-                for i in 0..n {
-                    let (mut xi, gi, mi, hi, u) = element::<false>(s, x[i], g[i], m[i], h[i], 0.0);
-                    m[i] = mi;
-                    h[i] = hi;
-                    apply.apply(&mut xi, gi, s.step_size, u);
-                    x[i] = xi;
-                }
-            }
-        }
+        sink2_hessian(
+            c,
+            apply,
+            |x, g, m, h, e| element::<true>(s, x, g, m, h, e),
+            |x, g, m, h, e| element::<false>(s, x, g, m, h, e),
+        );
     }
 }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, WeightDecay};
+use crate::optim::each::{sink2, sink3, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
@@ -75,7 +76,7 @@ impl Default for Adam {
 fn validate_adam(name: &str, lr: f64, betas: [f64; 2], eps: f64, wd: f64) -> Result<()> {
     v::non_negative(name, "lr", lr)?;
     v::non_negative(name, "eps", eps)?;
-    v::betas(name, betas)?;
+    v::betas(name, "betas", betas)?;
     v::non_negative(name, "weight_decay", wd)
 }
 
@@ -175,27 +176,19 @@ fn adam_direction(s: &AdamScalars, m: f32, v: f32) -> f32 {
 /// The chunk kernel: the same per-element arithmetic over equal-length
 /// slices, so the loop vectorizes (`x - step_size * u` is the plain step).
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
 fn adam_kernel<A: Apply>(s: &AdamScalars, c: Chunk<'_>, apply: &mut A) {
-    let n = c.value.len();
-    let [m, v, vmax, ..] = c.state;
-    let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
+    let lr = s.step_size;
     if s.amsgrad {
-        let vmax = &mut vmax[..n];
-        for i in 0..n {
-            let (mut xi, gi, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
-            let vm = vmax[i].max(vi);
-            (m[i], v[i], vmax[i]) = (mi, vi, vm);
-            apply.apply(&mut xi, gi, s.step_size, adam_direction(s, mi, vm));
-            x[i] = xi;
-        }
+        sink3(c, apply, |x, g, m, v, vmax| {
+            let (x, g, m, v) = adam_moments(s, x, g, m, v);
+            let vm = vmax.max(v);
+            (Step { x, g, lr, u: adam_direction(s, m, vm) }, m, v, vm)
+        });
     } else {
-        for i in 0..n {
-            let (mut xi, gi, mi, vi) = adam_moments(s, x[i], g[i], m[i], v[i]);
-            (m[i], v[i]) = (mi, vi);
-            apply.apply(&mut xi, gi, s.step_size, adam_direction(s, mi, vi));
-            x[i] = xi;
-        }
+        sink2(c, apply, |x, g, m, v| {
+            let (x, g, m, v) = adam_moments(s, x, g, m, v);
+            (Step { x, g, lr, u: adam_direction(s, m, v) }, m, v)
+        });
     }
 }
 

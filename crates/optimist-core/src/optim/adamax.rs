@@ -26,7 +26,6 @@ use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{bias_correction, descent_sign, maximum, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// Adamax state: the first moment and the exponentially weighted
@@ -74,10 +73,7 @@ impl OptimizerConfig for Adamax {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr, eps), betas(betas), non_negative(weight_decay))
     }
 }
 
@@ -115,10 +111,7 @@ impl Elementwise for Adamax {
         p: &ParamMut<'_>,
         st: &mut AdamaxState,
     ) -> Result<AdamaxScalars> {
-        let n = p.numel();
-        st.exp_avg.ensure(p.name, "exp_avg", n, 0.0)?;
-        st.exp_inf.ensure(p.name, "exp_inf", n, 0.0)?;
-        st.step += 1;
+        st.start_step(p.name, p.numel())?;
         let [beta1, beta2] = self.betas;
         Ok(AdamaxScalars {
             wd: WeightDecay::new(self.weight_decay, false, self.lr),
@@ -131,13 +124,7 @@ impl Elementwise for Adamax {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &AdamaxScalars, c: Chunk<'_>, _apply: &mut A) {
-        let n = c.value.len();
-        let [m, u, ..] = c.state;
-        let (x, g, m, u) = (c.value, &c.grad[..n], &mut m[..n], &mut u[..n]);
-        for i in 0..n {
-            (x[i], m[i], u[i]) = adamax_element(s, x[i], g[i], m[i], u[i]);
-        }
+        super::each::direct2(s, c, adamax_element);
     }
 }

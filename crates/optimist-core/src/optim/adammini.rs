@@ -129,12 +129,8 @@ impl OptimizerConfig for AdamMini {
 
     fn validate(&self) -> Result<()> {
         let n = Self::NAME;
-        v::non_negative(n, "lr", self.lr)?;
-        v::betas(n, self.betas)?;
-        v::non_negative(n, "weight_decay", self.weight_decay)?;
-        v::at_least(n, "num_embeds", self.num_embeds, 1)?;
-        v::at_least(n, "num_heads", self.num_heads, 1)?;
-        v::non_negative(n, "eps", self.eps)?;
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay),
+            at_least(num_embeds, num_heads; 1), non_negative(eps))?;
         let groups = self.query_groups();
         v::at_least(n, "num_query_groups", groups, 1)?;
         if !self.num_embeds.is_multiple_of(self.num_heads) {

@@ -28,8 +28,9 @@ use serde::{Deserialize, Serialize};
 use super::adam_family::{beta3, decay, grad_sign, minimum};
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
+use crate::optim::each::{sink3, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::{ParamMut, StateTensor};
+use crate::tensor::ParamMut;
 use crate::validate as v;
 
 crate::param_state! {
@@ -81,11 +82,10 @@ impl OptimizerConfig for AdaMod {
     const SUMMARY: &'static str = "Adam with step sizes bounded by their exponential moving average";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, [self.betas[0], self.betas[1]])?;
+        crate::checks!(self, non_negative(lr))?;
+        v::betas(Self::NAME, "betas", [self.betas[0], self.betas[1]])?;
         beta3(Self::NAME, self.betas[2])?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(weight_decay, eps))
     }
 }
 
@@ -110,13 +110,7 @@ impl Elementwise for AdaMod {
     type Scalars = AdaModScalars;
 
     fn prepare(&self, info: &StepInfo, p: &ParamMut<'_>, st: &mut AdaModState) -> Result<AdaModScalars> {
-        let n = p.numel();
-        if !st.exp_avg.is_allocated() {
-            st.exp_avg = StateTensor::zeros(n);
-            st.exp_avg_sq = StateTensor::zeros(n);
-            st.exp_avg_lr = StateTensor::zeros(n);
-        }
-        st.step += 1;
+        st.start_step(p.name, p.numel())?;
         let t = info.step;
         let [b1, b2, b3] = self.betas;
         let base = self.lr * bias_correction(b2, t).sqrt();
@@ -137,21 +131,15 @@ impl Elementwise for AdaMod {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &AdaModScalars, c: Chunk<'_>, apply: &mut A) {
-        let n = c.value.len();
-        let [m, v, e, ..] = c.state;
-        let (x, g, m, v, e) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n], &mut e[..n]);
-        for i in 0..n {
-            let (mut xi, gi) = s.wd.apply_to(x[i], s.sign * g[i]);
-            let mi = lerp(m[i], gi, s.w1);
-            let vi = s.v.sq(v[i], gi);
-            let si = s.step_size / (vi.sqrt() + s.eps);
-            let ei = lerp(e[i], si, s.w3);
-            (m[i], v[i], e[i]) = (mi, vi, ei);
-            apply.apply(&mut xi, gi, 1.0, minimum(si, ei) * mi);
-            x[i] = xi;
-        }
+        sink3(c, apply, |x, g, m, v, e| {
+            let (x, g) = s.wd.apply_to(x, s.sign * g);
+            let m = lerp(m, g, s.w1);
+            let v = s.v.sq(v, g);
+            let si = s.step_size / (v.sqrt() + s.eps);
+            let e = lerp(e, si, s.w3);
+            (Step { x, g, lr: 1.0, u: minimum(si, e) * m }, m, v, e)
+        });
     }
 }
 

@@ -35,8 +35,7 @@ use crate::error::Result;
 use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{bias_correction, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
+use crate::tensor::ParamMut;
 
 crate::param_state! {
     /// AdaMomentum state: the momentum and the second moment of the momentum.
@@ -81,10 +80,7 @@ impl OptimizerConfig for AdaMomentum {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(eps, weight_decay))
     }
 }
 
@@ -125,12 +121,7 @@ impl Elementwise for AdaMomentum {
         p: &ParamMut<'_>,
         st: &mut AdaMomentumState,
     ) -> Result<AdaMomentumScalars> {
-        let n = p.numel();
-        if !st.exp_avg.is_allocated() {
-            st.exp_avg = StateTensor::zeros(n);
-            st.exp_avg_sq = StateTensor::zeros(n);
-        }
-        st.step += 1;
+        st.start_step(p.name, p.numel())?;
         let t = st.step;
         let [beta1, beta2] = self.betas;
         Ok(AdaMomentumScalars {
@@ -146,13 +137,7 @@ impl Elementwise for AdaMomentum {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &AdaMomentumScalars, c: Chunk<'_>, _apply: &mut A) {
-        let n = c.value.len();
-        let [m, v, ..] = c.state;
-        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
-        for i in 0..n {
-            (x[i], m[i], v[i]) = adamomentum_element(s, x[i], g[i], m[i], v[i]);
-        }
+        super::each::direct2(s, c, adamomentum_element);
     }
 }

@@ -33,12 +33,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::adam_family::{decay, grad_sign};
+use super::pytorch_optimizer::project_radial;
 use crate::error::Result;
 use crate::exec::cautious_scale;
 use crate::math::{bias_correction, lerp, Ema};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
+use crate::tensor::ParamMut;
 
 crate::param_state! {
     /// AdamP state: first and second moments.
@@ -102,56 +102,8 @@ impl OptimizerConfig for AdamP {
         "Adam with the radial update component removed for scale-invariant weights";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::unit_interval_open(Self::NAME, "wd_ratio", self.wd_ratio)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::finite(Self::NAME, "delta", self.delta)
-    }
-}
-
-/// `sqrt(sum x^2)` of f32 values, accumulated in f64, as f32.
-fn norm(xs: impl Iterator<Item = f32>) -> f32 {
-    xs.map(|x| x as f64 * x as f64).sum::<f64>().sqrt() as f32
-}
-
-impl AdamP {
-    /// Projects `u` (rows of `cols` values) when the rows of `g` and `p`
-    /// are nearly orthogonal; returns whether it did.
-    fn project(&self, rows: usize, cols: usize, p: &[f32], g: &[f32], u: &mut [f32]) -> bool {
-        let eps = self.eps as f32;
-        let mut max_cos = f32::NEG_INFINITY;
-        let mut nan = false;
-        for r in 0..rows {
-            let (pr, gr) = (&p[r * cols..(r + 1) * cols], &g[r * cols..(r + 1) * cols]);
-            let (np, ng) = (norm(pr.iter().copied()), norm(gr.iter().copied()));
-            let (np, ng) = (if np < eps { eps } else { np }, if ng < eps { eps } else { ng });
-            let dot: f64 = gr
-                .iter()
-                .zip(pr)
-                .map(|(&a, &b)| ((a / ng) * (b / np)) as f64)
-                .sum();
-            let c = (dot as f32).abs();
-            nan |= c.is_nan();
-            if c > max_cos {
-                max_cos = c;
-            }
-        }
-        let threshold = (self.delta / (cols as f64).sqrt()) as f32;
-        if nan || max_cos >= threshold {
-            return false;
-        }
-        for r in 0..rows {
-            let pr = &p[r * cols..(r + 1) * cols];
-            let ur = &mut u[r * cols..(r + 1) * cols];
-            let d = norm(pr.iter().copied()) + eps;
-            let radial = pr.iter().zip(ur.iter()).map(|(&a, &b)| ((a / d) * b) as f64).sum::<f64>() as f32;
-            for (uj, &pj) in ur.iter_mut().zip(pr) {
-                *uj -= (pj / d) * radial;
-            }
-        }
-        true
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay),
+            unit_interval_open(wd_ratio), non_negative(eps), finite(delta))
     }
 }
 
@@ -161,11 +113,7 @@ impl UpdateRule for AdamP {
     #[allow(clippy::needless_range_loop)]
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdamPState) -> Result<()> {
         let n = p.numel();
-        if !st.exp_avg.is_allocated() {
-            st.exp_avg = StateTensor::zeros(n);
-            st.exp_avg_sq = StateTensor::zeros(n);
-        }
-        st.step += 1;
+        st.start_step(p.name, n)?;
         let t = info.step;
         let [b1, b2] = self.betas;
         let w1 = (1.0 - b1) as f32;
@@ -197,12 +145,8 @@ impl UpdateRule for AdamP {
             u[i] *= a;
         }
         let mut ratio = 1.0;
-        if p.shape.len() > 1 && n > 0 {
-            let rows = p.shape[0];
-            let cols = n / rows.max(1);
-            if self.project(rows, cols, p.value, &g, &mut u) || self.project(1, n, p.value, &g, &mut u) {
-                ratio = self.wd_ratio;
-            }
+        if p.shape.len() > 1 && n > 0 && project_radial(p.value, &g, &mut u, p.shape[0], self.delta, self.eps as f32) {
+            ratio = self.wd_ratio;
         }
         let wd = decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, ratio);
         for i in 0..n {

@@ -72,7 +72,6 @@ use crate::math::{bias_correction, descent_sign, l2_norm, lerp, sign, Ema, Weigh
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// AdaMuon state: the first moment `m` and the element-wise second
@@ -220,13 +219,10 @@ impl OptimizerConfig for AdaMuon {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::at_least(Self::NAME, "ns_steps", self.ns_steps, 1)?;
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay),
+            at_least(ns_steps; 1))?;
         // Bounded as torch.optim.Muon bounds it (< 100).
-        v::at_most(Self::NAME, "ns_steps", self.ns_steps, 99)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
+        crate::checks!(self, at_most(ns_steps; 99), non_negative(eps))?;
         self.ns_coeffs.resolve(Self::NAME, "ns_coeffs")?;
         Ok(())
     }

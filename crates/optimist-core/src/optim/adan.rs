@@ -95,12 +95,10 @@ impl OptimizerConfig for Adan {
     const SUMMARY: &'static str = "Nesterov-style momentum of the gradient and of its difference";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, [self.betas[0], self.betas[1]])?;
+        crate::checks!(self, non_negative(lr))?;
+        v::betas(Self::NAME, "betas", [self.betas[0], self.betas[1]])?;
         beta3(Self::NAME, self.betas[2])?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "max_grad_norm", self.max_grad_norm)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(weight_decay, max_grad_norm, eps))
     }
 }
 

@@ -40,7 +40,7 @@ use crate::exec::cautious_scale;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
 use crate::state::StateStore;
-use crate::tensor::{DType, ParamMut, StateTensor};
+use crate::tensor::{DType, ParamMut};
 use crate::validate as v;
 
 crate::param_state! {
@@ -102,16 +102,15 @@ impl OptimizerConfig for AdEMAMix {
     const SUMMARY: &'static str = "Adam with a mixture of a fast and a slow gradient EMA";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, [self.betas[0], self.betas[1]])?;
+        crate::checks!(self, non_negative(lr))?;
+        v::betas(Self::NAME, "betas", [self.betas[0], self.betas[1]])?;
         beta3(Self::NAME, self.betas[2])?;
-        v::non_negative(Self::NAME, "alpha", self.alpha)?;
+        crate::checks!(self, non_negative(alpha))?;
         if let Some(t) = self.t_alpha_beta3 {
             // The reference accepts 0 here and divides by it at the first step.
             v::positive(Self::NAME, "t_alpha_beta3", t)?;
         }
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(weight_decay, eps))
     }
 }
 
@@ -250,13 +249,7 @@ impl Elementwise for AdEMAMix {
         p: &ParamMut<'_>,
         st: &mut AdEMAMixState,
     ) -> Result<AdEMAMixScalars> {
-        let n = p.numel();
-        if !st.exp_avg.is_allocated() {
-            st.exp_avg = StateTensor::zeros(n);
-            st.exp_avg_sq = StateTensor::zeros(n);
-            st.exp_avg_slow = StateTensor::zeros(n);
-        }
-        st.step += 1;
+        st.start_step(p.name, p.numel())?;
         let t = info.step;
         let [b1, b2, _] = self.betas;
         let (alpha, b3) = self.schedules(t);
@@ -277,6 +270,8 @@ impl Elementwise for AdEMAMix {
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &AdEMAMixScalars, c: Chunk<'_>, apply: &mut A) {
+        // A hand-written loop: through optim::each's sink3 this kernel
+        // measured about 9x slower (it no longer vectorized).
         let n = c.value.len();
         let [m, v, sl, ..] = c.state;
         let (x, g, m, v, sl) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n], &mut sl[..n]);

@@ -36,9 +36,9 @@ use crate::error::{Error, Result};
 use crate::exec::CautiousMask;
 use crate::state::StateStore;
 use crate::math::{lerp, Ema, WeightDecay};
+use crate::optim::each::{sink2, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
-use crate::tensor::{DType, ParamMut, StateTensor};
-use crate::validate as v;
+use crate::tensor::{DType, ParamMut};
 
 crate::param_state! {
     /// ADOPT state: first moment (of the normalised gradient) and second moment.
@@ -93,10 +93,7 @@ impl OptimizerConfig for Adopt {
         "Adam normalising by the previous second moment, clipped normalised gradient as momentum input";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, eps))
     }
 }
 
@@ -206,12 +203,7 @@ impl Elementwise for Adopt {
     type Scalars = AdoptScalars;
 
     fn prepare(&self, info: &StepInfo, p: &ParamMut<'_>, st: &mut AdoptState) -> Result<AdoptScalars> {
-        let n = p.numel();
-        if !st.exp_avg.is_allocated() {
-            st.exp_avg = StateTensor::zeros(n);
-            st.exp_avg_sq = StateTensor::zeros(n);
-        }
-        st.step += 1;
+        st.start_step(p.name, p.numel())?;
         let t = info.step;
         Ok(AdoptScalars {
             sign: grad_sign(self.maximize),
@@ -226,33 +218,23 @@ impl Elementwise for Adopt {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &AdoptScalars, c: Chunk<'_>, apply: &mut A) {
-        let n = c.value.len();
-        let [m, v, ..] = c.state;
-        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
         if s.first {
-            for i in 0..n {
-                let (mut xi, gi) = s.wd.apply_to(x[i], s.sign * g[i]);
-                v[i] += gi * gi;
-                apply.apply(&mut xi, 0.0, 0.0, 0.0);
-                x[i] = xi;
-            }
-            return;
+            return sink2(c, apply, |x, g, m, v| {
+                let (x, g) = s.wd.apply_to(x, s.sign * g);
+                (Step { x, g: 0.0, lr: 0.0, u: 0.0 }, m, v + g * g)
+            });
         }
-        for i in 0..n {
-            let (mut xi, gi) = s.wd.apply_to(x[i], s.sign * g[i]);
-            let de = clamp_min(v[i].sqrt(), s.eps);
-            let ng = gi / de;
+        sink2(c, apply, |x, g, m, v| {
+            let (x, g) = s.wd.apply_to(x, s.sign * g);
+            let de = clamp_min(v.sqrt(), s.eps);
+            let ng = g / de;
             // maximum(-clip) then minimum(clip), NaN kept.
             let ng = if ng < -s.clip { -s.clip } else { ng };
             let ng = if ng > s.clip { s.clip } else { ng };
-            let mi = lerp(m[i], ng, s.w1);
-            m[i] = mi;
-            v[i] = s.v.sq(v[i], gi);
-            apply.apply(&mut xi, ng, s.lr, mi);
-            x[i] = xi;
-        }
+            let m = lerp(m, ng, s.w1);
+            (Step { x, g: ng, lr: s.lr, u: m }, m, s.v.sq(v, g))
+        });
     }
 
     fn cautious(&self) -> bool {

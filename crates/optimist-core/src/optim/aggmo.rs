@@ -78,7 +78,7 @@ impl OptimizerConfig for AggMo {
     const SUMMARY: &'static str = "average of several heavy-ball momentum buffers with different decays";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
+        crate::checks!(self, non_negative(lr))?;
         if self.betas.len() < 2 {
             return Err(Error::hparam(
                 Self::NAME,
@@ -103,7 +103,7 @@ impl OptimizerConfig for AggMo {
         for (k, &b) in self.betas.iter().enumerate().skip(3) {
             v::finite(Self::NAME, &format!("betas[{k}]"), b)?;
         }
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(weight_decay))
     }
 }
 

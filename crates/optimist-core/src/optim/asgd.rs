@@ -30,7 +30,6 @@ use crate::error::Result;
 use crate::math::descent_sign;
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// ASGD state: the parameter average `ax`, and the scalars `eta` (step
@@ -77,11 +76,7 @@ impl OptimizerConfig for Asgd {
     const SUMMARY: &'static str = "SGD with a decaying step size and a running parameter average (Polyak averaging)";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "lambd", self.lambd)?;
-        v::non_negative(Self::NAME, "alpha", self.alpha)?;
-        v::finite(Self::NAME, "t0", self.t0)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr, lambd, alpha), finite(t0), non_negative(weight_decay))
     }
 }
 

@@ -114,14 +114,11 @@ impl OptimizerConfig for Came {
         "factored second moment with a factored confidence (residual) scaling of the momentum";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
+        crate::checks!(self, non_negative(lr))?;
         v::unit_interval_open(Self::NAME, "beta1", self.betas[0])?;
         v::unit_interval_open(Self::NAME, "beta2", self.betas[1])?;
         v::unit_interval(Self::NAME, "beta3", self.betas[2])?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps1", self.eps1)?;
-        v::non_negative(Self::NAME, "eps2", self.eps2)?;
-        v::finite(Self::NAME, "clip_threshold", self.clip_threshold)
+        crate::checks!(self, non_negative(weight_decay, eps1, eps2), finite(clip_threshold))
     }
 }
 

@@ -50,7 +50,6 @@ use crate::math::lerp;
 use crate::optim::prodigy::{add_alpha, inf_as_null, GlobalRule};
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// D-Adapt Adam state: `s` and Adam's moments.
@@ -108,11 +107,8 @@ impl OptimizerConfig for DAdaptAdam {
     const SUMMARY: &'static str = "learning-rate-free Adam by D-Adaptation of the distance to the solution";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::finite(Self::NAME, "d0", self.d0)?;
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, eps),
+            finite(d0))?;
         if self.growth_rate.is_nan() {
             return Err(Error::hparam(Self::NAME, "growth_rate", self.growth_rate, "must be a number"));
         }

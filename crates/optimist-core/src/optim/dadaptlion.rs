@@ -45,7 +45,6 @@ use crate::math::{lerp, sign, WeightDecay};
 use crate::optim::prodigy::{add_alpha, GlobalRule};
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// D-Adapt Lion state: the momentum and `s`.
@@ -93,10 +92,7 @@ impl OptimizerConfig for DAdaptLion {
     const SUMMARY: &'static str = "learning-rate-free Lion by D-Adaptation";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::finite(Self::NAME, "d0", self.d0)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay), finite(d0))
     }
 }
 

@@ -47,7 +47,6 @@ use crate::math::lerp;
 use crate::optim::prodigy::{add_alpha, inf_as_null, GlobalRule};
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// D-Adapt SGD state: the averaged point `z`, the gradient sum `s` and
@@ -100,10 +99,8 @@ impl OptimizerConfig for DAdaptSgd {
     const SUMMARY: &'static str = "learning-rate-free SGD with momentum by D-Adaptation";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::finite(Self::NAME, "d0", self.d0)?;
+        crate::checks!(self, non_negative(lr), unit_interval_open(momentum),
+            non_negative(weight_decay), finite(d0))?;
         if self.growth_rate.is_nan() {
             return Err(Error::hparam(Self::NAME, "growth_rate", self.growth_rate, "must be a number"));
         }

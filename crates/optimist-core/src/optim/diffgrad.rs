@@ -36,7 +36,6 @@ use crate::error::Result;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// diffGrad state: moments, the previous gradient and the running
@@ -100,11 +99,8 @@ impl OptimizerConfig for DiffGrad {
     const SUMMARY: &'static str = "Adam with the momentum scaled by sigmoid(|g_prev - g|)";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::finite(Self::NAME, "n_sma_threshold", self.n_sma_threshold)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), finite(n_sma_threshold),
+            non_negative(weight_decay, eps))
     }
 }
 

@@ -133,10 +133,7 @@ impl OptimizerConfig for GaLore {
         "Adam on an SVD low-rank projection of each matrix gradient, refreshed every update_proj_gap steps";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, eps))?;
         if self.rank.is_some() {
             for (field, missing) in [
                 ("update_proj_gap", self.update_proj_gap.is_none()),

@@ -43,9 +43,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
+use crate::optim::each::{sink2, sink3, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// GrokFast-AdamW state: Adam's moments and the slow-gradient EMA.
@@ -108,12 +108,8 @@ impl OptimizerConfig for GrokFastAdamW {
     const SUMMARY: &'static str = "AdamW on gradients with their slow (EMA) component amplified";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::unit_interval_open(Self::NAME, "grokfast_alpha", self.grokfast_alpha)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::finite(Self::NAME, "grokfast_lamb", self.grokfast_lamb)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay),
+            unit_interval_open(grokfast_alpha), non_negative(eps), finite(grokfast_lamb))
     }
 }
 
@@ -198,34 +194,27 @@ impl Elementwise for GrokFastAdamW {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &GrokFastScalars, c: Chunk<'_>, apply: &mut A) {
-        let n = c.value.len();
-        let [m, v, a, ..] = c.state;
-        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
+        // The Adam step on the (filtered) gradient.
+        let adam = |x: f32, g: f32, m: f32, v: f32| {
+            let m = lerp(m, g, s.w1);
+            let v = s.ema2.sq(v, g);
+            let den = v.sqrt() / s.bc2_sqrt;
+            let den = if den < s.eps { s.eps } else { den };
+            (Step { x, g, lr: s.step_size, u: m / den }, m, v)
+        };
         if s.grok {
-            let a = &mut a[..n];
-            for i in 0..n {
-                let (mut xi, gi) = s.wd.apply_to(x[i], s.sgn * g[i]);
-                a[i] = lerp(a[i], gi, s.w_grok);
-                let gi = gi + s.lamb * a[i];
-                m[i] = lerp(m[i], gi, s.w1);
-                v[i] = s.ema2.sq(v[i], gi);
-                let den = v[i].sqrt() / s.bc2_sqrt;
-                let den = if den < s.eps { s.eps } else { den };
-                apply.apply(&mut xi, gi, s.step_size, m[i] / den);
-                x[i] = xi;
-            }
+            sink3(c, apply, |x, g, m, v, a| {
+                let (x, g) = s.wd.apply_to(x, s.sgn * g);
+                let a = lerp(a, g, s.w_grok);
+                let (step, m, v) = adam(x, g + s.lamb * a, m, v);
+                (step, m, v, a)
+            });
         } else {
-            for i in 0..n {
-                let (mut xi, gi) = s.wd.apply_to(x[i], s.sgn * g[i]);
-                m[i] = lerp(m[i], gi, s.w1);
-                v[i] = s.ema2.sq(v[i], gi);
-                let den = v[i].sqrt() / s.bc2_sqrt;
-                let den = if den < s.eps { s.eps } else { den };
-                apply.apply(&mut xi, gi, s.step_size, m[i] / den);
-                x[i] = xi;
-            }
+            sink2(c, apply, |x, g, m, v| {
+                let (x, g) = s.wd.apply_to(x, s.sgn * g);
+                adam(x, g, m, v)
+            });
         }
     }
 }

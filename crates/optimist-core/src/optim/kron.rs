@@ -159,13 +159,12 @@ impl OptimizerConfig for Kron {
         "PSGD with Kronecker-factored triangular preconditioners fitted to random probes";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, non_negative(lr), unit_interval_open(momentum),
+            non_negative(weight_decay))?;
         if let Some(p) = self.pre_conditioner_update_probability {
             v::finite(Self::NAME, "pre_conditioner_update_probability", p)?;
         }
-        v::finite(Self::NAME, "balance_prob", self.balance_prob)
+        crate::checks!(self, finite(balance_prob))
     }
 }
 

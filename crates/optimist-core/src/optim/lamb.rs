@@ -49,7 +49,6 @@ use crate::rule::{Apply, OptimizerConfig, Plain, StepInfo, UpdateRule};
 use crate::sqsum::{add_sq, lanes_sum, LANES};
 use crate::state::StateStore;
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// LAMB state: first and second moments.
@@ -370,11 +369,8 @@ impl OptimizerConfig for Lamb {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "max_grad_norm", self.max_grad_norm)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas),
+            non_negative(weight_decay, max_grad_norm, eps))
     }
 }
 

@@ -37,7 +37,6 @@ use crate::error::Result;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// LaProp state: momentum, second moment, the centering mean, the
@@ -97,10 +96,7 @@ impl OptimizerConfig for LaProp {
     const SUMMARY: &'static str = "momentum of the RMS-normalised gradient; centered and AMSBound options";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, eps))
     }
 }
 

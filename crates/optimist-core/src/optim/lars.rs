@@ -30,7 +30,6 @@ use crate::error::Result;
 use crate::math::{descent_sign, l2_norm};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// LARS state: the momentum buffer (allocated when momentum > 0).
@@ -79,11 +78,8 @@ impl OptimizerConfig for Lars {
     const SUMMARY: &'static str = "momentum SGD with a per-layer trust ratio ||p|| / ||g + wd p||";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
-        v::unit_interval_open(Self::NAME, "dampening", self.dampening)?;
-        v::non_negative(Self::NAME, "trust_coefficient", self.trust_coefficient)
+        crate::checks!(self, non_negative(lr, weight_decay),
+            unit_interval_open(momentum, dampening), non_negative(trust_coefficient))
     }
 }
 

@@ -54,7 +54,6 @@ use crate::optimizer::{Closure, Optimizer, OptimizerSpec};
 use crate::rule::OptimizerConfig;
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::{check_each, ParamMut};
-use crate::validate as v;
 
 /// Hyperparameters of [`torch.optim.LBFGS`](https://pytorch.org/docs/stable/generated/torch.optim.LBFGS.html).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,10 +99,8 @@ impl OptimizerConfig for LbfgsConfig {
     const SUMMARY: &'static str = "limited-memory BFGS with an optional strong-Wolfe line search; steps take a closure";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::finite(Self::NAME, "tolerance_grad", self.tolerance_grad)?;
-        v::finite(Self::NAME, "tolerance_change", self.tolerance_change)?;
-        v::at_least(Self::NAME, "history_size", self.history_size, 1)?;
+        crate::checks!(self, non_negative(lr), finite(tolerance_grad, tolerance_change),
+            at_least(history_size; 1))?;
         match self.line_search_fn.as_deref() {
             None | Some("strong_wolfe") => Ok(()),
             Some(other) => Err(Error::hparam(
@@ -605,18 +602,7 @@ impl Lbfgs {
 const P: &str = "lbfgs";
 
 impl Optimizer for Lbfgs {
-    fn name(&self) -> &str {
-        LbfgsConfig::NAME
-    }
-
-    fn config(&self) -> Value {
-        self.cfg.to_json()
-    }
-
-    fn set_config(&mut self, config: Value) -> Result<()> {
-        self.cfg = LbfgsConfig::from_json(&config)?;
-        Ok(())
-    }
+    super::config_methods!(LbfgsConfig, cfg);
 
     /// A step with the closure of the replay contract: every evaluation
     /// returns the gradients given with this step and the loss 0.

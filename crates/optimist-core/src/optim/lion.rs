@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::{lerp, sign, WeightDecay};
+use crate::optim::each::{sink1, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// Lion state: the momentum.
@@ -73,9 +73,7 @@ impl OptimizerConfig for Lion {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay))
     }
 }
 
@@ -88,13 +86,13 @@ pub struct LionScalars {
     lr: f32,
 }
 
-/// One element: from (p, g, m) returns p after decoupled decay, the
-/// gradient as used, the new m and the direction `sign(lerp(m, g, 1 - beta1))`.
+/// One element: from (p, g, m) returns the step (p after decoupled decay,
+/// direction `sign(lerp(m, g, 1 - beta1))`) and the new m.
 #[inline(always)]
-fn lion_element(s: &LionScalars, x: f32, g: f32, m: f32) -> (f32, f32, f32, f32) {
+fn lion_element(s: &LionScalars, x: f32, g: f32, m: f32) -> (Step, f32) {
     let (x, g) = s.wd.apply_to(x, g);
     let u = sign(lerp(m, g, s.w1));
-    (x, g, lerp(m, g, s.w2), u)
+    (Step { x, g, lr: s.lr, u }, lerp(m, g, s.w2))
 }
 
 impl UpdateRule for Lion {
@@ -119,17 +117,8 @@ impl Elementwise for Lion {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &LionScalars, c: Chunk<'_>, apply: &mut A) {
-        let n = c.value.len();
-        let [m, ..] = c.state;
-        let (x, g, m) = (c.value, &c.grad[..n], &mut m[..n]);
-        for i in 0..n {
-            let (mut xi, gi, mi, u) = lion_element(s, x[i], g[i], m[i]);
-            m[i] = mi;
-            apply.apply(&mut xi, gi, s.lr, u);
-            x[i] = xi;
-        }
+        sink1(c, apply, |x, g, m| lion_element(s, x, g, m));
     }
 
     fn cautious(&self) -> bool {

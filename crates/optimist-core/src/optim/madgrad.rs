@@ -31,7 +31,6 @@ use crate::error::Result;
 use crate::math::descent_sign;
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// MADGRAD state: the weighted sums of squared gradients and of
@@ -77,10 +76,8 @@ impl OptimizerConfig for Madgrad {
     const SUMMARY: &'static str = "dual averaging with a cube-root adaptive denominator and momentum toward the dual point";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr, weight_decay), unit_interval_open(momentum),
+            non_negative(eps))
     }
 }
 

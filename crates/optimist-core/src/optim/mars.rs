@@ -131,10 +131,8 @@ impl OptimizerConfig for Mars {
         "variance-reduced gradient correction feeding an AdamW or Lion step";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "lr_1d", self.lr_1d)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::betas(Self::NAME, self.betas_1d).map_err(|_| {
+        crate::checks!(self, non_negative(lr, lr_1d), betas(betas))?;
+        v::betas(Self::NAME, "betas_1d", self.betas_1d).map_err(|_| {
             Error::hparam(
                 Self::NAME,
                 "betas_1d",
@@ -161,10 +159,7 @@ impl OptimizerConfig for Mars {
                 ))
             }
         }
-        v::non_negative(Self::NAME, "gamma", self.gamma)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "weight_decay_1d", self.weight_decay_1d)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(gamma, weight_decay, weight_decay_1d, eps))
     }
 }
 

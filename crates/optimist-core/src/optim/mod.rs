@@ -38,10 +38,33 @@ macro_rules! optimizers {
     (@one $v:ident $m:ident $t:ident) => { $v.push(crate::engine::spec::<$m::$t>()); };
 }
 
+/// The [`Optimizer`](crate::Optimizer) methods `name`, `config` and
+/// `set_config` of an optimizer that keeps its configuration, of type
+/// `$config`, in its field `$field` (for optimizers with a driver of their
+/// own; the engine's rules get them from the engine).
+macro_rules! config_methods {
+    ($config:ty, $field:ident) => {
+        fn name(&self) -> &str {
+            <$config as $crate::rule::OptimizerConfig>::NAME
+        }
+
+        fn config(&self) -> serde_json::Value {
+            $crate::rule::OptimizerConfig::to_json(&self.$field)
+        }
+
+        fn set_config(&mut self, config: serde_json::Value) -> $crate::error::Result<()> {
+            self.$field = <$config as $crate::rule::OptimizerConfig>::from_json(&config)?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use config_methods;
+
 // Shared pieces of several rules (no registry entry).
 pub mod newton_schulz;
 pub mod pytorch_optimizer;
 pub mod adam_family;
+pub mod each;
 
 optimizers! {
     sgd::Sgd,

@@ -144,10 +144,7 @@ impl OptimizerConfig for Muon {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "momentum", self.momentum)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
+        crate::checks!(self, non_negative(lr, momentum, weight_decay, eps))?;
         for (i, c) in self.ns_coefficients.iter().enumerate() {
             v::finite(Self::NAME, &format!("ns_coefficients[{i}]"), *c)?;
         }

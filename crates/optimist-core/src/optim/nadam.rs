@@ -39,7 +39,6 @@ use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{bias_correction, descent_sign, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// NAdam state: the two moments and the running product of the
@@ -93,11 +92,8 @@ impl OptimizerConfig for Nadam {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "momentum_decay", self.momentum_decay)
+        crate::checks!(self, non_negative(lr, eps), betas(betas),
+            non_negative(weight_decay, momentum_decay))
     }
 }
 
@@ -162,13 +158,7 @@ impl Elementwise for Nadam {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &NadamScalars, c: Chunk<'_>, _apply: &mut A) {
-        let n = c.value.len();
-        let [m, v, ..] = c.state;
-        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
-        for i in 0..n {
-            (x[i], m[i], v[i]) = nadam_element(s, x[i], g[i], m[i], v[i]);
-        }
+        super::each::direct2(s, c, nadam_element);
     }
 }

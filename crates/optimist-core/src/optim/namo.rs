@@ -346,7 +346,7 @@ impl OptimizerConfig for NamoD {
 
     fn validate(&self) -> Result<()> {
         validate_common!(Self::NAME, self)?;
-        v::unit_interval(Self::NAME, "col_state_clamp_c", self.col_state_clamp_c)
+        crate::checks!(self, unit_interval(col_state_clamp_c))
     }
 }
 

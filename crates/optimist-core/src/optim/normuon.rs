@@ -53,7 +53,6 @@ use crate::math::{descent_sign, l2_norm, lerp, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// NorMuon state: the momentum and the per-row second moment
@@ -130,12 +129,8 @@ impl OptimizerConfig for NorMuon {
         "Muon with a row-wise second moment of the orthogonalized update";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
-        v::unit_interval_open(Self::NAME, "beta2", self.beta2)?;
-        v::at_least(Self::NAME, "ns_steps", self.ns_steps, 1)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
+        crate::checks!(self, non_negative(lr, weight_decay), unit_interval_open(momentum, beta2),
+            at_least(ns_steps; 1), non_negative(eps))?;
         self.ns_coeffs.resolve(Self::NAME, "ns_coeffs")?;
         Ok(())
     }

@@ -32,7 +32,6 @@ use crate::error::Result;
 use crate::math::{descent_sign, lerp, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// NovoGrad state: the first moment and the (scalar) EMA of the
@@ -87,10 +86,7 @@ impl OptimizerConfig for NovoGrad {
     const SUMMARY: &'static str = "momentum on gradients normalized by a per-tensor EMA of their squared norm";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, eps))
     }
 }
 

@@ -50,10 +50,8 @@
 
 #![allow(clippy::needless_range_loop)]
 
-use std::collections::HashSet;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::exec::{self, simd, Blocks};
@@ -134,31 +132,10 @@ pub fn global_spec<R: GlobalRule>() -> OptimizerSpec {
 }
 
 impl<R: GlobalRule> Optimizer for GlobalEngine<R> {
-    fn name(&self) -> &str {
-        R::NAME
-    }
-
-    fn config(&self) -> Value {
-        self.config.to_json()
-    }
-
-    fn set_config(&mut self, config: Value) -> Result<()> {
-        self.config = R::from_json(&config)?;
-        Ok(())
-    }
+    super::config_methods!(R, config);
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
-        let mut seen = HashSet::new();
-        for p in params.iter() {
-            p.check()?;
-            self.states.check(p.name, p.numel())?;
-            if !seen.insert(p.name) {
-                return Err(Error::Input(format!(
-                    "parameter '{}' given twice in one step",
-                    p.name
-                )));
-            }
-        }
+        self.states.check_params(params)?;
         let keys: Vec<(&str, usize)> = params.iter().map(|p| (p.name, p.numel())).collect();
         let mut states = self.states.get_many(&keys)?;
         let t = self.step + 1;
@@ -187,13 +164,7 @@ impl<R: GlobalRule> Optimizer for GlobalEngine<R> {
     }
 
     fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
-        let step = match dict.scalars.get("step") {
-            Some(&s) if s.is_finite() && s >= 0.0 && s.fract() == 0.0 && s < 2f64.powi(53) => {
-                s as u64
-            }
-            Some(&s) => return Err(Error::Input(format!("state 'step': invalid value {s}"))),
-            None => return Err(Error::Input("state has no 'step' entry".into())),
-        };
+        let step = dict.step()?;
         let mut globals = Vec::with_capacity(R::GLOBALS.len());
         for name in R::GLOBALS {
             match dict.scalars.get(*name) {
@@ -213,8 +184,7 @@ impl<R: GlobalRule> Optimizer for GlobalEngine<R> {
     }
 
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        let t = self.states.peek(param)?.buffer(buffer)?;
-        t.is_allocated().then(|| t.as_slice())
+        self.states.buffer(param, buffer)
     }
 }
 
@@ -325,20 +295,19 @@ impl OptimizerConfig for Prodigy {
         "learning-rate-free Adam: the step is a distance estimate d grown from global sums";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
+        crate::checks!(self, non_negative(lr), betas(betas))?;
         if let Some(b3) = self.beta3 {
             v::unit_interval(Self::NAME, "beta3", b3)?;
         }
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, non_negative(weight_decay))?;
         if let Some(eps) = self.eps {
             v::non_negative(Self::NAME, "eps", eps)?;
         }
-        v::finite(Self::NAME, "d0", self.d0)?;
+        crate::checks!(self, finite(d0))?;
         if self.d0 == 0.0 {
             return Err(Error::hparam(Self::NAME, "d0", self.d0, "must not be 0 (the step divides by it)"));
         }
-        v::finite(Self::NAME, "d_coef", self.d_coef)?;
+        crate::checks!(self, finite(d_coef))?;
         if self.growth_rate.is_nan() {
             return Err(Error::hparam(Self::NAME, "growth_rate", self.growth_rate, "must be a number"));
         }

@@ -1,5 +1,6 @@
 //! Pieces shared by the pytorch-optimizer 4.1.0 ports (`lion`, `adabelief`,
-//! `lamb`, `adabound`, `signsgd`), written once. Weight decay
+//! `lamb`, `adabound`, `signsgd`, and the projection of `adamp` and
+//! `sgdp`), written once. Weight decay
 //! ([`crate::math::WeightDecay`]), bias correction and `sign` live in
 //! [`crate::math`].
 //!
@@ -69,6 +70,63 @@ pub fn rectify(beta2: f64, step: u64, degenerated_to_sgd: bool) -> (f64, f64) {
 
 /// pytorch-optimizer's default `n_sma_threshold`.
 pub const N_SMA_THRESHOLD: f64 = 5.0;
+
+/// The projection of AdamP and SGDP (`projection` of the reference), on a
+/// parameter `p` of `channels` rows with gradient `g` and update `u`: in
+/// the first view, channel (one row per `p[i]`) then layer (one row of
+/// all of `p`), where the rows of `g` and `p` are nearly orthogonal (every
+/// row's `|cos| < delta / sqrt(row length)`, with torch's
+/// `cosine_similarity(eps)`; a NaN cosine fails the test, as torch's
+/// `max() < threshold`), removes from each row of `u` its component along
+/// the row of `p`. Returns whether a view was projected. Norms, cosines and
+/// row sums are accumulated in f64.
+pub fn project_radial(p: &[f32], g: &[f32], u: &mut [f32], channels: usize, delta: f64, eps: f32) -> bool {
+    let n = p.len();
+    [channels, 1].into_iter().any(|rows| {
+        let cols = n / rows.max(1);
+        project_rows(rows, cols, p, g, u, delta, eps)
+    })
+}
+
+/// `sqrt(sum x^2)` of f32 values, accumulated in f64, as f32.
+fn norm(xs: &[f32]) -> f32 {
+    xs.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32
+}
+
+/// One view of [`project_radial`]: `rows` rows of `cols` values.
+fn project_rows(rows: usize, cols: usize, p: &[f32], g: &[f32], u: &mut [f32], delta: f64, eps: f32) -> bool {
+    let mut max_cos = f32::NEG_INFINITY;
+    let mut nan = false;
+    for r in 0..rows {
+        let (pr, gr) = (&p[r * cols..(r + 1) * cols], &g[r * cols..(r + 1) * cols]);
+        let (np, ng) = (norm(pr), norm(gr));
+        let (np, ng) = (if np < eps { eps } else { np }, if ng < eps { eps } else { ng });
+        let dot: f64 = gr
+            .iter()
+            .zip(pr)
+            .map(|(&a, &b)| ((a / ng) * (b / np)) as f64)
+            .sum();
+        let c = (dot as f32).abs();
+        nan |= c.is_nan();
+        if c > max_cos {
+            max_cos = c;
+        }
+    }
+    let threshold = (delta / (cols as f64).sqrt()) as f32;
+    if nan || max_cos >= threshold {
+        return false;
+    }
+    for r in 0..rows {
+        let pr = &p[r * cols..(r + 1) * cols];
+        let ur = &mut u[r * cols..(r + 1) * cols];
+        let d = norm(pr) + eps;
+        let radial = pr.iter().zip(ur.iter()).map(|(&a, &b)| ((a / d) * b) as f64).sum::<f64>() as f32;
+        for (uj, &pj) in ur.iter_mut().zip(pr) {
+            *uj -= (pj / d) * radial;
+        }
+    }
+    true
+}
 
 #[cfg(test)]
 mod tests {

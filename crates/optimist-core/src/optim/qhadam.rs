@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::adam_family::{decay, grad_sign};
 use crate::error::Result;
 use crate::math::{lerp, WeightDecay};
+use crate::optim::each::{sink2, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
@@ -80,12 +81,10 @@ impl OptimizerConfig for QHAdam {
     const SUMMARY: &'static str = "Adam whose moments are mixed with the current gradient (quasi-hyperbolic)";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
+        crate::checks!(self, non_negative(lr), betas(betas))?;
         v::unit_interval(Self::NAME, "nus[0]", self.nus[0])?;
         v::unit_interval(Self::NAME, "nus[1]", self.nus[1])?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(weight_decay, eps))
     }
 }
 
@@ -139,30 +138,24 @@ impl Elementwise for QHAdam {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &QHAdamScalars, c: Chunk<'_>, apply: &mut A) {
-        let n = c.value.len();
-        let [m, v, ..] = c.state;
-        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
-        for i in 0..n {
-            let (mut xi, gi) = s.wd.apply_to(x[i], s.sign * g[i]);
-            let g2 = gi * gi;
-            let mi = lerp(m[i], gi, s.r1);
-            let vi = lerp(v[i], g2, s.r2);
-            (m[i], v[i]) = (mi, vi);
-            let mut r = vi * s.nu2;
+        sink2(c, apply, |x, g, m, v| {
+            let (x, g) = s.wd.apply_to(x, s.sign * g);
+            let g2 = g * g;
+            let m = lerp(m, g, s.r1);
+            let v = lerp(v, g2, s.r2);
+            let mut r = v * s.nu2;
             if let Some(w) = s.nu2_rest {
                 r += w * g2;
             }
             let r = r.sqrt() + s.eps;
             let a = match s.nu1 {
-                Some((nu1, w)) => mi * nu1 + w * gi,
-                None => mi,
+                Some((nu1, w)) => m * nu1 + w * g,
+                None => m,
             };
             // addcdiv(p, a, r, value=-lr).
-            apply.apply(&mut xi, gi, 1.0, s.lr * a / r);
-            x[i] = xi;
-        }
+            (Step { x, g, lr: 1.0, u: s.lr * a / r }, m, v)
+        });
     }
 }
 

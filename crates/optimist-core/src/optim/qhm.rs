@@ -25,9 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::{descent_sign, lerp, WeightDecay};
+use crate::optim::each::{sink1, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// QHM state: the momentum buffer.
@@ -76,10 +76,8 @@ impl OptimizerConfig for Qhm {
     const SUMMARY: &'static str = "SGD with quasi-hyperbolic momentum (nu-weighted average of momentum and gradient)";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::unit_interval(Self::NAME, "nu", self.nu)
+        crate::checks!(self, non_negative(lr), unit_interval_open(momentum),
+            non_negative(weight_decay), unit_interval(nu))
     }
 }
 
@@ -92,23 +90,6 @@ pub struct QhmScalars {
     nu: f32,
     one_minus_nu: f32,
     lr: f32,
-}
-
-impl Qhm {
-    /// One pass over equal-length slices; the step goes through `apply`.
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(s: &QhmScalars, x: &mut [f32], g: &[f32], b: &mut [f32], apply: &mut A) {
-        let n = x.len();
-        let (g, b) = (&g[..n], &mut b[..n]);
-        for i in 0..n {
-            let (mut xi, gi) = s.wd.apply_to(x[i], s.sgn * g[i]);
-            let bi = lerp(b[i], gi, s.w);
-            b[i] = bi;
-            apply.apply(&mut xi, gi, s.lr, s.nu * bi + s.one_minus_nu * gi);
-            x[i] = xi;
-        }
-    }
 }
 
 impl UpdateRule for Qhm {
@@ -135,7 +116,10 @@ impl Elementwise for Qhm {
 
     #[inline(always)]
     fn kernel<A: Apply>(&self, s: &QhmScalars, c: Chunk<'_>, apply: &mut A) {
-        let [b, ..] = c.state;
-        Self::run(s, c.value, c.grad, b, apply);
+        sink1(c, apply, |x, g, b| {
+            let (x, g) = s.wd.apply_to(x, s.sgn * g);
+            let b = lerp(b, g, s.w);
+            (Step { x, g, lr: s.lr, u: s.nu * b + s.one_minus_nu * g }, b)
+        });
     }
 }

@@ -40,7 +40,6 @@ use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{bias_correction, descent_sign, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// RAdam state: the two moments.
@@ -90,10 +89,7 @@ impl OptimizerConfig for Radam {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr, eps), betas(betas), non_negative(weight_decay))
     }
 }
 
@@ -135,10 +131,7 @@ impl Elementwise for Radam {
     type Scalars = RadamScalars;
 
     fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut RadamState) -> Result<RadamScalars> {
-        let n = p.numel();
-        st.exp_avg.ensure(p.name, "exp_avg", n, 0.0)?;
-        st.exp_avg_sq.ensure(p.name, "exp_avg_sq", n, 0.0)?;
-        st.step += 1;
+        st.start_step(p.name, p.numel())?;
         let t = st.step as f64;
         let [beta1, beta2] = self.betas;
         let bc1 = bias_correction(beta1, st.step);
@@ -164,13 +157,7 @@ impl Elementwise for Radam {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &RadamScalars, c: Chunk<'_>, _apply: &mut A) {
-        let n = c.value.len();
-        let [m, v, ..] = c.state;
-        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
-        for i in 0..n {
-            (x[i], m[i], v[i]) = radam_element(s, x[i], g[i], m[i], v[i]);
-        }
+        super::each::direct2(s, c, radam_element);
     }
 }

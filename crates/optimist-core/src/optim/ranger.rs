@@ -49,7 +49,6 @@ use crate::error::Result;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// Ranger state: RAdam's moments and Lookahead's slow weights.
@@ -118,12 +117,8 @@ impl OptimizerConfig for Ranger {
     const SUMMARY: &'static str = "RAdam with Lookahead and gradient centralization";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::unit_interval(Self::NAME, "alpha", self.alpha)?;
-        v::at_least(Self::NAME, "k", self.k, 1)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), unit_interval(alpha), at_least(k; 1),
+            non_negative(weight_decay, eps))
     }
 }
 

@@ -38,9 +38,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{descent_sign, Ema, WeightDecay};
+use crate::optim::each::{direct1, direct2, direct3, select};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// RMSprop state: the average of g², the momentum buffer and the
@@ -94,11 +94,7 @@ impl OptimizerConfig for Rmsprop {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::non_negative(Self::NAME, "momentum", self.momentum)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "alpha", self.alpha)
+        crate::checks!(self, non_negative(lr, eps, momentum, weight_decay, alpha))
     }
 }
 
@@ -116,7 +112,7 @@ pub struct RmspropScalars {
 }
 
 /// One element in the mode given by `CENTERED` and `MOMENTUM`: from
-/// (p, g, square_avg, grad_avg, momentum_buffer) returns their new values
+/// (p, g, square_avg, momentum_buffer, grad_avg) returns their new values
 /// (the unused ones unchanged).
 #[inline(always)]
 fn rmsprop_element<const CENTERED: bool, const MOMENTUM: bool>(
@@ -124,8 +120,8 @@ fn rmsprop_element<const CENTERED: bool, const MOMENTUM: bool>(
     x: f32,
     g: f32,
     sq: f32,
-    ga: f32,
     b: f32,
+    ga: f32,
 ) -> (f32, f32, f32, f32) {
     let (x, g) = s.wd.apply_to(x, s.sgn * g);
     let sq = s.ema.sq(sq, g);
@@ -138,72 +134,9 @@ fn rmsprop_element<const CENTERED: bool, const MOMENTUM: bool>(
     let avg = root + s.eps;
     if MOMENTUM {
         let b = b * s.mom + g / avg;
-        (x + -s.lr * b, sq, ga, b)
+        (x + -s.lr * b, sq, b, ga)
     } else {
-        (x + (-s.lr * g) / avg, sq, ga, b)
-    }
-}
-
-/// The loop over equal-length slices for one mode; `ga` and `b` are empty
-/// when their mode is off.
-#[inline(always)]
-#[allow(clippy::needless_range_loop)]
-fn rmsprop_loop<const CENTERED: bool, const MOMENTUM: bool>(
-    s: &RmspropScalars,
-    x: &mut [f32],
-    g: &[f32],
-    sq: &mut [f32],
-    ga: &mut [f32],
-    b: &mut [f32],
-) {
-    let n = x.len();
-    let (g, sq) = (&g[..n], &mut sq[..n]);
-    match (CENTERED, MOMENTUM) {
-        (true, true) => {
-            let (ga, b) = (&mut ga[..n], &mut b[..n]);
-            for i in 0..n {
-                (x[i], sq[i], ga[i], b[i]) =
-                    rmsprop_element::<true, true>(s, x[i], g[i], sq[i], ga[i], b[i]);
-            }
-        }
-        (true, false) => {
-            let ga = &mut ga[..n];
-            for i in 0..n {
-                (x[i], sq[i], ga[i], _) =
-                    rmsprop_element::<true, false>(s, x[i], g[i], sq[i], ga[i], 0.0);
-            }
-        }
-        (false, true) => {
-            let b = &mut b[..n];
-            for i in 0..n {
-                (x[i], sq[i], _, b[i]) =
-                    rmsprop_element::<false, true>(s, x[i], g[i], sq[i], 0.0, b[i]);
-            }
-        }
-        (false, false) => {
-            for i in 0..n {
-                (x[i], sq[i], _, _) =
-                    rmsprop_element::<false, false>(s, x[i], g[i], sq[i], 0.0, 0.0);
-            }
-        }
-    }
-}
-
-/// Dispatches to the loop of the step's mode.
-#[inline(always)]
-fn rmsprop_run(
-    s: &RmspropScalars,
-    x: &mut [f32],
-    g: &[f32],
-    sq: &mut [f32],
-    ga: &mut [f32],
-    b: &mut [f32],
-) {
-    match (s.centered, s.momentum) {
-        (true, true) => rmsprop_loop::<true, true>(s, x, g, sq, ga, b),
-        (true, false) => rmsprop_loop::<true, false>(s, x, g, sq, ga, b),
-        (false, true) => rmsprop_loop::<false, true>(s, x, g, sq, ga, b),
-        (false, false) => rmsprop_loop::<false, false>(s, x, g, sq, ga, b),
+        (x + (-s.lr * g) / avg, sq, b, ga)
     }
 }
 
@@ -244,9 +177,24 @@ impl Elementwise for Rmsprop {
         })
     }
 
+    /// One loop per mode; the buffers are square_avg, momentum_buffer and
+    /// grad_avg, the last two allocated only in their modes.
     #[inline(always)]
     fn kernel<A: Apply>(&self, s: &RmspropScalars, c: Chunk<'_>, _apply: &mut A) {
-        let [sq, b, ga, ..] = c.state;
-        rmsprop_run(s, c.value, c.grad, sq, ga, b);
+        match (s.centered, s.momentum) {
+            (true, true) => direct3(s, c, rmsprop_element::<true, true>),
+            (true, false) => direct2(s, select(c, [0, 2]), |s, x, g, sq, ga| {
+                let (x, sq, _, ga) = rmsprop_element::<true, false>(s, x, g, sq, 0.0, ga);
+                (x, sq, ga)
+            }),
+            (false, true) => direct2(s, c, |s, x, g, sq, b| {
+                let (x, sq, b, _) = rmsprop_element::<false, true>(s, x, g, sq, b, 0.0);
+                (x, sq, b)
+            }),
+            (false, false) => direct1(s, c, |s, x, g, sq| {
+                let (x, sq, _, _) = rmsprop_element::<false, false>(s, x, g, sq, 0.0, 0.0);
+                (x, sq)
+            }),
+        }
     }
 }

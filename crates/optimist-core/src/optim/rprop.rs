@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::math::{descent_sign, sign};
+use crate::optim::each::{sink2, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
 use crate::validate as v;
@@ -67,7 +68,7 @@ impl OptimizerConfig for Rprop {
     const SUMMARY: &'static str = "sign steps with per-element step sizes adapted by gradient sign agreement";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
+        crate::checks!(self, non_negative(lr))?;
         let [em, ep] = self.etas;
         if !(0.0 < em && em < 1.0 && 1.0 < ep && ep.is_finite()) {
             return Err(Error::hparam(
@@ -90,46 +91,6 @@ pub struct RpropScalars {
     etaplus: f32,
     min: f32,
     max: f32,
-}
-
-impl Rprop {
-    /// One pass over equal-length slices; the step goes through `apply`
-    /// (with lr 1: the step size is part of the direction).
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(
-        s: &RpropScalars,
-        x: &mut [f32],
-        g: &[f32],
-        prev: &mut [f32],
-        step: &mut [f32],
-        apply: &mut A,
-    ) {
-        let n = x.len();
-        let (g, prev, step) = (&g[..n], &mut prev[..n], &mut step[..n]);
-        for i in 0..n {
-            let gi = s.sgn * g[i];
-            let d = gi * prev[i];
-            let f = if d > 0.0 {
-                s.etaplus
-            } else if d < 0.0 {
-                s.etaminus
-            } else if d == 0.0 {
-                1.0
-            } else {
-                d // NaN stays NaN
-            };
-            // torch's clamp(min, max): NaN stays NaN.
-            let st = step[i] * f;
-            let st = if st.is_nan() { st } else { st.max(s.min).min(s.max) };
-            step[i] = st;
-            let gm = if d < 0.0 { 0.0 } else { gi };
-            prev[i] = gm;
-            let mut xi = x[i];
-            apply.apply(&mut xi, gm, 1.0, sign(gm) * st);
-            x[i] = xi;
-        }
-    }
 }
 
 impl UpdateRule for Rprop {
@@ -156,7 +117,24 @@ impl Elementwise for Rprop {
 
     #[inline(always)]
     fn kernel<A: Apply>(&self, s: &RpropScalars, c: Chunk<'_>, apply: &mut A) {
-        let [prev, step, ..] = c.state;
-        Self::run(s, c.value, c.grad, prev, step, apply);
+        // lr 1: the step size is part of the direction.
+        sink2(c, apply, |x, g, prev, step| {
+            let g = s.sgn * g;
+            let d = g * prev;
+            let f = if d > 0.0 {
+                s.etaplus
+            } else if d < 0.0 {
+                s.etaminus
+            } else if d == 0.0 {
+                1.0
+            } else {
+                d // NaN stays NaN
+            };
+            // torch's clamp(min, max): NaN stays NaN.
+            let st = step * f;
+            let st = if st.is_nan() { st } else { st.max(s.min).min(s.max) };
+            let gm = if d < 0.0 { 0.0 } else { g };
+            (Step { x, g: gm, lr: 1.0, u: sign(gm) * st }, gm, st)
+        });
     }
 }

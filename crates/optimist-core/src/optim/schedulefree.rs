@@ -46,14 +46,13 @@
 //! `foreach` argument is not a hyperparameter here.
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::math::{bias_correction, lerp};
 use crate::optimizer::{Mode, Optimizer};
 use crate::rule::OptimizerConfig;
 use crate::optimizer::OptimizerSpec;
-use crate::state::{ParamState, StateDict, StateStore};
+use crate::state::{StateDict, StateStore};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -149,18 +148,7 @@ pub fn spec<C: ScheduleFreeRule>() -> OptimizerSpec {
 }
 
 impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
-    fn name(&self) -> &str {
-        C::NAME
-    }
-
-    fn config(&self) -> Value {
-        self.config.to_json()
-    }
-
-    fn set_config(&mut self, config: Value) -> Result<()> {
-        self.config = C::from_json(&config)?;
-        Ok(())
-    }
+    super::config_methods!(C, config);
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
         if self.mode == Mode::Eval {
@@ -217,10 +205,7 @@ impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
                 .copied()
                 .ok_or_else(|| Error::Input(format!("state has no '{key}' entry")))
         };
-        let k = get("step")?;
-        if !(k.is_finite() && k >= 0.0 && k.fract() == 0.0 && k < 2f64.powi(53)) {
-            return Err(Error::Input(format!("state 'step': invalid value {k}")));
-        }
+        let k = dict.step()?;
         let lr_max = get("lr_max")?;
         let weight_sum = get("weight_sum")?;
         for (key, x) in [("lr_max", lr_max), ("weight_sum", weight_sum)] {
@@ -241,7 +226,7 @@ impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
         let mut states = StateStore::default();
         states.load_state_dict(dict)?;
         self.states = states;
-        self.k = k as u64;
+        self.k = k;
         self.lr_max = lr_max;
         self.weight_sum = weight_sum;
         self.mode = mode;
@@ -249,8 +234,7 @@ impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
     }
 
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        let t = self.states.peek(param)?.buffer(buffer)?;
-        t.is_allocated().then(|| t.as_slice())
+        self.states.buffer(param, buffer)
     }
 
     fn set_mode(&mut self, mode: Mode, params: &mut [ParamMut<'_>]) -> Result<()> {
@@ -358,8 +342,7 @@ impl OptimizerConfig for AdamWScheduleFree {
 
     fn validate(&self) -> Result<()> {
         let n = Self::NAME;
-        v::non_negative(n, "lr", self.lr)?;
-        v::betas(n, self.betas)?;
+        crate::checks!(self, non_negative(lr), betas(betas))?;
         if self.betas[0] == 0.0 {
             return Err(Error::hparam(
                 n,
@@ -368,8 +351,7 @@ impl OptimizerConfig for AdamWScheduleFree {
                 "must be in (0, 1): the eval switch divides by it",
             ));
         }
-        v::non_negative(n, "eps", self.eps)?;
-        v::non_negative(n, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, non_negative(eps, weight_decay))?;
         validate_weighting(n, self.r, self.weight_lr_power)
     }
 }
@@ -453,8 +435,7 @@ impl OptimizerConfig for SgdScheduleFree {
 
     fn validate(&self) -> Result<()> {
         let n = Self::NAME;
-        v::non_negative(n, "lr", self.lr)?;
-        v::non_negative(n, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, non_negative(lr, weight_decay))?;
         if !(self.momentum > 0.0 && self.momentum < 1.0) {
             return Err(Error::hparam(
                 n,

@@ -49,7 +49,6 @@ use crate::math::lerp;
 use crate::optim::schedulefree::{ScheduleFreeRule, ScheduleFreeState, SfStep};
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 /// Hyperparameters of `pytorch_optimizer.ScheduleFreeRAdam`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,15 +95,11 @@ impl OptimizerConfig for ScheduleFreeRAdam {
 
     fn validate(&self) -> Result<()> {
         let n = Self::NAME;
-        v::non_negative(n, "lr", self.lr)?;
-        v::betas(n, self.betas)?;
+        crate::checks!(self, non_negative(lr), betas(betas))?;
         if self.betas[0] == 0.0 {
             return Err(Error::hparam(n, "beta1", 0, "must be in the range (0, 1)"));
         }
-        v::non_negative(n, "weight_decay", self.weight_decay)?;
-        v::non_negative(n, "eps", self.eps)?;
-        v::finite(n, "r", self.r)?;
-        v::finite(n, "weight_lr_power", self.weight_lr_power)
+        crate::checks!(self, non_negative(weight_decay, eps), finite(r, weight_lr_power))
     }
 }
 

@@ -64,7 +64,6 @@ use crate::math::{descent_sign, lerp, sign, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// SCION state: the averaged gradient `d`.
@@ -393,7 +392,7 @@ impl OptimizerConfig for Scion {
         "averaged gradient through a norm-ball linear minimization oracle (spectral, sign, RMS, ...)";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
+        crate::checks!(self, non_negative(lr))?;
         if !(self.momentum > 0.0 && self.momentum <= 1.0) {
             return Err(Error::hparam(
                 Self::NAME,
@@ -402,8 +401,7 @@ impl OptimizerConfig for Scion {
                 "must be in (0, 1]",
             ));
         }
-        v::positive(Self::NAME, "scale", self.scale)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, positive(scale), non_negative(weight_decay))?;
         self.lmo()?;
         Ok(())
     }

@@ -22,10 +22,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::math::WeightDecay;
+use crate::math::{descent_sign, WeightDecay};
+use crate::optim::each::{sink0, sink1, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// SGD state: the momentum buffer (allocated only when momentum != 0).
@@ -74,10 +74,8 @@ impl OptimizerConfig for Sgd {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "momentum", self.momentum)?;
-        v::finite(Self::NAME, "dampening", self.dampening)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, non_negative(lr, momentum), finite(dampening),
+            non_negative(weight_decay))?;
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(Error::hparam(
                 Self::NAME,
@@ -90,7 +88,7 @@ impl OptimizerConfig for Sgd {
     }
 }
 
-/// Per-step scalars of SGD.
+/// Per-step scalars of SGD with (Nesterov) momentum (SGD, SGDW).
 #[derive(Debug, Clone, Copy)]
 pub struct SgdScalars {
     wd: WeightDecay,
@@ -103,22 +101,47 @@ pub struct SgdScalars {
     nesterov: bool,
 }
 
-/// One element of SGD with momentum: from (p, g, b) returns p after weight
-/// decay, the gradient as used (after L2 decay), the new momentum b and the
-/// direction d of the step `p <- p - lr * d`.
-#[inline(always)]
-fn sgd_element(s: &SgdScalars, x: f32, g: f32, b: f32) -> (f32, f32, f32, f32) {
-    let (x, g) = s.wd.apply_to(x, s.sgn * g);
-    let b = if s.first { g } else { b * s.mom + s.damp * g };
-    let d = if s.nesterov { g + s.mom * b } else { b };
-    (x, g, b, d)
+impl SgdScalars {
+    /// The scalars of one step with weight decay `wd`; `first` on the step
+    /// that creates the momentum buffer (no dampening then).
+    pub(crate) fn new(
+        wd: WeightDecay,
+        lr: f64,
+        (momentum, dampening, nesterov): (f64, f64, bool),
+        maximize: bool,
+        first: bool,
+    ) -> Self {
+        SgdScalars {
+            wd,
+            lr: lr as f32,
+            sgn: descent_sign(maximize),
+            mom: momentum as f32,
+            damp: (1.0 - dampening) as f32,
+            momentum: momentum != 0.0,
+            first,
+            nesterov,
+        }
+    }
 }
 
-/// One element of plain SGD (no momentum): p after decay and the gradient
-/// as used, which is also the direction.
+/// The kernel of SGD with (Nesterov) momentum, shared with SGDW: the step
+/// of every element is `p <- p - lr * d` after weight decay, where `d` is
+/// the gradient without momentum, else the new momentum `b` (or
+/// `g + momentum * b` with Nesterov).
 #[inline(always)]
-fn sgd_plain_element(s: &SgdScalars, x: f32, g: f32) -> (f32, f32) {
-    s.wd.apply_to(x, s.sgn * g)
+pub(crate) fn sgd_kernel<A: Apply>(s: &SgdScalars, c: Chunk<'_>, apply: &mut A) {
+    if !s.momentum {
+        return sink0(c, apply, |x, g| {
+            let (x, g) = s.wd.apply_to(x, s.sgn * g);
+            Step { x, g, lr: s.lr, u: g }
+        });
+    }
+    sink1(c, apply, |x, g, b| {
+        let (x, g) = s.wd.apply_to(x, s.sgn * g);
+        let b = if s.first { g } else { b * s.mom + s.damp * g };
+        let u = if s.nesterov { g + s.mom * b } else { b };
+        (Step { x, g, lr: s.lr, u }, b)
+    });
 }
 
 impl UpdateRule for Sgd {
@@ -136,39 +159,17 @@ impl Elementwise for Sgd {
         if first {
             st.momentum_buffer = StateTensor::zeros(p.numel());
         }
-        Ok(SgdScalars {
-            wd: WeightDecay::new(self.weight_decay, false, self.lr),
-            lr: self.lr as f32,
-            sgn: if self.maximize { -1.0 } else { 1.0 },
-            mom: self.momentum as f32,
-            damp: (1.0 - self.dampening) as f32,
-            momentum,
+        Ok(SgdScalars::new(
+            WeightDecay::new(self.weight_decay, false, self.lr),
+            self.lr,
+            (self.momentum, self.dampening, self.nesterov),
+            self.maximize,
             first,
-            nesterov: self.nesterov,
-        })
+        ))
     }
 
     #[inline(always)]
-    // Index loops over slices re-sliced to one length: no bounds checks, vectorizes.
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &SgdScalars, c: Chunk<'_>, apply: &mut A) {
-        let n = c.value.len();
-        let (x, g) = (c.value, &c.grad[..n]);
-        let [b, ..] = c.state;
-        if !s.momentum {
-            for i in 0..n {
-                let (mut xd, gd) = sgd_plain_element(s, x[i], g[i]);
-                apply.apply(&mut xd, gd, s.lr, gd);
-                x[i] = xd;
-            }
-            return;
-        }
-        let b = &mut b[..n];
-        for i in 0..n {
-            let (mut xd, gd, bi, d) = sgd_element(s, x[i], g[i], b[i]);
-            b[i] = bi;
-            apply.apply(&mut xd, gd, s.lr, d);
-            x[i] = xd;
-        }
+        sgd_kernel(s, c, apply);
     }
 }

@@ -35,10 +35,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::math::{descent_sign, l2_norm};
+use super::pytorch_optimizer::project_radial;
+use crate::math::descent_sign;
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// SGDP state: the momentum buffer.
@@ -98,13 +98,8 @@ impl OptimizerConfig for Sgdp {
     const SUMMARY: &'static str = "momentum SGD with the radial component projected out on scale-invariant weights";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::unit_interval_open(Self::NAME, "wd_ratio", self.wd_ratio)?;
-        v::non_negative(Self::NAME, "eps", self.eps)?;
-        v::finite(Self::NAME, "momentum", self.momentum)?;
-        v::finite(Self::NAME, "dampening", self.dampening)?;
-        v::finite(Self::NAME, "delta", self.delta)?;
+        crate::checks!(self, non_negative(lr, weight_decay), unit_interval_open(wd_ratio),
+            non_negative(eps), finite(momentum, dampening, delta))?;
         if self.momentum == 1.0 {
             return Err(Error::hparam(
                 Self::NAME,
@@ -117,57 +112,12 @@ impl OptimizerConfig for Sgdp {
     }
 }
 
-/// Rows of `x` (`rows` equal rows, row-major) as slices.
-fn rows(x: &[f32], rows: usize) -> impl Iterator<Item = &[f32]> {
-    let cols = x.len() / rows.max(1);
-    x.chunks(cols.max(1))
-}
-
-/// torch's `cosine_similarity(x, y, dim=1, eps)` of one row pair.
-fn cosine(x: &[f32], y: &[f32], eps: f32) -> f32 {
-    let nx = l2_norm(x).max(eps);
-    let ny = l2_norm(y).max(eps);
-    let s: f64 = x.iter().zip(y).map(|(&a, &b)| ((a / nx) * (b / ny)) as f64).sum();
-    s as f32
-}
-
-impl Sgdp {
-    /// The projection of the reference: removes the radial component of
-    /// `d` in the first view (channel, then layer) where `g` and `p` are
-    /// nearly orthogonal; returns whether it did.
-    fn project(&self, p: &[f32], g: &[f32], d: &mut [f32], channels: usize) -> bool {
-        let eps = self.eps as f32;
-        for nrows in [channels, 1] {
-            let cols = p.len() / nrows;
-            let max_cos = rows(g, nrows)
-                .zip(rows(p, nrows))
-                .map(|(gr, pr)| cosine(gr, pr, eps).abs())
-                .fold(f32::NEG_INFINITY, f32::max);
-            let threshold = (self.delta / (cols as f64).sqrt()) as f32;
-            if max_cos < threshold {
-                for (pr, dr) in rows(p, nrows).zip(d.chunks_mut(cols.max(1))) {
-                    let denom = l2_norm(pr) + eps;
-                    let pn: Vec<f32> = pr.iter().map(|&x| x / denom).collect();
-                    let radial: f64 = pn.iter().zip(dr.iter()).map(|(&a, &b)| (a * b) as f64).sum();
-                    let radial = radial as f32;
-                    for (di, &a) in dr.iter_mut().zip(&pn) {
-                        *di -= a * radial;
-                    }
-                }
-                return true;
-            }
-        }
-        false
-    }
-}
-
 impl UpdateRule for Sgdp {
     type State = SgdpState;
 
     fn update(&self, _: &StepInfo, p: &mut ParamMut<'_>, st: &mut SgdpState) -> Result<()> {
         let n = p.numel();
-        st.momentum.ensure(p.name, "momentum", n, 0.0)?;
-        st.step += 1;
+        st.start_step(p.name, n)?;
         let sgn = descent_sign(self.maximize);
         let g: Vec<f32> = p.grad.iter().map(|&x| sgn * x).collect();
         let (mom, damp) = (self.momentum as f32, (1.0 - self.dampening) as f32);
@@ -178,7 +128,7 @@ impl UpdateRule for Sgdp {
             d.push(if self.nesterov { *bi * mom + gi } else { *bi });
         }
         let mut ratio = 1.0;
-        if p.shape.len() > 1 && n > 0 && self.project(p.value, &g, &mut d, p.shape[0]) {
+        if p.shape.len() > 1 && n > 0 && project_radial(p.value, &g, &mut d, p.shape[0], self.delta, self.eps as f32) {
             ratio = self.wd_ratio;
         }
         let ratio = ratio / (1.0 - self.momentum);

@@ -24,10 +24,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::math::{descent_sign, WeightDecay};
+use crate::math::WeightDecay;
+use crate::optim::sgd::{sgd_kernel, SgdScalars};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// SGDW state: the momentum buffer (allocated only when momentum > 0).
@@ -76,50 +76,8 @@ impl OptimizerConfig for Sgdw {
     const SUMMARY: &'static str = "SGD with (Nesterov) momentum and decoupled weight decay";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::finite(Self::NAME, "dampening", self.dampening)
-    }
-}
-
-/// Per-step scalars of SGDW.
-#[derive(Debug, Clone, Copy)]
-pub struct SgdwScalars {
-    wd: WeightDecay,
-    sgn: f32,
-    lr: f32,
-    mom: f32,
-    damp: f32,
-    momentum: bool,
-    first: bool,
-    nesterov: bool,
-}
-
-impl Sgdw {
-    /// One pass over equal-length slices; the step goes through `apply`.
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(s: &SgdwScalars, x: &mut [f32], g: &[f32], b: &mut [f32], apply: &mut A) {
-        let n = x.len();
-        let g = &g[..n];
-        if !s.momentum {
-            for i in 0..n {
-                let (mut xi, gi) = s.wd.apply_to(x[i], s.sgn * g[i]);
-                apply.apply(&mut xi, gi, s.lr, gi);
-                x[i] = xi;
-            }
-            return;
-        }
-        let b = &mut b[..n];
-        for i in 0..n {
-            let (mut xi, gi) = s.wd.apply_to(x[i], s.sgn * g[i]);
-            let bi = if s.first { gi } else { b[i] * s.mom + s.damp * gi };
-            b[i] = bi;
-            let d = if s.nesterov { gi + s.mom * bi } else { bi };
-            apply.apply(&mut xi, gi, s.lr, d);
-            x[i] = xi;
-        }
+        crate::checks!(self, non_negative(lr), unit_interval_open(momentum),
+            non_negative(weight_decay), finite(dampening))
     }
 }
 
@@ -129,30 +87,26 @@ impl UpdateRule for Sgdw {
 }
 
 impl Elementwise for Sgdw {
-    type Scalars = SgdwScalars;
+    type Scalars = SgdScalars;
 
-    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut SgdwState) -> Result<SgdwScalars> {
+    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut SgdwState) -> Result<SgdScalars> {
         st.step += 1;
         let momentum = self.momentum > 0.0;
         let first = momentum && !st.momentum_buffer.is_allocated();
         if momentum {
             st.momentum_buffer.ensure(p.name, "momentum_buffer", p.numel(), 0.0)?;
         }
-        Ok(SgdwScalars {
-            wd: WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr),
-            sgn: descent_sign(self.maximize),
-            lr: self.lr as f32,
-            mom: self.momentum as f32,
-            damp: (1.0 - self.dampening) as f32,
-            momentum,
+        Ok(SgdScalars::new(
+            WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr),
+            self.lr,
+            (self.momentum, self.dampening, self.nesterov),
+            self.maximize,
             first,
-            nesterov: self.nesterov,
-        })
+        ))
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &SgdwScalars, c: Chunk<'_>, apply: &mut A) {
-        let [b, ..] = c.state;
-        Self::run(s, c.value, c.grad, b, apply);
+    fn kernel<A: Apply>(&self, s: &SgdScalars, c: Chunk<'_>, apply: &mut A) {
+        sgd_kernel(s, c, apply);
     }
 }

@@ -101,16 +101,15 @@ impl OptimizerConfig for Shampoo {
         "Kronecker-factored preconditioner: inverse 2r-th roots of per-dimension gradient statistics";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
+        crate::checks!(self, non_negative(lr), unit_interval_open(momentum),
+            non_negative(weight_decay))?;
         v::at_least(
             Self::NAME,
             "preconditioning_compute_steps",
             self.preconditioning_compute_steps,
             1,
         )?;
-        v::non_negative(Self::NAME, "matrix_eps", self.matrix_eps)
+        crate::checks!(self, non_negative(matrix_eps))
     }
 }
 

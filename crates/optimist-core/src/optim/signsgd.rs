@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::{lerp, sign, WeightDecay};
+use crate::optim::each::{sink0, sink1, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// signSGD state: the momentum buffer (allocated only when momentum > 0).
@@ -66,9 +66,8 @@ impl OptimizerConfig for SignSgd {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr), unit_interval_open(momentum),
+            non_negative(weight_decay))
     }
 }
 
@@ -81,26 +80,20 @@ pub struct SignSgdScalars {
     w: Option<f32>,
 }
 
-/// One element with momentum: from (p, g, buf) returns the decayed p, the
-/// gradient, the new buffer and the update direction.
+/// One element with momentum: from (p, g, buf) returns the step (the
+/// decayed p, direction `sign(buf)`) and the new buffer.
 #[inline(always)]
-fn signsgd_momentum_element(
-    s: &SignSgdScalars,
-    w: f32,
-    x: f32,
-    g: f32,
-    b: f32,
-) -> (f32, f32, f32, f32) {
+fn signsgd_momentum_element(s: &SignSgdScalars, w: f32, x: f32, g: f32, b: f32) -> (Step, f32) {
     let (x, g) = s.wd.apply_to(x, g);
     let b = lerp(b, g, w);
-    (x, g, b, sign(b))
+    (Step { x, g, lr: s.lr, u: sign(b) }, b)
 }
 
-/// One element without momentum: the decayed p, the gradient and the direction.
+/// One element without momentum: the step (the decayed p, direction `sign(g)`).
 #[inline(always)]
-fn signsgd_plain_element(s: &SignSgdScalars, x: f32, g: f32) -> (f32, f32, f32) {
+fn signsgd_plain_element(s: &SignSgdScalars, x: f32, g: f32) -> Step {
     let (x, g) = s.wd.apply_to(x, g);
-    (x, g, sign(g))
+    Step { x, g, lr: s.lr, u: sign(g) }
 }
 
 impl UpdateRule for SignSgd {
@@ -130,28 +123,10 @@ impl Elementwise for SignSgd {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &SignSgdScalars, c: Chunk<'_>, apply: &mut A) {
-        let n = c.value.len();
-        let (x, g) = (c.value, &c.grad[..n]);
-        let [b, ..] = c.state;
         match s.w {
-            Some(w) => {
-                let b = &mut b[..n];
-                for i in 0..n {
-                    let (mut xi, gi, bi, u) = signsgd_momentum_element(s, w, x[i], g[i], b[i]);
-                    b[i] = bi;
-                    apply.apply(&mut xi, gi, s.lr, u);
-                    x[i] = xi;
-                }
-            }
-            None => {
-                for i in 0..n {
-                    let (mut xi, gi, u) = signsgd_plain_element(s, x[i], g[i]);
-                    apply.apply(&mut xi, gi, s.lr, u);
-                    x[i] = xi;
-                }
-            }
+            Some(w) => sink1(c, apply, |x, g, b| signsgd_momentum_element(s, w, x, g, b)),
+            None => sink0(c, apply, |x, g| signsgd_plain_element(s, x, g)),
         }
     }
 }

@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 use super::adam_family::{decay, grad_sign, load_f64, store_f64};
 use crate::error::Result;
 use crate::math::{lerp, Ema, WeightDecay};
+use crate::optim::each::{sink2, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
+use crate::tensor::ParamMut;
 
 crate::param_state! {
     /// Simplified AdEMAMix state: momentum, second moment and the running
@@ -92,12 +92,8 @@ impl OptimizerConfig for SimplifiedAdEMAMix {
         "long-horizon momentum mixed with the current gradient, theory-style normalisation";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "alpha", self.alpha)?;
-        v::non_negative(Self::NAME, "min_beta1", self.min_beta1)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas),
+            non_negative(alpha, min_beta1, weight_decay, eps))
     }
 }
 
@@ -143,12 +139,7 @@ impl Elementwise for SimplifiedAdEMAMix {
         p: &ParamMut<'_>,
         st: &mut SimplifiedAdEMAMixState,
     ) -> Result<SimplifiedAdEMAMixScalars> {
-        let n = p.numel();
-        if !st.exp_avg.is_allocated() {
-            st.exp_avg = StateTensor::zeros(n);
-            st.exp_avg_sq = StateTensor::zeros(n);
-        }
-        st.step += 1;
+        st.start_step(p.name, p.numel())?;
         let b2 = self.betas[1];
         let den = b2 * load_f64(&st.den_sum) + (1.0 - b2);
         store_f64(&mut st.den_sum, den);
@@ -166,21 +157,15 @@ impl Elementwise for SimplifiedAdEMAMix {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &SimplifiedAdEMAMixScalars, c: Chunk<'_>, apply: &mut A) {
-        let n = c.value.len();
-        let [m, v, ..] = c.state;
-        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
-        for i in 0..n {
-            let (mut xi, gi) = s.wd.apply_to(x[i], s.sign * g[i]);
-            let mi = lerp(m[i], gi, s.w1);
-            let vi = s.v.sq(v[i], gi);
-            (m[i], v[i]) = (mi, vi);
-            let de = vi.sqrt() + s.deps;
-            let u = (mi + s.alpha * gi) / de / s.d;
-            apply.apply(&mut xi, gi, s.lr, u);
-            x[i] = xi;
-        }
+        sink2(c, apply, |x, g, m, v| {
+            let (x, g) = s.wd.apply_to(x, s.sign * g);
+            let m = lerp(m, g, s.w1);
+            let v = s.v.sq(v, g);
+            let de = v.sqrt() + s.deps;
+            let u = (m + s.alpha * g) / de / s.d;
+            (Step { x, g, lr: s.lr, u }, m, v)
+        });
     }
 }
 

@@ -39,7 +39,6 @@ use crate::error::{Error, Result};
 use crate::math::{descent_sign, maximum, Ema};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// SM3 state: the momentum buffer and the per-dimension accumulators.
@@ -82,10 +81,8 @@ impl OptimizerConfig for Sm3 {
         "adaptive steps from per-row / per-column max accumulators (sublinear memory)";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval_open(Self::NAME, "momentum", self.momentum)?;
-        v::unit_interval(Self::NAME, "beta", self.beta)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), unit_interval_open(momentum), unit_interval(beta),
+            non_negative(eps))
     }
 }
 

@@ -130,15 +130,12 @@ impl OptimizerConfig for Soap {
         "Adam in the eigenbasis of Shampoo's preconditioner, refreshed by power iteration + QR";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
+        crate::checks!(self, non_negative(lr), betas(betas))?;
         if let Some(b) = self.shampoo_beta {
             v::non_negative(Self::NAME, "shampoo_beta", b)?;
         }
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::at_least(Self::NAME, "precondition_frequency", self.precondition_frequency, 1)?;
-        v::at_least(Self::NAME, "max_precondition_dim", self.max_precondition_dim, 1)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(weight_decay),
+            at_least(precondition_frequency, max_precondition_dim; 1), non_negative(eps))
     }
 }
 

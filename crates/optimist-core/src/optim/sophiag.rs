@@ -46,8 +46,7 @@ use crate::error::Result;
 use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{clamp_max, sign, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
+use crate::tensor::ParamMut;
 
 crate::param_state! {
     /// SophiaG state: the gradient EMA and the curvature EMA.
@@ -95,11 +94,7 @@ impl OptimizerConfig for SophiaG {
     const CURVATURE: crate::rule::Curvature = crate::rule::Curvature::GaussNewtonDiagonal;
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "rho", self.rho)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "bs", self.bs)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(rho, weight_decay, bs))
     }
 }
 
@@ -138,24 +133,6 @@ fn sophiag_element<const HESSIAN: bool>(
     (x + s.neg_lr * sign(m) * ratio, m, h)
 }
 
-/// The loop over equal-length slices, with or without a Hessian estimate.
-#[inline(always)]
-fn sophiag_loop(
-    s: &SophiaGScalars,
-    x: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    h: &mut [f32],
-    est: Option<&[f32]>,
-) {
-    super::sophiah::hessian_loop(
-        s,
-        (x, g, m, h, est),
-        sophiag_element::<true>,
-        sophiag_element::<false>,
-    );
-}
-
 impl UpdateRule for SophiaG {
     type State = SophiaGState;
     crate::elementwise_rule!(direct);
@@ -170,12 +147,7 @@ impl Elementwise for SophiaG {
         p: &ParamMut<'_>,
         st: &mut SophiaGState,
     ) -> Result<SophiaGScalars> {
-        let n = p.numel();
-        if !st.exp_avg.is_allocated() {
-            st.exp_avg = StateTensor::zeros(n);
-            st.hessian = StateTensor::zeros(n);
-        }
-        st.step += 1;
+        st.start_step(p.name, p.numel())?;
         let [beta1, beta2] = self.betas;
         Ok(SophiaGScalars {
             wd: WeightDecay::new(self.weight_decay, true, self.lr),
@@ -191,7 +163,6 @@ impl Elementwise for SophiaG {
 
     #[inline(always)]
     fn kernel<A: Apply>(&self, s: &SophiaGScalars, c: Chunk<'_>, _apply: &mut A) {
-        let [m, h, ..] = c.state;
-        sophiag_loop(s, c.value, c.grad, m, h, c.hessian);
+        super::each::direct2_hessian(s, c, sophiag_element::<true>, sophiag_element::<false>);
     }
 }

@@ -43,8 +43,7 @@ use crate::rule::{Apply, Chunk, Elementwise};
 use crate::math::{lerp, maximum, WeightDecay};
 use crate::optim::pytorch_optimizer::clamp_nan;
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
+use crate::tensor::ParamMut;
 
 crate::param_state! {
     /// SophiaH state: the gradient EMA and the Hessian-diagonal EMA.
@@ -112,12 +111,8 @@ impl OptimizerConfig for SophiaH {
     }
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "p", self.p)?;
-        v::at_least(Self::NAME, "update_period", self.update_period, 1)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, p),
+            at_least(update_period; 1), non_negative(eps))
     }
 }
 
@@ -151,61 +146,6 @@ fn sophiah_element<const HESSIAN: bool>(
     (x + s.neg_lr * u, m, h)
 }
 
-/// The loop over equal-length slices, with or without a Hessian estimate.
-#[inline(always)]
-fn sophiah_loop(
-    s: &SophiaHScalars,
-    x: &mut [f32],
-    g: &[f32],
-    m: &mut [f32],
-    h: &mut [f32],
-    est: Option<&[f32]>,
-) {
-    super::sophiah::hessian_loop(
-        s,
-        (x, g, m, h, est),
-        sophiah_element::<true>,
-        sophiah_element::<false>,
-    );
-}
-
-/// The slices of one Sophia update: parameter, gradient, first moment,
-/// Hessian moment and the optional Hessian estimate.
-pub(crate) type SophiaSlices<'a> = (
-    &'a mut [f32],
-    &'a [f32],
-    &'a mut [f32],
-    &'a mut [f32],
-    Option<&'a [f32]>,
-);
-
-/// The elementwise loop shared by Sophia-H and Sophia-G: `with` updates an
-/// element given a fresh Hessian estimate, `without` on steps with none.
-#[inline(always)]
-#[allow(clippy::needless_range_loop)]
-pub(crate) fn hessian_loop<S, W, N>(s: &S, slices: SophiaSlices<'_>, with: W, without: N)
-where
-    W: Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
-    N: Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
-{
-    let (x, g, m, h, est) = slices;
-    let n = x.len();
-    let (g, m, h) = (&g[..n], &mut m[..n], &mut h[..n]);
-    match est {
-        Some(e) => {
-            let e = &e[..n];
-            for i in 0..n {
-                (x[i], m[i], h[i]) = with(s, x[i], g[i], m[i], h[i], e[i]);
-            }
-        }
-        None => {
-            for i in 0..n {
-                (x[i], m[i], h[i]) = without(s, x[i], g[i], m[i], h[i], 0.0);
-            }
-        }
-    }
-}
-
 impl UpdateRule for SophiaH {
     type State = SophiaHState;
     crate::elementwise_rule!(direct);
@@ -220,12 +160,7 @@ impl Elementwise for SophiaH {
         p: &ParamMut<'_>,
         st: &mut SophiaHState,
     ) -> Result<SophiaHScalars> {
-        let n = p.numel();
-        if !st.momentum.is_allocated() {
-            st.momentum = StateTensor::zeros(n);
-            st.hessian_moment = StateTensor::zeros(n);
-        }
-        st.step += 1;
+        st.start_step(p.name, p.numel())?;
         let decay_lr = if self.fixed_decay { 1.0 } else { self.lr };
         Ok(SophiaHScalars {
             wd: WeightDecay::new(self.weight_decay, self.weight_decouple, decay_lr),
@@ -240,7 +175,6 @@ impl Elementwise for SophiaH {
 
     #[inline(always)]
     fn kernel<A: Apply>(&self, s: &SophiaHScalars, c: Chunk<'_>, _apply: &mut A) {
-        let [m, h, ..] = c.state;
-        sophiah_loop(s, c.value, c.grad, m, h, c.hessian);
+        super::each::direct2_hessian(s, c, sophiah_element::<true>, sophiah_element::<false>);
     }
 }

@@ -49,7 +49,6 @@ use crate::math::lerp;
 use crate::optim::prodigy::GlobalRule;
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// SPAM state: Adam's moments.
@@ -107,13 +106,9 @@ impl OptimizerConfig for Spam {
 
     fn validate(&self) -> Result<()> {
         let n = Self::NAME;
-        v::non_negative(n, "lr", self.lr)?;
-        v::betas(n, self.betas)?;
-        v::non_negative(n, "weight_decay", self.weight_decay)?;
-        v::non_negative(n, "density", self.density)?;
-        v::non_negative(n, "threshold", self.threshold)?;
-        v::at_least(n, "update_proj_gap", self.update_proj_gap, 1)?;
-        v::non_negative(n, "eps", self.eps)?;
+        crate::checks!(self, non_negative(lr), betas(betas),
+            non_negative(weight_decay, density, threshold), at_least(update_proj_gap; 1),
+            non_negative(eps))?;
         if self.density != 1.0 {
             return Err(Error::Unsupported(format!(
                 "{n}: density {} needs random update masks; only density 1 is implemented",

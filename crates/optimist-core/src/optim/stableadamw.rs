@@ -35,8 +35,7 @@ use super::adam_family::{debias_beta, grad_sign};
 use crate::error::Result;
 use crate::math::lerp;
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
+use crate::tensor::ParamMut;
 
 crate::param_state! {
     /// StableAdamW state: first and second moments.
@@ -84,10 +83,7 @@ impl OptimizerConfig for StableAdamW {
     const SUMMARY: &'static str = "AdamW with debiased betas and per-tensor RMS update clipping";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, eps))
     }
 }
 
@@ -97,11 +93,7 @@ impl UpdateRule for StableAdamW {
     #[allow(clippy::needless_range_loop)]
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut StableAdamWState) -> Result<()> {
         let n = p.numel();
-        if !st.exp_avg.is_allocated() {
-            st.exp_avg = StateTensor::zeros(n);
-            st.exp_avg_sq = StateTensor::zeros(n);
-        }
-        st.step += 1;
+        st.start_step(p.name, n)?;
         let t = info.step;
         let w1 = (1.0 - debias_beta(self.betas[0], t)) as f32;
         let b2h = debias_beta(self.betas[1], t);

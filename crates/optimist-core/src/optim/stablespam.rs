@@ -45,7 +45,6 @@ use crate::math::lerp;
 use crate::optim::prodigy::GlobalRule;
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// Stable-SPAM state: Adam's moments and the per-tensor norm statistics.
@@ -100,15 +99,8 @@ impl OptimizerConfig for StableSpam {
         "Adam on spike-clipped, norm-normalized gradients with periodic moment resets";
 
     fn validate(&self) -> Result<()> {
-        let n = Self::NAME;
-        v::non_negative(n, "lr", self.lr)?;
-        v::betas(n, self.betas)?;
-        v::non_negative(n, "weight_decay", self.weight_decay)?;
-        v::at_least(n, "update_proj_gap", self.update_proj_gap, 1)?;
-        v::non_negative(n, "eps", self.eps)?;
-        v::finite(n, "gamma1", self.gamma1)?;
-        v::finite(n, "gamma2", self.gamma2)?;
-        v::finite(n, "theta", self.theta)
+        crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay),
+            at_least(update_proj_gap; 1), non_negative(eps), finite(gamma1, gamma2, theta))
     }
 }
 

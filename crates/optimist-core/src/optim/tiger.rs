@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::{descent_sign, lerp, sign, WeightDecay};
+use crate::optim::each::{sink1, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
-use crate::validate as v;
 
 crate::param_state! {
     /// Tiger state: the gradient EMA.
@@ -68,9 +68,7 @@ impl OptimizerConfig for Tiger {
     const SUMMARY: &'static str = "sign of a single gradient EMA (Lion with beta1 = beta2)";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::unit_interval_open(Self::NAME, "beta", self.beta)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)
+        crate::checks!(self, non_negative(lr), unit_interval_open(beta), non_negative(weight_decay))
     }
 }
 
@@ -81,23 +79,6 @@ pub struct TigerScalars {
     sgn: f32,
     w: f32,
     lr: f32,
-}
-
-impl Tiger {
-    /// One pass over equal-length slices; the step goes through `apply`.
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
-    fn run<A: Apply>(s: &TigerScalars, x: &mut [f32], g: &[f32], m: &mut [f32], apply: &mut A) {
-        let n = x.len();
-        let (g, m) = (&g[..n], &mut m[..n]);
-        for i in 0..n {
-            let (mut xi, gi) = s.wd.apply_to(x[i], s.sgn * g[i]);
-            let mi = lerp(m[i], gi, s.w);
-            m[i] = mi;
-            apply.apply(&mut xi, gi, s.lr, sign(mi));
-            x[i] = xi;
-        }
-    }
 }
 
 impl UpdateRule for Tiger {
@@ -122,7 +103,10 @@ impl Elementwise for Tiger {
 
     #[inline(always)]
     fn kernel<A: Apply>(&self, s: &TigerScalars, c: Chunk<'_>, apply: &mut A) {
-        let [m, ..] = c.state;
-        Self::run(s, c.value, c.grad, m, apply);
+        sink1(c, apply, |x, g, m| {
+            let (x, g) = s.wd.apply_to(x, s.sgn * g);
+            let m = lerp(m, g, s.w);
+            (Step { x, g, lr: s.lr, u: sign(m) }, m)
+        });
     }
 }

@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 use super::adam_family::{decay, grad_sign};
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, sign, WeightDecay};
+use crate::optim::each::{sink2, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
-use crate::validate as v;
 
 crate::param_state! {
     /// Yogi state: first and second moments.
@@ -82,11 +82,8 @@ impl OptimizerConfig for Yogi {
     const SUMMARY: &'static str = "Adam with an additive, sign-controlled second-moment update";
 
     fn validate(&self) -> Result<()> {
-        v::non_negative(Self::NAME, "lr", self.lr)?;
-        v::betas(Self::NAME, self.betas)?;
-        v::finite(Self::NAME, "initial_accumulator", self.initial_accumulator)?;
-        v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
-        v::non_negative(Self::NAME, "eps", self.eps)
+        crate::checks!(self, non_negative(lr), betas(betas), finite(initial_accumulator),
+            non_negative(weight_decay, eps))
     }
 }
 
@@ -137,22 +134,16 @@ impl Elementwise for Yogi {
     }
 
     #[inline(always)]
-    #[allow(clippy::needless_range_loop)]
     fn kernel<A: Apply>(&self, s: &YogiScalars, c: Chunk<'_>, apply: &mut A) {
-        let n = c.value.len();
-        let [m, v, ..] = c.state;
-        let (x, g, m, v) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n]);
-        for i in 0..n {
-            let (mut xi, gi) = s.wd.apply_to(x[i], s.sign * g[i]);
-            let mi = lerp(m[i], gi, s.w1);
-            let g2 = gi * gi;
-            let vi = v[i] + s.nw2 * sign(v[i] - g2) * g2;
-            (m[i], v[i]) = (mi, vi);
-            let de = vi.sqrt() / s.bc2_sqrt + s.eps;
+        sink2(c, apply, |x, g, m, v| {
+            let (x, g) = s.wd.apply_to(x, s.sign * g);
+            let m = lerp(m, g, s.w1);
+            let g2 = g * g;
+            let v = v + s.nw2 * sign(v - g2) * g2;
+            let de = v.sqrt() / s.bc2_sqrt + s.eps;
             // addcdiv(p, m, de, value=-step_size).
-            apply.apply(&mut xi, gi, 1.0, s.step_size * mi / de);
-            x[i] = xi;
-        }
+            (Step { x, g, lr: 1.0, u: s.step_size * m / de }, m, v)
+        });
     }
 }
 

@@ -44,14 +44,21 @@ pub struct Net {
 
 impl Net {
     pub fn new(seed: u64) -> Self {
-        let shapes = vec![vec![4, 3], vec![3, 5]];
-        let names = vec!["layer.weight".to_string(), "head.weight".to_string()];
+        Net::with_shapes(seed, &[("layer.weight", &[4, 3]), ("head.weight", &[3, 5])], 100)
+    }
+
+    /// Parameters `(name, shape)` with values drawn from stream `seed`,
+    /// parameter `i`'s values from `noise(seed * 10 * stride + i * stride + j)`
+    /// (`stride` above the largest parameter keeps the draws apart).
+    pub fn with_shapes(seed: u64, params: &[(&str, &[usize])], stride: u64) -> Self {
+        let names = params.iter().map(|(n, _)| n.to_string()).collect();
+        let shapes: Vec<Vec<usize>> = params.iter().map(|(_, s)| s.to_vec()).collect();
         let values: Vec<Vec<f32>> = shapes
             .iter()
             .enumerate()
             .map(|(i, s)| {
                 (0..s.iter().product::<usize>())
-                    .map(|j| 0.5 * noise(seed * 1000 + i as u64 * 100 + j as u64))
+                    .map(|j| 0.5 * noise(seed * 10 * stride + i as u64 * stride + j as u64))
                     .collect()
             })
             .collect();
@@ -124,6 +131,25 @@ impl Net {
             .map(|v| v.iter().map(|x| x.to_bits()).collect())
             .collect()
     }
+}
+
+/// The state of `opt` as (parameter, buffer, bit patterns), sorted, for
+/// exact comparisons.
+pub fn state_bits(opt: &dyn Optimizer) -> Vec<(String, String, Vec<u32>)> {
+    let mut v: Vec<_> = opt
+        .state_dict()
+        .tensors
+        .iter()
+        .map(|e| {
+            (
+                e.param.clone(),
+                e.name.clone(),
+                e.values.iter().map(|x| x.to_bits()).collect(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// Builds registry optimizer `name` with hyperparameters `hp`, which must

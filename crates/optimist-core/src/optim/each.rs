@@ -1,0 +1,225 @@
+//! The loops of elementwise kernels, written once. A kernel gives the
+//! arithmetic of one element as a function and one of these loops runs it
+//! over the chunk the way [`Elementwise::kernel`](crate::rule::Elementwise)
+//! asks: every slice cut to the chunk's length (no bounds checks in the
+//! loop), values computed first and stored unconditionally (the loop
+//! vectorizes). Each loop is `#[inline(always)]` and generic over the
+//! element function, so a kernel is still one monomorphized loop with the
+//! element's arithmetic inlined in it: no call and no branch per element
+//! that the hand-written loop did not have.
+//!
+//! The state buffers are the first ones of the chunk, in
+//! [`ParamState::BUFFERS`](crate::state::ParamState) order; the digit in a
+//! loop's name says how many the element reads and writes.
+//! - `direct*`: the element returns the new parameter value itself, for
+//!   rules whose step is not one `x - lr * u`
+//!   ([`elementwise_rule!(direct)`](crate::elementwise_rule)); the sink is
+//!   not used.
+//! - `sink*`: the element returns a [`Step`]: the parameter after the
+//!   rule's own weight decay, the gradient as the rule used it and the
+//!   step `lr * u`, which goes through the [`Apply`] sink (the plain update
+//!   `x - lr * u`, or the cautious mask).
+
+use crate::rule::{Apply, Chunk, MAX_BUFFERS};
+
+/// The chunk with its state buffers `order[0]`, `order[1]`, ... first, for
+/// a kernel whose step reads buffers that are not the first ones (the
+/// others are left out).
+#[inline(always)]
+pub fn select<const K: usize>(mut c: Chunk<'_>, order: [usize; K]) -> Chunk<'_> {
+    let mut state: [&mut [f32]; MAX_BUFFERS] = Default::default();
+    for (slot, &k) in state.iter_mut().zip(&order) {
+        *slot = std::mem::take(&mut c.state[k]);
+    }
+    Chunk { state, ..c }
+}
+
+/// One element's step for the [`Apply`] sink (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    /// The parameter after the rule's own weight decay.
+    pub x: f32,
+    /// The gradient as the rule used it (after L2 decay).
+    pub g: f32,
+    /// Learning rate of the step.
+    pub lr: f32,
+    /// Direction: the plain update is `x - lr * u`.
+    pub u: f32,
+}
+
+impl Step {
+    /// Ends the element: its step through `apply`, the result stored in `x`.
+    #[inline(always)]
+    fn finish<A: Apply>(self, apply: &mut A, x: &mut f32) {
+        let mut xi = self.x;
+        apply.apply(&mut xi, self.g, self.lr, self.u);
+        *x = xi;
+    }
+}
+
+/// `x, a <- f(s, x, g, a)` on every element (one state buffer).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub fn direct1<S>(s: &S, c: Chunk<'_>, f: impl Fn(&S, f32, f32, f32) -> (f32, f32)) {
+    let n = c.value.len();
+    let [a, ..] = c.state;
+    let (x, g, a) = (c.value, &c.grad[..n], &mut a[..n]);
+    for i in 0..n {
+        (x[i], a[i]) = f(s, x[i], g[i], a[i]);
+    }
+}
+
+/// `x, a, b <- f(s, x, g, a, b)` on every element (two state buffers).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub fn direct2<S>(s: &S, c: Chunk<'_>, f: impl Fn(&S, f32, f32, f32, f32) -> (f32, f32, f32)) {
+    let n = c.value.len();
+    let [a, b, ..] = c.state;
+    let (x, g, a, b) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n]);
+    for i in 0..n {
+        (x[i], a[i], b[i]) = f(s, x[i], g[i], a[i], b[i]);
+    }
+}
+
+/// `x, a, b, d <- f(s, x, g, a, b, d)` on every element (three state buffers).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub fn direct3<S>(
+    s: &S,
+    c: Chunk<'_>,
+    f: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32, f32),
+) {
+    let n = c.value.len();
+    let [a, b, d, ..] = c.state;
+    let (x, g) = (c.value, &c.grad[..n]);
+    let (a, b, d) = (&mut a[..n], &mut b[..n], &mut d[..n]);
+    for i in 0..n {
+        (x[i], a[i], b[i], d[i]) = f(s, x[i], g[i], a[i], b[i], d[i]);
+    }
+}
+
+/// [`direct2`] with the chunk's Hessian estimate `e` as a fifth input:
+/// `with(s, x, g, a, b, e)` when the step carries an estimate, else
+/// `without(s, x, g, a, b, 0)`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub fn direct2_hessian<S>(
+    s: &S,
+    c: Chunk<'_>,
+    with: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
+    without: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
+) {
+    let n = c.value.len();
+    let [a, b, ..] = c.state;
+    let (x, g, a, b) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n]);
+    match c.hessian {
+        Some(e) => {
+            let e = &e[..n];
+            for i in 0..n {
+                (x[i], a[i], b[i]) = with(s, x[i], g[i], a[i], b[i], e[i]);
+            }
+        }
+        None => {
+            for i in 0..n {
+                (x[i], a[i], b[i]) = without(s, x[i], g[i], a[i], b[i], 0.0);
+            }
+        }
+    }
+}
+
+/// No state: `f(x, g)` gives each element's [`Step`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub fn sink0<A: Apply>(c: Chunk<'_>, apply: &mut A, f: impl Fn(f32, f32) -> Step) {
+    let n = c.value.len();
+    let (x, g) = (c.value, &c.grad[..n]);
+    for i in 0..n {
+        f(x[i], g[i]).finish(apply, &mut x[i]);
+    }
+}
+
+/// One state buffer: `f(x, g, a)` gives the element's [`Step`] and new `a`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub fn sink1<A: Apply>(c: Chunk<'_>, apply: &mut A, f: impl Fn(f32, f32, f32) -> (Step, f32)) {
+    let n = c.value.len();
+    let [a, ..] = c.state;
+    let (x, g, a) = (c.value, &c.grad[..n], &mut a[..n]);
+    for i in 0..n {
+        let (step, ai) = f(x[i], g[i], a[i]);
+        a[i] = ai;
+        step.finish(apply, &mut x[i]);
+    }
+}
+
+/// Two state buffers: `f(x, g, a, b)` gives the element's [`Step`] and
+/// new `a`, `b`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub fn sink2<A: Apply>(
+    c: Chunk<'_>,
+    apply: &mut A,
+    f: impl Fn(f32, f32, f32, f32) -> (Step, f32, f32),
+) {
+    let n = c.value.len();
+    let [a, b, ..] = c.state;
+    let (x, g, a, b) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n]);
+    for i in 0..n {
+        let (step, ai, bi) = f(x[i], g[i], a[i], b[i]);
+        (a[i], b[i]) = (ai, bi);
+        step.finish(apply, &mut x[i]);
+    }
+}
+
+/// [`sink2`] with the chunk's Hessian estimate `e` as a fifth input:
+/// `with(x, g, a, b, e)` when the step carries an estimate, else
+/// `without(x, g, a, b, 0)`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub fn sink2_hessian<A: Apply>(
+    c: Chunk<'_>,
+    apply: &mut A,
+    with: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32),
+    without: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32),
+) {
+    let n = c.value.len();
+    let [a, b, ..] = c.state;
+    let (x, g, a, b) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n]);
+    match c.hessian {
+        Some(e) => {
+            let e = &e[..n];
+            for i in 0..n {
+                let (step, ai, bi) = with(x[i], g[i], a[i], b[i], e[i]);
+                (a[i], b[i]) = (ai, bi);
+                step.finish(apply, &mut x[i]);
+            }
+        }
+        None => {
+            for i in 0..n {
+                let (step, ai, bi) = without(x[i], g[i], a[i], b[i], 0.0);
+                (a[i], b[i]) = (ai, bi);
+                step.finish(apply, &mut x[i]);
+            }
+        }
+    }
+}
+
+/// Three state buffers: `f(x, g, a, b, d)` gives the element's [`Step`]
+/// and new `a`, `b`, `d`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub fn sink3<A: Apply>(
+    c: Chunk<'_>,
+    apply: &mut A,
+    f: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32, f32),
+) {
+    let n = c.value.len();
+    let [a, b, d, ..] = c.state;
+    let (x, g) = (c.value, &c.grad[..n]);
+    let (a, b, d) = (&mut a[..n], &mut b[..n], &mut d[..n]);
+    for i in 0..n {
+        let (step, ai, bi, di) = f(x[i], g[i], a[i], b[i], d[i]);
+        (a[i], b[i], d[i]) = (ai, bi, di);
+        step.finish(apply, &mut x[i]);
+    }
+}
