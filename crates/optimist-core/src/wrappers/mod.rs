@@ -175,8 +175,6 @@ pub(crate) fn check_state_keys(dict: &StateDict, own: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
     use crate::optimizer::Mode;
     use crate::tensor::Param;
@@ -187,7 +185,13 @@ mod tests {
     /// its averaged point and train mode moves them back.
     #[test]
     fn wrappers_forward_the_mode_switch() {
-        let inner = || crate::registry::build("sgd_schedulefree", &json!({"lr": 0.1})).unwrap();
+        let inner = || -> Box<dyn Optimizer> {
+            let cfg = crate::optim::SgdScheduleFree {
+                lr: 0.1,
+                ..Default::default()
+            };
+            Box::new(crate::optim::schedulefree::ScheduleFree::new(cfg).unwrap())
+        };
         let keep_all = |seed| MagmaConfig {
             mask_prob: 1.0,
             seed,
