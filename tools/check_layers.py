@@ -7,11 +7,17 @@ are ignored. The check fails when
 
 * the graph of top-level modules has a cycle (printed), or
 * more than one edge goes from a lower layer to a higher one (layers below),
-  or a module is missing from the layer table.
+  or a module is missing from the layer table, or
+* a layer compiled only with a cargo feature (the harness) is not declared
+  behind `#[cfg(feature = "...")]` in lib.rs, or a module outside it
+  imports it (the crate would not build without the feature).
+
+A module is a top-level file `x.rs` or directory `x/` (all its files).
 
 Usage: check_layers.py [SRC_DIR] [--layers FILE] [--graph]
     --graph   print every edge
-A layers FILE has one layer per line, lowest first: `name: mod1 mod2 ...`.
+A layers FILE has one layer per line, lowest first: `name: mod1 mod2 ...`,
+or `name@feature: mod1 ...` for a layer behind a cargo feature.
 """
 
 import os
@@ -19,6 +25,9 @@ import re
 import sys
 
 # Lowest first. A module may import from its own layer or lower ones.
+# Directories: exec/ (threads, dispatch, elementwise, compressed, layout,
+# cautious), schedule/ (one file per family), stages/, wrappers/, optim/,
+# quant/, gemm/.
 DEFAULT_LAYERS = [
     ("base", "error cpu rng math validate"),
     ("data", "tensor quant gemm linalg sqsum state"),
@@ -29,7 +38,7 @@ DEFAULT_LAYERS = [
     ("rules", "optim"),
     ("wrappers", "wrappers presets"),
     ("front", "registry spec"),
-    ("harness", "problems replay stream"),
+    ("harness@harness", "problems replay stream"),
 ]
 
 COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
@@ -163,6 +172,32 @@ def cycles(graph):
     return comps
 
 
+def gated_modules(layers):
+    """{module: feature} of the layers written `name@feature`."""
+    out = {}
+    for name, mods in layers:
+        if "@" in name:
+            feature = name.split("@", 1)[1].strip()
+            for m in mods.split():
+                out[m] = feature
+    return out
+
+
+def ungated_declarations(src, gated):
+    """Modules of `gated` that lib.rs declares without their feature's cfg."""
+    lib = os.path.join(src, "lib.rs")
+    if not os.path.exists(lib):
+        return []
+    with open(lib, encoding="utf-8") as fh:
+        text = strip(fh.read())
+    bad = []
+    for m, feature in sorted(gated.items()):
+        decl = re.search(r"((?:#\[[^\]]*\]\s*)*)pub\s+mod\s+" + re.escape(m) + r"\s*;", text)
+        if decl and f'feature = "{feature}"' not in decl.group(1):
+            bad.append((m, feature))
+    return bad
+
+
 def read_layers(path):
     layers = []
     with open(path, encoding="utf-8") as fh:
@@ -172,6 +207,10 @@ def read_layers(path):
                 name, mods = line.split(":", 1)
                 layers.append((name.strip(), mods))
     return layers
+
+
+def layer_name(layers, m, level):
+    return layers[level[m]][0].split("@")[0]
 
 
 def main(argv):
@@ -198,6 +237,18 @@ def main(argv):
     for c in comps:
         ok = False
         print(f"CYCLE among modules: {' '.join(c)}")
+    gated = gated_modules(layers)
+    for m, feature in ungated_declarations(src, gated):
+        ok = False
+        print(f"module {m} is declared in lib.rs without #[cfg(feature = \"{feature}\")]")
+    for m in sorted(dep):
+        for d in sorted(dep[m]):
+            if d in gated and gated.get(m) != gated[d]:
+                ok = False
+                print(
+                    f"{m} imports {d}, which is compiled only with feature"
+                    f" '{gated[d]}' (in {', '.join(sorted(dep[m][d]))})"
+                )
     missing = sorted(m for m in graph if m not in level)
     if missing:
         ok = False
@@ -209,7 +260,7 @@ def main(argv):
                 upward.append((m, d, sorted(dep[m][d])))
     for m, d, files in upward:
         print(
-            f"upward import: {m} ({layers[level[m]][0]}) -> {d} ({layers[level[d]][0]})"
+            f"upward import: {m} ({layer_name(layers, m, level)}) -> {d} ({layer_name(layers, d, level)})"
             f" in {', '.join(files)}"
         )
     if len(upward) > 1:

@@ -80,6 +80,39 @@ def test_module_missing_from_layers_fails():
     assert "missing from the layer table: d" in out
 
 
+GATED = "low: a\nmid: b\ntop@extra: c\n"
+
+
+def test_feature_gated_layer_passes_when_declared_behind_its_cfg():
+    rc, out = run(
+        {"lib.rs": "pub mod a;\npub mod b;\n#[cfg(feature = \"extra\")]\npub mod c;",
+         "a.rs": "", "b.rs": "use crate::a::A;", "c/mod.rs": "use crate::b::B;"},
+        GATED,
+    )
+    assert rc == 0, out
+    assert "0 upward: OK" in out
+
+
+def test_feature_gated_module_declared_without_cfg_fails():
+    rc, out = run(
+        {"lib.rs": "pub mod a;\npub mod b;\npub mod c;", "a.rs": "", "b.rs": "", "c.rs": "use crate::b::B;"},
+        GATED,
+    )
+    assert rc == 1, out
+    assert 'module c is declared in lib.rs without #[cfg(feature = "extra")]' in out
+
+
+def test_import_into_a_feature_gated_layer_fails():
+    # One upward import is allowed, but not into a layer behind a feature.
+    rc, out = run(
+        {"lib.rs": "pub mod a;\npub mod b;\n#[cfg(feature = \"extra\")]\npub mod c;",
+         "a.rs": "", "b.rs": "use crate::c::C;", "c.rs": ""},
+        GATED,
+    )
+    assert rc == 1, out
+    assert "b imports c, which is compiled only with feature 'extra'" in out
+
+
 if __name__ == "__main__":
     for name, f in sorted(globals().items()):
         if name.startswith("test_"):

@@ -178,6 +178,27 @@ impl ParamGroups {
             })
     }
 
+    /// `params` split by group (in each group, in the order given), each a
+    /// reborrow of the caller's parameter.
+    fn partition<'p>(&self, params: &'p mut [ParamMut<'_>]) -> Result<Vec<Vec<ParamMut<'p>>>> {
+        let assignment = params
+            .iter()
+            .map(|p| self.assign(p.name, p.shape))
+            .collect::<Result<Vec<_>>>()?;
+        let mut parts: Vec<Vec<ParamMut<'p>>> =
+            (0..self.groups.len()).map(|_| Vec::new()).collect();
+        for (p, gi) in params.iter_mut().zip(assignment) {
+            parts[gi].push(ParamMut {
+                name: p.name,
+                shape: p.shape,
+                value: &mut *p.value,
+                grad: &mut *p.grad,
+                hessian: p.hessian,
+            });
+        }
+        Ok(parts)
+    }
+
     fn check_names(&self) -> Result<()> {
         for (i, g) in self.groups.iter().enumerate() {
             if g.name.is_empty() || g.name.contains('/') {
@@ -249,24 +270,10 @@ impl Optimizer for ParamGroups {
             return Err(Error::unusable("param_groups", first));
         }
         self.check_names()?;
-        let mut parts: Vec<Vec<ParamMut<'_>>> =
-            (0..self.groups.len()).map(|_| Vec::new()).collect();
         for p in params.iter() {
             p.check()?;
         }
-        let assignment = params
-            .iter()
-            .map(|p| self.assign(p.name, p.shape))
-            .collect::<Result<Vec<_>>>()?;
-        for (p, gi) in params.iter_mut().zip(assignment) {
-            parts[gi].push(ParamMut {
-                name: p.name,
-                shape: p.shape,
-                value: &mut *p.value,
-                grad: &mut *p.grad,
-                hessian: p.hessian,
-            });
-        }
+        let parts = self.partition(params)?;
         let mut stepped = false;
         for (g, mut part) in self.groups.iter_mut().zip(parts) {
             if !part.is_empty() {
@@ -335,21 +342,7 @@ impl Optimizer for ParamGroups {
         params: &mut [ParamMut<'_>],
     ) -> Result<()> {
         self.check_names()?;
-        let assignment = params
-            .iter()
-            .map(|p| self.assign(p.name, p.shape))
-            .collect::<Result<Vec<_>>>()?;
-        let mut parts: Vec<Vec<ParamMut<'_>>> =
-            (0..self.groups.len()).map(|_| Vec::new()).collect();
-        for (p, gi) in params.iter_mut().zip(assignment) {
-            parts[gi].push(ParamMut {
-                name: p.name,
-                shape: p.shape,
-                value: &mut *p.value,
-                grad: &mut *p.grad,
-                hessian: p.hessian,
-            });
-        }
+        let parts = self.partition(params)?;
         for (g, mut part) in self.groups.iter_mut().zip(parts) {
             g.optimizer.set_mode(mode, &mut part)?;
         }

@@ -25,9 +25,13 @@
 //! driver for a rule); [`transform`], [`clip`], [`stages`], [`groups`] and
 //! [`schedule`]; [`optim`] (one file per update rule); [`wrappers`];
 //! [`registry`] (every optimizer by name) and [`spec`] (the front door:
-//! optimizers, parameter groups, wrappers and stages from JSON);
-//! [`replay`] (the conformance contract) and [`problems`] (built-in test
-//! functions).
+//! optimizers, parameter groups, wrappers and stages from JSON).
+//!
+//! **Harness** (cargo feature `harness`, off by default): `problems`
+//! (built-in test functions), `replay` (the conformance contract: runs a
+//! reference case) and `stream` (the memory-bandwidth yardstick of the
+//! benchmarks). They are test and benchmark code, not part of the optimizer
+//! API: the `optimist` CLI and this crate's tests enable the feature.
 
 pub mod checkpoint;
 pub mod cpu;
@@ -42,9 +46,11 @@ pub mod math;
 pub mod optim;
 pub mod optimizer;
 pub mod presets;
+#[cfg(feature = "harness")]
 pub mod problems;
 pub mod quant;
 pub mod registry;
+#[cfg(feature = "harness")]
 pub mod replay;
 pub mod rule;
 pub mod rng;
@@ -53,6 +59,7 @@ pub mod spec;
 pub mod sqsum;
 pub mod stages;
 pub mod state;
+#[cfg(feature = "harness")]
 pub mod stream;
 pub mod tensor;
 pub mod transform;

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::optimizer::Optimizer;
 use crate::problems::{MatrixLeastSquares, Problem, Quadratic, Rosenbrock};
 use crate::registry;
-use crate::schedule::ScheduleSpec;
+use crate::schedule::{Schedule, ScheduleSpec};
 use crate::tensor::{numel, ParamMut};
 use crate::transform::GradientTransform;
 
@@ -226,6 +226,19 @@ impl Case {
         registry::build(&self.optimizer.to_lowercase(), &self.hparams)
     }
 
+    /// The case's learning-rate schedule (`lr_schedule`), based on the
+    /// learning rate of `opt`.
+    fn schedule_for(&self, opt: &dyn Optimizer) -> Result<Option<Box<dyn Schedule>>> {
+        if self.lr_schedule.is_null() {
+            return Ok(None);
+        }
+        let spec = ScheduleSpec::from_json(&self.lr_schedule)?;
+        let base = opt
+            .lr()
+            .ok_or_else(|| Error::config(&self.optimizer, "has no learning rate to schedule"))?;
+        Ok(Some(spec.build(base)))
+    }
+
     /// Runs the replay and returns the parameters after every step.
     pub fn run(&self) -> Result<Trajectory> {
         if !self.closure.is_null() {
@@ -243,16 +256,7 @@ impl Case {
             }
         };
         let mut stages = self.build_stages()?;
-        let schedule = match &self.lr_schedule {
-            Value::Null => None,
-            v => {
-                let spec = ScheduleSpec::from_json(v)?;
-                let base = opt.lr().ok_or_else(|| {
-                    Error::config(&self.optimizer, "has no learning rate to schedule")
-                })?;
-                Some(spec.build(base))
-            }
-        };
+        let schedule = self.schedule_for(opt.as_ref())?;
 
         let mut values: Vec<Vec<f32>> = self.params.iter().map(|p| p.data.clone()).collect();
         let mut out = Vec::with_capacity(self.grads.len());
@@ -287,18 +291,24 @@ impl Case {
             }
             opt.step(&mut views)?;
             for (v, p) in values.iter().zip(&self.params) {
-                if let Some(j) = v.iter().position(|x| !x.is_finite()) {
-                    return Err(Error::NonFinite(format!(
-                        "step {}: parameter '{}'[{j}] became {} (not representable in JSON)",
-                        t + 1,
-                        p.name,
-                        v[j]
-                    )));
-                }
+                check_finite(t, &p.name, v)?;
             }
             out.push(values.clone());
         }
         Ok(out)
+    }
+}
+
+/// An error naming the first non-finite value of parameter `name` after
+/// step index `t` (JSON cannot hold it).
+fn check_finite(t: usize, name: &str, values: &[f32]) -> Result<()> {
+    match values.iter().position(|x| !x.is_finite()) {
+        Some(j) => Err(Error::NonFinite(format!(
+            "step {}: parameter '{name}'[{j}] became {} (not representable in JSON)",
+            t + 1,
+            values[j]
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -327,16 +337,7 @@ impl Case {
         };
         let problem = closure_problem(&self.closure, p.data.len(), &p.shape)?;
         let mut opt = self.optimizer()?;
-        let schedule = match &self.lr_schedule {
-            Value::Null => None,
-            v => {
-                let spec = ScheduleSpec::from_json(v)?;
-                let base = opt.lr().ok_or_else(|| {
-                    Error::config(&self.optimizer, "has no learning rate to schedule")
-                })?;
-                Some(spec.build(base))
-            }
-        };
+        let schedule = self.schedule_for(opt.as_ref())?;
         let mut value = p.data.clone();
         let mut grad = vec![0.0f32; value.len()];
         let mut out = Vec::with_capacity(steps);
@@ -356,14 +357,7 @@ impl Case {
                 hessian: None,
             }];
             opt.step_with_closure(&mut views, &mut closure)?;
-            if let Some(j) = value.iter().position(|x| !x.is_finite()) {
-                return Err(Error::NonFinite(format!(
-                    "step {}: parameter '{}'[{j}] became {} (not representable in JSON)",
-                    t + 1,
-                    p.name,
-                    value[j]
-                )));
-            }
+            check_finite(t, &p.name, &value)?;
             out.push(vec![value.clone()]);
         }
         Ok(out)

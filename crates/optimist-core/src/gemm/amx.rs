@@ -24,7 +24,7 @@
 //! thread count (row blocks are multiples of 32 rows).
 
 use super::avx512::{pack, Kind};
-use super::{bf16_bits, row_blocks, View, ROW_BLOCK};
+use super::{bf16_bits, row_blocks, PackedBlock, Product, View, ROW_BLOCK};
 use std::arch::asm;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -192,14 +192,8 @@ thread_local! {
 /// `m, n, k > 0`; with `upper` (`m == n`) only the row blocks' columns
 /// from their first row on are written. Does nothing but return false when
 /// [`available`] is false.
-pub(super) fn gemm(
-    alpha: f32,
-    a: &View<'_>,
-    b: &View<'_>,
-    beta: f32,
-    c: &mut [f32],
-    upper: bool,
-) -> bool {
+pub(super) fn gemm(product: &Product<'_>, c: &mut [f32]) -> bool {
+    let (a, b, upper) = (&product.a, &product.b, product.upper);
     let (k, n) = (a.cols, b.cols);
     if !available()
         || k == 0
@@ -218,16 +212,25 @@ pub(super) fn gemm(
     pack_b(b, steps, steps16, &mut bpack);
     let block = |(bi, rows): (usize, &mut [f32])| {
         let i0 = bi * ROW_BLOCK;
-        let j0 = if upper { i0 } else { 0 };
         let mut apack = PACK_A.with(|p| p.take());
         let mb = rows.len() / n;
         pack_a(a, i0, mb, steps16, &mut apack);
+        let blk = PackedBlock {
+            alpha: product.alpha,
+            apack: &apack,
+            steps: steps16,
+            mb,
+            bpack: &bpack,
+            n,
+            j0: product.first_column(i0),
+            beta: product.beta,
+        };
         // SAFETY: `available` checked AMX-BF16 with the tile permission,
         // AVX-512F/BW; the packed buffers have the sizes `run_block`
         // requires (`pack_a`, `pack_b`), `rows` is this block's `mb x n`
         // part of C and `j0` (0 or `i0`, a multiple of ROW_BLOCK, hence of
         // NR) is at most n (`upper` implies m == n).
-        unsafe { run_block(alpha, &apack, steps16, mb, &bpack, n, j0, beta, rows) };
+        unsafe { run_block(blk, rows) };
         PACK_A.with(|p| p.set(apack));
     };
     row_blocks(c, ROW_BLOCK * n, block);
@@ -438,19 +441,18 @@ unsafe fn tile_kernel(
 /// of `steps16` pairs (a multiple of 16) as [`pack_a`] packs them, `bpack`
 /// `ceil(n / NR)` panels of `steps16 x NR` pairs, `c` `mb x n` values, and
 /// `j0 <= n` a multiple of NR.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn run_block(
-    alpha: f32,
-    apack: &[u32],
-    steps16: usize,
-    mb: usize,
-    bpack: &[u32],
-    n: usize,
-    j0: usize,
-    beta: f32,
-    c: &mut [f32],
-) {
+unsafe fn run_block(blk: PackedBlock<'_>, c: &mut [f32]) {
+    let PackedBlock {
+        alpha,
+        apack,
+        steps: steps16,
+        mb,
+        bpack,
+        n,
+        j0,
+        beta,
+    } = blk;
     let groups = mb.div_ceil(TILE);
     assert!(apack.len() >= groups * TILE * steps16 && steps16.is_multiple_of(KT));
     assert!(bpack.len() >= n.div_ceil(NR) * steps16 * NR && c.len() == mb * n && j0 <= n);

@@ -14,7 +14,7 @@
 //! packed into one 32-bit lane (low half first), as `vdpbf16ps` expects;
 //! an odd inner dimension is padded with a zero.
 
-use super::{bf16_bits, View};
+use super::{bf16_bits, PackedBlock, Product, View};
 use std::arch::x86_64::*;
 
 /// Rows of the micro-kernel's output tile.
@@ -428,23 +428,19 @@ unsafe fn kernel_bf16(steps: usize, a: *const u32, b: *const u32) -> [[__m512; 2
     acc
 }
 
-/// One row block of `C <- alpha A B + beta C`: rows `i0..i0 + mb` of `A`
-/// (packed here into `apack`) times the packed `B`, written to `c` (this
-/// block's rows, row stride `n`) at columns `j0..n`; `j0` is a multiple of
-/// [`NR`].
-#[allow(clippy::too_many_arguments)]
+/// One row block of `product`: rows `i0..i0 + mb` of `A` (packed here
+/// into `apack`) times the packed `B`, written to `c` (this block's rows,
+/// row stride `n`) at columns `j0..n`, `j0` the product's first column of
+/// the block (a multiple of [`NR`]).
 pub(super) fn block(
     kind: Kind,
-    alpha: f32,
-    a: &View<'_>,
+    product: &Product<'_>,
     i0: usize,
     bpack: &[u32],
-    n: usize,
-    j0: usize,
-    beta: f32,
     c: &mut [f32],
     apack: &mut Vec<u32>,
 ) {
+    let (a, n) = (&product.a, product.b.cols);
     let k = a.cols;
     let mb = c.len() / n;
     let steps = kind.steps(k);
@@ -452,25 +448,33 @@ pub(super) fn block(
     apack.clear();
     apack.resize(apanels * steps * MR, 0);
     pack::<MR>(kind, a, i0, steps, apack);
+    let blk = PackedBlock {
+        alpha: product.alpha,
+        apack,
+        steps,
+        mb,
+        bpack,
+        n,
+        j0: product.first_column(i0),
+        beta: product.beta,
+    };
     // SAFETY: `available(kind)` was checked by the caller before any call.
-    unsafe { run_block(kind, alpha, apack, steps, mb, bpack, n, j0, beta, c) }
+    unsafe { run_block(kind, blk, c) }
 }
 
 /// The loops of [`block`] over chunks and panels.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn run_block(
-    kind: Kind,
-    alpha: f32,
-    apack: &[u32],
-    steps: usize,
-    mb: usize,
-    bpack: &[u32],
-    n: usize,
-    j0: usize,
-    beta: f32,
-    c: &mut [f32],
-) {
+unsafe fn run_block(kind: Kind, blk: PackedBlock<'_>, c: &mut [f32]) {
+    let PackedBlock {
+        alpha,
+        apack,
+        steps,
+        mb,
+        bpack,
+        n,
+        j0,
+        beta,
+    } = blk;
     let apanels = mb.div_ceil(MR);
     let bpanels = n.div_ceil(NR);
     let cp = c.as_mut_ptr();
@@ -539,6 +543,17 @@ mod tests {
         out
     }
 
+    /// Panels of `WIDTH` rows of `view` packed with and without the
+    /// vectorized full panels are the same.
+    fn same_packing<const WIDTH: usize>(kind: Kind, view: &View<'_>) {
+        let steps = kind.steps(view.cols);
+        let len = view.rows.div_ceil(WIDTH) * steps * WIDTH;
+        let (mut a, mut b) = (vec![0u32; len], vec![0u32; len]);
+        pack_with::<WIDTH>(kind, view, 0, steps, &mut a, true);
+        pack_with::<WIDTH>(kind, view, 0, steps, &mut b, false);
+        assert_eq!(a, b, "{kind:?} {}x{} width {WIDTH}", view.rows, view.cols);
+    }
+
     #[test]
     fn vectorized_packing_equals_the_scalar_loops() {
         if !available(Kind::F32) {
@@ -552,23 +567,8 @@ mod tests {
                 let d = data(rows * cols, (rows * 31 + cols) as u32);
                 let v = View::new(&d, rows, cols);
                 for view in [v, v.t()] {
-                    let steps = kind.steps(view.cols);
-                    let panels8 = view.rows.div_ceil(8);
-                    let (mut a, mut b) = (
-                        vec![0u32; panels8 * steps * 8],
-                        vec![0u32; panels8 * steps * 8],
-                    );
-                    pack_with::<8>(kind, &view, 0, steps, &mut a, true);
-                    pack_with::<8>(kind, &view, 0, steps, &mut b, false);
-                    assert_eq!(a, b, "{kind:?} {rows}x{cols} width 8");
-                    let panels32 = view.rows.div_ceil(32);
-                    let (mut a, mut b) = (
-                        vec![0u32; panels32 * steps * 32],
-                        vec![0u32; panels32 * steps * 32],
-                    );
-                    pack_with::<32>(kind, &view, 0, steps, &mut a, true);
-                    pack_with::<32>(kind, &view, 0, steps, &mut b, false);
-                    assert_eq!(a, b, "{kind:?} {rows}x{cols} width 32");
+                    same_packing::<8>(kind, &view);
+                    same_packing::<32>(kind, &view);
                 }
             }
         }

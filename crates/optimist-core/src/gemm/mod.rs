@@ -255,22 +255,6 @@ pub fn gemm_with(
     c: &mut [f32],
     upper: bool,
 ) -> Result<()> {
-    gemm_impl(precision, alpha, a, b, beta, c, upper, true)
-}
-
-/// [`gemm_with`], on the AVX-512 kernels when `packed` and the CPU has
-/// them, on `matrixmultiply` otherwise.
-#[allow(clippy::too_many_arguments)]
-fn gemm_impl(
-    precision: Precision,
-    alpha: f32,
-    a: View<'_>,
-    b: View<'_>,
-    beta: f32,
-    c: &mut [f32],
-    upper: bool,
-    packed: bool,
-) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k
         || !a.in_bounds()
@@ -290,18 +274,25 @@ fn gemm_impl(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    let product = Product {
+        alpha,
+        a,
+        b,
+        beta,
+        upper,
+    };
     // An empty inner dimension (C <- beta * C) goes to matrixmultiply: the
     // packed kernels split the inner dimension into non-empty panels.
-    let packed = packed && k > 0;
+    let packed = k > 0;
     match choose(precision) {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Amx if packed && amx::gemm(alpha, &a, &b, beta, c, upper) => {
+        Kernel::Amx if packed && amx::gemm(&product, c) => {
             mirror(c, n, upper);
             return Ok(());
         }
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512(kind) if packed => {
-            packed_gemm(kind, alpha, a, b, beta, c, upper);
+            packed_gemm(kind, &product, c);
             mirror(c, n, upper);
             return Ok(());
         }
@@ -311,7 +302,7 @@ fn gemm_impl(
     let block = |(bi, rows): (usize, &mut [f32])| {
         let i0 = bi * rb;
         let mb = rows.len() / n;
-        let j0 = if upper { i0 } else { 0 };
+        let j0 = product.first_column(i0);
         // SAFETY: the block's rows of `a` start at element i0 * row_stride
         // and its columns of `b` at j0 * col_stride; every element the
         // strides address for i < mb, l < k (resp. l < k, j < n - j0) is an
@@ -341,6 +332,46 @@ fn gemm_impl(
     row_blocks(c, rb * n, block);
     mirror(c, n, upper);
     Ok(())
+}
+
+/// One product `C <- alpha A B + beta C` with checked arguments (see
+/// [`gemm`]); with `upper`, only the blocks on and above the diagonal.
+#[derive(Debug, Clone, Copy)]
+struct Product<'a> {
+    alpha: f32,
+    a: View<'a>,
+    b: View<'a>,
+    beta: f32,
+    upper: bool,
+}
+
+impl Product<'_> {
+    /// The first column of `C` that the row block starting at row `i0`
+    /// computes: `i0` for a symmetric product, else 0.
+    fn first_column(&self, i0: usize) -> usize {
+        if self.upper {
+            i0
+        } else {
+            0
+        }
+    }
+}
+
+/// One row block of a packed product, for the kernels' inner loops:
+/// `alpha` times the packed rows of `A` (`apack`, `mb` rows) by the packed
+/// `B` (`bpack`, `n` columns), `steps` packed steps of the inner dimension,
+/// plus `beta C`, written from column `j0` on.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Clone, Copy)]
+struct PackedBlock<'a> {
+    alpha: f32,
+    apack: &'a [u32],
+    steps: usize,
+    mb: usize,
+    bpack: &'a [u32],
+    n: usize,
+    j0: usize,
+    beta: f32,
 }
 
 /// `block((index, rows))` for each block of `len` values of `c`: in
@@ -427,24 +458,14 @@ thread_local! {
 
 /// The AVX-512 path of [`gemm_with`] (checked arguments, `m, n > 0`).
 #[cfg(target_arch = "x86_64")]
-fn packed_gemm(
-    kind: avx512::Kind,
-    alpha: f32,
-    a: View<'_>,
-    b: View<'_>,
-    beta: f32,
-    c: &mut [f32],
-    upper: bool,
-) {
-    let n = b.cols;
+fn packed_gemm(kind: avx512::Kind, product: &Product<'_>, c: &mut [f32]) {
+    let n = product.b.cols;
     let mut bpack = PACK_B.with(|p| p.take());
-    avx512::pack_b(kind, &b, &mut bpack);
+    avx512::pack_b(kind, &product.b, &mut bpack);
     let rb = ROW_BLOCK;
     let block = |(bi, rows): (usize, &mut [f32])| {
-        let i0 = bi * rb;
-        let j0 = if upper { i0 } else { 0 };
         let mut apack = PACK_A.with(|p| p.take());
-        avx512::block(kind, alpha, &a, i0, &bpack, n, j0, beta, rows, &mut apack);
+        avx512::block(kind, product, bi * rb, &bpack, rows, &mut apack);
         PACK_A.with(|p| p.set(apack));
     };
     row_blocks(c, rb * n, block);

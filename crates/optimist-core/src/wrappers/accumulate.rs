@@ -29,11 +29,12 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::optimizer::{Mode, Optimizer};
+use crate::optimizer::Optimizer;
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::ParamMut;
 
-use super::{check_params, check_state_keys, count_scalar, inner_spec, split_config};
+use super::wrap::{inner_field, Wrapper};
+use super::{check_params, check_state_keys, count_scalar, inner_spec, split_config, unknown_key};
 
 /// Where the gradient sum of a cycle is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,11 +91,6 @@ impl GradAccumulation {
         self.count + 1 == self.k
     }
 
-    /// The wrapped optimizer.
-    pub fn inner(&self) -> &dyn Optimizer {
-        self.inner.as_ref()
-    }
-
     fn check_cycle(&self, params: &[ParamMut<'_>]) -> Result<()> {
         if self.count == 0 || self.cycle.is_empty() {
             return Ok(());
@@ -130,10 +126,8 @@ fn cycle_of(params: &[ParamMut<'_>]) -> Vec<(String, usize)> {
     c
 }
 
-impl Optimizer for GradAccumulation {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
+impl Wrapper for GradAccumulation {
+    inner_field!();
 
     fn config(&self) -> Value {
         json!({
@@ -170,12 +164,7 @@ impl Optimizer for GradAccumulation {
                         }
                     }
                 }
-                _ => {
-                    return Err(Error::config(
-                        "grad_accumulation",
-                        format!("unknown configuration key '{key}'"),
-                    ))
-                }
+                _ => return Err(unknown_key("grad_accumulation", key)),
             }
         }
         if (k != self.k || mode != self.mode) && self.count != 0 {
@@ -305,31 +294,5 @@ impl Optimizer for GradAccumulation {
         self.sums = sums;
         self.cycle = cycle;
         Ok(())
-    }
-
-    fn hparam(&self, key: &str) -> Option<f64> {
-        self.inner.hparam(key)
-    }
-
-    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        self.inner.state_buffer(param, buffer)
-    }
-
-    fn set_cautious(&mut self, on: bool) -> Result<()> {
-        self.inner.set_cautious(on)
-    }
-
-    fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
-        self.inner.set_hparam(key, value)
-    }
-
-    fn set_mode(&mut self, mode: Mode, params: &mut [ParamMut<'_>]) -> Result<()> {
-        self.inner.set_mode(mode, params)
-    }
-
-    /// Execution options (threads, fast or simple path, state storage) are
-    /// the wrapped optimizer's.
-    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
-        self.inner.set_exec_options(exec)
     }
 }

@@ -59,7 +59,8 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::optimizer::Optimizer;
 use crate::rule::OptimizerConfig;
-use crate::wrappers::wrap::{forward_to_inner, inner_json, InnerSpec};
+use crate::wrappers::inner_spec;
+use crate::wrappers::wrap::{inner_field, InnerSpec, Wrapper};
 
 /// Configuration of the `cautious` wrapper: the optimizer to run cautiously.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -97,20 +98,17 @@ impl Cautious {
             .map_err(|e| Error::config(CautiousConfig::NAME, format!("inner: {e}")))?;
         Ok(Cautious { inner })
     }
-
-    /// The wrapped optimizer.
-    pub fn inner(&self) -> &dyn Optimizer {
-        self.inner.as_ref()
-    }
 }
 
-impl Optimizer for Cautious {
+impl Wrapper for Cautious {
+    inner_field!();
+
     fn name(&self) -> &str {
         CautiousConfig::NAME
     }
 
     fn config(&self) -> Value {
-        json!({"inner": inner_json(self.inner.as_ref())})
+        json!({"inner": inner_spec(self.inner.as_ref())})
     }
 
     fn set_config(&mut self, config: Value) -> Result<()> {
@@ -118,16 +116,4 @@ impl Optimizer for Cautious {
         let inner = crate::wrappers::wrap::require_inner(CautiousConfig::NAME, &cfg.inner)?;
         crate::wrappers::wrap::reconfigure_inner(CautiousConfig::NAME, self.inner.as_mut(), inner)
     }
-
-    forward_to_inner!(
-        step,
-        state_dict,
-        load_state_dict,
-        hparam,
-        set_hparam,
-        set_cautious,
-        set_mode,
-        state_buffer,
-        set_exec_options,
-    );
 }

@@ -38,7 +38,7 @@ use crate::optimizer::{Mode, Optimizer};
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
 use crate::validate as v;
-use crate::wrappers::wrap::forward_to_inner;
+use crate::wrappers::wrap::{inner_field, Wrapper};
 
 use super::averaged::{apply_config, switch_mode, Averages};
 use super::{check_params, check_state_keys, count_scalar, inner_spec};
@@ -137,22 +137,10 @@ impl Ema {
     pub fn ema_config(&self) -> &EmaConfig {
         &self.config
     }
-
-    /// The wrapped optimizer.
-    pub fn inner(&self) -> &dyn Optimizer {
-        self.inner.as_ref()
-    }
 }
 
-impl Optimizer for Ema {
-    forward_to_inner!(
-        name,
-        hparam,
-        state_buffer,
-        set_cautious,
-        set_hparam,
-        set_exec_options
-    );
+impl Wrapper for Ema {
+    inner_field!();
 
     fn config(&self) -> Value {
         let mut c = serde_json::to_value(&self.config).unwrap_or(Value::Null);

@@ -36,9 +36,8 @@ use crate::rule::OptimizerConfig;
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::ParamMut;
 use crate::validate as v;
-use crate::wrappers::wrap::{
-    forward_to_inner, inner_json, reconfigure_inner, require_inner, InnerSpec,
-};
+use crate::wrappers::inner_spec;
+use crate::wrappers::wrap::{inner_field, reconfigure_inner, require_inner, InnerSpec, Wrapper};
 
 /// Hyperparameters of `pytorch_optimizer.Lookahead`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,11 +110,6 @@ impl Lookahead {
         })
     }
 
-    /// The inner optimizer.
-    pub fn inner(&self) -> &dyn Optimizer {
-        self.inner.as_ref()
-    }
-
     /// The slow weights of parameter `name`, once it has been stepped.
     pub fn slow_weights(&self, name: &str) -> Option<&[f32]> {
         self.slow.get(name).map(Vec::as_slice)
@@ -131,7 +125,9 @@ const SLOW_PREFIX: &str = "lookahead/";
 const SLOW_BUFFER: &str = "slow_params";
 const COUNTER_KEY: &str = "lookahead/counter";
 
-impl Optimizer for Lookahead {
+impl Wrapper for Lookahead {
+    inner_field!();
+
     fn name(&self) -> &str {
         LookaheadConfig::NAME
     }
@@ -140,7 +136,7 @@ impl Optimizer for Lookahead {
         json!({
             "k": self.k,
             "alpha": self.alpha,
-            "inner": inner_json(self.inner.as_ref()),
+            "inner": inner_spec(self.inner.as_ref()),
         })
     }
 
@@ -278,7 +274,4 @@ impl Optimizer for Lookahead {
             _ => self.inner.set_hparam(key, value),
         }
     }
-
-    forward_to_inner!(set_cautious, set_mode, state_buffer, set_exec_options);
 }
-

@@ -50,7 +50,6 @@ use std::collections::{BTreeMap, HashMap};
 use super::masking::{self, BlockMasks};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::math::lerp;
@@ -58,7 +57,7 @@ use crate::optimizer::Optimizer;
 use crate::state::{StateDict, StateEntry};
 use crate::tensor::ParamMut;
 use crate::validate as v;
-use crate::wrappers::wrap::InnerSpec;
+use crate::wrappers::wrap::{InnerSpec, Wrapper};
 
 /// Magma's hyperparameters (names and defaults of `pytorch_optimizer.Magma`,
 /// plus `seed`).
@@ -117,14 +116,6 @@ impl MagmaConfig {
         Ok(())
     }
 
-    /// Reads the configuration from JSON and validates it (the inner
-    /// optimizer is built by [`crate::registry`]).
-    pub fn parse(value: &Value) -> Result<Self> {
-        let cfg: MagmaConfig = crate::stages::parse(NAME, value)?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
     fn scalar(&self, key: &str) -> Option<f64> {
         match key {
             "mask_prob" => Some(self.mask_prob),
@@ -135,6 +126,8 @@ impl MagmaConfig {
         }
     }
 }
+
+masking::masking_config!(MagmaConfig, NAME);
 
 /// The Magma wrapper: implements [`Optimizer`] around any other optimizer.
 pub struct Magma {
@@ -160,11 +153,6 @@ impl Magma {
         })
     }
 
-    /// The wrapped optimizer.
-    pub fn inner(&self) -> &dyn Optimizer {
-        self.inner.as_ref()
-    }
-
     /// The alignment score of parameter `name`, once seen.
     pub fn alignment(&self, name: &str) -> Option<f32> {
         self.alignment.get(name).copied()
@@ -184,47 +172,22 @@ impl Magma {
 /// `sum(a / max(||a||, 1e-8) * b / max(||b||, 1e-8))`, torch's
 /// `cosine_similarity` on flattened tensors, accumulated in f64.
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let na = a
-        .iter()
-        .map(|&x| (x as f64).powi(2))
-        .sum::<f64>()
-        .sqrt()
-        .max(1e-8);
-    let nb = b
-        .iter()
-        .map(|&x| (x as f64).powi(2))
-        .sum::<f64>()
-        .sqrt()
-        .max(1e-8);
+    let norm = |v: &[f32]| {
+        v.iter()
+            .map(|&x| (x as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-8)
+    };
+    let (na, nb) = (norm(a), norm(b));
     a.iter()
         .zip(b)
         .map(|(&x, &y)| (x as f64 / na) * (y as f64 / nb))
         .sum()
 }
 
-impl Optimizer for Magma {
-    fn name(&self) -> &str {
-        NAME
-    }
-
-    fn config(&self) -> Value {
-        let own = serde_json::to_value(&self.config).unwrap_or(Value::Null);
-        masking::config_with_inner(own, self.inner.as_ref())
-    }
-
-    fn set_config(&mut self, config: Value) -> Result<()> {
-        let cfg = MagmaConfig::parse(&config)?;
-        masking::reconfigure(
-            NAME,
-            self.inner.as_mut(),
-            cfg.inner.as_ref(),
-            &mut self.masks,
-            self.config.seed,
-            cfg.seed,
-        )?;
-        self.config = MagmaConfig { inner: None, ..cfg };
-        Ok(())
-    }
+impl Wrapper for Magma {
+    masking::masking_wrapper!(MagmaConfig);
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
         for p in params.iter() {
@@ -352,19 +315,5 @@ impl Optimizer for Magma {
         } else {
             self.inner.set_hparam(key, value)
         }
-    }
-
-    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        self.inner.state_buffer(param, buffer)
-    }
-
-    fn set_cautious(&mut self, on: bool) -> Result<()> {
-        self.inner.set_cautious(on)
-    }
-
-    /// Execution options (threads, fast or simple path, state storage) are
-    /// the wrapped optimizer's.
-    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
-        self.inner.set_exec_options(exec)
     }
 }

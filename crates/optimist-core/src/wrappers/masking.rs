@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -120,30 +121,109 @@ pub fn excluded(patterns: &[String], name: &str) -> bool {
     patterns.iter().any(|p| glob_match(p, name))
 }
 
-/// A masking wrapper's configuration: its own fields `own` with `inner`
+/// The configuration of a masking wrapper (Magma, SkipUpdate): what
+/// [`config`] and [`set_config`] need to know of it.
+pub(crate) trait MaskingConfig: Serialize + Sized {
+    /// The wrapper's registry name.
+    const NAME: &'static str;
+
+    /// Reads the configuration from JSON and validates it.
+    fn parse(value: &Value) -> Result<Self>;
+
+    /// Seed of the mask generator.
+    fn seed(&self) -> u64;
+
+    /// The `inner` field: the wrapped optimizer in JSON configurations.
+    fn inner_spec_mut(&mut self) -> &mut Option<InnerSpec>;
+}
+
+/// Gives a masking wrapper's configuration type (fields `seed` and `inner`,
+/// an inherent `validate`) its `parse` and implements [`MaskingConfig`]
+/// for it, registered as `$name`.
+macro_rules! masking_config {
+    ($config:ty, $name:expr) => {
+        impl $config {
+            /// Reads the configuration from JSON and validates it (the inner
+            /// optimizer is built by [`crate::registry`]).
+            pub fn parse(value: &serde_json::Value) -> $crate::error::Result<Self> {
+                let cfg: Self = $crate::stages::parse($name, value)?;
+                cfg.validate()?;
+                Ok(cfg)
+            }
+        }
+
+        impl $crate::wrappers::masking::MaskingConfig for $config {
+            const NAME: &'static str = $name;
+
+            fn parse(value: &serde_json::Value) -> $crate::error::Result<Self> {
+                <$config>::parse(value)
+            }
+
+            fn seed(&self) -> u64 {
+                self.seed
+            }
+
+            fn inner_spec_mut(&mut self) -> &mut Option<$crate::wrappers::wrap::InnerSpec> {
+                &mut self.inner
+            }
+        }
+    };
+}
+pub(crate) use masking_config;
+
+/// The [`Wrapper`](super::Wrapper) items that every masking wrapper shares:
+/// the wrapped optimizer (field `inner`), its name (that of the
+/// configuration type `$config`), and its configuration (field `config`,
+/// masks in field `masks`) through [`config`] and [`set_config`].
+macro_rules! masking_wrapper {
+    ($config:ty) => {
+        $crate::wrappers::wrap::inner_field!();
+
+        fn name(&self) -> &str {
+            <$config as $crate::wrappers::masking::MaskingConfig>::NAME
+        }
+
+        fn config(&self) -> serde_json::Value {
+            $crate::wrappers::masking::config(&self.config, self.inner.as_ref())
+        }
+
+        fn set_config(&mut self, config: serde_json::Value) -> $crate::error::Result<()> {
+            $crate::wrappers::masking::set_config(
+                &mut self.config,
+                self.inner.as_mut(),
+                &mut self.masks,
+                &config,
+            )
+        }
+    };
+}
+pub(crate) use masking_wrapper;
+
+/// A masking wrapper's configuration: its own fields `cfg` with `inner`
 /// set to the inner optimizer's name and configuration.
-pub(crate) fn config_with_inner(mut own: Value, inner: &dyn Optimizer) -> Value {
-    own["inner"] = crate::wrappers::wrap::inner_json(inner);
+pub(crate) fn config<C: MaskingConfig>(cfg: &C, inner: &dyn Optimizer) -> Value {
+    let mut own = serde_json::to_value(cfg).unwrap_or(Value::Null);
+    own["inner"] = crate::wrappers::inner_spec(inner);
     own
 }
 
-/// The part of a masking wrapper's `set_config` that touches its inner
-/// optimizer and masks: the inner optimizer takes `spec`'s hyperparameters
-/// (if given; nothing changes on error), then the masks restart from
-/// `new_seed` if it differs from `old_seed`.
-pub(crate) fn reconfigure(
-    wrapper: &str,
+/// A masking wrapper's `set_config`: reads `config` (unchanged on error),
+/// gives the inner optimizer the hyperparameters of its `inner` (if
+/// given), restarts the masks if the seed changed, and keeps the new
+/// configuration (without `inner`) in `current`.
+pub(crate) fn set_config<C: MaskingConfig>(
+    current: &mut C,
     inner: &mut dyn Optimizer,
-    spec: Option<&InnerSpec>,
     masks: &mut BlockMasks,
-    old_seed: u64,
-    new_seed: u64,
+    config: &Value,
 ) -> Result<()> {
-    if let Some(spec) = spec {
-        reconfigure_inner(wrapper, inner, spec)?;
+    let mut cfg = C::parse(config)?;
+    if let Some(spec) = cfg.inner_spec_mut().take() {
+        reconfigure_inner(C::NAME, inner, &spec)?;
     }
-    if new_seed != old_seed {
-        masks.reseed(new_seed);
+    if cfg.seed() != current.seed() {
+        masks.reseed(cfg.seed());
     }
+    *current = cfg;
     Ok(())
 }

@@ -12,6 +12,11 @@
 //! - [`accumulate::GradAccumulation`]: k micro-batches, one step on their mean gradient;
 //! - [`ema::Ema`] and [`swa::Swa`]: averaged weights for evaluation.
 //!
+//! Each implements [`Wrapper`] (its configuration and the hooks it
+//! changes); the blanket `impl<W: Wrapper> Optimizer for W` forwards every
+//! other method to the wrapped optimizer, so the forwarding is written once
+//! ([`wrap`]).
+//!
 //! Every wrapper reports its configuration as
 //! `{"wrapper": NAME, ...its fields..., "inner": {"optimizer": NAME, "hparams": ...}}`
 //! and [`crate::registry::build_spec`] rebuilds an optimizer from such a value (or from a plain
@@ -47,6 +52,7 @@ pub use scheduled::Scheduled;
 pub use skip_nonfinite::SkipNonFinite;
 pub use skipupdate::{SkipUpdate, SkipUpdateConfig};
 pub use swa::{Swa, SwaConfig};
+pub use wrap::Wrapper;
 
 /// Wraps an optimizer that is already built (any optimizer: a registry
 /// rule, parameter groups, another wrapper) in the wrapper that `cfg`
@@ -126,6 +132,12 @@ pub(crate) fn split_config(kind: &str, config: &Value) -> Result<(Value, Option<
     Ok((Value::Object(own), inner))
 }
 
+/// The error for a key of wrapper `kind`'s configuration that it does not
+/// know.
+pub(crate) fn unknown_key(kind: &str, key: &str) -> Error {
+    Error::config(kind, format!("unknown configuration key '{key}'"))
+}
+
 pub(crate) use crate::tensor::check_params;
 
 /// Reads a non-negative integer scalar `key` of a wrapper's state.
@@ -159,4 +171,62 @@ pub(crate) fn check_state_keys(dict: &StateDict, own: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optimizer::Mode;
+    use crate::tensor::Param;
+
+    /// Every wrapper that does not average weights itself hands the mode
+    /// switch to the optimizer it wraps (the forwarding of [`Wrapper`]):
+    /// around a schedule-free optimizer, eval mode moves the parameters to
+    /// its averaged point and train mode moves them back.
+    #[test]
+    fn wrappers_forward_the_mode_switch() {
+        let inner = || -> Box<dyn Optimizer> {
+            let cfg = crate::optim::SgdScheduleFree {
+                lr: 0.1,
+                ..Default::default()
+            };
+            Box::new(crate::optim::schedulefree::ScheduleFree::new(cfg).unwrap())
+        };
+        let keep_all = |seed| MagmaConfig {
+            mask_prob: 1.0,
+            seed,
+            ..MagmaConfig::default()
+        };
+        let skip_none = SkipUpdateConfig {
+            mask_prob: 1.0,
+            ..SkipUpdateConfig::default()
+        };
+        let wrapped: Vec<Box<dyn Optimizer>> = vec![
+            Box::new(Lookahead::wrap(inner(), 5, 0.5).unwrap()),
+            Box::new(Magma::new(keep_all(1), inner()).unwrap()),
+            Box::new(SkipUpdate::new(skip_none, inner()).unwrap()),
+            Box::new(Scheduled::new(inner())),
+            Box::new(SkipNonFinite::new(inner(), 0)),
+            Box::new(GradAccumulation::new(inner(), 1, AccumulateIn::Buffer).unwrap()),
+        ];
+        for mut opt in wrapped {
+            let name = opt.config().to_string();
+            let mut w = Param::new("w", vec![2], vec![1.0, -1.0]).unwrap();
+            for _ in 0..3 {
+                w.grad = vec![0.5, -0.25];
+                opt.step(&mut [w.view()]).unwrap();
+            }
+            let train = w.data.clone();
+            opt.set_mode(Mode::Eval, &mut [w.view()]).unwrap();
+            assert_ne!(w.data, train, "{name}: eval mode did not reach the inner");
+            w.grad = vec![0.5, -0.25];
+            let stepped = opt.step(&mut [w.view()]);
+            assert!(stepped.is_err(), "{name}: stepped in eval mode");
+            opt.set_mode(Mode::Train, &mut [w.view()]).unwrap();
+            for (a, b) in w.data.iter().zip(&train) {
+                let close = (a - b).abs() <= 1e-6 * (1.0 + b.abs());
+                assert!(close, "{name}: {a} vs {b}");
+            }
+        }
+    }
 }

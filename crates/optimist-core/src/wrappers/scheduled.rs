@@ -35,12 +35,13 @@
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::optimizer::{get_hparam, set_hparam_in, Mode, Optimizer};
+use crate::optimizer::{get_hparam, set_hparam_in, Optimizer};
 use crate::schedule::{Schedule, ScheduleSpec};
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
 
-use super::{check_state_keys, count_scalar, inner_spec, split_config};
+use super::wrap::{inner_field, Wrapper};
+use super::{check_state_keys, count_scalar, inner_spec, split_config, unknown_key};
 
 struct Entry {
     key: String,
@@ -115,11 +116,6 @@ impl Scheduled {
             .map(|e| e.schedule.value(self.step))
     }
 
-    /// The wrapped optimizer.
-    pub fn inner(&self) -> &dyn Optimizer {
-        self.inner.as_ref()
-    }
-
     /// The inner configuration with the scheduled keys at their base values.
     fn base_config(&self) -> Value {
         let mut cfg = self.inner.config();
@@ -131,10 +127,8 @@ impl Scheduled {
     }
 }
 
-impl Optimizer for Scheduled {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
+impl Wrapper for Scheduled {
+    inner_field!();
 
     fn config(&self) -> Value {
         let mut inner = inner_spec(self.inner.as_ref());
@@ -156,10 +150,7 @@ impl Optimizer for Scheduled {
         let mut specs = Vec::new();
         for (k, v) in own.as_object().into_iter().flatten() {
             if k != "schedules" {
-                return Err(Error::config(
-                    "scheduled",
-                    format!("unknown configuration key '{k}'"),
-                ));
+                return Err(unknown_key("scheduled", k));
             }
             let Some(items) = v.as_array() else {
                 return Err(Error::config("scheduled", "'schedules' must be an array"));
@@ -259,20 +250,8 @@ impl Optimizer for Scheduled {
         Ok(())
     }
 
-    fn hparam(&self, key: &str) -> Option<f64> {
-        self.inner.hparam(key)
-    }
-
     /// For a scheduled key, sets the schedule's base value (validated on the
     /// inner optimizer); otherwise sets the inner hyperparameter.
-    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        self.inner.state_buffer(param, buffer)
-    }
-
-    fn set_cautious(&mut self, on: bool) -> Result<()> {
-        self.inner.set_cautious(on)
-    }
-
     fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
         let Some(i) = self.entries.iter().position(|e| e.key == key) else {
             return self.inner.set_hparam(key, value);
@@ -294,15 +273,5 @@ impl Optimizer for Scheduled {
         self.entries[i].base = value;
         self.entries[i].schedule = schedule;
         Ok(())
-    }
-
-    fn set_mode(&mut self, mode: Mode, params: &mut [ParamMut<'_>]) -> Result<()> {
-        self.inner.set_mode(mode, params)
-    }
-
-    /// Execution options (threads, fast or simple path, state storage) are
-    /// the wrapped optimizer's.
-    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
-        self.inner.set_exec_options(exec)
     }
 }

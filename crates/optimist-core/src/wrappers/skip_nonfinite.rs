@@ -19,11 +19,12 @@
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::optimizer::{Mode, Optimizer};
+use crate::optimizer::Optimizer;
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
 
-use super::{check_params, check_state_keys, count_scalar, inner_spec, split_config};
+use super::wrap::{inner_field, Wrapper};
+use super::{check_params, check_state_keys, count_scalar, inner_spec, split_config, unknown_key};
 
 /// An optimizer that skips steps with non-finite gradients.
 pub struct SkipNonFinite {
@@ -61,17 +62,10 @@ impl SkipNonFinite {
     pub fn last_finite(&self) -> bool {
         self.last_finite
     }
-
-    /// The wrapped optimizer.
-    pub fn inner(&self) -> &dyn Optimizer {
-        self.inner.as_ref()
-    }
 }
 
-impl Optimizer for SkipNonFinite {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
+impl Wrapper for SkipNonFinite {
+    inner_field!();
 
     fn config(&self) -> Value {
         json!({
@@ -95,12 +89,7 @@ impl Optimizer for SkipNonFinite {
                         "must be an integer >= 0",
                     ))
                 }
-                _ => {
-                    return Err(Error::config(
-                        "skip_nonfinite",
-                        format!("unknown configuration key '{k}'"),
-                    ))
-                }
+                _ => return Err(unknown_key("skip_nonfinite", k)),
             }
         }
         if let Some(hp) = inner_hp {
@@ -178,31 +167,5 @@ impl Optimizer for SkipNonFinite {
         self.total_notfinite = total;
         self.last_finite = last == 1;
         Ok(())
-    }
-
-    fn hparam(&self, key: &str) -> Option<f64> {
-        self.inner.hparam(key)
-    }
-
-    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        self.inner.state_buffer(param, buffer)
-    }
-
-    fn set_cautious(&mut self, on: bool) -> Result<()> {
-        self.inner.set_cautious(on)
-    }
-
-    fn set_hparam(&mut self, key: &str, value: f64) -> Result<()> {
-        self.inner.set_hparam(key, value)
-    }
-
-    fn set_mode(&mut self, mode: Mode, params: &mut [ParamMut<'_>]) -> Result<()> {
-        self.inner.set_mode(mode, params)
-    }
-
-    /// Execution options (threads, fast or simple path, state storage) are
-    /// the wrapped optimizer's.
-    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
-        self.inner.set_exec_options(exec)
     }
 }

@@ -51,14 +51,13 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::masking::{self, BlockMasks};
 use crate::error::{Error, Result};
 use crate::optimizer::Optimizer;
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
-use crate::wrappers::wrap::InnerSpec;
+use crate::wrappers::wrap::{InnerSpec, Wrapper};
 
 /// SkipUpdate's hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,15 +104,9 @@ impl SkipUpdateConfig {
         }
         Ok(())
     }
-
-    /// Reads the configuration from JSON and validates it (the inner
-    /// optimizer is built by [`crate::registry`]).
-    pub fn parse(value: &Value) -> Result<Self> {
-        let cfg: SkipUpdateConfig = crate::stages::parse(NAME, value)?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
 }
+
+masking::masking_config!(SkipUpdateConfig, NAME);
 
 /// The SkipUpdate wrapper: implements [`Optimizer`] around any other one.
 pub struct SkipUpdate {
@@ -135,11 +128,6 @@ impl SkipUpdate {
         })
     }
 
-    /// The wrapped optimizer.
-    pub fn inner(&self) -> &dyn Optimizer {
-        self.inner.as_ref()
-    }
-
     /// Uses these masks (true = keep the update) at the next step instead of
     /// drawing them; parameters not named are drawn as usual.
     pub fn set_masks(&mut self, masks: HashMap<String, bool>) {
@@ -147,29 +135,8 @@ impl SkipUpdate {
     }
 }
 
-impl Optimizer for SkipUpdate {
-    fn name(&self) -> &str {
-        NAME
-    }
-
-    fn config(&self) -> Value {
-        let own = serde_json::to_value(&self.config).unwrap_or(Value::Null);
-        masking::config_with_inner(own, self.inner.as_ref())
-    }
-
-    fn set_config(&mut self, config: Value) -> Result<()> {
-        let cfg = SkipUpdateConfig::parse(&config)?;
-        masking::reconfigure(
-            NAME,
-            self.inner.as_mut(),
-            cfg.inner.as_ref(),
-            &mut self.masks,
-            self.config.seed,
-            cfg.seed,
-        )?;
-        self.config = SkipUpdateConfig { inner: None, ..cfg };
-        Ok(())
-    }
+impl Wrapper for SkipUpdate {
+    masking::masking_wrapper!(SkipUpdateConfig);
 
     fn step(&mut self, params: &mut [ParamMut<'_>]) -> Result<()> {
         for p in params.iter() {
@@ -241,19 +208,5 @@ impl Optimizer for SkipUpdate {
         } else {
             self.inner.set_hparam(key, value)
         }
-    }
-
-    fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
-        self.inner.state_buffer(param, buffer)
-    }
-
-    /// Execution options (threads, fast or simple path, state storage) are
-    /// the wrapped optimizer's.
-    fn set_exec_options(&mut self, exec: crate::exec::ExecOptions) -> Result<()> {
-        self.inner.set_exec_options(exec)
-    }
-
-    fn set_cautious(&mut self, on: bool) -> Result<()> {
-        self.inner.set_cautious(on)
     }
 }

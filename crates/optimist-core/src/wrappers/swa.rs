@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::optimizer::{Mode, Optimizer};
 use crate::state::StateDict;
 use crate::tensor::ParamMut;
-use crate::wrappers::wrap::forward_to_inner;
+use crate::wrappers::wrap::{inner_field, Wrapper};
 
 use super::averaged::{apply_config, switch_mode, Averages};
 use super::{check_params, check_state_keys, count_scalar, inner_spec};
@@ -99,22 +99,10 @@ impl Swa {
     pub fn mode(&self) -> Mode {
         self.averages.mode()
     }
-
-    /// The wrapped optimizer.
-    pub fn inner(&self) -> &dyn Optimizer {
-        self.inner.as_ref()
-    }
 }
 
-impl Optimizer for Swa {
-    forward_to_inner!(
-        name,
-        hparam,
-        state_buffer,
-        set_cautious,
-        set_hparam,
-        set_exec_options
-    );
+impl Wrapper for Swa {
+    inner_field!();
 
     fn config(&self) -> Value {
         json!({
