@@ -119,4 +119,5 @@ optimizers! {
     normuon::NorMuon,
     scion::Scion,
     galore::GaLore,
+    apollo::Apollo,
 }
