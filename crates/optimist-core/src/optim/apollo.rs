@@ -279,7 +279,7 @@ impl Apollo {
             let last = prev.get_or_fill(name, "scaling_grad", 1, 0.0)?[0];
             let c = n / (last + TINY);
             // Python's max(c, 1.01): c unless 1.01 > c (so a NaN c stays).
-            if !(1.01f32 > c) {
+            if c.is_nan() || c >= 1.01f32 {
                 let limiter = c / 1.01f32;
                 s.iter_mut().for_each(|x| *x /= limiter);
                 n /= limiter;
