@@ -89,19 +89,6 @@ def load_cases():
 
 CASE_LIST = load_cases()
 
-# APOLLO's golden cases are extensions (tests/golden/extensions, with the rest
-# of its catalogue block), so load_cases does not see them; those without a
-# projection (no `rank`) are replayed here as well. The projected ones are not:
-# the reference draws its random projections from torch's global generator,
-# optimist from seeded streams (the Rust golden cases run the reference with
-# optimist's draws, see docs/preconditioned.md).
-APOLLO_DENSE = [
-    c
-    for c in (json.load(open(p)) for p in sorted(glob.glob(os.path.join(ROOT, "tests", "golden", "extensions",
-                                                                        "apollo-*.json"))))
-    if c["hparams"].get("rank") is None
-]
-
 
 def test_cases_present():
     # The repository ships the golden cases; every optimizer with a reference is covered.
@@ -189,11 +176,6 @@ def test_matches_reference_every_step(case):
         compare(case, po, pr)
 
 
-@pytest.mark.parametrize("case", APOLLO_DENSE, ids=[c["id"] for c in APOLLO_DENSE])
-def test_apollo_without_projection_matches_reference_every_step(case):
-    test_matches_reference_every_step(case)
-
-
 def first_case_per_optimizer():
     seen = {}
     for c in CASE_LIST:
@@ -234,11 +216,6 @@ def test_state_dict_cross_loads(case, direction):
         o2.load_state_dict(sd)
     run(o2, p2, case, range(STEPS // 2, STEPS))
     compare(case, p2, pr)
-
-
-@pytest.mark.parametrize("direction", ["ref_to_optimist", "optimist_to_ref"])
-def test_apollo_state_dict_cross_loads(direction):
-    test_state_dict_cross_loads(APOLLO_DENSE[0], direction)
 
 
 @pytest.mark.parametrize("name", ["adamw", "lion", "lamb", "adafactor"])
