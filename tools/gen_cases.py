@@ -190,10 +190,11 @@ EXT_REGISTRY = {
                            "fixed_decay": False, "alpha": 0.0, "beta1_warmup": None, "min_beta1": 0.9,
                            "eps": 1e-08, "maximize": False},
     "adan": {"lr": 0.001, "betas": [0.98, 0.92, 0.99], "weight_decay": 0.0, "weight_decouple": False,
-             "max_grad_norm": 0.0, "eps": 1e-08, "maximize": False},
+             "max_grad_norm": 0.0, "eps": 1e-08, "maximize": False, "use_gc": False, "adanorm": False,
+             "adanorm_r": 0.95},
     "laprop": {"lr": 0.0004, "betas": [0.9, 0.999], "centered": False, "steps_before_using_centered": 10,
                "weight_decay": 0.0, "weight_decouple": True, "fixed_decay": False, "ams_bound": False,
-               "eps": 1e-15, "maximize": False},
+               "eps": 1e-15, "maximize": False, "cautious": False},
     "yogi": {"lr": 0.01, "betas": [0.9, 0.999], "initial_accumulator": 1e-06, "weight_decay": 0.0,
              "weight_decouple": True, "fixed_decay": False, "eps": 0.001, "maximize": False, "adam_debias": False},
     "qhadam": {"lr": 0.001, "betas": [0.9, 0.999], "nus": [1.0, 1.0], "weight_decay": 0.0, "weight_decouple": False,
@@ -202,7 +203,8 @@ EXT_REGISTRY = {
                "fixed_decay": False, "eps": 1e-08, "maximize": False, "adam_debias": False},
     "diffgrad": {"lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "weight_decouple": True,
                  "fixed_decay": False, "rectify": False, "n_sma_threshold": 5, "degenerated_to_sgd": True,
-                 "ams_bound": False, "eps": 1e-08, "maximize": False, "adam_debias": False},
+                 "ams_bound": False, "eps": 1e-08, "maximize": False, "adam_debias": False, "adanorm": False,
+                 "adanorm_r": 0.95},
     "mars": {"lr": 0.003, "betas": [0.95, 0.99], "gamma": 0.025, "mars_type": "adamw", "optimize_1d": False,
              "lr_1d": 0.003, "betas_1d": [0.9, 0.95], "weight_decay": 0.0, "weight_decay_1d": 0.1,
              "weight_decouple": True, "fixed_decay": False, "ams_bound": False, "cautious": False, "eps": 1e-08,
@@ -211,7 +213,7 @@ EXT_REGISTRY = {
                     "weight_decouple": True, "eps": 1e-08, "maximize": False},
     "adamp": {"lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "weight_decouple": True, "fixed_decay": False,
               "delta": 0.1, "wd_ratio": 0.1, "nesterov": False, "eps": 1e-08, "maximize": False, "cautious": False,
-              "adam_debias": False},
+              "adam_debias": False, "use_gc": False, "adanorm": False, "adanorm_r": 0.95},
 }
 # Catalogue A (torch.optim completion and the SGD family): registry names beyond
 # shared/conformance/registry.json, with the reference constructors' argument names
@@ -942,6 +944,9 @@ def reference_replay(case, dtype=torch.float32, foreach_false=False):
             params[-1].optimist_name = p["name"]
     if case.get("optimizer") == "kron":
         kron_begin(case, dtype)
+    APOLLO_CTX["active"] = False
+    if case.get("optimizer") == "apollo":
+        apollo_begin(case)
     opt, sched_opt = build_reference(case["optimizer"], case["hparams"], params, dtype, foreach_false)
     scheduler = None
     if case.get("lr_schedule"):
@@ -1515,8 +1520,26 @@ def adam_family_specs():
            M + "Adan maximizing with clipping (first-step difference -2 g c as the reference)"))
     a(spec("adan-warmup-cosine", "adan", {"lr": 0.02}, WB, 10, "Adan with clip_grad_norm_ and warmup_cosine",
            clip=clip_norm(5.0), sched=warmup_cosine(2, 7)))
+    a(spec("adan-use-gc-clip", "adan", {"lr": 0.01, "use_gc": True, "max_grad_norm": 1.0}, three, 10,
+           "Adan with gradient centralization (per-parameter path; the vector is left alone) after global "
+           "clipping", big={5: 10.0}))
+    a(spec("adan-adanorm", "adan", {"lr": 0.01, "adanorm": True, "weight_decay": 0.1}, WB, 10,
+           "Adan with AdaNorm and proximal decay: gradients 10x larger at steps 1-3, so the running norm exceeds "
+           "the later gradients' and rescales them", big={1: 10.0, 2: 10.0, 3: 10.0}))
+    a(spec("adan-adanorm-gc-maximize", "adan", {"lr": 0.01, "adanorm": True, "adanorm_r": 0.5, "use_gc": True,
+                                                "maximize": True, "weight_decay": 0.1, "weight_decouple": True},
+           three, 10, M + "Adan with AdaNorm (adanorm_r 0.5) of the centralized gradient, decoupled decay, "
+           "maximizing", big={2: 5.0, 6: 5.0}, zero=[8]))
     # ---------------------------------------------------------------- laprop
     a(spec("laprop-defaults", "laprop", {}, WB, 10, "LaProp defaults"))
+    a(spec("laprop-cautious-decoupled", "laprop", {"lr": 0.005, "cautious": True, "weight_decay": 0.1}, three, 10,
+           "LaProp with its cautious option (per-parameter path): the masked step, then the decoupled decay"))
+    a(spec("laprop-cautious-centered-maximize", "laprop", {"lr": 0.005, "cautious": True, "centered": True,
+                                                          "steps_before_using_centered": 3, "ams_bound": True,
+                                                          "maximize": True, "weight_decay": 0.1,
+                                                          "fixed_decay": True}, WB, 10,
+           "EXTENSION (maximize is not a contract v1 hyperparameter): LaProp cautious, centered from step 4, "
+           "AMSBound, fixed decay, maximizing"))
     a(spec("laprop-centered", "laprop", {"lr": 0.005, "centered": True, "steps_before_using_centered": 3}, three,
            10, "LaProp centered from step 4"))
     a(spec("laprop-ams-bound", "laprop", {"lr": 0.005, "ams_bound": True, "eps": 1e-08}, WB, 10,
@@ -1572,6 +1595,14 @@ def adam_family_specs():
            "diffGrad with decoupled decay and adam_debias"))
     a(spec("diffgrad-maximize-fixed", "diffgrad", {"lr": 0.01, "maximize": True, "weight_decay": 0.1,
                                                    "fixed_decay": True}, WB, 8, M + "diffGrad maximizing, fixed decay"))
+    a(spec("diffgrad-adanorm", "diffgrad", {"lr": 0.01, "adanorm": True}, WB, 10,
+           "diffGrad with AdaNorm (per-parameter path): gradients 10x larger at steps 1-3, so the running norm "
+           "exceeds the later gradients' and rescales them", big={1: 10.0, 2: 10.0, 3: 10.0}))
+    a(spec("diffgrad-adanorm-r-l2-rectify", "diffgrad", {"lr": 0.01, "adanorm": True, "adanorm_r": 0.5,
+                                                        "weight_decay": 0.05, "weight_decouple": False,
+                                                        "rectify": True, "maximize": True}, WB, 10,
+           M + "diffGrad with AdaNorm (adanorm_r 0.5) on the L2-decayed gradient, rectified, maximizing",
+           big={2: 5.0, 6: 5.0}, zero=[8]))
     # ---------------------------------------------------------------- mars
     a(spec("mars-defaults", "mars", {}, three, 10,
            "MARS defaults: corrected AdamW step on the matrices, AdamW with betas_1d and weight_decay_1d on the "
@@ -1620,6 +1651,17 @@ def adam_family_specs():
     a(spec("adamp-maximize-fixed", "adamp", {"lr": 0.01, "maximize": True, "weight_decay": 0.1,
                                              "fixed_decay": True, "delta": 1.0}, WB, 8,
            M + "AdamP maximizing, fixed decay"))
+    a(spec("adamp-use-gc", "adamp", {"lr": 0.01, "use_gc": True, "delta": 1.0, "weight_decay": 0.1},
+           [("w", [4, 6]), ("k", [3, 2, 2]), ("b", [5])], 10,
+           "AdamP with gradient centralization (rows of the matrix and of the 3-D tensor; the vector is left "
+           "alone) and the channel projection"))
+    a(spec("adamp-adanorm", "adamp", {"lr": 0.01, "adanorm": True, "nesterov": True}, three, 10,
+           "AdamP with AdaNorm and Nesterov momentum: gradients 10x larger at steps 1-3, so the running norm "
+           "exceeds the later gradients' and rescales them", big={1: 10.0, 2: 10.0, 3: 10.0}))
+    a(spec("adamp-adanorm-gc-cautious", "adamp", {"lr": 0.01, "adanorm": True, "adanorm_r": 0.6, "use_gc": True,
+                                                  "cautious": True, "maximize": True, "delta": 1.0}, three, 10,
+           M + "AdamP with AdaNorm (adanorm_r 0.6) of the centralized gradient, cautious masking, maximizing",
+           big={2: 5.0, 6: 5.0}, zero=[8]))
     return S
 
 
@@ -2548,6 +2590,9 @@ def base_notes(s):
     if name == "kron":
         notes.append("probes and balancing draws from optimist's seeded SplitMix64 streams (torch.randn_like and "
                      "np.random.random re-bound in pytorch_optimizer.optimizer.psgd); precondition_dtype float32")
+    if name == "apollo" and apollo_projects(s):
+        notes.append("random projections from optimist's seeded SplitMix64 streams (torch.randn re-bound in "
+                     "pytorch_optimizer.optimizer.utils.galore)")
     if name in ("soap", "shampoo", "galore"):
         notes.append("the reference's eigh/qr/svd run in float32 (LAPACK); the update does not depend on the "
                      "signs of the eigen/singular vectors")
@@ -2577,6 +2622,8 @@ def make_numeric(s, log):
             raise RuntimeError("patched AdaMuon Newton-Schulz was not called")
         if inner == "kron" and KRON_CTX["draws"] == 0:
             raise RuntimeError("the re-bound Kron probe generator was not called")
+        if inner == "apollo" and apollo_projects(s) and APOLLO_CTX["draws"] == 0:
+            raise RuntimeError("the re-bound APOLLO projection generator was not called")
         if inner in CAT_D_NS and sum(ns_used.values()) == 0 and _cat_d_uses_ns(s):
             raise RuntimeError(f"patched {inner} Newton-Schulz was not called")
         r64 = reference_replay(case, torch.float64, foreach_false=PRIMARY_FOREACH_FALSE)
@@ -2863,11 +2910,14 @@ CAT_D_REGISTRY = {
              "maximize": False, "seed": 0},
     "galore": {"lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "eps": 1e-06, "rank": None,
                "update_proj_gap": None, "scale": None, "projection_type": None, "maximize": False},
+    "apollo": {"lr": 0.01, "betas": [0.9, 0.999], "scale_type": "tensor", "weight_decay": 0.0,
+               "weight_decouple": True, "fixed_decay": False, "correct_bias": True, "eps": 1e-06, "rank": None,
+               "update_proj_gap": None, "scale": None, "projection_type": None, "maximize": False, "seed": 0},
 }
 EXT_REGISTRY.update(CAT_D_REGISTRY)
 for _name in CAT_D_REGISTRY:
     _cls = {"soap": "SOAP", "shampoo": "Shampoo", "adahessian": "AdaHessian", "sm3": "SM3", "normuon": "NorMuon",
-            "scion": "SCION", "galore": "GaLore", "kron": "Kron"}[_name]
+            "scion": "SCION", "galore": "GaLore", "kron": "Kron", "apollo": "APOLLO"}[_name]
     REFERENCES[_name] = ("pytorch-optimizer", f"pytorch_optimizer.{_cls}",
                          (lambda c: (lambda: getattr(pytorch_optimizer, c)))(_cls))
 CAT_D_NS = {"scion", "normuon"}      # Newton-Schulz patched to float32; Muon-family tolerance
@@ -2973,12 +3023,74 @@ def cat_d_kwargs(name, kw):
     """Constructor keyword arguments of a catalogue-D case (None means the reference default: left out)."""
     if name == "galore":
         return {k: v for k, v in kw.items() if v is not None}
+    if name == "apollo":
+        # rank, update_proj_gap, scale and projection_type go to the group through **kwargs
+        return {k: v for k, v in kw.items() if v is not None and k != "seed"}
     if name == "scion" and kw.get("norm_kwargs") is None:
         kw.pop("norm_kwargs", None)
     if name == "kron":
         kw.pop("seed", None)
         kw.pop("foreach", None)
     return kw
+
+
+# APOLLO: the reference draws its random projections with torch.randn inside
+# pytorch_optimizer.optimizer.utils.galore (GaLoreProjector.get_orthogonal_matrix with from_random_matrix=True:
+# first P of rows x rank, then Q of rank x cols, both divided by sqrt(rank)).  For the golden cases torch is
+# re-bound there to a wrapper whose randn returns optimist's draws (see optim/apollo.rs): P from the stream
+# key(seed, step, name + "#left"), Q from key(seed, step, name + "#right"), Box-Muller normals rounded to f32,
+# row-major.  GaLoreProjector.project is wrapped to know the step and the parameter (projectors are created in
+# parameter order at the first step, one per 2-D parameter).
+from pytorch_optimizer.optimizer.utils import galore as _po_galore_utils  # noqa: E402
+
+APOLLO_CTX = {"active": False, "seed": 0, "names": [], "projectors": {}, "current": None, "calls": 0, "draws": 0}
+_po_galore_project = _po_galore_utils.GaLoreProjector.project
+
+
+def _apollo_project(self, grad, num_steps, svd_basis_matrix=None, from_random_matrix=False):
+    if APOLLO_CTX["active"] and from_random_matrix:
+        known = APOLLO_CTX["projectors"]
+        if id(self) not in known:
+            known[id(self)] = APOLLO_CTX["names"][len(known)]
+        APOLLO_CTX["current"] = (known[id(self)], num_steps)
+        APOLLO_CTX["calls"] = 0
+    return _po_galore_project(self, grad, num_steps, svd_basis_matrix=svd_basis_matrix,
+                              from_random_matrix=from_random_matrix)
+
+
+class _ApolloTorch:
+    @staticmethod
+    def randn(size, *args, device=None, dtype=None, **kwargs):
+        if not APOLLO_CTX["active"]:
+            return torch.randn(size, *args, device=device, dtype=dtype, **kwargs)
+        name, step = APOLLO_CTX["current"]
+        suffix = ("#left", "#right")[APOLLO_CTX["calls"]]
+        APOLLO_CTX["calls"] += 1
+        APOLLO_CTX["draws"] += 1
+        n = int(np.prod(size))
+        rng = _SplitMix64(kron_stream_key(APOLLO_CTX["seed"], step, name + suffix))
+        vals = np.array([rng.normal() for _ in range(n)], dtype=np.float32).reshape(tuple(size))
+        return torch.from_numpy(vals).to(dtype=dtype or torch.float32)
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
+_po_galore_utils.GaLoreProjector.project = _apollo_project
+_po_galore_utils.torch = _ApolloTorch()
+
+
+def apollo_begin(case):
+    hp = case.get("hparams") or {}
+    hp = hp if isinstance(hp, dict) else {}
+    APOLLO_CTX.update(active=True, seed=int(hp.get("seed", 0) or 0),
+                      names=[p["name"] for p in case["params"] if len(p["shape"]) == 2],
+                      projectors={}, current=None, calls=0, draws=0)
+
+
+def apollo_projects(s):
+    """Whether an apollo case projects anything (rank set and a 2-D parameter)."""
+    return s["hparams"].get("rank") is not None and any(len(shape) == 2 for _, shape in s["shapes"])
 
 
 def cat_d_hessian(s, rng):
@@ -3171,6 +3283,43 @@ def cat_d_specs():
     a(spec("galore-refresh", "galore", dict(g, lr=0.01, update_proj_gap=4, rank=5, betas=[0.0, 0.999]),
            [("w", [5, 5])], 8, "GaLore full-rank (rank 5 of 5) with a refresh at step 4: beta1 0 keeps no "
            "first moment across the refresh", ext=True))
+    # ---------------------------------------------------------------- apollo
+    ap = {"rank": 2, "update_proj_gap": 50, "scale": 1.0, "projection_type": "std"}
+    a(spec("apollo-defaults", "apollo", {}, WB, 8, "APOLLO without a projection (no rank): AdamW with the "
+           "bias correction in the step size and decoupled decay after the update", ext=True))
+    a(spec("apollo-no-bias-l2-maximize", "apollo", {"lr": 0.003, "weight_decay": 0.1, "weight_decouple": False,
+                                                    "correct_bias": False, "maximize": True, "eps": 1e-8},
+           [("w", [4, 5]), ("b", [5])], 8, "APOLLO without projection: L2 decay on the gradient, no bias "
+           "correction, maximizing", ext=True))
+    a(spec("apollo-fixed-decay", "apollo", {"lr": 0.02, "weight_decay": 0.05, "fixed_decay": True,
+                                            "betas": [0.8, 0.99]}, WB, 8,
+           "APOLLO without projection, decoupled decay not scaled by the step size", ext=True))
+    a(spec("apollo-std-tall-wide", "apollo", dict(ap, lr=0.01), [("w", [8, 5]), ("v", [3, 7]), ("b", [4])], 8,
+           "APOLLO std projection rank 2 (right for the tall, left for the wide matrix), tensor scaling; the "
+           "vector gets plain Adam", ext=True))
+    a(spec("apollo-channel", "apollo", dict(ap, lr=0.01, rank=3, scale_type="channel"),
+           [("w", [8, 5]), ("v", [3, 7])], 8, "APOLLO channel scaling: row norms of the 8 x 3 projected tall "
+           "matrix, column norms of the 3 x 7 projected wide one", ext=True, big={3: 1e2}))
+    a(spec("apollo-reverse-std-wd", "apollo", dict(ap, lr=0.01, projection_type="reverse_std", weight_decay=0.1,
+                                                   scale=0.5), [("w", [8, 5]), ("v", [3, 7])], 8,
+           "APOLLO reverse_std projection, scale 0.5 (sqrt(scale) * scale on the update), decoupled decay",
+           ext=True))
+    a(spec("apollo-left", "apollo", dict(ap, lr=0.01, projection_type="left", rank=3), [("w", [6, 5])], 8,
+           "APOLLO left projection rank 3", ext=True))
+    a(spec("apollo-right-channel", "apollo", dict(ap, lr=0.01, projection_type="right", rank=4,
+                                                  scale_type="channel"), [("w", [3, 6])], 8,
+           "APOLLO right projection rank 4 of a 3 x 6 matrix, channel scaling over the 3 x 4 projection's "
+           "columns", ext=True))
+    a(spec("apollo-full-maximize", "apollo", dict(ap, lr=0.01, projection_type="full", maximize=True, rank=3),
+           [("w", [7, 4])], 8, "APOLLO full (two-sided) projection, maximizing", ext=True))
+    a(spec("apollo-random-refresh-seed", "apollo", dict(ap, lr=0.01, projection_type="random", update_proj_gap=3,
+                                                        seed=11, betas=[0.5, 0.9]),
+           [("w", [6, 4]), ("v", [2, 5])], 9, "APOLLO random projection (as std) drawn anew at steps 3, 6 and 9 "
+           "with another seed; the moments carry over each refresh", ext=True))
+    a(spec("apollo-rank-above-dims-l2", "apollo", dict(ap, lr=0.01, rank=6, weight_decay=0.1,
+                                                      weight_decouple=False, correct_bias=False, scale=2.0),
+           [("w", [4, 3])], 8, "APOLLO rank 6 on a 4 x 3 matrix (random projections are not capped by the "
+           "shape), L2 decay before the projection, no bias correction, scale 2", ext=True))
     return S
 
 
@@ -3216,6 +3365,16 @@ def cat_d_error_specs():
     e("error-galore-rank-without-gap", "rank without update_proj_gap (the library reads it from the group)",
       "galore", {"rank": 2}, shapes=[("w", [4, 3])])
     e("error-galore-bad-projection-type", "unknown projection_type", "galore",
+      {"rank": 2, "update_proj_gap": 5, "scale": 1.0, "projection_type": "diagonal"}, shapes=[("w", [4, 3])])
+    e("error-apollo-negative-lr", "negative lr", "apollo", {"lr": -0.01})
+    e("error-apollo-beta1-one", "betas[0] = 1", "apollo", {"betas": [1.0, 0.999]})
+    e("error-apollo-negative-wd", "negative weight_decay", "apollo", {"weight_decay": -0.1})
+    e("error-apollo-negative-eps", "negative eps", "apollo", {"eps": -1e-6})
+    e("error-apollo-rank-without-scale", "rank without scale (the library reads it from the group)", "apollo",
+      {"rank": 2, "update_proj_gap": 5, "projection_type": "std"}, shapes=[("w", [4, 3])])
+    e("error-apollo-gap-zero", "update_proj_gap 0 (the library divides by it)", "apollo",
+      {"rank": 2, "update_proj_gap": 0, "scale": 1.0, "projection_type": "std"}, shapes=[("w", [4, 3])])
+    e("error-apollo-bad-projection-type", "unknown projection_type", "apollo",
       {"rank": 2, "update_proj_gap": 5, "scale": 1.0, "projection_type": "diagonal"}, shapes=[("w", [4, 3])])
     return E
 

@@ -44,6 +44,11 @@
 //! Hutchinson estimate made by finite differences of gradients
 //! ([`curvature`]); call [`OptimistOptimizer::backward_step_with`] with a
 //! closure that recomputes the loss on the current batch.
+//!
+//! **Closures (L-BFGS).** Optimizers that re-evaluate the objective within
+//! a step step through [`OptimistOptimizer::step_with_closure`], with a
+//! closure that computes the loss from the variables' current values; the
+//! adapter sets the variables and backpropagates at every evaluation.
 
 pub use optimist_core::spec as build;
 pub mod checkpoint;
@@ -330,6 +335,104 @@ impl OptimistOptimizer {
             self.estimate_curvature(Some(&grads), &mut loss_fn)?;
         }
         candle_nn::Optimizer::step(self, &grads)?;
+        Ok(loss)
+    }
+
+    /// One step of an optimizer that re-evaluates the objective, such as
+    /// L-BFGS (`lbfgs`): `loss_fn` computes the loss (a scalar tensor) from
+    /// the variables' current values. The optimizer sets the variables,
+    /// calls `loss_fn` and backpropagates as often as its iterations and
+    /// line search need ([`Optimizer::step_with_closure`]); other
+    /// optimizers evaluate it once and step, as torch's
+    /// `optimizer.step(closure)`. The variables end at the new values.
+    /// Returns the loss of the first evaluation.
+    ///
+    /// Every variable takes part (one without a gradient in an evaluation
+    /// gets a zero gradient, as L-BFGS's flat gradient in torch). The
+    /// optimizer works on f32 copies of the values; bf16/f16 variables get
+    /// them rounded to nearest at each evaluation and at the end. A rule
+    /// that needs a curvature estimate at this step is an error (use
+    /// [`OptimistOptimizer::backward_step_with`]).
+    pub fn step_with_closure(
+        &mut self,
+        mut loss_fn: impl FnMut() -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<f64> {
+        if let Some(e) = self.deferred_error.take() {
+            return Err(candle_core::Error::msg(e));
+        }
+        if self.needs_curvature() {
+            return Err(candle_core::Error::msg(format!(
+                "{} needs a Hessian estimate at step {}: step_with_closure does not make one; \
+                 use backward_step_with(loss closure) or set_curvature(None)",
+                self.optimizer.name(),
+                self.steps + 1
+            )));
+        }
+        let flat = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
+            t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()
+        };
+        let mut values = self
+            .vars
+            .iter()
+            .map(|v| flat(v.as_tensor()))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut grads: Vec<Vec<f32>> = values.iter().map(|v| vec![0.0; v.len()]).collect();
+        let vars = &self.vars;
+        let set = |var: &Var, v: &[f32]| -> candle_core::Result<()> {
+            var.set(&Tensor::from_slice(v, var.dims(), var.device())?.to_dtype(var.dtype())?)
+        };
+        let mut closure = |ps: &mut [ParamMut<'_>]| -> optimist_core::Result<f64> {
+            let mut eval = || -> candle_core::Result<f64> {
+                for (var, p) in vars.iter().zip(ps.iter()) {
+                    set(var, p.value)?;
+                }
+                let loss = loss_fn()?;
+                if loss.elem_count() != 1 {
+                    candle_core::bail!("the loss has shape {:?}, not one value", loss.dims());
+                }
+                let gs = loss.backward()?;
+                for (var, p) in vars.iter().zip(ps.iter_mut()) {
+                    match gs.get(var.as_tensor()) {
+                        Some(g) => {
+                            let g = flat(g)?;
+                            if g.len() != p.grad.len() {
+                                candle_core::bail!(
+                                    "gradient of '{}' has {} values, the parameter {}",
+                                    p.name,
+                                    g.len(),
+                                    p.grad.len()
+                                );
+                            }
+                            p.grad.copy_from_slice(&g);
+                        }
+                        None => p.grad.fill(0.0),
+                    }
+                }
+                loss.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>().map(|v| v[0])
+            };
+            eval().map_err(|e| optimist_core::Error::Input(format!("loss closure: {e}")))
+        };
+        let mut params: Vec<ParamMut<'_>> = values
+            .iter_mut()
+            .zip(grads.iter_mut())
+            .enumerate()
+            .map(|(i, (value, grad))| ParamMut {
+                name: &self.names[i],
+                shape: &self.shapes[i],
+                value,
+                grad,
+                hessian: None,
+            })
+            .collect();
+        let start = Instant::now();
+        let result = self.optimizer.step_with_closure(&mut params, &mut closure);
+        self.step_time += start.elapsed();
+        drop(params);
+        for (var, v) in vars.iter().zip(&values) {
+            set(var, v)?;
+        }
+        let loss = result.map_err(wrap)?;
+        self.steps += 1;
         Ok(loss)
     }
 

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 #[test]
 fn quadratic_convergence() {
     let q = Quadratic::default();
-    let runs: [(&str, Value, usize, f64); 14] = [
+    let runs: [(&str, Value, usize, f64); 18] = [
         ("adopt", json!({"lr": 0.05}), 1000, 1e-3),
         ("ademamix", json!({"lr": 0.05}), 1000, 1e-2),
         ("simplifiedademamix", json!({"lr": 0.01, "betas": [0.9, 0.99]}), 2000, 1e-2),
@@ -35,6 +35,10 @@ fn quadratic_convergence() {
         ("adamod", json!({"lr": 0.05, "betas": [0.9, 0.999, 0.999]}), 2000, 1e-2),
         ("stableadamw", json!({"lr": 0.05, "weight_decay": 0.0}), 1000, 1e-3),
         ("diffgrad", json!({"lr": 0.05}), 1000, 1e-3),
+        ("diffgrad", json!({"lr": 0.05, "adanorm": true}), 1000, 1e-3),
+        ("adan", json!({"lr": 0.05, "adanorm": true, "use_gc": true}), 1000, 1e-3),
+        ("adamp", json!({"lr": 0.05, "adanorm": true, "use_gc": true}), 1000, 1e-3),
+        ("laprop", json!({"lr": 0.05, "cautious": true}), 1000, 1e-3),
     ];
     let mut failures = Vec::new();
     for (name, hp, steps, target) in runs {
@@ -133,6 +137,10 @@ fn state_round_trips_with_options() {
         ("adamod", json!({})),
         ("stableadamw", json!({})),
         ("diffgrad", json!({"rectify": true, "ams_bound": true})),
+        ("diffgrad", json!({"adanorm": true, "adanorm_r": 0.5})),
+        ("adan", json!({"adanorm": true, "use_gc": true, "max_grad_norm": 1.0})),
+        ("adamp", json!({"adanorm": true, "use_gc": true, "delta": 1.0})),
+        ("laprop", json!({"cautious": true, "weight_decay": 0.1})),
     ] {
         check_resume(name, &hp, shaped_params, run_steps, 4, 9);
     }

@@ -1,5 +1,5 @@
 //! Preconditioned, second-order, matrix and low-rank optimizers (soap,
-//! shampoo, kron, adahessian, sm3, normuon, scion, galore): convergence,
+//! shampoo, kron, adahessian, sm3, normuon, scion, galore, apollo): convergence,
 //! validation errors naming the field, determinism and state round trips.
 //!
 //! Value-for-value agreement with pytorch-optimizer is checked by the golden
@@ -60,6 +60,20 @@ fn matrix_least_squares_convergence() {
                 500,
                 1e1,
             ),
+            ("apollo", json!({"lr": 0.01}), 500, 1e2),
+            (
+                "apollo",
+                json!({"lr": 0.01, "rank": 4, "update_proj_gap": 20, "scale": 1.0, "projection_type": "std"}),
+                500,
+                1e1,
+            ),
+            (
+                "apollo",
+                json!({"lr": 0.01, "rank": 4, "update_proj_gap": 20, "scale": 1.0,
+                       "projection_type": "std", "scale_type": "channel"}),
+                500,
+                1e1,
+            ),
         ],
     );
 }
@@ -76,6 +90,7 @@ fn quadratic_convergence() {
             ("shampoo", json!({"lr": 0.5}), 500, 1e3),
             ("kron", json!({"lr": 0.05}), 500, 1e2),
             ("galore", json!({"lr": 0.05}), 500, 1e3),
+            ("apollo", json!({"lr": 0.05}), 500, 1e3),
         ],
     );
 }
@@ -160,6 +175,23 @@ fn invalid_hyperparameters_are_errors_naming_the_field() {
             json!({"rank": 2, "update_proj_gap": 5, "scale": 1.0, "projection_type": "diagonal"}),
             "projection_type",
         ),
+        ("apollo", json!({"lr": -1.0}), "lr"),
+        ("apollo", json!({"betas": [1.0, 0.999]}), "betas[0]"),
+        ("apollo", json!({"weight_decay": -0.1}), "weight_decay"),
+        ("apollo", json!({"eps": -1.0}), "eps"),
+        ("apollo", json!({"rank": 2, "update_proj_gap": 5, "projection_type": "std"}), "scale"),
+        (
+            "apollo",
+            json!({"rank": 2, "update_proj_gap": 0, "scale": 1.0, "projection_type": "std"}),
+            "update_proj_gap",
+        ),
+        (
+            "apollo",
+            json!({"rank": 2, "update_proj_gap": 5, "scale": 1.0, "projection_type": "diagonal"}),
+            "projection_type",
+        ),
+        ("apollo", json!({"scale_type": "row"}), "scale_type"),
+        ("apollo", json!({"use_gc": true}), "use_gc"),
     ] {
         let err = optimist_core::registry::build(name, &hp)
             .err()
@@ -230,6 +262,11 @@ fn deterministic_and_state_round_trip() {
             "galore",
             json!({"rank": 2, "update_proj_gap": 3, "scale": 0.5, "projection_type": "std"}),
         ),
+        (
+            "apollo",
+            json!({"rank": 2, "update_proj_gap": 3, "scale": 0.5, "projection_type": "std",
+                   "scale_type": "channel", "weight_decay": 0.1, "seed": 4}),
+        ),
     ] {
         let mut a = shaped_params();
         let mut b = shaped_params();
@@ -256,10 +293,19 @@ fn deterministic_and_state_round_trip() {
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     use optimist_core::ExecOptions;
-    for name in ["soap", "shampoo", "kron", "sm3", "normuon", "scion", "galore"] {
+    for (name, hp) in [
+        ("soap", json!({})),
+        ("shampoo", json!({})),
+        ("kron", json!({})),
+        ("sm3", json!({})),
+        ("normuon", json!({})),
+        ("scion", json!({})),
+        ("galore", json!({})),
+        ("apollo", json!({"rank": 2, "update_proj_gap": 2, "scale": 1.0, "projection_type": "std"})),
+    ] {
         let mut reference: Option<Vec<Param>> = None;
         for threads in [1usize, 2, 3, 8] {
-            let mut o = opt(name, json!({}));
+            let mut o = opt(name, hp.clone());
             o.set_exec_options(ExecOptions {
                 threads,
                 ..Default::default()
@@ -273,4 +319,38 @@ fn results_do_not_depend_on_the_thread_count() {
             }
         }
     }
+}
+
+#[test]
+fn apollo_projections_follow_the_seed() {
+    // Same seed: the same run; another seed: other random projections, so
+    // another trajectory of the matrix (the vector gets plain Adam either way).
+    let hp = |seed: u64| json!({"rank": 2, "update_proj_gap": 2, "scale": 1.0, "projection_type": "std", "seed": seed});
+    let runs: Vec<Vec<Param>> = [1u64, 1, 2]
+        .iter()
+        .map(|&seed| {
+            let mut p = shaped_params();
+            let mut o = opt("apollo", hp(seed));
+            run(o.as_mut(), &mut p, 0..5);
+            p
+        })
+        .collect();
+    assert_eq!(runs[0], runs[1]);
+    assert_ne!(runs[0][0].data, runs[2][0].data, "the seed changed nothing");
+    assert_eq!(runs[0][1].data, runs[2][1].data, "the vector is not projected");
+    // The drawn projection is state: 4 x 4 tall-or-square "std" is the right
+    // side, Q of rank x cols = 2 x 4; the scaled-gradient norm is one value.
+    let mut p = shaped_params();
+    let mut o = opt("apollo", hp(1));
+    run(o.as_mut(), &mut p, 0..1);
+    let sd = o.state_dict();
+    let len = |n: &str| {
+        sd.tensors
+            .iter()
+            .find(|e| e.param == "layer.weight" && e.name == n)
+            .map(|e| e.values.len())
+    };
+    assert_eq!(len("ortho"), Some(8));
+    assert_eq!(len("exp_avg"), Some(8));
+    assert_eq!(len("scaling_grad"), Some(1));
 }

@@ -4,6 +4,7 @@
 mod curvature;
 mod eval_mode;
 mod half_params;
+mod lbfgs;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};

@@ -27,6 +27,25 @@ pub fn decay(wd: f64, decouple: bool, fixed: bool, lr: f64, ratio: f64) -> Weigh
     }
 }
 
+/// AdaNorm (`get_adanorm_gradient` of pytorch-optimizer 4.1.0): updates the
+/// running gradient norm `e <- e r + (1 - r) ||g||` (one f32 value in
+/// `buf`, buffer `exp_grad_adanorm`, from 0) and returns `(e, ||g||)` when
+/// the gradient is to be rescaled to `g e / ||g||` (`||g|| > 0` and
+/// `e > ||g||`), `None` otherwise. The norm is accumulated in f64 and
+/// rounded.
+pub fn adanorm(
+    buf: &mut StateTensor,
+    param: &str,
+    grad: impl Iterator<Item = f32>,
+    r: f64,
+) -> crate::error::Result<Option<(f32, f32)>> {
+    let norm = grad.map(|g| g as f64 * g as f64).sum::<f64>().sqrt() as f32;
+    let slot = &mut buf.get_or_fill(param, "exp_grad_adanorm", 1, 0.0)?[0];
+    let e = *slot * r as f32 + (1.0 - r) as f32 * norm;
+    *slot = e;
+    Ok((norm > 0.0 && e > norm).then_some((e, norm)))
+}
+
 /// `-1` when maximizing, `+1` otherwise: the gradient's sign.
 #[inline]
 pub fn grad_sign(maximize: bool) -> f32 {

@@ -3,15 +3,19 @@
 //! between gradient and weight, per output channel or per layer.
 //!
 //! **Reference:** `pytorch_optimizer.AdamP` (pytorch-optimizer 4.1.0), its
-//! per-parameter path (the class default, `foreach = false`; the `adanorm`
-//! and `use_gc` options are not implemented). **Paper:** Heo et al.,
+//! per-parameter path (the class default, `foreach = false`), with its
+//! `cautious`, `adam_debias`, `use_gc` and `adanorm` options (keyword
+//! arguments there). **Paper:** Heo et al.,
 //! "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
 //! Scale-invariant Weights", ICLR 2021 (arXiv:2006.08217).
 //!
 //! Update rule for one parameter at step t (one counter for the optimizer):
 //! ```text
 //! g <- -g                                        if maximize
-//! m <- lerp(m, g, 1 - beta1)
+//! g <- g - mean of g over all dims but the first if use_gc and p has 2 or more dimensions
+//! m <- lerp(m, s, 1 - beta1)                     s = g, or with adanorm:
+//!                                                e <- r e + (1 - r) ||g||  (r = adanorm_r, e from 0)
+//!                                                s = g e / ||g|| if ||g|| > 0 and e > ||g||
 //! v <- beta2 v + (1 - beta2) g^2
 //! q  = sqrt(1 - beta2^t) / (sqrt(v) + eps)       (as reciprocal, then product)
 //! u  = m (masked cautiously against g if cautious); lerp(u, g, 1 - beta1) if nesterov; u <- u * q
@@ -26,14 +30,16 @@
 //! Defaults: lr = 1e-3, betas = (0.9, 0.999), weight_decay = 0,
 //! weight_decouple = true, fixed_decay = false, delta = 0.1,
 //! wd_ratio = 0.1, nesterov = false, eps = 1e-8, maximize = false,
-//! cautious = false, adam_debias = false. Validation as the reference:
+//! cautious = false, adam_debias = false, use_gc = false, adanorm = false,
+//! adanorm_r = 0.95. Validation as the reference:
 //! lr >= 0, betas in [0, 1), weight_decay >= 0, wd_ratio in [0, 1),
 //! eps >= 0. Row norms, cosines and row sums are accumulated in f64.
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{decay, grad_sign};
+use super::adam_family::{adanorm, decay, grad_sign};
 use super::pytorch_optimizer::project_radial;
+use super::ranger::centralize;
 use crate::error::Result;
 use crate::exec::cautious_scale;
 use crate::math::{bias_correction, lerp, Ema};
@@ -42,7 +48,7 @@ use crate::tensor::ParamMut;
 
 crate::param_state! {
     /// AdamP state: first and second moments.
-    pub struct AdamPState { exp_avg, exp_avg_sq }
+    pub struct AdamPState { exp_avg, exp_avg_sq; unsized: exp_grad_adanorm }
 }
 
 /// Hyperparameters of `pytorch_optimizer.AdamP`.
@@ -73,6 +79,12 @@ pub struct AdamP {
     pub cautious: bool,
     /// AdamD: no bias correction of the first moment (default false).
     pub adam_debias: bool,
+    /// Gradient centralization of parameters with 2 or more dimensions (default false).
+    pub use_gc: bool,
+    /// AdaNorm: the momentum takes the gradient rescaled to its running norm when smaller (default false).
+    pub adanorm: bool,
+    /// Decay of AdaNorm's running gradient norm (default 0.95).
+    pub adanorm_r: f64,
 }
 
 impl Default for AdamP {
@@ -90,6 +102,9 @@ impl Default for AdamP {
             maximize: false,
             cautious: false,
             adam_debias: false,
+            use_gc: false,
+            adanorm: false,
+            adanorm_r: 0.95,
         }
     }
 }
@@ -122,13 +137,25 @@ impl UpdateRule for AdamP {
         let step_size = if self.adam_debias { self.lr } else { self.lr / bias_correction(b1, t) } as f32;
         let eps = self.eps as f32;
         let sg = grad_sign(self.maximize);
-        let g: Vec<f32> = p.grad.iter().map(|&x| sg * x).collect();
+        let mut g: Vec<f32> = p.grad.iter().map(|&x| sg * x).collect();
+        if self.use_gc && p.shape.len() > 1 {
+            centralize(&mut g, p.shape);
+        }
+        let ada = if self.adanorm {
+            adanorm(&mut st.exp_grad_adanorm, p.name, g.iter().copied(), self.adanorm_r)?
+        } else {
+            None
+        };
         let m = st.exp_avg.as_mut_slice();
         let v = st.exp_avg_sq.as_mut_slice();
         let mut u = vec![0.0f32; n];
         let mut kept = 0usize;
         for i in 0..n {
-            m[i] = lerp(m[i], g[i], w1);
+            let s = match ada {
+                Some((e, norm)) => g[i] * e / norm,
+                None => g[i],
+            };
+            m[i] = lerp(m[i], s, w1);
             v[i] = ema2.sq(v[i], g[i]);
             u[i] = (1.0 / (v[i].sqrt() + eps)) * bc2_sqrt;
             kept += (m[i] * g[i] > 0.0) as usize;

@@ -2,8 +2,8 @@
 //! difference, with optional global gradient-norm clipping.
 //!
 //! **Reference:** `pytorch_optimizer.Adan` (pytorch-optimizer 4.1.0), its
-//! default foreach path (the `adanorm` and `use_gc` options are not
-//! implemented). **Paper:** Xie, Zhou, Li, Lin & Yan, "Adan: Adaptive
+//! default foreach path; with its `use_gc` or `adanorm` options (keyword
+//! arguments there), its per-parameter path. **Paper:** Xie, Zhou, Li, Lin & Yan, "Adan: Adaptive
 //! Nesterov Momentum Algorithm for Faster Optimizing Deep Models", IEEE
 //! TPAMI 2024 (arXiv:2208.06677).
 //!
@@ -11,9 +11,12 @@
 //! ```text
 //! c  = min(1, max_grad_norm / (sqrt(sum_i ||g_i||^2) + eps))  over all parameters (1 when max_grad_norm = 0)
 //! g <- -g if maximize;  g <- g * c
+//! g <- g - mean of g over all dims but the first   if use_gc and p has 2 or more dimensions
 //! q  = stored -g_prev; at the first step -(g_raw * c) (g_raw before maximize, as the reference)
 //! d  = q + g
-//! m  <- lerp(m, g, 1 - beta1)
+//! m  <- lerp(m, s, 1 - beta1)                s = g, or with adanorm:
+//!                                            e <- r e + (1 - r) ||g||  (r = adanorm_r, e from 0)
+//!                                            s = g e / ||g|| if ||g|| > 0 and e > ||g||
 //! n  <- lerp(n, d, 1 - beta2)
 //! d  <- beta2 * d + g
 //! v  <- beta3 * v + (1 - beta3) * d^2
@@ -25,7 +28,10 @@
 //! q  <- -g
 //! ```
 //! Defaults: lr = 1e-3, betas = (0.98, 0.92, 0.99), weight_decay = 0,
-//! weight_decouple = false, max_grad_norm = 0, eps = 1e-8, maximize = false.
+//! weight_decouple = false, max_grad_norm = 0, eps = 1e-8, maximize = false,
+//! use_gc = false, adanorm = false, adanorm_r = 0.95. With `use_gc` or
+//! `adanorm` the step runs per parameter with f32 state (other state
+//! storage is an error).
 //! Validation as the reference: lr >= 0, beta1 and beta2 in [0, 1), beta3
 //! in [0, 1], weight_decay >= 0, max_grad_norm >= 0, eps >= 0.
 //!
@@ -35,18 +41,19 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{beta3, grad_sign};
-use crate::error::Result;
+use super::adam_family::{adanorm, beta3, grad_sign};
+use super::ranger::centralize;
+use crate::error::{Error, Result};
 use crate::math::{bias_correction, l2_norm, lerp, Ema};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, Plain, UpdateRule};
 use crate::state::StateStore;
-use crate::tensor::{ParamMut, StateTensor};
+use crate::tensor::{DType, ParamMut, StateTensor};
 use crate::validate as v;
 
 crate::param_state! {
     /// Adan state: moments of the gradient, of the difference and of the
     /// corrected gradient, and the negated previous gradient.
-    pub struct AdanState { exp_avg, exp_avg_sq, exp_avg_diff, previous_grad }
+    pub struct AdanState { exp_avg, exp_avg_sq, exp_avg_diff, previous_grad; unsized: exp_grad_adanorm }
 }
 
 /// Hyperparameters of `pytorch_optimizer.Adan`.
@@ -68,6 +75,12 @@ pub struct Adan {
     pub eps: f64,
     /// Maximize the objective (default false).
     pub maximize: bool,
+    /// Gradient centralization of parameters with 2 or more dimensions (default false).
+    pub use_gc: bool,
+    /// AdaNorm: the momentum takes the gradient rescaled to its running norm when smaller (default false).
+    pub adanorm: bool,
+    /// Decay of AdaNorm's running gradient norm (default 0.95).
+    pub adanorm_r: f64,
     /// This step's global clipping factor (set by the step, not a hyperparameter).
     #[serde(skip)]
     pub clip: Option<f32>,
@@ -83,6 +96,9 @@ impl Default for Adan {
             max_grad_norm: 0.0,
             eps: 1e-8,
             maximize: false,
+            use_gc: false,
+            adanorm: false,
+            adanorm_r: 0.95,
             clip: None,
         }
     }
@@ -148,6 +164,9 @@ impl UpdateRule for Adan {
     const ELEMENTWISE: bool = true;
 
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdanState) -> Result<()> {
+        if self.use_gc || self.adanorm {
+            return self.update_per_param(info, p, st);
+        }
         crate::exec::kernel_whole_param(self, info, p, st, &mut Plain)
     }
 
@@ -159,7 +178,73 @@ impl UpdateRule for Adan {
     ) -> Option<Result<()>> {
         let mut rule = self.clone();
         rule.clip = self.clip_factor(params);
+        if self.use_gc || self.adanorm {
+            if info.exec.state_dtype != DType::F32 {
+                return Some(Err(Error::Unsupported(format!(
+                    "{}: use_gc and adanorm need f32 state",
+                    Self::NAME
+                ))));
+            }
+            return Some(crate::exec::run_per_param(&rule, info, params, states));
+        }
         Some(crate::exec::run_elementwise(&rule, info, params, states))
+    }
+}
+
+impl Adan {
+    /// The reference's per-parameter path (`use_gc`, `adanorm`): the same
+    /// rule on the centralized gradient, the first moment fed AdaNorm's
+    /// rescaled gradient.
+    #[allow(clippy::needless_range_loop)]
+    fn update_per_param(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdanState) -> Result<()> {
+        let n = p.numel();
+        let s = self.prepare(info, p, st)?;
+        let k = s.clip.unwrap_or(1.0);
+        let mut g: Vec<f32> = p.grad.iter().map(|&x| (s.sign * x) * k).collect();
+        if self.use_gc && p.shape.len() > 1 {
+            centralize(&mut g, p.shape);
+        }
+        let ada = if self.adanorm {
+            adanorm(&mut st.exp_grad_adanorm, p.name, g.iter().copied(), self.adanorm_r)?
+        } else {
+            None
+        };
+        let buf = |t: &mut StateTensor, name: &str| -> Result<Vec<f32>> {
+            Ok(t.get_or_fill(p.name, name, n, 0.0)?.to_vec())
+        };
+        let (mut m, mut v) = (buf(&mut st.exp_avg, "exp_avg")?, buf(&mut st.exp_avg_sq, "exp_avg_sq")?);
+        let mut nd = buf(&mut st.exp_avg_diff, "exp_avg_diff")?;
+        let mut q = buf(&mut st.previous_grad, "previous_grad")?;
+        for i in 0..n {
+            let gi = g[i];
+            let qi = if s.first { -(p.grad[i] * k) } else { q[i] };
+            let d = qi + gi;
+            let si = match ada {
+                Some((e, norm)) => gi * e / norm,
+                None => gi,
+            };
+            m[i] = lerp(m[i], si, s.w1);
+            nd[i] = lerp(nd[i], d, s.w2);
+            let d = d * s.b2 + gi;
+            v[i] = s.v.sq(v[i], d);
+            let r = v[i].sqrt() / s.bc3_sqrt + s.eps;
+            let mut xi = p.value[i];
+            if let Some(keep) = s.keep {
+                xi *= keep;
+            }
+            xi += -s.step_size * m[i] / r;
+            xi += -s.diff_step_size * nd[i] / r;
+            if let Some(dv) = s.div {
+                xi /= dv;
+            }
+            p.value[i] = xi;
+            q[i] = -gi;
+        }
+        st.exp_avg.as_mut_slice().copy_from_slice(&m);
+        st.exp_avg_sq.as_mut_slice().copy_from_slice(&v);
+        st.exp_avg_diff.as_mut_slice().copy_from_slice(&nd);
+        st.previous_grad.as_mut_slice().copy_from_slice(&q);
+        Ok(())
     }
 }
 

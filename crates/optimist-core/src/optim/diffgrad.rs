@@ -2,7 +2,7 @@
 //! `sigmoid(|g_prev - g|)`, the friction of the gradient change.
 //!
 //! **Reference:** `pytorch_optimizer.DiffGrad` (pytorch-optimizer 4.1.0),
-//! its default foreach path (the `adanorm` option is not implemented).
+//! its default foreach path; with `adanorm`, its per-parameter path.
 //! **Paper:** Dubey et al., "diffGrad: An Optimization Method for
 //! Convolutional Neural Networks", IEEE TNNLS 2019 (arXiv:1909.11015).
 //!
@@ -11,7 +11,9 @@
 //! g <- -g                                   if maximize
 //! p <- p * (1 - wd * (fixed_decay ? 1 : lr)) if weight_decouple (default)
 //! g <- g + wd * p                           otherwise (L2)
-//! m <- lerp(m, g, 1 - beta1)
+//! m <- lerp(m, s, 1 - beta1)               s = g, or with adanorm (per parameter):
+//!                                           e <- r e + (1 - r) ||g||  (r = adanorm_r, e from 0)
+//!                                           s = g e / ||g|| if ||g|| > 0 and e > ||g||
 //! v <- beta2 * v + (1 - beta2) * g^2
 //! step_size = lr sqrt(1 - beta2^t)                 (not rectify)
 //!           = lr rt  (RAdam rectification, rt from n_sma_threshold, degenerated_to_sgd)
@@ -25,12 +27,14 @@
 //! Defaults: lr = 1e-3, betas = (0.9, 0.999), weight_decay = 0,
 //! weight_decouple = true, fixed_decay = false, rectify = false,
 //! n_sma_threshold = 5, degenerated_to_sgd = true, ams_bound = false,
-//! eps = 1e-8, maximize = false, adam_debias = false. Validation as the
+//! eps = 1e-8, maximize = false, adam_debias = false, adanorm = false,
+//! adanorm_r = 0.95 (the reference reads `adanorm`, `adanorm_r` and
+//! `adam_debias` from its keyword arguments). Validation as the
 //! reference: lr >= 0, betas in [0, 1), weight_decay >= 0, eps >= 0.
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{decay, grad_sign};
+use super::adam_family::{adanorm, decay, grad_sign};
 use super::pytorch_optimizer::max_nan;
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
@@ -40,7 +44,7 @@ use crate::tensor::{ParamMut, StateTensor};
 crate::param_state! {
     /// diffGrad state: moments, the previous gradient and the running
     /// maximum of the second moment (ams_bound).
-    pub struct DiffGradState { exp_avg, exp_avg_sq, previous_grad, max_exp_avg_sq }
+    pub struct DiffGradState { exp_avg, exp_avg_sq, previous_grad, max_exp_avg_sq; unsized: exp_grad_adanorm }
 }
 
 /// Hyperparameters of `pytorch_optimizer.DiffGrad`.
@@ -71,6 +75,10 @@ pub struct DiffGrad {
     pub maximize: bool,
     /// AdamD: no bias correction of the first moment (default false).
     pub adam_debias: bool,
+    /// AdaNorm: the momentum takes the gradient rescaled to its running norm when smaller (default false).
+    pub adanorm: bool,
+    /// Decay of AdaNorm's running gradient norm (default 0.95).
+    pub adanorm_r: f64,
 }
 
 impl Default for DiffGrad {
@@ -88,6 +96,8 @@ impl Default for DiffGrad {
             eps: 1e-8,
             maximize: false,
             adam_debias: false,
+            adanorm: false,
+            adanorm_r: 0.95,
         }
     }
 }
@@ -118,6 +128,8 @@ pub struct DiffGradScalars {
     step_size: f32,
     /// Momentum step below the threshold (step_size > 0).
     momentum: bool,
+    /// AdaNorm's (running norm, gradient norm) when it rescales this step.
+    ada: Option<(f32, f32)>,
 }
 
 impl UpdateRule for DiffGrad {
@@ -138,6 +150,15 @@ impl Elementwise for DiffGrad {
         if self.ams_bound && !st.max_exp_avg_sq.is_allocated() {
             st.max_exp_avg_sq = StateTensor::zeros(n);
         }
+        let wd = decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, 1.0);
+        let sign = grad_sign(self.maximize);
+        let ada = if self.adanorm {
+            // The gradient as the moments see it (after maximize and L2 decay).
+            let g = p.value.iter().zip(p.grad.iter()).map(|(&x, &g)| wd.apply_to(x, sign * g).1);
+            adanorm(&mut st.exp_grad_adanorm, p.name, g, self.adanorm_r)?
+        } else {
+            None
+        };
         st.step += 1;
         let t = info.step;
         let [b1, b2] = self.betas;
@@ -164,8 +185,8 @@ impl Elementwise for DiffGrad {
         }
         let adaptive = !self.rectify || n_sma >= self.n_sma_threshold;
         Ok(DiffGradScalars {
-            sign: grad_sign(self.maximize),
-            wd: decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, 1.0),
+            sign,
+            wd,
             w1: (1.0 - b1) as f32,
             v: Ema::new(b2),
             eps: self.eps as f32,
@@ -173,6 +194,7 @@ impl Elementwise for DiffGrad {
             adaptive,
             step_size: step_size as f32,
             momentum: step_size > 0.0,
+            ada,
         })
     }
 
@@ -185,7 +207,11 @@ impl Elementwise for DiffGrad {
         let vmax: &mut [f32] = if s.ams { &mut vmax[..n] } else { &mut [] };
         for i in 0..n {
             let (mut xi, gi) = s.wd.apply_to(x[i], s.sign * g[i]);
-            let mi = lerp(m[i], gi, s.w1);
+            let si = match s.ada {
+                Some((e, norm)) => gi * e / norm,
+                None => gi,
+            };
+            let mi = lerp(m[i], si, s.w1);
             let vi = s.v.sq(v[i], gi);
             (m[i], v[i]) = (mi, vi);
             let base = if s.ams {

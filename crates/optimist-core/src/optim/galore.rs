@@ -160,9 +160,9 @@ impl OptimizerConfig for GaLore {
     }
 }
 
-/// The projection of one matrix.
+/// The projection of one matrix (shared with APOLLO, `super::apollo`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
+pub(crate) enum Side {
     /// `R = g Q^T` (`Q`: r x B).
     Right,
     /// `R = P^T g` (`P`: A x r).
@@ -174,7 +174,7 @@ enum Side {
 /// The projection to undo: side, rows, cols and rank (none: not projected).
 type Back = Option<(Side, usize, usize, usize)>;
 
-fn side(t: ProjectionType, rows: usize, cols: usize) -> Side {
+pub(crate) fn side(t: ProjectionType, rows: usize, cols: usize) -> Side {
     let tall = rows >= cols;
     match t {
         ProjectionType::Std | ProjectionType::Random => {
@@ -198,7 +198,7 @@ fn side(t: ProjectionType, rows: usize, cols: usize) -> Side {
 }
 
 /// `c = a b` (row-major, f32 GEMM).
-fn mm(a: View<'_>, b: View<'_>, m: usize, n: usize) -> Result<Vec<f32>> {
+pub(crate) fn mm(a: View<'_>, b: View<'_>, m: usize, n: usize) -> Result<Vec<f32>> {
     let mut c = vec![0.0f32; m * n];
     gemm(1.0, a, b, 0.0, &mut c, false)?;
     Ok(c)

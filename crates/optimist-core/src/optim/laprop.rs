@@ -2,7 +2,8 @@
 //! moves inside the momentum), with centering and AMSBound options.
 //!
 //! **Reference:** `pytorch_optimizer.LaProp` (pytorch-optimizer 4.1.0), its
-//! default foreach path (the `cautious` option is not implemented).
+//! default foreach path; with its `cautious` option (a keyword argument
+//! there), its per-parameter path.
 //! **Paper:** Ziyin, Wang & Ueda, "LaProp: Separating Momentum and
 //! Adaptivity in Adam" (arXiv:2002.04839).
 //!
@@ -20,23 +21,27 @@
 //! ```
 //! With `weight_decouple = false` the reference adds `wd * p` to the
 //! gradient after it has been used, so L2 decay has no effect (as here).
-//! Under the `cautious` wrapper the masked step lands on the decayed
-//! parameter (the reference's `cautious` option, not implemented here,
-//! would decay after the masked step).
+//! With `cautious` the step `m / (e1 / lr)` is masked against `g` (kept
+//! where `m g > 0`, scaled by `numel / (kept + 1)`) and the decay follows
+//! the masked step, as the reference's option (f32 state only). Under the
+//! `cautious` wrapper instead, the masked step lands on the decayed
+//! parameter.
 //! Defaults: lr = 4e-4, betas = (0.9, 0.999), centered = false,
 //! steps_before_using_centered = 10, weight_decay = 0,
 //! weight_decouple = true, fixed_decay = false, ams_bound = false,
-//! eps = 1e-15, maximize = false. Validation as the reference: lr >= 0,
+//! eps = 1e-15, maximize = false, cautious = false. Validation as the reference: lr >= 0,
 //! betas in [0, 1), weight_decay >= 0, eps >= 0.
 
 use serde::{Deserialize, Serialize};
 
 use super::adam_family::{decay, grad_sign, load_f64, store_f64};
 use super::pytorch_optimizer::max_nan;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::exec::CautiousMask;
+use crate::state::StateStore;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::{ParamMut, StateTensor};
+use crate::tensor::{DType, ParamMut, StateTensor};
 
 crate::param_state! {
     /// LaProp state: momentum, second moment, the centering mean, the
@@ -69,6 +74,8 @@ pub struct LaProp {
     pub eps: f64,
     /// Maximize the objective (default false).
     pub maximize: bool,
+    /// Cautious masking of the step against the gradient, decay after it (default false).
+    pub cautious: bool,
 }
 
 impl Default for LaProp {
@@ -84,6 +91,7 @@ impl Default for LaProp {
             ams_bound: false,
             eps: 1e-15,
             maximize: false,
+            cautious: false,
         }
     }
 }
@@ -116,9 +124,70 @@ pub struct LaPropScalars {
     step_size: f32,
 }
 
+impl LaProp {
+    /// The factor of the decoupled decay after the step (1 without it).
+    fn keep(&self) -> f32 {
+        match decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, 1.0) {
+            WeightDecay::Decoupled(k) => k,
+            _ => 1.0,
+        }
+    }
+}
+
 impl UpdateRule for LaProp {
     type State = LaPropState;
-    crate::elementwise_rule!();
+    const ELEMENTWISE: bool = true;
+    const EXPOSES_UPDATE: bool = true;
+
+    fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut LaPropState) -> Result<()> {
+        if !self.cautious {
+            return crate::exec::update_whole_param(self, info, p, st);
+        }
+        // The reference's option: the masked step, then the decay (the
+        // kernel leaves the decay out when cautious).
+        let mut mask = CautiousMask::default();
+        crate::exec::kernel_whole_param(self, info, p, st, &mut mask)?;
+        mask.finish(p.value)?;
+        let keep = self.keep();
+        if keep != 1.0 {
+            p.value.iter_mut().for_each(|x| *x *= keep);
+        }
+        Ok(())
+    }
+
+    fn update_with<A: Apply>(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut LaPropState,
+        apply: &mut A,
+    ) -> Result<()> {
+        if self.cautious {
+            return Err(Error::Unsupported(format!(
+                "{}: cautious=true under a wrapper that takes the update (use one of the two)",
+                Self::NAME
+            )));
+        }
+        crate::exec::kernel_whole_param(self, info, p, st, apply)
+    }
+
+    fn update_all(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<LaPropState>,
+    ) -> Option<Result<()>> {
+        if !self.cautious {
+            return Some(crate::exec::run_elementwise_rule(self, info, params, states));
+        }
+        if info.exec.state_dtype != DType::F32 {
+            return Some(Err(Error::Unsupported(format!(
+                "{}: cautious=true needs f32 state",
+                Self::NAME
+            ))));
+        }
+        Some(crate::exec::run_per_param(self, info, params, states))
+    }
 }
 
 impl Elementwise for LaProp {
@@ -142,11 +211,9 @@ impl Elementwise for LaProp {
         let e1 = load_f64(&st.exp_avg_lr_1) * b1 + (1.0 - b1) * self.lr;
         store_f64(&mut st.exp_avg_lr_1, e1);
         let bc1 = if self.lr != 0.0 { e1 / self.lr } else { 1.0 };
-        // The decay after the step: p * (1 - wd lr), or nothing (L2 or wd = 0).
-        let keep = match decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, 1.0) {
-            WeightDecay::Decoupled(k) => k,
-            _ => 1.0,
-        };
+        // The decay after the step: p * (1 - wd lr), or nothing (L2 or wd
+        // = 0); with cautious, `update` applies it after the masked step.
+        let keep = if self.cautious { 1.0 } else { self.keep() };
         Ok(LaPropScalars {
             sign: grad_sign(self.maximize),
             decay: keep,

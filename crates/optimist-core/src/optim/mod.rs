@@ -142,4 +142,5 @@ optimizers! {
     normuon::NorMuon,
     scion::Scion,
     galore::GaLore,
+    apollo::Apollo,
 }

@@ -185,7 +185,7 @@ fn every_registry_optimizer_trains_mnist_mlp() {
     let mut failures = Vec::new();
     // The rules with small-network suggestions (or defaults that train this
     // MLP): the 29 of the default bench suite. The catalogue added since
-    // (asgd ... galore) has convergence tests on the core's test problems
+    // (asgd ... apollo) has convergence tests on the core's test problems
     // (tests/catalogue_*.rs, adam_family.rs) but no MNIST suggestions yet.
     const SUITE: &[&str] = &[
         "sgd", "adam", "adamw", "sgd_schedulefree", "adamw_schedulefree", "nadam", "radam",
