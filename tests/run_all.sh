@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: the Rust workspace, then the Python package
 # (built from crates/optimist-py and installed with pip) and its pytest suite.
-# Needs python3 with torch, pytorch-optimizer, pytest and maturin (or network
+# Needs python3 with torch, pytorch-optimizer, schedulefree, pytest and maturin (or network
 # access for pip to fetch maturin). With CI=true a skipped test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 echo "== cargo test --release --workspace"
 cargo test --release --workspace
 
-if ! python3 -c "import torch, pytorch_optimizer, pytest, maturin" >/dev/null 2>&1; then
-  echo "== installing the Python test dependencies from PyPI (torch, pytorch-optimizer, maturin, pytest)"
-  python3 -m pip install --quiet "torch==2.15.0" "pytorch-optimizer==4.1.0" "maturin>=1.5,<2" pytest numpy
+if ! python3 -c "import torch, pytorch_optimizer, schedulefree, pytest, maturin" >/dev/null 2>&1; then
+  echo "== installing the Python test dependencies from PyPI (torch, pytorch-optimizer, schedulefree, maturin, pytest)"
+  python3 -m pip install --quiet "torch==2.15.0" "pytorch-optimizer==4.1.0" "schedulefree==1.4.1" "maturin>=1.5,<2" pytest numpy
 fi
 
 echo "== pip install ./crates/optimist-py"

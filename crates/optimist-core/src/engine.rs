@@ -213,32 +213,7 @@ impl<R: UpdateRule> Optimizer for Engine<R> {
         steps: u64,
         buffers: &mut [crate::tensor::StateTensor],
     ) -> Result<()> {
-        let names = R::State::BUFFERS;
-        if buffers.len() != names.len() {
-            return Err(Error::Input(format!(
-                "{}: {} state buffers given for '{param}', expected {} ({})",
-                R::NAME,
-                buffers.len(),
-                names.len(),
-                names.join(", ")
-            )));
-        }
-        for (t, name) in buffers.iter().zip(names) {
-            if t.is_allocated() && !R::State::UNSIZED.contains(name) && t.len() != numel {
-                return Err(Error::Shape(format!(
-                    "state of '{param}': buffer '{name}' holds {} values, expected {numel}",
-                    t.len()
-                )));
-            }
-        }
-        let st = self.states.get(param, numel)?;
-        st.set_step(steps);
-        let mut slots = Vec::with_capacity(names.len());
-        st.buffers_mut(&mut slots);
-        for (slot, t) in slots.into_iter().zip(buffers.iter_mut()) {
-            std::mem::swap(slot, t);
-        }
-        Ok(())
+        self.states.swap(R::NAME, param, numel, steps, buffers)
     }
 
     fn set_step_count(&mut self, steps: u64) -> Result<()> {

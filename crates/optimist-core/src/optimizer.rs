@@ -154,6 +154,34 @@ pub trait Optimizer: Send {
         )))
     }
 
+    /// Names of the optimizer-wide scalars (not per parameter) that an
+    /// adapter keeping the state itself must carry between steps with
+    /// [`Optimizer::global_state`] and [`Optimizer::set_global_state`]: the
+    /// distance estimate of learning-rate-free rules, schedule-free
+    /// averaging weights. Empty (the default) for optimizers without any.
+    fn global_state_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The values of [`Optimizer::global_state_names`], in that order.
+    fn global_state(&self) -> Vec<f64> {
+        Vec::new()
+    }
+
+    /// Sets the values of [`Optimizer::global_state_names`], in that order;
+    /// checked first, unchanged on error.
+    fn set_global_state(&mut self, values: &[f64]) -> Result<()> {
+        if values.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Input(format!(
+                "{}: {} optimizer-wide state values given; this optimizer keeps none",
+                self.name(),
+                values.len()
+            )))
+        }
+    }
+
     /// Sets the optimizer-wide count of steps taken (the next step is
     /// `steps + 1`), for adapters that keep the count themselves.
     /// Unsupported by default.

@@ -324,6 +324,46 @@ impl<S: ParamState> StateStore<S> {
         }
     }
 
+    /// Exchanges the buffers of parameter `param` (`numel` elements) with
+    /// `buffers` (one per [`ParamState::BUFFERS`], in order) and sets its
+    /// step count to `steps`: the body of [`crate::Optimizer::swap_state`]
+    /// for engines over this store. `optimizer` names the optimizer in
+    /// errors; nothing changes on error.
+    pub fn swap(
+        &mut self,
+        optimizer: &str,
+        param: &str,
+        numel: usize,
+        steps: u64,
+        buffers: &mut [StateTensor],
+    ) -> Result<()> {
+        let names = S::BUFFERS;
+        if buffers.len() != names.len() {
+            return Err(Error::Input(format!(
+                "{optimizer}: {} state buffers given for '{param}', expected {} ({})",
+                buffers.len(),
+                names.len(),
+                names.join(", ")
+            )));
+        }
+        for (t, name) in buffers.iter().zip(names) {
+            if t.is_allocated() && !S::UNSIZED.contains(name) && t.len() != numel {
+                return Err(Error::Shape(format!(
+                    "state of '{param}': buffer '{name}' holds {} values, expected {numel}",
+                    t.len()
+                )));
+            }
+        }
+        let st = self.get(param, numel)?;
+        st.set_step(steps);
+        let mut slots = Vec::with_capacity(names.len());
+        st.buffers_mut(&mut slots);
+        for (slot, t) in slots.into_iter().zip(buffers.iter_mut()) {
+            std::mem::swap(slot, t);
+        }
+        Ok(())
+    }
+
     /// The state of `name`, if any step has seen it.
     pub fn peek(&self, name: &str) -> Option<&S> {
         self.index.get(name).map(|&i| &self.entries[i].2)

@@ -9,7 +9,7 @@
 //! attributes `is_cpu`, `layout`, `dtype`, `is_contiguous()`, `stride()`,
 //! `data_ptr()`, `numel()` and `shape` are used.
 
-use optimist_core::{registry, Error, ExecOptions, Optimizer, ParamMut, StateTensor};
+use optimist_core::{registry, Error, ExecOptions, Mode, Optimizer, ParamMut, StateTensor};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -28,18 +28,21 @@ fn value_error(msg: String) -> PyErr {
     PyValueError::new_err(msg)
 }
 
-/// The registry as JSON: name, reference, paper, summary, defaults and state
-/// buffer names of every optimizer (what `optimist list` prints).
+/// The registry as JSON: name, reference, paper, summary, defaults, state
+/// buffer names and optimizer-wide state names of every optimizer (what
+/// `optimist list` prints).
 #[pyfunction]
 fn registry_json() -> String {
     let list: Vec<Value> = registry::registry()
         .iter()
         .map(|s| {
             let defaults = (s.defaults)();
-            let buffers = (s.build)(&Value::Null)
-                .ok()
+            let built = (s.build)(&Value::Null).ok();
+            let buffers = built
+                .as_ref()
                 .and_then(|o| o.state_buffer_names())
                 .map(|b| b.to_vec());
+            let globals = built.as_ref().map(|o| o.global_state_names().to_vec());
             json!({
                 "name": s.name,
                 "reference": s.reference,
@@ -47,6 +50,7 @@ fn registry_json() -> String {
                 "summary": s.summary,
                 "defaults": defaults,
                 "state_buffers": buffers,
+                "global_state": globals.unwrap_or_default(),
             })
         })
         .collect();
@@ -311,7 +315,8 @@ struct Item {
     index: usize,
     name: String,
     param: TensorRef,
-    grad: TensorRef,
+    /// None only when switching modes (the gradient is not read).
+    grad: Option<TensorRef>,
     states: Vec<Option<TensorRef>>,
     step: TensorRef,
     steps: u64,
@@ -359,18 +364,49 @@ impl Stepper {
 
     /// One step over all groups. `groups` is a list of
     /// `(optimizer name, hyperparameters as JSON, steps taken by the group,
-    /// cautious masking on, [(index, param, grad, [state tensor or None per
-    /// buffer], step tensor, hessian or None)])`.
-    /// Returns the state buffers the engine created in this step as
-    /// `(group, index, buffer name, f32 values as native-endian bytes)`; the caller turns them into
-    /// tensors, which later steps update in place.
+    /// cautious masking on, optimizer-wide state values or None (a new
+    /// group: initial values), [(index, param, grad, [state tensor or None
+    /// per buffer], step tensor, hessian or None)])`.
+    /// Returns `(created, globals)`: the state buffers the engine created in
+    /// this step as `(group, index, buffer name, f32 values as native-endian
+    /// bytes)`, which the caller turns into tensors that later steps update
+    /// in place; and each group's optimizer-wide state values after the step.
     #[allow(clippy::type_complexity)]
     fn step(
         &mut self,
         py: Python<'_>,
         groups: &Bound<'_, PyAny>,
         threads: usize,
-    ) -> PyResult<Vec<(usize, usize, String, Py<PyBytes>)>> {
+    ) -> PyResult<(Vec<(usize, usize, String, Py<PyBytes>)>, Vec<Vec<f64>>)> {
+        self.run(py, groups, threads, None)
+    }
+
+    /// Puts the parameters of `groups` (as for [`Stepper::step`]) at the
+    /// training point (`train` true) or the evaluation point (schedule-free
+    /// rules; a no-op for the others). Returns as [`Stepper::step`].
+    #[allow(clippy::type_complexity)]
+    fn set_mode(
+        &mut self,
+        py: Python<'_>,
+        groups: &Bound<'_, PyAny>,
+        threads: usize,
+        train: bool,
+    ) -> PyResult<(Vec<(usize, usize, String, Py<PyBytes>)>, Vec<Vec<f64>>)> {
+        let mode = if train { Mode::Train } else { Mode::Eval };
+        self.run(py, groups, threads, Some(mode))
+    }
+}
+
+impl Stepper {
+    /// [`Stepper::step`] (`mode` None) or [`Stepper::set_mode`].
+    #[allow(clippy::type_complexity)]
+    fn run(
+        &mut self,
+        py: Python<'_>,
+        groups: &Bound<'_, PyAny>,
+        threads: usize,
+        mode: Option<Mode>,
+    ) -> PyResult<(Vec<(usize, usize, String, Py<PyBytes>)>, Vec<Vec<f64>>)> {
         if threads == 0 || threads > 4096 {
             return Err(value_error(format!(
                 "threads: {threads} must be from 1 to 4096"
@@ -391,11 +427,12 @@ impl Stepper {
         let mut items: Vec<Item> = Vec::new();
         let mut group_steps = Vec::with_capacity(groups.len());
         for (gi, g) in groups.iter().enumerate() {
-            let (name, hparams, steps, cautious, params): (
+            let (name, hparams, steps, cautious, globals, params): (
                 String,
                 String,
                 u64,
                 bool,
+                Option<Vec<f64>>,
                 Bound<'_, PyAny>,
             ) = g.extract()?;
             let cfg: Value = serde_json::from_str(&hparams).map_err(|e| {
@@ -403,7 +440,10 @@ impl Stepper {
             })?;
             let slot = &mut engines[gi];
             match slot {
-                Some((n, opt)) if *n == name => opt.set_config(cfg).map_err(py_err)?,
+                // A group without optimizer-wide state yet starts from a new engine's.
+                Some((n, opt)) if *n == name && (globals.is_some() || opt.global_state().is_empty()) => {
+                    opt.set_config(cfg).map_err(py_err)?
+                }
                 _ => {
                     let mut opt = registry::build(&name, &cfg).map_err(py_err)?;
                     opt.set_exec_options(exec).map_err(py_err)?;
@@ -417,6 +457,9 @@ impl Stepper {
                 opt.set_exec_options(exec).map_err(py_err)?;
             }
             opt.set_cautious(cautious).map_err(py_err)?;
+            if let Some(values) = &globals {
+                opt.set_global_state(values).map_err(py_err)?;
+            }
             let Some(names) = opt.state_buffer_names() else {
                 return Err(value_error(format!(
                     "{name}: this optimizer keeps its state internally and cannot step torch tensors in place"
@@ -436,14 +479,19 @@ impl Stepper {
                 let index: usize = t.get_item(0)?.extract()?;
                 let pname = format!("param {index} of group {gi}");
                 let param = tensor_ref(&t.get_item(1)?, pname.clone(), &self.types)?;
-                let grad =
-                    tensor_ref(&t.get_item(2)?, format!("gradient of {pname}"), &self.types)?;
-                if grad.numel != param.numel || grad.dt != param.dt {
-                    return Err(value_error(format!(
-                        "gradient of {pname}: {:?} {:?} does not match the parameter's {:?} {:?}",
-                        grad.dt, grad.shape, param.dt, param.shape
-                    )));
-                }
+                let g = t.get_item(2)?;
+                let grad = if g.is_none() && mode.is_some() {
+                    None
+                } else {
+                    let grad = tensor_ref(&g, format!("gradient of {pname}"), &self.types)?;
+                    if grad.numel != param.numel || grad.dt != param.dt {
+                        return Err(value_error(format!(
+                            "gradient of {pname}: {:?} {:?} does not match the parameter's {:?} {:?}",
+                            grad.dt, grad.shape, param.dt, param.shape
+                        )));
+                    }
+                    Some(grad)
+                };
                 let st_objs = seq(&t.get_item(3)?, "state")?;
                 if st_objs.len() != names.len() {
                     return Err(value_error(format!(
@@ -517,7 +565,7 @@ impl Stepper {
             let mut refs: Vec<&TensorRef> = Vec::new();
             for it in &items {
                 refs.push(&it.param);
-                refs.push(&it.grad);
+                refs.extend(it.grad.iter());
                 refs.push(&it.step);
                 refs.extend(it.states.iter().flatten());
                 refs.extend(it.hessian.iter());
@@ -525,18 +573,27 @@ impl Stepper {
             check_disjoint(&refs)?;
         }
 
-        // Half-precision parameters step on f32 copies (their state is f32).
-        let mut halves: Vec<Option<(Vec<f32>, Vec<f32>)>> = items
+        // Half-precision parameters step on f32 copies (their state is f32);
+        // a missing gradient (mode switch) is zeros.
+        let mut copies: Vec<(Option<Vec<f32>>, Option<Vec<f32>>)> = items
             .iter()
             .map(|it| {
-                (it.param.dt != Dt::F32).then(|| {
-                    // SAFETY: checked dense 16-bit tensors, alive, disjoint.
-                    let (p, g) = unsafe { (u16_slice(&it.param), u16_slice(&it.grad)) };
-                    (
-                        p.iter().map(|&h| half_to_f32(it.param.dt, h)).collect(),
-                        g.iter().map(|&h| half_to_f32(it.param.dt, h)).collect(),
-                    )
-                })
+                let half = it.param.dt != Dt::F32;
+                // SAFETY: checked dense 16-bit tensors, alive, disjoint.
+                let value = half.then(|| {
+                    let p = unsafe { u16_slice(&it.param) };
+                    p.iter().map(|&h| half_to_f32(it.param.dt, h)).collect()
+                });
+                let grad = match &it.grad {
+                    None => Some(vec![0.0; it.param.numel]),
+                    Some(g) if half => {
+                        // SAFETY: as above.
+                        let g16 = unsafe { u16_slice(g) };
+                        Some(g16.iter().map(|&h| half_to_f32(it.param.dt, h)).collect())
+                    }
+                    Some(_) => None,
+                };
+                (value, grad)
             })
             .collect();
 
@@ -574,14 +631,20 @@ impl Stepper {
                         break;
                     }
                     let mut views: Vec<ParamMut<'_>> = Vec::new();
-                    for (it, half) in items.iter().zip(halves.iter_mut()) {
+                    for (it, (vcopy, gcopy)) in items.iter().zip(copies.iter_mut()) {
                         if it.group != gi {
                             continue;
                         }
                         // SAFETY: checked, alive and disjoint (see above).
-                        let (value, grad) = match half {
-                            Some((p, g)) => (p.as_mut_slice(), g.as_mut_slice()),
-                            None => unsafe { (f32_slice(&it.param), f32_slice(&it.grad)) },
+                        let value = match vcopy {
+                            Some(v) => v.as_mut_slice(),
+                            None => unsafe { f32_slice(&it.param) },
+                        };
+                        let grad = match (gcopy, &it.grad) {
+                            (Some(g), _) => g.as_mut_slice(),
+                            // SAFETY: as above.
+                            (None, Some(g)) => unsafe { f32_slice(g) },
+                            (None, None) => unreachable!("a missing gradient has a copy"),
                         };
                         views.push(ParamMut {
                             name: &it.name,
@@ -595,9 +658,12 @@ impl Stepper {
                     if views.is_empty() {
                         continue;
                     }
-                    res = opt
-                        .set_step_count(group_steps[gi])
-                        .and_then(|_| opt.step(&mut views));
+                    res = match mode {
+                        None => opt
+                            .set_step_count(group_steps[gi])
+                            .and_then(|_| opt.step(&mut views)),
+                        Some(m) => opt.set_mode(m, &mut views),
+                    };
                     if res.is_err() {
                         break;
                     }
@@ -627,25 +693,33 @@ impl Stepper {
             res.map(|_| created)
         });
         let created = result.map_err(py_err)?;
-        for (it, half) in items.iter().zip(halves.iter()) {
-            if let Some((p, _)) = half {
+        for (it, (vcopy, _)) in items.iter().zip(copies.iter()) {
+            if let Some(p) = vcopy {
                 // SAFETY: checked dense 16-bit tensor, alive, disjoint.
                 let dst = unsafe { u16_slice(&it.param) };
                 for (d, &x) in dst.iter_mut().zip(p.iter()) {
                     *d = f32_to_half(it.param.dt, x);
                 }
             }
-            // SAFETY: checked f32 scalar, alive, disjoint.
-            let step = unsafe { f32_slice(&it.step) };
-            step[0] = (it.steps + 1) as f32;
+            if mode.is_none() {
+                // SAFETY: checked f32 scalar, alive, disjoint.
+                let step = unsafe { f32_slice(&it.step) };
+                step[0] = (it.steps + 1) as f32;
+            }
         }
-        Ok(created
+        let globals = engines
+            .iter()
+            .take(group_steps.len())
+            .map(|e| e.as_ref().map(|(_, o)| o.global_state()).unwrap_or_default())
+            .collect();
+        let created = created
             .into_iter()
             .map(|(g, i, b, v)| {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
                 (g, i, b, PyBytes::new(py, &bytes).unbind())
             })
-            .collect())
+            .collect();
+        Ok((created, globals))
     }
 }
 

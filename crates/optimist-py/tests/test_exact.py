@@ -19,6 +19,8 @@ import optimist.torch as ot
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 CASES = os.path.join(ROOT, "tests", "golden", "cases")
+# The schedule-free cases of the schedulefree package live with the essentials.
+ESSENTIALS = os.path.join(ROOT, "tests", "golden", "essentials")
 STEPS = 20
 TUPLES = ("betas", "eps", "ns_coefficients")
 
@@ -31,6 +33,10 @@ def _reference_class(path):
         import pytorch_optimizer
 
         return getattr(pytorch_optimizer, name, None)
+    if module == "schedulefree":
+        import schedulefree
+
+        return getattr(schedulefree, name, None)
     return None
 
 
@@ -65,12 +71,22 @@ CROSS_GAPS = {
     "came": "state dict does not load into the reference",
     "grokfastadamw": "state buffer names differ from the reference's",
     "madgrad": "state buffer names differ from the reference's",
+    "dadaptsgd": "optimizer-wide state (g0_norm, numerator_weighted) kept under other names or types",
+    "spam": "the reference keeps its step counters outside the parameter groups",
+    "stablespam": "the reference keeps its step counters under other names",
+}
+# Cross-loads that work in one direction only.
+TO_REF_GAPS = {
+    name: "the reference keeps optimizer-wide sums as one-element tensors; ours saves floats"
+    for name in ("dadaptadam", "dadaptlion", "prodigy")
 }
 
 
 def load_cases():
     out = []
-    for path in sorted(glob.glob(os.path.join(CASES, "*.json"))):
+    paths = sorted(glob.glob(os.path.join(CASES, "*.json")))
+    paths += sorted(glob.glob(os.path.join(ESSENTIALS, "sf-*.json")))
+    for path in paths:
         case = json.load(open(path))
         if os.path.basename(path).startswith("error-") or "expected" not in case:
             continue
@@ -94,7 +110,8 @@ def test_cases_present():
     # The repository ships the golden cases; every optimizer with a reference is covered.
     names = {c["optimizer"] for c in CASE_LIST}
     assert {"adam", "adamw", "sgd", "nadam", "radam", "adamax", "adagrad", "rmsprop", "adadelta",
-            "adafactor", "lion", "lamb", "adabelief", "adabound", "signsgd", "muon"} <= names, names
+            "adafactor", "lion", "lamb", "adabelief", "adabound", "signsgd", "muon", "prodigy",
+            "dadaptadam", "adamw_schedulefree", "sgd_schedulefree", "schedulefreeradam"} <= names, names
 
 
 def kwargs_of(case):
@@ -131,7 +148,10 @@ def build(case, params, which):
                 am._optimist_f32 = True
             kw.pop("variant", None)
             return cls([{"params": params, "use_muon": True}], **kw)
-        return cls(params, **kw)
+        ref = cls(params, **kw)
+        if case["reference"]["class"].startswith("schedulefree."):
+            ref.train()  # the schedulefree package starts in eval mode
+        return ref
     return ot.CLASSES[name](params, **kw, threads=2)
 
 
@@ -166,6 +186,22 @@ def compare(case, a, b):
     assert worst <= 1.0, f"{case['id']}: {worst:.3g} x tolerance"
 
 
+def float64_reference(case, steps):
+    """The reference run in float64 over the first ``steps`` steps."""
+    p64 = [torch.nn.Parameter(p.detach().double()) for p in make_params(case)]
+    ref = build(case, p64, "ref")
+    for s in range(steps):
+        for p, g in zip(p64, grads_for(case, s)):
+            p.grad = g.double()
+        ref.step()
+    return p64
+
+
+def worst(case, a, b):
+    tol = case.get("tolerance") or {"atol": 1e-6, "rtol": 1e-5}
+    return max(violation(x.detach().double(), y.detach().double(), tol) for x, y in zip(a, b))
+
+
 @pytest.mark.parametrize("case", CASE_LIST, ids=[c["id"] for c in CASE_LIST])
 def test_matches_reference_every_step(case):
     pr, po = make_params(case), make_params(case)
@@ -173,7 +209,19 @@ def test_matches_reference_every_step(case):
     for s in range(STEPS):
         run(ref, pr, case, [s])
         run(opt, po, case, [s])
-        compare(case, po, pr)
+        if worst(case, po, pr) <= 1.0:
+            continue
+        # Ill-conditioned steps (learning-rate-free rules whose step size
+        # grows from sums over all parameters): where the float32 reference
+        # is itself outside the tolerance of its float64 run, as
+        # tools/gen_cases.py checks, ours must be no farther from the
+        # float64 run than the reference is.
+        p64 = float64_reference(case, s + 1)
+        ours, theirs = worst(case, po, p64), worst(case, pr, p64)
+        assert theirs > 1.0 and ours <= theirs, (
+            f"{case['id']} step {s}: {worst(case, po, pr):.3g} x tolerance from the reference; "
+            f"from its float64 run: ours {ours:.3g}, the reference's {theirs:.3g}"
+        )
 
 
 def first_case_per_optimizer():
@@ -193,8 +241,15 @@ def saved(opt):
     return torch.load(buf, weights_only=False)
 
 
-@pytest.mark.parametrize("direction", ["ref_to_optimist", "optimist_to_ref"])
-@pytest.mark.parametrize("case", CROSS, ids=[c["optimizer"] for c in CROSS])
+CROSS_RUNS = [
+    (c, d)
+    for c in CROSS
+    for d in ("ref_to_optimist", "optimist_to_ref")
+    if not (d == "optimist_to_ref" and c["optimizer"] in TO_REF_GAPS)
+]
+
+
+@pytest.mark.parametrize("case,direction", CROSS_RUNS, ids=[f"{c['optimizer']}-{d}" for c, d in CROSS_RUNS])
 def test_state_dict_cross_loads(case, direction):
     first, second = ("ref", "opt") if direction == "ref_to_optimist" else ("opt", "ref")
     # uninterrupted reference run
@@ -208,9 +263,10 @@ def test_state_dict_cross_loads(case, direction):
     sd = saved(o1)
     p2 = [torch.nn.Parameter(p.detach().clone()) for p in p1]
     o2 = build(case, p2, second)
-    if second == "ref" and case["reference"]["class"].startswith("pytorch_optimizer."):
-        # pytorch-optimizer's load_state_dict does not fill in its own
-        # hyperparameters missing from the saved groups; load_into does.
+    if second == "ref" and not case["reference"]["class"].startswith("torch.optim."):
+        # The load_state_dict of pytorch-optimizer and of the schedulefree
+        # package does not fill in their own hyperparameters missing from
+        # the saved groups; load_into does.
         ot.load_into(o2, sd)
     else:
         o2.load_state_dict(sd)

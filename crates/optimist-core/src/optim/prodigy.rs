@@ -186,6 +186,58 @@ impl<R: GlobalRule> Optimizer for GlobalEngine<R> {
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
         self.states.buffer(param, buffer)
     }
+
+    fn state_buffer_names(&self) -> Option<&'static [&'static str]> {
+        Some(<R::State as ParamState>::BUFFERS)
+    }
+
+    fn swap_state(
+        &mut self,
+        param: &str,
+        numel: usize,
+        steps: u64,
+        buffers: &mut [StateTensor],
+    ) -> Result<()> {
+        self.states.swap(R::NAME, param, numel, steps, buffers)
+    }
+
+    fn set_step_count(&mut self, steps: u64) -> Result<()> {
+        self.step = steps;
+        Ok(())
+    }
+
+    fn global_state_names(&self) -> &'static [&'static str] {
+        R::GLOBALS
+    }
+
+    fn global_state(&self) -> Vec<f64> {
+        self.globals.clone()
+    }
+
+    fn set_global_state(&mut self, values: &[f64]) -> Result<()> {
+        check_globals(R::NAME, R::GLOBALS, values)?;
+        self.globals = values.to_vec();
+        Ok(())
+    }
+}
+
+/// Checks optimizer-wide state values given to
+/// [`Optimizer::set_global_state`]: one per name, none NaN.
+pub(crate) fn check_globals(optimizer: &str, names: &[&str], values: &[f64]) -> Result<()> {
+    if values.len() != names.len() {
+        return Err(Error::Input(format!(
+            "{optimizer}: {} optimizer-wide state values given, expected {} ({})",
+            values.len(),
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    for (name, &x) in names.iter().zip(values) {
+        if x.is_nan() {
+            return Err(Error::Input(format!("{optimizer}: state '{name}': invalid value {x}")));
+        }
+    }
+    Ok(())
 }
 
 /// Serde for a float whose default is infinity: JSON `null` (or an omitted

@@ -48,11 +48,13 @@
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::exec;
 use crate::math::{bias_correction, lerp};
+use crate::rule::ExecOptions;
 use crate::optimizer::{Mode, Optimizer};
 use crate::rule::OptimizerConfig;
 use crate::optimizer::OptimizerSpec;
-use crate::state::{StateDict, StateStore};
+use crate::state::{ParamState, StateDict, StateStore};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
@@ -110,6 +112,7 @@ pub struct ScheduleFree<C: ScheduleFreeRule> {
     lr_max: f64,
     weight_sum: f64,
     mode: Mode,
+    exec: ExecOptions,
 }
 
 impl<C: ScheduleFreeRule> ScheduleFree<C> {
@@ -123,6 +126,7 @@ impl<C: ScheduleFreeRule> ScheduleFree<C> {
             lr_max: -1.0,
             weight_sum: 0.0,
             mode: Mode::Train,
+            exec: ExecOptions::default(),
         })
     }
 
@@ -174,14 +178,19 @@ impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
             weight / weight_sum
         };
         let s = SfStep { k, lr, ckp1 };
-        for p in params.iter_mut() {
-            let st = self.states.get(p.name, p.numel())?;
-            if !st.z.is_allocated() {
-                st.z = StateTensor::from_slice(p.value);
-            }
-            st.step += 1;
-            c.update(&s, p, st);
-        }
+        let exec = self.exec;
+        let parallel = exec.fused && exec.resolved_threads() > 1;
+        let states = &mut self.states;
+        exec::run_step(&exec, || {
+            exec::for_each_param(parallel, params, states, |p, st| {
+                if !st.z.is_allocated() {
+                    st.z = StateTensor::from_slice(p.value);
+                }
+                st.step += 1;
+                c.update(&s, p, st);
+                Ok(())
+            })
+        })??;
         self.lr_max = lr_max;
         self.weight_sum = weight_sum;
         self.k += 1;
@@ -213,16 +222,7 @@ impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
                 return Err(Error::Input(format!("state '{key}': invalid value {x}")));
             }
         }
-        let train_mode = get("train_mode")?;
-        let mode = if train_mode == 1.0 {
-            Mode::Train
-        } else if train_mode == 0.0 {
-            Mode::Eval
-        } else {
-            return Err(Error::Input(format!(
-                "state 'train_mode': invalid value {train_mode}"
-            )));
-        };
+        let mode = mode_of(get("train_mode")?)?;
         let mut states = StateStore::default();
         states.load_state_dict(dict)?;
         self.states = states;
@@ -235,6 +235,57 @@ impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
 
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
         self.states.buffer(param, buffer)
+    }
+
+    /// Threads (in parallel over parameters; the values do not depend on
+    /// the count); the state stays f32.
+    fn set_exec_options(&mut self, exec: ExecOptions) -> Result<()> {
+        exec.validate(C::NAME, false)?;
+        self.exec = exec;
+        Ok(())
+    }
+
+    fn state_buffer_names(&self) -> Option<&'static [&'static str]> {
+        Some(ScheduleFreeState::BUFFERS)
+    }
+
+    fn swap_state(
+        &mut self,
+        param: &str,
+        numel: usize,
+        steps: u64,
+        buffers: &mut [StateTensor],
+    ) -> Result<()> {
+        self.states.swap(C::NAME, param, numel, steps, buffers)
+    }
+
+    fn set_step_count(&mut self, steps: u64) -> Result<()> {
+        self.k = steps;
+        Ok(())
+    }
+
+    /// `lr_max`, `weight_sum` and `train_mode` (1 in train mode, 0 in eval
+    /// mode), as the reference keeps them in its parameter groups.
+    fn global_state_names(&self) -> &'static [&'static str] {
+        &["lr_max", "weight_sum", "train_mode"]
+    }
+
+    fn global_state(&self) -> Vec<f64> {
+        vec![self.lr_max, self.weight_sum, (self.mode == Mode::Train) as u8 as f64]
+    }
+
+    fn set_global_state(&mut self, values: &[f64]) -> Result<()> {
+        super::prodigy::check_globals(C::NAME, self.global_state_names(), values)?;
+        let mode = mode_of(values[2])?;
+        for (key, x) in [("lr_max", values[0]), ("weight_sum", values[1])] {
+            if !x.is_finite() {
+                return Err(Error::Input(format!("{}: state '{key}': invalid value {x}", C::NAME)));
+            }
+        }
+        self.lr_max = values[0];
+        self.weight_sum = values[1];
+        self.mode = mode;
+        Ok(())
     }
 
     fn set_mode(&mut self, mode: Mode, params: &mut [ParamMut<'_>]) -> Result<()> {
@@ -270,6 +321,17 @@ impl<C: ScheduleFreeRule> Optimizer for ScheduleFree<C> {
         }
         self.mode = mode;
         Ok(())
+    }
+}
+
+/// The mode saved as `train_mode`: 1 train, 0 eval.
+fn mode_of(train_mode: f64) -> Result<Mode> {
+    if train_mode == 1.0 {
+        Ok(Mode::Train)
+    } else if train_mode == 0.0 {
+        Ok(Mode::Eval)
+    } else {
+        Err(Error::Input(format!("state 'train_mode': invalid value {train_mode}")))
     }
 }
 

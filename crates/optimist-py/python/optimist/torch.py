@@ -31,7 +31,9 @@ _RESERVED = ("params", "threads")
 
 
 def _jsonable(key, value, name):
-    """A group value as JSON, checking numbers (JSON cannot carry NaN or inf)."""
+    """A group value as JSON, checking numbers (JSON cannot carry NaN or inf;
+    an unbounded field whose default is null, such as ``growth_rate``, takes
+    +inf as null, as the core reads it)."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name}: invalid {key} = {value!r}: must be a number")
@@ -39,6 +41,14 @@ def _jsonable(key, value, name):
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, (int, float)):
+        if (
+            isinstance(value, float)
+            and value == math.inf
+            and name in SPECS
+            and key in SPECS[name]["defaults"]
+            and SPECS[name]["defaults"][key] is None
+        ):
+            return None
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{name}: invalid {key} = {value}: must be a finite number")
         return value
@@ -152,49 +162,116 @@ class OptimistOptimizer(torch.optim.Optimizer):
         self._step(None)
         return loss
 
-    def _step(self, hessians):
-        calls = []
-        stepped = []
-        for group in self.param_groups:
-            items = []
-            for index, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
-                st = self.state[p]
-                step = st.get("step")
-                buffers = self._group_buffers(group)
-                if not (
-                    isinstance(step, torch.Tensor)
-                    and step.dtype == torch.float32
-                    and step.numel() == 1
-                    and not step.is_cuda
-                ):
-                    # New state, or a count saved as a number (pytorch-optimizer keeps
-                    # it per group) or on another type: a float32 scalar, as torch.
-                    if step is None:
-                        step = group.get("step", 0) if any(b in st for b in buffers) else 0
-                    st["step"] = torch.tensor(float(step), dtype=torch.float32)
-                h = None if hessians is None else hessians.get(p)
-                items.append((index, p, p.grad, [st.get(b) for b in buffers], st["step"], h))
-            calls.append(
-                (
-                    self._group_name(group),
-                    json.dumps(self._hparams(group)),
-                    int(group.get("step", 0)),
-                    self._generic_cautious(group),
-                    items,
-                )
-            )
-            stepped.append(bool(items))
-        threads = self._threads or torch.get_num_threads()
-        created = self._stepper.step(calls, threads)
-        for group, did in zip(self.param_groups, stepped):
-            if did:
-                group["step"] = int(group.get("step", 0)) + 1
+    def _group_globals(self, group):
+        return SPECS[self._group_name(group)]["global_state"]
+
+    def _globals_of(self, group):
+        """The group's optimizer-wide state (the distance estimate of
+        learning-rate-free rules, schedule-free averaging weights), kept in
+        the group under the reference's names; None before its first step."""
+        names = self._group_globals(group)
+        if not names or any(n not in group for n in names):
+            return None
+        return [float(group[n]) for n in names]
+
+    def _set_globals(self, group, values):
+        for n, v in zip(self._group_globals(group), values):
+            old = group.get(n)
+            if isinstance(old, torch.Tensor) and old.numel() == 1:
+                old.fill_(v)  # a reference's one-element tensor stays one
+            else:
+                group[n] = bool(v) if n == "train_mode" else v
+
+    def _steps_of(self, group):
+        """Steps the group has taken: ours under ``step``; a state dict of the
+        schedulefree package counts them under ``k``."""
+        if "step" in group:
+            return int(group["step"])
+        if "train_mode" in self._group_globals(group):
+            return int(group.get("k", 0))
+        return 0
+
+    def _call(self, group, items):
+        return (
+            self._group_name(group),
+            json.dumps(self._hparams(group)),
+            self._steps_of(group),
+            self._generic_cautious(group),
+            self._globals_of(group),
+            items,
+        )
+
+    def _finish(self, created, globals_):
+        for group, values in zip(self.param_groups, globals_):
+            self._set_globals(group, values)
         for gi, index, buffer, values in created:
             p = self.param_groups[gi]["params"][index]
             t = torch.frombuffer(bytearray(values), dtype=torch.float32)
             self.state[p][buffer] = t.reshape(_state_shape(buffer, t, p))
+
+    def _state_step(self, group, st):
+        step = st.get("step")
+        if not (
+            isinstance(step, torch.Tensor)
+            and step.dtype == torch.float32
+            and step.numel() == 1
+            and not step.is_cuda
+        ):
+            # New state, or a count saved as a number (pytorch-optimizer keeps
+            # it per group) or on another type: a float32 scalar, as torch.
+            if step is None:
+                buffers = self._group_buffers(group)
+                step = self._steps_of(group) if any(b in st for b in buffers) else 0
+            st["step"] = torch.tensor(float(step), dtype=torch.float32)
+        return st["step"]
+
+    def _step(self, hessians):
+        calls = []
+        stepped = []
+        for group in self.param_groups:
+            if group.get("train_mode") is False and "train_mode" in self._group_globals(group):
+                raise ValueError(
+                    f"{self._group_name(group)}: step called in eval mode; call "
+                    "optimizer.train() first (the parameters hold the averaged point)"
+                )
+            items = []
+            buffers = self._group_buffers(group)
+            for index, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                step = self._state_step(group, st)
+                h = None if hessians is None else hessians.get(p)
+                items.append((index, p, p.grad, [st.get(b) for b in buffers], step, h))
+            calls.append(self._call(group, items))
+            stepped.append(bool(items))
+        threads = self._threads or torch.get_num_threads()
+        created, globals_ = self._stepper.step(calls, threads)
+        for group, did in zip(self.param_groups, stepped):
+            if did:
+                group["step"] = self._steps_of(group) + 1
+                if "train_mode" in self._group_globals(group):
+                    group["k"] = group["step"]  # the schedulefree package's name
+        self._finish(created, globals_)
+
+    def _set_mode(self, train):
+        """Moves every parameter with state to the training point (``train``)
+        or to the evaluation point, in place (schedule-free rules)."""
+        calls = []
+        for group in self.param_groups:
+            items = []
+            buffers = self._group_buffers(group)
+            for index, p in enumerate(group["params"]):
+                st = self.state.get(p)
+                if not st or not any(b in st for b in buffers):
+                    continue
+                step = self._state_step(group, st)
+                items.append((index, p, None, [st.get(b) for b in buffers], step, None))
+            calls.append(self._call(group, items))
+        threads = self._threads or torch.get_num_threads()
+        with torch.no_grad():
+            created, globals_ = self._stepper.set_mode(calls, threads, train)
+        self._finish(created, globals_)
 
     def load_state_dict(self, state_dict):
         """As torch's, then state buffers back to float32 (torch casts them to
@@ -255,7 +332,35 @@ def _doc(spec, cls_name):
         + ", ".join(f"``{b}``" for b in spec["state_buffers"])
         + " (float32 tensors, created at the first step, updated in place).",
     ]
+    if spec["global_state"]:
+        lines += [
+            "",
+            "Optimizer-wide state, per parameter group in ``param_groups`` (saved with"
+            " ``state_dict()``): " + ", ".join(f"``{g}``" for g in spec["global_state"]) + ".",
+        ]
+    if "train_mode" in spec["global_state"]:
+        lines += [
+            "",
+            "Schedule-free: call ``eval()`` before evaluating or saving the model and"
+            " ``train()`` before training again.",
+        ]
     return "\n".join(lines)
+
+
+class _ScheduleFree:
+    """``train()`` and ``eval()`` of the schedule-free classes, as the
+    reference's: the parameters hold the gradient point ``y`` in training
+    mode and the averaged point ``x`` in eval mode (evaluate and save the
+    model in eval mode). A new optimizer is in training mode; stepping in
+    eval mode raises ``ValueError``. HF Trainer calls both."""
+
+    def train(self):
+        """Parameters to the training point ``y``; no-op if already there."""
+        self._set_mode(True)
+
+    def eval(self):
+        """Parameters to the evaluation point ``x``; no-op if already there."""
+        self._set_mode(False)
 
 
 def _default(v):
@@ -265,9 +370,12 @@ def _default(v):
 def _make_class(spec):
     name = _class_name(spec)
     defaults = {k: _default(v) for k, v in spec["defaults"].items()}
+    bases = (OptimistOptimizer,)
+    if "train_mode" in spec["global_state"]:
+        bases = (_ScheduleFree, OptimistOptimizer)
     cls = type(
         name,
-        (OptimistOptimizer,),
+        bases,
         {
             "__doc__": _doc(spec, name),
             "__module__": __name__,
