@@ -207,10 +207,10 @@ pub struct StateTensor {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Storage {
     F32(Vec<f32>),
-    Bf16(Vec<u16>),
+    Bf16(Mem<u16>),
     Q8 {
-        codes: Vec<u8>,
-        scales: Vec<f32>,
+        codes: Mem<u8>,
+        scales: Mem<f32>,
         block: usize,
     },
     /// f32 values in memory owned by someone else (see [`StateTensor::borrowed`]).
@@ -243,6 +243,50 @@ impl Borrowed {
     pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
         // SAFETY: valid and exclusive for `len` values per `StateTensor::borrowed`'s contract.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+/// Compressed values owned here, or in caller-owned memory (see
+/// [`StateTensor::borrowed_bf16`], [`StateTensor::borrowed_q8`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Mem<T> {
+    Owned(Vec<T>),
+    Borrowed { ptr: std::ptr::NonNull<T>, len: usize },
+}
+
+// SAFETY: as for `Borrowed`: a borrowed `Mem` is an exclusive slice whose
+// memory the caller keeps valid and unaliased (the `borrowed_*` contracts).
+unsafe impl<T: Send> Send for Mem<T> {}
+// SAFETY: as above; shared access only reads through `&self`.
+unsafe impl<T: Sync> Sync for Mem<T> {}
+
+impl<T> Mem<T> {
+    fn is_borrowed(&self) -> bool {
+        matches!(self, Mem::Borrowed { .. })
+    }
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
+        match self {
+            Mem::Owned(v) => v,
+            // SAFETY: valid and exclusive for `len` values per the `borrowed_*` contracts.
+            Mem::Borrowed { ptr, len } => unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), *len) },
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Mem<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            Mem::Owned(v) => v,
+            // SAFETY: valid for `len` values per the `borrowed_*` contracts.
+            Mem::Borrowed { ptr, len } => unsafe { std::slice::from_raw_parts(ptr.as_ptr(), *len) },
+        }
+    }
+}
+
+impl<T: PartialEq> PartialEq for Mem<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
     }
 }
 
@@ -293,9 +337,70 @@ impl StateTensor {
         }
     }
 
-    /// Whether the values live in caller-owned memory ([`StateTensor::borrowed`]).
+    /// A bf16 buffer over `len` values at `ptr`, owned by the caller (a
+    /// framework's bfloat16 tensor), updated in place by an optimizer whose
+    /// state dtype is bf16. Converting it to another dtype replaces it by an
+    /// owned buffer.
+    ///
+    /// # Safety
+    /// As [`StateTensor::borrowed`], for `len` u16 values.
+    pub unsafe fn borrowed_bf16(ptr: *mut u16, len: usize) -> Self {
+        let ptr = std::ptr::NonNull::new(ptr).unwrap_or(std::ptr::NonNull::dangling());
+        StateTensor {
+            storage: Storage::Bf16(Mem::Borrowed { ptr, len }),
+        }
+    }
+
+    /// An 8-bit buffer over `len` codes at `codes` and their block scales
+    /// (`nscales` f32 values at `scales`, one per block of `block` codes),
+    /// owned by the caller and updated in place by an optimizer whose state
+    /// dtype is q8 with this block size. A wrong number of scales is an error.
+    ///
+    /// # Safety
+    /// As [`StateTensor::borrowed`], for `len` u8 values at `codes` and
+    /// `nscales` f32 values at `scales`, the two not overlapping.
+    pub unsafe fn borrowed_q8(
+        codes: *mut u8,
+        len: usize,
+        scales: *mut f32,
+        nscales: usize,
+        block: usize,
+    ) -> Result<Self> {
+        let need = if block == 0 { 0 } else { crate::quant::q8_blocks(len, block) };
+        if block == 0 || nscales != need {
+            return Err(Error::Shape(format!(
+                "8-bit buffer: {len} codes in blocks of {block} need {need} scales, got {nscales}"
+            )));
+        }
+        let codes = std::ptr::NonNull::new(codes).unwrap_or(std::ptr::NonNull::dangling());
+        let scales = std::ptr::NonNull::new(scales).unwrap_or(std::ptr::NonNull::dangling());
+        Ok(StateTensor {
+            storage: Storage::Q8 {
+                codes: Mem::Borrowed { ptr: codes, len },
+                scales: Mem::Borrowed { ptr: scales, len: nscales },
+                block,
+            },
+        })
+    }
+
+    /// Whether the values live in caller-owned memory
+    /// ([`StateTensor::borrowed`], [`StateTensor::borrowed_bf16`],
+    /// [`StateTensor::borrowed_q8`]).
     pub fn is_borrowed(&self) -> bool {
-        matches!(self.storage, Storage::Borrowed(_))
+        match &self.storage {
+            Storage::Borrowed(_) => true,
+            Storage::Bf16(m) => m.is_borrowed(),
+            Storage::Q8 { codes, .. } => codes.is_borrowed(),
+            Storage::F32(_) => false,
+        }
+    }
+
+    /// The raw bf16 values of a bf16 buffer (`None` for other storage).
+    pub fn bf16_bits(&self) -> Option<&[u16]> {
+        match &self.storage {
+            Storage::Bf16(m) => Some(m),
+            _ => None,
+        }
     }
 
     /// A buffer filled with `value`.
@@ -462,7 +567,7 @@ impl StateTensor {
             DType::Bf16 => {
                 let mut out = vec![0u16; values.len()];
                 crate::quant::bf16_encode(&values, &mut out, key, 0);
-                Storage::Bf16(out)
+                Storage::Bf16(Mem::Owned(out))
             }
             DType::Q8 => {
                 let block = block.max(1);
@@ -475,8 +580,8 @@ impl StateTensor {
                 };
                 crate::quant::q8_encode(&values, &mut codes, &mut scales, block, rounding);
                 Storage::Q8 {
-                    codes,
-                    scales,
+                    codes: Mem::Owned(codes),
+                    scales: Mem::Owned(scales),
                     block,
                 }
             }
@@ -492,7 +597,7 @@ impl StateTensor {
                 codes,
                 scales,
                 block,
-            } => Some((codes, scales, *block)),
+            } => Some((&codes[..], &scales[..], *block)),
             _ => None,
         }
     }
@@ -515,8 +620,8 @@ impl StateTensor {
         }
         Ok(StateTensor {
             storage: Storage::Q8 {
-                codes,
-                scales,
+                codes: Mem::Owned(codes),
+                scales: Mem::Owned(scales),
                 block,
             },
         })

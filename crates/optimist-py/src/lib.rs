@@ -9,7 +9,7 @@
 //! attributes `is_cpu`, `layout`, `dtype`, `is_contiguous()`, `stride()`,
 //! `data_ptr()`, `numel()` and `shape` are used.
 
-use optimist_core::{registry, Error, ExecOptions, Mode, Optimizer, ParamMut, StateTensor};
+use optimist_core::{registry, DType, Error, ExecOptions, Mode, Optimizer, ParamMut, StateTensor};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -57,6 +57,20 @@ fn registry_json() -> String {
     Value::Array(list).to_string()
 }
 
+/// Checks that optimizer `name` can keep its state as `state_dtype` (`f32`,
+/// `bf16` or `q8`): raises `ValueError` otherwise (compressed state needs an
+/// elementwise rule).
+#[pyfunction]
+fn check_state_dtype(name: &str, state_dtype: &str) -> PyResult<()> {
+    let state_dtype = DType::parse(state_dtype).map_err(py_err)?;
+    let mut opt = registry::build(name, &Value::Null).map_err(py_err)?;
+    let exec = ExecOptions {
+        state_dtype,
+        ..ExecOptions::default()
+    };
+    opt.set_exec_options(exec).map_err(py_err)
+}
+
 /// Builds optimizer `name` from JSON hyperparameters and drops it: raises
 /// `ValueError` naming the field and value of the first invalid one.
 /// With `cautious`, also checks that the rule supports cautious masking.
@@ -92,6 +106,8 @@ enum Dt {
     F32,
     Bf16,
     F16,
+    /// 8-bit state codes only.
+    U8,
 }
 
 impl Dt {
@@ -99,6 +115,7 @@ impl Dt {
         match self {
             Dt::F32 => 4,
             Dt::Bf16 | Dt::F16 => 2,
+            Dt::U8 => 1,
         }
     }
 }
@@ -124,6 +141,7 @@ struct TorchTypes {
     bf16: PyObject,
     f16: PyObject,
     strided: PyObject,
+    u8: PyObject,
 }
 
 fn tensor_ref(t: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResult<TensorRef> {
@@ -149,9 +167,11 @@ fn tensor_ref(t: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResul
         Dt::Bf16
     } else if dtype.is(types.f16.bind(py)) {
         Dt::F16
+    } else if dtype.is(types.u8.bind(py)) {
+        Dt::U8
     } else {
         return Err(value_error(format!(
-            "{what}: dtype {dtype} is not supported (float32, bfloat16 or float16)"
+            "{what}: dtype {dtype} is not supported (float32, bfloat16 or float16; uint8 for 8-bit state)"
         )));
     };
     let shape: Vec<usize> = t.getattr("shape")?.extract()?;
@@ -184,6 +204,37 @@ fn tensor_ref(t: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResul
         shape,
         what,
     })
+}
+
+/// A state entry: a float32 or bfloat16 tensor, or a tuple (uint8 codes,
+/// float32 block scales) of 8-bit state.
+fn state_ref(o: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResult<StateRef> {
+    if let Ok(t) = o.downcast::<PyTuple>() {
+        if t.len() != 2 {
+            return Err(value_error(format!(
+                "{what}: 8-bit state is a tuple (codes, scales), got {} entries",
+                t.len()
+            )));
+        }
+        let codes = tensor_ref(&t.get_item(0)?, what.clone(), types)?;
+        let scales = tensor_ref(&t.get_item(1)?, format!("{what} (scales)"), types)?;
+        if codes.dt != Dt::U8 || scales.dt != Dt::F32 {
+            return Err(value_error(format!(
+                "{what}: 8-bit state needs uint8 codes and float32 scales, got {:?} and {:?}",
+                codes.dt, scales.dt
+            )));
+        }
+        return Ok(StateRef::Q8(codes, scales));
+    }
+    let r = tensor_ref(o, what, types)?;
+    match r.dt {
+        Dt::F32 => Ok(StateRef::F32(r)),
+        Dt::Bf16 => Ok(StateRef::Bf16(r)),
+        dt => Err(value_error(format!(
+            "{}: dtype {dt:?} (optimizer state is float32, bfloat16, or uint8 codes with float32 scales)",
+            r.what
+        ))),
+    }
 }
 
 /// Fails if any two of `refs` share a byte (a parameter given twice, a
@@ -317,11 +368,46 @@ struct Item {
     param: TensorRef,
     /// None only when switching modes (the gradient is not read).
     grad: Option<TensorRef>,
-    states: Vec<Option<TensorRef>>,
+    states: Vec<Option<StateRef>>,
     step: TensorRef,
     steps: u64,
     hessian: Option<TensorRef>,
 }
+
+/// A state buffer handed over: f32 or bf16 values, or 8-bit codes with
+/// their block scales.
+enum StateRef {
+    F32(TensorRef),
+    Bf16(TensorRef),
+    Q8(TensorRef, TensorRef),
+}
+
+impl StateRef {
+    fn refs(&self) -> Vec<&TensorRef> {
+        match self {
+            StateRef::F32(r) | StateRef::Bf16(r) => vec![r],
+            StateRef::Q8(c, s) => vec![c, s],
+        }
+    }
+}
+
+/// A state buffer the engine created or re-encoded in a step, handed back:
+/// `(kind, values as native-endian bytes, 8-bit block scales or empty)`,
+/// kind `f32`, `bf16` or `q8`.
+fn export_state(t: &StateTensor) -> (&'static str, Vec<u8>, Vec<u8>) {
+    if let Some((codes, scales, _)) = t.q8_parts() {
+        let sc = scales.iter().flat_map(|x| x.to_ne_bytes()).collect();
+        return ("q8", codes.to_vec(), sc);
+    }
+    if let Some(bits) = t.bf16_bits() {
+        return ("bf16", bits.iter().flat_map(|x| x.to_ne_bytes()).collect(), Vec::new());
+    }
+    let v = t.to_vec();
+    ("f32", v.iter().flat_map(|x| x.to_ne_bytes()).collect(), Vec::new())
+}
+
+/// A state buffer handed back: `(group, index, buffer name, kind, values, scales)`.
+type Created = (usize, usize, String, &'static str, Py<PyBytes>, Py<PyBytes>);
 
 /// One engine per parameter group, with the registry name it was built for.
 type Engines = Vec<Option<(String, Box<dyn Optimizer>)>>;
@@ -331,7 +417,10 @@ type Engines = Vec<Option<(String, Box<dyn Optimizer>)>>;
 struct Stepper {
     /// In a mutex only to make the class `Sync`; `&mut self` methods use `get_mut`.
     engines: std::sync::Mutex<Engines>,
-    threads: usize,
+    /// The execution options the engines were last given.
+    exec: Option<ExecOptions>,
+    /// State storage of every engine.
+    state_dtype: DType,
     types: TorchTypes,
 }
 
@@ -347,19 +436,25 @@ fn seq<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<Bound<'py, PyAn
 
 #[pymethods]
 impl Stepper {
-    /// `types` = (torch.float32, torch.bfloat16, torch.float16, torch.strided).
+    /// `types` = (torch.float32, torch.bfloat16, torch.float16,
+    /// torch.strided, torch.uint8); `state_dtype` = `f32`, `bf16` or `q8`
+    /// (the core's state storage, for every group).
     #[new]
-    fn new(types: (PyObject, PyObject, PyObject, PyObject)) -> Self {
-        Stepper {
+    #[pyo3(signature = (types, state_dtype = "f32"))]
+    fn new(types: (PyObject, PyObject, PyObject, PyObject, PyObject), state_dtype: &str) -> PyResult<Self> {
+        let state_dtype = DType::parse(state_dtype).map_err(py_err)?;
+        Ok(Stepper {
             engines: std::sync::Mutex::new(Vec::new()),
-            threads: 0,
+            exec: None,
+            state_dtype,
             types: TorchTypes {
                 f32: types.0,
                 bf16: types.1,
                 f16: types.2,
                 strided: types.3,
+                u8: types.4,
             },
-        }
+        })
     }
 
     /// One step over all groups. `groups` is a list of
@@ -367,17 +462,20 @@ impl Stepper {
     /// cautious masking on, optimizer-wide state values or None (a new
     /// group: initial values), [(index, param, grad, [state tensor or None
     /// per buffer], step tensor, hessian or None)])`.
-    /// Returns `(created, globals)`: the state buffers the engine created in
-    /// this step as `(group, index, buffer name, f32 values as native-endian
-    /// bytes)`, which the caller turns into tensors that later steps update
-    /// in place; and each group's optimizer-wide state values after the step.
+    /// A state entry is None (not yet created), a float32 or bfloat16
+    /// tensor, or a tuple (uint8 codes, float32 block scales) of 8-bit state.
+    /// Returns `(created, globals)`: the state buffers the engine created or
+    /// re-encoded in this step as `(group, index, buffer name, kind, values,
+    /// scales)` (see [`export_state`]), which the caller turns into tensors
+    /// that later steps update in place; and each group's optimizer-wide
+    /// state values after the step.
     #[allow(clippy::type_complexity)]
     fn step(
         &mut self,
         py: Python<'_>,
         groups: &Bound<'_, PyAny>,
         threads: usize,
-    ) -> PyResult<(Vec<(usize, usize, String, Py<PyBytes>)>, Vec<Vec<f64>>)> {
+    ) -> PyResult<(Vec<Created>, Vec<Vec<f64>>)> {
         self.run(py, groups, threads, None)
     }
 
@@ -391,7 +489,7 @@ impl Stepper {
         groups: &Bound<'_, PyAny>,
         threads: usize,
         train: bool,
-    ) -> PyResult<(Vec<(usize, usize, String, Py<PyBytes>)>, Vec<Vec<f64>>)> {
+    ) -> PyResult<(Vec<Created>, Vec<Vec<f64>>)> {
         let mode = if train { Mode::Train } else { Mode::Eval };
         self.run(py, groups, threads, Some(mode))
     }
@@ -406,7 +504,7 @@ impl Stepper {
         groups: &Bound<'_, PyAny>,
         threads: usize,
         mode: Option<Mode>,
-    ) -> PyResult<(Vec<(usize, usize, String, Py<PyBytes>)>, Vec<Vec<f64>>)> {
+    ) -> PyResult<(Vec<Created>, Vec<Vec<f64>>)> {
         if threads == 0 || threads > 4096 {
             return Err(value_error(format!(
                 "threads: {threads} must be from 1 to 4096"
@@ -422,6 +520,7 @@ impl Stepper {
         }
         let exec = ExecOptions {
             threads,
+            state_dtype: self.state_dtype,
             ..ExecOptions::default()
         };
         let mut items: Vec<Item> = Vec::new();
@@ -453,7 +552,7 @@ impl Stepper {
             let Some((_, opt)) = slot.as_mut() else {
                 unreachable!("slot filled above")
             };
-            if self.threads != threads {
+            if self.exec != Some(exec) {
                 opt.set_exec_options(exec).map_err(py_err)?;
             }
             opt.set_cautious(cautious).map_err(py_err)?;
@@ -479,6 +578,11 @@ impl Stepper {
                 let index: usize = t.get_item(0)?.extract()?;
                 let pname = format!("param {index} of group {gi}");
                 let param = tensor_ref(&t.get_item(1)?, pname.clone(), &self.types)?;
+                if param.dt == Dt::U8 {
+                    return Err(value_error(format!(
+                        "{pname}: dtype uint8 is not supported (float32, bfloat16 or float16)"
+                    )));
+                }
                 let g = t.get_item(2)?;
                 let grad = if g.is_none() && mode.is_some() {
                     None
@@ -506,14 +610,8 @@ impl Stepper {
                         states.push(None);
                         continue;
                     }
-                    let r = tensor_ref(o, format!("state '{b}' of {pname}"), &self.types)?;
-                    if r.dt != Dt::F32 {
-                        return Err(value_error(format!(
-                            "{}: dtype {:?} (optimizer state is float32)",
-                            r.what, r.dt
-                        )));
-                    }
-                    states.push(Some(r));
+                    let what = format!("state '{b}' of {pname}");
+                    states.push(Some(state_ref(o, what, &self.types)?));
                 }
                 let step = tensor_ref(
                     &t.get_item(4)?,
@@ -560,14 +658,14 @@ impl Stepper {
                 });
             }
         }
-        self.threads = threads;
+        self.exec = Some(exec);
         {
             let mut refs: Vec<&TensorRef> = Vec::new();
             for it in &items {
                 refs.push(&it.param);
                 refs.extend(it.grad.iter());
                 refs.push(&it.step);
-                refs.extend(it.states.iter().flatten());
+                refs.extend(it.states.iter().flatten().flat_map(|s| s.refs()));
                 refs.extend(it.hessian.iter());
             }
             check_disjoint(&refs)?;
@@ -597,7 +695,9 @@ impl Stepper {
             })
             .collect();
 
-        let result: Result<Vec<(usize, usize, String, Vec<f32>)>, Error> = py.allow_threads(|| {
+        #[allow(clippy::type_complexity)]
+        let result: Result<Vec<(usize, usize, String, (&'static str, Vec<u8>, Vec<u8>))>, Error> =
+            py.allow_threads(|| {
             // Swap the torch state tensors in.
             let mut swapped = 0;
             let mut res: Result<(), Error> = Ok(());
@@ -605,17 +705,40 @@ impl Stepper {
                 let Some((_, opt)) = engines[it.group].as_mut() else {
                     unreachable!("engine built above")
                 };
-                let mut bufs: Vec<StateTensor> = it
-                    .states
-                    .iter()
-                    .map(|s| match s {
-                        // SAFETY: checked dense f32 CPU tensor, kept alive by the
-                        // caller's objects for this call, disjoint from every other
-                        // tensor of the call; swapped out again below.
-                        Some(r) => unsafe { StateTensor::borrowed(r.addr as *mut f32, r.numel) },
-                        None => StateTensor::default(),
-                    })
-                    .collect();
+                let mut bufs: Vec<StateTensor> = Vec::with_capacity(it.states.len());
+                for st in &it.states {
+                    // SAFETY (all three): checked dense CPU tensors of the
+                    // right dtype, kept alive by the caller's objects for
+                    // this call, disjoint from every other tensor of the
+                    // call; swapped out again below.
+                    let t = match st {
+                        None => Ok(StateTensor::default()),
+                        Some(StateRef::F32(r)) => Ok(unsafe { StateTensor::borrowed(r.addr as *mut f32, r.numel) }),
+                        Some(StateRef::Bf16(r)) => {
+                            Ok(unsafe { StateTensor::borrowed_bf16(r.addr as *mut u16, r.numel) })
+                        }
+                        Some(StateRef::Q8(c, sc)) => unsafe {
+                            StateTensor::borrowed_q8(
+                                c.addr as *mut u8,
+                                c.numel,
+                                sc.addr as *mut f32,
+                                sc.numel,
+                                exec.q8_block,
+                            )
+                        }
+                        .map_err(|e| Error::Input(format!("state of {}: {e}", c.what))),
+                    };
+                    match t {
+                        Ok(t) => bufs.push(t),
+                        Err(e) => {
+                            res = Err(e);
+                            break;
+                        }
+                    }
+                }
+                if res.is_err() {
+                    break;
+                }
                 res = opt.swap_state(&it.name, it.param.numel, it.steps, &mut bufs);
                 if res.is_err() {
                     break;
@@ -683,7 +806,7 @@ impl Stepper {
                 if out.is_ok() {
                     for (t, b) in bufs.into_iter().zip(names.iter()) {
                         if t.is_allocated() && !t.is_borrowed() {
-                            created.push((it.group, it.index, b.to_string(), t.to_vec()));
+                            created.push((it.group, it.index, b.to_string(), export_state(&t)));
                         }
                     }
                 } else if res.is_ok() {
@@ -714,9 +837,10 @@ impl Stepper {
             .collect();
         let created = created
             .into_iter()
-            .map(|(g, i, b, v)| {
-                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
-                (g, i, b, PyBytes::new(py, &bytes).unbind())
+            .map(|(g, i, b, (kind, values, scales))| {
+                let values = PyBytes::new(py, &values).unbind();
+                let scales = PyBytes::new(py, &scales).unbind();
+                (g, i, b, kind, values, scales)
             })
             .collect();
         Ok((created, globals))
@@ -728,6 +852,7 @@ impl Stepper {
 fn _optimist(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(registry_json, m)?)?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
+    m.add_function(wrap_pyfunction!(check_state_dtype, m)?)?;
     m.add_function(wrap_pyfunction!(glob_match, m)?)?;
     m.add_function(wrap_pyfunction!(embeddings_and_heads, m)?)?;
     m.add_class::<Stepper>()?;

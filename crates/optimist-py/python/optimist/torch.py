@@ -24,7 +24,27 @@ from . import _optimist
 
 __all__ = ["OptimistOptimizer", "load_into"]
 
-_TYPES = (torch.float32, torch.bfloat16, torch.float16, torch.strided)
+_TYPES = (torch.float32, torch.bfloat16, torch.float16, torch.strided, torch.uint8)
+
+_STATE_DTYPES = {
+    None: "f32", torch.float32: "f32", "f32": "f32", "float32": "f32",
+    torch.bfloat16: "bf16", "bf16": "bf16", "bfloat16": "bf16",
+    torch.uint8: "q8", "q8": "q8", "8bit": "q8", "int8": "q8",
+}
+
+
+def _state_dtype(value, name):
+    """The core's name of a ``state_dtype`` argument."""
+    try:
+        return _STATE_DTYPES[value]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"{name}: invalid state_dtype = {value!r}: expected torch.float32, "
+            "torch.bfloat16 (\"bf16\") or \"q8\" (8-bit block-wise)"
+        ) from None
+#: Suffix of the block scales of an 8-bit state buffer in ``self.state[p]``.
+_SCALES = "_scales"
+
 #: Registry entries by name.
 SPECS = {s["name"]: s for s in json.loads(_optimist.registry_json())}
 _RESERVED = ("params", "threads")
@@ -83,7 +103,7 @@ class OptimistOptimizer(torch.optim.Optimizer):
     _defaults = {}
     _buffers = ()
 
-    def __init__(self, params, *args, threads=None, cautious=None, **kwargs):
+    def __init__(self, params, *args, threads=None, cautious=None, state_dtype=None, **kwargs):
         names = list(self._defaults)
         if len(args) > len(names):
             raise TypeError(
@@ -109,7 +129,10 @@ class OptimistOptimizer(torch.optim.Optimizer):
             hp["cautious"] = False
         self._check_threads(threads)
         self._threads = threads
-        self._stepper = _optimist.Stepper(_TYPES)
+        self._state_dtype = _state_dtype(state_dtype, self._name)
+        if self._state_dtype != "f32":
+            _optimist.check_state_dtype(self._name, self._state_dtype)
+        self._stepper = _optimist.Stepper(_TYPES, self._state_dtype)
         super().__init__(params, hp)
 
     @staticmethod
@@ -162,6 +185,18 @@ class OptimistOptimizer(torch.optim.Optimizer):
         self._step(None)
         return loss
 
+    @staticmethod
+    def _state_entry(st, buffer):
+        """A state buffer as the core takes it: a tensor, or (codes, scales)
+        of 8-bit state."""
+        t = st.get(buffer)
+        if isinstance(t, torch.Tensor) and t.dtype == torch.uint8:
+            scales = st.get(buffer + _SCALES)
+            if scales is None:
+                raise ValueError(f"state '{buffer}': 8-bit codes without '{buffer}{_SCALES}'")
+            return (t, scales)
+        return t
+
     def _group_globals(self, group):
         return SPECS[self._group_name(group)]["global_state"]
 
@@ -204,10 +239,16 @@ class OptimistOptimizer(torch.optim.Optimizer):
     def _finish(self, created, globals_):
         for group, values in zip(self.param_groups, globals_):
             self._set_globals(group, values)
-        for gi, index, buffer, values in created:
+        for gi, index, buffer, kind, values, scales in created:
             p = self.param_groups[gi]["params"][index]
-            t = torch.frombuffer(bytearray(values), dtype=torch.float32)
-            self.state[p][buffer] = t.reshape(_state_shape(buffer, t, p))
+            st = self.state[p]
+            dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "q8": torch.uint8}[kind]
+            t = torch.frombuffer(bytearray(values), dtype=dtype) if values else torch.empty(0, dtype=dtype)
+            st[buffer] = t.reshape(_state_shape(buffer, t, p))
+            if kind == "q8":
+                st[buffer + _SCALES] = torch.frombuffer(bytearray(scales), dtype=torch.float32)
+            else:
+                st.pop(buffer + _SCALES, None)
 
     def _state_step(self, group, st):
         step = st.get("step")
@@ -242,7 +283,7 @@ class OptimistOptimizer(torch.optim.Optimizer):
                 st = self.state[p]
                 step = self._state_step(group, st)
                 h = None if hessians is None else hessians.get(p)
-                items.append((index, p, p.grad, [st.get(b) for b in buffers], step, h))
+                items.append((index, p, p.grad, [self._state_entry(st, b) for b in buffers], step, h))
             calls.append(self._call(group, items))
             stepped.append(bool(items))
         threads = self._threads or torch.get_num_threads()
@@ -266,7 +307,7 @@ class OptimistOptimizer(torch.optim.Optimizer):
                 if not st or not any(b in st for b in buffers):
                     continue
                 step = self._state_step(group, st)
-                items.append((index, p, None, [st.get(b) for b in buffers], step, None))
+                items.append((index, p, None, [self._state_entry(st, b) for b in buffers], step, None))
             calls.append(self._call(group, items))
         threads = self._threads or torch.get_num_threads()
         with torch.no_grad():
@@ -274,18 +315,27 @@ class OptimistOptimizer(torch.optim.Optimizer):
         self._finish(created, globals_)
 
     def load_state_dict(self, state_dict):
-        """As torch's, then state buffers back to float32 (torch casts them to
-        the parameter's dtype, and half-precision parameters keep f32 state)."""
+        """As torch's, then state buffers back to their storage type (torch
+        casts them to the parameter's dtype): float32 (half-precision
+        parameters keep f32 state), bfloat16 with ``state_dtype`` bf16, and
+        uint8 for 8-bit codes."""
         super().load_state_dict(state_dict)
         # A reference's state dict lacks our keys (maximize, ...): defaults.
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
+        keep = torch.bfloat16 if self._state_dtype == "bf16" else torch.float32
         for st in self.state.values():
             for key, value in list(st.items()):
+                if key + _SCALES in st and isinstance(value, torch.Tensor):
+                    # 8-bit codes, which torch casts to the parameter's dtype (exactly).
+                    if value.dtype != torch.uint8:
+                        st[key] = value.to(torch.uint8).contiguous()
+                    continue
                 if isinstance(value, torch.Tensor) and key != "step" and value.is_floating_point():
-                    if value.dtype != torch.float32 or not value.is_contiguous():
-                        st[key] = value.to(torch.float32).contiguous()
+                    want = torch.float32 if key.endswith(_SCALES) or value.dtype not in (keep, torch.float32) else value.dtype
+                    if value.dtype != want or not value.is_contiguous():
+                        st[key] = value.to(want).contiguous()
 
 
 def load_into(optimizer, state_dict):
@@ -327,6 +377,10 @@ def _doc(spec, cls_name):
     lines += [
         "- threads: threads for the step (default: torch.get_num_threads() at each step)",
         "- cautious: cautious masking of the update (keyword; where the rule exposes its update)",
+        "- state_dtype: storage of the state buffers (keyword): torch.float32 (default),"
+        " torch.bfloat16 (stochastic rounding) or \"q8\" (8-bit block-wise: uint8 codes in"
+        " ``state[p][name]`` and float32 block scales in ``state[p][name + '_scales']``);"
+        " elementwise rules only",
         "",
         f"State per parameter in ``self.state[p]``: ``step``, "
         + ", ".join(f"``{b}``" for b in spec["state_buffers"])
@@ -388,6 +442,7 @@ def _make_class(spec):
     params = [P("params", P.POSITIONAL_OR_KEYWORD)]
     params += [P(k, P.POSITIONAL_OR_KEYWORD, default=v) for k, v in defaults.items()]
     params.append(P("threads", P.KEYWORD_ONLY, default=None))
+    params.append(P("state_dtype", P.KEYWORD_ONLY, default=None))
     if "cautious" not in defaults:
         params.append(P("cautious", P.KEYWORD_ONLY, default=None))
     cls.__signature__ = inspect.Signature(params)
@@ -524,6 +579,7 @@ class MuonAdamW(OptimistOptimizer):
             groups.append({"params": rest, "optimizer": "adamw", **adamw_hp})
         self._check_threads(threads)
         self._threads = threads
+        self._state_dtype = "f32"
         self._stepper = _optimist.Stepper(_TYPES)
         torch.optim.Optimizer.__init__(self, groups, {})
 
