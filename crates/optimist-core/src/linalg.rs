@@ -394,39 +394,27 @@ pub fn qr_q(a: &[f64], m: usize, n: usize) -> Vec<f64> {
 /// zero singular values are zero.
 pub fn svd(a: &[f64], m: usize, n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     debug_assert_eq!(a.len(), m * n);
-    if m >= n {
-        let (cols, s, vcols) = one_sided_jacobi(a, m, n, false);
-        // cols: n columns of length m (unnormalized U S); vcols: n columns of length n.
-        let k = n;
-        let mut u = vec![0.0f64; m * k];
-        let mut vt = vec![0.0f64; k * n];
-        for j in 0..k {
-            let inv = if s[j] > 0.0 { 1.0 / s[j] } else { 0.0 };
-            for i in 0..m {
-                u[i * k + j] = cols[j * m + i] * inv;
-            }
-            for i in 0..n {
-                vt[j * n + i] = vcols[j * n + i];
-            }
+    // Tall: Jacobi on `a`; wide: on a^T = U' S V'^T, so a = V' S U'^T.
+    let tall = m >= n;
+    let k = m.min(n);
+    // cols: k columns of length max(m, n) (the unnormalized singular
+    // vectors times S); vcols: k columns of length k.
+    let (cols, s, vcols) = one_sided_jacobi(a, m.max(n), k, !tall);
+    // The columns of U and the rows of V^T, and which of them to normalize.
+    let (ucols, vtcols) = if tall { (&cols, &vcols) } else { (&vcols, &cols) };
+    let mut u = vec![0.0f64; m * k];
+    let mut vt = vec![0.0f64; k * n];
+    for j in 0..k {
+        let inv = if s[j] > 0.0 { 1.0 / s[j] } else { 0.0 };
+        let (fu, fv) = if tall { (inv, 1.0) } else { (1.0, inv) };
+        for i in 0..m {
+            u[i * k + j] = ucols[j * m + i] * fu;
         }
-        (u, s, vt)
-    } else {
-        // a^T = U' S V'^T (tall), so a = V' S U'^T.
-        let (cols, s, vcols) = one_sided_jacobi(a, n, m, true);
-        let k = m;
-        let mut u = vec![0.0f64; m * k];
-        let mut vt = vec![0.0f64; k * n];
-        for j in 0..k {
-            let inv = if s[j] > 0.0 { 1.0 / s[j] } else { 0.0 };
-            for i in 0..n {
-                vt[j * n + i] = cols[j * n + i] * inv;
-            }
-            for i in 0..m {
-                u[i * k + j] = vcols[j * m + i];
-            }
+        for i in 0..n {
+            vt[j * n + i] = vtcols[j * n + i] * fv;
         }
-        (u, s, vt)
     }
+    (u, s, vt)
 }
 
 /// One-sided Jacobi on the tall `rows x cols` matrix (`a` itself, or the

@@ -80,6 +80,17 @@ pub fn adanorm_rescaled(g: f32, ada: Option<(f32, f32)>) -> f32 {
     }
 }
 
+/// The step size `step` divided by the first moment's bias correction
+/// `1 - beta1^t`, or `step` as it is with `adam_debias` (AdamD).
+#[inline]
+pub fn debias(step: f64, adam_debias: bool, beta1: f64, t: u64) -> f64 {
+    if adam_debias {
+        step
+    } else {
+        step / crate::math::bias_correction(beta1, t)
+    }
+}
+
 /// `-1` when maximizing, `+1` otherwise: the gradient's sign.
 #[inline]
 pub fn grad_sign(maximize: bool) -> f32 {

@@ -37,7 +37,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{adanorm_rescaled, centralize_adanorm, decay, grad_sign};
+use super::adam_family::{adanorm_rescaled, centralize_adanorm, debias, decay, grad_sign};
 use super::pytorch_optimizer::radial_ratio;
 use crate::error::Result;
 use crate::exec::cautious_scale;
@@ -133,7 +133,7 @@ impl UpdateRule for AdamP {
         let w1 = (1.0 - b1) as f32;
         let ema2 = Ema::new(b2);
         let bc2_sqrt = bias_correction(b2, t).sqrt() as f32;
-        let step_size = if self.adam_debias { self.lr } else { self.lr / bias_correction(b1, t) } as f32;
+        let step_size = debias(self.lr, self.adam_debias, b1, t) as f32;
         let eps = self.eps as f32;
         let sg = grad_sign(self.maximize);
         let mut g: Vec<f32> = p.grad.iter().map(|&x| sg * x).collect();

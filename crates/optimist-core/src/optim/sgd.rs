@@ -102,6 +102,24 @@ pub struct SgdScalars {
 }
 
 impl SgdScalars {
+    /// The scalars of a step on `p` (SGD, SGDW), allocating its momentum
+    /// buffer `buf` (zeros) on the first step with momentum != 0.
+    pub(crate) fn start(
+        buf: &mut StateTensor,
+        p: &ParamMut<'_>,
+        wd: WeightDecay,
+        lr: f64,
+        hp: (f64, f64, bool),
+        maximize: bool,
+    ) -> Result<Self> {
+        let momentum = hp.0 != 0.0;
+        let first = momentum && !buf.is_allocated();
+        if momentum {
+            buf.ensure(p.name, "momentum_buffer", p.numel(), 0.0)?;
+        }
+        Ok(SgdScalars::new(wd, lr, hp, maximize, first))
+    }
+
     /// The scalars of one step with weight decay `wd`; `first` on the step
     /// that creates the momentum buffer (no dampening then).
     pub(crate) fn new(
@@ -154,18 +172,14 @@ impl Elementwise for Sgd {
 
     fn prepare(&self, _info: &StepInfo, p: &ParamMut<'_>, st: &mut SgdState) -> Result<SgdScalars> {
         st.step += 1;
-        let momentum = self.momentum != 0.0;
-        let first = momentum && !st.momentum_buffer.is_allocated();
-        if first {
-            st.momentum_buffer = StateTensor::zeros(p.numel());
-        }
-        Ok(SgdScalars::new(
+        SgdScalars::start(
+            &mut st.momentum_buffer,
+            p,
             WeightDecay::new(self.weight_decay, false, self.lr),
             self.lr,
             (self.momentum, self.dampening, self.nesterov),
             self.maximize,
-            first,
-        ))
+        )
     }
 
     #[inline(always)]

@@ -91,18 +91,15 @@ impl Elementwise for Sgdw {
 
     fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut SgdwState) -> Result<SgdScalars> {
         st.step += 1;
-        let momentum = self.momentum > 0.0;
-        let first = momentum && !st.momentum_buffer.is_allocated();
-        if momentum {
-            st.momentum_buffer.ensure(p.name, "momentum_buffer", p.numel(), 0.0)?;
-        }
-        Ok(SgdScalars::new(
+        // momentum is in [0, 1) (validated): > 0 is != 0.
+        SgdScalars::start(
+            &mut st.momentum_buffer,
+            p,
             WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr),
             self.lr,
             (self.momentum, self.dampening, self.nesterov),
             self.maximize,
-            first,
-        ))
+        )
     }
 
     #[inline(always)]
