@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::math::{descent_sign, WeightDecay};
 use crate::optim::each::{sink0, sink1, Step};
-use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, OptimizerConfig};
 use crate::tensor::{ParamMut, StateTensor};
 
 crate::param_state! {
@@ -162,28 +162,49 @@ pub(crate) fn sgd_kernel<A: Apply>(s: &SgdScalars, c: Chunk<'_>, apply: &mut A) 
     });
 }
 
-impl UpdateRule for Sgd {
-    type State = SgdState;
-    crate::elementwise_rule!();
+/// `impl UpdateRule` and `impl Elementwise` of a rule on [`sgd_kernel`]
+/// (SGD, SGDW): state `$state` (fields `step`, `momentum_buffer`), weight
+/// decay `$wd` of the configuration `$c`.
+macro_rules! sgd_rule {
+    ($rule:ty, $state:ty, |$c:ident| $wd:expr) => {
+        impl $crate::rule::UpdateRule for $rule {
+            type State = $state;
+            $crate::elementwise_rule!();
+        }
+
+        impl $crate::rule::Elementwise for $rule {
+            type Scalars = $crate::optim::sgd::SgdScalars;
+
+            fn prepare(
+                &self,
+                _: &$crate::rule::StepInfo,
+                p: &$crate::tensor::ParamMut<'_>,
+                st: &mut $state,
+            ) -> $crate::error::Result<Self::Scalars> {
+                let $c = self;
+                st.step += 1;
+                $crate::optim::sgd::SgdScalars::start(
+                    &mut st.momentum_buffer,
+                    p,
+                    $wd,
+                    $c.lr,
+                    ($c.momentum, $c.dampening, $c.nesterov),
+                    $c.maximize,
+                )
+            }
+
+            #[inline(always)]
+            fn kernel<A: $crate::rule::Apply>(
+                &self,
+                s: &Self::Scalars,
+                c: $crate::rule::Chunk<'_>,
+                apply: &mut A,
+            ) {
+                $crate::optim::sgd::sgd_kernel(s, c, apply);
+            }
+        }
+    };
 }
+pub(crate) use sgd_rule;
 
-impl Elementwise for Sgd {
-    type Scalars = SgdScalars;
-
-    fn prepare(&self, _info: &StepInfo, p: &ParamMut<'_>, st: &mut SgdState) -> Result<SgdScalars> {
-        st.step += 1;
-        SgdScalars::start(
-            &mut st.momentum_buffer,
-            p,
-            WeightDecay::new(self.weight_decay, false, self.lr),
-            self.lr,
-            (self.momentum, self.dampening, self.nesterov),
-            self.maximize,
-        )
-    }
-
-    #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &SgdScalars, c: Chunk<'_>, apply: &mut A) {
-        sgd_kernel(s, c, apply);
-    }
-}
+sgd_rule!(Sgd, SgdState, |c| WeightDecay::new(c.weight_decay, false, c.lr));
