@@ -27,7 +27,7 @@ use std::time::Instant;
 use clap::Args;
 use optimist_core::registry::registry;
 use optimist_workloads::train::RunResult;
-use optimist_workloads::{data::resolve_data_dir, suite};
+use optimist_workloads::data::resolve_data_dir;
 use serde_json::{json, Value};
 
 use crate::bench::{
