@@ -82,7 +82,8 @@ pub struct BenchArgs {
 /// The most seeds (and lr multipliers) a bench accepts.
 const MAX_SEEDS: u64 = 10_000;
 
-fn err(e: impl std::fmt::Display) -> optimist_core::Error {
+/// A command-line error (`Error::Input`) with `e`'s text (shared with `tune`).
+pub(crate) fn err(e: impl std::fmt::Display) -> optimist_core::Error {
     optimist_core::Error::Input(e.to_string())
 }
 
@@ -196,6 +197,13 @@ fn better(a: &RunResult, b: &RunResult) -> bool {
     if sa != sb {
         return sa < sb;
     }
+    better_final(a, b)
+}
+
+/// Whether `a`'s final validation metric beats `b`'s: a finite one beats a
+/// non-finite one, two non-finite ones do not beat each other (shared with
+/// `tune`).
+pub(crate) fn better_final(a: &RunResult, b: &RunResult) -> bool {
     let (ma, mb) = (a.final_valid.metric, b.final_valid.metric);
     if !ma.is_finite() {
         return false;
@@ -207,6 +215,48 @@ fn better(a: &RunResult, b: &RunResult) -> bool {
         ma > mb
     } else {
         ma < mb
+    }
+}
+
+/// The workloads of a run: `workloads` when given, else those of the suite
+/// `suite_name` (shared with `tune`).
+pub(crate) fn workload_names(suite_name: &str, workloads: &[String]) -> optimist_core::Result<Vec<String>> {
+    if !workloads.is_empty() {
+        return Ok(workloads.to_vec());
+    }
+    Ok(suite(suite_name).map_err(err)?.into_iter().map(String::from).collect())
+}
+
+/// An error naming the first of `optimizers` that the registry does not
+/// hold (shared with `tune`).
+pub(crate) fn check_optimizers(optimizers: &[String]) -> optimist_core::Result<()> {
+    for o in optimizers {
+        if optimist_core::registry::find(o).is_none() {
+            return Err(err(format!(
+                "unknown optimizer \"{o}\" in --optimizers (optimist list prints them)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The progress line's account of one finished job; `with_final` adds the
+/// final metric to a reached target (shared with `tune`).
+pub(crate) fn describe(o: &Outcome, with_final: bool) -> String {
+    match o {
+        Outcome::Done(r) => match r.steps_to_target {
+            Some(s) => {
+                let mut line = format!("target at step {s} ({:.2} s)", r.time_to_target.unwrap_or(0.0));
+                if with_final {
+                    line += &format!(", final {:.4e}", r.final_valid.metric);
+                }
+                line
+            }
+            None if r.diverged => format!("diverged at step {}", r.steps),
+            None => format!("not reached, final {:.4e}", r.final_valid.metric),
+        },
+        Outcome::NotApplicable(m) => m.clone(),
+        Outcome::Failed(e) => format!("error: {e}"),
     }
 }
 
@@ -426,15 +476,7 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
         Some(p) => Some(read_tuned(p)?),
         None => None,
     };
-    let workloads: Vec<String> = if args.workloads.is_empty() {
-        suite(&args.suite)
-            .map_err(err)?
-            .into_iter()
-            .map(String::from)
-            .collect()
-    } else {
-        args.workloads.clone()
-    };
+    let workloads = workload_names(&args.suite, &args.workloads)?;
     let optimizers: Vec<String> = if args.optimizers.is_empty() {
         DEFAULT_OPTIMIZERS.iter().map(|s| s.to_string()).collect()
     } else if args.optimizers.iter().any(|o| o == "all") {
@@ -442,13 +484,7 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
     } else {
         args.optimizers.clone()
     };
-    for o in &optimizers {
-        if optimist_core::registry::find(o).is_none() {
-            return Err(err(format!(
-                "unknown optimizer \"{o}\" in --optimizers (optimist list prints them)"
-            )));
-        }
-    }
+    check_optimizers(&optimizers)?;
     if args.seeds == 0
         || args.lr_grid.is_empty()
         || args.lr_grid.iter().any(|m| !m.is_finite() || *m <= 0.0)
@@ -511,19 +547,7 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
         if quiet {
             return;
         }
-        let what = match o {
-            Outcome::Done(r) => match r.steps_to_target {
-                Some(s) => format!(
-                    "target at step {s} ({:.2} s), final {:.4e}",
-                    r.time_to_target.unwrap_or(0.0),
-                    r.final_valid.metric
-                ),
-                None if r.diverged => format!("diverged at step {}", r.steps),
-                None => format!("not reached, final {:.4e}", r.final_valid.metric),
-            },
-            Outcome::NotApplicable(m) => m.clone(),
-            Outcome::Failed(e) => format!("error: {e}"),
-        };
+        let what = describe(o, true);
         eprintln!(
             "[{d}/{total}] {} {} seed {}: {what}",
             job.workload, job.optimizer, job.seed

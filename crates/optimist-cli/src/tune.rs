@@ -27,10 +27,13 @@ use std::time::Instant;
 use clap::Args;
 use optimist_core::registry::registry;
 use optimist_workloads::train::RunResult;
-use optimist_workloads::{data::resolve_data_dir, suite};
+use optimist_workloads::data::resolve_data_dir;
 use serde_json::{json, Value};
 
-use crate::bench::{family, machine, run_jobs, version, Job, Outcome, TUNED_FORMAT};
+use crate::bench::{
+    better_final, check_optimizers, describe, err, family, machine, run_jobs, version, workload_names, Job, Outcome,
+    TUNED_FORMAT,
+};
 use crate::svg::{BandSeries, Panels};
 use crate::train::set_threads;
 
@@ -76,10 +79,6 @@ pub struct TuneArgs {
     /// Print nothing while running.
     #[arg(long)]
     quiet: bool,
-}
-
-fn err(e: impl std::fmt::Display) -> optimist_core::Error {
-    optimist_core::Error::Input(e.to_string())
 }
 
 /// One dimension of a search space.
@@ -204,18 +203,7 @@ fn beats(a: &RunResult, b: &RunResult, by_steps: bool) -> bool {
     if sa != sb {
         return sa < sb;
     }
-    let (ma, mb) = (a.final_valid.metric, b.final_valid.metric);
-    match (ma.is_finite(), mb.is_finite()) {
-        (true, false) => true,
-        (false, _) => false,
-        _ => {
-            if a.higher_is_better {
-                ma > mb
-            } else {
-                ma < mb
-            }
-        }
-    }
+    better_final(a, b)
 }
 
 pub fn run(args: &TuneArgs) -> optimist_core::Result<()> {
@@ -235,25 +223,13 @@ pub fn run(args: &TuneArgs) -> optimist_core::Result<()> {
         return Err(err("--steps-scale must be a positive number"));
     }
     set_threads(Some(args.threads))?;
-    let workloads: Vec<String> = if args.workloads.is_empty() {
-        suite(&args.suite)
-            .map_err(err)?
-            .into_iter()
-            .map(String::from)
-            .collect()
-    } else {
-        args.workloads.clone()
-    };
+    let workloads = workload_names(&args.suite, &args.workloads)?;
     let optimizers: Vec<String> = if args.optimizers.is_empty() {
         registry().iter().map(|s| s.name.to_string()).collect()
     } else {
         args.optimizers.clone()
     };
-    for o in &optimizers {
-        if optimist_core::registry::find(o).is_none() {
-            return Err(err(format!("unknown optimizer \"{o}\" in --optimizers")));
-        }
-    }
+    check_optimizers(&optimizers)?;
     let mut specs = Vec::new();
     for w in &workloads {
         specs.push(optimist_workloads::spec(w).map_err(err)?);
@@ -304,18 +280,7 @@ pub fn run(args: &TuneArgs) -> optimist_core::Result<()> {
         if quiet {
             return;
         }
-        let what = match o {
-            Outcome::Done(r) => match r.steps_to_target {
-                Some(s) => format!(
-                    "target at step {s} ({:.2} s)",
-                    r.time_to_target.unwrap_or(0.0)
-                ),
-                None if r.diverged => format!("diverged at step {}", r.steps),
-                None => format!("not reached, final {:.4e}", r.final_valid.metric),
-            },
-            Outcome::NotApplicable(m) => m.clone(),
-            Outcome::Failed(e) => format!("error: {e}"),
-        };
+        let what = describe(o, false);
         eprintln!(
             "[{d}/{total}] {} {} study {} {}: {what}",
             job.workload, job.optimizer, job.seed, job.overrides

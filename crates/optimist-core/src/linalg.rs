@@ -22,6 +22,19 @@
 // Index loops mirror the textbook algorithms (several arrays per index).
 #![allow(clippy::needless_range_loop)]
 
+/// The Givens rotation of two strided vectors of `x`, `len` values each,
+/// their `k`-th values at `p + k stride` and `q + k stride`:
+/// `(a, b) <- (c a - s b, s a + c b)`.
+#[inline]
+fn rotate(x: &mut [f64], (p, q): (usize, usize), stride: usize, len: usize, (c, s): (f64, f64)) {
+    for k in 0..len {
+        let a = x[p + k * stride];
+        let b = x[q + k * stride];
+        x[p + k * stride] = c * a - s * b;
+        x[q + k * stride] = s * a + c * b;
+    }
+}
+
 /// Eigen-decomposition of the symmetric `n x n` row-major matrix `a` (only
 /// read, symmetrized as `(a + a^T) / 2`): returns the eigenvalues in
 /// ascending order and the row-major `n x n` matrix whose columns are the
@@ -81,28 +94,12 @@ pub fn eigh_jacobi(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
                 let t = if theta == 0.0 { 1.0 } else { t };
                 let c = 1.0 / (t * t + 1.0).sqrt();
                 let s = t * c;
-                // Columns p and q.
-                for k in 0..n {
-                    let akp = m[k * n + p];
-                    let akq = m[k * n + q];
-                    m[k * n + p] = c * akp - s * akq;
-                    m[k * n + q] = s * akp + c * akq;
-                }
-                // Rows p and q.
-                for k in 0..n {
-                    let apk = m[p * n + k];
-                    let aqk = m[q * n + k];
-                    m[p * n + k] = c * apk - s * aqk;
-                    m[q * n + k] = s * apk + c * aqk;
-                }
+                // Columns p and q, then rows p and q.
+                rotate(&mut m, (p, q), n, n, (c, s));
+                rotate(&mut m, (p * n, q * n), 1, n, (c, s));
                 m[p * n + q] = 0.0;
                 m[q * n + p] = 0.0;
-                for k in 0..n {
-                    let vkp = v[k * n + p];
-                    let vkq = v[k * n + q];
-                    v[k * n + p] = c * vkp - s * vkq;
-                    v[k * n + q] = s * vkp + c * vkq;
-                }
+                rotate(&mut v, (p, q), n, n, (c, s));
             }
         }
     }
@@ -394,39 +391,27 @@ pub fn qr_q(a: &[f64], m: usize, n: usize) -> Vec<f64> {
 /// zero singular values are zero.
 pub fn svd(a: &[f64], m: usize, n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     debug_assert_eq!(a.len(), m * n);
-    if m >= n {
-        let (cols, s, vcols) = one_sided_jacobi(a, m, n, false);
-        // cols: n columns of length m (unnormalized U S); vcols: n columns of length n.
-        let k = n;
-        let mut u = vec![0.0f64; m * k];
-        let mut vt = vec![0.0f64; k * n];
-        for j in 0..k {
-            let inv = if s[j] > 0.0 { 1.0 / s[j] } else { 0.0 };
-            for i in 0..m {
-                u[i * k + j] = cols[j * m + i] * inv;
-            }
-            for i in 0..n {
-                vt[j * n + i] = vcols[j * n + i];
-            }
+    // Tall: Jacobi on `a`; wide: on a^T = U' S V'^T, so a = V' S U'^T.
+    let tall = m >= n;
+    let k = m.min(n);
+    // cols: k columns of length max(m, n) (the unnormalized singular
+    // vectors times S); vcols: k columns of length k.
+    let (cols, s, vcols) = one_sided_jacobi(a, m.max(n), k, !tall);
+    // The columns of U and the rows of V^T, and which of them to normalize.
+    let (ucols, vtcols) = if tall { (&cols, &vcols) } else { (&vcols, &cols) };
+    let mut u = vec![0.0f64; m * k];
+    let mut vt = vec![0.0f64; k * n];
+    for j in 0..k {
+        let inv = if s[j] > 0.0 { 1.0 / s[j] } else { 0.0 };
+        let (fu, fv) = if tall { (inv, 1.0) } else { (1.0, inv) };
+        for i in 0..m {
+            u[i * k + j] = ucols[j * m + i] * fu;
         }
-        (u, s, vt)
-    } else {
-        // a^T = U' S V'^T (tall), so a = V' S U'^T.
-        let (cols, s, vcols) = one_sided_jacobi(a, n, m, true);
-        let k = m;
-        let mut u = vec![0.0f64; m * k];
-        let mut vt = vec![0.0f64; k * n];
-        for j in 0..k {
-            let inv = if s[j] > 0.0 { 1.0 / s[j] } else { 0.0 };
-            for i in 0..n {
-                vt[j * n + i] = cols[j * n + i] * inv;
-            }
-            for i in 0..m {
-                u[i * k + j] = vcols[j * m + i];
-            }
+        for i in 0..n {
+            vt[j * n + i] = vtcols[j * n + i] * fv;
         }
-        (u, s, vt)
     }
+    (u, s, vt)
 }
 
 /// One-sided Jacobi on the tall `rows x cols` matrix (`a` itself, or the
@@ -481,18 +466,8 @@ fn one_sided_jacobi(
                 };
                 let c = 1.0 / (1.0 + t * t).sqrt();
                 let s = c * t;
-                for i in 0..rows {
-                    let x = u[p * rows + i];
-                    let y = u[q * rows + i];
-                    u[p * rows + i] = c * x - s * y;
-                    u[q * rows + i] = s * x + c * y;
-                }
-                for i in 0..cols {
-                    let x = v[p * cols + i];
-                    let y = v[q * cols + i];
-                    v[p * cols + i] = c * x - s * y;
-                    v[q * cols + i] = s * x + c * y;
-                }
+                rotate(&mut u, (p * rows, q * rows), 1, rows, (c, s));
+                rotate(&mut v, (p * cols, q * cols), 1, cols, (c, s));
             }
         }
         if !rotated {

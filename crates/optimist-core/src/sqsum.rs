@@ -21,9 +21,7 @@ pub fn add_sq_lanes(xs: &[f32], lanes: &mut [f64; LANES]) {
             lanes[l] += x[l] as f64 * x[l] as f64;
         }
     }
-    for (l, &x) in r.iter().enumerate() {
-        lanes[l] += x as f64 * x as f64;
-    }
+    add_sq_rest(r, lanes);
 }
 
 /// [`add_sq_lanes`] with AVX-512 intrinsics when the CPU has AVX-512F
@@ -65,12 +63,7 @@ pub fn add_sq_row_lanes(
             p_lanes[l] += p[l] as f64 * p[l] as f64;
         }
     }
-    for (l, ((&g, &p), col)) in gr.iter().zip(pr).zip(cr).enumerate() {
-        let s = g as f64 * g as f64;
-        g_lanes[l] += s;
-        *col += s;
-        p_lanes[l] += p as f64 * p as f64;
-    }
+    add_sq_row_rest(gr, pr, cr, g_lanes, p_lanes);
 }
 
 /// [`add_sq_row_lanes`] with AVX-512 intrinsics when the CPU has AVX-512F
@@ -92,6 +85,33 @@ pub fn add_sq_row(
         }
     }
     add_sq_row_lanes(g, p, cols, g_lanes, p_lanes)
+}
+
+/// The rest after the whole chunks of [`add_sq_lanes`] (shorter than
+/// [`LANES`]): element `l` into lane `l`.
+#[inline(always)]
+fn add_sq_rest(r: &[f32], lanes: &mut [f64; LANES]) {
+    for (l, &x) in r.iter().enumerate() {
+        lanes[l] += x as f64 * x as f64;
+    }
+}
+
+/// The rest after the whole chunks of [`add_sq_row_lanes`] (shorter than
+/// [`LANES`]): element `l` into lane `l` and into its column.
+#[inline(always)]
+fn add_sq_row_rest(
+    gr: &[f32],
+    pr: &[f32],
+    cr: &mut [f64],
+    g_lanes: &mut [f64; LANES],
+    p_lanes: &mut [f64; LANES],
+) {
+    for (l, ((&g, &p), col)) in gr.iter().zip(pr).zip(cr).enumerate() {
+        let s = g as f64 * g as f64;
+        g_lanes[l] += s;
+        *col += s;
+        p_lanes[l] += p as f64 * p as f64;
+    }
 }
 
 /// Adds the lanes in order.
@@ -127,9 +147,7 @@ pub mod x512 {
             }
             _mm512_storeu_pd(lanes.as_mut_ptr(), acc);
         }
-        for (l, &x) in r.iter().enumerate() {
-            lanes[l] += x as f64 * x as f64;
-        }
+        super::add_sq_rest(r, lanes);
     }
     /// [`super::add_sq_row_lanes`] with one `__m512d` for each set of
     /// lanes and one for eight columns: the same additions in the same
@@ -169,12 +187,7 @@ pub mod x512 {
             _mm512_storeu_pd(g_lanes.as_mut_ptr(), gacc);
             _mm512_storeu_pd(p_lanes.as_mut_ptr(), pacc);
         }
-        for (l, ((&g, &p), col)) in gr.iter().zip(pr).zip(cr).enumerate() {
-            let s = g as f64 * g as f64;
-            g_lanes[l] += s;
-            *col += s;
-            p_lanes[l] += p as f64 * p as f64;
-        }
+        super::add_sq_row_rest(gr, pr, cr, g_lanes, p_lanes);
     }
 }
 

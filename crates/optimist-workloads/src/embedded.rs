@@ -18,33 +18,40 @@ pub struct Embedded {
     pub bytes: &'static [u8],
 }
 
+/// The [`Embedded`] file `data/<name>` of this crate with its SHA-256.
+macro_rules! embedded {
+    ($name:literal, $sha256:literal) => {
+        Embedded {
+            name: $name,
+            sha256: $sha256,
+            bytes: include_bytes!(concat!("../data/", $name)),
+        }
+    };
+}
+
 /// UCI optdigits, training part (3,823 rows), gzipped CSV.
-pub const DIGITS_TRAIN: Embedded = Embedded {
-    name: "optdigits.tra.gz",
-    sha256: "8a8d95daa5a2d60207e90b3c72f6ca8c5c3b9b350c059f5bdaeb63b01e3f1ed1",
-    bytes: include_bytes!("../data/optdigits.tra.gz"),
-};
+pub const DIGITS_TRAIN: Embedded = embedded!(
+    "optdigits.tra.gz",
+    "8a8d95daa5a2d60207e90b3c72f6ca8c5c3b9b350c059f5bdaeb63b01e3f1ed1"
+);
 
 /// UCI optdigits, test part (1,797 rows), gzipped CSV.
-pub const DIGITS_TEST: Embedded = Embedded {
-    name: "optdigits.tes.gz",
-    sha256: "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22",
-    bytes: include_bytes!("../data/optdigits.tes.gz"),
-};
+pub const DIGITS_TEST: Embedded = embedded!(
+    "optdigits.tes.gz",
+    "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
+);
 
 /// UCI breast cancer (569 rows of 30 features and a label), CSV.
-pub const BREAST_CANCER: Embedded = Embedded {
-    name: "breast_cancer.csv",
-    sha256: "fed3eb72d0575ef6192293f5093c6e801b1476b577d0386bf4455504522172ed",
-    bytes: include_bytes!("../data/breast_cancer.csv"),
-};
+pub const BREAST_CANCER: Embedded = embedded!(
+    "breast_cancer.csv",
+    "fed3eb72d0575ef6192293f5093c6e801b1476b577d0386bf4455504522172ed"
+);
 
 /// The first 239,976 bytes of Tiny Shakespeare.
-pub const SHAKESPEARE_240K: Embedded = Embedded {
-    name: "tinyshakespeare-240k.txt",
-    sha256: "2404c36aa9d58494028e8a534911eed76544e084f791d6037fe3b36f8faebc41",
-    bytes: include_bytes!("../data/tinyshakespeare-240k.txt"),
-};
+pub const SHAKESPEARE_240K: Embedded = embedded!(
+    "tinyshakespeare-240k.txt",
+    "2404c36aa9d58494028e8a534911eed76544e084f791d6037fe3b36f8faebc41"
+);
 
 /// Every embedded file.
 pub const ALL: &[Embedded] = &[DIGITS_TRAIN, DIGITS_TEST, BREAST_CANCER, SHAKESPEARE_240K];

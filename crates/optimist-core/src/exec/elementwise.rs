@@ -35,9 +35,16 @@ use crate::tensor::{DType, ParamMut, StateTensor};
 /// direction and the cautious wrapper refuses them; `update` and the fused
 /// driver still run the one kernel (such a rule must not ask for cautious
 /// masking through [`Elementwise::cautious`]).
+///
+/// `elementwise_rule!(update_with)` gives only `EXPOSES_UPDATE` and
+/// `update_with`, for rules that write `update` and `update_all` themselves.
 #[macro_export]
 macro_rules! elementwise_rule {
     () => {
+        $crate::elementwise_rule!(update_with);
+        $crate::elementwise_rule!(direct);
+    };
+    (update_with) => {
         const EXPOSES_UPDATE: bool = true;
 
         fn update_with<A: $crate::rule::Apply>(
@@ -49,8 +56,6 @@ macro_rules! elementwise_rule {
         ) -> $crate::error::Result<()> {
             $crate::exec::kernel_whole_param(self, info, param, state, apply)
         }
-
-        $crate::elementwise_rule!(direct);
     };
     (direct) => {
         const ELEMENTWISE: bool = true;
@@ -179,12 +184,7 @@ pub fn run_elementwise_rule<R: Elementwise>(
     if !rule.cautious() {
         return run_elementwise(rule, info, params, states);
     }
-    if info.exec.state_dtype != DType::F32 {
-        return Err(Error::Unsupported(format!(
-            "{}: cautious=true needs f32 state",
-            R::NAME
-        )));
-    }
+    super::threads::need_f32_state::<R>(info, "cautious=true needs")?;
     run_cautious(rule, info, params, states)
 }
 

@@ -93,4 +93,6 @@ pub(crate) use dispatch::simd;
 pub use elementwise::{
     kernel_whole_param, run_elementwise, run_elementwise_rule, update_whole_param,
 };
-pub use threads::{for_each_param, pool, run_blocked, run_on, run_per_param, run_step, Blocks};
+pub use threads::{
+    for_each_param, need_f32_state, pool, run_blocked, run_on, run_per_param, run_per_param_f32, run_step, Blocks,
+};

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::rule::{ExecOptions, StepInfo, UpdateRule};
 use crate::state::{ParamState, StateStore};
-use crate::tensor::ParamMut;
+use crate::tensor::{DType, ParamMut};
 
 /// A shared pool of `threads` threads (`None` for one thread: run inline).
 pub fn pool(threads: usize) -> Result<Option<Arc<rayon::ThreadPool>>> {
@@ -66,6 +66,29 @@ pub fn run_per_param<R: UpdateRule>(
 ) -> Result<()> {
     let parallel = info.exec.fused && info.exec.resolved_threads() > 1;
     for_each_param(parallel, params, states, |p, st| rule.update(info, p, st))
+}
+
+/// An `Unsupported` error `"<rule>: <needs> f32 state"` unless the step
+/// keeps its state in f32 (`needs` says which options need it, e.g.
+/// `"cautious=true needs"`).
+pub fn need_f32_state<R: UpdateRule>(info: &StepInfo, needs: &str) -> Result<()> {
+    if info.exec.state_dtype != DType::F32 {
+        return Err(Error::Unsupported(format!("{}: {needs} f32 state", R::NAME)));
+    }
+    Ok(())
+}
+
+/// [`run_per_param`] for a configuration that needs f32 state
+/// ([`need_f32_state`]).
+pub fn run_per_param_f32<R: UpdateRule>(
+    rule: &R,
+    info: &StepInfo,
+    params: &mut [ParamMut<'_>],
+    states: &mut StateStore<R::State>,
+    needs: &str,
+) -> Result<()> {
+    need_f32_state::<R>(info, needs)?;
+    run_per_param(rule, info, params, states)
 }
 
 /// `f(param, state)` for every parameter: in parallel over the parameters

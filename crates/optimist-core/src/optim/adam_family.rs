@@ -46,6 +46,51 @@ pub fn adanorm(
     Ok((norm > 0.0 && e > norm).then_some((e, norm)))
 }
 
+/// The gradient preparation of AdamP and Adan's per-parameter path:
+/// gradient centralization of `g` when `use_gc` and the parameter has 2 or
+/// more dimensions ([`super::ranger::centralize`]), then, when `use_adanorm`,
+/// AdaNorm's running norm of the centralized gradient ([`adanorm`], its
+/// result returned; `None` without AdaNorm).
+pub fn centralize_adanorm(
+    g: &mut [f32],
+    shape: &[usize],
+    use_gc: bool,
+    use_adanorm: bool,
+    buf: &mut StateTensor,
+    param: &str,
+    r: f64,
+) -> crate::error::Result<Option<(f32, f32)>> {
+    if use_gc && shape.len() > 1 {
+        super::ranger::centralize(g, shape);
+    }
+    if use_adanorm {
+        adanorm(buf, param, g.iter().copied(), r)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The gradient `g` as the first moment takes it under AdaNorm: `g e / ||g||`
+/// with `ada = Some((e, ||g||))` from [`adanorm`], `g` otherwise.
+#[inline(always)]
+pub fn adanorm_rescaled(g: f32, ada: Option<(f32, f32)>) -> f32 {
+    match ada {
+        Some((e, norm)) => g * e / norm,
+        None => g,
+    }
+}
+
+/// The step size `step` divided by the first moment's bias correction
+/// `1 - beta1^t`, or `step` as it is with `adam_debias` (AdamD).
+#[inline]
+pub fn debias(step: f64, adam_debias: bool, beta1: f64, t: u64) -> f64 {
+    if adam_debias {
+        step
+    } else {
+        step / crate::math::bias_correction(beta1, t)
+    }
+}
+
 /// `-1` when maximizing, `+1` otherwise: the gradient's sign.
 #[inline]
 pub fn grad_sign(maximize: bool) -> f32 {

@@ -25,7 +25,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{beta3, decay, grad_sign, minimum};
+use super::adam_family::{beta3, debias, decay, grad_sign, minimum};
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
 use crate::optim::each::{sink3, Step};
@@ -114,11 +114,7 @@ impl Elementwise for AdaMod {
         let t = info.step;
         let [b1, b2, b3] = self.betas;
         let base = self.lr * bias_correction(b2, t).sqrt();
-        let step_size = if self.adam_debias {
-            base
-        } else {
-            base / bias_correction(b1, t)
-        };
+        let step_size = debias(base, self.adam_debias, b1, t);
         Ok(AdaModScalars {
             sign: grad_sign(self.maximize),
             wd: decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, 1.0),

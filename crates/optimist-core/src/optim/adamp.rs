@@ -37,9 +37,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{adanorm, decay, grad_sign};
-use super::pytorch_optimizer::project_radial;
-use super::ranger::centralize;
+use super::adam_family::{adanorm_rescaled, centralize_adanorm, debias, decay, grad_sign};
+use super::pytorch_optimizer::radial_ratio;
 use crate::error::Result;
 use crate::exec::cautious_scale;
 use crate::math::{bias_correction, lerp, Ema};
@@ -134,27 +133,25 @@ impl UpdateRule for AdamP {
         let w1 = (1.0 - b1) as f32;
         let ema2 = Ema::new(b2);
         let bc2_sqrt = bias_correction(b2, t).sqrt() as f32;
-        let step_size = if self.adam_debias { self.lr } else { self.lr / bias_correction(b1, t) } as f32;
+        let step_size = debias(self.lr, self.adam_debias, b1, t) as f32;
         let eps = self.eps as f32;
         let sg = grad_sign(self.maximize);
         let mut g: Vec<f32> = p.grad.iter().map(|&x| sg * x).collect();
-        if self.use_gc && p.shape.len() > 1 {
-            centralize(&mut g, p.shape);
-        }
-        let ada = if self.adanorm {
-            adanorm(&mut st.exp_grad_adanorm, p.name, g.iter().copied(), self.adanorm_r)?
-        } else {
-            None
-        };
+        let ada = centralize_adanorm(
+            &mut g,
+            p.shape,
+            self.use_gc,
+            self.adanorm,
+            &mut st.exp_grad_adanorm,
+            p.name,
+            self.adanorm_r,
+        )?;
         let m = st.exp_avg.as_mut_slice();
         let v = st.exp_avg_sq.as_mut_slice();
         let mut u = vec![0.0f32; n];
         let mut kept = 0usize;
         for i in 0..n {
-            let s = match ada {
-                Some((e, norm)) => g[i] * e / norm,
-                None => g[i],
-            };
+            let s = adanorm_rescaled(g[i], ada);
             m[i] = lerp(m[i], s, w1);
             v[i] = ema2.sq(v[i], g[i]);
             u[i] = (1.0 / (v[i].sqrt() + eps)) * bc2_sqrt;
@@ -171,10 +168,7 @@ impl UpdateRule for AdamP {
             }
             u[i] *= a;
         }
-        let mut ratio = 1.0;
-        if p.shape.len() > 1 && n > 0 && project_radial(p.value, &g, &mut u, p.shape[0], self.delta, self.eps as f32) {
-            ratio = self.wd_ratio;
-        }
+        let ratio = radial_ratio(p.value, &g, &mut u, p.shape, self.delta, self.eps as f32, self.wd_ratio);
         let wd = decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, ratio);
         for i in 0..n {
             let (xi, _) = wd.apply_to(p.value[i], g[i]);

@@ -70,7 +70,6 @@ use super::newton_schulz::{self as ns, NormGuard, NsDtype};
 use crate::error::{Error, Result};
 use crate::math::{bias_correction, descent_sign, l2_norm, lerp, sign, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::state::StateStore;
 use crate::tensor::ParamMut;
 
 crate::param_state! {
@@ -247,23 +246,15 @@ impl AdaMuon {
 
         // Pass 1: weight decay, momentum, the Newton-Schulz input.
         let m = st.m.get_or_fill(p.name, "m", n, 0.0)?;
-        let mut u = vec![0.0f32; n];
-        for (((x, &g), m), u) in p
-            .value
-            .iter_mut()
-            .zip(p.grad.iter())
-            .zip(m.iter_mut())
-            .zip(u.iter_mut())
-        {
-            let g = wd.apply(x, sgn * g);
+        let u = ns::decay_momentum_pass(p.value, p.grad, m, wd, sgn, |g, m| {
             if official {
                 *m = *m * b1 + g;
-                *u = sign(if self.nesterov { g + b1 * *m } else { *m });
+                sign(if self.nesterov { g + b1 * *m } else { *m })
             } else {
                 *m = ema1.lerp(*m, g);
-                *u = if self.nesterov { lerp(g, *m, b1) } else { *m };
+                if self.nesterov { lerp(g, *m, b1) } else { *m }
             }
-        }
+        });
         let guard = if official {
             NormGuard::Add(1e-7)
         } else {
@@ -325,16 +316,5 @@ impl UpdateRule for AdaMuon {
         self.step_one(p, st, &sched)
     }
 
-    fn check_params(&self, params: &[ParamMut<'_>]) -> Result<()> {
-        ns::check_all(Self::NAME, params, self.flatten)
-    }
-
-    fn update_all(
-        &self,
-        info: &StepInfo,
-        params: &mut [ParamMut<'_>],
-        states: &mut StateStore<AdaMuonState>,
-    ) -> Option<Result<()>> {
-        Some(ns::update_matrices(self, Self::NAME, self.flatten, info, params, states))
-    }
+    ns::matrix_rule!();
 }

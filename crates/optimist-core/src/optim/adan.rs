@@ -41,13 +41,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{adanorm, beta3, grad_sign};
-use super::ranger::centralize;
-use crate::error::{Error, Result};
+use super::adam_family::{adanorm_rescaled, beta3, centralize_adanorm, grad_sign};
+use crate::error::Result;
 use crate::math::{bias_correction, l2_norm, lerp, Ema};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, Plain, UpdateRule};
 use crate::state::StateStore;
-use crate::tensor::{DType, ParamMut, StateTensor};
+use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
 crate::param_state! {
@@ -179,13 +178,7 @@ impl UpdateRule for Adan {
         let mut rule = self.clone();
         rule.clip = self.clip_factor(params);
         if self.use_gc || self.adanorm {
-            if info.exec.state_dtype != DType::F32 {
-                return Some(Err(Error::Unsupported(format!(
-                    "{}: use_gc and adanorm need f32 state",
-                    Self::NAME
-                ))));
-            }
-            return Some(crate::exec::run_per_param(&rule, info, params, states));
+            return Some(crate::exec::run_per_param_f32(&rule, info, params, states, "use_gc and adanorm need"));
         }
         Some(crate::exec::run_elementwise(&rule, info, params, states))
     }
@@ -201,14 +194,15 @@ impl Adan {
         let s = self.prepare(info, p, st)?;
         let k = s.clip.unwrap_or(1.0);
         let mut g: Vec<f32> = p.grad.iter().map(|&x| (s.sign * x) * k).collect();
-        if self.use_gc && p.shape.len() > 1 {
-            centralize(&mut g, p.shape);
-        }
-        let ada = if self.adanorm {
-            adanorm(&mut st.exp_grad_adanorm, p.name, g.iter().copied(), self.adanorm_r)?
-        } else {
-            None
-        };
+        let ada = centralize_adanorm(
+            &mut g,
+            p.shape,
+            self.use_gc,
+            self.adanorm,
+            &mut st.exp_grad_adanorm,
+            p.name,
+            self.adanorm_r,
+        )?;
         let buf = |t: &mut StateTensor, name: &str| -> Result<Vec<f32>> {
             Ok(t.get_or_fill(p.name, name, n, 0.0)?.to_vec())
         };
@@ -219,10 +213,7 @@ impl Adan {
             let gi = g[i];
             let qi = if s.first { -(p.grad[i] * k) } else { q[i] };
             let d = qi + gi;
-            let si = match ada {
-                Some((e, norm)) => gi * e / norm,
-                None => gi,
-            };
+            let si = adanorm_rescaled(gi, ada);
             m[i] = lerp(m[i], si, s.w1);
             nd[i] = lerp(nd[i], d, s.w2);
             let d = d * s.b2 + gi;

@@ -35,12 +35,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::adam_family::{beta3, clamp_min, decay, grad_sign};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exec::cautious_scale;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
 use crate::state::StateStore;
-use crate::tensor::{DType, ParamMut};
+use crate::tensor::ParamMut;
 use crate::validate as v;
 
 crate::param_state! {
@@ -149,7 +149,6 @@ pub struct AdEMAMixScalars {
 impl UpdateRule for AdEMAMix {
     type State = AdEMAMixState;
     const ELEMENTWISE: bool = true;
-    const EXPOSES_UPDATE: bool = true;
 
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdEMAMixState) -> Result<()> {
         if self.per_tensor() {
@@ -158,15 +157,7 @@ impl UpdateRule for AdEMAMix {
         crate::exec::kernel_whole_param(self, info, p, st, &mut Plain)
     }
 
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut AdEMAMixState,
-        apply: &mut A,
-    ) -> Result<()> {
-        crate::exec::kernel_whole_param(self, info, p, st, apply)
-    }
+    crate::elementwise_rule!(update_with);
 
     fn update_all(
         &self,
@@ -177,13 +168,7 @@ impl UpdateRule for AdEMAMix {
         if !self.per_tensor() {
             return Some(crate::exec::run_elementwise(self, info, params, states));
         }
-        if info.exec.state_dtype != DType::F32 {
-            return Some(Err(Error::Unsupported(format!(
-                "{}: cautious and stable_adamw need f32 state",
-                Self::NAME
-            ))));
-        }
-        Some(crate::exec::run_per_param(self, info, params, states))
+        Some(crate::exec::run_per_param_f32(self, info, params, states, "cautious and stable_adamw need"))
     }
 }
 

@@ -32,13 +32,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::adam_family::{clamp_min, decay, grad_sign};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exec::CautiousMask;
 use crate::state::StateStore;
 use crate::math::{lerp, Ema, WeightDecay};
 use crate::optim::each::{sink2, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, Plain, StepInfo, UpdateRule};
-use crate::tensor::{DType, ParamMut};
+use crate::tensor::ParamMut;
 
 crate::param_state! {
     /// ADOPT state: first moment (of the normalised gradient) and second moment.
@@ -113,7 +113,6 @@ pub struct AdoptScalars {
 impl UpdateRule for Adopt {
     type State = AdoptState;
     const ELEMENTWISE: bool = true;
-    const EXPOSES_UPDATE: bool = true;
 
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdoptState) -> Result<()> {
         if !self.stable_adamw {
@@ -129,15 +128,7 @@ impl UpdateRule for Adopt {
         }
     }
 
-    fn update_with<A: Apply>(
-        &self,
-        info: &StepInfo,
-        p: &mut ParamMut<'_>,
-        st: &mut AdoptState,
-        apply: &mut A,
-    ) -> Result<()> {
-        crate::exec::kernel_whole_param(self, info, p, st, apply)
-    }
+    crate::elementwise_rule!(update_with);
 
     fn update_all(
         &self,
@@ -148,13 +139,7 @@ impl UpdateRule for Adopt {
         if !self.stable_adamw {
             return Some(crate::exec::run_elementwise_rule(self, info, params, states));
         }
-        if info.exec.state_dtype != DType::F32 {
-            return Some(Err(Error::Unsupported(format!(
-                "{}: stable_adamw needs f32 state",
-                Self::NAME
-            ))));
-        }
-        Some(crate::exec::run_per_param(self, info, params, states))
+        Some(crate::exec::run_per_param_f32(self, info, params, states, "stable_adamw needs"))
     }
 }
 

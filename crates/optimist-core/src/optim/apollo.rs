@@ -88,11 +88,10 @@
 #![allow(clippy::needless_range_loop)]
 use serde::{Deserialize, Serialize};
 
-use super::galore::{mm, side, ProjectionType, Side};
+use super::galore::{adam_ratio, apply, project, project_back, side, ProjectionType, Side};
 use super::kron::stream_key;
 use crate::error::{Error, Result};
-use crate::gemm::View;
-use crate::math::{bias_correction, descent_sign, l2_norm, Ema};
+use crate::math::{bias_correction, descent_sign, l2_norm};
 use crate::rng::SplitMix64;
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -185,29 +184,13 @@ impl OptimizerConfig for Apollo {
         v::betas(Self::NAME, "betas", self.betas)?;
         v::non_negative(Self::NAME, "weight_decay", self.weight_decay)?;
         v::non_negative(Self::NAME, "eps", self.eps)?;
-        if self.rank.is_some() {
-            for (field, missing) in [
-                ("update_proj_gap", self.update_proj_gap.is_none()),
-                ("scale", self.scale.is_none()),
-                ("projection_type", self.projection_type.is_none()),
-            ] {
-                if missing {
-                    return Err(Error::hparam(
-                        Self::NAME,
-                        field,
-                        "null",
-                        "is required when rank is set (the reference reads it from the group)",
-                    ));
-                }
-            }
-        }
-        if let Some(gap) = self.update_proj_gap {
-            v::at_least(Self::NAME, "update_proj_gap", gap, 1)?;
-        }
-        if let Some(s) = self.scale {
-            v::finite(Self::NAME, "scale", s)?;
-        }
-        Ok(())
+        super::galore::validate_projection(
+            Self::NAME,
+            self.rank,
+            self.update_proj_gap,
+            self.scale,
+            self.projection_type,
+        )
     }
 }
 
@@ -349,34 +332,12 @@ impl UpdateRule for Apollo {
                     st.ortho = StateTensor::from_slice(&ortho);
                 }
                 let ortho = st.ortho.get_or_fill(p.name, "ortho", total, 0.0)?;
-                let (pm, qm) = ortho.split_at(plen);
-                let gv = View::new(&g, rows, cols);
-                let (r, rr, rc) = match s {
-                    Side::Right => (mm(gv, View::new(qm, k, cols).t(), rows, k)?, rows, k),
-                    Side::Left => (mm(View::new(pm, rows, k).t(), gv, k, cols)?, k, cols),
-                    Side::Full => {
-                        let left = mm(View::new(pm, rows, k).t(), gv, k, cols)?;
-                        (mm(View::new(&left, k, cols), View::new(qm, k, cols).t(), k, k)?, k, k)
-                    }
-                };
+                let (r, rr, rc) = project(&g, ortho, s, rows, cols, k)?;
                 (r, Some((s, rows, cols, k, rr, rc)))
             }
         };
-        let len = r_grad.len();
-        let ema1 = Ema::new(beta1);
-        let ema2 = Ema::new(beta2);
-        let eps = self.eps as f32;
-        let m = st.exp_avg.get_or_fill(p.name, "exp_avg", len, 0.0)?;
-        for (m, &x) in m.iter_mut().zip(&r_grad) {
-            *m = ema1.lerp(*m, x);
-        }
-        let m = m.to_vec();
-        let v = st.exp_avg_sq.get_or_fill(p.name, "exp_avg_sq", len, 0.0)?;
-        let mut norm_grad = vec![0.0f32; len];
-        for ((v, &x), (r, &m)) in v.iter_mut().zip(&r_grad).zip(norm_grad.iter_mut().zip(&m)) {
-            *v = ema2.sq(*v, x);
-            *r = m / (v.sqrt() + eps);
-        }
+        let norm_grad =
+            adam_ratio(&mut st.exp_avg, &mut st.exp_avg_sq, p.name, &r_grad, self.betas, self.eps)?;
         let u = match back {
             None => norm_grad,
             Some((s, rows, cols, k, rr, rc)) => {
@@ -384,17 +345,7 @@ impl UpdateRule for Apollo {
                 let scale = self.scale.unwrap_or(1.0);
                 let root = scale.sqrt() as f32;
                 low.iter_mut().for_each(|x| *x *= root);
-                let ortho = st.ortho.as_slice();
-                let plen = if s == Side::Right { 0 } else { rows * k };
-                let (pm, qm) = ortho.split_at(plen);
-                let mut u = match s {
-                    Side::Right => mm(View::new(&low, rows, k), View::new(qm, k, cols), rows, cols)?,
-                    Side::Left => mm(View::new(pm, rows, k), View::new(&low, k, cols), rows, cols)?,
-                    Side::Full => {
-                        let left = mm(View::new(pm, rows, k), View::new(&low, k, k), rows, k)?;
-                        mm(View::new(&left, rows, k), View::new(qm, k, cols), rows, cols)?
-                    }
-                };
+                let mut u = project_back(&low, st.ortho.as_slice(), s, rows, cols, k)?;
                 let scale = scale as f32;
                 u.iter_mut().for_each(|x| *x *= scale);
                 u
@@ -403,12 +354,7 @@ impl UpdateRule for Apollo {
         let alpha = (-step_size) as f32;
         let decay = self.weight_decouple && self.weight_decay != 0.0;
         let keep = (1.0 - self.weight_decay * if self.fixed_decay { 1.0 } else { step_size }) as f32;
-        for (x, &u) in p.value.iter_mut().zip(&u) {
-            *x += alpha * u;
-            if decay {
-                *x *= keep;
-            }
-        }
+        apply(p.value, &u, alpha, decay, keep);
         Ok(())
     }
 }

@@ -154,6 +154,13 @@ fn update_factors(u: &[f32], (b, r, c): (usize, usize, usize), row: &mut [f32], 
     }
 }
 
+/// [`update_factors`] of the factors `row`, `col` with `x`, then `x` <-
+/// [`approx`] of the new factors.
+fn refactor(x: &mut [f32], dims: (usize, usize, usize), row: &mut StateTensor, col: &mut StateTensor, beta: f64) {
+    update_factors(x, dims, row.as_mut_slice(), col.as_mut_slice(), beta);
+    approx(row.as_slice(), col.as_slice(), dims, x);
+}
+
 /// `out = approx(row, col)`, the factored inverse square root.
 fn approx(row: &[f32], col: &[f32], (b, r, c): (usize, usize, usize), out: &mut [f32]) {
     for bi in 0..b {
@@ -220,14 +227,7 @@ impl UpdateRule for Came {
         let eps1 = self.eps1 as f32;
         let mut u: Vec<f32> = g.iter().map(|&x| x * x + eps1).collect();
         if factored {
-            update_factors(
-                &u,
-                dims,
-                st.exp_avg_sq_row.as_mut_slice(),
-                st.exp_avg_sq_col.as_mut_slice(),
-                beta2,
-            );
-            approx(st.exp_avg_sq_row.as_slice(), st.exp_avg_sq_col.as_slice(), dims, &mut u);
+            refactor(&mut u, dims, &mut st.exp_avg_sq_row, &mut st.exp_avg_sq_col, beta2);
         } else {
             let v = st.exp_avg_sq.as_mut_slice();
             let (b2, w2) = (beta2 as f32, (1.0 - beta2) as f32);
@@ -269,14 +269,7 @@ impl UpdateRule for Came {
                     d * d + eps2
                 })
                 .collect();
-            update_factors(
-                &s,
-                dims,
-                st.exp_avg_res_row.as_mut_slice(),
-                st.exp_avg_res_col.as_mut_slice(),
-                beta3,
-            );
-            approx(st.exp_avg_res_row.as_slice(), st.exp_avg_res_col.as_slice(), dims, &mut s);
+            refactor(&mut s, dims, &mut st.exp_avg_res_row, &mut st.exp_avg_res_col, beta3);
             for i in 0..n {
                 p.value[i] += neg * (s[i] * m[i]);
             }

@@ -109,21 +109,14 @@ pub fn direct2_hessian<S>(
     with: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
     without: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
 ) {
+    let Some(e) = c.hessian else {
+        return direct2(s, c, |s, x, g, a, b| without(s, x, g, a, b, 0.0));
+    };
     let n = c.value.len();
     let [a, b, ..] = c.state;
-    let (x, g, a, b) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n]);
-    match c.hessian {
-        Some(e) => {
-            let e = &e[..n];
-            for i in 0..n {
-                (x[i], a[i], b[i]) = with(s, x[i], g[i], a[i], b[i], e[i]);
-            }
-        }
-        None => {
-            for i in 0..n {
-                (x[i], a[i], b[i]) = without(s, x[i], g[i], a[i], b[i], 0.0);
-            }
-        }
+    let (x, g, a, b, e) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n], &e[..n]);
+    for i in 0..n {
+        (x[i], a[i], b[i]) = with(s, x[i], g[i], a[i], b[i], e[i]);
     }
 }
 
@@ -182,25 +175,16 @@ pub fn sink2_hessian<A: Apply>(
     with: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32),
     without: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32),
 ) {
+    let Some(e) = c.hessian else {
+        return sink2(c, apply, |x, g, a, b| without(x, g, a, b, 0.0));
+    };
     let n = c.value.len();
     let [a, b, ..] = c.state;
-    let (x, g, a, b) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n]);
-    match c.hessian {
-        Some(e) => {
-            let e = &e[..n];
-            for i in 0..n {
-                let (step, ai, bi) = with(x[i], g[i], a[i], b[i], e[i]);
-                (a[i], b[i]) = (ai, bi);
-                step.finish(apply, &mut x[i]);
-            }
-        }
-        None => {
-            for i in 0..n {
-                let (step, ai, bi) = without(x[i], g[i], a[i], b[i], 0.0);
-                (a[i], b[i]) = (ai, bi);
-                step.finish(apply, &mut x[i]);
-            }
-        }
+    let (x, g, a, b, e) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n], &e[..n]);
+    for i in 0..n {
+        let (step, ai, bi) = with(x[i], g[i], a[i], b[i], e[i]);
+        (a[i], b[i]) = (ai, bi);
+        step.finish(apply, &mut x[i]);
     }
 }
 

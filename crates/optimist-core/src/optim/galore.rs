@@ -58,7 +58,7 @@ use crate::gemm::{gemm, View};
 use crate::linalg;
 use crate::math::{bias_correction, descent_sign, Ema};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::ParamMut;
+use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
 
 crate::param_state! {
@@ -134,29 +134,13 @@ impl OptimizerConfig for GaLore {
 
     fn validate(&self) -> Result<()> {
         crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay, eps))?;
-        if self.rank.is_some() {
-            for (field, missing) in [
-                ("update_proj_gap", self.update_proj_gap.is_none()),
-                ("scale", self.scale.is_none()),
-                ("projection_type", self.projection_type.is_none()),
-            ] {
-                if missing {
-                    return Err(Error::hparam(
-                        Self::NAME,
-                        field,
-                        "null",
-                        "is required when rank is set (the reference reads it from the group)",
-                    ));
-                }
-            }
-        }
-        if let Some(gap) = self.update_proj_gap {
-            v::at_least(Self::NAME, "update_proj_gap", gap, 1)?;
-        }
-        if let Some(s) = self.scale {
-            v::finite(Self::NAME, "scale", s)?;
-        }
-        Ok(())
+        validate_projection(
+            Self::NAME,
+            self.rank,
+            self.update_proj_gap,
+            self.scale,
+            self.projection_type,
+        )
     }
 }
 
@@ -202,6 +186,129 @@ pub(crate) fn mm(a: View<'_>, b: View<'_>, m: usize, n: usize) -> Result<Vec<f32
     let mut c = vec![0.0f32; m * n];
     gemm(1.0, a, b, 0.0, &mut c, false)?;
     Ok(c)
+}
+
+/// The projection hyperparameters' checks (shared with APOLLO,
+/// `super::apollo`): with `rank` set, `update_proj_gap`, `scale` and
+/// `projection_type` are required (the reference reads them from the
+/// group); `update_proj_gap >= 1` (the reference divides by it) and `scale`
+/// finite.
+pub(crate) fn validate_projection(
+    name: &'static str,
+    rank: Option<u64>,
+    update_proj_gap: Option<u64>,
+    scale: Option<f64>,
+    projection_type: Option<ProjectionType>,
+) -> Result<()> {
+    if rank.is_some() {
+        for (field, missing) in [
+            ("update_proj_gap", update_proj_gap.is_none()),
+            ("scale", scale.is_none()),
+            ("projection_type", projection_type.is_none()),
+        ] {
+            if missing {
+                return Err(Error::hparam(
+                    name,
+                    field,
+                    "null",
+                    "is required when rank is set (the reference reads it from the group)",
+                ));
+            }
+        }
+    }
+    if let Some(gap) = update_proj_gap {
+        v::at_least(name, "update_proj_gap", gap, 1)?;
+    }
+    if let Some(s) = scale {
+        v::finite(name, "scale", s)?;
+    }
+    Ok(())
+}
+
+/// The low-rank gradient of the `rows x cols` matrix `g` projected on
+/// `side` with rank `k` (`ortho`: `P` (`rows x k`) then `Q` (`k x cols`),
+/// either absent when the side does not use it), with its rows and
+/// columns (shared with APOLLO).
+pub(crate) fn project(
+    g: &[f32],
+    ortho: &[f32],
+    side: Side,
+    rows: usize,
+    cols: usize,
+    k: usize,
+) -> Result<(Vec<f32>, usize, usize)> {
+    let plen = if side == Side::Right { 0 } else { rows * k };
+    let (pm, qm) = ortho.split_at(plen);
+    let gv = View::new(g, rows, cols);
+    Ok(match side {
+        Side::Right => (mm(gv, View::new(qm, k, cols).t(), rows, k)?, rows, k),
+        Side::Left => (mm(View::new(pm, rows, k).t(), gv, k, cols)?, k, cols),
+        Side::Full => {
+            let left = mm(View::new(pm, rows, k).t(), gv, k, cols)?;
+            (mm(View::new(&left, k, cols), View::new(qm, k, cols).t(), k, k)?, k, k)
+        }
+    })
+}
+
+/// The way back of [`project`]: the `rows x cols` matrix of the low-rank
+/// `low` (shared with APOLLO).
+pub(crate) fn project_back(
+    low: &[f32],
+    ortho: &[f32],
+    side: Side,
+    rows: usize,
+    cols: usize,
+    k: usize,
+) -> Result<Vec<f32>> {
+    let plen = if side == Side::Right { 0 } else { rows * k };
+    let (pm, qm) = ortho.split_at(plen);
+    match side {
+        Side::Right => mm(View::new(low, rows, k), View::new(qm, k, cols), rows, cols),
+        Side::Left => mm(View::new(pm, rows, k), View::new(low, k, cols), rows, cols),
+        Side::Full => {
+            let left = mm(View::new(pm, rows, k), View::new(low, k, k), rows, k)?;
+            mm(View::new(&left, rows, k), View::new(qm, k, cols), rows, cols)
+        }
+    }
+}
+
+/// Adam's moments on the (low-rank) gradient `r_grad`: `m <- lerp(m, r,
+/// 1 - beta1)`, `v <- beta2 v + (1 - beta2) r^2`, and the returned
+/// `m / (sqrt(v) + eps)` (shared with APOLLO).
+pub(crate) fn adam_ratio(
+    exp_avg: &mut StateTensor,
+    exp_avg_sq: &mut StateTensor,
+    name: &str,
+    r_grad: &[f32],
+    betas: [f64; 2],
+    eps: f64,
+) -> Result<Vec<f32>> {
+    let len = r_grad.len();
+    let ema1 = Ema::new(betas[0]);
+    let ema2 = Ema::new(betas[1]);
+    let eps = eps as f32;
+    let m = exp_avg.get_or_fill(name, "exp_avg", len, 0.0)?;
+    for (m, &x) in m.iter_mut().zip(r_grad) {
+        *m = ema1.lerp(*m, x);
+    }
+    let m: &[f32] = m;
+    let v = exp_avg_sq.get_or_fill(name, "exp_avg_sq", len, 0.0)?;
+    let mut ratio = vec![0.0f32; len];
+    for ((v, &x), (r, &m)) in v.iter_mut().zip(r_grad).zip(ratio.iter_mut().zip(m)) {
+        *v = ema2.sq(*v, x);
+        *r = m / (v.sqrt() + eps);
+    }
+    Ok(ratio)
+}
+
+/// `p <- p + alpha u`, then `p <- p keep` when `decay` (shared with APOLLO).
+pub(crate) fn apply(value: &mut [f32], u: &[f32], alpha: f32, decay: bool, keep: f32) {
+    for (x, &u) in value.iter_mut().zip(u) {
+        *x += alpha * u;
+        if decay {
+            *x *= keep;
+        }
+    }
 }
 
 impl UpdateRule for GaLore {
@@ -250,51 +357,18 @@ impl UpdateRule for GaLore {
                             *o = x as f32;
                         }
                     }
-                    st.ortho = crate::tensor::StateTensor::from_slice(&ortho);
+                    st.ortho = StateTensor::from_slice(&ortho);
                 }
                 let ortho = st.ortho.get_or_fill(p.name, "ortho", plen + qlen, 0.0)?;
-                let (pm, qm) = ortho.split_at(plen);
-                let gv = View::new(&g, rows, cols);
-                let r = match s {
-                    Side::Right => mm(gv, View::new(qm, k, cols).t(), rows, k)?,
-                    Side::Left => mm(View::new(pm, rows, k).t(), gv, k, cols)?,
-                    Side::Full => {
-                        let left = mm(View::new(pm, rows, k).t(), gv, k, cols)?;
-                        mm(View::new(&left, k, cols), View::new(qm, k, cols).t(), k, k)?
-                    }
-                };
+                let (r, _, _) = project(&g, ortho, s, rows, cols, k)?;
                 (r, Some((s, rows, cols, k)))
             }
         };
-        let len = r_grad.len();
-        let ema1 = Ema::new(beta1);
-        let ema2 = Ema::new(beta2);
-        let eps = self.eps as f32;
-        let m = st.exp_avg.get_or_fill(p.name, "exp_avg", len, 0.0)?;
-        for (m, &x) in m.iter_mut().zip(&r_grad) {
-            *m = ema1.lerp(*m, x);
-        }
-        let m = m.to_vec();
-        let v = st.exp_avg_sq.get_or_fill(p.name, "exp_avg_sq", len, 0.0)?;
-        let mut ratio = vec![0.0f32; len];
-        for ((v, &x), (r, &m)) in v.iter_mut().zip(&r_grad).zip(ratio.iter_mut().zip(&m)) {
-            *v = ema2.sq(*v, x);
-            *r = m / (v.sqrt() + eps);
-        }
+        let ratio = adam_ratio(&mut st.exp_avg, &mut st.exp_avg_sq, p.name, &r_grad, self.betas, self.eps)?;
         let u = match back {
             None => ratio,
             Some((s, rows, cols, k)) => {
-                let ortho = st.ortho.as_slice();
-                let plen = if s == Side::Right { 0 } else { rows * k };
-                let (pm, qm) = ortho.split_at(plen);
-                let mut u = match s {
-                    Side::Right => mm(View::new(&ratio, rows, k), View::new(qm, k, cols), rows, cols)?,
-                    Side::Left => mm(View::new(pm, rows, k), View::new(&ratio, k, cols), rows, cols)?,
-                    Side::Full => {
-                        let left = mm(View::new(pm, rows, k), View::new(&ratio, k, k), rows, k)?;
-                        mm(View::new(&left, rows, k), View::new(qm, k, cols), rows, cols)?
-                    }
-                };
+                let mut u = project_back(&ratio, st.ortho.as_slice(), s, rows, cols, k)?;
                 let scale = self.scale.unwrap_or(1.0) as f32;
                 u.iter_mut().for_each(|x| *x *= scale);
                 u
@@ -302,12 +376,7 @@ impl UpdateRule for GaLore {
         };
         let alpha = (-step_size) as f32;
         let keep = (1.0 - self.weight_decay * self.lr) as f32;
-        for (x, &u) in p.value.iter_mut().zip(&u) {
-            *x += alpha * u;
-            if self.weight_decay != 0.0 {
-                *x *= keep;
-            }
-        }
+        apply(p.value, &u, alpha, self.weight_decay != 0.0, keep);
         Ok(())
     }
 }

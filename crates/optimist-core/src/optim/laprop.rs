@@ -41,7 +41,7 @@ use crate::exec::CautiousMask;
 use crate::state::StateStore;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::{DType, ParamMut, StateTensor};
+use crate::tensor::{ParamMut, StateTensor};
 
 crate::param_state! {
     /// LaProp state: momentum, second moment, the centering mean, the
@@ -180,13 +180,7 @@ impl UpdateRule for LaProp {
         if !self.cautious {
             return Some(crate::exec::run_elementwise_rule(self, info, params, states));
         }
-        if info.exec.state_dtype != DType::F32 {
-            return Some(Err(Error::Unsupported(format!(
-                "{}: cautious=true needs f32 state",
-                Self::NAME
-            ))));
-        }
-        Some(crate::exec::run_per_param(self, info, params, states))
+        Some(crate::exec::run_per_param_f32(self, info, params, states, "cautious=true needs"))
     }
 }
 

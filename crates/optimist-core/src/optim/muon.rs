@@ -49,7 +49,6 @@ use super::newton_schulz::{self as ns, NormGuard, NsDtype, MUON_COEFFICIENTS};
 use crate::error::{Error, Result};
 use crate::math::{lerp, Ema};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::state::StateStore;
 use crate::tensor::ParamMut;
 use crate::validate as v;
 
@@ -199,16 +198,5 @@ impl UpdateRule for Muon {
         Ok(())
     }
 
-    fn check_params(&self, params: &[ParamMut<'_>]) -> Result<()> {
-        ns::check_all(Self::NAME, params, self.flatten)
-    }
-
-    fn update_all(
-        &self,
-        info: &StepInfo,
-        params: &mut [ParamMut<'_>],
-        states: &mut StateStore<MuonState>,
-    ) -> Option<Result<()>> {
-        Some(ns::update_matrices(self, Self::NAME, self.flatten, info, params, states))
-    }
+    ns::matrix_rule!();
 }

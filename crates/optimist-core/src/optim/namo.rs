@@ -70,7 +70,6 @@ use super::newton_schulz::{self as ns, NormGuard, NsDtype, MUON_COEFFICIENTS};
 use crate::error::Result;
 use crate::math::{l2_norm, lerp, Ema};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::state::StateStore;
 use crate::tensor::ParamMut;
 use crate::validate as v;
 
@@ -285,18 +284,7 @@ impl UpdateRule for Namo {
         Ok(())
     }
 
-    fn check_params(&self, params: &[ParamMut<'_>]) -> Result<()> {
-        ns::check_all(Self::NAME, params, self.flatten)
-    }
-
-    fn update_all(
-        &self,
-        info: &StepInfo,
-        params: &mut [ParamMut<'_>],
-        states: &mut StateStore<NamoState>,
-    ) -> Option<Result<()>> {
-        Some(ns::update_matrices(self, Self::NAME, self.flatten, info, params, states))
-    }
+    ns::matrix_rule!();
 }
 
 /// Euclidean norms of the columns of a row-major `rows x cols` matrix, f64
@@ -400,16 +388,5 @@ impl UpdateRule for NamoD {
         Ok(())
     }
 
-    fn check_params(&self, params: &[ParamMut<'_>]) -> Result<()> {
-        ns::check_all(Self::NAME, params, self.flatten)
-    }
-
-    fn update_all(
-        &self,
-        info: &StepInfo,
-        params: &mut [ParamMut<'_>],
-        states: &mut StateStore<NamoDState>,
-    ) -> Option<Result<()>> {
-        Some(ns::update_matrices(self, Self::NAME, self.flatten, info, params, states))
-    }
+    ns::matrix_rule!();
 }

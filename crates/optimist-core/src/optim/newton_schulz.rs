@@ -45,7 +45,7 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::gemm::{gemm_with, Precision, View};
-use crate::math::l2_norm;
+use crate::math::{l2_norm, WeightDecay};
 use crate::tensor::ParamMut;
 
 /// Keller Jordan's quintic coefficients (torch.optim.Muon's default).
@@ -195,6 +195,55 @@ pub fn update_matrices<R: crate::rule::UpdateRule>(
     check_all(name, params, flatten)?;
     crate::exec::run_per_param(rule, info, params, states)
 }
+
+/// The first pass of AdaMuon and NorMuon over one parameter: for every
+/// element, the weight decay `wd` on `x` with the signed gradient `sgn g`
+/// ([`WeightDecay::apply`]), then `f(g, m)` updates the momentum `m` and
+/// gives the element's Newton-Schulz input. Returns the inputs.
+#[inline(always)]
+pub fn decay_momentum_pass(
+    value: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    wd: WeightDecay,
+    sgn: f32,
+    f: impl Fn(f32, &mut f32) -> f32,
+) -> Vec<f32> {
+    let mut u = vec![0.0f32; value.len()];
+    for (((x, &g), m), u) in value.iter_mut().zip(grad).zip(m.iter_mut()).zip(u.iter_mut()) {
+        let g = wd.apply(x, sgn * g);
+        *u = f(g, m);
+    }
+    u
+}
+
+/// `check_params` ([`check_all`]) and `update_all` ([`update_matrices`])
+/// of a Muon-family rule with a `flatten` field: use inside
+/// `impl UpdateRule for X { ... matrix_rule!(); }`.
+macro_rules! matrix_rule {
+    () => {
+        fn check_params(&self, params: &[$crate::tensor::ParamMut<'_>]) -> $crate::error::Result<()> {
+            $crate::optim::newton_schulz::check_all(Self::NAME, params, self.flatten)
+        }
+
+        fn update_all(
+            &self,
+            info: &$crate::rule::StepInfo,
+            params: &mut [$crate::tensor::ParamMut<'_>],
+            states: &mut $crate::state::StateStore<Self::State>,
+        ) -> Option<$crate::error::Result<()>> {
+            Some($crate::optim::newton_schulz::update_matrices(
+                self,
+                Self::NAME,
+                self.flatten,
+                info,
+                params,
+                states,
+            ))
+        }
+    };
+}
+pub(crate) use matrix_rule;
 
 /// Orthogonalizes the row-major `rows x cols` matrix `g` with `steps`
 /// Newton-Schulz iterations; step `i` uses `coefficients[min(i, len - 1)]`.

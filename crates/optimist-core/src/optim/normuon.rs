@@ -165,18 +165,10 @@ impl UpdateRule for NorMuon {
         let m = st
             .momentum_buffer
             .get_or_fill(p.name, "momentum_buffer", n, 0.0)?;
-        let mut u = vec![0.0f32; n];
-        for (((x, &g), m), u) in p
-            .value
-            .iter_mut()
-            .zip(p.grad.iter())
-            .zip(m.iter_mut())
-            .zip(u.iter_mut())
-        {
-            let g = wd.apply(x, sgn * g);
+        let u = ns::decay_momentum_pass(p.value, p.grad, m, wd, sgn, |g, m| {
             *m = ema.lerp(*m, g);
-            *u = if self.nesterov { lerp(g, *m, ema.beta) } else { *m };
-        }
+            if self.nesterov { lerp(g, *m, ema.beta) } else { *m }
+        });
         let mut o = ns::orthogonalize(
             &u,
             rows,

@@ -71,6 +71,25 @@ pub fn rectify(beta2: f64, step: u64, degenerated_to_sgd: bool) -> (f64, f64) {
 /// pytorch-optimizer's default `n_sma_threshold`.
 pub const N_SMA_THRESHOLD: f64 = 5.0;
 
+/// The weight-decay ratio of AdamP and SGDP after [`project_radial`] of a
+/// parameter of shape `shape`: `wd_ratio` when one of its views was
+/// projected (parameters of 2 or more dimensions, not empty), 1 otherwise.
+pub fn radial_ratio(
+    p: &[f32],
+    g: &[f32],
+    u: &mut [f32],
+    shape: &[usize],
+    delta: f64,
+    eps: f32,
+    wd_ratio: f64,
+) -> f64 {
+    if shape.len() > 1 && !p.is_empty() && project_radial(p, g, u, shape[0], delta, eps) {
+        wd_ratio
+    } else {
+        1.0
+    }
+}
+
 /// The projection of AdamP and SGDP (`projection` of the reference), on a
 /// parameter `p` of `channels` rows with gradient `g` and update `u`: in
 /// the first view, channel (one row per `p[i]`) then layer (one row of

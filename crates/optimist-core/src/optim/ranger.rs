@@ -45,8 +45,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::adam_family::debias;
 use crate::error::Result;
-use crate::math::{bias_correction, lerp, Ema, WeightDecay};
+use crate::math::{lerp, Ema, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 
@@ -138,11 +139,7 @@ impl Ranger {
             -1.0
         };
         let step = self.lr * rt;
-        let step = if self.adam_debias {
-            step
-        } else {
-            step / bias_correction(self.betas[0], t)
-        };
+        let step = debias(step, self.adam_debias, self.betas[0], t);
         (step, rectified)
     }
 }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::math::{descent_sign, WeightDecay};
 use crate::optim::each::{sink0, sink1, Step};
-use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
+use crate::rule::{Apply, Chunk, OptimizerConfig};
 use crate::tensor::{ParamMut, StateTensor};
 
 crate::param_state! {
@@ -102,6 +102,24 @@ pub struct SgdScalars {
 }
 
 impl SgdScalars {
+    /// The scalars of a step on `p` (SGD, SGDW), allocating its momentum
+    /// buffer `buf` (zeros) on the first step with momentum != 0.
+    pub(crate) fn start(
+        buf: &mut StateTensor,
+        p: &ParamMut<'_>,
+        wd: WeightDecay,
+        lr: f64,
+        hp: (f64, f64, bool),
+        maximize: bool,
+    ) -> Result<Self> {
+        let momentum = hp.0 != 0.0;
+        let first = momentum && !buf.is_allocated();
+        if momentum {
+            buf.ensure(p.name, "momentum_buffer", p.numel(), 0.0)?;
+        }
+        Ok(SgdScalars::new(wd, lr, hp, maximize, first))
+    }
+
     /// The scalars of one step with weight decay `wd`; `first` on the step
     /// that creates the momentum buffer (no dampening then).
     pub(crate) fn new(
@@ -144,32 +162,49 @@ pub(crate) fn sgd_kernel<A: Apply>(s: &SgdScalars, c: Chunk<'_>, apply: &mut A) 
     });
 }
 
-impl UpdateRule for Sgd {
-    type State = SgdState;
-    crate::elementwise_rule!();
-}
-
-impl Elementwise for Sgd {
-    type Scalars = SgdScalars;
-
-    fn prepare(&self, _info: &StepInfo, p: &ParamMut<'_>, st: &mut SgdState) -> Result<SgdScalars> {
-        st.step += 1;
-        let momentum = self.momentum != 0.0;
-        let first = momentum && !st.momentum_buffer.is_allocated();
-        if first {
-            st.momentum_buffer = StateTensor::zeros(p.numel());
+/// `impl UpdateRule` and `impl Elementwise` of a rule on [`sgd_kernel`]
+/// (SGD, SGDW): state `$state` (fields `step`, `momentum_buffer`), weight
+/// decay `$wd` of the configuration `$c`.
+macro_rules! sgd_rule {
+    ($rule:ty, $state:ty, |$c:ident| $wd:expr) => {
+        impl $crate::rule::UpdateRule for $rule {
+            type State = $state;
+            $crate::elementwise_rule!();
         }
-        Ok(SgdScalars::new(
-            WeightDecay::new(self.weight_decay, false, self.lr),
-            self.lr,
-            (self.momentum, self.dampening, self.nesterov),
-            self.maximize,
-            first,
-        ))
-    }
 
-    #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &SgdScalars, c: Chunk<'_>, apply: &mut A) {
-        sgd_kernel(s, c, apply);
-    }
+        impl $crate::rule::Elementwise for $rule {
+            type Scalars = $crate::optim::sgd::SgdScalars;
+
+            fn prepare(
+                &self,
+                _: &$crate::rule::StepInfo,
+                p: &$crate::tensor::ParamMut<'_>,
+                st: &mut $state,
+            ) -> $crate::error::Result<Self::Scalars> {
+                let $c = self;
+                st.step += 1;
+                $crate::optim::sgd::SgdScalars::start(
+                    &mut st.momentum_buffer,
+                    p,
+                    $wd,
+                    $c.lr,
+                    ($c.momentum, $c.dampening, $c.nesterov),
+                    $c.maximize,
+                )
+            }
+
+            #[inline(always)]
+            fn kernel<A: $crate::rule::Apply>(
+                &self,
+                s: &Self::Scalars,
+                c: $crate::rule::Chunk<'_>,
+                apply: &mut A,
+            ) {
+                $crate::optim::sgd::sgd_kernel(s, c, apply);
+            }
+        }
+    };
 }
+pub(crate) use sgd_rule;
+
+sgd_rule!(Sgd, SgdState, |c| WeightDecay::new(c.weight_decay, false, c.lr));

@@ -35,7 +35,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use super::pytorch_optimizer::project_radial;
+use super::pytorch_optimizer::radial_ratio;
 use crate::math::descent_sign;
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::ParamMut;
@@ -127,10 +127,7 @@ impl UpdateRule for Sgdp {
             *bi = *bi * mom + damp * gi;
             d.push(if self.nesterov { *bi * mom + gi } else { *bi });
         }
-        let mut ratio = 1.0;
-        if p.shape.len() > 1 && n > 0 && project_radial(p.value, &g, &mut d, p.shape[0], self.delta, self.eps as f32) {
-            ratio = self.wd_ratio;
-        }
+        let ratio = radial_ratio(p.value, &g, &mut d, p.shape, self.delta, self.eps as f32, self.wd_ratio);
         let ratio = ratio / (1.0 - self.momentum);
         if self.weight_decay != 0.0 && self.weight_decouple {
             let lr = if self.fixed_decay { 1.0 } else { self.lr };

@@ -25,9 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::WeightDecay;
-use crate::optim::sgd::{sgd_kernel, SgdScalars};
-use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
-use crate::tensor::ParamMut;
+use crate::rule::OptimizerConfig;
 
 crate::param_state! {
     /// SGDW state: the momentum buffer (allocated only when momentum > 0).
@@ -81,32 +79,10 @@ impl OptimizerConfig for Sgdw {
     }
 }
 
-impl UpdateRule for Sgdw {
-    type State = SgdwState;
-    crate::elementwise_rule!();
-}
-
-impl Elementwise for Sgdw {
-    type Scalars = SgdScalars;
-
-    fn prepare(&self, _: &StepInfo, p: &ParamMut<'_>, st: &mut SgdwState) -> Result<SgdScalars> {
-        st.step += 1;
-        let momentum = self.momentum > 0.0;
-        let first = momentum && !st.momentum_buffer.is_allocated();
-        if momentum {
-            st.momentum_buffer.ensure(p.name, "momentum_buffer", p.numel(), 0.0)?;
-        }
-        Ok(SgdScalars::new(
-            WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr),
-            self.lr,
-            (self.momentum, self.dampening, self.nesterov),
-            self.maximize,
-            first,
-        ))
-    }
-
-    #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &SgdScalars, c: Chunk<'_>, apply: &mut A) {
-        sgd_kernel(s, c, apply);
-    }
-}
+// momentum is in [0, 1) (validated), so SgdScalars::start's momentum != 0
+// is the reference's momentum > 0.
+crate::optim::sgd::sgd_rule!(Sgdw, SgdwState, |c| WeightDecay::new(
+    c.weight_decay,
+    c.weight_decouple,
+    c.lr
+));

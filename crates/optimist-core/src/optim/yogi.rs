@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adam_family::{decay, grad_sign};
+use super::adam_family::{debias, decay, grad_sign};
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, sign, WeightDecay};
 use crate::optim::each::{sink2, Step};
@@ -117,11 +117,7 @@ impl Elementwise for Yogi {
         st.step += 1;
         let t = info.step;
         let [b1, b2] = self.betas;
-        let step_size = if self.adam_debias {
-            self.lr
-        } else {
-            self.lr / bias_correction(b1, t)
-        };
+        let step_size = debias(self.lr, self.adam_debias, b1, t);
         Ok(YogiScalars {
             sign: grad_sign(self.maximize),
             wd: decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, 1.0),

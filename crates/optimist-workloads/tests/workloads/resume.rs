@@ -79,36 +79,14 @@ fn check_resume_wrapped(
 ) {
     let dir = tmp(&format!("{workload}-{optimizer}"));
     let ck = dir.join("ck.safetensors");
-    let full = run(
-        workload, data, limit, optimizer, hp, 7, 11, None, None, wrappers,
-    )
-    .unwrap_or_else(|e| panic!("{optimizer}: {e}"));
-    let first = run(
-        workload,
-        data,
-        limit,
-        optimizer,
-        hp,
-        7,
-        5,
-        Some(&ck),
-        None,
-        wrappers,
-    )
-    .unwrap_or_else(|e| panic!("{optimizer}: {e}"));
-    let second = run(
-        workload,
-        data,
-        limit,
-        optimizer,
-        hp,
-        7,
-        11,
-        None,
-        Some(&ck),
-        wrappers,
-    )
-    .unwrap_or_else(|e| panic!("{optimizer}: resume: {e}"));
+    // Seed 7; `what` names the run in a failure.
+    let go = |what: &str, steps, checkpoint, resume| {
+        run(workload, data, limit, optimizer, hp, 7, steps, checkpoint, resume, wrappers)
+            .unwrap_or_else(|e| panic!("{optimizer}: {what}{e}"))
+    };
+    let full = go("", 11, None, None);
+    let first = go("", 5, Some(ck.as_path()), None);
+    let second = go("resume: ", 11, None, Some(ck.as_path()));
     let joined: Vec<(usize, f64)> = first.steps.iter().chain(&second.steps).copied().collect();
     assert_eq!(joined, full.steps, "{optimizer}: per-step losses differ");
     let bits = |r: &RunResult| {
