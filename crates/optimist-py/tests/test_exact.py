@@ -62,8 +62,6 @@ def _torch_muon_ns_in_f32():
 # two tests below until fixed, each with what fails.
 STEP_GAPS = {
     "adammini": "pytorch_optimizer.AdamMini takes a model (named parameters), not a parameter list",
-    "sgdp": "projection cases differ from pytorch_optimizer.SGDP in this 20-step replay",
-    "sgdw": "nesterov with dampening differs from pytorch_optimizer.SGDW in this 20-step replay",
 }
 CROSS_GAPS = {
     "adammini": STEP_GAPS["adammini"],
@@ -211,14 +209,17 @@ def test_matches_reference_every_step(case):
         run(opt, po, case, [s])
         if worst(case, po, pr) <= 1.0:
             continue
-        # Ill-conditioned steps (learning-rate-free rules whose step size
-        # grows from sums over all parameters): where the float32 reference
-        # is itself outside the tolerance of its float64 run, as
-        # tools/gen_cases.py checks, ours must be no farther from the
-        # float64 run than the reference is.
+        # Rounding drift over 20 steps: two float32 implementations of the
+        # same update may each drift up to the tolerance from the exact
+        # trajectory (the reference run in float64, as tools/gen_cases.py
+        # checks when it writes a case) in different directions; then ours
+        # must be within the tolerance of that float64 run, or no farther
+        # from it than the float32 reference (ill-conditioned
+        # learning-rate-free rules, whose step size grows from sums over all
+        # parameters). A wrong update is far from the float64 run too.
         p64 = float64_reference(case, s + 1)
         ours, theirs = worst(case, po, p64), worst(case, pr, p64)
-        assert theirs > 1.0 and ours <= theirs, (
+        assert ours <= max(1.0, theirs), (
             f"{case['id']} step {s}: {worst(case, po, pr):.3g} x tolerance from the reference; "
             f"from its float64 run: ours {ours:.3g}, the reference's {theirs:.3g}"
         )
