@@ -96,6 +96,85 @@ pub const FILES: &[DataFile] = &[
     },
 ];
 
+/// A slice of a data file with the same name and format, shipped in this
+/// crate's `tests/fixtures/data/` so that the loaders, training and resume
+/// tests run without the full datasets (`tools/make_test_slices.py` writes
+/// the image slices; the text slice is the embedded 240 KB of Tiny
+/// Shakespeare). A loader accepts a file whose SHA-256 is either the full
+/// file's or a slice's.
+#[derive(Debug, Clone, Copy)]
+pub struct SliceFile {
+    /// Path under the data directory (that of the full file).
+    pub path: &'static str,
+    /// SHA-256 of the slice (lower-case hex).
+    pub sha256: &'static str,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// For a training-images or -labels slice: how many of its items come
+    /// from the start of the training part; the rest are the first items of
+    /// the validation part (full file's items from
+    /// [`TRAIN_SPLIT`](crate::image::TRAIN_SPLIT) on).
+    pub train_items: Option<usize>,
+}
+
+/// Every known slice.
+pub const SLICES: &[SliceFile] = &[
+    SliceFile {
+        path: "mnist/train-images-idx3-ubyte.gz",
+        sha256: "f6327fa244562157b5929e85a3d5f1c16470f66c7d75d18fce291b07457293a2",
+        bytes: 160_972,
+        train_items: Some(800),
+    },
+    SliceFile {
+        path: "mnist/train-labels-idx1-ubyte.gz",
+        sha256: "7bae7769a413c7177b2350374d2660273b93c36dc066a4ed1f04f74253ebea95",
+        bytes: 516,
+        train_items: Some(800),
+    },
+    SliceFile {
+        path: "mnist/t10k-images-idx3-ubyte.gz",
+        sha256: "420b2e16ea0de6226cb272b43c337a943de254713959643ede826b4b6f9e7f70",
+        bytes: 31_045,
+        train_items: None,
+    },
+    SliceFile {
+        path: "mnist/t10k-labels-idx1-ubyte.gz",
+        sha256: "35e471546a21d6ea8a8f2157a0cbcc16c25dcba8115fe3e71d1379e1b393f1e3",
+        bytes: 129,
+        train_items: None,
+    },
+    SliceFile {
+        path: "fashion-mnist/train-images-idx3-ubyte.gz",
+        sha256: "584a2a8389e235e4439c8735c3da9d9f8ab45dde862b0409e1f562f94c1865ad",
+        bytes: 176_088,
+        train_items: Some(320),
+    },
+    SliceFile {
+        path: "fashion-mnist/train-labels-idx1-ubyte.gz",
+        sha256: "4f19d7582ece0cae7e2e22945bff574683f82a0855a5f75dbe9a49ef968bb4c4",
+        bytes: 223,
+        train_items: Some(320),
+    },
+    SliceFile {
+        path: "fashion-mnist/t10k-images-idx3-ubyte.gz",
+        sha256: "68ab806b2071c2cc99093d038ce9ff89740c56c0d1a19ee927dc4265a28bf58f",
+        bytes: 34_570,
+        train_items: None,
+    },
+    SliceFile {
+        path: "fashion-mnist/t10k-labels-idx1-ubyte.gz",
+        sha256: "a98fdddeac70f4c61a3ed171e5a1797acdb40067521dda48c28269d78018e8f2",
+        bytes: 76,
+        train_items: None,
+    },
+    SliceFile {
+        path: "tinyshakespeare/input.txt",
+        sha256: "2404c36aa9d58494028e8a534911eed76544e084f791d6037fe3b36f8faebc41",
+        bytes: 239_976,
+        train_items: None,
+    },
+];
+
 /// The known file at `path`.
 pub fn file(path: &str) -> Result<&'static DataFile> {
     FILES
@@ -135,8 +214,15 @@ pub fn verify(path: &Path, bytes: &[u8], expected: &str) -> Result<()> {
     }
 }
 
-/// Reads a known file from `dir` and verifies its SHA-256.
+/// Reads a known file from `dir` and verifies its SHA-256: that of the
+/// full file, or of one of its known [`SLICES`].
 pub fn read_verified(dir: &Path, rel: &str) -> Result<Vec<u8>> {
+    read_known(dir, rel).map(|(bytes, _)| bytes)
+}
+
+/// Like [`read_verified`], and says which slice the file is (`None`: the
+/// full file).
+pub fn read_known(dir: &Path, rel: &str) -> Result<(Vec<u8>, Option<&'static SliceFile>)> {
     let f = file(rel)?;
     let path = dir.join(rel);
     let bytes = std::fs::read(&path).map_err(|e| {
@@ -145,8 +231,18 @@ pub fn read_verified(dir: &Path, rel: &str) -> Result<Vec<u8>> {
             path.display()
         ))
     })?;
-    verify(&path, &bytes, f.sha256)?;
-    Ok(bytes)
+    let actual = sha256_hex(&bytes);
+    if actual == f.sha256 {
+        return Ok((bytes, None));
+    }
+    match SLICES.iter().find(|s| s.path == rel && s.sha256 == actual) {
+        Some(s) => Ok((bytes, Some(s))),
+        None => Err(Error::Checksum {
+            path: path.display().to_string(),
+            expected: f.sha256.to_string(),
+            actual,
+        }),
+    }
 }
 
 /// Decompresses a gzip stream.
@@ -219,6 +315,9 @@ pub struct ImageSet {
     pub labels: Vec<u8>,
     pub rows: usize,
     pub cols: usize,
+    /// For a training file that is a test slice ([`SliceFile`]): how many
+    /// of its examples come from the training part. `None` for full files.
+    pub train_items: Option<usize>,
 }
 
 impl ImageSet {
@@ -243,8 +342,16 @@ pub fn load_idx_pair(
 ) -> Result<ImageSet> {
     let ipath = format!("{set}/{prefix}-images-idx3-ubyte.gz");
     let lpath = format!("{set}/{prefix}-labels-idx1-ubyte.gz");
-    let images = parse_idx(&gunzip(&read_verified(dir, &ipath)?, &ipath)?, &ipath)?;
-    let labels = parse_idx(&gunzip(&read_verified(dir, &lpath)?, &lpath)?, &lpath)?;
+    let (ibytes, islice) = read_known(dir, &ipath)?;
+    let (lbytes, lslice) = read_known(dir, &lpath)?;
+    let train_items = islice.and_then(|s| s.train_items);
+    if train_items != lslice.and_then(|s| s.train_items) {
+        return Err(Error::Data(format!(
+            "{ipath} / {lpath}: one is the full file and the other a test slice, or slices of different sizes"
+        )));
+    }
+    let images = parse_idx(&gunzip(&ibytes, &ipath)?, &ipath)?;
+    let labels = parse_idx(&gunzip(&lbytes, &lpath)?, &lpath)?;
     if images.dims.len() != 3 || labels.dims.len() != 1 || images.dims[0] != labels.dims[0] {
         return Err(Error::Data(format!(
             "{ipath} / {lpath}: shapes {:?} and {:?} do not form an image set",
@@ -261,6 +368,7 @@ pub fn load_idx_pair(
         labels: labels.data[..n].to_vec(),
         rows,
         cols,
+        train_items,
     })
 }
 

@@ -118,20 +118,23 @@ impl ImageClassifier {
     ) -> Result<Self> {
         let train_file = load_idx_pair(data_dir, set, "train", None)?;
         let test_file = load_idx_pair(data_dir, set, "t10k", opts.eval_limit)?;
-        if train_file.len() <= TRAIN_SPLIT || train_file.rows * train_file.cols != 784 {
+        // A test slice holds its own count of training examples, then the
+        // start of the validation part.
+        let split = train_file.train_items.unwrap_or(TRAIN_SPLIT);
+        if train_file.len() <= split || train_file.rows * train_file.cols != 784 {
             return Err(Error::Data(format!(
-                "{set}: expected more than {TRAIN_SPLIT} 28x28 training images, found {} of {}x{}",
+                "{set}: expected more than {split} 28x28 training images, found {} of {}x{}",
                 train_file.len(),
                 train_file.rows,
                 train_file.cols
             )));
         }
-        let n_train = opts.train_limit.map_or(TRAIN_SPLIT, |l| l.min(TRAIN_SPLIT));
-        let n_valid = opts.eval_limit.map_or(train_file.len() - TRAIN_SPLIT, |l| {
-            l.min(train_file.len() - TRAIN_SPLIT)
-        });
+        let n_train = opts.train_limit.map_or(split, |l| l.min(split));
+        let n_valid = opts
+            .eval_limit
+            .map_or(train_file.len() - split, |l| l.min(train_file.len() - split));
         let train = normalise(&train_file, 0..n_train, mean, std);
-        let valid = normalise(&train_file, TRAIN_SPLIT..TRAIN_SPLIT + n_valid, mean, std);
+        let valid = normalise(&train_file, split..split + n_valid, mean, std);
         let test = normalise(&test_file, 0..test_file.len(), mean, std);
         let varmap = VarMap::new();
         let mut init = Init::new(&varmap, Rng::derive(seed, "init"));
@@ -185,6 +188,17 @@ impl ImageClassifier {
     /// The normalised training images (N x 784) and labels.
     pub fn train_data(&self) -> (&[f32], &[u32]) {
         (&self.train.x, &self.train.y)
+    }
+
+    /// The normalised validation images (N x 784) and labels (the training
+    /// file's examples from [`TRAIN_SPLIT`] on).
+    pub fn valid_data(&self) -> (&[f32], &[u32]) {
+        (&self.valid.x, &self.valid.y)
+    }
+
+    /// The normalised test images (N x 784) and labels.
+    pub fn test_data(&self) -> (&[f32], &[u32]) {
+        (&self.test.x, &self.test.y)
     }
 
     fn eval_split(&self, s: &Split3) -> Result<Eval> {

@@ -70,18 +70,19 @@ fn checksums_are_verified_on_load_and_before_storing() {
         "{e}"
     );
     // The real file verifies and is stored in place of the damaged one.
-    if let Some(dir) = super::data_dir() {
-        let good = std::fs::read(dir.join(f.path)).unwrap();
-        assert_eq!(sha256_hex(&good), f.sha256);
-        fetch::store_verified(&tmp, f, &good).unwrap();
-        assert!(fetch::is_present(&tmp, f));
-        assert_eq!(read_verified(&tmp, f.path).unwrap(), good);
-        // Every file of the shared data directory has the expected checksum.
-        for file in data::FILES {
-            let b = std::fs::read(dir.join(file.path)).unwrap();
-            assert_eq!(b.len() as u64, file.bytes, "{}", file.path);
-            assert_eq!(sha256_hex(&b), file.sha256, "{}", file.path);
-        }
+    let dir = super::data_dir();
+    let good = std::fs::read(dir.join(f.path)).unwrap();
+    assert_eq!(sha256_hex(&good), f.sha256);
+    fetch::store_verified(&tmp, f, &good).unwrap();
+    assert!(fetch::is_present(&tmp, f));
+    assert_eq!(read_verified(&tmp, f.path).unwrap(), good);
+    // A test slice is accepted by the loaders but never stored as the
+    // full file.
+    let slice = std::fs::read(super::data_dir().join("mnist/t10k-labels-idx1-ubyte.gz"));
+    if super::full_data_dir().is_none() {
+        let slice = slice.unwrap();
+        let full = data::file("mnist/t10k-labels-idx1-ubyte.gz").unwrap();
+        assert!(fetch::store_verified(&tmp, full, &slice).is_err());
     }
     let _ = std::fs::remove_dir_all(&tmp);
     // Unknown datasets are an error that lists the known ones.
@@ -100,4 +101,71 @@ fn checksums_are_verified_on_load_and_before_storing() {
         e.contains("optimist data fetch") && e.contains(data::DATA_DIR_ENV),
         "{e}"
     );
+}
+
+/// Every shipped slice has its recorded size and SHA-256, and is read as a
+/// slice (not as the full file).
+#[test]
+fn shipped_slices_match_their_table() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/data"));
+    for s in data::SLICES {
+        let b = std::fs::read(dir.join(s.path)).unwrap();
+        assert_eq!(b.len() as u64, s.bytes, "{}", s.path);
+        assert_eq!(sha256_hex(&b), s.sha256, "{}", s.path);
+        let (_, known) = data::read_known(dir, s.path).unwrap();
+        assert_eq!(known.map(|k| k.sha256), Some(s.sha256), "{}", s.path);
+    }
+    // A slice under another file's name is refused.
+    let tmp = std::env::temp_dir().join(format!("optimist-slice-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.join("mnist")).unwrap();
+    for (name, from) in [
+        ("t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"),
+        ("t10k-labels-idx1-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    ] {
+        std::fs::copy(dir.join("mnist").join(from), tmp.join("mnist").join(name)).unwrap();
+    }
+    let e = data::load_idx_pair(&tmp, "mnist", "t10k", None).unwrap_err();
+    assert!(matches!(e, Error::Checksum { .. }), "{e}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// The full datasets (opt-in: `OPTIMIST_DATA_DIR=<dir> cargo test -p
+/// optimist-workloads -- --ignored`): every file has its published
+/// checksum, and every shipped slice holds exactly the documented parts of
+/// its full file.
+#[test]
+#[ignore = "needs the full datasets: set OPTIMIST_DATA_DIR and pass --ignored"]
+fn full_data_files_and_slices() {
+    let full = super::full_data_dir().expect("set OPTIMIST_DATA_DIR to the full datasets");
+    for file in data::FILES {
+        let b = std::fs::read(full.join(file.path)).unwrap();
+        assert_eq!(b.len() as u64, file.bytes, "{}", file.path);
+        assert_eq!(sha256_hex(&b), file.sha256, "{}", file.path);
+    }
+    let fixtures = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/data"));
+    let split = optimist_workloads::image::TRAIN_SPLIT;
+    for set in ["mnist", "fashion-mnist"] {
+        for prefix in ["train", "t10k"] {
+            let a = data::load_idx_pair(fixtures, set, prefix, None).unwrap();
+            let b = data::load_idx_pair(&full, set, prefix, None).unwrap();
+            let d = b.rows * b.cols;
+            match a.train_items {
+                Some(t) => {
+                    let v = a.len() - t;
+                    assert_eq!(a.labels[..t], b.labels[..t], "{set} {prefix}");
+                    assert_eq!(a.labels[t..], b.labels[split..split + v], "{set} {prefix}");
+                    assert_eq!(a.images[..t * d], b.images[..t * d], "{set} {prefix}");
+                    assert_eq!(a.images[t * d..], b.images[split * d..(split + v) * d], "{set} {prefix}");
+                }
+                None => {
+                    assert_eq!(a.labels[..], b.labels[..a.len()], "{set} {prefix}");
+                    assert_eq!(a.images[..], b.images[..a.len() * d], "{set} {prefix}");
+                }
+            }
+        }
+    }
+    let text = std::fs::read(fixtures.join("tinyshakespeare/input.txt")).unwrap();
+    let full_text = std::fs::read(full.join("tinyshakespeare/input.txt")).unwrap();
+    assert_eq!(text[..], full_text[..text.len()]);
 }
