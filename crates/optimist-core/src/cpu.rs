@@ -20,6 +20,28 @@ pub fn has_avx512() -> bool {
     *HAS.get_or_init(|| has_avx2() && is_x86_feature_detected!("avx512f"))
 }
 
+/// For tests of a hand-written AVX-512 path: whether it can run on this
+/// CPU. Where it cannot, the test is reported as skipped (on stderr, naming
+/// `test`) and should return; with `CI=true` on a CPU that reports
+/// AVX-512F, a skip is a failure (panics), so an equality test never passes
+/// without comparing the AVX-512 loop.
+#[doc(hidden)]
+pub fn avx512_test_runs(test: &str) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx512() {
+            return true;
+        }
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !(ci && is_x86_feature_detected!("avx512f")),
+            "CI=true: the CPU has AVX-512F but {test} skipped its AVX-512 path"
+        );
+    }
+    eprintln!("SKIPPED {test}: this CPU has no AVX-512F (with AVX2 and FMA); its AVX-512 path was not compared");
+    false
+}
+
 fn global_threads() -> &'static Mutex<usize> {
     static N: OnceLock<Mutex<usize>> = OnceLock::new();
     N.get_or_init(|| {

@@ -217,7 +217,7 @@ mod tests {
     fn avx512_sums_equal_portable_sums() {
         #[cfg(target_arch = "x86_64")]
         {
-            if !crate::cpu::has_avx512() {
+            if !crate::cpu::avx512_test_runs("avx512_sums_equal_portable_sums") {
                 return;
             }
             let mut s = 0x9e3779b97f4a7c15u64;

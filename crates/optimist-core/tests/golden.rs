@@ -3,7 +3,8 @@
 //! and `tests/golden/extensions`, options beyond the contract)
 //! and the public conformance cases (`../shared/conformance/cases`, when
 //! that directory exists beside the repository) must match within the
-//! case's tolerance; error cases must be rejected with an error value.
+//! case's tolerance; error cases must be rejected with the kind of error
+//! the case calls for (see `expected_error`).
 //!
 //! `OPTIMIST_GOLDEN_FILTER=text` restricts the run to case files whose name
 //! contains `text` (for development; CI runs everything); a filter must
@@ -17,6 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use optimist_core::replay::Case;
+use optimist_core::{registry, Error};
 use serde_json::Value;
 
 fn repo_root() -> PathBuf {
@@ -48,8 +50,7 @@ fn check_case(path: &Path) -> Result<(), String> {
     let result = Case::parse(&text).and_then(|c| c.run());
     if expect_error {
         return match result {
-            Err(e) if !e.to_string().is_empty() => Ok(()),
-            Err(_) => Err("error without a message".into()),
+            Err(e) => expected_error(&raw, &e),
             Ok(_) => Err("expected an error, got a result".into()),
         };
     }
@@ -105,6 +106,155 @@ fn check_case(path: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The kind of error an `expect_error` case must give, read from the case
+/// itself: an unknown optimizer name; a hyperparameter the rule does not
+/// take; data, gradients or a Hessian that do not fit the parameters'
+/// shapes; a parameter a matrix rule cannot take; else a hyperparameter
+/// value the reference rejects, and then the error must name one of the
+/// case's hyperparameters (or one it requires). Any other error, even with
+/// a message, fails the case.
+fn expected_error(raw: &Value, e: &Error) -> Result<(), String> {
+    let msg = e.to_string();
+    let wrong = |want: &str| Err(format!("expected {want}, got {e:?}"));
+    // Every optimizer name and hyperparameter key in the case.
+    let mut names = Vec::new();
+    let mut keys = Vec::new();
+    fn walk(v: &Value, names: &mut Vec<String>, keys: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    keys.push(k.clone());
+                    if k == "optimizer" {
+                        if let Some(s) = x.as_str() {
+                            names.push(s.to_string());
+                        }
+                    }
+                    walk(x, names, keys);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, names, keys)),
+            _ => {}
+        }
+    }
+    if let Some(o) = raw["optimizer"].as_str() {
+        names.push(o.to_string());
+    }
+    for k in ["hparams", "lr_schedule", "grad_clip", "stages"] {
+        walk(&raw[k], &mut names, &mut keys);
+    }
+    if let Some(bad) = names.iter().find(|n| registry::find(n).is_none()) {
+        let quoted = format!("unknown optimizer \"{bad}\"");
+        return match e {
+            Error::UnknownOptimizer { name, .. } if name == bad => Ok(()),
+            Error::Config { message, .. } if message.contains(&quoted) => Ok(()),
+            _ => wrong(&format!("an unknown-optimizer error naming {bad}")),
+        };
+    }
+    let spec = registry::find(raw["optimizer"].as_str().unwrap_or_default());
+    if let (Some(spec), Some(h)) = (spec, raw["hparams"].as_object()) {
+        let defaults = (spec.defaults)();
+        if let Some(k) = h.keys().find(|k| defaults.get(k.as_str()).is_none()) {
+            let quoted = format!("'{k}'");
+            return match e {
+                Error::Config { message, .. } if message.contains(&quoted) => Ok(()),
+                _ => wrong(&format!("a configuration error naming the unknown hyperparameter {k}")),
+            };
+        }
+    }
+    if shapes_do_not_fit(raw) {
+        return match e {
+            Error::Shape(_) => Ok(()),
+            _ => wrong("a shape error"),
+        };
+    }
+    let params: Vec<(String, usize)> = raw["params"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let dims = p["shape"].as_array().map_or(0, Vec::len);
+                    (p["name"].as_str().unwrap_or_default().to_string(), dims)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // A parameter that is not 2-D, named in the error.
+    let not_2d_named = params
+        .iter()
+        .any(|(n, d)| *d != 2 && msg.contains(&format!("parameter '{n}'")));
+    if spec.is_some_and(|s| s.facts.matrices_only) && params.iter().any(|(_, d)| *d != 2) {
+        return match e {
+            Error::Unsupported(_) | Error::Shape(_) if not_2d_named => Ok(()),
+            _ => wrong("an unsupported-parameter error naming a parameter that is not 2-D"),
+        };
+    }
+    // Scion takes vectors or tensors only under some norms.
+    let scion = spec.is_some_and(|s| s.name == "scion");
+    // A value the reference rejects: the error names one of the case's
+    // hyperparameters (`betas` as beta1, beta2, beta3; `nus` as nu1, nu2),
+    // or a hyperparameter the given ones make required.
+    let named = |field: &str| {
+        // `betas[0]` names `betas`, `norm_kwargs.num_steps` `norm_kwargs`.
+        let field = field.split(['[', '.']).next().unwrap_or(field);
+        let base = field.trim_end_matches(|c: char| c.is_ascii_digit());
+        keys.iter().any(|k| {
+            k == field || (k.len() > 1 && k.ends_with('s') && k[..k.len() - 1] == *base)
+        })
+    };
+    match e {
+        Error::InvalidHparam { field, value, reason, .. }
+            if named(field) || (value == "null" && reason.contains("required")) =>
+        {
+            Ok(())
+        }
+        // A wrapper's inner optimizer's error, or a value of the wrong type.
+        Error::Config { message, .. }
+            if keys.iter().any(|k| {
+                message.contains(&format!("'{k}'")) || message.contains(&format!("invalid {k} ="))
+            }) =>
+        {
+            Ok(())
+        }
+        Error::Unsupported(_) if scion && not_2d_named => Ok(()),
+        _ => wrong("an invalid-hyperparameter error naming one of the case's hyperparameters"),
+    }
+}
+
+/// Whether the case's data, gradients or Hessian do not fit its parameters'
+/// shapes (lengths, counts).
+fn shapes_do_not_fit(raw: &Value) -> bool {
+    let Some(params) = raw["params"].as_array() else {
+        return false;
+    };
+    let lens: Vec<Option<usize>> = params
+        .iter()
+        .map(|p| {
+            p["shape"]
+                .as_array()
+                .map(|d| d.iter().map(|x| x.as_u64().unwrap_or(0) as usize).product())
+        })
+        .collect();
+    if params
+        .iter()
+        .zip(&lens)
+        .any(|(p, n)| p["data"].as_array().map(Vec::len) != *n)
+    {
+        return true;
+    }
+    let misfit = |steps: &Value| {
+        steps.as_array().is_some_and(|steps| {
+            steps.iter().any(|step| match step.as_array() {
+                None => false,
+                Some(ts) => {
+                    ts.len() != lens.len()
+                        || ts.iter().zip(&lens).any(|(t, n)| t.as_array().map(Vec::len) != *n)
+                }
+            })
+        })
+    };
+    misfit(&raw["grads"]) || misfit(&raw["hessian"])
 }
 
 /// Runs every case of `dir` (the `what` cases): all must pass, and

@@ -11,6 +11,7 @@
 
 mod conv;
 mod data;
+mod fuzz_args;
 mod resume;
 
 use std::path::PathBuf;
