@@ -8,6 +8,7 @@
 
 mod conv;
 mod data;
+mod gnb;
 mod resume;
 
 use std::path::PathBuf;
