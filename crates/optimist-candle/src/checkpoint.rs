@@ -1,7 +1,7 @@
 //! Checkpoints of a training run driven by [`OptimistOptimizer`]: the
 //! optimizer's state and configuration ([`optimist_core::checkpoint`]), the
-//! adapter's own state (step count, the curvature probes' random generator,
-//! update time) and the parameters' values, in one file written atomically.
+//! adapter's own state (step count, the curvature estimate's random
+//! generator: Hutchinson's probes or SophiaG's sampled labels, update time) and the parameters' values, in one file written atomically.
 //!
 //! ```no_run
 //! # use candle_nn::VarMap;

@@ -1,5 +1,6 @@
-//! Curvature for second-order rules (Sophia-H): Hessian-vector products and
-//! Hutchinson estimates of the Hessian diagonal.
+//! Curvature for second-order rules: Hessian-vector products and
+//! Hutchinson estimates of the Hessian diagonal (Sophia-H, AdaHessian), and
+//! Gauss-Newton-Bartlett estimates of the Gauss-Newton diagonal (SophiaG).
 //!
 //! **Method: finite differences of gradients.** candle's backward pass
 //! detaches every gradient it computes (unless the process runs with
@@ -21,8 +22,19 @@
 //! Hutchinson's estimator of the diagonal is `u * (H u)` with `u` drawn
 //! from N(0, I) (default, as pytorch-optimizer's SophiaH) or Rademacher
 //! ±1, averaged over `num_samples` probes.
+//!
+//! **Gauss-Newton-Bartlett** ([`gauss_newton_bartlett`]; Liu et al. 2023,
+//! SophiaG) needs no second derivative: with `g_hat` the gradient of the
+//! mini-batch loss (a mean over B predictions) on labels `y_hat` sampled
+//! from the model's own predictive distribution (softmax of the logits,
+//! sigmoid for a logistic model), `B * g_hat * g_hat` is an unbiased
+//! estimate of the Gauss-Newton diagonal for losses that are negative
+//! log-likelihoods. One sampled-label forward/backward pass per estimate;
+//! the labels are drawn from the adapter's seeded generator.
 
 use candle_core::{backprop::GradStore, CpuStorage, Storage, Tensor, Var};
+
+use optimist_core::curvature::GaussNewtonBartlett;
 
 use crate::inplace::with_f32_slices_mut;
 use crate::rng::Rng;
@@ -58,25 +70,48 @@ pub enum Probe {
     Rademacher,
 }
 
-/// When and how the adapter estimates the Hessian diagonal.
+/// Which curvature estimate a rule consumes, from its registry facts
+/// ([`optimist_core::optimizer::Curvature`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CurvatureKind {
+    /// Hessian diagonal, by Hutchinson's estimator on finite-difference
+    /// Hessian-vector products of the loss closure (Sophia-H, AdaHessian).
+    /// Estimates at steps 1, 1 + k, 1 + 2k, ...
+    #[default]
+    HessianDiagonal,
+    /// Gauss-Newton diagonal, by the Gauss-Newton-Bartlett estimator on the
+    /// gradient of the loss on sampled labels (SophiaG). Estimates at steps
+    /// k + 1, 2k + 1, ..., as the official training loop, which calls
+    /// `update_hessian()` after every k-th step (`hess_interval`).
+    GaussNewtonBartlett,
+}
+
+/// When and how the adapter estimates the curvature.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurvatureConfig {
+    /// What is estimated (and so which closure the estimate needs).
+    pub kind: CurvatureKind,
     /// How Hessian-vector products are computed.
     pub method: HvpMethod,
     /// Probe distribution.
     pub probe: Probe,
     /// Probes averaged per estimate.
     pub num_samples: usize,
-    /// An estimate is made at steps 1, 1 + k, 1 + 2k, ... (Sophia's
-    /// `update_period`, taken from the optimizer's hyperparameter).
+    /// The period k of the estimates: steps 1, 1 + k, 1 + 2k, ... for a
+    /// Hessian diagonal (Sophia-H's `update_period`, taken from the
+    /// optimizer's hyperparameter), steps k + 1, 2k + 1, ... for the
+    /// Gauss-Newton diagonal (the official SophiaG loop's `hess_interval`,
+    /// 10 by default; not a hyperparameter of the rule).
     pub update_period: u64,
-    /// Seed of the probe generator.
+    /// Seed of the generator of the probes (Hessian) or of the sampled
+    /// labels (Gauss-Newton).
     pub seed: u64,
 }
 
 impl Default for CurvatureConfig {
     fn default() -> Self {
         CurvatureConfig {
+            kind: CurvatureKind::HessianDiagonal,
             method: HvpMethod::default(),
             probe: Probe::Gaussian,
             num_samples: 1,
@@ -238,4 +273,29 @@ pub fn hutchinson_diagonal(
         }
     }
     Ok(est)
+}
+
+/// Gauss-Newton-Bartlett estimate for every parameter: the gradient
+/// `g_hat` of `sampled_loss_fn` (the mini-batch loss on labels it draws
+/// from the model's predictive distribution with `rng`; a scalar mean over
+/// the batch's predictions), turned into `estimator.from_grads(g_hat)`
+/// (`scale * g_hat * g_hat`). A parameter without a gradient gets zeros.
+pub fn gauss_newton_bartlett(
+    vars: &[&Var],
+    estimator: &GaussNewtonBartlett,
+    rng: &mut Rng,
+    sampled_loss_fn: &mut dyn FnMut(&mut Rng) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<Vec<Vec<f32>>> {
+    let loss = sampled_loss_fn(rng)?;
+    if loss.elem_count() != 1 {
+        return Err(candle_core::Error::msg(format!(
+            "the sampled-label loss has shape {:?}, not one value",
+            loss.dims()
+        )));
+    }
+    let grads = loss.backward()?;
+    let mut g: Vec<Vec<f32>> = vars.iter().map(|v| vec![0.0; v.elem_count()]).collect();
+    accumulate_grads(&grads, vars, 1.0, &mut g)?;
+    let views: Vec<&[f32]> = g.iter().map(Vec::as_slice).collect();
+    Ok(estimator.from_grads(&views))
 }

@@ -40,10 +40,25 @@
 //! reproducible. Gradient-less parameters are skipped in a step, as torch
 //! skips parameters whose `.grad` is None.
 //!
-//! **Curvature.** Rules that consume a Hessian diagonal (Sophia-H) get a
-//! Hutchinson estimate made by finite differences of gradients
-//! ([`curvature`]); call [`OptimistOptimizer::backward_step_with`] with a
-//! closure that recomputes the loss on the current batch.
+//! **Curvature.** Rules whose registry facts say they consume a Hessian
+//! diagonal (Sophia-H, AdaHessian) get a Hutchinson estimate made by finite
+//! differences of gradients ([`curvature`]) at steps 1, 1 + k, 1 + 2k, ...
+//! (k = the rule's `update_period`); call
+//! [`OptimistOptimizer::backward_step_with`] with a closure that recomputes
+//! the loss on the current batch. Rules that consume a Gauss-Newton
+//! diagonal (SophiaG) get the Gauss-Newton-Bartlett estimate at steps
+//! k + 1, 2k + 1, ... (k = 10, the official loop's `hess_interval`; see
+//! [`OptimistOptimizer::set_curvature`]), as the official training loop
+//! calls `update_hessian()` after every k-th step: the gradient `g_hat` of
+//! the mini-batch loss on labels sampled from the model's own predictive
+//! distribution (one categorical draw per example or token from the softmax
+//! of the logits), drawn from the adapter's seeded generator; call
+//! [`OptimistOptimizer::backward_step_with_sampled`] with the loss closure,
+//! a closure that computes the loss on sampled labels, and the number of
+//! predictions B the loss averages over. SophiaG folds `g_hat * g_hat` into
+//! its curvature EMA and multiplies by its `bs` in the step, so the batch's
+//! B must equal `bs` (an error otherwise): B is applied once. A step that
+//! needs an estimate and has none is an error, not a silent skip.
 //!
 //! **Closures (L-BFGS).** Optimizers that re-evaluate the objective within
 //! a step step through [`OptimistOptimizer::step_with_closure`], with a
@@ -67,7 +82,7 @@ use serde_json::Value;
 use inplace::SliceMut;
 
 pub use optimist_core::spec::{build_optimizer, param_groups_from_json, selector_from_json, PARAM_GROUPS};
-pub use curvature::{CurvatureConfig, HvpMethod, Probe};
+pub use curvature::{CurvatureConfig, CurvatureKind, HvpMethod, Probe};
 
 fn wrap(e: optimist_core::Error) -> candle_core::Error {
     candle_core::Error::msg(e.to_string())
@@ -122,9 +137,32 @@ impl std::fmt::Debug for OptimistOptimizer {
 }
 
 /// Which curvature estimate an optimizer needs: a Hessian diagonal
-/// estimate when a rule named in its configuration (groups and wrappers
-/// included) says so in the registry ([`optimist_core::registry::RuleFacts`]).
+/// estimate ([`CurvatureKind::HessianDiagonal`]) when a rule named in its
+/// configuration (groups and wrappers included) says so in the registry
+/// ([`optimist_core::registry::RuleFacts`]), else a Gauss-Newton diagonal
+/// estimate ([`CurvatureKind::GaussNewtonBartlett`]) when a rule consumes
+/// that, else none. The period is the rule's `update_period`
+/// hyperparameter where it has one, else 10 (the official SophiaG loop's
+/// `hess_interval`).
 pub fn curvature_for(opt: &dyn Optimizer) -> Option<CurvatureConfig> {
+    curvature_kinds(opt).first().map(|&kind| {
+        let mut cfg = CurvatureConfig {
+            kind,
+            ..CurvatureConfig::default()
+        };
+        if let Some(k) = opt.hparam("update_period").filter(|k| *k >= 1.0) {
+            cfg.update_period = k as u64;
+        }
+        if let Some(n) = opt.hparam("num_samples").filter(|n| *n >= 1.0) {
+            cfg.num_samples = n as usize;
+        }
+        cfg
+    })
+}
+
+/// The kinds of curvature the rules named in `opt`'s configuration
+/// consume, Hessian diagonal first.
+fn curvature_kinds(opt: &dyn Optimizer) -> Vec<CurvatureKind> {
     fn names_in(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::Object(o) => {
@@ -143,21 +181,32 @@ pub fn curvature_for(opt: &dyn Optimizer) -> Option<CurvatureConfig> {
     }
     let mut names = vec![opt.name().to_string()];
     names_in(&opt.config(), &mut names);
-    let hessian = |n: &String| {
-        optimist_core::registry::find(n)
-            .is_some_and(|s| s.facts.curvature == optimist_core::optimizer::Curvature::HessianDiagonal)
+    let consumes = |c: optimist_core::optimizer::Curvature| {
+        names.iter().any(|n| {
+            optimist_core::registry::find(n).is_some_and(|s| s.facts.curvature == c)
+        })
     };
-    if !names.iter().any(hessian) {
-        return None;
+    let mut kinds = Vec::new();
+    if consumes(optimist_core::optimizer::Curvature::HessianDiagonal) {
+        kinds.push(CurvatureKind::HessianDiagonal);
     }
-    let mut cfg = CurvatureConfig::default();
-    if let Some(k) = opt.hparam("update_period").filter(|k| *k >= 1.0) {
-        cfg.update_period = k as u64;
+    if consumes(optimist_core::optimizer::Curvature::GaussNewtonDiagonal) {
+        kinds.push(CurvatureKind::GaussNewtonBartlett);
     }
-    if let Some(n) = opt.hparam("num_samples").filter(|n| *n >= 1.0) {
-        cfg.num_samples = n as usize;
+    kinds
+}
+
+/// The generator of a curvature configuration: Hutchinson's probes from
+/// `Rng::new(seed)` (as before the Gauss-Newton estimate existed), sampled
+/// labels from a stream derived from the seed.
+fn curvature_rng(config: Option<&CurvatureConfig>) -> rng::Rng {
+    match config {
+        Some(c) if c.kind == CurvatureKind::GaussNewtonBartlett => {
+            rng::Rng::derive(c.seed, "sampled-labels")
+        }
+        Some(c) => rng::Rng::new(c.seed),
+        None => rng::Rng::new(0),
     }
-    Some(cfg)
 }
 
 impl OptimistOptimizer {
@@ -179,6 +228,13 @@ impl OptimistOptimizer {
         for (name, var) in &named {
             inplace::check_tensor_dtypes(&format!("parameter '{name}'"), var.as_tensor(), true)
                 .map_err(candle_core::Error::msg)?;
+        }
+        if curvature_kinds(optimizer.as_ref()).len() > 1 {
+            return Err(candle_core::Error::msg(format!(
+                "{} combines rules that consume a Hessian diagonal and a Gauss-Newton diagonal; \
+                 optimist-candle makes one kind of curvature estimate per optimizer",
+                optimizer.name()
+            )));
         }
         let curvature = curvature_for(optimizer.as_ref());
         if curvature.is_some() {
@@ -204,8 +260,8 @@ impl OptimistOptimizer {
             names,
             vars,
             optimizer,
+            probe_rng: curvature_rng(curvature.as_ref()),
             curvature,
-            probe_rng: rng::Rng::new(0),
             pending_hessian: None,
             steps: 0,
             deferred_error: None,
@@ -277,32 +333,76 @@ impl OptimistOptimizer {
         self.curvature.as_ref()
     }
 
-    /// Sets (or with `None` turns off) the curvature estimate. Without
-    /// one, a curvature-consuming rule gets no Hessian on any step.
+    /// Sets (or with `None` turns off) the curvature estimate, and reseeds
+    /// its generator from `config.seed` (probes: `Rng::new(seed)`; sampled
+    /// labels: `Rng::derive(seed, "sampled-labels")`). Without one, a
+    /// curvature-consuming rule gets no estimate on any step. The kind
+    /// should be the one [`curvature_for`] gives (the one the rule consumes).
     pub fn set_curvature(&mut self, config: Option<CurvatureConfig>) {
-        if let Some(c) = &config {
-            self.probe_rng = rng::Rng::new(c.seed);
+        if config.is_some() {
+            self.probe_rng = curvature_rng(config.as_ref());
         }
         self.curvature = config;
     }
 
-    /// Whether the next step wants a fresh curvature estimate (Sophia's
-    /// steps 1, 1 + k, 1 + 2k, ...).
+    /// Whether the next step wants a fresh curvature estimate: steps 1,
+    /// 1 + k, 1 + 2k, ... for a Hessian diagonal (Sophia-H); k + 1, 2k + 1,
+    /// ... for the Gauss-Newton diagonal (the official SophiaG loop updates
+    /// its curvature after every k-th step).
     pub fn needs_curvature(&self) -> bool {
         match &self.curvature {
-            Some(c) => self.steps.is_multiple_of(c.update_period.max(1)),
+            Some(c) => {
+                let k = c.update_period.max(1);
+                self.steps.is_multiple_of(k)
+                    && (c.kind == CurvatureKind::HessianDiagonal || self.steps > 0)
+            }
             None => false,
         }
+    }
+
+    /// The kind of the configured curvature estimate, if any.
+    fn curvature_kind(&self) -> Option<CurvatureKind> {
+        self.curvature.as_ref().map(|c| c.kind)
+    }
+
+    /// The error for a step that needs an estimate and was given none.
+    fn missing_estimate(&self, how: &str) -> candle_core::Error {
+        let (what, make) = match self.curvature_kind() {
+            Some(CurvatureKind::GaussNewtonBartlett) => (
+                "a Gauss-Newton estimate",
+                "use backward_step_with_sampled(loss closure, sampled-label loss closure, \
+                 batch size) or estimate_gauss_newton before step",
+            ),
+            _ => (
+                "a Hessian estimate",
+                "use backward_step_with(loss closure) or estimate_curvature before step",
+            ),
+        };
+        candle_core::Error::msg(format!(
+            "{} needs {what} at step {}: {how}; {make}, or set_curvature(None)",
+            self.optimizer.name(),
+            self.steps + 1
+        ))
     }
 
     /// Estimates the Hessian diagonal for the next step (Hutchinson, by
     /// finite differences; see [`curvature`]). `loss_fn` must compute the
     /// loss on the same batch as the gradients of the next step.
+    ///
+    /// An error for a rule that consumes a Gauss-Newton diagonal (use
+    /// [`OptimistOptimizer::estimate_gauss_newton`]).
     pub fn estimate_curvature(
         &mut self,
         grads: Option<&GradStore>,
         loss_fn: &mut dyn FnMut() -> candle_core::Result<Tensor>,
     ) -> candle_core::Result<()> {
+        if self.curvature_kind() == Some(CurvatureKind::GaussNewtonBartlett) {
+            return Err(candle_core::Error::msg(format!(
+                "{} consumes a Gauss-Newton diagonal: estimate it with estimate_gauss_newton \
+                 (sampled labels), not with Hutchinson's Hessian estimate",
+                self.optimizer.name()
+            )));
+        }
         let cfg = self.curvature.clone().unwrap_or_default();
         let vars: Vec<&Var> = self.vars.iter().collect();
         let labels: Vec<String> = self
@@ -322,9 +422,69 @@ impl OptimistOptimizer {
         Ok(())
     }
 
+    /// Estimates the Gauss-Newton diagonal for the next step with the
+    /// Gauss-Newton-Bartlett estimator (Liu et al. 2023, SophiaG):
+    /// `sampled_loss_fn(rng)` must compute the mini-batch loss, on the same
+    /// batch as the gradients of the next step, with labels it samples from
+    /// the model's predictive distribution using `rng` (the adapter's
+    /// seeded generator, saved in checkpoints), as a mean over
+    /// `batch_size` predictions (examples, or tokens of a language model).
+    /// Its gradient `g_hat` gives the estimate `B * g_hat * g_hat` with B
+    /// applied once: a rule with a `bs` hyperparameter (SophiaG, whose step
+    /// multiplies its curvature by `bs` as the official code does) is
+    /// handed `g_hat * g_hat`, and its `bs` must equal `batch_size` (an
+    /// error naming both otherwise); a rule without one is handed
+    /// `batch_size * g_hat * g_hat`.
+    ///
+    /// An error for a rule that consumes a Hessian diagonal (use
+    /// [`OptimistOptimizer::estimate_curvature`]).
+    pub fn estimate_gauss_newton(
+        &mut self,
+        sampled_loss_fn: &mut dyn FnMut(&mut rng::Rng) -> candle_core::Result<Tensor>,
+        batch_size: usize,
+    ) -> candle_core::Result<()> {
+        if self.curvature_kind() == Some(CurvatureKind::HessianDiagonal) {
+            return Err(candle_core::Error::msg(format!(
+                "{} consumes a Hessian diagonal: estimate it with estimate_curvature \
+                 (Hutchinson), not with the Gauss-Newton-Bartlett estimate",
+                self.optimizer.name()
+            )));
+        }
+        if batch_size == 0 {
+            return Err(candle_core::Error::msg(
+                "estimate_gauss_newton: batch_size must be at least 1 (the number of \
+                 predictions the sampled-label loss averages over)",
+            ));
+        }
+        let estimator = match self.optimizer.hparam("bs") {
+            Some(bs) if bs != batch_size as f64 => {
+                return Err(candle_core::Error::msg(format!(
+                    "{}: its bs is {bs} but the sampled-label loss averages {batch_size} \
+                     predictions; the Gauss-Newton-Bartlett estimate is bs * g_hat * g_hat \
+                     with bs the batch size, so set bs to {batch_size}",
+                    self.optimizer.name()
+                )));
+            }
+            Some(_) => optimist_core::curvature::GaussNewtonBartlett::for_sophiag(),
+            None => optimist_core::curvature::GaussNewtonBartlett::new(batch_size as f64)
+                .map_err(wrap)?,
+        };
+        let vars: Vec<&Var> = self.vars.iter().collect();
+        let est = curvature::gauss_newton_bartlett(
+            &vars,
+            &estimator,
+            &mut self.probe_rng,
+            sampled_loss_fn,
+        )?;
+        self.pending_hessian = Some(est);
+        Ok(())
+    }
+
     /// Computes the loss with `loss_fn`, its gradients, a curvature
     /// estimate when the rule wants one at this step, and takes the step.
-    /// Returns the loss.
+    /// Returns the loss. This makes Hessian estimates only: a rule that
+    /// consumes a Gauss-Newton diagonal (SophiaG) gets an error at a step
+    /// that needs one (use [`OptimistOptimizer::backward_step_with_sampled`]).
     pub fn backward_step_with(
         &mut self,
         mut loss_fn: impl FnMut() -> candle_core::Result<Tensor>,
@@ -332,7 +492,38 @@ impl OptimistOptimizer {
         let loss = loss_fn()?;
         let grads = loss.backward()?;
         if self.needs_curvature() {
+            if self.curvature_kind() == Some(CurvatureKind::GaussNewtonBartlett) {
+                return Err(self.missing_estimate("backward_step_with has no sampled-label loss"));
+            }
             self.estimate_curvature(Some(&grads), &mut loss_fn)?;
+        }
+        candle_nn::Optimizer::step(self, &grads)?;
+        Ok(loss)
+    }
+
+    /// [`OptimistOptimizer::backward_step_with`] for any curvature: computes
+    /// the loss with `loss_fn` and its gradients; when the rule wants an
+    /// estimate at this step, a Hutchinson estimate from `loss_fn` (Hessian
+    /// diagonal) or a Gauss-Newton-Bartlett estimate from `sampled_loss_fn`
+    /// and `batch_size` (Gauss-Newton diagonal; see
+    /// [`OptimistOptimizer::estimate_gauss_newton`]); then takes the step.
+    /// `sampled_loss_fn` is called only for such an estimate. Returns the
+    /// loss.
+    pub fn backward_step_with_sampled(
+        &mut self,
+        mut loss_fn: impl FnMut() -> candle_core::Result<Tensor>,
+        mut sampled_loss_fn: impl FnMut(&mut rng::Rng) -> candle_core::Result<Tensor>,
+        batch_size: usize,
+    ) -> candle_core::Result<Tensor> {
+        let loss = loss_fn()?;
+        let grads = loss.backward()?;
+        if self.needs_curvature() {
+            match self.curvature_kind() {
+                Some(CurvatureKind::GaussNewtonBartlett) => {
+                    self.estimate_gauss_newton(&mut sampled_loss_fn, batch_size)?
+                }
+                _ => self.estimate_curvature(Some(&grads), &mut loss_fn)?,
+            }
         }
         candle_nn::Optimizer::step(self, &grads)?;
         Ok(loss)
@@ -361,12 +552,7 @@ impl OptimistOptimizer {
             return Err(candle_core::Error::msg(e));
         }
         if self.needs_curvature() {
-            return Err(candle_core::Error::msg(format!(
-                "{} needs a Hessian estimate at step {}: step_with_closure does not make one; \
-                 use backward_step_with(loss closure) or set_curvature(None)",
-                self.optimizer.name(),
-                self.steps + 1
-            )));
+            return Err(self.missing_estimate("step_with_closure does not make one"));
         }
         let flat = |t: &Tensor| -> candle_core::Result<Vec<f32>> {
             t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()
@@ -446,12 +632,7 @@ impl OptimistOptimizer {
             return Err(candle_core::Error::msg(e));
         }
         if self.needs_curvature() && self.pending_hessian.is_none() {
-            return Err(candle_core::Error::msg(format!(
-                "{} needs a Hessian estimate at step {}: use backward_step_with(loss closure) \
-                 or estimate_curvature before step, or set_curvature(None)",
-                self.optimizer.name(),
-                self.steps + 1
-            )));
+            return Err(self.missing_estimate("none was given"));
         }
         let hessian = self.pending_hessian.take();
         let mut idx = Vec::with_capacity(self.vars.len());

@@ -771,7 +771,7 @@ fn write_report(
         },
         elapsed
     ));
-    md.push_str("Steps and time to target are medians over seeds of the first evaluation at which the validation metric meets the target (a seed that never does counts as never; \"not reached\" when the median is never). Time is training time only (evaluations excluded); with several runs at a time it includes their contention. Final metric: median over the seeds that did not diverge. Update time is the optimizer's in-place update per step; state memory is the optimizer's state buffers. \"not applicable\" rows are rules that update only hidden matrices on a model that has none (no numbers are copied from another rule); \"diverged at step N\" means the training loss became NaN or infinite at step N.\n\n");
+    md.push_str("Steps and time to target are medians over seeds of the first evaluation at which the validation metric meets the target (a seed that never does counts as never; \"not reached\" when the median is never). Time is training time only (evaluations excluded); with several runs at a time it includes their contention. Final metric: median over the seeds that did not diverge. Update time is the optimizer's in-place update per step; state memory is the optimizer's state buffers. \"not applicable\" rows are rules that update only hidden matrices on a model that has none, or SophiaG on a loss that is not a negative log-likelihood (no labels to sample for its Gauss-Newton curvature) (no numbers are copied from another rule); \"diverged at step N\" means the training loss became NaN or infinite at step N.\n\n");
     let taus: Vec<f64> = (0..=300).map(|i| 1.0 + i as f64 * 0.01).collect();
     let mut time_rows = Vec::new();
     let mut step_rows = Vec::new();

@@ -52,6 +52,11 @@ pub struct TrainArgs {
     /// bit-exact). With --checkpoint, saves go on to that file.
     #[arg(long, value_name = "FILE")]
     resume: Option<PathBuf>,
+    /// sophiag: estimate the Gauss-Newton curvature (labels sampled from the
+    /// model's predictions) after every N steps (the official loop's
+    /// hess_interval; default 10).
+    #[arg(long, value_name = "N")]
+    hess_interval: Option<u64>,
     /// Wrap the optimizer (repeatable, innermost first), e.g. a schedule on
     /// any hyperparameter: '{"wrapper": "scheduled", "schedules": [{"hparam":
     /// "lr", "schedule": {"name": "warmup_cosine", ...}}]}', or
@@ -186,6 +191,7 @@ pub fn run(args: &TrainArgs) -> optimist_core::Result<()> {
         checkpoint: args.checkpoint.clone(),
         checkpoint_every: args.checkpoint_every,
         resume: args.resume.clone(),
+        hess_interval: args.hess_interval,
         wrappers: args
             .wrap
             .iter()

@@ -155,6 +155,15 @@ impl Workload for DigitsMlp {
         candle_nn::loss::cross_entropy(&self.forward(x)?, y)
     }
 
+    fn sampled_label_count(&self) -> Option<usize> {
+        Some(self.spec.batch_size)
+    }
+
+    fn sampled_batch_loss(&self, rng: &mut Rng) -> candle_core::Result<Tensor> {
+        let (x, _) = crate::drawn(&self.batch)?;
+        crate::nn::sampled_cross_entropy(&self.forward(x)?, rng)
+    }
+
     fn evaluate(&self, split: Split) -> Result<Eval> {
         let s = match split {
             Split::Valid => &self.valid,

@@ -281,6 +281,15 @@ impl Workload for ImageClassifier {
         candle_nn::loss::cross_entropy(&self.net.forward(x)?, y)
     }
 
+    fn sampled_label_count(&self) -> Option<usize> {
+        Some(self.spec.batch_size.min(self.order.len()))
+    }
+
+    fn sampled_batch_loss(&self, rng: &mut Rng) -> candle_core::Result<Tensor> {
+        let (x, _) = crate::drawn(&self.batch)?;
+        crate::nn::sampled_cross_entropy(&self.net.forward(x)?, rng)
+    }
+
     fn evaluate(&self, split: Split) -> Result<Eval> {
         match split {
             Split::Valid => self.eval_split(&self.valid),

@@ -147,6 +147,31 @@ pub trait Workload {
     fn batch_loss(&self) -> candle_core::Result<Tensor>;
     /// Loss and metric on a held-out split.
     fn evaluate(&self, split: Split) -> Result<Eval>;
+    /// The number of predictions B the training loss averages over
+    /// (examples; tokens for a language model) when the loss is a negative
+    /// log-likelihood of the model's predictive distribution, so that
+    /// [`Workload::sampled_batch_loss`] exists; `None` for the others
+    /// (synthetic objectives, regression), on which rules that need a
+    /// Gauss-Newton-Bartlett curvature estimate (sophiag) do not apply.
+    fn sampled_label_count(&self) -> Option<usize> {
+        None
+    }
+    /// The training loss on the current batch with each label replaced by
+    /// one drawn with `rng` from the model's predictive distribution at the
+    /// current parameters (a categorical draw from the softmax of each
+    /// example's or token's logits; a Bernoulli draw from the sigmoid of a
+    /// logistic model), as the official SophiaG loop's `loss_sampled`: the
+    /// mean over the [`Workload::sampled_label_count`] predictions, without
+    /// regularisers. Its gradient feeds the Gauss-Newton-Bartlett estimate.
+    /// An error naming the workload where the loss is not a negative
+    /// log-likelihood.
+    fn sampled_batch_loss(&self, _rng: &mut Rng) -> candle_core::Result<Tensor> {
+        Err(candle_core::Error::msg(format!(
+            "workload {}: its loss is not a negative log-likelihood of a predictive \
+             distribution, so there are no labels to sample (Gauss-Newton-Bartlett curvature)",
+            self.spec().name
+        )))
+    }
     /// The data pipeline's own state beyond the data generator (e.g. the
     /// epoch's shuffled order and position), as JSON for checkpoints.
     /// `Null` for workloads that keep none.

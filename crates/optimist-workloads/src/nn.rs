@@ -126,6 +126,39 @@ pub fn ce_and_correct(logits: &Tensor, labels: &Tensor) -> candle_core::Result<(
     Ok((loss, correct))
 }
 
+/// One label per row of `logits` (n, C), drawn with `rng` from the row's
+/// softmax (inverse CDF of one uniform, probabilities in f64 from the f32
+/// logits): the labels `y_hat` of the Gauss-Newton-Bartlett estimate.
+pub fn sample_categorical(logits: &Tensor, rng: &mut Rng) -> candle_core::Result<Tensor> {
+    let (n, _) = logits.dims2()?;
+    let rows = logits.detach().to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+    let labels: Vec<u32> = rows
+        .iter()
+        .map(|row| {
+            let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+            let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();
+            let u = rng.uniform() * e.iter().sum::<f64>();
+            let mut acc = 0.0;
+            for (j, &ej) in e.iter().enumerate() {
+                acc += ej;
+                if u < acc {
+                    return j as u32;
+                }
+            }
+            // Rounding left u at the total: the last class with mass.
+            e.iter().rposition(|&ej| ej > 0.0).unwrap_or(0) as u32
+        })
+        .collect();
+    Tensor::from_vec(labels, n, &Device::Cpu)
+}
+
+/// The mean cross-entropy of `logits` (n, C) on labels drawn from their
+/// softmax ([`sample_categorical`]).
+pub fn sampled_cross_entropy(logits: &Tensor, rng: &mut Rng) -> candle_core::Result<Tensor> {
+    let y = sample_categorical(logits, rng)?;
+    candle_nn::loss::cross_entropy(logits, &y)
+}
+
 /// Layer normalisation over the last dimension (eps = 1e-5), written with
 /// differentiable tensor ops: candle_nn's fused layer norm kernel has no
 /// backward pass, so its weights would receive no gradient.

@@ -336,6 +336,18 @@ impl Workload for CharLm {
         self.loss_of(x, y)
     }
 
+    /// Every target token of the batch: batch size x context.
+    fn sampled_label_count(&self) -> Option<usize> {
+        Some(self.spec.batch_size * self.cfg.context)
+    }
+
+    fn sampled_batch_loss(&self, rng: &mut Rng) -> candle_core::Result<Tensor> {
+        let (x, _) = crate::drawn(&self.batch)?;
+        let logits = self.logits(x)?;
+        let (b, t, v) = logits.dims3()?;
+        crate::nn::sampled_cross_entropy(&logits.reshape((b * t, v))?, rng)
+    }
+
     fn evaluate(&self, split: Split) -> Result<Eval> {
         let tokens = match (split, &self.test) {
             (Split::Test, Some(test)) => test,

@@ -239,14 +239,22 @@ impl BreastCancer {
         self.features
     }
 
-    fn objective(&self) -> candle_core::Result<Tensor> {
-        let z = self
-            .x_train
+    /// The training rows' logits `z = X w + b`, (rows, 1).
+    fn logits(&self) -> candle_core::Result<Tensor> {
+        self.x_train
             .matmul(&self.w.reshape((self.features, 1))?)?
-            .broadcast_add(&self.b)?;
-        // softplus(z) - y z, computed stably as max(z, 0) + log(1 + exp(-|z|)) - y z.
+            .broadcast_add(&self.b)
+    }
+
+    /// mean(softplus(z) - y z), computed stably as
+    /// max(z, 0) + log(1 + exp(-|z|)) - y z.
+    fn logistic_loss(z: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
         let sp = (z.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-        let data = (sp - z.mul(&self.y_train)?)?.mean_all()?;
+        (sp - z.mul(y)?)?.mean_all()
+    }
+
+    fn objective(&self) -> candle_core::Result<Tensor> {
+        let data = Self::logistic_loss(&self.logits()?, &self.y_train)?;
         let reg = (self.w.sqr()?.sum_all()? * (0.5 * LAMBDA))?;
         data + reg
     }
@@ -261,6 +269,31 @@ impl Workload for BreastCancer {
 
     fn batch_loss(&self) -> candle_core::Result<Tensor> {
         self.objective()
+    }
+
+    fn sampled_label_count(&self) -> Option<usize> {
+        Some(TRAIN_ROWS)
+    }
+
+    /// The mean logistic loss on labels `y_hat ~ Bernoulli(sigmoid(z))`,
+    /// without the L2 term (a regulariser, not part of the likelihood; its
+    /// curvature LAMBDA is not in the estimate).
+    fn sampled_batch_loss(&self, rng: &mut Rng) -> candle_core::Result<Tensor> {
+        let z = self.logits()?;
+        let zs = z.detach().flatten_all()?.to_vec1::<f32>()?;
+        let y: Vec<f32> = zs
+            .iter()
+            .map(|&z| {
+                let p = 1.0 / (1.0 + (-(z as f64)).exp());
+                if rng.uniform() < p {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let y = Tensor::from_vec(y, (zs.len(), 1), &Device::Cpu)?;
+        Self::logistic_loss(&z, &y)
     }
 
     /// `loss` is the training objective f, `metric` is f - f* (both

@@ -17,6 +17,23 @@
 //! the optimizer, its configuration and the seed must be the ones saved (an
 //! error names the difference), and the continued run takes bit-for-bit the
 //! same steps as a run that was never interrupted.
+//!
+//! **Curvature.** Sophia-H gets Hutchinson estimates of the Hessian
+//! diagonal from the batch loss (steps 1, 1 + k, ...; k = its
+//! `update_period`). SophiaG gets the Gauss-Newton-Bartlett estimate of the
+//! Gauss-Newton diagonal as the official training loop makes it: after
+//! every k-th step (k = [`TrainOptions::hess_interval`], 10 by default),
+//! labels are sampled from the model's softmax (sigmoid for the logistic
+//! regression) on the current batch
+//! ([`Workload::sampled_batch_loss`]), and the gradient `g_hat` of the
+//! loss on them enters SophiaG's curvature EMA as `g_hat * g_hat`, scaled
+//! in its step by `bs`, which defaults here to the workload's number of
+//! predictions per batch ([`Workload::sampled_label_count`]: examples, or
+//! tokens). The labels are drawn from a generator derived from the seed and
+//! saved in checkpoints. On workloads whose loss is not a negative
+//! log-likelihood (the synthetic ones) there are no labels to sample:
+//! SophiaG is reported as not applicable there ([`Error::NotApplicable`]),
+//! not run without its curvature.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -44,6 +61,10 @@ struct SavedRun {
     evals: Vec<EvalPoint>,
     data_rng: Value,
     data_state: Value,
+    /// [`TrainOptions::hess_interval`] of the run (absent in checkpoints
+    /// written before it existed: the default).
+    #[serde(default)]
+    hess_interval: Option<u64>,
 }
 
 /// What is saved of the run (borrowed).
@@ -82,6 +103,12 @@ pub struct TrainOptions {
     /// `{"wrapper": KIND, ...}` (`optimist_core::wrappers::wrap`): schedules
     /// for any hyperparameter, skip non-finite steps, accumulation, EMA, SWA.
     pub wrappers: Vec<Value>,
+    /// For a rule that consumes a Gauss-Newton diagonal (sophiag): the
+    /// curvature is estimated after every this many steps (the official
+    /// loop's `hess_interval`; default 10). Rules with an `update_period`
+    /// hyperparameter (sophiah) take their period from it; this option is
+    /// an error for them and ignored by rules without curvature.
+    pub hess_interval: Option<u64>,
 }
 
 impl Default for TrainOptions {
@@ -96,6 +123,7 @@ impl Default for TrainOptions {
             checkpoint_every: None,
             resume: None,
             wrappers: Vec::new(),
+            hess_interval: None,
         }
     }
 }
@@ -196,15 +224,58 @@ pub fn train(
     on_record: &mut dyn FnMut(&Record),
 ) -> Result<RunResult> {
     let spec = workload.spec().clone();
-    let overrides = &crate::hparams::calibrated(&spec, optimizer, overrides);
+    let labels = workload.sampled_label_count();
+    let mut overrides = crate::hparams::calibrated(&spec, optimizer, overrides);
+    // SophiaG's bs is the B of its Gauss-Newton-Bartlett estimate: the
+    // number of predictions the batch loss averages, unless given.
+    let gauss_newton = optimist_core::registry::find(optimizer).is_some_and(|s| {
+        s.facts.curvature == optimist_core::optimizer::Curvature::GaussNewtonDiagonal
+    });
+    if let (true, Some(n)) = (gauss_newton, labels) {
+        if overrides.is_null() {
+            overrides = json!({});
+        }
+        if let Some(o) = overrides.as_object_mut() {
+            o.entry("bs").or_insert(json!(n));
+        }
+    }
     let (mut opt, built, hparams) = build_for(
         workload.varmap(),
         optimizer,
-        overrides,
+        &overrides,
         spec.lr_scale,
         opts.seed,
         &opts.wrappers,
     )?;
+    match opt.curvature().cloned() {
+        Some(c) if c.kind == optimist_candle::CurvatureKind::GaussNewtonBartlett => {
+            if labels.is_none() {
+                return Err(Error::NotApplicable(format!(
+                    "{optimizer}: not applicable: the loss of {} is not a negative \
+                     log-likelihood, so there are no labels to sample for the \
+                     Gauss-Newton-Bartlett curvature",
+                    spec.name
+                )));
+            }
+            if let Some(k) = opts.hess_interval {
+                if k == 0 {
+                    return Err(Error::Input("hess_interval must be at least 1".into()));
+                }
+                opt.set_curvature(Some(optimist_candle::CurvatureConfig {
+                    update_period: k,
+                    ..c
+                }));
+            }
+        }
+        _ if opts.hess_interval.is_some() => {
+            return Err(Error::Input(format!(
+                "hess_interval applies to rules that consume a Gauss-Newton diagonal \
+                 (sophiag), not to {optimizer} (sophiah takes its period from its \
+                 update_period hyperparameter)"
+            )));
+        }
+        _ => {}
+    }
     let built = opts.wrappers.iter().fold(built, |inner, w| {
         format!("{}({inner})", w["wrapper"].as_str().unwrap_or("wrapper"))
     });
@@ -290,6 +361,14 @@ pub fn train(
         if run.seed != opts.seed {
             return Err(mismatch("seed", &run.seed, &opts.seed));
         }
+        if run.hess_interval != opts.hess_interval {
+            let show = |k: Option<u64>| k.map_or("the default".to_string(), |k| k.to_string());
+            return Err(mismatch(
+                "hess_interval",
+                &show(run.hess_interval),
+                &show(opts.hess_interval),
+            ));
+        }
         if run.step > steps {
             return Err(Error::Input(format!(
                 "{}: the checkpoint is at step {}, past the step budget {steps}",
@@ -341,6 +420,7 @@ pub fn train(
             "evals": run.evals,
             "data_rng": rng.state(),
             "data_state": w.data_state(),
+            "hess_interval": opts.hess_interval,
         });
         opt.save_checkpoint(path, json!({ "train_run": run }))?;
         Ok(())
@@ -368,7 +448,14 @@ pub fn train(
         let t0 = Instant::now();
         workload.next_batch(&mut rng)?;
         let w: &dyn Workload = &*workload;
-        let loss = opt.backward_step_with(|| w.batch_loss())?;
+        let loss = match labels {
+            Some(n) => opt.backward_step_with_sampled(
+                || w.batch_loss(),
+                |r| w.sampled_batch_loss(r),
+                n,
+            )?,
+            None => opt.backward_step_with(|| w.batch_loss())?,
+        };
         let loss = loss.to_scalar::<f32>()? as f64;
         train_time += t0.elapsed().as_secs_f64();
         taken = step;

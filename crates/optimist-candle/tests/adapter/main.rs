@@ -3,6 +3,7 @@
 
 mod curvature;
 mod eval_mode;
+mod gauss_newton;
 mod half_params;
 mod lbfgs;
 

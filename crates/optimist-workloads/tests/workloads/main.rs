@@ -12,6 +12,7 @@
 mod conv;
 mod data;
 mod fuzz_args;
+mod gnb;
 mod resume;
 
 use std::path::PathBuf;
