@@ -448,12 +448,25 @@ fn compressed_state_tolerance_against_f32() {
                 5.0 * rel
             );
         }
-        // Parameters move by lr at most per step; they agree far better.
-        for (x, y) in f.0.iter().zip(&c.0) {
-            for (a, b) in x.iter().zip(y) {
-                assert!((a - b).abs() <= 5.0 * 1e-3, "{dtype:?}: {a} vs {b}");
+        // The parameters follow the f32 run: the root-mean-square of their
+        // difference is a small part of how far the parameters moved (the
+        // state's error relative to its largest value, compounded over the
+        // five steps, bounds the part).
+        let start: Vec<Vec<f32>> = params(&sz, 11).into_iter().map(|p| p.data).collect();
+        let (mut diff, mut moved) = (0f64, 0f64);
+        for ((x, y), p0) in f.0.iter().zip(&c.0).zip(&start) {
+            for ((a, b), a0) in x.iter().zip(y).zip(p0) {
+                diff += ((a - b) as f64).powi(2);
+                moved += ((a - a0) as f64).powi(2);
             }
         }
+        let part = (diff / moved).sqrt();
+        eprintln!("{dtype:?}: parameter difference {part:.2e} of the movement");
+        assert!(moved > 0.0);
+        assert!(
+            part <= 5.0 * rel as f64,
+            "{dtype:?}: the parameters differ from the f32 run by {part} of their movement"
+        );
     }
 }
 

@@ -346,8 +346,14 @@ proptest! {
             for config in [ConfigCheck::Strict, ConfigCheck::Adopt] {
                 let mut opt = makers[*which].1();
                 let mut net = Net::new(2);
+                let (state, cfg, values) = (opt.state_dict(), opt.config(), net.values.clone());
                 let r = ck.restore(opt.as_mut(), &mut net.views(), &LoadOptions { config });
-                if r.is_ok() {
+                if r.is_err() {
+                    // Nothing changes on a failed load.
+                    assert!(opt.state_dict() == state, "a failed load changed the state");
+                    assert!(opt.config() == cfg, "a failed load changed the configuration");
+                    assert!(net.values == values, "a failed load changed the parameters");
+                } else {
                     // A loaded state must also step without panicking.
                     net.set_grads(4, 9);
                     let _ = opt.step(&mut net.views());
@@ -518,6 +524,10 @@ proptest! {
         }
         let r = catch_unwind(AssertUnwindSafe(|| {
             if let Ok(mut o) = optimist_core::registry::build_spec(&v) {
+                // What was built reports a configuration that builds the same.
+                let again = optimist_core::registry::build_spec(&json!({"optimizer": o.name(), "hparams": o.config()}))
+                    .unwrap_or_else(|e| panic!("{v} built, but its reported configuration does not: {e}"));
+                assert_eq!(again.config(), o.config(), "{v}");
                 let mut net = Net::new(1);
                 for t in 0..3 {
                     net.set_grads(1, t);

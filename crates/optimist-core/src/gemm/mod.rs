@@ -647,14 +647,14 @@ mod tests {
     /// threads. Skipped, saying why, where AMX does not run; a failure
     /// when `CI=true` on a CPU that has AMX-BF16 but did not run it.
     #[test]
-    fn amx_products_match_f64_and_do_not_depend_on_threads() {
+    fn amx_products_match_f64_and_do_not_depend_on_threads_skipped_without_amx() {
         if let Err(why) = amx_status() {
             let ci = std::env::var("CI").is_ok_and(|v| v == "true");
             assert!(
                 !(ci && cpu_has_amx_bf16()),
                 "CI=true: the CPU has AMX-BF16 but the AMX test was skipped: {why}"
             );
-            eprintln!("SKIPPED amx_products_match_f64_and_do_not_depend_on_threads: {why}");
+            eprintln!("SKIPPED amx_products_match_f64_and_do_not_depend_on_threads_skipped_without_amx: {why}");
             return;
         }
         assert_eq!(kernel_name(Precision::Bf16), "amx-bf16");
