@@ -57,8 +57,17 @@ pub fn run(args: &DataArgs) -> optimist_core::Result<()> {
                     Ok(b) => match optimist_workloads::data::verify(&path, &b, f.sha256) {
                         Ok(()) => "ok".to_string(),
                         Err(e) => {
+                            // The tests' slices load, but are not the datasets.
+                            let digest = optimist_workloads::data::sha256_hex(&b);
+                            let slice = optimist_workloads::data::SLICES
+                                .iter()
+                                .any(|s| s.path == f.path && s.sha256 == digest);
                             bad += 1;
-                            e.to_string()
+                            if slice {
+                                "a test slice, not the full file".to_string()
+                            } else {
+                                e.to_string()
+                            }
                         }
                     },
                 };

@@ -282,3 +282,27 @@ fn tune_writes_a_file_that_bench_uses() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.json"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `optimist train` on the shipped test slices of MNIST, and `optimist data
+/// check`, which names them as slices (they are not the datasets).
+#[test]
+fn train_reads_the_test_slices_and_data_check_names_them() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../optimist-workloads/tests/fixtures/data");
+    let out = succeed(
+        optimist("train --workload mnist-mlp --optimizer adamw --steps 5 --eval-every 5 --quiet")
+            .arg("--data-dir")
+            .arg(&dir),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("mnist-mlp"), "{text}");
+    let out = optimist("data check").arg("--data-dir").arg(&dir).output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("mnist/train-images-idx3-ubyte.gz"))
+        .unwrap_or_default();
+    assert!(line.contains("a test slice"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("tabular/breast_cancer.csv")).unwrap_or_default();
+    assert!(line.ends_with(" ok"), "{text}");
+}
