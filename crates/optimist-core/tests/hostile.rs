@@ -265,9 +265,11 @@ fn makers() -> Vec<(String, Maker)> {
 
 /// The makers and, for each that steps on the test net, a valid checkpoint
 /// after four steps (built once).
-fn checkpoints() -> &'static (Vec<(String, Maker)>, Vec<(usize, Vec<u8>)>) {
-    static CELL: std::sync::OnceLock<(Vec<(String, Maker)>, Vec<(usize, Vec<u8>)>)> =
-        std::sync::OnceLock::new();
+/// The named makers, and (maker index, checkpoint bytes) for each.
+type Checkpoints = (Vec<(String, Maker)>, Vec<(usize, Vec<u8>)>);
+
+fn checkpoints() -> &'static Checkpoints {
+    static CELL: std::sync::OnceLock<Checkpoints> = std::sync::OnceLock::new();
     CELL.get_or_init(|| {
         let makers = makers();
         let mut valid = Vec::new();
