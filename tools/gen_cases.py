@@ -271,7 +271,7 @@ CAT_C_REGISTRY = {
     "adammini": {"lr": 1.0, "betas": [0.9, 0.999], "weight_decay": 0.1, "model_sharding": False,
                  "num_embeds": 2048, "num_heads": 32, "num_query_groups": None, "eps": 1e-08},
     "stablespam": {"lr": 0.001, "betas": [0.9, 0.999], "gamma1": 0.7, "gamma2": 0.9, "theta": 0.999,
-                   "weight_decay": 0.0, "update_proj_gap": 1000, "eps": 1e-08},
+                   "t_max": None, "eta_min": 0.5, "weight_decay": 0.0, "update_proj_gap": 1000, "eps": 1e-08},
     "spam": {"lr": 0.001, "betas": [0.9, 0.999], "density": 1.0, "weight_decay": 0.0, "warmup_epoch": 50,
              "threshold": 5000, "grad_accu_steps": 20, "update_proj_gap": 500, "eps": 1e-06},
 }
@@ -1999,6 +1999,15 @@ def catalogue_c_specs():
             "eps": 1e-6}, WB, 10, "Stable-SPAM with decoupled decay and other constants"))
     a(spec("stablespam-warmup-cosine", "stablespam", {"lr": 0.01}, WB, 10, "Stable-SPAM under warmup_cosine",
            sched=warmup_cosine(2, 8, 0.001)))
+    a(spec("stablespam-cosine-decay", "stablespam", {"lr": 0.01, "t_max": 6}, WB, 10,
+           "Stable-SPAM with the cosine decay of beta1 and gamma1 (t_max 6: the factor reaches eta_min 0.5 at "
+           "step 6 and stays there)"))
+    a(spec("stablespam-cosine-decay-eta-min", "stablespam",
+           {"lr": 0.01, "t_max": 5, "eta_min": 0.2, "gamma1": -1.0, "update_proj_gap": 4, "weight_decay": 0.1},
+           three, 11, "Stable-SPAM with the cosine decay to eta_min 0.2 over t_max 5, gamma1 = beta1 (both "
+           "decayed), moment resets every 4 steps"))
+    a(spec("stablespam-cosine-decay-t-max-one", "stablespam", {"lr": 0.01, "t_max": 1, "eta_min": 0.8}, WB, 6,
+           "Stable-SPAM with t_max 1: beta1 and gamma1 are scaled by eta_min 0.8 from the first step"))
     a(spec("stablespam-maximize", "stablespam", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
            "EXTENSION (maximize): Stable-SPAM maximizing", ext=True))
     # ---------------------------------------------------------------- spam
@@ -2077,8 +2086,6 @@ def catalogue_c_error_specs():
     e("error-update-proj-gap-zero-stablespam", "update_proj_gap = 0 is not positive", "stablespam",
       {"update_proj_gap": 0})
     e("error-negative-eps-stablespam", "negative eps", "stablespam", {"eps": -1e-8})
-    e("error-t-max-stablespam", "t_max (cosine decay of beta1) is not implemented: unknown hyperparameter",
-      "stablespam", {"t_max": 100})
     e("error-negative-lr-spam", "negative lr", "spam", {"lr": -0.001})
     e("error-beta1-one-spam", "beta1 = 1 is outside [0, 1)", "spam", {"betas": [1.0, 0.999]})
     e("error-negative-weight-decay-spam", "negative weight_decay", "spam", {"weight_decay": -0.1})
