@@ -239,7 +239,7 @@ pub(crate) fn cosine_decay(t_max: i64, eta_min: f64, step: u64, prev: f64) -> f6
     if step as i128 >= t_max as i128 {
         return eta_min;
     }
-    let period = (t_max + 1) as f64;
+    let period = (t_max as i128 + 1) as f64;
     let e = (step + 1) as f64;
     let pi = std::f64::consts::PI;
     (1.0 + (pi * e / period).cos()) / (1.0 + (pi * (e - 1.0) / period).cos()) * (prev - eta_min) + eta_min
