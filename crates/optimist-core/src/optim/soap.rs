@@ -542,8 +542,9 @@ mod tests {
         let shape = [2, 3, 4, 5];
         let x: Vec<f32> = (0..120).map(|i| i as f32).collect();
         let y = channels_first(&x, &shape, false);
-        // (n, c, h, w) = (1, 2, 0, 3) comes from (n, h, w, c) = (1, 0, 3, 2).
-        assert_eq!(y[((5 + 2) * 3) * 4 + 3], x[((3 + 0) * 4 + 3) * 5 + 2]);
+        // (n, c, h, w) = (1, 2, 0, 3), at ((1 * 5 + 2) * 3 + 0) * 4 + 3 = 87,
+        // comes from (n, h, w, c) = (1, 0, 3, 2), at ((1 * 3 + 0) * 4 + 3) * 5 + 2 = 77.
+        assert_eq!(y[87], x[77]);
         assert_eq!(channels_first(&y, &shape, true), x);
     }
 }
