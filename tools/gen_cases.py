@@ -271,7 +271,7 @@ CAT_C_REGISTRY = {
     "adammini": {"lr": 1.0, "betas": [0.9, 0.999], "weight_decay": 0.1, "model_sharding": False,
                  "num_embeds": 2048, "num_heads": 32, "num_query_groups": None, "eps": 1e-08},
     "stablespam": {"lr": 0.001, "betas": [0.9, 0.999], "gamma1": 0.7, "gamma2": 0.9, "theta": 0.999,
-                   "weight_decay": 0.0, "update_proj_gap": 1000, "eps": 1e-08},
+                   "t_max": None, "eta_min": 0.5, "weight_decay": 0.0, "update_proj_gap": 1000, "eps": 1e-08},
     "spam": {"lr": 0.001, "betas": [0.9, 0.999], "density": 1.0, "weight_decay": 0.0, "warmup_epoch": 50,
              "threshold": 5000, "grad_accu_steps": 20, "update_proj_gap": 500, "eps": 1e-06},
 }
@@ -1999,6 +1999,15 @@ def catalogue_c_specs():
             "eps": 1e-6}, WB, 10, "Stable-SPAM with decoupled decay and other constants"))
     a(spec("stablespam-warmup-cosine", "stablespam", {"lr": 0.01}, WB, 10, "Stable-SPAM under warmup_cosine",
            sched=warmup_cosine(2, 8, 0.001)))
+    a(spec("stablespam-cosine-decay", "stablespam", {"lr": 0.01, "t_max": 6}, WB, 10,
+           "Stable-SPAM with the cosine decay of beta1 and gamma1 (t_max 6: the factor reaches eta_min 0.5 at "
+           "step 6 and stays there)"))
+    a(spec("stablespam-cosine-decay-eta-min", "stablespam",
+           {"lr": 0.01, "t_max": 5, "eta_min": 0.2, "gamma1": -1.0, "update_proj_gap": 4, "weight_decay": 0.1},
+           three, 11, "Stable-SPAM with the cosine decay to eta_min 0.2 over t_max 5, gamma1 = beta1 (both "
+           "decayed), moment resets every 4 steps"))
+    a(spec("stablespam-cosine-decay-t-max-one", "stablespam", {"lr": 0.01, "t_max": 1, "eta_min": 0.8}, WB, 6,
+           "Stable-SPAM with t_max 1: beta1 and gamma1 are scaled by eta_min 0.8 from the first step"))
     a(spec("stablespam-maximize", "stablespam", {"lr": 0.01, "maximize": True, "weight_decay": 0.1}, WB, 10,
            "EXTENSION (maximize): Stable-SPAM maximizing", ext=True))
     # ---------------------------------------------------------------- spam
@@ -2077,8 +2086,6 @@ def catalogue_c_error_specs():
     e("error-update-proj-gap-zero-stablespam", "update_proj_gap = 0 is not positive", "stablespam",
       {"update_proj_gap": 0})
     e("error-negative-eps-stablespam", "negative eps", "stablespam", {"eps": -1e-8})
-    e("error-t-max-stablespam", "t_max (cosine decay of beta1) is not implemented: unknown hyperparameter",
-      "stablespam", {"t_max": 100})
     e("error-negative-lr-spam", "negative lr", "spam", {"lr": -0.001})
     e("error-beta1-one-spam", "beta1 = 1 is outside [0, 1)", "spam", {"betas": [1.0, 0.999]})
     e("error-negative-weight-decay-spam", "negative weight_decay", "spam", {"weight_decay": -0.1})
@@ -2891,8 +2898,9 @@ from pytorch_optimizer.optimizer.muon import normuon as _po_normuon_mod  # noqa:
 
 CAT_D_REGISTRY = {
     "soap": {"lr": 0.003, "betas": [0.95, 0.95], "shampoo_beta": None, "weight_decay": 0.01,
-             "precondition_frequency": 10, "max_precondition_dim": 10000, "precondition_1d": False,
-             "correct_bias": True, "normalize_gradient": False, "eps": 1e-08, "maximize": False},
+             "precondition_frequency": 10, "max_precondition_dim": 10000, "merge_dims": False,
+             "precondition_1d": False, "correct_bias": True, "normalize_gradient": False,
+             "data_format": "channels_first", "eps": 1e-08, "maximize": False},
     "shampoo": {"lr": 0.001, "momentum": 0.0, "weight_decay": 0.0, "weight_decouple": False, "fixed_decay": False,
                 "preconditioning_compute_steps": 1, "matrix_eps": 1e-06, "maximize": False},
     "adahessian": {"lr": 0.1, "betas": [0.9, 0.999], "weight_decay": 0.0, "weight_decouple": True,
@@ -3239,6 +3247,23 @@ def cat_d_specs():
                                         "precondition_frequency": 3}, [("w", [4, 4]), ("s", [1])], 8,
            "SOAP with precondition_1d, maximizing (the 1-element vector gets a 1 x 1 basis; a longer vector's "
            "first basis is the eigh of a rank-1 matrix, ill-defined)", ext=True))
+    a(spec("soap-merge-dims-3d", "soap",
+           {"lr": 0.01, "merge_dims": True, "max_precondition_dim": 6, "precondition_frequency": 3},
+           [("k", [2, 3, 6]), ("h", [7, 2, 2]), ("b", [7])], 10,
+           "SOAP with merge_dims, max_precondition_dim 6: (2, 3, 6) merges to (6, 6); (7, 2, 2) to (1, 7, 4) "
+           "(a 1 x 1 basis, none for 7, a 4 x 4 one); the 7-vector is left as it is", ext=True))
+    a(spec("soap-merge-dims-4d-1d", "soap",
+           {"lr": 0.01, "merge_dims": True, "precondition_1d": True, "max_precondition_dim": 4,
+            "precondition_frequency": 3, "weight_decay": 0.1},
+           [("conv", [2, 2, 3, 3]), ("s", [1]), ("b", [5])], 10,
+           "SOAP with merge_dims and precondition_1d, max_precondition_dim 4: (2, 2, 3, 3) merges to (4, 3, 3); "
+           "the 1-element vector gets a 1 x 1 basis, the 5-vector (above 4) none", ext=True))
+    a(spec("soap-merge-dims-channels-last", "soap",
+           {"lr": 0.01, "merge_dims": True, "data_format": "channels_last", "max_precondition_dim": 4,
+            "precondition_frequency": 3},
+           [("conv", [2, 3, 3, 2])], 10,
+           "SOAP with merge_dims on a channels_last (N, H, W, C) = (2, 3, 3, 2) tensor: merged as "
+           "(N, C, H, W) = (2, 2, 3, 3) to (4, 3, 3)", ext=True))
     a(spec("soap-max-dim", "soap", {"lr": 0.01, "max_precondition_dim": 4, "precondition_frequency": 3},
            [("w", [4, 9]), ("b", [6])], 8, "SOAP with max_precondition_dim 4: only the 4-long dimension is "
            "rotated; vectors are not", ext=True))
@@ -3336,6 +3361,11 @@ def cat_d_error_specs():
       shapes=[("w", [3, 3])])
     e("error-soap-negative-shampoo-beta", "negative shampoo_beta", "soap", {"shampoo_beta": -0.5},
       shapes=[("w", [3, 3])])
+    e("error-soap-merge-dims-single", "merge_dims: a 3 x 3 matrix merges into [1] (max_precondition_dim "
+      "10000), which cannot hold it", "soap", {"merge_dims": True}, shapes=[("w", [3, 3])])
+    e("error-soap-merge-dims-vector", "merge_dims: a 3-vector (3 <= max_precondition_dim 4) is reshaped to [1] "
+      "at its first update", "soap", {"merge_dims": True, "max_precondition_dim": 4},
+      shapes=[("w", [3, 3]), ("b", [3])])
     e("error-shampoo-momentum-above-one", "momentum 1.5", "shampoo", {"momentum": 1.5})
     e("error-shampoo-compute-steps-zero", "preconditioning_compute_steps 0", "shampoo",
       {"preconditioning_compute_steps": 0})

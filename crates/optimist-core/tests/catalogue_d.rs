@@ -143,7 +143,7 @@ fn invalid_hyperparameters_are_errors_naming_the_field() {
         ("soap", json!({"betas": [0.9, 1.0]}), "betas[1]"),
         ("soap", json!({"precondition_frequency": 0}), "precondition_frequency"),
         ("soap", json!({"shampoo_beta": -0.1}), "shampoo_beta"),
-        ("soap", json!({"merge_dims": true}), "merge_dims"),
+        ("soap", json!({"data_format": "nhwc"}), "data_format"),
         ("shampoo", json!({"momentum": 1.0}), "momentum"),
         ("shampoo", json!({"preconditioning_compute_steps": 0}), "preconditioning_compute_steps"),
         ("shampoo", json!({"matrix_eps": -1.0}), "matrix_eps"),
@@ -353,4 +353,32 @@ fn apollo_projections_follow_the_seed() {
     assert_eq!(len("ortho"), Some(8));
     assert_eq!(len("exp_avg"), Some(8));
     assert_eq!(len("scaling_grad"), Some(1));
+}
+
+/// SOAP's merge_dims where the reference cannot reshape: a tensor whose
+/// dimensions all merge into one fails at the first step, a vector of
+/// length `1 < n <= max_precondition_dim` at the second (the reference
+/// reshapes vectors only to project them); both name merge_dims.
+#[test]
+fn soap_merge_dims_fails_where_the_reference_cannot_reshape() {
+    let mut o = opt("soap", json!({"merge_dims": true}));
+    let mut w = Param::new("w", vec![3, 3], vec![0.5; 9]).unwrap();
+    w.grad.iter_mut().enumerate().for_each(|(i, g)| *g = i as f32 * 0.1 - 0.3);
+    let e = o.step(&mut [w.view()]).unwrap_err().to_string();
+    assert!(e.contains("merge_dims") && e.contains("'w'"), "{e}");
+
+    let mut o = opt("soap", json!({"merge_dims": true, "max_precondition_dim": 4}));
+    let mut b = Param::new("b", vec![3], vec![0.5; 3]).unwrap();
+    b.grad.copy_from_slice(&[0.1, -0.2, 0.3]);
+    o.step(&mut [b.view()]).unwrap();
+    let e = o.step(&mut [b.view()]).unwrap_err().to_string();
+    assert!(e.contains("merge_dims") && e.contains("'b'"), "{e}");
+
+    // A vector above max_precondition_dim is left as it is.
+    let mut o = opt("soap", json!({"merge_dims": true, "max_precondition_dim": 2}));
+    for _ in 0..3 {
+        o.step(&mut [b.view()]).unwrap();
+    }
+    let c = opt("soap", json!({})).config();
+    assert_eq!((c["merge_dims"].clone(), c["data_format"].clone()), (json!(false), json!("channels_first")));
 }

@@ -2,8 +2,8 @@
 //! refreshed every `precondition_frequency` steps by one step of power
 //! iteration and a QR decomposition.
 //!
-//! **Reference:** `pytorch_optimizer.SOAP` (pytorch-optimizer 4.1.0),
-//! `merge_dims = false`. **Paper:** Vyas, Morwani, Zhao, Shapira, Brandfonbrener,
+//! **Reference:** `pytorch_optimizer.SOAP` (pytorch-optimizer 4.1.0).
+//! **Paper:** Vyas, Morwani, Zhao, Shapira, Brandfonbrener,
 //! Janson & Kakade, "SOAP: Improving and Stabilizing Shampoo using Adam",
 //! ICLR 2025 (arXiv:2409.11321).
 //!
@@ -33,15 +33,34 @@
 //! `G_(k)` is the mode-k unfolding of the gradient; `shampoo_beta = null`
 //! means `beta2`.
 //!
+//! **merge_dims.** With `merge_dims`, a parameter that is not a vector is
+//! treated everywhere above (statistics, bases, `P`, the permutations of
+//! `v`) as reshaped to the reference's `merge_small_dims(shape,
+//! max_precondition_dim)`: walking the dimensions, the running product
+//! `q` is multiplied by each `d`; when it exceeds `max_precondition_dim`,
+//! `q / d` is closed as one dimension and `q` restarts at `d`; the last
+//! `q` closes the shape; a single resulting dimension becomes `[1]`. So
+//! `(2, 3, 6)` with 6 merges to `(6, 6)`, and a first dimension above the
+//! maximum gives a leading dimension 1 (with a `1 x 1` basis). Where the
+//! merged shape cannot hold the values (it is `[1]`: all dimensions fit
+//! in one), the reference fails to reshape and so does this: an error at
+//! the first step for a matrix or tensor; for a vector of length
+//! `1 < n <= max_precondition_dim` at its first update (the second step),
+//! as the reference reshapes vectors only when projecting. Other vectors
+//! are unchanged by it. With `data_format = "channels_last"` a 4-D
+//! parameter `(N, H, W, C)` is merged as `(N, C, H, W)` (its values, `m`
+//! and `v` kept in their own layout); `data_format` has no effect without
+//! `merge_dims`.
+//!
 //! Defaults: lr = 3e-3, betas = (0.95, 0.95), shampoo_beta = null,
 //! weight_decay = 0.01, precondition_frequency = 10,
-//! max_precondition_dim = 10000, precondition_1d = false,
-//! correct_bias = true, normalize_gradient = false, eps = 1e-8,
-//! maximize = false. Validation as the reference: lr >= 0, betas in
-//! [0, 1), shampoo_beta >= 0, weight_decay >= 0, precondition_frequency
-//! at least 1, max_precondition_dim at least 1, eps >= 0. The reference's
-//! `merge_dims` and `data_format` (merging small dimensions) are not
-//! offered (unknown hyperparameters).
+//! max_precondition_dim = 10000, merge_dims = false, precondition_1d =
+//! false, correct_bias = true, normalize_gradient = false, data_format =
+//! "channels_first", eps = 1e-8, maximize = false. Validation as the
+//! reference: lr >= 0, betas in [0, 1), shampoo_beta >= 0,
+//! weight_decay >= 0, precondition_frequency at least 1,
+//! max_precondition_dim at least 1, eps >= 0; `data_format` is
+//! `"channels_first"` or `"channels_last"`.
 //!
 //! **Decompositions.** The reference runs `torch.linalg.eigh` and `qr` in
 //! f32; here they run in f64 ([`crate::linalg`]) and are rounded to f32.
@@ -76,6 +95,16 @@ crate::param_state! {
     pub struct SoapState { exp_avg, exp_avg_sq; unsized: gg, q }
 }
 
+/// Layout of 4-D parameters for `merge_dims` (`data_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    /// `(N, C, H, W)`: merged as they are.
+    ChannelsFirst,
+    /// `(N, H, W, C)`: merged as `(N, C, H, W)`.
+    ChannelsLast,
+}
+
 /// Hyperparameters of `pytorch_optimizer.SOAP`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -92,12 +121,17 @@ pub struct Soap {
     pub precondition_frequency: u64,
     /// Largest dimension that gets a basis (default 10000).
     pub max_precondition_dim: u64,
+    /// Merge small dimensions of tensors up to `max_precondition_dim`
+    /// (default false).
+    pub merge_dims: bool,
     /// Give vectors a basis too (default false).
     pub precondition_1d: bool,
     /// Adam's bias correction (default true).
     pub correct_bias: bool,
     /// Divide the update by its RMS (default false).
     pub normalize_gradient: bool,
+    /// Layout of 4-D parameters for `merge_dims` (default channels_first).
+    pub data_format: DataFormat,
     /// Added to Adam's denominator (default 1e-8).
     pub eps: f64,
     /// Maximize the objective (default false).
@@ -113,9 +147,11 @@ impl Default for Soap {
             weight_decay: 1e-2,
             precondition_frequency: 10,
             max_precondition_dim: 10000,
+            merge_dims: false,
             precondition_1d: false,
             correct_bias: true,
             normalize_gradient: false,
+            data_format: DataFormat::ChannelsFirst,
             eps: 1e-8,
             maximize: false,
         }
@@ -140,14 +176,56 @@ impl OptimizerConfig for Soap {
 }
 
 impl Soap {
-    /// For each dimension, whether it gets a basis.
-    fn preconditioned(&self, shape: &[usize]) -> Vec<bool> {
-        let max = self.max_precondition_dim as usize;
-        if shape.len() == 1 {
-            return vec![self.precondition_1d && shape[0] <= max];
+    /// For each dimension, whether it gets a basis (`vector`: the
+    /// parameter itself is one).
+    fn preconditioned(&self, shape: &[usize], vector: bool) -> Vec<bool> {
+        let max = self.max_precondition_dim;
+        if vector {
+            return vec![self.precondition_1d && shape[0] as u64 <= max];
         }
-        shape.iter().map(|&d| d <= max).collect()
+        shape.iter().map(|&d| d as u64 <= max).collect()
     }
+}
+
+/// The reference's `merge_small_dims(shape, max_dim)`.
+fn merge_small_dims(shape: &[usize], max_dim: u64) -> Vec<usize> {
+    let mut merged = Vec::new();
+    let mut product: u128 = 1;
+    for &d in shape {
+        product = product.saturating_mul(d as u128);
+        if product > max_dim as u128 {
+            merged.push((product / d as u128) as usize);
+            product = d as u128;
+        }
+    }
+    merged.push(product as usize);
+    if merged.len() > 1 {
+        merged
+    } else {
+        vec![1]
+    }
+}
+
+/// `(N, H, W, C)` values to `(N, C, H, W)` (`back`: the inverse).
+fn channels_first(x: &[f32], shape: &[usize], back: bool) -> Vec<f32> {
+    let (n, h, w, c) = (shape[0], shape[1], shape[2], shape[3]);
+    let mut y = vec![0.0f32; x.len()];
+    for a in 0..n {
+        for i in 0..h {
+            for j in 0..w {
+                for k in 0..c {
+                    let nhwc = ((a * h + i) * w + j) * c + k;
+                    let nchw = ((a * c + k) * h + i) * w + j;
+                    if back {
+                        y[nhwc] = x[nchw];
+                    } else {
+                        y[nchw] = x[nhwc];
+                    }
+                }
+            }
+        }
+    }
+    y
 }
 
 /// Mode products of `x` (shape `shape`) with the bases: `Q_k^T` along each
@@ -227,10 +305,37 @@ impl UpdateRule for Soap {
                 p.name
             )));
         }
-        let pre = self.preconditioned(&shape);
+        let vector = shape.len() == 1;
+        let first = st.step == 0;
+        // channels_last 4-D tensors are merged (and so preconditioned) in
+        // (N, C, H, W) order: their gradient and moments are permuted there
+        // for the step and back after it.
+        let permuted = self.merge_dims && self.data_format == DataFormat::ChannelsLast && shape.len() == 4;
+        let orig = shape.clone();
+        let shape = if self.merge_dims {
+            let src = if permuted { vec![shape[0], shape[3], shape[1], shape[2]] } else { shape.clone() };
+            let merged = merge_small_dims(&src, self.max_precondition_dim);
+            // The reference reshapes vectors only to project them, from
+            // their first update on.
+            if merged.iter().product::<usize>() != n && (!vector || !first) {
+                return Err(Error::hparam(
+                    Self::NAME,
+                    "merge_dims",
+                    true,
+                    &format!(
+                        "parameter '{}' of shape {orig:?} ({n} values) merges into shape {merged:?} \
+                         (max_precondition_dim {}), which cannot hold it",
+                        p.name, self.max_precondition_dim
+                    ),
+                ));
+            }
+            if vector { shape } else { merged }
+        } else {
+            shape
+        };
+        let pre = self.preconditioned(&shape, vector);
         let (offs, total) = layout(&shape, &pre);
         let sb = self.shampoo_beta.unwrap_or(self.betas[1]);
-        let first = st.step == 0;
         let step = st.step; // the reference's step: its group step minus one
         st.step += 1;
         st.exp_avg.get_or_fill(p.name, "exp_avg", n, 0.0)?;
@@ -240,7 +345,8 @@ impl UpdateRule for Soap {
 
         if first {
             // The statistics from the raw gradient and the first bases (eigh).
-            self.update_statistics(p.grad, &shape, &pre, &offs, st.gg.as_mut_slice(), sb)?;
+            let g = if permuted { channels_first(p.grad, &orig, false) } else { p.grad.to_vec() };
+            self.update_statistics(&g, &shape, &pre, &offs, st.gg.as_mut_slice(), sb)?;
             let gg = st.gg.as_slice().to_vec();
             let q = st.q.as_mut_slice();
             for (k, &d) in shape.iter().enumerate() {
@@ -262,6 +368,42 @@ impl UpdateRule for Soap {
 
         let sgn = descent_sign(self.maximize);
         let g: Vec<f32> = p.grad.iter().map(|&g| sgn * g).collect();
+        if !permuted {
+            return self.update_in_basis(p, st, g, &shape, &pre, &offs, sb, step, None);
+        }
+        let g = channels_first(&g, &orig, false);
+        for buf in [&mut st.exp_avg, &mut st.exp_avg_sq] {
+            let x = channels_first(buf.as_slice(), &orig, false);
+            buf.as_mut_slice().copy_from_slice(&x);
+        }
+        let out = self.update_in_basis(p, st, g, &shape, &pre, &offs, sb, step, Some(&orig));
+        for buf in [&mut st.exp_avg, &mut st.exp_avg_sq] {
+            let x = channels_first(buf.as_slice(), &orig, true);
+            buf.as_mut_slice().copy_from_slice(&x);
+        }
+        out
+    }
+}
+
+impl Soap {
+    /// The update of a step after the first, from the (descent-signed)
+    /// gradient `g`: everything in the layout of `shape` (the merged one),
+    /// except the parameter's values for a permuted tensor (`u` goes back
+    /// to their layout).
+    #[allow(clippy::too_many_arguments)]
+    fn update_in_basis(
+        &self,
+        p: &mut ParamMut<'_>,
+        st: &mut SoapState,
+        g: Vec<f32>,
+        shape: &[usize],
+        pre: &[bool],
+        offs: &[usize],
+        sb: f64,
+        step: u64,
+        permuted_from: Option<&[usize]>,
+    ) -> Result<()> {
+        let n = g.len();
         let [beta1, beta2] = self.betas;
         let mut step_size = self.lr;
         if self.correct_bias {
@@ -273,7 +415,7 @@ impl UpdateRule for Soap {
             .enumerate()
             .map(|(k, &d)| pre[k].then(|| &q_all[offs[k]..offs[k] + d * d]))
             .collect();
-        let gp = project(&g, &shape, &qs, true)?;
+        let gp = project(&g, shape, &qs, true)?;
         let ema1 = Ema::new(beta1);
         let w2 = (1.0 - beta2) as f32;
         let eps = self.eps as f32;
@@ -281,18 +423,21 @@ impl UpdateRule for Soap {
         for (m, &g) in m.iter_mut().zip(&g) {
             *m = ema1.lerp(*m, g);
         }
-        let mp = project(m, &shape, &qs, true)?;
+        let mp = project(m, shape, &qs, true)?;
         let v = st.exp_avg_sq.as_mut_slice();
         let mut ratio = vec![0.0f32; n];
         for (((v, &gp), &mp), r) in v.iter_mut().zip(&gp).zip(&mp).zip(ratio.iter_mut()) {
             *v = lerp(*v, gp * gp, w2);
             *r = mp / (v.sqrt() + eps);
         }
-        let mut u = project(&ratio, &shape, &qs, false)?;
+        let mut u = project(&ratio, shape, &qs, false)?;
         if self.normalize_gradient && n > 0 {
             let s: f64 = u.iter().map(|&x| x as f64 * x as f64).sum();
             let d = ((s as f32) / n as f32).sqrt() + eps;
             u.iter_mut().for_each(|x| *x /= d);
+        }
+        if let Some(orig) = permuted_from {
+            u = channels_first(&u, orig, true);
         }
         let alpha = (-step_size) as f32;
         let keep = (1.0 - self.weight_decay * self.lr) as f32;
@@ -302,9 +447,9 @@ impl UpdateRule for Soap {
                 *x *= keep;
             }
         }
-        self.update_statistics(&g, &shape, &pre, &offs, st.gg.as_mut_slice(), sb)?;
+        self.update_statistics(&g, shape, pre, offs, st.gg.as_mut_slice(), sb)?;
         if step > 0 && step.is_multiple_of(self.precondition_frequency) {
-            self.refresh(&shape, &pre, &offs, st)?;
+            self.refresh(shape, pre, offs, st)?;
         }
         Ok(())
     }
@@ -374,5 +519,32 @@ impl Soap {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_small_dims_as_the_reference() {
+        // The reference's documented examples, and its edge cases.
+        assert_eq!(merge_small_dims(&[1, 2, 512, 1, 2048, 1, 3, 4], 1024), vec![1024, 2048, 12]);
+        assert_eq!(merge_small_dims(&[1, 2, 768, 1, 2048], 1024), vec![2, 768, 2048]);
+        assert_eq!(merge_small_dims(&[2, 3, 6], 6), vec![6, 6]);
+        assert_eq!(merge_small_dims(&[7, 2, 2], 6), vec![1, 7, 4]);
+        assert_eq!(merge_small_dims(&[3, 3], 10000), vec![1]);
+        assert_eq!(merge_small_dims(&[], 4), vec![1]);
+    }
+
+    #[test]
+    fn channels_first_round_trips() {
+        let shape = [2, 3, 4, 5];
+        let x: Vec<f32> = (0..120).map(|i| i as f32).collect();
+        let y = channels_first(&x, &shape, false);
+        // (n, c, h, w) = (1, 2, 0, 3), at ((1 * 5 + 2) * 3 + 0) * 4 + 3 = 87,
+        // comes from (n, h, w, c) = (1, 0, 3, 2), at ((1 * 3 + 0) * 4 + 3) * 5 + 2 = 77.
+        assert_eq!(y[87], x[77]);
+        assert_eq!(channels_first(&y, &shape, true), x);
     }
 }

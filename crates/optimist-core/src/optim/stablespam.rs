@@ -24,17 +24,29 @@
 //! ```
 //! (`gamma1 = -1` means beta1.)
 //!
+//! Cosine decay of beta1 and gamma1 (`t_max` set): every step, beta1 and
+//! gamma1 above (bias corrections included) are multiplied by a factor
+//! `s_T`, computed in f64 as the reference's `CosineDecay` does it with
+//! torch's `CosineAnnealingLR` (period `t_max + 1`, from 1 to `eta_min`),
+//! whose recursive form it reproduces bit for bit:
+//! ```text
+//! T >= t_max:  s_T = eta_min
+//! otherwise:   s_T = (1 + cos(pi (T+1) / (t_max+1))) / (1 + cos(pi T / (t_max+1)))
+//!                    * (s_{T-1} - eta_min) + eta_min,     s_0 = 1
+//! ```
+//! (`t_max <= 1` gives `eta_min` from the first step.)
+//!
 //! Defaults: lr = 1e-3, betas = (0.9, 0.999), gamma1 = 0.7, gamma2 = 0.9,
-//! theta = 0.999, weight_decay = 0, update_proj_gap = 1000, eps = 1e-8,
-//! maximize = false. Validation as the reference: lr >= 0, betas in [0, 1),
-//! weight_decay >= 0, update_proj_gap > 0, eps >= 0. **Not implemented:**
-//! the reference's `t_max`/`eta_min` cosine decay of beta1 and gamma1
-//! (the default `t_max = null` turns it off); they are unknown
-//! hyperparameters here.
+//! theta = 0.999, t_max = null (no decay), eta_min = 0.5, weight_decay = 0,
+//! update_proj_gap = 1000, eps = 1e-8, maximize = false. Validation as the
+//! reference: lr >= 0, betas in [0, 1), weight_decay >= 0,
+//! update_proj_gap > 0, eps >= 0 (and finite gamma1, gamma2, theta,
+//! eta_min).
 //!
 //! State: `exp_avg`, `exp_avg_sq`, and per parameter `m_norm_t`,
-//! `v_norm_t`, `m_max_t` (one value each); the scalars `total_step` and
-//! `group_step`. Norms are accumulated in f64 and rounded to f32.
+//! `v_norm_t`, `m_max_t` (one value each); the scalars `total_step`,
+//! `group_step` and `decay` (the last `s_T`, 1 before the first step).
+//! Norms are accumulated in f64 and rounded to f32.
 
 #![allow(clippy::needless_range_loop)]
 
@@ -65,6 +77,11 @@ pub struct StableSpam {
     pub gamma2: f64,
     /// Decay of the running maximum |g| (default 0.999).
     pub theta: f64,
+    /// Steps of the cosine decay of beta1 and gamma1; null = no decay
+    /// (default null).
+    pub t_max: Option<i64>,
+    /// Final factor of the cosine decay (default 0.5).
+    pub eta_min: f64,
     /// Decoupled weight decay (default 0).
     pub weight_decay: f64,
     /// Steps between moment resets (default 1000).
@@ -83,6 +100,8 @@ impl Default for StableSpam {
             gamma1: 0.7,
             gamma2: 0.9,
             theta: 0.999,
+            t_max: None,
+            eta_min: 0.5,
             weight_decay: 0.0,
             update_proj_gap: 1000,
             eps: 1e-8,
@@ -100,16 +119,16 @@ impl OptimizerConfig for StableSpam {
 
     fn validate(&self) -> Result<()> {
         crate::checks!(self, non_negative(lr), betas(betas), non_negative(weight_decay),
-            at_least(update_proj_gap; 1), non_negative(eps), finite(gamma1, gamma2, theta))
+            at_least(update_proj_gap; 1), non_negative(eps), finite(gamma1, gamma2, theta, eta_min))
     }
 }
 
 impl GlobalRule for StableSpam {
     type State = StableSpamState;
-    const GLOBALS: &'static [&'static str] = &["total_step", "group_step"];
+    const GLOBALS: &'static [&'static str] = &["total_step", "group_step", "decay"];
 
     fn init_globals(&self) -> Vec<f64> {
-        vec![0.0, 0.0]
+        vec![0.0, 0.0, 1.0]
     }
 
     fn step_all(
@@ -142,8 +161,17 @@ impl GlobalRule for StableSpam {
             globals[1] as u64 + 1
         };
         globals[1] = t as f64;
+        let scale = match self.t_max {
+            None => 1.0,
+            Some(t_max) => {
+                let s = cosine_decay(t_max, self.eta_min, total, globals[2]);
+                globals[2] = s;
+                s
+            }
+        };
         let [beta1, beta2] = self.betas;
-        let gamma1 = if self.gamma1 == -1.0 { beta1 } else { self.gamma1 };
+        let gamma1 = (if self.gamma1 == -1.0 { beta1 } else { self.gamma1 }) * scale;
+        let beta1 = beta1 * scale;
         let bc1 = 1.0 - beta1.powf(t as f64);
         let bc2s = ((1.0 - beta2.powf(t as f64)).sqrt()) as f32;
         let step = (-(self.lr / bc1)) as f32;
@@ -199,4 +227,20 @@ impl GlobalRule for StableSpam {
             }
         }
     }
+}
+
+/// The reference's `CosineDecay(1.0, t_max, eta_min).get_death_rate(step)`:
+/// `eta_min` from step `t_max` on; before, one step of torch's
+/// `CosineAnnealingLR` (`T_max = t_max + 1`) from `prev`, in its recursive
+/// form at epoch `step + 1` (the decay sets `last_epoch = step` and then
+/// steps the scheduler). The epochs reached stay below `T_max`, so the
+/// scheduler's other branches never run.
+pub(crate) fn cosine_decay(t_max: i64, eta_min: f64, step: u64, prev: f64) -> f64 {
+    if step as i128 >= t_max as i128 {
+        return eta_min;
+    }
+    let period = (t_max as i128 + 1) as f64;
+    let e = (step + 1) as f64;
+    let pi = std::f64::consts::PI;
+    (1.0 + (pi * e / period).cos()) / (1.0 + (pi * (e - 1.0) / period).cos()) * (prev - eta_min) + eta_min
 }
