@@ -290,6 +290,9 @@ pub struct RuleFacts {
     pub elementwise: bool,
     /// Runs its own passes over fixed blocks (LAMB, Adafactor).
     pub blocked: bool,
+    /// Gives each element's step direction to a sink, so the `cautious`
+    /// wrapper can mask it ([`UpdateRule::EXPOSES_UPDATE`]).
+    pub exposes_update: bool,
     /// The curvature estimate the caller must supply.
     pub curvature: Curvature,
     /// Updates only matrices (needs parameter groups for the rest).
@@ -307,6 +310,7 @@ impl RuleFacts {
     pub const NONE: RuleFacts = RuleFacts {
         elementwise: false,
         blocked: false,
+        exposes_update: false,
         curvature: Curvature::None,
         matrices_only: false,
         suggested: no_suggestion,
@@ -327,6 +331,7 @@ impl RuleFacts {
         RuleFacts {
             elementwise: R::ELEMENTWISE,
             blocked: R::BLOCKED,
+            exposes_update: R::EXPOSES_UPDATE,
             ..RuleFacts::of::<R>()
         }
     }

@@ -316,6 +316,29 @@ pub trait Apply {
     /// Ends the parameter whose elements were passed to [`Apply::apply`]:
     /// applies anything deferred.
     fn finish(&mut self, value: &mut [f32]) -> Result<()>;
+
+    /// For a sink that records the steps of a chunk instead of applying
+    /// them (the fused cautious mask): its slots for the next `n` elements,
+    /// which the element loops of `optim::each` then fill in one
+    /// vectorized pass, exactly as `n` calls of [`Apply::apply`] would.
+    /// `None` (the default, and [`Plain`]) means: call `apply`.
+    #[inline(always)]
+    fn record(&mut self, _n: usize) -> Option<Slots<'_>> {
+        None
+    }
+}
+
+/// Where a recording sink ([`Apply::record`]) takes the steps of `n`
+/// elements: slices of exactly `n` values each.
+#[derive(Debug)]
+pub struct Slots<'a> {
+    /// The direction `u` of each element where `u * g > 0` (the mask keeps
+    /// it), else `u * 0.0` (a masked element: zero of `u`'s sign, or NaN).
+    pub u: &'a mut [f32],
+    /// The learning rate of each element's step.
+    pub lr: &'a mut [f32],
+    /// Count of kept elements, to add to.
+    pub kept: &'a mut usize,
 }
 
 /// The plain update, `p <- p - lr * u`, applied at once.

@@ -958,6 +958,28 @@ fn wrappers_forward_exec_options() {
 }
 
 #[test]
+fn fused_cautious_mask_equals_the_per_element_mask_for_every_elementwise_rule() {
+    // Every registry rule that runs through the elementwise driver and
+    // exposes its step (so the `cautious` wrapper accepts it): the fused,
+    // vectorized mask over chunks on 1-8 threads against the simple path's
+    // per-element `CautiousMask`, bit for bit. Taken from the registry, so
+    // a new rule cannot be left out.
+    let sz = sizes();
+    let rules: Vec<&'static str> = registry()
+        .iter()
+        .filter(|s| s.facts.elementwise && s.facts.exposes_update)
+        .map(|s| s.name)
+        .collect();
+    assert!(rules.len() >= 15, "only {} rules: {rules:?}", rules.len());
+    for name in rules {
+        let hp = json!({"inner": {"optimizer": name, "hparams": {}}});
+        assert_every_path_agrees(ExecOptions::default(), &format!("cautious over {name}"), |exec| {
+            run("cautious", &hp, exec, &sz, 4)
+        });
+    }
+}
+
+#[test]
 fn cautious_masking_is_parallel_over_parameters_and_thread_count_independent() {
     // Masks are per tensor: the parameters run in parallel on the fast
     // path, with the values of the one-by-one simple path.

@@ -3,7 +3,7 @@
 
 use super::threads::for_each_param;
 use crate::error::{Error, Result};
-use crate::rule::{Apply, StepInfo, UpdateRule};
+use crate::rule::{Apply, Slots, StepInfo, UpdateRule};
 use crate::state::{ParamState, StateStore};
 use crate::tensor::ParamMut;
 
@@ -60,6 +60,96 @@ impl Apply for CautiousMask {
         self.pending.clear();
         self.kept = 0;
         Ok(())
+    }
+}
+
+/// The fused cautious mask's sink for one chunk: records each element's
+/// step in the chunk's slots of the parameter's step buffers (the
+/// direction, already masked, and the learning rate) and counts the kept
+/// elements; [`apply_recorded`] applies them once the parameter's count is
+/// known. Its records are exactly [`CautiousMask`]'s: the element loops of
+/// `optim::each` fill them in one vectorized pass ([`Apply::record`]),
+/// other kernels element by element ([`Apply::apply`]).
+#[derive(Debug)]
+pub(super) struct Record<'a> {
+    u: &'a mut [f32],
+    lr: &'a mut [f32],
+    pos: usize,
+    pub(super) kept: usize,
+    overflow: bool,
+}
+
+impl<'a> Record<'a> {
+    /// A sink over slots `u` and `lr` (of the chunk's length).
+    pub(super) fn new(u: &'a mut [f32], lr: &'a mut [f32]) -> Self {
+        Record {
+            u,
+            lr,
+            pos: 0,
+            kept: 0,
+            overflow: false,
+        }
+    }
+
+    /// The slots (directions, learning rates).
+    pub(super) fn into_slots(self) -> (&'a [f32], &'a [f32]) {
+        (self.u, self.lr)
+    }
+
+    /// Whether the kernel passed exactly one step per slot.
+    pub(super) fn complete(&self) -> bool {
+        !self.overflow && self.pos == self.u.len() && self.pos == self.lr.len()
+    }
+}
+
+impl Apply for Record<'_> {
+    #[inline(always)]
+    fn apply(&mut self, _p: &mut f32, g: f32, lr: f32, u: f32) {
+        let keep = u * g > 0.0;
+        self.kept += keep as usize;
+        match (self.u.get_mut(self.pos), self.lr.get_mut(self.pos)) {
+            (Some(su), Some(sl)) => {
+                *su = if keep { u } else { u * 0.0 };
+                *sl = lr;
+            }
+            _ => self.overflow = true,
+        }
+        self.pos += 1;
+    }
+
+    #[inline(always)]
+    fn record(&mut self, n: usize) -> Option<Slots<'_>> {
+        let start = self.pos;
+        let end = start.checked_add(n)?;
+        if end > self.u.len() || end > self.lr.len() {
+            return None;
+        }
+        self.pos = end;
+        Some(Slots {
+            u: &mut self.u[start..end],
+            lr: &mut self.lr[start..end],
+            kept: &mut self.kept,
+        })
+    }
+
+    fn finish(&mut self, _value: &mut [f32]) -> Result<()> {
+        // The driver applies the records (it needs the whole parameter's
+        // count first).
+        Ok(())
+    }
+}
+
+/// Applies recorded steps ([`Record`]) with the parameter's mask scale:
+/// `x <- x - lr * (u * scale)`, the values of [`CautiousMask::finish`]
+/// (a masked element's `u * 0.0` times the positive scale is the same zero
+/// or NaN as the mask's `u * 0.0`).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub(super) fn apply_recorded(x: &mut [f32], u: &[f32], lr: &[f32], scale: f32) {
+    let n = x.len();
+    let (u, lr) = (&u[..n], &lr[..n]);
+    for i in 0..n {
+        x[i] -= lr[i] * (u[i] * scale);
     }
 }
 

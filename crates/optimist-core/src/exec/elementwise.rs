@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::cautious::{run_cautious, CautiousMask};
+use super::cautious::{apply_recorded, cautious_scale, run_cautious, CautiousMask, Record};
 use super::compressed::{
     compressed_piece, convert_after, convert_before, run_simple, sized_buffers, sized_bufs, Buf,
 };
@@ -25,8 +25,9 @@ use crate::tensor::{DType, ParamMut, StateTensor};
 /// [`Elementwise::kernel`]: `update` (the simple path: the kernel over the
 /// whole parameter as one chunk, through the cautious mask when
 /// [`Elementwise::cautious`]), `update_with` (the kernel through any
-/// [`Apply`] sink, so the cautious wrapper composes), and `update_all` (the
-/// fused driver, [`run_elementwise_rule`]). Use inside
+/// [`Apply`] sink, so the cautious wrapper composes), `update_all` (the
+/// fused driver, [`run_elementwise_rule`]) and `update_all_cautious` (the
+/// fused cautious mask, [`run_elementwise_cautious`]). Use inside
 /// `impl UpdateRule for X { type State = ...; elementwise_rule!(); }`.
 ///
 /// `elementwise_rule!(direct)` is for rules whose step is not one
@@ -43,6 +44,17 @@ macro_rules! elementwise_rule {
     () => {
         $crate::elementwise_rule!(update_with);
         $crate::elementwise_rule!(direct);
+
+        fn update_all_cautious(
+            &self,
+            info: &$crate::rule::StepInfo,
+            params: &mut [$crate::tensor::ParamMut<'_>],
+            states: &mut $crate::state::StateStore<Self::State>,
+        ) -> Option<$crate::error::Result<()>> {
+            Some($crate::exec::run_elementwise_cautious(
+                self, info, params, states,
+            ))
+        }
     };
     (update_with) => {
         const EXPOSES_UPDATE: bool = true;
@@ -185,7 +197,25 @@ pub fn run_elementwise_rule<R: Elementwise>(
         return run_elementwise(rule, info, params, states);
     }
     super::threads::need_f32_state::<R>(info, "cautious=true needs")?;
-    run_cautious(rule, info, params, states)
+    run_elementwise_cautious(rule, info, params, states)
+}
+
+/// The step of an elementwise rule under cautious masking (f32 state): on
+/// the fast path the kernel runs over chunks on the thread pool into a
+/// recording sink ([`Record`]: each element's masked direction and
+/// learning rate, and the kept count), then every chunk is stepped with
+/// its parameter's scale; on the simple path, [`run_cautious`] (one
+/// [`CautiousMask`] per parameter). Both give the same values.
+pub fn run_elementwise_cautious<R: Elementwise>(
+    rule: &R,
+    info: &StepInfo,
+    params: &mut [ParamMut<'_>],
+    states: &mut StateStore<R::State>,
+) -> Result<()> {
+    if !info.exec.fused {
+        return run_cautious(rule, info, params, states);
+    }
+    run_fused(rule, info, params, states, true)
 }
 
 /// Runs `rule`'s kernel on `chunk`, compiled for AVX2 when the CPU has it
@@ -198,11 +228,26 @@ fn run_kernel<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>) 
     })
 }
 
+/// [`run_kernel`] into the cautious mask's recording sink.
+#[inline(always)]
+fn run_kernel_recording<R: Elementwise>(
+    rule: &R,
+    scalars: &R::Scalars,
+    chunk: Chunk<'_>,
+    rec: &mut Record<'_>,
+) {
+    simd!(avx2; fn<R: Elementwise>(rule: &R, scalars: &R::Scalars, chunk: Chunk<'_>, rec: &mut Record<'_>) {
+        rule.kernel(scalars, chunk, rec)
+    })
+}
+
 /// One chunk of one parameter with everything the kernel needs.
 pub(super) struct Piece<'a> {
     param: usize,
     pub(super) span: Span<'a>,
     pub(super) bufs: [Buf<'a>; MAX_BUFFERS],
+    /// Under cautious masking: the chunk's recording sink.
+    rec: Option<Record<'a>>,
 }
 
 fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &mut Piece<'_>) {
@@ -213,13 +258,59 @@ fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &
                 *s = &mut **x;
             }
         }
-        run_kernel(rule, scalars, piece.span.chunk(state));
+        match &mut piece.rec {
+            Some(rec) => run_kernel_recording(rule, scalars, piece.span.chunk(state), rec),
+            None => run_kernel(rule, scalars, piece.span.chunk(state)),
+        }
         return;
     }
     // The codecs and the kernel are inlined into the AVX2 build.
     simd!(avx2; fn<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &mut Piece<'_>) {
         compressed_piece(rule, scalars, nb, piece)
     })
+}
+
+/// The second pass of the fused cautious mask: each parameter's scale
+/// from the kept counts of its chunks, then every chunk's recorded steps
+/// applied ([`apply_recorded`], vectorized), in parallel when `parallel`.
+fn apply_cautious<R: Elementwise>(
+    n_params: usize,
+    pieces: &mut [Piece<'_>],
+    parallel: bool,
+) -> Result<()> {
+    let mut kept = vec![0usize; n_params];
+    let mut numel = vec![0usize; n_params];
+    for piece in pieces.iter() {
+        let Some(rec) = &piece.rec else { continue };
+        if !rec.complete() {
+            return Err(Error::Unsupported(format!(
+                "{}: the kernel did not pass one step per element to the cautious mask",
+                R::NAME
+            )));
+        }
+        kept[piece.param] += rec.kept;
+        numel[piece.param] += piece.span.value.len();
+    }
+    let scale: Vec<f32> = numel
+        .iter()
+        .zip(&kept)
+        .map(|(&n, &k)| cautious_scale(n, k))
+        .collect();
+    let one = |piece: &mut Piece<'_>| {
+        if let Some(rec) = piece.rec.take() {
+            let (u, lr) = rec.into_slots();
+            let (x, s) = (&mut *piece.span.value, scale[piece.param]);
+            simd!(avx2; fn(x: &mut [f32], u: &[f32], lr: &[f32], s: f32) {
+                apply_recorded(x, u, lr, s)
+            })
+        }
+    };
+    if parallel {
+        pieces.par_iter_mut().with_min_len(4).for_each(one);
+    } else {
+        pieces.iter_mut().for_each(one);
+    }
+    Ok(())
 }
 
 /// Splits the first `n` elements (at most all) off `s`.
@@ -242,6 +333,24 @@ pub fn run_elementwise<R: Elementwise>(
     if !info.exec.fused {
         return run_simple(rule, info, params, states);
     }
+    run_fused(rule, info, params, states, false)
+}
+
+thread_local! {
+    /// The fused cautious mask's step buffers (two values per element of
+    /// the step's parameters), kept across steps by the stepping thread.
+    static RECORDS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The fused driver, plain or (`cautious`, f32 state) through the
+/// recording sink and a second pass that applies the masked steps.
+fn run_fused<R: Elementwise>(
+    rule: &R,
+    info: &StepInfo,
+    params: &mut [ParamMut<'_>],
+    states: &mut StateStore<R::State>,
+    cautious: bool,
+) -> Result<()> {
     let nb = sized_buffers::<R::State>();
     if nb > MAX_BUFFERS {
         return Err(Error::Unsupported(format!(
@@ -251,6 +360,13 @@ pub fn run_elementwise<R: Elementwise>(
     }
     let mut sts = states_of(params, states)?;
     let compressed = info.exec.state_dtype != DType::F32;
+    if cautious && compressed {
+        return Err(Error::Unsupported(format!(
+            "{}: cautious masking needs f32 state, not '{}'",
+            R::NAME,
+            info.exec.state_dtype.name()
+        )));
+    }
     let hashes: Vec<u64> = if compressed {
         params.iter().map(|p| quant::name_hash(p.name)).collect()
     } else {
@@ -296,6 +412,21 @@ pub fn run_elementwise<R: Elementwise>(
 
     // Work list: chunks of at most CHUNK elements, in parameter order.
     let total: usize = params.iter().map(|p| p.numel()).sum();
+    let n_params = params.len();
+    let mut records = if cautious {
+        RECORDS.take()
+    } else {
+        Vec::new()
+    };
+    if cautious {
+        let need = total.checked_mul(2).ok_or_else(|| {
+            Error::Unsupported(format!("{}: {total} elements under cautious masking", R::NAME))
+        })?;
+        if records.len() < need {
+            records.resize(need, 0.0);
+        }
+    }
+    let (mut rec_u, mut rec_lr) = records.split_at_mut(if cautious { total } else { 0 });
     let mut pieces: Vec<Piece<'_>> = Vec::with_capacity(total / CHUNK + params.len() + 1);
     let mut buf_iter = bufs.iter_mut();
     for (i, p) in params.iter_mut().enumerate() {
@@ -322,6 +453,9 @@ pub fn run_elementwise<R: Elementwise>(
             for (dst, src) in bs.iter_mut().zip(rest.iter_mut()) {
                 *dst = src.take(n);
             }
+            let rec = cautious.then(|| {
+                Record::new(split_front(&mut rec_u, n), split_front(&mut rec_lr, n))
+            });
             pieces.push(Piece {
                 param: i,
                 span: Span {
@@ -331,6 +465,7 @@ pub fn run_elementwise<R: Elementwise>(
                     hessian: h,
                 },
                 bufs: bs,
+                rec,
             });
             offset += n;
         }
@@ -359,10 +494,17 @@ pub fn run_elementwise<R: Elementwise>(
             run_piece(rule, &scalars[piece.param], nb, piece);
         }
     };
-    if threads <= 1 || tasks.len() <= 1 {
-        tasks.into_iter().for_each(work);
-    } else {
+    let parallel = threads > 1 && tasks.len() > 1;
+    if parallel {
         tasks.into_par_iter().with_max_len(1).for_each(work);
+    } else {
+        tasks.into_iter().for_each(work);
+    }
+    if cautious {
+        let applied = apply_cautious::<R>(n_params, &mut pieces, parallel);
+        drop(pieces);
+        RECORDS.set(records);
+        return applied;
     }
     drop(pieces);
 

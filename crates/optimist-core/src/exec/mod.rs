@@ -29,9 +29,14 @@
 //!   returns `None` (the default), the engine runs [`run_per_param`], which
 //!   updates the parameters in parallel, one task per parameter, also
 //!   independent of the thread count.
-//! * **Cautious masking** runs [`UpdateRule::update_with`] through one
-//!   [`CautiousMask`] per parameter ([`run_cautious`]); for elementwise
-//!   rules that is their kernel with the mask as its [`Apply`] sink.
+//! * **Cautious masking** of an elementwise rule runs fused
+//!   ([`run_elementwise_cautious`]): the kernel over chunks on the thread
+//!   pool into a recording sink (each element's masked direction and
+//!   learning rate, in the same vectorized loop as the plain step; see
+//!   [`crate::rule::Apply::record`]), then a second vectorized pass applies
+//!   them with each parameter's scale. Other rules run
+//!   [`UpdateRule::update_with`] through one [`CautiousMask`] per parameter
+//!   ([`run_cautious`]), which is also the simple path's reference.
 //! * **The simple path** (`ExecOptions { fused: false, .. }`) calls
 //!   [`UpdateRule::update`] for each parameter in turn, on one thread: it is
 //!   the reference the fast path is tested against.
@@ -91,7 +96,8 @@ pub use crate::rule::{Chunk, Elementwise, ExecOptions, CHUNK, DEFAULT_Q8_MIN_NUM
 pub use cautious::{cautious_per_param, cautious_scale, run_cautious, CautiousMask};
 pub(crate) use dispatch::simd;
 pub use elementwise::{
-    kernel_whole_param, run_elementwise, run_elementwise_rule, update_whole_param,
+    kernel_whole_param, run_elementwise, run_elementwise_cautious, run_elementwise_rule,
+    update_whole_param,
 };
 pub use threads::{
     for_each_param, need_f32_state, pool, run_blocked, run_on, run_per_param, run_per_param_f32, run_step, Blocks,

@@ -20,7 +20,7 @@
 //!   step `lr * u`, which goes through the [`Apply`] sink (the plain update
 //!   `x - lr * u`, or the cautious mask).
 
-use crate::rule::{Apply, Chunk, MAX_BUFFERS};
+use crate::rule::{Apply, Chunk, Slots, MAX_BUFFERS};
 
 /// The chunk with its state buffers `order[0]`, `order[1]`, ... first, for
 /// a kernel whose step reads buffers that are not the first ones (the
@@ -120,35 +120,65 @@ pub fn direct2_hessian<S>(
     }
 }
 
+/// The loop of every `sink*` kernel: `sink_loop!(x, apply, |i, xi| step)`
+/// runs `step` (element `i`'s [`Step`] from `xi = x[i]`; it writes the
+/// element's state) for every element and ends it through the sink:
+/// applied at once, or, when the sink records ([`Apply::record`], the
+/// fused cautious mask), written to its slots in the same vectorized pass,
+/// as [`Apply::apply`] of the mask would record it. A macro, not a
+/// function taking a closure: the element's arithmetic must be inlined
+/// into the loop, which a closure called from two loops is not.
+macro_rules! sink_loop {
+    ($x:ident, $apply:ident, |$i:ident, $xi:ident| $step:expr) => {{
+        let n = $x.len();
+        if let Some(Slots { u, lr, kept }) = $apply.record(n) {
+            let (u, lr) = (&mut u[..n], &mut lr[..n]);
+            let mut k = 0usize;
+            for $i in 0..n {
+                let $xi = $x[$i];
+                let s: Step = $step;
+                $x[$i] = s.x;
+                // The product in f32, as the reference: an underflow masks.
+                let keep = s.u * s.g > 0.0;
+                k += keep as usize;
+                u[$i] = if keep { s.u } else { s.u * 0.0 };
+                lr[$i] = s.lr;
+            }
+            *kept += k;
+        } else {
+            for $i in 0..n {
+                let $xi = $x[$i];
+                let s: Step = $step;
+                s.finish($apply, &mut $x[$i]);
+            }
+        }
+    }};
+}
+
 /// No state: `f(x, g)` gives each element's [`Step`].
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
 pub fn sink0<A: Apply>(c: Chunk<'_>, apply: &mut A, f: impl Fn(f32, f32) -> Step) {
     let n = c.value.len();
     let (x, g) = (c.value, &c.grad[..n]);
-    for i in 0..n {
-        f(x[i], g[i]).finish(apply, &mut x[i]);
-    }
+    sink_loop!(x, apply, |i, xi| f(xi, g[i]));
 }
 
 /// One state buffer: `f(x, g, a)` gives the element's [`Step`] and new `a`.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
 pub fn sink1<A: Apply>(c: Chunk<'_>, apply: &mut A, f: impl Fn(f32, f32, f32) -> (Step, f32)) {
     let n = c.value.len();
     let [a, ..] = c.state;
     let (x, g, a) = (c.value, &c.grad[..n], &mut a[..n]);
-    for i in 0..n {
-        let (step, ai) = f(x[i], g[i], a[i]);
+    sink_loop!(x, apply, |i, xi| {
+        let (step, ai) = f(xi, g[i], a[i]);
         a[i] = ai;
-        step.finish(apply, &mut x[i]);
-    }
+        step
+    });
 }
 
 /// Two state buffers: `f(x, g, a, b)` gives the element's [`Step`] and
 /// new `a`, `b`.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
 pub fn sink2<A: Apply>(
     c: Chunk<'_>,
     apply: &mut A,
@@ -157,11 +187,11 @@ pub fn sink2<A: Apply>(
     let n = c.value.len();
     let [a, b, ..] = c.state;
     let (x, g, a, b) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n]);
-    for i in 0..n {
-        let (step, ai, bi) = f(x[i], g[i], a[i], b[i]);
+    sink_loop!(x, apply, |i, xi| {
+        let (step, ai, bi) = f(xi, g[i], a[i], b[i]);
         (a[i], b[i]) = (ai, bi);
-        step.finish(apply, &mut x[i]);
-    }
+        step
+    });
 }
 
 /// [`sink2`] with the chunk's Hessian estimate `e` as a fifth input:
@@ -181,11 +211,11 @@ pub fn sink2_hessian<A: Apply>(
     let n = c.value.len();
     let [a, b, ..] = c.state;
     let (x, g, a, b, e) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n], &e[..n]);
-    for i in 0..n {
-        let (step, ai, bi) = with(x[i], g[i], a[i], b[i], e[i]);
+    sink_loop!(x, apply, |i, xi| {
+        let (step, ai, bi) = with(xi, g[i], a[i], b[i], e[i]);
         (a[i], b[i]) = (ai, bi);
-        step.finish(apply, &mut x[i]);
-    }
+        step
+    });
 }
 
 /// Three state buffers: `f(x, g, a, b, d)` gives the element's [`Step`]
@@ -201,9 +231,9 @@ pub fn sink3<A: Apply>(
     let [a, b, d, ..] = c.state;
     let (x, g) = (c.value, &c.grad[..n]);
     let (a, b, d) = (&mut a[..n], &mut b[..n], &mut d[..n]);
-    for i in 0..n {
-        let (step, ai, bi, di) = f(x[i], g[i], a[i], b[i], d[i]);
+    sink_loop!(x, apply, |i, xi| {
+        let (step, ai, bi, di) = f(xi, g[i], a[i], b[i], d[i]);
         (a[i], b[i], d[i]) = (ai, bi, di);
-        step.finish(apply, &mut x[i]);
-    }
+        step
+    });
 }
