@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::math::{descent_sign, WeightDecay};
+use crate::optim::each::{sink_loop, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule, MAX_BUFFERS};
 use crate::tensor::ParamMut;
 use crate::validate as v;
@@ -130,17 +131,21 @@ impl AggMo {
         let n = x.len();
         let g = &g[..n];
         let bufs = &mut bufs[..s.k];
-        for i in 0..n {
-            let (mut xi, gi) = s.wd.apply_to(x[i], s.sgn * g[i]);
+        sink_loop!(x, apply, |i, xi| {
+            let (xi, gi) = s.wd.apply_to(xi, s.sgn * g[i]);
             let mut sum = 0.0f32;
             for (b, &beta) in bufs.iter_mut().zip(&s.betas) {
                 let bi = b[i] * beta + gi;
                 b[i] = bi;
                 sum += bi;
             }
-            apply.apply(&mut xi, gi, s.step_size, sum);
-            x[i] = xi;
-        }
+            Step {
+                x: xi,
+                g: gi,
+                lr: s.step_size,
+                u: sum,
+            }
+        });
     }
 }
 

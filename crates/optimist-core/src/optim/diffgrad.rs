@@ -38,6 +38,7 @@ use super::adam_family::{adanorm, decay, grad_sign};
 use super::pytorch_optimizer::max_nan;
 use crate::error::Result;
 use crate::math::{bias_correction, lerp, Ema, WeightDecay};
+use crate::optim::each::{sink_loop, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 
@@ -205,8 +206,8 @@ impl Elementwise for DiffGrad {
         let [m, v, pg, vmax, ..] = c.state;
         let (x, g, m, v, pg) = (c.value, &c.grad[..n], &mut m[..n], &mut v[..n], &mut pg[..n]);
         let vmax: &mut [f32] = if s.ams { &mut vmax[..n] } else { &mut [] };
-        for i in 0..n {
-            let (mut xi, gi) = s.wd.apply_to(x[i], s.sign * g[i]);
+        sink_loop!(x, apply, |i, xi| {
+            let (xi, gi) = s.wd.apply_to(xi, s.sign * g[i]);
             let si = match s.ada {
                 Some((e, norm)) => gi * e / norm,
                 None => gi,
@@ -232,9 +233,8 @@ impl Elementwise for DiffGrad {
                 (0.0, 0.0)
             };
             pg[i] = gi;
-            apply.apply(&mut xi, gi, lr, u);
-            x[i] = xi;
-        }
+            Step { x: xi, g: gi, lr, u }
+        });
     }
 }
 

@@ -20,7 +20,7 @@
 //!   step `lr * u`, which goes through the [`Apply`] sink (the plain update
 //!   `x - lr * u`, or the cautious mask).
 
-use crate::rule::{Apply, Chunk, Slots, MAX_BUFFERS};
+use crate::rule::{Apply, Chunk, MAX_BUFFERS};
 
 /// The chunk with its state buffers `order[0]`, `order[1]`, ... first, for
 /// a kernel whose step reads buffers that are not the first ones (the
@@ -50,7 +50,7 @@ pub struct Step {
 impl Step {
     /// Ends the element: its step through `apply`, the result stored in `x`.
     #[inline(always)]
-    fn finish<A: Apply>(self, apply: &mut A, x: &mut f32) {
+    pub(crate) fn finish<A: Apply>(self, apply: &mut A, x: &mut f32) {
         let mut xi = self.x;
         apply.apply(&mut xi, self.g, self.lr, self.u);
         *x = xi;
@@ -131,12 +131,12 @@ pub fn direct2_hessian<S>(
 macro_rules! sink_loop {
     ($x:ident, $apply:ident, |$i:ident, $xi:ident| $step:expr) => {{
         let n = $x.len();
-        if let Some(Slots { u, lr, kept }) = $apply.record(n) {
+        if let Some($crate::rule::Slots { u, lr, kept }) = $apply.record(n) {
             let (u, lr) = (&mut u[..n], &mut lr[..n]);
             let mut k = 0usize;
             for $i in 0..n {
                 let $xi = $x[$i];
-                let s: Step = $step;
+                let s: $crate::optim::each::Step = $step;
                 $x[$i] = s.x;
                 // The product in f32, as the reference: an underflow masks.
                 let keep = s.u * s.g > 0.0;
@@ -148,12 +148,13 @@ macro_rules! sink_loop {
         } else {
             for $i in 0..n {
                 let $xi = $x[$i];
-                let s: Step = $step;
+                let s: $crate::optim::each::Step = $step;
                 s.finish($apply, &mut $x[$i]);
             }
         }
     }};
 }
+pub(crate) use sink_loop;
 
 /// No state: `f(x, g)` gives each element's [`Step`].
 #[inline(always)]

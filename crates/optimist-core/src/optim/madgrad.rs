@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::descent_sign;
+use crate::optim::each::{sink_loop, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 
@@ -128,8 +129,7 @@ impl Madgrad {
     ) {
         let n = x.len();
         let (g, v, sum) = (&g[..n], &mut v[..n], &mut sum[..n]);
-        for i in 0..n {
-            let p = x[i];
+        sink_loop!(x, apply, |i, p| {
             let mut gi = s.sgn * g[i];
             if s.l2 != 0.0 {
                 gi += s.l2 * p;
@@ -152,14 +152,18 @@ impl Madgrad {
                     (z, diff * (1.0 - s.w))
                 }
             };
-            let (mut xi, u) = if s.decoupled != 0.0 {
+            let (xi, u) = if s.decoupled != 0.0 {
                 (base - u, -(s.decoupled * p))
             } else {
                 (base, u)
             };
-            apply.apply(&mut xi, gi, 1.0, u);
-            x[i] = xi;
-        }
+            Step {
+                x: xi,
+                g: gi,
+                lr: 1.0,
+                u,
+            }
+        });
     }
 }
 
