@@ -25,6 +25,8 @@ pub enum BenchCommand {
     Bandwidth(BandwidthArgs),
     /// Matrix products (the Muon family's GEMM): GFLOP/s per shape, precision and thread count.
     Gemm(crate::bench_gemm::GemmArgs),
+    /// The candle adapter's step against the engine's on a workload's model (same shapes, one real gradient), alternating.
+    Adapter(crate::bench_adapter::AdapterArgs),
 }
 
 #[derive(Args)]
@@ -89,10 +91,11 @@ pub fn run(command: &BenchCommand) -> Result<()> {
         BenchCommand::Step(a) => step(a),
         BenchCommand::Bandwidth(a) => bandwidth(a),
         BenchCommand::Gemm(a) => crate::bench_gemm::run(a),
+        BenchCommand::Adapter(a) => crate::bench_adapter::run(a),
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n == 0 {
@@ -106,7 +109,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// `--threads` (0: the default), through the cap of
 /// `optimist_core::exec::set_num_threads`.
-fn threads_of(t: usize) -> Result<usize> {
+pub(crate) fn threads_of(t: usize) -> Result<usize> {
     if t == 0 {
         Ok(optimist_core::exec::default_threads())
     } else {
@@ -119,7 +122,7 @@ fn threads_of(t: usize) -> Result<usize> {
 /// The most timed or warm-up repetitions.
 const MAX_REPEATS: usize = 1_000_000;
 
-fn check_repeats(flag: &str, n: usize) -> Result<()> {
+pub(crate) fn check_repeats(flag: &str, n: usize) -> Result<()> {
     if n > MAX_REPEATS {
         return Err(Error::Input(format!(
             "{flag} {n}: must be at most {MAX_REPEATS}"

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_adapter;
 mod bench_gemm;
 mod bench_step;
 mod data;

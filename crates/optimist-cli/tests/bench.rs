@@ -88,3 +88,47 @@ fn bench_rejects_bad_input() {
         assert!(err.contains(needle), "{args}: {err}");
     }
 }
+
+#[test]
+fn bench_adapter_times_the_candle_adapter_against_the_engine() {
+    let (ok, out, err) = optimist(
+        "bench adapter --workloads digits-mlp,shakespeare-mini --threads 1 --repeats 3 --warmup 1",
+    );
+    assert!(ok, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("valid JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (v, name) in lines.iter().zip(["digits-mlp", "shakespeare-mini"]) {
+        assert_eq!(v["bench"], "adapter");
+        assert_eq!(v["workload"], name);
+        assert!(v["params"].as_u64().is_some_and(|n| n > 1000), "{v}");
+        assert!(v["tensors"].as_u64().is_some_and(|n| n >= 2), "{v}");
+        for k in [
+            "engine_seconds_median",
+            "adapter_seconds_median",
+            "adapter_over_engine",
+            "candle_adamw_seconds_median",
+            "candle_adamw_over_adapter",
+        ] {
+            assert!(
+                v[k].as_f64().is_some_and(|x| x > 0.0 && x.is_finite()),
+                "{k}: {v}"
+            );
+        }
+    }
+    // No candle reference for other rules.
+    let (ok, out, err) = optimist(
+        "bench adapter --workloads digits-mlp --optimizer lion --repeats 2 --warmup 0",
+    );
+    assert!(ok, "{err}");
+    let v = json_line(&out);
+    assert_eq!(v["optimizer"], "lion");
+    assert!(v.get("candle_adamw_seconds_median").is_none(), "{v}");
+    // Bad input is an error naming it.
+    let (ok, _, err) = optimist("bench adapter --workloads no-such-workload --repeats 1");
+    assert!(!ok && err.contains("no-such-workload"), "{err}");
+    let (ok, _, err) = optimist("bench adapter --workloads digits-mlp --optimizer nope --repeats 1");
+    assert!(!ok && err.contains("nope"), "{err}");
+}
