@@ -80,30 +80,32 @@ impl Geometry {
         self.ho * self.wo
     }
 
-    /// Calls `f(col_index, input_index)` for every entry of one example's
-    /// `[C k k, Ho Wo]` column matrix that reads a pixel (entries in the
-    /// zero padding are skipped).
+    /// Calls `f(col_start, input_start, len)` for every run of entries of
+    /// one example's `[C k k, Ho Wo]` column matrix that read `len`
+    /// consecutive pixels of one input row, in the order of the entries
+    /// (entries in the zero padding are skipped).
     #[inline]
-    fn walk(&self, mut f: impl FnMut(usize, usize)) {
+    fn walk(&self, mut f: impl FnMut(usize, usize, usize)) {
         let (k, l) = (self.k, self.l());
-        let pad = self.pad as isize;
         for ci in 0..self.c {
             for ki in 0..k {
                 for kj in 0..k {
                     let row = ((ci * k + ki) * k + kj) * l;
+                    // Output columns ow whose input column ow + kj - pad is
+                    // inside the row: lo <= ow < hi.
+                    let lo = self.pad.saturating_sub(kj).min(self.wo);
+                    let hi = (self.w + self.pad).saturating_sub(kj).min(self.wo);
+                    if lo >= hi {
+                        continue;
+                    }
                     for oh in 0..self.ho {
-                        let ih = (oh + ki) as isize - pad;
-                        let out0 = row + oh * self.wo;
-                        if ih < 0 || ih >= self.h as isize {
+                        let ih = oh + ki;
+                        if ih < self.pad || ih - self.pad >= self.h {
                             continue;
                         }
-                        let in0 = (ci * self.h + ih as usize) * self.w;
-                        for ow in 0..self.wo {
-                            let iw = (ow + kj) as isize - pad;
-                            if iw >= 0 && iw < self.w as isize {
-                                f(out0 + ow, in0 + iw as usize);
-                            }
-                        }
+                        let in0 = (ci * self.h + ih - self.pad) * self.w;
+                        // lo + kj >= pad by the choice of lo.
+                        f(row + oh * self.wo + lo, in0 + lo + kj - self.pad, hi - lo);
                     }
                 }
             }
@@ -113,12 +115,17 @@ impl Geometry {
     /// One example `[C, H, W]` into its column matrix `[C k k, Ho Wo]`.
     fn im2col(&self, x: &[f32], cols: &mut [f32]) {
         cols.fill(0.0);
-        self.walk(|ci, xi| cols[ci] = x[xi]);
+        self.walk(|c, i, n| cols[c..c + n].copy_from_slice(&x[i..i + n]));
     }
 
-    /// The adjoint of [`Self::im2col`]: adds the column matrix into `dx`.
+    /// The adjoint of [`Self::im2col`]: adds the column matrix into `dx`
+    /// (each pixel's additions in the order of the column entries).
     fn col2im(&self, cols: &[f32], dx: &mut [f32]) {
-        self.walk(|ci, xi| dx[xi] += cols[ci]);
+        self.walk(|c, i, n| {
+            for (d, s) in dx[i..i + n].iter_mut().zip(&cols[c..c + n]) {
+                *d += *s;
+            }
+        });
     }
 }
 

@@ -104,6 +104,8 @@ fn conv_matches_candle_conv2d() {
     check([2, 1, 8, 8], 3, 5, 2, 3);
     check([1, 4, 5, 7], 2, 5, 2, 4);
     check([2, 2, 4, 4], 3, 1, 0, 5);
+    // Padding wider than the kernel: whole output rows and columns read only zeros.
+    check([1, 2, 3, 4], 2, 3, 3, 6);
 }
 
 #[test]
