@@ -113,8 +113,10 @@ impl Geometry {
     }
 
     /// One example `[C, H, W]` into its column matrix `[C k k, Ho Wo]`.
+    /// Writes the entries that read a pixel only: those in the zero
+    /// padding must be zero in `cols` already (a zeroed buffer that only
+    /// this function writes, with this geometry).
     fn im2col(&self, x: &[f32], cols: &mut [f32]) {
-        cols.fill(0.0);
         self.walk(|c, i, n| cols[c..c + n].copy_from_slice(&x[i..i + n]));
     }
 
@@ -197,7 +199,10 @@ fn backward(
     let mut dw = vec![0f32; g.o * ckk];
     let mut db = vec![0f32; g.o];
     let mut dx = need_dx.then(|| vec![0f32; g.b * chw]);
+    // `cols` only ever holds im2col's entries (its padding stays zero);
+    // `dcols` takes W^T dy.
     let mut cols = vec![0f32; ckk * l];
+    let mut dcols = if need_dx { vec![0f32; ckk * l] } else { Vec::new() };
     let wt = View::new(w, g.o, ckk).t();
     for (bi, (xb, dyb)) in x
         .chunks_exact(chw)
@@ -211,8 +216,8 @@ fn backward(
             *d += row.iter().sum::<f32>();
         }
         if let Some(dx) = dx.as_mut() {
-            gemm(wt, dyv, 0.0, &mut cols)?;
-            g.col2im(&cols, &mut dx[bi * chw..(bi + 1) * chw]);
+            gemm(wt, dyv, 0.0, &mut dcols)?;
+            g.col2im(&dcols, &mut dx[bi * chw..(bi + 1) * chw]);
         }
     }
     Ok(Grads { dx, dw, db })
