@@ -85,7 +85,7 @@ pub(super) unsafe fn encode_block(
     // `first..LUT_LEN`, and the packed tables hold the entries of exactly
     // those keys: key `k` reads entry `k - first`, through a base pointer
     // `first` entries before the table.
-    if !(inv >= 0.0) {
+    if inv.is_nan() || inv < 0.0 {
         return 0;
     }
     assert!(pk.near.len() == LUT_LEN - first && pk.floor.len() == LUT_LEN - first);

@@ -148,7 +148,7 @@ pub(super) unsafe fn encode_block(
 ) -> usize {
     // The magnitudes below are in [0, 1] (which keeps the gathers inside
     // the tables) for inv >= 0; a block's inverse maximum always is.
-    if !(inv >= 0.0) {
+    if inv.is_nan() || inv < 0.0 {
         return 0;
     }
     match (book.signed, mode) {

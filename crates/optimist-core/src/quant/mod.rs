@@ -196,7 +196,7 @@ struct Book {
 
 /// The bucket tables of a book in the form the vector loops read: one
 /// 32-bit entry per bucket instead of an index and a threshold, and only
-/// the buckets from `first` up (about 3K of the 16K: every bucket up to
+/// the buckets from `first` up (about 2.9K of the 16K: every bucket up to
 /// `first` holds the same index and no threshold), so that a table is
 /// 12 KB and the gathers hit the L1 cache.
 ///
