@@ -40,7 +40,43 @@
 use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
+
+/// Which loops the 8-bit codec runs: all give the same codes and values
+/// (the vector loops are tested equal to the scalar ones bit for bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loops {
+    Scalar,
+    /// 8 lanes (`avx2.rs`), where the CPU has AVX2.
+    Avx2,
+    /// 16 lanes (`avx512.rs`), where the CPU has AVX-512F.
+    Avx512,
+}
+
+impl Loops {
+    /// The widest loops the CPU runs (checked once). The environment
+    /// variable `OPTIMIST_Q8_NO_AVX512` (set, not empty or `0`) keeps the
+    /// codec to its AVX2 loops on a CPU with AVX-512, to measure them.
+    fn best() -> Loops {
+        static BEST: OnceLock<Loops> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let no512 = std::env::var_os("OPTIMIST_Q8_NO_AVX512")
+                    .is_some_and(|v| !v.is_empty() && v != "0");
+                if avx512::available() && !no512 {
+                    return Loops::Avx512;
+                }
+                if avx2::available() {
+                    return Loops::Avx2;
+                }
+            }
+            Loops::Scalar
+        })
+    }
+}
 
 /// Default number of values per 8-bit block.
 pub const DEFAULT_Q8_BLOCK: usize = 256;
@@ -131,8 +167,13 @@ pub fn bf16_decode(src: &[u16], dst: &mut [f32]) {
 
 /// One of the two dynamic code books with its encoding tables.
 struct Book {
+    /// The signed book (else the unsigned one).
+    signed: bool,
     /// The 256 values, ascending (code = index).
     values: [f32; 256],
+    /// Byte `q` of the bits of `values[c]` at `planes[q][c]`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    planes: [[u8; 256]; 4],
     /// For the magnitude table: sorted magnitudes from 0 to 1.
     mags: Vec<f32>,
     /// Midpoints between consecutive magnitudes.
@@ -140,20 +181,93 @@ struct Book {
     /// Per bucket (top 16 bits of a magnitude in [0, 1]): the magnitude
     /// index at the bucket's start.
     lut_lo: Vec<u8>,
-    /// `lut_lo` widened to 32 bits (for gathers).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    lut_lo32: Vec<u32>,
     /// Per bucket: the midpoint inside the bucket, or +inf.
     lut_thr: Vec<f32>,
     /// Per bucket: index of the largest magnitude <= the bucket's start.
     floor_lo: Vec<u8>,
-    /// `floor_lo` widened to 32 bits (for gathers).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    floor_lo32: Vec<u32>,
     /// Per bucket: the magnitude inside the bucket, or +inf.
     floor_thr: Vec<f32>,
     /// `1 / (mags[j + 1] - mags[j])`.
     inv_gap: Vec<f32>,
+    /// The vector loops' form of the tables (see [`Packed`]).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    packed: Packed,
+}
+
+/// The bucket tables of a book in the form the vector loops read: one
+/// 32-bit entry per bucket instead of an index and a threshold, and only
+/// the buckets from `first` up (about 2.9K of the 16K: every bucket up to
+/// `first` holds the same index and no threshold), so that a table is
+/// 12 KB and the gathers hit the L1 cache.
+///
+/// The entry of bucket `key` with index `lo` and threshold `thr` is
+/// `(lo << 17) + 0x20000 - t - (key << 16)` (mod 2^32), where `t` is the
+/// low 16 bits of `thr` (whose top 16 bits are `key`) or `0x10000` when
+/// `thr` is +inf. For a magnitude `a` in `[0, 1]` with bits `b` raised to
+/// at least `first << 16` (what that does not change: the bucket of the
+/// smaller magnitudes has no threshold), `(entry + b) >> 17` is
+/// `lo + (a >= thr)`: `entry + b` is `(lo << 17) + 0x20000 - t + (b &
+/// 0xffff)`, which carries into bit 17 exactly when the low 16 bits of `a`
+/// reach those of `thr`, and for non-negative floats with the same top 16
+/// bits, comparing the low 16 bits compares the values.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Packed {
+    /// The first bucket held (entry 0 of the tables).
+    first: u32,
+    /// Nearest rounding: `lut_lo` and `lut_thr`, keys `first..LUT_LEN`.
+    near: Vec<u32>,
+    /// Stochastic rounding: `floor_lo` and `floor_thr`, the same keys.
+    floor: Vec<u32>,
+    /// Per magnitude `j`: `mags[j]` in the low 32 bits and `inv_gap[j] *
+    /// 2^24` in the high 32 bits (one 64-bit gather fetches both). With the
+    /// factor 2^24 the stochastic test `u * 2^-24 < (a - mags[j]) *
+    /// inv_gap[j]` of the scalar loop (`u` the stream's 24-bit integer)
+    /// becomes `u < (a - mags[j]) * (inv_gap[j] * 2^24)`, the same test:
+    /// the scaling is exact, and where the product is below the normal
+    /// range (so rounds differently) both sides are positive and below
+    /// 2^-24, true exactly when `u` is 0.
+    mag_gap: Vec<u64>,
+}
+
+impl Packed {
+    fn new(lut: (&[u8], &[f32]), floor: (&[u8], &[f32]), mags: &[f32], inv_gap: &[f32]) -> Packed {
+        let entry = |key: usize, (lo, thr): (&[u8], &[f32])| -> u32 {
+            let t = if thr[key].is_finite() {
+                let bits = thr[key].to_bits();
+                assert_eq!(bits >> 16, key as u32, "a threshold lies in its bucket");
+                bits & 0xffff
+            } else {
+                0x10000
+            };
+            (((lo[key] as u32) << 17) + 0x20000 - t).wrapping_sub((key as u32) << 16)
+        };
+        // The last bucket (that of 1.0, to which the scalar loops also clamp
+        // larger keys) has no threshold in either table.
+        assert!(!lut.1[LUT_LEN - 1].is_finite() && !floor.1[LUT_LEN - 1].is_finite());
+        // Keys 0..=first hold the entry of key 0 (no threshold) in both tables.
+        let same = |(lo, thr): (&[u8], &[f32])| {
+            (1..LUT_LEN)
+                .find(|&k| lo[k] != lo[0] || thr[k].is_finite())
+                .unwrap_or(LUT_LEN)
+                - 1
+        };
+        assert!(!lut.1[0].is_finite() && !floor.1[0].is_finite());
+        let first = same(lut).min(same(floor));
+        Packed {
+            first: first as u32,
+            near: (first..LUT_LEN).map(|k| entry(k, lut)).collect(),
+            floor: (first..LUT_LEN).map(|k| entry(k, floor)).collect(),
+            mag_gap: mags
+                .iter()
+                .zip(inv_gap)
+                .map(|(m, g)| {
+                    let g24 = g * (1u32 << 24) as f32;
+                    assert_eq!(g24 / (1u32 << 24) as f32, *g, "exact scaling");
+                    m.to_bits() as u64 | (g24.to_bits() as u64) << 32
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Number of buckets: keys `0..=0x3f80` (0x3f80 is the key of 1.0).
@@ -238,17 +352,30 @@ impl Book {
             .map(|w| (1.0 / (w[1] as f64 - w[0] as f64)) as f32)
             .collect();
         inv_gap.push(0.0);
+        let packed = Packed::new(
+            (&lut_lo, &lut_thr),
+            (&floor_lo, &floor_thr),
+            &mags,
+            &inv_gap,
+        );
+        let mut planes = [[0u8; 256]; 4];
+        for (c, v) in values.iter().enumerate() {
+            for (q, plane) in planes.iter_mut().enumerate() {
+                plane[c] = (v.to_bits() >> (8 * q)) as u8;
+            }
+        }
         Book {
+            signed,
+            planes,
             values,
             mags,
             mids,
-            lut_lo32: lut_lo.iter().map(|&x| x as u32).collect(),
             lut_lo,
             lut_thr,
-            floor_lo32: floor_lo.iter().map(|&x| x as u32).collect(),
             floor_lo,
             floor_thr,
             inv_gap,
+            packed,
         }
     }
 
@@ -308,11 +435,11 @@ pub fn q8_encode(
     block: usize,
     rounding: Rounding,
 ) {
-    q8_encode_with(src, codes, scales, block, rounding, true)
+    q8_encode_with(src, codes, scales, block, rounding, Loops::best())
 }
 
-/// [`q8_encode`], with the AVX-512 loops (where the CPU has them) or
-/// without; the codes and scales are the same.
+/// [`q8_encode`] with `loops` (vector loops the CPU lacks fall back to the
+/// scalar ones); the codes and scales are the same for all.
 #[inline(always)]
 fn q8_encode_with(
     src: &[f32],
@@ -320,7 +447,7 @@ fn q8_encode_with(
     scales: &mut [f32],
     block: usize,
     rounding: Rounding,
-    vector: bool,
+    loops: Loops,
 ) {
     let b = books();
     let block = block.max(1);
@@ -330,7 +457,7 @@ fn q8_encode_with(
         .zip(scales.iter_mut())
         .enumerate()
     {
-        let (absmax, neg, nan) = block_stats(x, vector);
+        let (absmax, neg, nan) = block_stats(x, loops);
         if nan {
             *s = f32::NAN;
             c.fill(0);
@@ -353,23 +480,27 @@ fn q8_encode_with(
                 }
             }
         };
-        encode_block(book, neg, x, c, inv, mode, vector);
+        encode_block(book, neg, x, c, inv, mode, loops);
     }
 }
 
 /// `(max |v|, any v < 0, any NaN)` of a block (`max |v|` only meaningful
-/// without NaN), with the AVX-512 loop when `vector` and the CPU has it.
+/// without NaN), with the vector loop `loops` where the CPU has it.
 #[inline(always)]
-fn block_stats(x: &[f32], vector: bool) -> (f32, bool, bool) {
+fn block_stats(x: &[f32], loops: Loops) -> (f32, bool, bool) {
     #[cfg(target_arch = "x86_64")]
     {
-        if vector && avx512::available() {
+        if loops == Loops::Avx512 && avx512::available() {
             // SAFETY: AVX-512F checked just above.
             return unsafe { avx512::block_stats(x) };
         }
+        if loops == Loops::Avx2 && avx2::available() {
+            // SAFETY: AVX2 checked just above.
+            return unsafe { avx2::block_stats(x) };
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = vector;
+    let _ = loops;
     let (mut absmax, mut neg, mut nan) = (0f32, false, false);
     for &v in x {
         absmax = absmax.max(v.abs());
@@ -388,8 +519,8 @@ enum BlockMode {
 }
 
 /// Encodes one block `x` (no NaN) with `inv = 1 / absmax`, in the signed
-/// book when `signed`: the AVX-512 loop (when `vector` and the CPU has it)
-/// for whole groups of 16 values, the scalar loop for the rest; both give
+/// book when `signed`: the vector loop `loops` (where the CPU has it) for
+/// whole groups of 16 or 8 values, the scalar loop for the rest; all give
 /// the same codes.
 #[inline(always)]
 fn encode_block(
@@ -399,23 +530,31 @@ fn encode_block(
     c: &mut [u8],
     inv: f32,
     mode: BlockMode,
-    vector: bool,
+    loops: Loops,
 ) {
     #[allow(unused_mut)]
     let mut start = 0;
     #[cfg(target_arch = "x86_64")]
     {
-        if vector && avx512::available() {
+        debug_assert_eq!(book.signed, signed);
+        if loops == Loops::Avx512 && avx512::available() {
             let m = match mode {
                 BlockMode::Nearest => avx512::Mode::Nearest,
                 BlockMode::Stochastic { base, lo } => avx512::Mode::Stochastic { base, lo },
             };
             // SAFETY: AVX-512F checked just above.
-            start = unsafe { avx512::encode_block(book, signed, x, c, inv, m) };
+            start = unsafe { avx512::encode_block(book, x, c, inv, m) };
+        } else if loops == Loops::Avx2 && avx2::available() {
+            let m = match mode {
+                BlockMode::Nearest => avx2::Mode::Nearest,
+                BlockMode::Stochastic { base, lo } => avx2::Mode::Stochastic { base, lo },
+            };
+            // SAFETY: AVX2 checked just above.
+            start = unsafe { avx2::encode_block(book, x, c, inv, m) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = vector;
+    let _ = loops;
     let (x, c) = (&x[start..], &mut c[start..]);
     match mode {
         BlockMode::Nearest => {
@@ -466,15 +605,15 @@ fn signed_code(v: f32, j: usize) -> u8 {
 /// Decodes block-wise 8-bit values into f32.
 #[inline(always)]
 pub fn q8_decode(codes: &[u8], scales: &[f32], dst: &mut [f32], block: usize) {
-    q8_decode_with(codes, scales, dst, block, true)
+    q8_decode_with(codes, scales, dst, block, Loops::best())
 }
 
-/// [`q8_decode`], with the AVX-512 loop (where the CPU has it) or without;
-/// the values are the same.
+/// [`q8_decode`] with `loops` (vector loops the CPU lacks fall back to the
+/// scalar one); the values are the same for all.
 #[inline(always)]
-fn q8_decode_with(codes: &[u8], scales: &[f32], dst: &mut [f32], block: usize, vector: bool) {
+fn q8_decode_with(codes: &[u8], scales: &[f32], dst: &mut [f32], block: usize, loops: Loops) {
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = vector;
+    let _ = loops;
     let b = books();
     let block = block.max(1);
     for ((c, &s), x) in codes
@@ -482,17 +621,30 @@ fn q8_decode_with(codes: &[u8], scales: &[f32], dst: &mut [f32], block: usize, v
         .zip(scales.iter())
         .zip(dst.chunks_mut(block))
     {
-        let table = if s.is_sign_negative() {
-            &b.signed.values
+        let book = if s.is_sign_negative() {
+            &b.signed
         } else {
-            &b.unsigned.values
+            &b.unsigned
         };
+        let table = &book.values;
         let absmax = s.abs();
         #[cfg(target_arch = "x86_64")]
         {
-            if vector && avx512::available() {
+            if loops == Loops::Avx512 && avx512::has_vbmi() {
+                // SAFETY: AVX-512F, AVX-512BW and AVX512_VBMI checked just above.
+                let done = unsafe { avx512::decode_block_vbmi(c, &book.planes, absmax, x) };
+                // SAFETY: AVX-512F checked with them.
+                unsafe { avx512::decode_block(&c[done..], table, absmax, &mut x[done..]) };
+                continue;
+            }
+            if loops == Loops::Avx512 && avx512::available() {
                 // SAFETY: AVX-512F checked just above.
                 unsafe { avx512::decode_block(c, table, absmax, x) };
+                continue;
+            }
+            if loops == Loops::Avx2 && avx2::available() {
+                // SAFETY: AVX2 checked just above.
+                unsafe { avx2::decode_block(c, table, absmax, x) };
                 continue;
             }
         }
@@ -543,11 +695,29 @@ mod tests {
 
     #[test]
     fn vector_loops_equal_the_scalar_loops_skipped_without_avx512() {
-        // The vector loops are AVX-512 only (elsewhere both sides would run
-        // the scalar loop).
+        // Where the CPU lacks AVX-512F, both sides would run the scalar loop.
         if !crate::cpu::avx512_test_runs("vector_loops_equal_the_scalar_loops_skipped_without_avx512") {
             return;
         }
+        loops_equal_the_scalar_loops(Loops::Avx512);
+    }
+
+    #[test]
+    fn avx2_loops_equal_the_scalar_loops_skipped_without_avx2() {
+        // The AVX2 loops run here even where the CPU has AVX-512.
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx2::available() {
+                loops_equal_the_scalar_loops(Loops::Avx2);
+                return;
+            }
+        }
+        eprintln!("SKIPPED avx2_loops_equal_the_scalar_loops_skipped_without_avx2: this CPU has no AVX2");
+    }
+
+    /// `loops` against the scalar loops, bit for bit, on blocks of every
+    /// kind and on a dense sweep of the magnitudes in [0, 1].
+    fn loops_equal_the_scalar_loops(loops: Loops) {
         // Values of every kind the codec sees: both signs, zeros of both
         // signs, subnormals, exact bucket and midpoint values of the books,
         // infinities (a block with inf has absmax inf and inv 0), NaN
@@ -608,17 +778,91 @@ mod tests {
             ] {
                 let (mut c1, mut s1) = (vec![0u8; len], vec![0f32; nb]);
                 let (mut c2, mut s2) = (vec![0u8; len], vec![0f32; nb]);
-                q8_encode_with(&src, &mut c1, &mut s1, block, rounding, true);
-                q8_encode_with(&src, &mut c2, &mut s2, block, rounding, false);
+                q8_encode_with(&src, &mut c1, &mut s1, block, rounding, loops);
+                q8_encode_with(&src, &mut c2, &mut s2, block, rounding, Loops::Scalar);
                 assert_eq!(c1, c2, "case {case} {rounding:?}");
                 assert!(s1.iter().zip(&s2).all(|(a, b)| a.to_bits() == b.to_bits()));
                 let (mut d1, mut d2) = (vec![0f32; len], vec![0f32; len]);
-                q8_decode_with(&c1, &s1, &mut d1, block, true);
-                q8_decode_with(&c1, &s1, &mut d2, block, false);
+                q8_decode_with(&c1, &s1, &mut d1, block, loops);
+                q8_decode_with(&c1, &s1, &mut d2, block, Loops::Scalar);
                 assert!(
                     d1.iter().zip(&d2).all(|(a, b)| a.to_bits() == b.to_bits()),
                     "case {case}"
                 );
+            }
+        }
+        // Every 61st f32 bit pattern from 0 to 1 (17 million values, all
+        // 16K buckets, both books, both roundings), each block holding 1.0
+        // so that the magnitudes are the values themselves, and each signed
+        // block a tiny negative value.
+        let stride = if cfg!(debug_assertions) { 6007 } else { 61 };
+        let sweep: Vec<f32> = (0..=0x3f80_0000u32)
+            .step_by(stride)
+            .map(f32::from_bits)
+            .collect();
+        let block = 256;
+        for signed in [false, true] {
+            let mut src = Vec::with_capacity(sweep.len() + sweep.len() / 250 * 6);
+            for part in sweep.chunks(block - 2) {
+                src.push(1.0);
+                src.push(if signed { -1e-30 } else { 0.0 });
+                src.extend_from_slice(part);
+            }
+            let nb = q8_blocks(src.len(), block);
+            for rounding in [
+                Rounding::Nearest,
+                Rounding::Stochastic { key: 77, offset: 3 << 20 },
+            ] {
+                let (mut c1, mut s1) = (vec![0u8; src.len()], vec![0f32; nb]);
+                let (mut c2, mut s2) = (vec![0u8; src.len()], vec![0f32; nb]);
+                q8_encode_with(&src, &mut c1, &mut s1, block, rounding, loops);
+                q8_encode_with(&src, &mut c2, &mut s2, block, rounding, Loops::Scalar);
+                assert!(c1 == c2, "sweep, signed={signed} {rounding:?}");
+                assert!(s1.iter().zip(&s2).all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
+        }
+    }
+
+    /// The vector loops' lookup in the packed tables (`Packed`), written
+    /// out per value.
+    fn packed_index(book: &Book, table: &[u32], a: f32) -> usize {
+        let bits = a.to_bits().max(book.packed.first << 16);
+        let entry = table[((bits >> 16) - book.packed.first) as usize];
+        (entry.wrapping_add(bits) >> 17) as usize
+    }
+
+    #[test]
+    fn packed_tables_equal_the_bucket_tables_on_every_magnitude() {
+        // Every f32 bit pattern from 0 to 1 (in debug builds every 257th),
+        // both books: the packed entries give the index of the bucket
+        // tables (nearest and floor), which the brute-force test below and
+        // `lookup_equals_brute_force_nearest` check against the code book.
+        let b = books();
+        let stride = if cfg!(debug_assertions) { 257 } else { 1 };
+        for book in [&b.signed, &b.unsigned] {
+            let pk = &book.packed;
+            assert_eq!(pk.near.len(), LUT_LEN - pk.first as usize);
+            // The tables are the small ones the gathers are meant for.
+            assert!(pk.near.len() < 4096, "{}", pk.near.len());
+            for bits in (0..=0x3f80_0000u32).step_by(stride) {
+                let a = f32::from_bits(bits);
+                let near = book.magnitude_index(a);
+                let floor = book.floor_index(a);
+                if packed_index(book, &pk.near, a) != near
+                    || packed_index(book, &pk.floor, a) != floor
+                {
+                    panic!("signed={} a={a:e} ({bits:#x})", book.signed);
+                }
+            }
+            // Every 4099th pattern against brute force: the nearest
+            // magnitude (ties to the larger one, as the midpoints split
+            // them) and the largest magnitude not above the value.
+            for bits in (0..=0x3f80_0000u32).step_by(4099 * stride) {
+                let a = f32::from_bits(bits);
+                let near = book.mids.partition_point(|&m| m <= a);
+                let floor = book.mags.partition_point(|&m| m <= a) - 1;
+                assert_eq!(packed_index(book, &pk.near, a), near, "a={a:e}");
+                assert_eq!(packed_index(book, &pk.floor, a), floor, "a={a:e}");
             }
         }
     }
