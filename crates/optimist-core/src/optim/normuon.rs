@@ -30,7 +30,7 @@
 //! ns_coeffs = "original", update_scale = "preserve_norm",
 //! use_adjusted_lr = false, eps = 1e-10, maximize = false.
 //! Validation as the reference: lr >= 0, weight_decay >= 0, momentum and
-//! beta2 in [0, 1), ns_steps > 0, update_scale one of the two, eps >= 0,
+//! beta2 in [0, 1), 0 < ns_steps < 100, update_scale one of the two, eps >= 0,
 //! ns_coeffs a preset name or coefficient triples.
 //!
 //! **Parameters.** As the reference with `use_muon=True`: every parameter
@@ -131,6 +131,9 @@ impl OptimizerConfig for NorMuon {
     fn validate(&self) -> Result<()> {
         crate::checks!(self, non_negative(lr, weight_decay), unit_interval_open(momentum, beta2),
             at_least(ns_steps; 1), non_negative(eps))?;
+        // Bounded as torch.optim.Muon bounds it (< 100): each iteration is
+        // three matrix products, so a huge count is unbounded work.
+        crate::checks!(self, at_most(ns_steps; 99))?;
         self.ns_coeffs.resolve(Self::NAME, "ns_coeffs")?;
         Ok(())
     }
