@@ -65,19 +65,9 @@ STEP_GAPS = {
 }
 CROSS_GAPS = {
     "adammini": STEP_GAPS["adammini"],
-    "aggmo": "state buffer names differ from the reference's",
-    "came": "state dict does not load into the reference",
-    "grokfastadamw": "state buffer names differ from the reference's",
-    "madgrad": "state buffer names differ from the reference's",
-    "dadaptsgd": "optimizer-wide state (g0_norm, numerator_weighted) kept under other names or types",
-    "spam": "the reference keeps its step counters outside the parameter groups",
-    "stablespam": "the reference keeps its step counters under other names",
 }
-# Cross-loads that work in one direction only.
-TO_REF_GAPS = {
-    name: "the reference keeps optimizer-wide sums as one-element tensors; ours saves floats"
-    for name in ("dadaptadam", "dadaptlion", "prodigy")
-}
+# Cross-loads that work in one direction only (none at present).
+TO_REF_GAPS = {}
 
 
 def load_cases():

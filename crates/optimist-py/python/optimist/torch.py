@@ -91,6 +91,10 @@ def _state_shape(buffer, values, p):
         return shape[:-1] + (1,)
     if buffer == "col_var" and len(shape) >= 2:
         return shape[:-2] + (1,) + shape[-1:]
+    if buffer in ("exp_avg_sq_row", "exp_avg_res_row") and len(shape) >= 2:
+        return shape[:-1]  # CAME's factors, in pytorch-optimizer's shapes
+    if buffer in ("exp_avg_sq_col", "exp_avg_res_col") and len(shape) >= 2:
+        return shape[:-2] + shape[-1:]
     if n == 1:
         return ()
     return (n,)
@@ -133,6 +137,9 @@ class OptimistOptimizer(torch.optim.Optimizer):
         if self._state_dtype != "f32":
             _optimist.check_state_dtype(self._name, self._state_dtype)
         self._stepper = _optimist.Stepper(_TYPES, self._state_dtype)
+        layout = _LAYOUTS.get(self._name)
+        if layout is not None:
+            layout.defaults(hp)
         super().__init__(params, hp)
 
     @staticmethod
@@ -314,11 +321,27 @@ class OptimistOptimizer(torch.optim.Optimizer):
             created, globals_ = self._stepper.set_mode(calls, threads, train)
         self._finish(created, globals_)
 
+    def _layout(self):
+        return _LAYOUTS.get(self._name)
+
+    def state_dict(self):
+        """As torch's, in the reference's layout where the reference keeps
+        some state in another form than the core (see ``_Layout``), so that
+        the reference's ``load_state_dict`` takes it."""
+        sd = super().state_dict()
+        layout = self._layout()
+        if layout is not None:
+            sd = layout.to_reference(_shallow(sd), self)
+        return sd
+
     def load_state_dict(self, state_dict):
         """As torch's, then state buffers back to their storage type (torch
         casts them to the parameter's dtype): float32 (half-precision
         parameters keep f32 state), bfloat16 with ``state_dtype`` bf16, and
-        uint8 for 8-bit codes."""
+        uint8 for 8-bit codes. Takes the reference's layout too."""
+        layout = self._layout()
+        if layout is not None:
+            state_dict = layout.from_reference(_shallow(state_dict), self)
         super().load_state_dict(state_dict)
         # A reference's state dict lacks our keys (maximize, ...): defaults.
         for group in self.param_groups:
@@ -338,6 +361,291 @@ class OptimistOptimizer(torch.optim.Optimizer):
                         st[key] = value.to(want).contiguous()
 
 
+def _shallow(sd):
+    """A copy of a state dict whose dicts (top level, groups, per-parameter
+    state) may be changed without touching the optimizer's own."""
+    out = dict(sd)
+    out["state"] = {k: dict(v) if isinstance(v, dict) else v for k, v in sd["state"].items()}
+    out["param_groups"] = [dict(g) for g in sd["param_groups"]]
+    return out
+
+
+def _params_by_index(groups):
+    """The parameters in the order of a state dict's indices."""
+    return [p for g in groups for p in g["params"]]
+
+
+def _scalar_tensor(value):
+    """An optimizer-wide sum as pytorch-optimizer keeps it: a one-element
+    float32 tensor (the core rounds these sums to float32)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    return torch.tensor([float(value)], dtype=torch.float32)
+
+
+class _Layout:
+    """How the reference keeps an optimizer's state where it differs from
+    the core's buffers and group scalars. ``state_dict()`` writes the
+    reference's layout, so that the reference loads it; ``load_state_dict()``
+    reads either. ``defaults`` adjusts the constructor's defaults as the
+    reference's constructor does."""
+
+    def defaults(self, hp):
+        pass
+
+    def to_reference(self, sd, opt):
+        return sd
+
+    def from_reference(self, sd, opt):
+        return sd
+
+    @staticmethod
+    def _unbounded(groups, key="growth_rate"):
+        # The core reads an unbounded growth rate as null; the references use inf.
+        for g in groups:
+            if key in g and g[key] is None:
+                g[key] = math.inf
+
+
+class _AggMo(_Layout):
+    """pytorch_optimizer.AggMo: ``momentum_buffer`` is a dict from each beta
+    to its buffer; the core's buffers are ``momentum_buffer_<i>`` in the
+    order of ``betas``."""
+
+    def to_reference(self, sd, opt):
+        for g in sd["param_groups"]:
+            betas = list(g["betas"])
+            for i in g["params"]:
+                st = sd["state"].get(i)
+                if st and "momentum_buffer_0" in st:
+                    st["momentum_buffer"] = {b: st.pop(f"momentum_buffer_{k}") for k, b in enumerate(betas)}
+        return sd
+
+    def from_reference(self, sd, opt):
+        for g in sd["param_groups"]:
+            betas = list(g["betas"])
+            for i in g["params"]:
+                st = sd["state"].get(i)
+                buffers = st.get("momentum_buffer") if st else None
+                if isinstance(buffers, dict):
+                    if len(buffers) != len(betas) or any(b not in buffers for b in betas):
+                        raise ValueError(
+                            f"aggmo: state of parameter {i}: momentum_buffer has betas "
+                            f"{sorted(buffers)}, the group's betas are {betas}"
+                        )
+                    del st["momentum_buffer"]
+                    for k, b in enumerate(betas):
+                        st[f"momentum_buffer_{k}"] = buffers[b]
+        return sd
+
+
+class _GrokFastAdamW(_Layout):
+    """pytorch_optimizer.GrokFastAdamW divides the constructor's ``lr`` by
+    ``1 + grokfast_lamb`` (with ``grokfast`` and ``normalize_lr``) and keeps
+    the divided rate in the groups; so does this class, and the core then
+    takes ``normalize_lr = False`` from the group. A group given with its own
+    ``lr`` keeps it undivided, as in the reference."""
+
+    def defaults(self, hp):
+        if hp.get("grokfast") and hp.get("normalize_lr"):
+            hp["lr"] = hp["lr"] / (1.0 + hp["grokfast_lamb"])
+        hp["normalize_lr"] = False
+
+
+class _MADGRAD(_Layout):
+    """pytorch_optimizer.MADGRAD counts steps in ``state["k"]`` (a long
+    tensor kept beside the parameters' state), not in the groups."""
+
+    def to_reference(self, sd, opt):
+        steps = [int(g.get("step", 0)) for g in sd["param_groups"]]
+        sd["state"]["k"] = torch.tensor([max(steps, default=0)], dtype=torch.long)
+        return sd
+
+    def from_reference(self, sd, opt):
+        k = sd["state"].pop("k", None)
+        if k is not None:
+            for g in sd["param_groups"]:
+                g["step"] = int(k.item() if isinstance(k, torch.Tensor) else k)
+        return sd
+
+
+class _DAdapt(_Layout):
+    """pytorch-optimizer's D-Adaptation and Prodigy keep their running sums
+    (``numerator_weighted``, ``d_numerator``) as one-element float32 tensors
+    and an unbounded ``growth_rate`` as inf. D-Adapt SGD counts its steps
+    (the core's ``k``) in the group's ``step``."""
+
+    def __init__(self, sums, counts_k=False):
+        self.sums = sums
+        self.counts_k = counts_k
+
+    def to_reference(self, sd, opt):
+        self._unbounded(sd["param_groups"])
+        for g in sd["param_groups"]:
+            for key in self.sums:
+                if key in g:
+                    g[key] = _scalar_tensor(g[key])
+            if self.counts_k and "k" in g:
+                g["step"] = int(g["k"])
+        return sd
+
+    def from_reference(self, sd, opt):
+        if self.counts_k:
+            for g in sd["param_groups"]:
+                if "numerator_weighted" in g and "k" not in g:
+                    g["k"] = float(g.get("step", 0))
+        return sd
+
+
+class _CosineDecay:
+    """pytorch-optimizer's ``CosineDecay(start, t_max, eta_min)``, which SPAM
+    and StableSPAM save in their state dicts: a torch SGD and
+    ``CosineAnnealingLR`` pair, stepped the same way."""
+
+    def __init__(self, start, t_max, eta_min):
+        self.sgd = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=start)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.sgd, t_max + 1, eta_min)
+
+    def step(self, epoch):
+        self.sched.last_epoch = epoch
+        self.sgd.step()
+        self.sched.step()
+
+    def set_rate(self, value):
+        self.sgd.param_groups[0]["lr"] = value
+        self.sched._last_lr = [value]
+
+    def state_dict(self):
+        return {"optimizer": self.sgd.state_dict(), "scheduler": self.sched.state_dict()}
+
+
+class _StableSPAM(_Layout):
+    """pytorch_optimizer.StableSPAM keeps ``total_step`` (and the cosine
+    decay's scheduler, ``warmup``, with ``t_max``) at the top of the state
+    dict, and the steps since the last moment reset in the group's ``step``;
+    the core keeps ``total_step``, ``group_step`` and the decay factor
+    ``decay`` in each group."""
+
+    def to_reference(self, sd, opt):
+        groups = sd["param_groups"]
+        if groups and "total_step" in groups[0]:
+            g0 = groups[0]
+            total = int(g0["total_step"])
+            sd["total_step"] = total
+            for g in groups:
+                if "group_step" in g:
+                    g["step"] = int(g["group_step"])
+            t_max = g0.get("t_max")
+            if t_max is not None:
+                # The reference steps its scheduler at total steps 1, 2, ...
+                # below t_max; the core's decay is the rate of the last one.
+                t_max = int(t_max)
+                stepped = total >= 1 and t_max > 1
+                warmup = _CosineDecay(1.0, t_max, float(g0["eta_min"]))
+                if stepped:
+                    warmup.step(min(total, t_max - 1))
+                    warmup.set_rate(float(g0.get("decay", 1.0)))
+                sd["warmup"] = warmup.state_dict()
+        return sd
+
+    def from_reference(self, sd, opt):
+        if "total_step" not in sd:
+            return sd
+        total = int(sd.pop("total_step"))
+        warmup = sd.pop("warmup", None)
+        for g in sd["param_groups"]:
+            if "group_step" in g or total == 0:
+                continue
+            g["total_step"] = float(total)
+            g["group_step"] = float(g.get("step", 0))
+            # The reference keeps t_max and eta_min out of its groups.
+            t_max = g.get("t_max", opt.defaults["t_max"])
+            if t_max is None:
+                g["decay"] = 1.0
+            elif total >= t_max:
+                g["decay"] = float(g.get("eta_min", opt.defaults["eta_min"]))
+            elif warmup is not None:
+                g["decay"] = float(warmup["optimizer"]["param_groups"][0]["lr"])
+            else:
+                raise ValueError(
+                    "stablespam: the state dict has total_step but no 'warmup' (the cosine "
+                    "decay of t_max); it cannot continue the reference's run"
+                )
+        return sd
+
+
+class _SPAM(_Layout):
+    """pytorch_optimizer.SPAM keeps ``total_step`` and ``current_step`` in
+    the optimizer's state beside the parameters', a boolean ``mask`` for
+    every 2-D parameter (all True at ``density = 1``, the density the core
+    supports) with its moments flattened to the masked entries, and its
+    warm-up scheduler in ``warmup``."""
+
+    def to_reference(self, sd, opt):
+        groups = sd["param_groups"]
+        if not groups or "total_step" not in groups[0]:
+            return sd
+        g0 = groups[0]
+        total, current = int(g0["total_step"]), int(g0["current_step"])
+        sd["state"]["total_step"] = total
+        sd["state"]["current_step"] = current
+        # The reference makes a new CosineDecay(0.99, warmup_epoch) at each
+        # reset and steps it at current_step 0, 1, ... below warmup_epoch;
+        # before the first reset current_step starts at warmup_epoch + 1.
+        we = int(g0["warmup_epoch"])
+        warmup = _CosineDecay(0.99, we, 0.0)
+        if current < we + 1 + total:
+            for c in range(min(current, we)):
+                warmup.step(c)
+        sd["warmup"] = warmup.state_dict()
+        params = _params_by_index(opt.param_groups)
+        for g in groups:
+            for i in g["params"]:
+                st = sd["state"].get(i)
+                if st and "exp_avg" in st and params[i].dim() == 2:
+                    st["mask"] = torch.ones(params[i].shape, dtype=torch.bool)
+                    st["exp_avg"] = st["exp_avg"].reshape(-1)
+                    st["exp_avg_sq"] = st["exp_avg_sq"].reshape(-1)
+        return sd
+
+    def from_reference(self, sd, opt):
+        state = sd["state"]
+        total = state.pop("total_step", None)
+        current = state.pop("current_step", None)
+        sd.pop("warmup", None)
+        for key, st in state.items():
+            mask = st.pop("mask", None) if isinstance(st, dict) else None
+            if mask is not None and not bool(mask.all()):
+                raise ValueError(
+                    f"spam: state of parameter {key}: a mask with density < 1 "
+                    "(optimist's SPAM supports density = 1)"
+                )
+            if mask is not None:
+                for name in ("exp_avg", "exp_avg_sq"):
+                    if name in st:
+                        st[name] = st[name].reshape(mask.shape)
+        if total is not None and int(total) > 0:
+            for g in sd["param_groups"]:
+                g.setdefault("total_step", float(int(total)))
+                g.setdefault("current_step", float(int(current)))
+        return sd
+
+
+#: Reference layouts by registry name (optimizers whose reference keeps
+#: state in another form than the core).
+_LAYOUTS = {
+    "aggmo": _AggMo(),
+    "grokfastadamw": _GrokFastAdamW(),
+    "madgrad": _MADGRAD(),
+    "dadaptadam": _DAdapt(("numerator_weighted",)),
+    "dadaptlion": _DAdapt(("numerator_weighted",)),
+    "dadaptsgd": _DAdapt(("numerator_weighted",), counts_k=True),
+    "prodigy": _DAdapt(("d_numerator",)),
+    "spam": _SPAM(),
+    "stablespam": _StableSPAM(),
+}
+
+
 def load_into(optimizer, state_dict):
     """Loads ``state_dict`` (from an optimist class) into another optimizer,
     such as its pytorch-optimizer reference, whose ``load_state_dict`` does
@@ -348,7 +656,9 @@ def load_into(optimizer, state_dict):
         merged = {k: v for k, v in current.items() if k != "params"}
         merged.update(saved)
         groups.append(merged)
-    optimizer.load_state_dict({"state": state_dict["state"], "param_groups": groups})
+    merged = dict(state_dict)  # with any other top-level entries (SPAM's warmup, ...)
+    merged["param_groups"] = groups
+    optimizer.load_state_dict(merged)
 
 
 def _class_name(spec):
