@@ -11,6 +11,7 @@
 
 use optimist_core::{registry, DType, Error, ExecOptions, Mode, Optimizer, ParamMut, StateTensor};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use serde_json::{json, Value};
@@ -120,13 +121,54 @@ impl Dt {
     }
 }
 
-/// A checked, dense CPU tensor: address, element count, type, shape.
+/// Which tensor of a step a [`TensorRef`] is, for error messages (formatted
+/// only when one is raised: a step hands over thousands of tensors).
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    Param,
+    Grad,
+    State(&'static str),
+    Scales(&'static str),
+    Step,
+    Hessian,
+}
+
+/// A tensor's role, parameter index and group.
+#[derive(Clone, Copy, Debug)]
+struct What {
+    role: Role,
+    index: usize,
+    group: usize,
+}
+
+impl What {
+    fn with(self, role: Role) -> What {
+        What { role, ..self }
+    }
+}
+
+impl std::fmt::Display for What {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = format_args!("param {} of group {}", self.index, self.group);
+        match self.role {
+            Role::Param => write!(f, "{p}"),
+            Role::Grad => write!(f, "gradient of {p}"),
+            Role::State(b) => write!(f, "state '{b}' of {p}"),
+            Role::Scales(b) => write!(f, "state '{b}' of {p} (scales)"),
+            Role::Step => write!(f, "state 'step' of {p}"),
+            Role::Hessian => write!(f, "hessian of {p}"),
+        }
+    }
+}
+
+/// A checked, dense CPU tensor: address, element count, type, and (for
+/// parameters, whose shape the engine sees) shape.
 struct TensorRef {
     addr: usize,
     numel: usize,
     dt: Dt,
     shape: Vec<usize>,
-    what: String,
+    what: What,
 }
 
 impl TensorRef {
@@ -144,23 +186,23 @@ struct TorchTypes {
     u8: PyObject,
 }
 
-fn tensor_ref(t: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResult<TensorRef> {
+fn tensor_ref(t: &Bound<'_, PyAny>, what: What, types: &TorchTypes) -> PyResult<TensorRef> {
     let py = t.py();
     let layout = t
-        .getattr("layout")
+        .getattr(intern!(py, "layout"))
         .map_err(|_| value_error(format!("{what}: not a torch tensor")))?;
     if !layout.is(types.strided.bind(py)) {
         return Err(value_error(format!(
             "{what}: layout {layout} is not supported (sparse tensors cannot be stepped in place; only dense strided tensors)"
         )));
     }
-    if !t.getattr("is_cpu")?.extract::<bool>()? {
-        let device = t.getattr("device")?;
+    if !t.getattr(intern!(py, "is_cpu"))?.extract::<bool>()? {
+        let device = t.getattr(intern!(py, "device"))?;
         return Err(value_error(format!(
             "{what}: tensor is on device '{device}'; optimist.torch steps CPU tensors only (no copy is made, as an update to a copy would be lost)"
         )));
     }
-    let dtype = t.getattr("dtype")?;
+    let dtype = t.getattr(intern!(py, "dtype"))?;
     let dt = if dtype.is(types.f32.bind(py)) {
         Dt::F32
     } else if dtype.is(types.bf16.bind(py)) {
@@ -174,15 +216,22 @@ fn tensor_ref(t: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResul
             "{what}: dtype {dtype} is not supported (float32, bfloat16 or float16; uint8 for 8-bit state)"
         )));
     };
-    let shape: Vec<usize> = t.getattr("shape")?.extract()?;
-    if !t.call_method0("is_contiguous")?.extract::<bool>()? {
-        let stride = t.call_method0("stride")?;
+    if !t.call_method0(intern!(py, "is_contiguous"))?.extract::<bool>()? {
+        let shape = t.getattr(intern!(py, "shape"))?;
+        let stride = t.call_method0(intern!(py, "stride"))?;
         return Err(value_error(format!(
-            "{what}: tensor of shape {shape:?} with strides {stride} is not contiguous; optimist.torch writes in place and never steps a copy"
+            "{what}: tensor of shape {shape} with strides {stride} is not contiguous; optimist.torch writes in place and never steps a copy"
         )));
     }
-    let numel: usize = t.call_method0("numel")?.extract()?;
-    let addr: usize = t.call_method0("data_ptr")?.extract()?;
+    // Only a parameter's shape reaches the engine; the other tensors are
+    // checked by element count.
+    let shape: Vec<usize> = if matches!(what.role, Role::Param) {
+        t.getattr(intern!(py, "shape"))?.extract()?
+    } else {
+        Vec::new()
+    };
+    let numel: usize = t.call_method0(intern!(py, "numel"))?.extract()?;
+    let addr: usize = t.call_method0(intern!(py, "data_ptr"))?.extract()?;
     if numel > 0 && (addr == 0 || !addr.is_multiple_of(dt.size())) {
         return Err(value_error(format!(
             "{what}: data pointer {addr:#x} is null or not aligned for its dtype"
@@ -208,7 +257,7 @@ fn tensor_ref(t: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResul
 
 /// A state entry: a float32 or bfloat16 tensor, or a tuple (uint8 codes,
 /// float32 block scales) of 8-bit state.
-fn state_ref(o: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResult<StateRef> {
+fn state_ref(o: &Bound<'_, PyAny>, what: What, types: &TorchTypes) -> PyResult<StateRef> {
     if let Ok(t) = o.downcast::<PyTuple>() {
         if t.len() != 2 {
             return Err(value_error(format!(
@@ -216,8 +265,12 @@ fn state_ref(o: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResult
                 t.len()
             )));
         }
-        let codes = tensor_ref(&t.get_item(0)?, what.clone(), types)?;
-        let scales = tensor_ref(&t.get_item(1)?, format!("{what} (scales)"), types)?;
+        let codes = tensor_ref(&t.get_item(0)?, what, types)?;
+        let buffer = match what.role {
+            Role::State(b) => b,
+            _ => "?",
+        };
+        let scales = tensor_ref(&t.get_item(1)?, what.with(Role::Scales(buffer)), types)?;
         if codes.dt != Dt::U8 || scales.dt != Dt::F32 {
             return Err(value_error(format!(
                 "{what}: 8-bit state needs uint8 codes and float32 scales, got {:?} and {:?}",
@@ -227,6 +280,11 @@ fn state_ref(o: &Bound<'_, PyAny>, what: String, types: &TorchTypes) -> PyResult
         return Ok(StateRef::Q8(codes, scales));
     }
     let r = tensor_ref(o, what, types)?;
+    if let (Dt::U8, Role::State(b)) = (r.dt, what.role) {
+        return Err(value_error(format!(
+            "{what}: 8-bit codes without '{b}_scales' (8-bit state is uint8 codes with their float32 block scales)"
+        )));
+    }
     match r.dt {
         Dt::F32 => Ok(StateRef::F32(r)),
         Dt::Bf16 => Ok(StateRef::Bf16(r)),
@@ -576,8 +634,8 @@ impl Stepper {
                     )));
                 }
                 let index: usize = t.get_item(0)?.extract()?;
-                let pname = format!("param {index} of group {gi}");
-                let param = tensor_ref(&t.get_item(1)?, pname.clone(), &self.types)?;
+                let pname = What { role: Role::Param, index, group: gi };
+                let param = tensor_ref(&t.get_item(1)?, pname, &self.types)?;
                 if param.dt == Dt::U8 {
                     return Err(value_error(format!(
                         "{pname}: dtype uint8 is not supported (float32, bfloat16 or float16)"
@@ -587,11 +645,12 @@ impl Stepper {
                 let grad = if g.is_none() && mode.is_some() {
                     None
                 } else {
-                    let grad = tensor_ref(&g, format!("gradient of {pname}"), &self.types)?;
+                    let grad = tensor_ref(&g, pname.with(Role::Grad), &self.types)?;
                     if grad.numel != param.numel || grad.dt != param.dt {
+                        let gshape = g.getattr(intern!(py, "shape"))?;
                         return Err(value_error(format!(
-                            "gradient of {pname}: {:?} {:?} does not match the parameter's {:?} {:?}",
-                            grad.dt, grad.shape, param.dt, param.shape
+                            "gradient of {pname}: {:?} {gshape} does not match the parameter's {:?} {:?}",
+                            grad.dt, param.dt, param.shape
                         )));
                     }
                     Some(grad)
@@ -610,14 +669,9 @@ impl Stepper {
                         states.push(None);
                         continue;
                     }
-                    let what = format!("state '{b}' of {pname}");
-                    states.push(Some(state_ref(o, what, &self.types)?));
+                    states.push(Some(state_ref(o, pname.with(Role::State(b)), &self.types)?));
                 }
-                let step = tensor_ref(
-                    &t.get_item(4)?,
-                    format!("state 'step' of {pname}"),
-                    &self.types,
-                )?;
+                let step = tensor_ref(&t.get_item(4)?, pname.with(Role::Step), &self.types)?;
                 if step.dt != Dt::F32 || step.numel != 1 {
                     return Err(value_error(format!(
                         "{}: expected a float32 tensor with one value",
@@ -636,7 +690,7 @@ impl Stepper {
                 let hessian = if h.is_none() {
                     None
                 } else {
-                    let r = tensor_ref(&h, format!("hessian of {pname}"), &self.types)?;
+                    let r = tensor_ref(&h, pname.with(Role::Hessian), &self.types)?;
                     if r.dt != Dt::F32 || r.numel != param.numel {
                         return Err(value_error(format!(
                             "{}: expected float32 with {} values",

@@ -193,16 +193,15 @@ class OptimistOptimizer(torch.optim.Optimizer):
         return loss
 
     @staticmethod
-    def _state_entry(st, buffer):
-        """A state buffer as the core takes it: a tensor, or (codes, scales)
-        of 8-bit state."""
-        t = st.get(buffer)
-        if isinstance(t, torch.Tensor) and t.dtype == torch.uint8:
-            scales = st.get(buffer + _SCALES)
-            if scales is None:
-                raise ValueError(f"state '{buffer}': 8-bit codes without '{buffer}{_SCALES}'")
-            return (t, scales)
-        return t
+    def _state_entries(st, buffers, scale_keys):
+        """The state buffers as the core takes them: tensors, or (codes,
+        scales) of 8-bit state, whose codes have their block scales beside
+        them under ``scale_keys`` (codes without scales reach the core,
+        which names the missing scales)."""
+        for k in scale_keys:
+            if k in st:
+                return [(st[b], st[k]) if b in st and k in st else st.get(b) for b, k in zip(buffers, scale_keys)]
+        return [st.get(b) for b in buffers]
 
     def _group_globals(self, group):
         return SPECS[self._group_name(group)]["global_state"]
@@ -284,13 +283,14 @@ class OptimistOptimizer(torch.optim.Optimizer):
                 )
             items = []
             buffers = self._group_buffers(group)
+            scale_keys = [b + _SCALES for b in buffers]
             for index, p in enumerate(group["params"]):
                 if p.grad is None:
                     continue
                 st = self.state[p]
                 step = self._state_step(group, st)
                 h = None if hessians is None else hessians.get(p)
-                items.append((index, p, p.grad, [self._state_entry(st, b) for b in buffers], step, h))
+                items.append((index, p, p.grad, self._state_entries(st, buffers, scale_keys), step, h))
             calls.append(self._call(group, items))
             stepped.append(bool(items))
         threads = self._threads or torch.get_num_threads()
@@ -309,12 +309,13 @@ class OptimistOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             items = []
             buffers = self._group_buffers(group)
+            scale_keys = [b + _SCALES for b in buffers]
             for index, p in enumerate(group["params"]):
                 st = self.state.get(p)
                 if not st or not any(b in st for b in buffers):
                     continue
                 step = self._state_step(group, st)
-                items.append((index, p, None, [self._state_entry(st, b) for b in buffers], step, None))
+                items.append((index, p, None, self._state_entries(st, buffers, scale_keys), step, None))
             calls.append(self._call(group, items))
         threads = self._threads or torch.get_num_threads()
         with torch.no_grad():
