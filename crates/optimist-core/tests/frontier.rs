@@ -688,6 +688,42 @@ fn adagc_optimizer_equals_the_adagc_stage_chained_with_adamw() {
 }
 
 #[test]
+fn adagc_state_loads_from_the_earlier_scalar_form_and_rejects_bad_gamma() {
+    let cfg = AdaGc { lr: 0.01, warmup_steps: 2, ..Default::default() };
+    let mut a = shaped_params(1);
+    let mut oa = AdaGcOptimizer::new(cfg.clone()).unwrap();
+    for k in 0..3 {
+        set_grads(&mut a, k);
+        let mut va: Vec<_> = a.iter_mut().map(Param::view).collect();
+        oa.step(&mut va).unwrap();
+    }
+    let sd = oa.state_dict();
+    let gammas: Vec<_> = sd.tensors.iter().filter(|e| e.name == "gamma").collect();
+    assert!(!gammas.is_empty() && gammas.iter().all(|e| e.values.len() == 1));
+    // The earlier form: the norms as scalars `gamma/<param>`.
+    let mut old = sd.clone();
+    old.tensors.retain(|e| e.name != "gamma");
+    for e in &gammas {
+        old.scalars.insert(format!("gamma/{}", e.param), e.values[0] as f64);
+    }
+    let mut ob = AdaGcOptimizer::new(cfg.clone()).unwrap();
+    ob.load_state_dict(&old).unwrap();
+    assert_eq!(ob.state_dict(), sd);
+    // Both forms at once, or a gamma of two values, are errors; nothing changes.
+    let mut both = sd.clone();
+    both.scalars.insert(format!("gamma/{}", gammas[0].param), 1.0);
+    let err = ob.load_state_dict(&both).unwrap_err().to_string();
+    assert!(err.contains("given twice"), "{err}");
+    let mut wide = sd.clone();
+    for e in wide.tensors.iter_mut().filter(|e| e.name == "gamma") {
+        e.values.push(1.0);
+    }
+    let err = ob.load_state_dict(&wide).unwrap_err().to_string();
+    assert!(err.contains("'gamma' holds 2 values"), "{err}");
+    assert_eq!(ob.state_dict(), sd);
+}
+
+#[test]
 fn adagc_stage_on_gradients_with_known_norms() {
     let mut st = AdaGcClip::new(AdaGcConfig {
         warmup_steps: 2,

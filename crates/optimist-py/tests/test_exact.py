@@ -21,6 +21,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")
 CASES = os.path.join(ROOT, "tests", "golden", "cases")
 # The schedule-free cases of the schedulefree package live with the essentials.
 ESSENTIALS = os.path.join(ROOT, "tests", "golden", "essentials")
+EXTENSIONS = os.path.join(ROOT, "tests", "golden", "extensions")
 STEPS = 20
 TUPLES = ("betas", "eps", "ns_coefficients")
 
@@ -74,6 +75,9 @@ def load_cases():
     out = []
     paths = sorted(glob.glob(os.path.join(CASES, "*.json")))
     paths += sorted(glob.glob(os.path.join(ESSENTIALS, "sf-*.json")))
+    # AdaGC's cases live with the extensions (they include gradient clipping
+    # and schedule variants, which the filter below leaves out).
+    paths += sorted(glob.glob(os.path.join(EXTENSIONS, "adagc-*.json")))
     for path in paths:
         case = json.load(open(path))
         if os.path.basename(path).startswith("error-") or "expected" not in case:

@@ -32,26 +32,26 @@
 //! lambda_rel = 1.05, warmup_steps = 100, weight_decay = 0.1,
 //! weight_decouple = true, fixed_decay = false, eps = 1e-8, maximize = false.
 //! State: `exp_avg`, `exp_avg_sq` per parameter, the running norm of each
-//! tensor as scalars `gamma/<param>`, and `step`.
-
-use std::collections::BTreeMap;
+//! tensor as a one-value buffer `gamma` (the reference's 0-dim tensor, set
+//! at the tensor's first step), and `step`. The buffers can live in
+//! caller-owned memory (the PyTorch front's tensors). A state dict of the
+//! earlier form, with the norms as scalars `gamma/<param>`, still loads.
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::math::{bias_correction, lerp, WeightDecay};
 use crate::optimizer::Optimizer;
-use crate::rule::OptimizerConfig;
+use crate::rule::{ExecOptions, OptimizerConfig};
 use crate::optimizer::OptimizerSpec;
-use crate::stages::adagc::{gamma_from_scalars, gamma_to_scalars};
+use crate::stages::adagc::gamma_from_scalars;
 use crate::stages::AdaGcConfig;
-use crate::state::{StateDict, StateStore};
+use crate::state::{ParamState, StateDict, StateEntry, StateStore};
 use crate::tensor::{ParamMut, StateTensor};
 
 crate::param_state! {
-    /// AdaGC state: Adam's moments (the running norm is kept per tensor
-    /// beside it).
-    pub struct AdaGcState { exp_avg, exp_avg_sq }
+    /// AdaGC state: Adam's moments and the tensor's running norm.
+    pub struct AdaGcState { exp_avg, exp_avg_sq; unsized: gamma }
 }
 
 /// Hyperparameters of `pytorch_optimizer.AdaGC`.
@@ -140,7 +140,6 @@ impl OptimizerConfig for AdaGc {
 pub struct AdaGcOptimizer {
     config: AdaGc,
     states: StateStore<AdaGcState>,
-    gamma: BTreeMap<String, f32>,
     step: u64,
 }
 
@@ -151,14 +150,14 @@ impl AdaGcOptimizer {
         Ok(AdaGcOptimizer {
             config,
             states: StateStore::default(),
-            gamma: BTreeMap::new(),
             step: 0,
         })
     }
 
     /// The running norm of parameter `name`, once seen.
     pub fn gamma(&self, name: &str) -> Option<f32> {
-        self.gamma.get(name).copied()
+        let g = &self.states.peek(name)?.gamma;
+        g.is_allocated().then(|| g.to_vec()[0])
     }
 }
 
@@ -213,16 +212,28 @@ impl Optimizer for AdaGcOptimizer {
                     raw_total.sqrt()
                 }
             };
-            let mut gamma = self.gamma.get(p.name).copied();
-            let s = rule.clip(t, &mut gamma, dec_sq[i].sqrt(), global);
-            if let Some(g) = gamma {
-                self.gamma.insert(p.name.to_string(), g);
-            }
             let n = p.numel();
             let st = self.states.get(p.name, n)?;
             if !st.exp_avg.is_allocated() {
                 st.exp_avg = StateTensor::zeros(n);
                 st.exp_avg_sq = StateTensor::zeros(n);
+            }
+            let mut gamma = match st.gamma.len() {
+                0 => None,
+                1 => Some(st.gamma.as_mut_slice()[0]),
+                k => {
+                    return Err(Error::Shape(format!(
+                        "adagc: state of '{}': buffer 'gamma' holds {k} values, expected 1",
+                        p.name
+                    )))
+                }
+            };
+            let s = rule.clip(t, &mut gamma, dec_sq[i].sqrt(), global);
+            if let Some(g) = gamma {
+                if !st.gamma.is_allocated() {
+                    st.gamma = StateTensor::zeros(1);
+                }
+                st.gamma.as_mut_slice()[0] = g;
             }
             st.step += 1;
             let m = st.exp_avg.as_mut_slice();
@@ -243,22 +254,75 @@ impl Optimizer for AdaGcOptimizer {
     fn state_dict(&self) -> StateDict {
         let mut d = self.states.state_dict();
         d.scalars.insert("step".into(), self.step as f64);
-        gamma_to_scalars(&self.gamma, &mut d);
         d
     }
 
     fn load_state_dict(&mut self, dict: &StateDict) -> Result<()> {
-        let (gamma, rest) = gamma_from_scalars(dict)?;
+        // The earlier form kept the norms as scalars `gamma/<param>`.
+        let (gamma, mut rest) = gamma_from_scalars(dict)?;
+        for (param, g) in gamma {
+            if rest.tensors.iter().any(|e| e.param == param && e.name == "gamma") {
+                return Err(Error::Input(format!(
+                    "adagc: state of '{param}': 'gamma' given twice (buffer and scalar)"
+                )));
+            }
+            rest.tensors.push(StateEntry {
+                param,
+                name: "gamma".into(),
+                values: vec![g],
+            });
+        }
+        for e in &rest.tensors {
+            if e.name == "gamma" && e.values.len() != 1 {
+                return Err(Error::Shape(format!(
+                    "adagc: state of '{}': buffer 'gamma' holds {} values, expected 1",
+                    e.param,
+                    e.values.len()
+                )));
+            }
+        }
         let step = rest.step()?;
         let mut states = StateStore::default();
         states.load_state_dict(&rest)?;
         self.states = states;
-        self.gamma = gamma;
         self.step = step;
         Ok(())
     }
 
     fn state_buffer(&self, param: &str, buffer: &str) -> Option<&[f32]> {
         self.states.buffer(param, buffer)
+    }
+
+    fn state_buffer_names(&self) -> Option<&'static [&'static str]> {
+        Some(<AdaGcState as ParamState>::BUFFERS)
+    }
+
+    fn swap_state(
+        &mut self,
+        param: &str,
+        numel: usize,
+        steps: u64,
+        buffers: &mut [StateTensor],
+    ) -> Result<()> {
+        if let Some(g) = buffers.get(2) {
+            if g.is_allocated() && g.len() != 1 {
+                return Err(Error::Shape(format!(
+                    "adagc: state of '{param}': buffer 'gamma' holds {} values, expected 1",
+                    g.len()
+                )));
+            }
+        }
+        self.states.swap(AdaGc::NAME, param, numel, steps, buffers)
+    }
+
+    fn set_step_count(&mut self, steps: u64) -> Result<()> {
+        self.step = steps;
+        Ok(())
+    }
+
+    /// Checks the options; AdaGC steps on the calling thread (its norms
+    /// and updates do not depend on a thread count) and keeps f32 state.
+    fn set_exec_options(&mut self, exec: ExecOptions) -> Result<()> {
+        exec.validate(AdaGc::NAME, false)
     }
 }
