@@ -901,6 +901,202 @@ impl Stepper {
     }
 }
 
+/// An optimizer whose step re-evaluates the loss through a Python closure
+/// (L-BFGS), for all parameters of its one group. Its state stays in the
+/// engine; the package converts it to and from torch's layout.
+///
+/// The engine steps on copies of the parameter values: before every
+/// evaluation the values are written into the parameters (checked afresh,
+/// as the closure may have replaced a tensor's storage) and afterwards the
+/// gradients are copied back, so no pointer into a torch tensor is held
+/// while Python code runs.
+#[pyclass(module = "optimist._optimist")]
+struct ClosureStepper {
+    /// In a mutex only to make the class `Sync`; `&mut self` methods use `get_mut`.
+    opt: std::sync::Mutex<Box<dyn Optimizer>>,
+    types: TorchTypes,
+}
+
+/// Checks `params` (float32, dense, CPU, disjoint) afresh.
+fn closure_params(params: &[Bound<'_, PyAny>], types: &TorchTypes) -> PyResult<Vec<TensorRef>> {
+    let mut refs = Vec::with_capacity(params.len());
+    for (index, p) in params.iter().enumerate() {
+        let r = tensor_ref(p, What { role: Role::Param, index, group: 0 }, types)?;
+        if r.dt != Dt::F32 {
+            return Err(value_error(format!(
+                "{}: dtype {:?}: this optimizer steps float32 parameters only",
+                r.what, r.dt
+            )));
+        }
+        refs.push(r);
+    }
+    check_disjoint(&refs.iter().collect::<Vec<_>>())?;
+    Ok(refs)
+}
+
+#[pymethods]
+impl ClosureStepper {
+    /// `types` as for `Stepper`; `name` a registry optimizer.
+    #[new]
+    fn new(types: (PyObject, PyObject, PyObject, PyObject, PyObject), name: &str) -> PyResult<Self> {
+        let opt = registry::build(name, &Value::Null).map_err(py_err)?;
+        Ok(ClosureStepper {
+            opt: std::sync::Mutex::new(opt),
+            types: TorchTypes {
+                f32: types.0,
+                bf16: types.1,
+                f16: types.2,
+                strided: types.3,
+                u8: types.4,
+            },
+        })
+    }
+
+    /// One step with hyperparameters `hparams` (JSON) over `params`;
+    /// `closure()` evaluates the loss and fills the parameters' `.grad`
+    /// (None counts as zeros). Returns the loss of the first evaluation.
+    fn step(
+        &mut self,
+        py: Python<'_>,
+        hparams: &str,
+        params: Vec<Bound<'_, PyAny>>,
+        closure: Bound<'_, PyAny>,
+    ) -> PyResult<f64> {
+        let opt = self.opt.get_mut().map_err(|_| PyRuntimeError::new_err("optimizer lock poisoned"))?;
+        let cfg: Value = serde_json::from_str(hparams)
+            .map_err(|e| value_error(format!("{}: hyperparameters are not valid JSON: {e}", opt.name())))?;
+        opt.set_config(cfg).map_err(py_err)?;
+        let types = &self.types;
+        let refs = closure_params(&params, types)?;
+        let shapes: Vec<Vec<usize>> = refs.iter().map(|r| r.shape.clone()).collect();
+        let names: Vec<String> = (0..params.len()).map(|i| i.to_string()).collect();
+        // SAFETY: checked dense f32 CPU tensors, alive (held by `params`),
+        // disjoint; read here, before any Python code runs.
+        let mut values: Vec<Vec<f32>> = refs.iter().map(|r| unsafe { f32_slice(r) }.to_vec()).collect();
+        let mut grads: Vec<Vec<f32>> = refs.iter().map(|r| vec![0.0; r.numel]).collect();
+        drop(refs);
+        let float = py.import("builtins")?.getattr("float")?;
+        let mut raised: Option<PyErr> = None;
+        let result = {
+            let mut views: Vec<ParamMut<'_>> = names
+                .iter()
+                .zip(&shapes)
+                .zip(values.iter_mut().zip(grads.iter_mut()))
+                .map(|((name, shape), (value, grad))| ParamMut {
+                    name,
+                    shape,
+                    value,
+                    grad,
+                    hessian: None,
+                })
+                .collect();
+            let mut eval = |views: &mut [ParamMut<'_>]| -> optimist_core::Result<f64> {
+                let out = (|| -> PyResult<f64> {
+                    let refs = closure_params(&params, types)?;
+                    for (r, v) in refs.iter().zip(views.iter()) {
+                        if r.numel != v.value.len() {
+                            return Err(value_error(format!(
+                                "{}: holds {} values, {} when the step began",
+                                r.what,
+                                r.numel,
+                                v.value.len()
+                            )));
+                        }
+                        // SAFETY: checked afresh above; no Python code runs
+                        // between the check and the copy.
+                        unsafe { f32_slice(r) }.copy_from_slice(v.value);
+                    }
+                    drop(refs);
+                    let loss: f64 = float.call1((closure.call0()?,))?.extract()?;
+                    for (index, (p, v)) in params.iter().zip(views.iter_mut()).enumerate() {
+                        let g = p.getattr(intern!(py, "grad"))?;
+                        if g.is_none() {
+                            v.grad.fill(0.0);
+                            continue;
+                        }
+                        let r = tensor_ref(&g, What { role: Role::Grad, index, group: 0 }, types)?;
+                        if r.dt != Dt::F32 || r.numel != v.grad.len() {
+                            return Err(value_error(format!(
+                                "{}: expected float32 with {} values",
+                                r.what,
+                                v.grad.len()
+                            )));
+                        }
+                        // SAFETY: checked just above; read only.
+                        v.grad.copy_from_slice(unsafe { f32_slice(&r) });
+                    }
+                    Ok(loss)
+                })();
+                out.map_err(|e| {
+                    let msg = e.to_string();
+                    raised = Some(e);
+                    optimist_core::Error::Input(format!("closure: {msg}"))
+                })
+            };
+            opt.step_with_closure(&mut views, &mut eval)
+        };
+        if let Some(e) = raised {
+            return Err(e);
+        }
+        let loss = result.map_err(py_err)?;
+        // The last values back into the parameters, checked afresh.
+        let refs = closure_params(&params, types)?;
+        for (r, v) in refs.iter().zip(&values) {
+            if r.numel != v.len() {
+                return Err(value_error(format!(
+                    "{}: holds {} values, {} when the step began",
+                    r.what,
+                    r.numel,
+                    v.len()
+                )));
+            }
+            // SAFETY: checked just above.
+            unsafe { f32_slice(r) }.copy_from_slice(v);
+        }
+        Ok(loss)
+    }
+
+    /// Sets the hyperparameters (JSON), checked; unchanged on error.
+    fn configure(&mut self, hparams: &str) -> PyResult<()> {
+        let opt = self.opt.get_mut().map_err(|_| PyRuntimeError::new_err("optimizer lock poisoned"))?;
+        let cfg: Value = serde_json::from_str(hparams)
+            .map_err(|e| value_error(format!("{}: hyperparameters are not valid JSON: {e}", opt.name())))?;
+        opt.set_config(cfg).map_err(py_err)
+    }
+
+    /// The state: (buffers as (parameter, name, float32 bytes), scalars).
+    #[allow(clippy::type_complexity)]
+    fn state_dict(&self, py: Python<'_>) -> PyResult<(Vec<(String, String, Py<PyBytes>)>, Vec<(String, f64)>)> {
+        let opt = self.opt.lock().map_err(|_| PyRuntimeError::new_err("optimizer lock poisoned"))?;
+        let sd = opt.state_dict();
+        let tensors = sd
+            .tensors
+            .iter()
+            .map(|e| {
+                let bytes: Vec<u8> = e.values.iter().flat_map(|x| x.to_ne_bytes()).collect();
+                (e.param.clone(), e.name.clone(), PyBytes::new(py, &bytes).unbind())
+            })
+            .collect();
+        Ok((tensors, sd.scalars.into_iter().collect()))
+    }
+
+    /// Replaces the state (as [`ClosureStepper::state_dict`] gives it);
+    /// unchanged on error.
+    fn load_state_dict(&mut self, tensors: Vec<(String, String, Vec<u8>)>, scalars: Vec<(String, f64)>) -> PyResult<()> {
+        let opt = self.opt.get_mut().map_err(|_| PyRuntimeError::new_err("optimizer lock poisoned"))?;
+        let mut sd = optimist_core::state::StateDict::default();
+        for (param, name, bytes) in tensors {
+            if bytes.len() % 4 != 0 {
+                return Err(value_error(format!("state '{name}': {} bytes is not a float32 buffer", bytes.len())));
+            }
+            let values = bytes.chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect();
+            sd.tensors.push(optimist_core::state::StateEntry { param, name, values });
+        }
+        sd.scalars = scalars.into_iter().collect();
+        opt.load_state_dict(&sd).map_err(py_err)
+    }
+}
+
 /// The compiled core of the `optimist` package.
 #[pymodule]
 fn _optimist(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -910,5 +1106,6 @@ fn _optimist(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(glob_match, m)?)?;
     m.add_function(wrap_pyfunction!(embeddings_and_heads, m)?)?;
     m.add_class::<Stepper>()?;
+    m.add_class::<ClosureStepper>()?;
     Ok(())
 }

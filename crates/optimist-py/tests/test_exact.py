@@ -64,6 +64,8 @@ def _torch_muon_ns_in_f32():
 STEP_GAPS = {
     "adammini": "pytorch_optimizer.AdamMini takes a model (named parameters), not a parameter list",
 }
+# Steps that take a closure: compared with their references in their own file.
+CLOSURE_BASED = {"lbfgs": "tests/test_lbfgs.py (torch.optim.LBFGS with a closure)"}
 CROSS_GAPS = {
     "adammini": STEP_GAPS["adammini"],
 }
@@ -84,7 +86,7 @@ def load_cases():
             continue
         if any(case.get(k) for k in ("lr_schedule", "grad_clip", "hessian", "stages")):
             continue
-        if case["optimizer"] not in ot.CLASSES or case["optimizer"] in STEP_GAPS:
+        if case["optimizer"] not in ot.CLASSES or case["optimizer"] in STEP_GAPS or case["optimizer"] in CLOSURE_BASED:
             continue
         ref = case.get("reference") or {}
         if not isinstance(ref, dict) or _reference_class(ref.get("class", "")) is None:

@@ -855,6 +855,166 @@ pytorch-optimizer.
 CLASSES["sophiah"] = SophiaH
 
 
+class LBFGS(torch.optim.Optimizer):
+    __doc__ = _doc(dict(SPECS["lbfgs"], state_buffers=[]), "LBFGS").split("\n- threads:")[0] + """
+
+``step(closure)`` needs the closure (it re-evaluates the model, calls
+``backward`` and returns the loss), as torch.optim.LBFGS; it runs with
+gradients enabled and may be called many times in one step. One parameter
+group, float32 parameters. The state (direction, step, history, previous
+gradient and loss, counts) is kept by the engine and saved by
+``state_dict()`` in torch.optim.LBFGS's layout (``d``, ``t``, ``old_dirs``,
+``old_stps``, ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss``,
+``n_iter``, ``func_evals``, ``al`` under the first parameter), so state
+dicts cross-load with torch both ways.
+"""
+
+    _name = "lbfgs"
+
+    def __init__(self, params, *args, **kwargs):
+        spec_defaults = {k: _default(v) for k, v in SPECS["lbfgs"]["defaults"].items()}
+        names = list(spec_defaults)
+        if len(args) > len(names):
+            raise TypeError(f"LBFGS() takes at most {len(names) + 1} positional arguments")
+        hp = dict(spec_defaults)
+        hp.update(zip(names, args))
+        for key, value in kwargs.items():
+            if key not in hp:
+                raise TypeError(
+                    f"LBFGS() got an unexpected keyword argument '{key}' (hyperparameters: {', '.join(names)})"
+                )
+            hp[key] = value
+        if hp.get("max_eval") is None and isinstance(hp.get("max_iter"), int):
+            hp["max_eval"] = hp["max_iter"] * 5 // 4  # as torch.optim.LBFGS's constructor
+        super().__init__(params, hp)
+        if len(self.param_groups) != 1:
+            raise ValueError("lbfgs: one parameter group only (L-BFGS steps all parameters as one vector)")
+        self._check(self.param_groups[0])
+        self._engine = _optimist.ClosureStepper(_TYPES, "lbfgs")
+
+    def _hparams(self, group):
+        return {k: _jsonable(k, group[k], "lbfgs") for k in SPECS["lbfgs"]["defaults"]}
+
+    def _check(self, group):
+        _optimist.validate("lbfgs", json.dumps(self._hparams(group)), False)
+
+    def add_param_group(self, param_group):
+        if getattr(self, "_engine", None) is not None or self.param_groups:
+            raise ValueError("lbfgs: one parameter group only (L-BFGS steps all parameters as one vector)")
+        super().add_param_group(param_group)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One L-BFGS step; returns the loss of the closure's first call."""
+        if closure is None:
+            raise ValueError("lbfgs: step needs a closure that re-evaluates the model and returns the loss")
+        group = self.param_groups[0]
+        self._check(group)
+        grad_closure = torch.enable_grad()(closure)
+        first = []
+
+        def evaluate():
+            out = grad_closure()
+            if not first:
+                first.append(out)
+            return out.detach() if isinstance(out, torch.Tensor) else out
+
+        self._engine.step(json.dumps(self._hparams(group)), list(group["params"]), evaluate)
+        # As torch.optim.LBFGS: the closure's first result, as it returned it.
+        return first[0] if first else None
+
+    def state_dict(self):
+        group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        group["params"] = list(range(len(self.param_groups[0]["params"])))
+        tensors, scalars = self._engine.state_dict()
+        sc = dict(scalars)
+        st = {}
+        if tensors or any(k.startswith("lbfgs/") for k in sc):
+            buf = {name: torch.frombuffer(bytearray(b), dtype=torch.float32) for _, name, b in tensors}
+            st["func_evals"] = int(sc.get("lbfgs/func_evals", 0))
+            st["n_iter"] = int(sc.get("lbfgs/n_iter", 0))
+            for key, name in (("t", "t"), ("H_diag", "h_diag")):
+                if f"lbfgs/{name}" in sc:
+                    v = sc[f"lbfgs/{name}"]
+                    st[key] = torch.tensor(v, dtype=torch.float32) if sc.get(f"lbfgs/{name}_is_f32") else float(v)
+            for name in ("d", "prev_flat_grad"):
+                if name in buf:
+                    st[name] = buf[name]
+            st["old_dirs"] = [buf[k] for k in sorted(k for k in buf if k.startswith("old_dirs."))]
+            st["old_stps"] = [buf[k] for k in sorted(k for k in buf if k.startswith("old_stps."))]
+            st["ro"] = [v.reshape(()) for v in buf["ro"].unbind()] if "ro" in buf else []
+            if "lbfgs/prev_loss" in sc:
+                st["prev_loss"] = sc["lbfgs/prev_loss"]
+            st["al"] = [None] * int(group["history_size"])
+        return {"state": {0: st} if st else {}, "param_groups": [group]}
+
+    def load_state_dict(self, state_dict):
+        """Loads a state dict of this class or of torch.optim.LBFGS."""
+        groups = state_dict["param_groups"]
+        if len(groups) != 1:
+            raise ValueError(f"lbfgs: the state dict has {len(groups)} parameter groups, expected 1")
+        states = state_dict["state"]
+        st = states.get(groups[0]["params"][0], {}) if groups[0]["params"] else {}
+        tensors, scalars = [], []
+
+        def flat(v, what):
+            if not isinstance(v, torch.Tensor):
+                raise ValueError(f"lbfgs: state '{what}' is {type(v).__name__}, expected a tensor")
+            return v.detach().to(torch.float32).contiguous().reshape(-1).numpy().tobytes()
+
+        if st:
+            for name in ("d", "prev_flat_grad"):
+                if st.get(name) is not None:
+                    tensors.append(("0", name, flat(st[name], name)))
+            dirs, stps, ro = st.get("old_dirs", []), st.get("old_stps", []), st.get("ro", [])
+            for i, (y, s_) in enumerate(zip(dirs, stps)):
+                tensors.append(("0", f"old_dirs.{i:05}", flat(y, f"old_dirs[{i}]")))
+                tensors.append(("0", f"old_stps.{i:05}", flat(s_, f"old_stps[{i}]")))
+            if len(dirs) != len(stps):
+                raise ValueError(f"lbfgs: {len(dirs)} old_dirs and {len(stps)} old_stps")
+            if ro:
+                tensors.append(("0", "ro", b"".join(flat(r, "ro") for r in ro)))
+            for key in ("func_evals", "n_iter"):
+                scalars.append((f"lbfgs/{key}", float(st.get(key, 0))))
+            for key, name in (("t", "t"), ("H_diag", "h_diag")):
+                v = st.get(key)
+                if v is not None:
+                    scalars.append((f"lbfgs/{name}", float(v)))
+                    scalars.append((f"lbfgs/{name}_is_f32", 1.0 if isinstance(v, torch.Tensor) else 0.0))
+            if st.get("prev_loss") is not None:
+                scalars.append(("lbfgs/prev_loss", float(st["prev_loss"])))
+            if st.get("d") is not None:
+                scalars.append(("lbfgs/numel", float(st["d"].numel())))
+            scalars.append(("step", float(st.get("n_iter", 0))))
+        # Hyperparameters first (checked), then the state; nothing changes on error.
+        group = dict(self.param_groups[0])
+        group.update({k: v for k, v in groups[0].items() if k != "params"})
+        if len(groups[0]["params"]) != len(self.param_groups[0]["params"]):
+            raise ValueError(
+                f"lbfgs: the state dict has {len(groups[0]['params'])} parameters, this optimizer "
+                f"{len(self.param_groups[0]['params'])}"
+            )
+        self._check(group)
+        fresh = _optimist.ClosureStepper(_TYPES, "lbfgs")
+        hp = self._hparams(group)
+        # The engine checks the history against history_size.
+        fresh_cfg = json.dumps(hp)
+        _optimist.validate("lbfgs", fresh_cfg, False)
+        fresh.configure(fresh_cfg)
+        fresh.load_state_dict(tensors, scalars)
+        self._engine = fresh
+        self.param_groups[0].update({k: v for k, v in group.items() if k != "params"})
+
+
+_P = inspect.Parameter
+LBFGS.__signature__ = inspect.Signature(
+    [_P("params", _P.POSITIONAL_OR_KEYWORD)]
+    + [_P(k, _P.POSITIONAL_OR_KEYWORD, default=_default(v)) for k, v in SPECS["lbfgs"]["defaults"].items()]
+)
+del _P
+CLASSES["lbfgs"] = LBFGS
+
+
 class MuonAdamW(OptimistOptimizer):
     """Muon for the hidden weight matrices, AdamW for everything else, in one
     optimizer (the preset ``optimist_core::presets::muon_adamw``).
@@ -989,4 +1149,4 @@ class Lookahead(torch.optim.Optimizer):
                     }
 
 
-__all__ += ["MuonAdamW", "Lookahead"]
+__all__ += ["MuonAdamW", "Lookahead", "LBFGS"]
