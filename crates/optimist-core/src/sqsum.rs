@@ -39,6 +39,23 @@ pub fn add_sq(xs: &[f32], lanes: &mut [f64; LANES]) {
     add_sq_lanes(xs, lanes)
 }
 
+/// [`add_sq`] of `a` into `la` and of `b` into `lb` (same length) in one
+/// loop: two independent chains of additions, so about twice the rate of
+/// two calls, with the same values.
+#[inline(always)]
+pub fn add_sq2(a: &[f32], b: &[f32], la: &mut [f64; LANES], lb: &mut [f64; LANES]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::cpu::has_avx512() {
+            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time).
+            unsafe { x512::add_sq2_lanes(a, b, la, lb) };
+            return;
+        }
+    }
+    add_sq_lanes(a, la);
+    add_sq_lanes(b, lb);
+}
+
 /// The row pass of a factored second moment: the squares of `g` into
 /// `g_lanes` (as [`add_sq_lanes`]) and each also into its column (element
 /// `i` into `cols[i]`), and the squares of `p` into `p_lanes`, in one pass.
@@ -149,6 +166,41 @@ pub mod x512 {
         }
         super::add_sq_rest(r, lanes);
     }
+    /// [`super::add_sq2`]: [`add_sq_lanes`] of `a` and of `b` in one loop,
+    /// one `__m512d` for each (the same additions in the same order).
+    ///
+    /// # Safety
+    ///
+    /// The CPU must support AVX-512F, AVX2 and FMA
+    /// ([`crate::cpu::has_avx512`]).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub fn add_sq2_lanes(a: &[f32], b: &[f32], la: &mut [f64; LANES], lb: &mut [f64; LANES]) {
+        let n = a.len().min(b.len());
+        let (ca, ra) = a[..n].as_chunks::<LANES>();
+        let (cb, rb) = b[..n].as_chunks::<LANES>();
+        // SAFETY: unaligned loads and stores of 8 values within the lanes
+        // and within each chunk of `a` and `b`.
+        unsafe {
+            let mut acc_a = _mm512_loadu_pd(la.as_ptr());
+            let mut acc_b = _mm512_loadu_pd(lb.as_ptr());
+            for (x, y) in ca.iter().zip(cb) {
+                let va = _mm512_cvtps_pd(_mm256_loadu_ps(x.as_ptr()));
+                let vb = _mm512_cvtps_pd(_mm256_loadu_ps(y.as_ptr()));
+                acc_a = _mm512_add_pd(acc_a, _mm512_mul_pd(va, va));
+                acc_b = _mm512_add_pd(acc_b, _mm512_mul_pd(vb, vb));
+            }
+            _mm512_storeu_pd(la.as_mut_ptr(), acc_a);
+            _mm512_storeu_pd(lb.as_mut_ptr(), acc_b);
+        }
+        super::add_sq_rest(ra, la);
+        super::add_sq_rest(rb, lb);
+        // (a and b have the same length at every call site; any tail of the
+        // longer one goes on in its own order)
+        add_sq_lanes(&a[n..], la);
+        add_sq_lanes(&b[n..], lb);
+    }
+
     /// [`super::add_sq_row_lanes`] with one `__m512d` for each set of
     /// lanes and one for eight columns: the same additions in the same
     /// order, so the same values.
@@ -237,6 +289,15 @@ mod tests {
                 // SAFETY: the CPU supports AVX-512F (checked above).
                 unsafe { x512::add_sq_lanes(&xs, &mut b) };
                 assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits), "n = {n}");
+                // Two sums in one loop: each as on its own.
+                let ys: Vec<f32> = xs.iter().map(|x| x * -1.5 + 0.25).collect();
+                let mut ya = [0.75f64; LANES];
+                add_sq_lanes(&ys, &mut ya);
+                let (mut x2, mut y2) = ([0.25f64; LANES], [0.75f64; LANES]);
+                // SAFETY: the CPU supports AVX-512F (checked above).
+                unsafe { x512::add_sq2_lanes(&xs, &ys, &mut x2, &mut y2) };
+                assert_eq!(x2.map(f64::to_bits), a.map(f64::to_bits), "n = {n}");
+                assert_eq!(y2.map(f64::to_bits), ya.map(f64::to_bits), "n = {n}");
                 // The fused row pass: the same g lanes as above, the p lanes
                 // as the sums of p², and each column gains its own g².
                 let ps: Vec<f32> = xs.iter().rev().map(|x| x * 3.0).collect();

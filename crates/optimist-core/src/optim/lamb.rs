@@ -46,7 +46,7 @@ use crate::error::Result;
 use crate::exec::{run_blocked, simd, Blocks};
 use crate::math::{bias_correction, WeightDecay};
 use crate::rule::{Apply, OptimizerConfig, Plain, StepInfo, UpdateRule};
-use crate::sqsum::{add_sq, lanes_sum, LANES};
+use crate::sqsum::{add_sq2, lanes_sum, LANES};
 use crate::state::StateStore;
 use crate::tensor::{ParamMut, StateTensor};
 
@@ -229,7 +229,7 @@ impl Lamb {
 const BLOCK: usize = crate::exec::CHUNK;
 
 /// Values per run of pass 1's direction buffer (a multiple of [`LANES`]).
-const SUB: usize = 1024;
+const SUB: usize = 4096;
 
 /// Per-step constants of one LAMB parameter.
 #[derive(Debug, Clone, Copy)]
@@ -273,7 +273,7 @@ impl LambConsts {
 /// widest instruction set the CPU has (the values are the same either way).
 fn moments(c: &LambConsts, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
     simd!(avx512; fn(c: &LambConsts, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
-        moments_impl(c, x, g, m, v, add_sq)
+        moments_impl(c, x, g, m, v, add_sq2)
     })
 }
 
@@ -290,7 +290,7 @@ fn moments_impl(
     g: &[f32],
     m: &mut [f32],
     v: &mut [f32],
-    sq: impl Fn(&[f32], &mut [f64; LANES]),
+    sq: impl Fn(&[f32], &[f32], &mut [f64; LANES], &mut [f64; LANES]),
 ) -> (f64, f64) {
     let n = x.len();
     let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
@@ -319,8 +319,7 @@ fn moments_impl(
             *u = c.direction(mn, vn, x);
         }
         if c.norms {
-            sq(x, &mut ps);
-            sq(u, &mut us);
+            sq(x, u, &mut ps, &mut us);
         }
     }
     (lanes_sum(&ps), lanes_sum(&us))
@@ -465,7 +464,11 @@ mod tests {
                 let mut a = (values(n, 1), values(n, 3), values(n, 4));
                 a.2.iter_mut().for_each(|v| *v = v.abs());
                 let mut b = a.clone();
-                let sa = moments_impl(&c, &mut a.0, &g, &mut a.1, &mut a.2, crate::sqsum::add_sq_lanes);
+                let portable = |x: &[f32], u: &[f32], px: &mut [f64; LANES], pu: &mut [f64; LANES]| {
+                    crate::sqsum::add_sq_lanes(x, px);
+                    crate::sqsum::add_sq_lanes(u, pu);
+                };
+                let sa = moments_impl(&c, &mut a.0, &g, &mut a.1, &mut a.2, portable);
                 let sb = moments(&c, &mut b.0, &g, &mut b.1, &mut b.2);
                 assert_eq!(
                     (sa.0.to_bits(), sa.1.to_bits()),
