@@ -186,6 +186,22 @@ struct TorchTypes {
     u8: PyObject,
 }
 
+/// The torch objects as the package passes them: (torch.float32,
+/// torch.bfloat16, torch.float16, torch.strided, torch.uint8).
+type TypesArg = (PyObject, PyObject, PyObject, PyObject, PyObject);
+
+impl TorchTypes {
+    fn new(types: TypesArg) -> Self {
+        TorchTypes {
+            f32: types.0,
+            bf16: types.1,
+            f16: types.2,
+            strided: types.3,
+            u8: types.4,
+        }
+    }
+}
+
 fn tensor_ref(t: &Bound<'_, PyAny>, what: What, types: &TorchTypes) -> PyResult<TensorRef> {
     let py = t.py();
     let layout = t
@@ -499,19 +515,13 @@ impl Stepper {
     /// (the core's state storage, for every group).
     #[new]
     #[pyo3(signature = (types, state_dtype = "f32"))]
-    fn new(types: (PyObject, PyObject, PyObject, PyObject, PyObject), state_dtype: &str) -> PyResult<Self> {
+    fn new(types: TypesArg, state_dtype: &str) -> PyResult<Self> {
         let state_dtype = DType::parse(state_dtype).map_err(py_err)?;
         Ok(Stepper {
             engines: std::sync::Mutex::new(Vec::new()),
             exec: None,
             state_dtype,
-            types: TorchTypes {
-                f32: types.0,
-                bf16: types.1,
-                f16: types.2,
-                strided: types.3,
-                u8: types.4,
-            },
+            types: TorchTypes::new(types),
         })
     }
 
@@ -934,21 +944,46 @@ fn closure_params(params: &[Bound<'_, PyAny>], types: &TorchTypes) -> PyResult<V
     Ok(refs)
 }
 
+/// Sets `opt`'s hyperparameters from JSON, checked; unchanged on error.
+fn set_hparams(opt: &mut dyn Optimizer, hparams: &str) -> PyResult<()> {
+    let cfg: Value = serde_json::from_str(hparams)
+        .map_err(|e| value_error(format!("{}: hyperparameters are not valid JSON: {e}", opt.name())))?;
+    opt.set_config(cfg).map_err(py_err)
+}
+
+/// Writes `values` into `params`, checked afresh (the closure may have
+/// replaced a tensor's storage since the step began).
+fn write_values<'a>(
+    params: &[Bound<'_, PyAny>],
+    values: impl Iterator<Item = &'a [f32]>,
+    types: &TorchTypes,
+) -> PyResult<()> {
+    let refs = closure_params(params, types)?;
+    for (r, v) in refs.iter().zip(values) {
+        if r.numel != v.len() {
+            return Err(value_error(format!(
+                "{}: holds {} values, {} when the step began",
+                r.what,
+                r.numel,
+                v.len()
+            )));
+        }
+        // SAFETY: checked just above; no Python code runs between the
+        // check and the copy.
+        unsafe { f32_slice(r) }.copy_from_slice(v);
+    }
+    Ok(())
+}
+
 #[pymethods]
 impl ClosureStepper {
     /// `types` as for `Stepper`; `name` a registry optimizer.
     #[new]
-    fn new(types: (PyObject, PyObject, PyObject, PyObject, PyObject), name: &str) -> PyResult<Self> {
+    fn new(types: TypesArg, name: &str) -> PyResult<Self> {
         let opt = registry::build(name, &Value::Null).map_err(py_err)?;
         Ok(ClosureStepper {
             opt: std::sync::Mutex::new(opt),
-            types: TorchTypes {
-                f32: types.0,
-                bf16: types.1,
-                f16: types.2,
-                strided: types.3,
-                u8: types.4,
-            },
+            types: TorchTypes::new(types),
         })
     }
 
@@ -963,9 +998,7 @@ impl ClosureStepper {
         closure: Bound<'_, PyAny>,
     ) -> PyResult<f64> {
         let opt = self.opt.get_mut().map_err(|_| PyRuntimeError::new_err("optimizer lock poisoned"))?;
-        let cfg: Value = serde_json::from_str(hparams)
-            .map_err(|e| value_error(format!("{}: hyperparameters are not valid JSON: {e}", opt.name())))?;
-        opt.set_config(cfg).map_err(py_err)?;
+        set_hparams(opt.as_mut(), hparams)?;
         let types = &self.types;
         let refs = closure_params(&params, types)?;
         let shapes: Vec<Vec<usize>> = refs.iter().map(|r| r.shape.clone()).collect();
@@ -992,21 +1025,7 @@ impl ClosureStepper {
                 .collect();
             let mut eval = |views: &mut [ParamMut<'_>]| -> optimist_core::Result<f64> {
                 let out = (|| -> PyResult<f64> {
-                    let refs = closure_params(&params, types)?;
-                    for (r, v) in refs.iter().zip(views.iter()) {
-                        if r.numel != v.value.len() {
-                            return Err(value_error(format!(
-                                "{}: holds {} values, {} when the step began",
-                                r.what,
-                                r.numel,
-                                v.value.len()
-                            )));
-                        }
-                        // SAFETY: checked afresh above; no Python code runs
-                        // between the check and the copy.
-                        unsafe { f32_slice(r) }.copy_from_slice(v.value);
-                    }
-                    drop(refs);
+                    write_values(&params, views.iter().map(|v| &*v.value), types)?;
                     let loss: f64 = float.call1((closure.call0()?,))?.extract()?;
                     for (index, (p, v)) in params.iter().zip(views.iter_mut()).enumerate() {
                         let g = p.getattr(intern!(py, "grad"))?;
@@ -1039,29 +1058,15 @@ impl ClosureStepper {
             return Err(e);
         }
         let loss = result.map_err(py_err)?;
-        // The last values back into the parameters, checked afresh.
-        let refs = closure_params(&params, types)?;
-        for (r, v) in refs.iter().zip(&values) {
-            if r.numel != v.len() {
-                return Err(value_error(format!(
-                    "{}: holds {} values, {} when the step began",
-                    r.what,
-                    r.numel,
-                    v.len()
-                )));
-            }
-            // SAFETY: checked just above.
-            unsafe { f32_slice(r) }.copy_from_slice(v);
-        }
+        // The last values back into the parameters.
+        write_values(&params, values.iter().map(Vec::as_slice), types)?;
         Ok(loss)
     }
 
     /// Sets the hyperparameters (JSON), checked; unchanged on error.
     fn configure(&mut self, hparams: &str) -> PyResult<()> {
         let opt = self.opt.get_mut().map_err(|_| PyRuntimeError::new_err("optimizer lock poisoned"))?;
-        let cfg: Value = serde_json::from_str(hparams)
-            .map_err(|e| value_error(format!("{}: hyperparameters are not valid JSON: {e}", opt.name())))?;
-        opt.set_config(cfg).map_err(py_err)
+        set_hparams(opt.as_mut(), hparams)
     }
 
     /// The state: (buffers as (parameter, name, float32 bytes), scalars).
