@@ -529,7 +529,9 @@ impl Stepper {
     /// `(optimizer name, hyperparameters as JSON, steps taken by the group,
     /// cautious masking on, optimizer-wide state values or None (a new
     /// group: initial values), [(index, param, grad, [state tensor or None
-    /// per buffer], step tensor, hessian or None)])`.
+    /// per buffer], step tensor, hessian or None[, name or None])])`; the
+    /// name, where given, is what name-aware rules (AdamMini) read, else the
+    /// parameter is named by its index. Names are unique within a group.
     /// A state entry is None (not yet created), a float32 or bfloat16
     /// tensor, or a tuple (uint8 codes, float32 block scales) of 8-bit state.
     /// Returns `(created, globals)`: the state buffers the engine created or
@@ -633,13 +635,14 @@ impl Stepper {
                 )));
             };
             group_steps.push(steps);
+            let mut names_seen = std::collections::HashSet::new();
             for (k, it) in seq(&params, "params")?.into_iter().enumerate() {
                 let t = it
                     .downcast::<PyTuple>()
                     .map_err(|_| value_error(format!("group {gi}, item {k}: expected a tuple")))?;
-                if t.len() != 6 {
+                if t.len() != 6 && t.len() != 7 {
                     return Err(value_error(format!(
-                        "group {gi}, item {k}: expected 6 entries, got {}",
+                        "group {gi}, item {k}: expected 6 or 7 entries, got {}",
                         t.len()
                     )));
                 }
@@ -709,10 +712,24 @@ impl Stepper {
                     }
                     Some(r)
                 };
+                let given = if t.len() == 7 { t.get_item(6)? } else { py.None().into_bound(py) };
+                let name = if given.is_none() {
+                    format!("{index}")
+                } else {
+                    let n: String = given.extract().map_err(|_| {
+                        value_error(format!("{pname}: the parameter's name must be a str"))
+                    })?;
+                    if !names_seen.insert(n.clone()) {
+                        return Err(value_error(format!(
+                            "{pname}: parameter name '{n}' appears twice in its group"
+                        )));
+                    }
+                    n
+                };
                 items.push(Item {
                     group: gi,
                     index,
-                    name: format!("{index}"),
+                    name,
                     param,
                     grad,
                     states,

@@ -284,13 +284,15 @@ class OptimistOptimizer(torch.optim.Optimizer):
             items = []
             buffers = self._group_buffers(group)
             scale_keys = [b + _SCALES for b in buffers]
+            names = _param_names(group)
             for index, p in enumerate(group["params"]):
                 if p.grad is None:
                     continue
                 st = self.state[p]
                 step = self._state_step(group, st)
                 h = None if hessians is None else hessians.get(p)
-                items.append((index, p, p.grad, self._state_entries(st, buffers, scale_keys), step, h))
+                item = (index, p, p.grad, self._state_entries(st, buffers, scale_keys), step, h)
+                items.append(item if names is None else item + (names[index],))
             calls.append(self._call(group, items))
             stepped.append(bool(items))
         threads = self._threads or torch.get_num_threads()
@@ -310,12 +312,14 @@ class OptimistOptimizer(torch.optim.Optimizer):
             items = []
             buffers = self._group_buffers(group)
             scale_keys = [b + _SCALES for b in buffers]
+            names = _param_names(group)
             for index, p in enumerate(group["params"]):
                 st = self.state.get(p)
                 if not st or not any(b in st for b in buffers):
                     continue
                 step = self._state_step(group, st)
-                items.append((index, p, None, self._state_entries(st, buffers, scale_keys), step, None))
+                item = (index, p, None, self._state_entries(st, buffers, scale_keys), step, None)
+                items.append(item if names is None else item + (names[index],))
             calls.append(self._call(group, items))
         threads = self._threads or torch.get_num_threads()
         with torch.no_grad():
@@ -360,6 +364,20 @@ class OptimistOptimizer(torch.optim.Optimizer):
                     want = torch.float32 if key.endswith(_SCALES) or value.dtype not in (keep, torch.float32) else value.dtype
                     if value.dtype != want or not value.is_contiguous():
                         st[key] = value.to(want).contiguous()
+
+
+def _param_names(group):
+    """The names of a group's parameters where it has them: torch's
+    ``param_names`` (an optimizer built from ``model.named_parameters()``),
+    or the ``name`` of a one-parameter group (pytorch-optimizer's AdamMini
+    groups); None otherwise (the core names parameters by their index)."""
+    names = group.get("param_names")
+    if names is not None:
+        return names
+    name = group.get("name")
+    if isinstance(name, str) and len(group["params"]) == 1:
+        return [name]
+    return None
 
 
 def _shallow(sd):
@@ -634,7 +652,70 @@ class _SPAM(_Layout):
 
 #: Reference layouts by registry name (optimizers whose reference keeps
 #: state in another form than the core).
+# pytorch_optimizer.AdamMini's name rules (optimist_core::optim::adammini).
+_ADAMMINI_EMBED = ("embed", "embd", "wte", "lm_head.weight", "output.weight")
+_ADAMMINI_QK = ("k_proj.weight", "q_proj.weight", "wq.weight", "wk.weight")
+_ADAMMINI_ATTN = ("attn.attn.weight", "attn.qkv.weight")
+
+
+class _AdamMini(_Layout):
+    """pytorch_optimizer.AdamMini: one group per named parameter, with the
+    step count in the group only; ``m`` viewed per block (a query/key
+    projection as (heads, parameter_per_head), a fused attention weight as
+    (num_query_groups, q_per_kv + 2, rest)), ``v_mean`` in the block's shape
+    (0-dim for a whole-tensor block), and beside them ``head`` (query/key)
+    or ``dimension`` and ``reduced`` (whole tensor). Groups without a
+    ``name`` (an optimizer built from tensors, not from a model) have no
+    reference layout and keep the core's."""
+
+    def to_reference(self, sd, opt):
+        for g in sd["param_groups"]:
+            name = g.get("name")
+            if not isinstance(name, str):
+                continue
+            for i in g["params"]:
+                st = sd["state"].get(i)
+                if not st or "m" not in st:
+                    continue
+                st.pop("step", None)
+                if "v" in st:
+                    continue  # an embedding: Adam per element
+                m, v = st["m"], st["v_mean"]
+                if any(b in name for b in _ADAMMINI_QK):
+                    per_head = g.get("parameter_per_head") or g["num_embeds"] * g["num_embeds"] // g["num_heads"]
+                    st["m"] = m.reshape(-1, per_head)
+                    st["head"] = st["m"].shape[0]
+                elif any(b in name for b in _ADAMMINI_ATTN):
+                    groups = g.get("num_query_groups") or g["num_heads"]
+                    rows = g["num_heads"] // groups + 2
+                    st["m"] = m.reshape(groups, rows, -1)
+                    st["v_mean"] = v.reshape(groups, rows)
+                else:
+                    st["v_mean"] = v.reshape(())
+                    st["dimension"] = torch.tensor(float(m.numel()), dtype=torch.float32)
+                    st["reduced"] = False
+        return sd
+
+    def from_reference(self, sd, opt):
+        params = _params_by_index(opt.param_groups)
+        for i, st in sd["state"].items():
+            if not isinstance(st, dict) or "m" not in st or not isinstance(i, int) or i >= len(params):
+                continue
+            if st.get("reduced"):
+                raise ValueError(
+                    "adammini: this state was saved with model_sharding across processes "
+                    "(reduced over ranks), which optimist does not support"
+                )
+            for key in ("head", "dimension", "reduced"):
+                st.pop(key, None)
+            st["m"] = st["m"].reshape(params[i].shape)
+            if "v_mean" in st and st["v_mean"].numel() > 1:
+                st["v_mean"] = st["v_mean"].reshape(-1)
+        return sd
+
+
 _LAYOUTS = {
+    "adammini": _AdamMini(),
     "aggmo": _AggMo(),
     "grokfastadamw": _GrokFastAdamW(),
     "madgrad": _MADGRAD(),
@@ -853,6 +934,59 @@ pytorch-optimizer.
 
 
 CLASSES["sophiah"] = SophiaH
+
+
+class AdamMini(CLASSES["adammini"]):
+    __doc__ = CLASSES["adammini"].__doc__.replace(
+        "- params: iterable of tensors or parameter groups (dicts)",
+        "- model: an ``nn.Module``, as the reference takes; or ``named_parameters()``"
+        " pairs; or tensors or parameter groups (named by their index: one second"
+        " moment per tensor)",
+    ) + """
+
+Each parameter's rule comes from its name, as in the reference: embeddings
+(``embed``, ``embd``, ``wte``, ``lm_head.weight``, ``output.weight``) take
+Adam per element, query/key projections one second moment per head, fused
+attention weights (``attn.attn.weight``, ``attn.qkv.weight``) one per row of
+(num_query_groups, q_per_kv + 2), everything else one per tensor; names with
+``norm`` or ``ln_f`` get no weight decay. From a model, as the reference,
+there is one parameter group per named parameter that requires a gradient,
+with its ``name``, so that state dicts cross-load with
+``pytorch_optimizer.AdamMini``. ``foreach`` is accepted for the reference's
+signature; the step is the reference's per-tensor (CPU) path either way.
+``model_sharding`` with more than one process is not supported (an error).
+"""
+
+    def __init__(self, model, *args, foreach=None, **kwargs):
+        if isinstance(model, torch.nn.Module):
+            self.model = model
+            params = [{"name": n, "params": [p]} for n, p in model.named_parameters() if p.requires_grad]
+        else:
+            self.model = None
+            params = model
+        super().__init__(params, *args, **kwargs)
+        self.foreach = foreach
+        dist = torch.distributed
+        if self.defaults["model_sharding"] and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            raise ValueError(
+                "adammini: model_sharding = True across processes (the reference all-reduces the "
+                "block sums) is not supported; shard with torch.distributed's own wrappers instead"
+            )
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        self._name_group(self.param_groups[-1])
+
+    @staticmethod
+    def _name_group(g):
+        """The reference's per-group entries of a named group."""
+        name = g.get("name")
+        if not isinstance(name, str):
+            return
+        if "norm" in name or "ln_f" in name:
+            g["weight_decay"] = 0.0
+        if any(b in name for b in _ADAMMINI_QK):
+            g["parameter_per_head"] = g["num_embeds"] * g["num_embeds"] // g["num_heads"]
 
 
 class LBFGS(torch.optim.Optimizer):
