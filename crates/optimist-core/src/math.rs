@@ -33,53 +33,119 @@ pub fn lerp(a: f32, b: f32, w: f32) -> f32 {
     }
 }
 
-/// How weight decay enters an update rule.
+/// How weight decay enters an update rule: off, coupled (L2: `g += wd * p`
+/// before the moments) or decoupled (`p *= keep` before the update, where
+/// `keep = 1 - lr * wd` is computed in f64 and rounded once, as torch does).
+///
+/// A struct whose coefficient is always written (0 when off), not an enum
+/// with data: a vectorized loop computes every arm and selects afterwards,
+/// so it multiplies by the coefficient even when the decay is off, and an
+/// enum's unused payload is never written. Where those stale bits were a
+/// denormal, each vector took a microcode assist: ADOPT and AdEMAMix ran
+/// 5-10x slower, at random from process to process.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum WeightDecay {
+pub struct WeightDecay {
+    mode: DecayMode,
+    c: f32,
+}
+
+/// The form of a [`WeightDecay`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecayMode {
     /// None.
     Off,
     /// L2, coupled: `g += wd * p` before the moments.
-    Coupled(f32),
-    /// Decoupled: `p *= keep` before the update, where `keep = 1 - lr * wd`
-    /// is computed in f64 and rounded once, as torch does.
-    Decoupled(f32),
+    Coupled,
+    /// Decoupled: `p *= keep` before the update.
+    Decoupled,
 }
 
 impl WeightDecay {
+    /// No decay.
+    pub const OFF: WeightDecay = WeightDecay { mode: DecayMode::Off, c: 0.0 };
+
+    /// L2 decay with coefficient `wd`.
+    pub fn coupled(wd: f32) -> Self {
+        WeightDecay { mode: DecayMode::Coupled, c: wd }
+    }
+
+    /// Decoupled decay scaling the parameter by `keep`.
+    pub fn decoupled(keep: f32) -> Self {
+        WeightDecay { mode: DecayMode::Decoupled, c: keep }
+    }
+
     /// The variant for `wd` with the given coupling; `lr` scales the decoupled factor.
     pub fn new(wd: f64, decoupled: bool, lr: f64) -> Self {
         if wd == 0.0 {
-            WeightDecay::Off
+            WeightDecay::OFF
         } else if decoupled {
-            WeightDecay::Decoupled((1.0 - lr * wd) as f32)
+            WeightDecay::decoupled((1.0 - lr * wd) as f32)
         } else {
-            WeightDecay::Coupled(wd as f32)
+            WeightDecay::coupled(wd as f32)
         }
     }
 
+    /// The form.
+    pub fn mode(self) -> DecayMode {
+        self.mode
+    }
+
+    /// The decoupled factor `keep`, None for the other forms.
+    pub fn keep(self) -> Option<f32> {
+        (self.mode == DecayMode::Decoupled).then_some(self.c)
+    }
+
     /// [`WeightDecay::apply`] on values: returns the (possibly scaled)
-    /// parameter and the (possibly decayed) gradient. Without a store on one
-    /// branch only, loops that use it vectorize.
+    /// parameter and the (possibly decayed) gradient. Both forms are
+    /// computed and one is selected, with no branch, so that loops using it
+    /// vectorize (a three-way `match` here left some loops scalar).
     #[inline(always)]
     pub fn apply_to(self, p: f32, g: f32) -> (f32, f32) {
-        match self {
-            WeightDecay::Off => (p, g),
-            WeightDecay::Coupled(wd) => (p, g + wd * p),
-            WeightDecay::Decoupled(keep) => (p * keep, g),
-        }
+        let coupled = self.mode == DecayMode::Coupled;
+        let decoupled = self.mode == DecayMode::Decoupled;
+        let (gd, pd) = (g + self.c * p, p * self.c);
+        (if decoupled { pd } else { p }, if coupled { gd } else { g })
     }
 
     /// Applies the decay to one element: scales `p` (decoupled) or returns
     /// the gradient with the L2 term added (coupled).
     #[inline(always)]
     pub fn apply(self, p: &mut f32, g: f32) -> f32 {
-        match self {
-            WeightDecay::Off => g,
-            WeightDecay::Coupled(wd) => g + wd * *p,
-            WeightDecay::Decoupled(keep) => {
-                *p *= keep;
-                g
-            }
+        let (x, g) = self.apply_to(*p, g);
+        *p = x;
+        g
+    }
+}
+
+/// An optional constant of a kernel, as `Option<T>` but with its value
+/// always written (`T::default()` when absent). A vectorized loop computes
+/// both arms of a `match` on an `Option` and selects afterwards; `None`
+/// leaves its payload unwritten, and stale bits that read as a denormal
+/// cost a microcode assist per vector (see [`WeightDecay`]). Match on
+/// [`Maybe::get`] inside the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Maybe<T> {
+    on: bool,
+    v: T,
+}
+
+impl<T: Copy + Default> Maybe<T> {
+    /// The value, if present.
+    #[inline(always)]
+    pub fn get(self) -> Option<T> {
+        if self.on {
+            Some(self.v)
+        } else {
+            None
+        }
+    }
+}
+
+impl<T: Default> From<Option<T>> for Maybe<T> {
+    fn from(o: Option<T>) -> Self {
+        match o {
+            Some(v) => Maybe { on: true, v },
+            None => Maybe { on: false, v: T::default() },
         }
     }
 }

@@ -174,7 +174,7 @@ impl Optimizer for AdaGcOptimizer {
         let sgn = if cfg.maximize { -1.0f32 } else { 1.0 };
 
         // Norm reductions first: raw and (with L2 decay) decayed gradients.
-        let coupled = matches!(wd, WeightDecay::Coupled(_));
+        let coupled = wd.mode() == crate::math::DecayMode::Coupled;
         let mut raw_sq = Vec::with_capacity(params.len());
         let mut dec_sq = Vec::with_capacity(params.len());
         for p in params.iter() {

@@ -17,13 +17,13 @@ use crate::tensor::StateTensor;
 /// `ratio`, as AdamP uses), as a [`WeightDecay`].
 pub fn decay(wd: f64, decouple: bool, fixed: bool, lr: f64, ratio: f64) -> WeightDecay {
     if wd == 0.0 {
-        WeightDecay::Off
+        WeightDecay::OFF
     } else if decouple {
-        WeightDecay::Decoupled((1.0 - wd * (if fixed { 1.0 } else { lr }) * ratio) as f32)
+        WeightDecay::decoupled((1.0 - wd * (if fixed { 1.0 } else { lr }) * ratio) as f32)
     } else if wd > 0.0 {
-        WeightDecay::Coupled(wd as f32)
+        WeightDecay::coupled(wd as f32)
     } else {
-        WeightDecay::Off
+        WeightDecay::OFF
     }
 }
 
@@ -170,10 +170,10 @@ mod tests {
 
     #[test]
     fn decay_variants() {
-        assert_eq!(decay(0.0, true, false, 0.1, 1.0), WeightDecay::Off);
-        assert_eq!(decay(0.5, true, true, 0.1, 1.0), WeightDecay::Decoupled(0.5));
-        assert_eq!(decay(0.5, true, false, 0.1, 1.0), WeightDecay::Decoupled(0.95));
-        assert_eq!(decay(0.5, false, false, 0.1, 1.0), WeightDecay::Coupled(0.5));
+        assert_eq!(decay(0.0, true, false, 0.1, 1.0), WeightDecay::OFF);
+        assert_eq!(decay(0.5, true, true, 0.1, 1.0), WeightDecay::decoupled(0.5));
+        assert_eq!(decay(0.5, true, false, 0.1, 1.0), WeightDecay::decoupled(0.95));
+        assert_eq!(decay(0.5, false, false, 0.1, 1.0), WeightDecay::coupled(0.5));
         assert!(minimum(f32::NAN, 1.0).is_nan());
         assert!(clamp_min(f32::NAN, 1.0).is_nan());
         assert_eq!(clamp_min(0.5, 1.0), 1.0);

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use super::adam_family::{adanorm_rescaled, beta3, centralize_adanorm, grad_sign};
 use crate::error::Result;
-use crate::math::{bias_correction, l2_norm, lerp, Ema};
+use crate::math::{bias_correction, l2_norm, lerp, Ema, Maybe};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, Plain, UpdateRule};
 use crate::state::StateStore;
 use crate::tensor::{ParamMut, StateTensor};
@@ -142,7 +142,7 @@ impl Adan {
 #[derive(Debug, Clone, Copy)]
 pub struct AdanScalars {
     sign: f32,
-    clip: Option<f32>,
+    clip: Maybe<f32>,
     first: bool,
     w1: f32,
     w2: f32,
@@ -153,9 +153,9 @@ pub struct AdanScalars {
     step_size: f32,
     diff_step_size: f32,
     /// `p * keep` before the steps (decoupled) ...
-    keep: Option<f32>,
+    keep: Maybe<f32>,
     /// ... or `p / div` after them (the default, coupled form).
-    div: Option<f32>,
+    div: Maybe<f32>,
 }
 
 impl UpdateRule for Adan {
@@ -192,7 +192,7 @@ impl Adan {
     fn update_per_param(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut AdanState) -> Result<()> {
         let n = p.numel();
         let s = self.prepare(info, p, st)?;
-        let k = s.clip.unwrap_or(1.0);
+        let k = s.clip.get().unwrap_or(1.0);
         let mut g: Vec<f32> = p.grad.iter().map(|&x| (s.sign * x) * k).collect();
         let ada = centralize_adanorm(
             &mut g,
@@ -220,12 +220,12 @@ impl Adan {
             v[i] = s.v.sq(v[i], d);
             let r = v[i].sqrt() / s.bc3_sqrt + s.eps;
             let mut xi = p.value[i];
-            if let Some(keep) = s.keep {
+            if let Some(keep) = s.keep.get() {
                 xi *= keep;
             }
             xi += -s.step_size * m[i] / r;
             xi += -s.diff_step_size * nd[i] / r;
-            if let Some(dv) = s.div {
+            if let Some(dv) = s.div.get() {
                 xi /= dv;
             }
             p.value[i] = xi;
@@ -257,7 +257,7 @@ impl Elementwise for Adan {
         let wd = self.weight_decay;
         Ok(AdanScalars {
             sign: grad_sign(self.maximize),
-            clip: self.clip,
+            clip: self.clip.into(),
             first,
             w1: (1.0 - b1) as f32,
             w2: (1.0 - b2) as f32,
@@ -267,8 +267,8 @@ impl Elementwise for Adan {
             eps: self.eps as f32,
             step_size: (self.lr / bias_correction(b1, t)) as f32,
             diff_step_size: (self.lr * b2 / bias_correction(b2, t)) as f32,
-            keep: (wd != 0.0 && self.weight_decouple).then_some((1.0 - self.lr * wd) as f32),
-            div: (wd != 0.0 && !self.weight_decouple).then_some((1.0 + self.lr * wd) as f32),
+            keep: (wd != 0.0 && self.weight_decouple).then_some((1.0 - self.lr * wd) as f32).into(),
+            div: (wd != 0.0 && !self.weight_decouple).then_some((1.0 + self.lr * wd) as f32).into(),
         })
     }
 
@@ -280,7 +280,7 @@ impl Elementwise for Adan {
         let (x, g) = (c.value, &c.grad[..n]);
         let (m, v, nd, q) = (&mut m[..n], &mut v[..n], &mut nd[..n], &mut q[..n]);
         for i in 0..n {
-            let (graw, gi) = match s.clip {
+            let (graw, gi) = match s.clip.get() {
                 Some(k) => (g[i] * k, (s.sign * g[i]) * k),
                 None => (g[i], s.sign * g[i]),
             };
@@ -293,12 +293,12 @@ impl Elementwise for Adan {
             (m[i], nd[i], v[i]) = (mi, ni, vi);
             let r = vi.sqrt() / s.bc3_sqrt + s.eps;
             let mut xi = x[i];
-            if let Some(k) = s.keep {
+            if let Some(k) = s.keep.get() {
                 xi *= k;
             }
             xi += -s.step_size * mi / r;
             xi += -s.diff_step_size * ni / r;
-            if let Some(dv) = s.div {
+            if let Some(dv) = s.div.get() {
                 xi /= dv;
             }
             x[i] = xi;

@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::exec::{run_blocked, simd, Blocks};
-use crate::math::{bias_correction, WeightDecay};
+use crate::math::{bias_correction, Maybe, WeightDecay};
 use crate::rule::{Apply, OptimizerConfig, Plain, StepInfo, UpdateRule};
 use crate::sqsum::{add_sq2, lanes_sum, LANES};
 use crate::state::StateStore;
@@ -136,10 +136,10 @@ impl Lamb {
         st.step += 1;
         let [beta1, beta2] = self.betas;
         // Decoupled decay scales p; the L2 form adds wd * p to the update.
-        let keep = match WeightDecay::new(self.weight_decay, true, self.lr) {
-            WeightDecay::Decoupled(k) if self.weight_decouple => Some(k),
-            _ => None,
-        };
+        let keep = WeightDecay::new(self.weight_decay, true, self.lr)
+            .keep()
+            .filter(|_| self.weight_decouple)
+            .into();
         let c = LambConsts {
             b1: beta1 as f32,
             beta3: if self.grad_averaging {
@@ -155,8 +155,9 @@ impl Lamb {
                 Some(self.weight_decay as f32)
             } else {
                 None
-            },
-            gscale: if self.pre_norm { Some(gscale) } else { None },
+            }
+            .into(),
+            gscale: if self.pre_norm { Some(gscale) } else { None }.into(),
             norms: !self.adam,
         };
         let step_size = (self.lr / bias_correction(beta1, info.step)) as f32;
@@ -240,10 +241,10 @@ struct LambConsts {
     w2: f32,
     eps: f32,
     /// The decoupled decay's factor `1 - lr * wd`, when it applies.
-    keep: Option<f32>,
-    l2: Option<f32>,
+    keep: Maybe<f32>,
+    l2: Maybe<f32>,
     /// The pre-normalisation factor, when `pre_norm`.
-    gscale: Option<f32>,
+    gscale: Maybe<f32>,
     /// Whether the trust ratio is used (not `adam`), so the norms are needed.
     norms: bool,
 }
@@ -253,7 +254,7 @@ impl LambConsts {
     #[inline(always)]
     fn direction(&self, m: f32, v: f32, x: f32) -> f32 {
         let u = m * (1.0 / (v.sqrt() + self.eps));
-        match self.l2 {
+        match self.l2.get() {
             Some(wd) => u + wd * x,
             None => u,
         }
@@ -261,7 +262,7 @@ impl LambConsts {
 
     #[inline(always)]
     fn grad(&self, g: f32) -> f32 {
-        match self.gscale {
+        match self.gscale.get() {
             Some(s) => g * s,
             None => g,
         }
@@ -305,7 +306,7 @@ fn moments_impl(
     for (((x, g), m), v) in runs {
         let k = x.len();
         let (g, m, v, u) = (&g[..k], &mut m[..k], &mut v[..k], &mut buf[..k]);
-        if let Some(keep) = c.keep {
+        if let Some(keep) = c.keep.get() {
             for x in x.iter_mut() {
                 *x *= keep;
             }
@@ -451,12 +452,9 @@ mod tests {
                 b2: 0.999,
                 w2: (1.0 - 0.999f64) as f32,
                 eps: 1e-6,
-                keep: match WeightDecay::new(wd, true, 1e-2) {
-                    WeightDecay::Decoupled(k) => Some(k),
-                    _ => None,
-                },
-                l2,
-                gscale,
+                keep: WeightDecay::new(wd, true, 1e-2).keep().into(),
+                l2: l2.into(),
+                gscale: gscale.into(),
                 norms,
             };
             for n in [0, 1, 15, 16, 17, 100, 1025, 16384] {

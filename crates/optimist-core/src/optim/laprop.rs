@@ -39,7 +39,7 @@ use super::pytorch_optimizer::max_nan;
 use crate::error::{Error, Result};
 use crate::exec::CautiousMask;
 use crate::state::StateStore;
-use crate::math::{bias_correction, lerp, Ema, WeightDecay};
+use crate::math::{bias_correction, lerp, Ema};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 
@@ -127,10 +127,9 @@ pub struct LaPropScalars {
 impl LaProp {
     /// The factor of the decoupled decay after the step (1 without it).
     fn keep(&self) -> f32 {
-        match decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, 1.0) {
-            WeightDecay::Decoupled(k) => k,
-            _ => 1.0,
-        }
+        decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, 1.0)
+            .keep()
+            .unwrap_or(1.0)
     }
 }
 

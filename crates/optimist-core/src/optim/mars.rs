@@ -289,7 +289,14 @@ impl Mars {
             let gi = k.sg * g[i];
             let mi = lerp(m[i], k.correction(gi, last[i]), k.w1);
             m[i] = mi;
-            dens[i] = k.denominator(&mut v[i], vmax.get_mut(i), k.correction(gi, last[i]));
+            let ams = i < vmax.len();
+            let vm = if ams { vmax[i] } else { 0.0 };
+            let (vi, vm, d) = k.denominator(v[i], vm, ams, k.correction(gi, last[i]));
+            v[i] = vi;
+            if ams {
+                vmax[i] = vm;
+            }
+            dens[i] = d;
             let (xi, gl) = k.wdk.apply_to(x[i], gi);
             last[i] = gl;
             kept += (mi * gi > 0.0) as usize;
@@ -343,23 +350,21 @@ impl MarsConsts {
         }
     }
 
-    /// Updates the second moment (and its running maximum) with `c` and
-    /// returns the step's denominator (1 for Lion).
+    /// Updates the second moment with `c`, and its running maximum when
+    /// `ams`: returns `(v, vmax, denominator)`; Lion leaves both and
+    /// returns 1. Values in and out, with no branch, so that loops using it
+    /// vectorize.
     #[inline(always)]
-    fn denominator(&self, v: &mut f32, vmax: Option<&mut f32>, c: f32) -> f32 {
+    fn denominator(&self, v: f32, vmax: f32, ams: bool, c: f32) -> (f32, f32, f32) {
+        let vi = self.ema2.sq(v, c);
+        let vm = if ams { max_nan(vmax, vi) } else { vmax };
+        let base = if ams { vm } else { vi };
+        let d = ((base + 1e-15).sqrt() + self.eps) / self.bc2_sqrt * self.bc1;
         if self.lion {
-            return 1.0;
+            (v, vmax, 1.0)
+        } else {
+            (vi, vm, d)
         }
-        let vi = self.ema2.sq(*v, c);
-        *v = vi;
-        let base = match vmax {
-            Some(vm) => {
-                *vm = max_nan(*vm, vi);
-                *vm
-            }
-            None => vi,
-        };
-        ((base + 1e-15).sqrt() + self.eps) / self.bc2_sqrt * self.bc1
     }
 }
 
@@ -391,17 +396,27 @@ fn step(
     simd!(avx2; fn(k: &MarsConsts, x: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], last: &mut [f32], vmax: &mut [f32]) {
         let n = x.len();
         let (g, m, v, last) = (&g[..n], &mut m[..n], &mut v[..n], &mut last[..n]);
-        let ams = !vmax.is_empty();
-        for i in 0..n {
-            let gi = k.sg * g[i];
-            let c = k.correction(gi, last[i]);
-            let mi = lerp(m[i], c, k.w1);
-            m[i] = mi;
-            let d = k.denominator(&mut v[i], if ams { Some(&mut vmax[i]) } else { None }, c);
-            let (xi, gl) = k.wdk.apply_to(x[i], gi);
-            last[i] = gl;
+        // One branch-free loop per case (with or without the running
+        // maximum), so that each vectorizes; the element is written once.
+        #[inline(always)]
+        fn element<const AMS: bool>(k: &MarsConsts, x: f32, g: f32, m: f32, v: f32, last: f32, vmax: f32) -> [f32; 5] {
+            let gi = k.sg * g;
+            let c = k.correction(gi, last);
+            let mi = lerp(m, c, k.w1);
+            let (vi, vm, d) = k.denominator(v, vmax, AMS, c);
+            let (xi, gl) = k.wdk.apply_to(x, gi);
             let u = if k.lion { sign(mi) } else { mi / d };
-            x[i] = xi - k.lr * u;
+            [xi - k.lr * u, mi, vi, gl, vm]
+        }
+        if vmax.is_empty() {
+            for i in 0..n {
+                [x[i], m[i], v[i], last[i], _] = element::<false>(k, x[i], g[i], m[i], v[i], last[i], 0.0);
+            }
+        } else {
+            let vmax = &mut vmax[..n];
+            for i in 0..n {
+                [x[i], m[i], v[i], last[i], vmax[i]] = element::<true>(k, x[i], g[i], m[i], v[i], last[i], vmax[i]);
+            }
         }
     })
 }

@@ -55,6 +55,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::exec::{self, simd, Blocks};
+use crate::math::Maybe;
 use crate::rule::ExecOptions;
 use crate::optimizer::{Optimizer, OptimizerSpec};
 use crate::rule::OptimizerConfig;
@@ -450,9 +451,10 @@ impl GlobalRule for Prodigy {
                 Some((1.0 - self.weight_decay * if self.fixed_decay { 1.0 } else { d_lr }) as f32)
             } else {
                 None
-            },
+            }
+            .into(),
             neg_lr: (-d_lr) as f32,
-            de: self.eps.map(|eps| (d * eps) as f32),
+            de: self.eps.map(|eps| (d * eps) as f32).into(),
         };
         for (p, st) in params.iter_mut().zip(states.iter()) {
             let items = p
@@ -515,10 +517,10 @@ fn moments(
 #[derive(Debug, Clone, Copy)]
 struct StepConsts {
     /// The decoupled decay's factor, when it applies.
-    keep: Option<f32>,
+    keep: Maybe<f32>,
     neg_lr: f32,
     /// `d * eps`; `None` for the atan2 update.
-    de: Option<f32>,
+    de: Maybe<f32>,
 }
 
 /// Pass 2 over one block: the decay and the step.
@@ -526,9 +528,9 @@ fn step(c: &StepConsts, x: &mut [f32], m: &[f32], v: &[f32]) {
     simd!(avx2; fn(c: &StepConsts, x: &mut [f32], m: &[f32], v: &[f32]) {
         let n = x.len();
         let (m, v) = (&m[..n], &v[..n]);
-        let keep = c.keep.unwrap_or(1.0);
-        let decay = c.keep.is_some();
-        match c.de {
+        let keep = c.keep.get().unwrap_or(1.0);
+        let decay = c.keep.get().is_some();
+        match c.de.get() {
             Some(de) => {
                 for i in 0..n {
                     let xi = if decay { x[i] * keep } else { x[i] };

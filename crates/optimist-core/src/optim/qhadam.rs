@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::adam_family::{decay, grad_sign};
 use crate::error::Result;
-use crate::math::{lerp, WeightDecay};
+use crate::math::{lerp, Maybe, WeightDecay};
 use crate::optim::each::{sink2, Step};
 use crate::rule::{Apply, Chunk, Elementwise, OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
@@ -95,9 +95,9 @@ pub struct QHAdamScalars {
     wd: WeightDecay,
     r1: f32,
     r2: f32,
-    nu1: Option<(f32, f32)>,
+    nu1: Maybe<(f32, f32)>,
     nu2: f32,
-    nu2_rest: Option<f32>,
+    nu2_rest: Maybe<f32>,
     eps: f32,
     lr: f32,
 }
@@ -129,9 +129,9 @@ impl Elementwise for QHAdam {
             wd: decay(self.weight_decay, self.weight_decouple, self.fixed_decay, self.lr, 1.0),
             r1,
             r2,
-            nu1: (nu1 != 1.0).then_some((nu1 as f32, (1.0 - nu1) as f32)),
+            nu1: (nu1 != 1.0).then_some((nu1 as f32, (1.0 - nu1) as f32)).into(),
             nu2: nu2 as f32,
-            nu2_rest: (nu2 != 1.0).then_some((1.0 - nu2) as f32),
+            nu2_rest: (nu2 != 1.0).then_some((1.0 - nu2) as f32).into(),
             eps: self.eps as f32,
             lr: self.lr as f32,
         })
@@ -145,11 +145,11 @@ impl Elementwise for QHAdam {
             let m = lerp(m, g, s.r1);
             let v = lerp(v, g2, s.r2);
             let mut r = v * s.nu2;
-            if let Some(w) = s.nu2_rest {
+            if let Some(w) = s.nu2_rest.get() {
                 r += w * g2;
             }
             let r = r.sqrt() + s.eps;
-            let a = match s.nu1 {
+            let a = match s.nu1.get() {
                 Some((nu1, w)) => m * nu1 + w * g,
                 None => m,
             };

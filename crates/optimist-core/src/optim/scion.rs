@@ -416,7 +416,7 @@ impl UpdateRule for Scion {
         st.step += 1;
         let sgn = descent_sign(self.maximize);
         let wd = if self.constraint {
-            WeightDecay::Off
+            WeightDecay::OFF
         } else {
             WeightDecay::new(self.weight_decay, self.weight_decouple, self.lr)
         };
