@@ -309,6 +309,13 @@ pub trait UpdateRule: OptimizerConfig {
 
 /// Where an update rule sends the step of each element.
 pub trait Apply {
+    /// Whether the element loops of `optim::each` write bf16 state
+    /// straight from their loop where the chunk carries destinations for
+    /// it ([`Chunk::packed`], set by the driver of compressed state, which
+    /// passes [`PackedPlain`]). A constant, so that every other sink keeps
+    /// one loop per kernel.
+    const PACKS: bool = false;
+
     /// One element, in order over the parameter: the plain update is
     /// `p <- p - lr * u`; `g` is the gradient as the rule used it.
     fn apply(&mut self, p: &mut f32, g: f32, lr: f32, u: f32);
@@ -345,6 +352,64 @@ pub struct Slots<'a> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Plain;
 
+/// [`Plain`], for the driver of bf16 state: the element loops encode the
+/// chunk's bf16 buffers in their own loop ([`Apply::PACKS`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PackedPlain;
+
+impl Apply for PackedPlain {
+    const PACKS: bool = true;
+
+    #[inline(always)]
+    fn apply(&mut self, p: &mut f32, g: f32, lr: f32, u: f32) {
+        Plain.apply(p, g, lr, u)
+    }
+
+    #[inline(always)]
+    fn finish(&mut self, value: &mut [f32]) -> Result<()> {
+        Plain.finish(value)
+    }
+}
+
+/// Where one state buffer of a chunk is stored as bf16: the element loops
+/// of `optim::each` round each new value into `bits` (the random stream of
+/// [`quant::bf16_round`] with `base`, element `i` at index `lo + i`).
+#[derive(Debug, Default)]
+pub struct Bf16Dest<'a> {
+    pub(crate) bits: &'a mut [u16],
+    pub(crate) base: u32,
+    pub(crate) lo: u32,
+    /// The buffer's index in [`ParamState::BUFFERS`].
+    pub(crate) buffer: usize,
+}
+
+/// The bf16 destinations of a chunk's state buffers (same order as
+/// [`Chunk::state`]) and the set of buffers a loop has written there
+/// (bit `buffer`); the driver encodes the others itself.
+#[derive(Debug, Default)]
+pub struct Packed<'a> {
+    pub(crate) dest: [Option<Bf16Dest<'a>>; MAX_BUFFERS],
+    pub(crate) done: Option<&'a std::cell::Cell<u32>>,
+}
+
+impl<'a> Packed<'a> {
+    /// The destinations of the first `K` buffers when all `K` have one,
+    /// marked as written.
+    #[inline(always)]
+    pub(crate) fn first<const K: usize>(&mut self) -> Option<[Bf16Dest<'a>; K]> {
+        let done = self.done?;
+        if K == 0 || K > MAX_BUFFERS || !self.dest[..K].iter().all(Option::is_some) {
+            return None;
+        }
+        // Every entry is Some (checked above).
+        let out: [Bf16Dest<'a>; K] =
+            std::array::from_fn(|k| self.dest[k].take().unwrap_or_default());
+        done.set(out.iter().fold(done.get(), |m, d| m | 1 << d.buffer));
+        Some(out)
+    }
+}
+
+
 impl Apply for Plain {
     #[inline(always)]
     fn apply(&mut self, p: &mut f32, _g: f32, lr: f32, u: f32) {
@@ -375,6 +440,9 @@ pub struct Chunk<'a> {
     pub hessian: Option<&'a [f32]>,
     /// State buffers (first `BUFFERS.len()` entries; the rest are empty).
     pub state: [&'a mut [f32]; MAX_BUFFERS],
+    /// Where buffers are stored as bf16 (compressed state): the element
+    /// loops may round their new values straight into it.
+    pub(crate) packed: Packed<'a>,
 }
 
 /// An update rule that acts element by element once per-step scalars are

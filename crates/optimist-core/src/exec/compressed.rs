@@ -6,10 +6,12 @@
 
 use std::cell::Cell;
 
-use super::elementwise::{split_front, Piece};
+use super::elementwise::{split_front, Piece, Span};
 use crate::error::Result;
 use crate::quant;
-use crate::rule::{Elementwise, Plain, StepInfo, UpdateRule, MAX_BUFFERS};
+use crate::rule::{
+    Bf16Dest, Elementwise, Packed, PackedPlain, Plain, StepInfo, UpdateRule, MAX_BUFFERS,
+};
 use crate::state::{ParamState, StateStore};
 use crate::tensor::{DType, ParamMut, StateTensor, Storage};
 
@@ -182,8 +184,16 @@ thread_local! {
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
-/// Decode the compressed buffers of a piece into scratch space, run the
-/// kernel, encode them back.
+/// Elements per decode → kernel → encode round of [`compressed_piece`]: the
+/// f32 scratch copies of a round (4 bytes per element and buffer) stay in
+/// the L1 data cache, so each value is decoded, updated and encoded while
+/// it is there. 8-bit pieces use rounds of at least one block.
+const ROUND: usize = 1024;
+
+/// Runs the kernel on a piece with compressed buffers: in rounds of
+/// [`ROUND`] elements that decode them into scratch space and encode them
+/// back, or, once the first round showed that the kernel's loop reads and
+/// writes bf16 itself ([`Packing::Direct`]), the rest in one round.
 #[inline(always)]
 pub(super) fn compressed_piece<R: Elementwise>(
     rule: &R,
@@ -191,52 +201,171 @@ pub(super) fn compressed_piece<R: Elementwise>(
     nb: usize,
     piece: &mut Piece<'_>,
 ) {
-    let len = piece.span.value.len();
+    // Rounds split 8-bit buffers on block boundaries: every block size is
+    // a power of two, so the largest one divides a round of that size.
+    let round = piece.bufs[..nb]
+        .iter()
+        .map(|b| match b {
+            Buf::Q8(_, _, block, _) => *block,
+            _ => 0,
+        })
+        .fold(ROUND, usize::max);
+    let mut bufs = std::mem::take(&mut piece.bufs);
+    let mut value: &mut [f32] = &mut *piece.span.value;
+    let mut grad: &[f32] = piece.span.grad;
+    let mut hessian: Option<&[f32]> = piece.span.hessian;
+    let mut offset = piece.span.offset;
     // The scratch space is moved out of the thread-local (no closure, so
-    // that everything here is inlined into the AVX2 function).
+    // that everything here is inlined into the SIMD function).
     let mut scratch = SCRATCH.take();
-    {
-        if scratch.len() < nb * len {
-            scratch.resize(nb * len, 0.0);
+    if scratch.len() < nb * round {
+        scratch.resize(nb * round, 0.0);
+    }
+    let mut packing = Packing::Trial;
+    while !value.is_empty() {
+        // Once the kernel reads and writes the bf16 buffers itself, the
+        // rest of the piece is one round (no scratch space to fit).
+        // (It stays inside one segment of the bf16 random stream.)
+        let n = match packing {
+            Packing::Direct => value.len().min(
+                usize::try_from((1u64 << 32) - (offset as u64 & 0xffff_ffff)).unwrap_or(usize::MAX),
+            ),
+            _ => value.len().min(round),
+        };
+        let mut span = Span {
+            offset,
+            value: split_front(&mut value, n),
+            grad: &grad[..n.min(grad.len())],
+            hessian: hessian.map(|h| &h[..n.min(h.len())]),
+        };
+        grad = &grad[n.min(grad.len())..];
+        hessian = hessian.map(|h| &h[n.min(h.len())..]);
+        let mut round_bufs: [Buf<'_>; MAX_BUFFERS] = Default::default();
+        for (r, b) in round_bufs.iter_mut().zip(bufs.iter_mut()).take(nb) {
+            *r = b.take(n);
         }
-        {
-            let mut state: [&mut [f32]; MAX_BUFFERS] = Default::default();
-            for ((s, b), tmp) in state
-                .iter_mut()
-                .zip(piece.bufs.iter_mut())
-                .zip(scratch.chunks_mut(len))
-            {
-                match b {
-                    Buf::Empty => {}
-                    Buf::F32(x) => *s = &mut **x,
-                    Buf::Bf16(x, _) => {
+        compressed_round(
+            rule,
+            scalars,
+            &mut span,
+            &mut round_bufs,
+            match packing {
+                Packing::Direct => &mut [],
+                _ => &mut scratch[..nb * n],
+            },
+            &mut packing,
+        );
+        offset += n;
+    }
+    SCRATCH.set(scratch);
+}
+
+/// How the rounds of a piece hand bf16 buffers to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Packing {
+    /// Not known yet: decode into scratch space and offer destinations.
+    Trial,
+    /// The kernel's loop read and wrote every bf16 buffer in the last
+    /// round ([`Bf16Lane`](crate::optim::each)): no scratch copies.
+    Direct,
+    /// Decode into scratch space, encode after the kernel.
+    Scratch,
+}
+
+/// One round of [`compressed_piece`]: `scratch` holds `span.value.len()`
+/// values per buffer. Where every buffer is bf16 and the kernel's element
+/// loop packs ([`PackedPlain`]), the loop reads and rounds the bf16 values
+/// itself; the first round of a piece finds out (`packing`), the others
+/// then skip the scratch copies. Otherwise (and for 8-bit buffers) the
+/// buffers are decoded into scratch space and encoded after the kernel.
+#[inline(always)]
+fn compressed_round<R: Elementwise>(
+    rule: &R,
+    scalars: &R::Scalars,
+    span: &mut Span<'_>,
+    bufs: &mut [Buf<'_>; MAX_BUFFERS],
+    scratch: &mut [f32],
+    packing: &mut Packing,
+) {
+    let len = span.value.len();
+    let done = Cell::new(0u32);
+    // Packing needs every buffer in bf16 (the kernel's loop writes all of
+    // its buffers one way) and one random-stream segment.
+    let all_bf16 = bufs
+        .iter()
+        .all(|b| matches!(b, Buf::Empty | Buf::F32(&mut []) | Buf::Bf16(..)));
+    let mut offered = 0u32;
+    let direct = all_bf16 && *packing == Packing::Direct;
+    {
+        let mut state: [&mut [f32]; MAX_BUFFERS] = Default::default();
+        let mut packed = Packed::default();
+        // Empty in direct rounds, which need no copies.
+        let mut tmps = scratch.chunks_mut(len.max(1));
+        for (k, (s, b)) in state.iter_mut().zip(bufs.iter_mut()).enumerate() {
+            let tmp = tmps.next().unwrap_or_default();
+            match b {
+                Buf::Empty => {}
+                Buf::F32(x) => *s = &mut **x,
+                Buf::Bf16(x, key) => {
+                    let stream = if all_bf16 && *packing != Packing::Scratch {
+                        quant::bf16_stream(*key, span.offset, len)
+                    } else {
+                        None
+                    };
+                    if !(direct && stream.is_some()) {
                         quant::bf16_decode(x, tmp);
                         *s = tmp;
                     }
-                    Buf::Q8(c, sc, block, _) => {
-                        quant::q8_decode(c, sc, tmp, *block);
-                        *s = tmp;
+                    if let Some((base, lo)) = stream {
+                        offered |= 1 << k;
+                        packed.dest[k] = Some(Bf16Dest {
+                            bits: x,
+                            base,
+                            lo,
+                            buffer: k,
+                        });
                     }
                 }
-            }
-            rule.kernel(scalars, piece.span.chunk(state), &mut Plain);
-        }
-        for (b, tmp) in piece.bufs.iter_mut().zip(scratch.chunks(len)) {
-            match b {
-                Buf::Bf16(x, k) => quant::bf16_encode(tmp, x, *k, piece.span.offset),
-                Buf::Q8(c, sc, block, k) => {
-                    let rounding = match k {
-                        Some(key) => quant::Rounding::Stochastic {
-                            key: *key,
-                            offset: piece.span.offset,
-                        },
-                        None => quant::Rounding::Nearest,
-                    };
-                    quant::q8_encode(tmp, c, sc, *block, rounding)
+                Buf::Q8(c, sc, block, _) => {
+                    quant::q8_decode(c, sc, tmp, *block);
+                    *s = tmp;
                 }
-                _ => {}
             }
+        }
+        if offered != 0 {
+            packed.done = Some(&done);
+            rule.kernel(scalars, span.chunk_packed(state, packed), &mut PackedPlain);
+        } else {
+            rule.kernel(scalars, span.chunk(state), &mut Plain);
         }
     }
-    SCRATCH.set(scratch);
+    if *packing == Packing::Trial && offered != 0 {
+        *packing = if done.get() == offered {
+            Packing::Direct
+        } else {
+            Packing::Scratch
+        };
+    }
+    // Without scratch copies, a buffer the kernel did not write is
+    // unchanged (re-encoding a bf16 value gives its own bits).
+    let skip = if direct { offered } else { done.get() };
+    let mut tmps = scratch.chunks(len.max(1));
+    for (k, b) in bufs.iter_mut().enumerate() {
+        let tmp = tmps.next().unwrap_or_default();
+        match b {
+            Buf::Bf16(..) if skip & (1 << k) != 0 => {}
+            Buf::Bf16(x, key) => quant::bf16_encode(tmp, x, *key, span.offset),
+            Buf::Q8(c, sc, block, k) => {
+                let rounding = match k {
+                    Some(key) => quant::Rounding::Stochastic {
+                        key: *key,
+                        offset: span.offset,
+                    },
+                    None => quant::Rounding::Nearest,
+                };
+                quant::q8_encode(tmp, c, sc, *block, rounding)
+            }
+            _ => {}
+        }
+    }
 }

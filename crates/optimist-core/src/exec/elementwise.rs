@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::quant;
 #[cfg(doc)]
 use crate::rule::UpdateRule;
-use crate::rule::{Apply, Chunk, Elementwise, Plain, StepInfo, CHUNK, MAX_BUFFERS};
+use crate::rule::{Apply, Chunk, Elementwise, Packed, Plain, StepInfo, CHUNK, MAX_BUFFERS};
 use crate::state::{ParamState, StateStore};
 use crate::tensor::{DType, ParamMut, StateTensor};
 
@@ -115,6 +115,19 @@ impl<'a> Span<'a> {
         }
     }
 
+    /// [`Span::chunk`] with bf16 destinations for the element loops.
+    #[inline(always)]
+    pub(super) fn chunk_packed<'s>(
+        &'s mut self,
+        state: [&'s mut [f32]; MAX_BUFFERS],
+        packed: Packed<'s>,
+    ) -> Chunk<'s> {
+        Chunk {
+            packed,
+            ..self.chunk(state)
+        }
+    }
+
     /// The kernel's view of the span with state buffers `state`.
     #[inline(always)]
     pub(super) fn chunk<'s>(&'s mut self, state: [&'s mut [f32]; MAX_BUFFERS]) -> Chunk<'s> {
@@ -124,6 +137,7 @@ impl<'a> Span<'a> {
             grad: self.grad,
             hessian: self.hessian,
             state,
+            packed: Default::default(),
         }
     }
 }
@@ -265,7 +279,7 @@ fn run_piece<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &
         return;
     }
     // The codecs and the kernel are inlined into the AVX2 build.
-    simd!(avx2; fn<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &mut Piece<'_>) {
+    simd!(avx512; fn<R: Elementwise>(rule: &R, scalars: &R::Scalars, nb: usize, piece: &mut Piece<'_>) {
         compressed_piece(rule, scalars, nb, piece)
     })
 }

@@ -174,6 +174,8 @@ impl Adopt {
 struct DivBy<'a, A: Apply>(f32, &'a mut A);
 
 impl<A: Apply> Apply for DivBy<'_, A> {
+    const PACKS: bool = A::PACKS;
+
     #[inline(always)]
     fn apply(&mut self, p: &mut f32, g: f32, lr: f32, u: f32) {
         self.1.apply(p, g, lr, u / self.0)

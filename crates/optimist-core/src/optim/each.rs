@@ -20,7 +20,8 @@
 //!   step `lr * u`, which goes through the [`Apply`] sink (the plain update
 //!   `x - lr * u`, or the cautious mask).
 
-use crate::rule::{Apply, Chunk, MAX_BUFFERS};
+use crate::quant;
+use crate::rule::{Apply, Bf16Dest, Chunk, MAX_BUFFERS};
 
 /// The chunk with its state buffers `order[0]`, `order[1]`, ... first, for
 /// a kernel whose step reads buffers that are not the first ones (the
@@ -28,9 +29,12 @@ use crate::rule::{Apply, Chunk, MAX_BUFFERS};
 #[inline(always)]
 pub fn select<const K: usize>(mut c: Chunk<'_>, order: [usize; K]) -> Chunk<'_> {
     let mut state: [&mut [f32]; MAX_BUFFERS] = Default::default();
-    for (slot, &k) in state.iter_mut().zip(&order) {
+    let mut dest: [Option<Bf16Dest<'_>>; MAX_BUFFERS] = Default::default();
+    for ((slot, d), &k) in state.iter_mut().zip(dest.iter_mut()).zip(&order) {
         *slot = std::mem::take(&mut c.state[k]);
+        *d = c.packed.dest[k].take();
     }
+    c.packed.dest = dest;
     Chunk { state, ..c }
 }
 
@@ -164,17 +168,110 @@ pub fn sink0<A: Apply>(c: Chunk<'_>, apply: &mut A, f: impl Fn(f32, f32) -> Step
     sink_loop!(x, apply, |i, xi| f(xi, g[i]));
 }
 
+/// One state buffer as an element loop reads and writes it: an f32 slice,
+/// or ([`Bf16Lane`]) a decoded copy read and new values rounded to bf16.
+pub(crate) trait Lane {
+    /// Element `i`.
+    fn get(&self, i: usize) -> f32;
+    /// Stores element `i`'s new value.
+    fn put(&mut self, i: usize, v: f32);
+}
+
+impl Lane for &mut [f32] {
+    #[inline(always)]
+    fn get(&self, i: usize) -> f32 {
+        self[i]
+    }
+
+    #[inline(always)]
+    fn put(&mut self, i: usize, v: f32) {
+        self[i] = v;
+    }
+}
+
+/// A bf16 state buffer in an element loop: each value is read from its
+/// bf16 bits and written back rounded to bf16 ([`quant::bf16_round`]) in
+/// the same loop, so the conversions run on the integer ports beside the
+/// rule's arithmetic instead of in passes of their own.
+pub(crate) struct Bf16Lane<'s> {
+    bits: &'s mut [u16],
+    base: u32,
+    /// `lo * φ`: element `i`'s Weyl value is `weyl + i * φ`, which the
+    /// vectorized loop steps by addition.
+    weyl: u32,
+}
+
+impl<'s> Bf16Lane<'s> {
+    #[inline(always)]
+    fn new(d: Bf16Dest<'s>, n: usize) -> Self {
+        Bf16Lane {
+            bits: &mut d.bits[..n],
+            base: d.base,
+            weyl: d.lo.wrapping_mul(quant::WEYL),
+        }
+    }
+}
+
+impl Lane for Bf16Lane<'_> {
+    #[inline(always)]
+    fn get(&self, i: usize) -> f32 {
+        f32::from_bits((self.bits[i] as u32) << 16)
+    }
+
+    #[inline(always)]
+    fn put(&mut self, i: usize, v: f32) {
+        let weyl = self.weyl.wrapping_add((i as u32).wrapping_mul(quant::WEYL));
+        self.bits[i] = quant::bf16_round_weyl(v, self.base, weyl);
+    }
+}
+
+/// Runs `$run(apply, x, g, e, lanes..., f)` on a chunk's first state
+/// buffers (`e`: the Hessian estimate, if any): as [`Bf16Lane`]s where the
+/// sink packs ([`Apply::PACKS`]) and the chunk has bf16 destinations for
+/// all of them, else as f32 slices. Each arm is one monomorphized loop;
+/// for every sink but the packing one the first arm is compiled out.
+macro_rules! with_lanes {
+    ($c:ident, $apply:ident, $f:expr, $k:literal, $run:ident, [$($l:ident / $d:ident),+]) => {{
+        let mut c = $c;
+        let n = c.value.len();
+        let e = c.hessian.map(|e| &e[..n]);
+        let packed = if packs(&*$apply) { c.packed.first::<$k>() } else { None };
+        let (x, g) = (c.value, &c.grad[..n]);
+        match packed {
+            Some([$($d),+]) => $run($apply, x, g, e, $(Bf16Lane::new($d, n),)+ $f),
+            None => {
+                let [$($l,)+ ..] = c.state;
+                $run($apply, x, g, e, $(&mut $l[..n],)+ $f)
+            }
+        }
+    }};
+}
+
+/// [`Apply::PACKS`] of a sink.
+#[inline(always)]
+fn packs<A: Apply>(_: &A) -> bool {
+    A::PACKS
+}
+
 /// One state buffer: `f(x, g, a)` gives the element's [`Step`] and new `a`.
 #[inline(always)]
 pub fn sink1<A: Apply>(c: Chunk<'_>, apply: &mut A, f: impl Fn(f32, f32, f32) -> (Step, f32)) {
-    let n = c.value.len();
-    let [a, ..] = c.state;
-    let (x, g, a) = (c.value, &c.grad[..n], &mut a[..n]);
-    sink_loop!(x, apply, |i, xi| {
-        let (step, ai) = f(xi, g[i], a[i]);
-        a[i] = ai;
-        step
-    });
+    #[inline(always)]
+    fn run<A: Apply>(
+        apply: &mut A,
+        x: &mut [f32],
+        g: &[f32],
+        _: Option<&[f32]>,
+        mut a: impl Lane,
+        f: impl Fn(f32, f32, f32) -> (Step, f32),
+    ) {
+        sink_loop!(x, apply, |i, xi| {
+            let (step, ai) = f(xi, g[i], a.get(i));
+            a.put(i, ai);
+            step
+        });
+    }
+    with_lanes!(c, apply, &f, 1, run, [a / da])
 }
 
 /// Two state buffers: `f(x, g, a, b)` gives the element's [`Step`] and
@@ -185,56 +282,89 @@ pub fn sink2<A: Apply>(
     apply: &mut A,
     f: impl Fn(f32, f32, f32, f32) -> (Step, f32, f32),
 ) {
-    let n = c.value.len();
-    let [a, b, ..] = c.state;
-    let (x, g, a, b) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n]);
-    sink_loop!(x, apply, |i, xi| {
-        let (step, ai, bi) = f(xi, g[i], a[i], b[i]);
-        (a[i], b[i]) = (ai, bi);
-        step
-    });
+    #[inline(always)]
+    fn run<A: Apply>(
+        apply: &mut A,
+        x: &mut [f32],
+        g: &[f32],
+        _: Option<&[f32]>,
+        mut a: impl Lane,
+        mut b: impl Lane,
+        f: impl Fn(f32, f32, f32, f32) -> (Step, f32, f32),
+    ) {
+        sink_loop!(x, apply, |i, xi| {
+            let (step, ai, bi) = f(xi, g[i], a.get(i), b.get(i));
+            a.put(i, ai);
+            b.put(i, bi);
+            step
+        });
+    }
+    with_lanes!(c, apply, &f, 2, run, [a / da, b / db])
 }
 
 /// [`sink2`] with the chunk's Hessian estimate `e` as a fifth input:
 /// `with(x, g, a, b, e)` when the step carries an estimate, else
 /// `without(x, g, a, b, 0)`.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
 pub fn sink2_hessian<A: Apply>(
     c: Chunk<'_>,
     apply: &mut A,
     with: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32),
     without: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32),
 ) {
-    let Some(e) = c.hessian else {
+    if c.hessian.is_none() {
         return sink2(c, apply, |x, g, a, b| without(x, g, a, b, 0.0));
-    };
-    let n = c.value.len();
-    let [a, b, ..] = c.state;
-    let (x, g, a, b, e) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n], &e[..n]);
-    sink_loop!(x, apply, |i, xi| {
-        let (step, ai, bi) = with(xi, g[i], a[i], b[i], e[i]);
-        (a[i], b[i]) = (ai, bi);
-        step
-    });
+    }
+    #[inline(always)]
+    fn run<A: Apply>(
+        apply: &mut A,
+        x: &mut [f32],
+        g: &[f32],
+        e: Option<&[f32]>,
+        mut a: impl Lane,
+        mut b: impl Lane,
+        with: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32),
+    ) {
+        // The estimate is there (checked by the caller), cut to the chunk.
+        let e = e.unwrap_or_default();
+        let e = &e[..x.len().min(e.len())];
+        sink_loop!(x, apply, |i, xi| {
+            let (step, ai, bi) = with(xi, g[i], a.get(i), b.get(i), e[i]);
+            a.put(i, ai);
+            b.put(i, bi);
+            step
+        });
+    }
+    with_lanes!(c, apply, &with, 2, run, [a / da, b / db])
 }
 
 /// Three state buffers: `f(x, g, a, b, d)` gives the element's [`Step`]
 /// and new `a`, `b`, `d`.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
 pub fn sink3<A: Apply>(
     c: Chunk<'_>,
     apply: &mut A,
     f: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32, f32),
 ) {
-    let n = c.value.len();
-    let [a, b, d, ..] = c.state;
-    let (x, g) = (c.value, &c.grad[..n]);
-    let (a, b, d) = (&mut a[..n], &mut b[..n], &mut d[..n]);
-    sink_loop!(x, apply, |i, xi| {
-        let (step, ai, bi, di) = f(xi, g[i], a[i], b[i], d[i]);
-        (a[i], b[i], d[i]) = (ai, bi, di);
-        step
-    });
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn run<A: Apply>(
+        apply: &mut A,
+        x: &mut [f32],
+        g: &[f32],
+        _: Option<&[f32]>,
+        mut a: impl Lane,
+        mut b: impl Lane,
+        mut d: impl Lane,
+        f: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32, f32),
+    ) {
+        sink_loop!(x, apply, |i, xi| {
+            let (step, ai, bi, di) = f(xi, g[i], a.get(i), b.get(i), d.get(i));
+            a.put(i, ai);
+            b.put(i, bi);
+            d.put(i, di);
+            step
+        });
+    }
+    with_lanes!(c, apply, &f, 3, run, [a / da, b / db, d / dd])
 }
