@@ -47,6 +47,11 @@ pub struct BenchArgs {
     /// Seeds per optimizer and workload (0, 1, ...).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
+    /// The first seed: the runs use seeds `first-seed`, `first-seed + 1`, ...
+    /// (e.g. seeds that a `tune` study did not use, to check a tuned setting
+    /// on held-out seeds).
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
     /// Learning-rate multipliers tried on seed 0 (comma-separated); the best
     /// is kept for all seeds. Default: the suggested lr only.
     #[arg(long, value_delimiter = ',', default_value = "1")]
@@ -74,6 +79,11 @@ pub struct BenchArgs {
     /// `optimist tune`); cells it does not list use the suggested ones.
     #[arg(long)]
     tuned: Option<PathBuf>,
+    /// Also evaluate the test split (where the workload has one) at every
+    /// evaluation; recorded per run in report.json (`final_test`,
+    /// `test_at_target`), never used to choose a setting.
+    #[arg(long)]
+    eval_test: bool,
     /// Print nothing while running.
     #[arg(long)]
     quiet: bool,
@@ -493,6 +503,13 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
             "--seeds must be at least 1 and --lr-grid positive numbers",
         ));
     }
+    if args.first_seed.checked_add(args.seeds).is_none_or(|end| end > u64::from(u32::MAX)) {
+        return Err(err(format!(
+            "--first-seed {}: the seeds must stay below {}",
+            args.first_seed,
+            u32::MAX
+        )));
+    }
     if args.seeds > MAX_SEEDS {
         return Err(err(format!(
             "--seeds {}: must be from 1 to {MAX_SEEDS}",
@@ -562,14 +579,14 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
                 jobs.push(Job {
                     workload: w.clone(),
                     optimizer: o.clone(),
-                    seed: 0,
+                    seed: args.first_seed,
                     overrides: lr_scaled(base, o, specs[wi].lr_scale, m),
                     steps: steps_of(wi),
                 });
             }
         }
     }
-    let first = run_jobs(&jobs, args.jobs, &data_dir, false, &progress);
+    let first = run_jobs(&jobs, args.jobs, &data_dir, args.eval_test, &progress);
     let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
     let mut outcomes = first.into_iter();
     for w in &workloads {
@@ -617,7 +634,7 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
                 specs[wi].lr_scale,
                 cell.lr_mult,
             );
-            for seed in 1..args.seeds {
+            for seed in args.first_seed + 1..args.first_seed + args.seeds {
                 jobs.push(Job {
                     workload: w.clone(),
                     optimizer: o.clone(),
@@ -628,7 +645,7 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
             }
         }
     }
-    let rest = run_jobs(&jobs, args.jobs, &data_dir, false, &progress);
+    let rest = run_jobs(&jobs, args.jobs, &data_dir, args.eval_test, &progress);
     for (job, outcome) in jobs.iter().zip(rest) {
         let Some(cell) = cells.get_mut(&(job.workload.clone(), job.optimizer.clone())) else {
             continue;
@@ -757,14 +774,16 @@ fn write_report(
     let mut md = String::new();
     md.push_str("# optimist bench report\n\n");
     md.push_str(&format!(
-        "- version: {version}\n- machine: {machine}\n- threads: {} run(s) at a time, {} compute thread(s) each\n- suite `{}`: {} workloads x {} optimizers x {} seeds; lr multipliers {:?} (chosen on seed 0); hyperparameters: {}\n- wall time: {:.1} s\n\n",
+        "- version: {version}\n- machine: {machine}\n- threads: {} run(s) at a time, {} compute thread(s) each\n- suite `{}`: {} workloads x {} optimizers x {} seeds (from seed {}); lr multipliers {:?} (chosen on seed {}); hyperparameters: {}\n- wall time: {:.1} s\n\n",
         args.jobs,
         args.threads,
         if args.workloads.is_empty() { args.suite.as_str() } else { "custom" },
         workloads.len(),
         optimizers.len(),
         args.seeds,
+        args.first_seed,
         args.lr_grid,
+        args.first_seed,
         match &args.tuned {
             Some(p) => format!("tuned, from `{}` (cells it does not list: suggested)", p.display()),
             None => "suggested (untuned defaults)".into(),
@@ -1051,7 +1070,7 @@ fn write_report(
     write_file(&args.out.join("report.md"), &md)?;
     let report = json!({
         "version": version, "machine": machine,
-        "suite": args.suite, "workloads": workloads, "optimizers": optimizers, "seeds": args.seeds,
+        "suite": args.suite, "workloads": workloads, "optimizers": optimizers, "seeds": args.seeds, "first_seed": args.first_seed,
         "lr_grid": args.lr_grid, "threads": args.threads, "jobs": args.jobs, "elapsed_s": elapsed,
         "tuned": args.tuned.as_ref().map(|p| p.display().to_string()),
         "specs": specs,

@@ -57,6 +57,12 @@ pub struct TrainArgs {
     /// hess_interval; default 10).
     #[arg(long, value_name = "N")]
     hess_interval: Option<u64>,
+    /// Training minibatch size (examples; windows for the language models)
+    /// instead of the workload's (digits-mlp 64, shakespeare-mini 16,
+    /// mnist-mlp and fashion-cnn 128, shakespeare-char 32); an error for
+    /// the full-batch workloads.
+    #[arg(long, value_name = "N")]
+    batch_size: Option<usize>,
     /// Wrap the optimizer (repeatable, innermost first), e.g. a schedule on
     /// any hyperparameter: '{"wrapper": "scheduled", "schedules": [{"hparam":
     /// "lr", "schedule": {"name": "warmup_cosine", ...}}]}', or
@@ -65,6 +71,18 @@ pub struct TrainArgs {
     /// schedule-free runs are evaluated at their averaged weights).
     #[arg(long, value_name = "JSON")]
     wrap: Vec<String>,
+    /// A gradient stage before every optimizer step (repeatable, run in
+    /// order; the wrappers wrap the chain), e.g. '{"name": "clip_grad_norm",
+    /// "config": {"max_norm": 1.0}}', '{"name": "zclip"}', '{"name":
+    /// "adagc"}', '{"name": "agc"}', '{"name": "clip_per_tensor", "config":
+    /// {"max_norm": 1.0}}' (docs/frontier.md).
+    #[arg(long, value_name = "JSON")]
+    stage: Vec<String>,
+    /// Inject gradient spikes (robustness studies): '{"steps": [50, 100],
+    /// "factor": 1000}' multiplies the batch loss, and so every gradient, of
+    /// those steps by the factor (the logged loss is the true one).
+    #[arg(long, value_name = "JSON")]
+    grad_spikes: Option<String>,
     /// Compute threads (sets RAYON_NUM_THREADS; default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -162,6 +180,9 @@ pub fn run(args: &TrainArgs) -> optimist_core::Result<()> {
         &LoadOptions::default(),
     )
     .map_err(err)?;
+    if let Some(n) = args.batch_size {
+        workload.set_batch_size(n).map_err(err)?;
+    }
     let spec = workload.spec().clone();
     let steps = args.steps.unwrap_or(spec.steps);
     let mut log = match &args.log {
@@ -197,6 +218,21 @@ pub fn run(args: &TrainArgs) -> optimist_core::Result<()> {
             .iter()
             .map(|w| parse_json_object("--wrap", w))
             .collect::<optimist_core::Result<Vec<Value>>>()?,
+        stages: args
+            .stage
+            .iter()
+            .map(|w| parse_json_object("--stage", w))
+            .collect::<optimist_core::Result<Vec<Value>>>()?,
+        grad_spikes: match &args.grad_spikes {
+            Some(g) => Some(
+                optimist_workloads::train::GradSpikes::from_json(&parse_json_object(
+                    "--grad-spikes",
+                    g,
+                )?)
+                .map_err(err)?,
+            ),
+            None => None,
+        },
     };
     if args.checkpoint_every == Some(0) {
         return Err(err("--checkpoint-every must be at least 1"));

@@ -141,6 +141,11 @@ impl DigitsMlp {
 }
 
 impl Workload for DigitsMlp {
+    fn set_batch_size(&mut self, n: usize) -> Result<()> {
+        self.spec.batch_size = crate::check_batch_size(self.spec.name, n)?;
+        Ok(())
+    }
+
     spec_and_varmap!();
 
     fn next_batch(&mut self, rng: &mut Rng) -> Result<()> {

@@ -164,14 +164,17 @@ pub fn calibrated(workload: &crate::WorkloadSpec, optimizer: &str, overrides: &V
     o
 }
 
-/// Builds the optimizer for every parameter of `varmap`, inside the given
-/// wrappers (innermost first; see `optimist_core::wrappers::wrap`).
+/// Builds the optimizer for every parameter of `varmap`, after the given
+/// gradient stages (`{"name": ..., "config": {...}}`, see
+/// `optimist_core::stages::build`) and inside the given wrappers (innermost
+/// first; see `optimist_core::wrappers::wrap`).
 pub fn build_for(
     varmap: &VarMap,
     optimizer: &str,
     overrides: &Value,
     lr_scale: f64,
     seed: u64,
+    stages: &[Value],
     wrappers: &[Value],
 ) -> Result<(OptimistOptimizer, String, Value)> {
     if let Some(why) = not_applicable(varmap, optimizer, overrides) {
@@ -179,6 +182,25 @@ pub fn build_for(
     }
     let (name, hp) = effective(optimizer, overrides, lr_scale)?;
     let mut opt: Box<dyn Optimizer> = build_optimizer(&name, &hp)?;
+    if !stages.is_empty() {
+        let mut chain = optimist_core::transform::Chain::new(opt);
+        for s in stages {
+            let Some(stage) = s.get("name").and_then(Value::as_str) else {
+                return Err(Error::Input(format!(
+                    "stage {s}: expected {{\"name\": ..., \"config\": {{...}}}}"
+                )));
+            };
+            if let Some(k) = s
+                .as_object()
+                .and_then(|o| o.keys().find(|k| *k != "name" && *k != "config"))
+            {
+                return Err(Error::Input(format!("stage {s}: unknown key \"{k}\"")));
+            }
+            let config = s.get("config").cloned().unwrap_or(Value::Null);
+            chain.push(optimist_core::stages::build(stage, &config)?);
+        }
+        opt = Box::new(chain);
+    }
     for w in wrappers {
         opt = optimist_core::wrappers::wrap(opt, w)?;
     }

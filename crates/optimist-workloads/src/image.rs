@@ -227,6 +227,11 @@ impl ImageClassifier {
 }
 
 impl Workload for ImageClassifier {
+    fn set_batch_size(&mut self, n: usize) -> Result<()> {
+        self.spec.batch_size = crate::check_batch_size(self.spec.name, n)?;
+        Ok(())
+    }
+
     spec_and_varmap!();
 
     fn data_state(&self) -> serde_json::Value {

@@ -194,6 +194,16 @@ pub trait Workload {
     fn has_test(&self) -> bool {
         false
     }
+    /// Sets the training minibatch size (examples, or windows for the
+    /// language models) for the next batches. An error for workloads
+    /// that train on the full batch or a fixed sample.
+    fn set_batch_size(&mut self, n: usize) -> Result<()> {
+        Err(Error::Input(format!(
+            "{} has no minibatches (it trains on the full batch or a fixed sample): \
+             a batch size ({n}) does not apply",
+            self.spec().name
+        )))
+    }
     /// Number of trainable values.
     fn num_params(&self) -> usize {
         self.varmap()
@@ -202,6 +212,19 @@ pub trait Workload {
             .map(|v| v.elem_count())
             .sum()
     }
+}
+
+/// The largest batch size [`Workload::set_batch_size`] accepts.
+pub const MAX_BATCH_SIZE: usize = 1 << 16;
+
+/// Checks a batch size for [`Workload::set_batch_size`].
+pub(crate) fn check_batch_size(name: &str, n: usize) -> Result<usize> {
+    if n == 0 || n > MAX_BATCH_SIZE {
+        return Err(Error::Input(format!(
+            "{name}: batch size {n} must be from 1 to {MAX_BATCH_SIZE}"
+        )));
+    }
+    Ok(n)
 }
 
 /// Options for loading a workload.

@@ -321,6 +321,11 @@ impl CharLm {
 }
 
 impl Workload for CharLm {
+    fn set_batch_size(&mut self, n: usize) -> Result<()> {
+        self.spec.batch_size = crate::check_batch_size(self.spec.name, n)?;
+        Ok(())
+    }
+
     spec_and_varmap!();
 
     fn next_batch(&mut self, rng: &mut Rng) -> Result<()> {

@@ -109,6 +109,52 @@ pub struct TrainOptions {
     /// hyperparameter (sophiah) take their period from it; this option is
     /// an error for them and ignored by rules without curvature.
     pub hess_interval: Option<u64>,
+    /// Gradient stages run before every step of the optimizer (clipping:
+    /// `clip_grad_norm`, `zclip`, `adagc`, `agc`, `clip_per_tensor`), as
+    /// `{"name": ..., "config": {...}}` (`optimist_core::stages::build`),
+    /// in order; the wrappers wrap the chain.
+    pub stages: Vec<Value>,
+    /// Injected gradient spikes (fault injection for robustness studies).
+    pub grad_spikes: Option<GradSpikes>,
+}
+
+/// Gradient spikes injected into a run: at each listed step the batch loss
+/// is multiplied by `factor` before backpropagation, so every gradient of
+/// that step is `factor` times the true one (the logged training loss is
+/// the true one).
+#[derive(Debug, Clone, serde::Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GradSpikes {
+    /// Steps (1-based) whose gradients are scaled.
+    pub steps: Vec<usize>,
+    /// The scale, finite and positive.
+    pub factor: f64,
+}
+
+impl GradSpikes {
+    /// Parses and checks `{"steps": [...], "factor": F}`.
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let g: GradSpikes = serde_json::from_value(v.clone())
+            .map_err(|e| Error::Input(format!("grad_spikes {v}: {e}")))?;
+        if !(g.factor.is_finite() && g.factor > 0.0 && g.factor <= f32::MAX as f64) {
+            return Err(Error::Input(format!(
+                "grad_spikes: factor {} must be finite, positive and at most f32::MAX",
+                g.factor
+            )));
+        }
+        if g.steps.contains(&0) {
+            return Err(Error::Input("grad_spikes: steps count from 1".into()));
+        }
+        Ok(g)
+    }
+
+    fn factor_at(&self, step: usize) -> f64 {
+        if self.steps.contains(&step) {
+            self.factor
+        } else {
+            1.0
+        }
+    }
 }
 
 impl Default for TrainOptions {
@@ -124,6 +170,8 @@ impl Default for TrainOptions {
             resume: None,
             wrappers: Vec::new(),
             hess_interval: None,
+            stages: Vec::new(),
+            grad_spikes: None,
         }
     }
 }
@@ -245,6 +293,7 @@ pub fn train(
         &overrides,
         spec.lr_scale,
         opts.seed,
+        &opts.stages,
         &opts.wrappers,
     )?;
     match opt.curvature().cloned() {
@@ -448,15 +497,23 @@ pub fn train(
         let t0 = Instant::now();
         workload.next_batch(&mut rng)?;
         let w: &dyn Workload = &*workload;
+        let spike = opts.grad_spikes.as_ref().map_or(1.0, |g| g.factor_at(step));
+        let scaled = |l: candle_core::Result<candle_core::Tensor>| {
+            if spike == 1.0 {
+                l
+            } else {
+                l.and_then(|l| l.affine(spike, 0.0))
+            }
+        };
         let loss = match labels {
             Some(n) => opt.backward_step_with_sampled(
-                || w.batch_loss(),
+                || scaled(w.batch_loss()),
                 |r| w.sampled_batch_loss(r),
                 n,
             )?,
-            None => opt.backward_step_with(|| w.batch_loss())?,
+            None => opt.backward_step_with(|| scaled(w.batch_loss()))?,
         };
-        let loss = loss.to_scalar::<f32>()? as f64;
+        let loss = loss.to_scalar::<f32>()? as f64 / spike;
         train_time += t0.elapsed().as_secs_f64();
         taken = step;
         losses.push(loss);

@@ -11,6 +11,7 @@
 
 mod conv;
 mod data;
+mod experiments;
 mod fuzz_args;
 mod gnb;
 mod resume;
