@@ -128,7 +128,7 @@ impl Elementwise for Adadelta {
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &AdadeltaScalars, c: Chunk<'_>, _apply: &mut A) {
-        super::each::direct2(s, c, adadelta_element);
+    fn kernel<A: Apply>(&self, s: &AdadeltaScalars, c: Chunk<'_>, apply: &mut A) {
+        super::each::direct2(s, c, apply, adadelta_element);
     }
 }

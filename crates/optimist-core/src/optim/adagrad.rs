@@ -135,7 +135,7 @@ impl Elementwise for Adagrad {
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &AdagradScalars, c: Chunk<'_>, _apply: &mut A) {
-        super::each::direct1(s, c, adagrad_element);
+    fn kernel<A: Apply>(&self, s: &AdagradScalars, c: Chunk<'_>, apply: &mut A) {
+        super::each::direct1(s, c, apply, adagrad_element);
     }
 }

@@ -124,7 +124,7 @@ impl Elementwise for Adamax {
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &AdamaxScalars, c: Chunk<'_>, _apply: &mut A) {
-        super::each::direct2(s, c, adamax_element);
+    fn kernel<A: Apply>(&self, s: &AdamaxScalars, c: Chunk<'_>, apply: &mut A) {
+        super::each::direct2(s, c, apply, adamax_element);
     }
 }

@@ -137,7 +137,7 @@ impl Elementwise for AdaMomentum {
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &AdaMomentumScalars, c: Chunk<'_>, _apply: &mut A) {
-        super::each::direct2(s, c, adamomentum_element);
+    fn kernel<A: Apply>(&self, s: &AdaMomentumScalars, c: Chunk<'_>, apply: &mut A) {
+        super::each::direct2(s, c, apply, adamomentum_element);
     }
 }

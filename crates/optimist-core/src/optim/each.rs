@@ -61,67 +61,142 @@ impl Step {
     }
 }
 
-/// `x, a <- f(s, x, g, a)` on every element (one state buffer).
+/// Runs `$run(s, x, g, lanes..., f)` on a direct kernel's chunk: its
+/// first state buffers as [`Bf16Lane`]s where the sink packs
+/// ([`Apply::PACKS`]) and the chunk has bf16 destinations for all of them,
+/// else as f32 slices (see [`with_lanes!`]).
+macro_rules! direct_lanes {
+    ($s:ident, $c:ident, $apply:ident, $f:expr, $k:literal, $run:ident, [$($l:ident / $d:ident),+]) => {{
+        let mut c = $c;
+        let n = c.value.len();
+        let packed = if packs($apply) { c.packed.first::<$k>() } else { None };
+        let (x, g) = (c.value, &c.grad[..n]);
+        match packed {
+            Some([$($d),+]) => $run($s, x, g, $(Bf16Lane::new($d, n),)+ $f),
+            None => {
+                let [$($l,)+ ..] = c.state;
+                $run($s, x, g, $(&mut $l[..n],)+ $f)
+            }
+        }
+    }};
+}
+
+/// `x, a <- f(s, x, g, a)` on every element (one state buffer). `apply`
+/// is the kernel's sink, read only for [`Apply::PACKS`]: these rules write
+/// the parameter themselves.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
-pub fn direct1<S>(s: &S, c: Chunk<'_>, f: impl Fn(&S, f32, f32, f32) -> (f32, f32)) {
-    let n = c.value.len();
-    let [a, ..] = c.state;
-    let (x, g, a) = (c.value, &c.grad[..n], &mut a[..n]);
-    for i in 0..n {
-        (x[i], a[i]) = f(s, x[i], g[i], a[i]);
+pub fn direct1<A: Apply, S>(
+    s: &S,
+    c: Chunk<'_>,
+    apply: &A,
+    f: impl Fn(&S, f32, f32, f32) -> (f32, f32),
+) {
+    #[inline(always)]
+    fn run<S>(
+        s: &S,
+        x: &mut [f32],
+        g: &[f32],
+        mut a: impl Lane,
+        f: impl Fn(&S, f32, f32, f32) -> (f32, f32),
+    ) {
+        for (i, (x, &g)) in x.iter_mut().zip(g).enumerate() {
+            let (xi, ai) = f(s, *x, g, a.get(i));
+            *x = xi;
+            a.put(i, ai);
+        }
     }
+    direct_lanes!(s, c, apply, f, 1, run, [a / da])
 }
 
 /// `x, a, b <- f(s, x, g, a, b)` on every element (two state buffers).
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
-pub fn direct2<S>(s: &S, c: Chunk<'_>, f: impl Fn(&S, f32, f32, f32, f32) -> (f32, f32, f32)) {
-    let n = c.value.len();
-    let [a, b, ..] = c.state;
-    let (x, g, a, b) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n]);
-    for i in 0..n {
-        (x[i], a[i], b[i]) = f(s, x[i], g[i], a[i], b[i]);
+pub fn direct2<A: Apply, S>(
+    s: &S,
+    c: Chunk<'_>,
+    apply: &A,
+    f: impl Fn(&S, f32, f32, f32, f32) -> (f32, f32, f32),
+) {
+    #[inline(always)]
+    fn run<S>(
+        s: &S,
+        x: &mut [f32],
+        g: &[f32],
+        mut a: impl Lane,
+        mut b: impl Lane,
+        f: impl Fn(&S, f32, f32, f32, f32) -> (f32, f32, f32),
+    ) {
+        for (i, (x, &g)) in x.iter_mut().zip(g).enumerate() {
+            let (xi, ai, bi) = f(s, *x, g, a.get(i), b.get(i));
+            *x = xi;
+            a.put(i, ai);
+            b.put(i, bi);
+        }
     }
+    direct_lanes!(s, c, apply, f, 2, run, [a / da, b / db])
 }
 
 /// `x, a, b, d <- f(s, x, g, a, b, d)` on every element (three state buffers).
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
-pub fn direct3<S>(
+pub fn direct3<A: Apply, S>(
     s: &S,
     c: Chunk<'_>,
+    apply: &A,
     f: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32, f32),
 ) {
-    let n = c.value.len();
-    let [a, b, d, ..] = c.state;
-    let (x, g) = (c.value, &c.grad[..n]);
-    let (a, b, d) = (&mut a[..n], &mut b[..n], &mut d[..n]);
-    for i in 0..n {
-        (x[i], a[i], b[i], d[i]) = f(s, x[i], g[i], a[i], b[i], d[i]);
+    #[inline(always)]
+    fn run<S>(
+        s: &S,
+        x: &mut [f32],
+        g: &[f32],
+        mut a: impl Lane,
+        mut b: impl Lane,
+        mut d: impl Lane,
+        f: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32, f32),
+    ) {
+        for (i, (x, &g)) in x.iter_mut().zip(g).enumerate() {
+            let (xi, ai, bi, di) = f(s, *x, g, a.get(i), b.get(i), d.get(i));
+            *x = xi;
+            a.put(i, ai);
+            b.put(i, bi);
+            d.put(i, di);
+        }
     }
+    direct_lanes!(s, c, apply, f, 3, run, [a / da, b / db, d / dd])
 }
 
 /// [`direct2`] with the chunk's Hessian estimate `e` as a fifth input:
 /// `with(s, x, g, a, b, e)` when the step carries an estimate, else
 /// `without(s, x, g, a, b, 0)`.
 #[inline(always)]
-#[allow(clippy::needless_range_loop)]
-pub fn direct2_hessian<S>(
+pub fn direct2_hessian<A: Apply, S>(
     s: &S,
     c: Chunk<'_>,
+    apply: &A,
     with: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
     without: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
 ) {
-    let Some(e) = c.hessian else {
-        return direct2(s, c, |s, x, g, a, b| without(s, x, g, a, b, 0.0));
-    };
-    let n = c.value.len();
-    let [a, b, ..] = c.state;
-    let (x, g, a, b, e) = (c.value, &c.grad[..n], &mut a[..n], &mut b[..n], &e[..n]);
-    for i in 0..n {
-        (x[i], a[i], b[i]) = with(s, x[i], g[i], a[i], b[i], e[i]);
+    #[inline(always)]
+    fn run<S>(
+        (s, e): (&S, &[f32]),
+        x: &mut [f32],
+        g: &[f32],
+        mut a: impl Lane,
+        mut b: impl Lane,
+        f: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
+    ) {
+        for (i, ((x, &g), &e)) in x.iter_mut().zip(g).zip(e).enumerate() {
+            let (xi, ai, bi) = f(s, *x, g, a.get(i), b.get(i), e);
+            *x = xi;
+            a.put(i, ai);
+            b.put(i, bi);
+        }
     }
+    let Some(e) = c.hessian else {
+        return direct2(s, c, apply, |s, x, g, a, b| without(s, x, g, a, b, 0.0));
+    };
+    let e = &e[..c.value.len()];
+    let se = (s, e);
+    direct_lanes!(se, c, apply, with, 2, run, [a / da, b / db])
 }
 
 /// The loop of every `sink*` kernel: `sink_loop!(x, apply, |i, xi| step)`

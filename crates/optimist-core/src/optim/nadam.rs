@@ -158,7 +158,7 @@ impl Elementwise for Nadam {
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &NadamScalars, c: Chunk<'_>, _apply: &mut A) {
-        super::each::direct2(s, c, nadam_element);
+    fn kernel<A: Apply>(&self, s: &NadamScalars, c: Chunk<'_>, apply: &mut A) {
+        super::each::direct2(s, c, apply, nadam_element);
     }
 }

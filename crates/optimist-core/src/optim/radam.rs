@@ -157,7 +157,7 @@ impl Elementwise for Radam {
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &RadamScalars, c: Chunk<'_>, _apply: &mut A) {
-        super::each::direct2(s, c, radam_element);
+    fn kernel<A: Apply>(&self, s: &RadamScalars, c: Chunk<'_>, apply: &mut A) {
+        super::each::direct2(s, c, apply, radam_element);
     }
 }

@@ -180,18 +180,18 @@ impl Elementwise for Rmsprop {
     /// One loop per mode; the buffers are square_avg, momentum_buffer and
     /// grad_avg, the last two allocated only in their modes.
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &RmspropScalars, c: Chunk<'_>, _apply: &mut A) {
+    fn kernel<A: Apply>(&self, s: &RmspropScalars, c: Chunk<'_>, apply: &mut A) {
         match (s.centered, s.momentum) {
-            (true, true) => direct3(s, c, rmsprop_element::<true, true>),
-            (true, false) => direct2(s, select(c, [0, 2]), |s, x, g, sq, ga| {
+            (true, true) => direct3(s, c, apply, rmsprop_element::<true, true>),
+            (true, false) => direct2(s, select(c, [0, 2]), apply, |s, x, g, sq, ga| {
                 let (x, sq, _, ga) = rmsprop_element::<true, false>(s, x, g, sq, 0.0, ga);
                 (x, sq, ga)
             }),
-            (false, true) => direct2(s, c, |s, x, g, sq, b| {
+            (false, true) => direct2(s, c, apply, |s, x, g, sq, b| {
                 let (x, sq, b, _) = rmsprop_element::<false, true>(s, x, g, sq, b, 0.0);
                 (x, sq, b)
             }),
-            (false, false) => direct1(s, c, |s, x, g, sq| {
+            (false, false) => direct1(s, c, apply, |s, x, g, sq| {
                 let (x, sq, _, _) = rmsprop_element::<false, false>(s, x, g, sq, 0.0, 0.0);
                 (x, sq)
             }),

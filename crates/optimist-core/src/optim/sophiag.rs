@@ -162,7 +162,7 @@ impl Elementwise for SophiaG {
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &SophiaGScalars, c: Chunk<'_>, _apply: &mut A) {
-        super::each::direct2_hessian(s, c, sophiag_element::<true>, sophiag_element::<false>);
+    fn kernel<A: Apply>(&self, s: &SophiaGScalars, c: Chunk<'_>, apply: &mut A) {
+        super::each::direct2_hessian(s, c, apply, sophiag_element::<true>, sophiag_element::<false>);
     }
 }

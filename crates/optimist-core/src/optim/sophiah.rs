@@ -174,7 +174,7 @@ impl Elementwise for SophiaH {
     }
 
     #[inline(always)]
-    fn kernel<A: Apply>(&self, s: &SophiaHScalars, c: Chunk<'_>, _apply: &mut A) {
-        super::each::direct2_hessian(s, c, sophiah_element::<true>, sophiah_element::<false>);
+    fn kernel<A: Apply>(&self, s: &SophiaHScalars, c: Chunk<'_>, apply: &mut A) {
+        super::each::direct2_hessian(s, c, apply, sophiah_element::<true>, sophiah_element::<false>);
     }
 }
