@@ -19,7 +19,7 @@ its output already exists, so an interrupted study resumes):
    held-out seeds -> warmup.jsonl.
 4. Schedule (the schedule-free claim): AdamW at its tuned settings with a
    warmup-cosine schedule (5% warmup, decay to 0 over the budget), at lr
-   multipliers 1, 2 and 3, the best multiplier by median final validation
+   multipliers 1, 2, 3, 4, 6 and 8, the best multiplier by median final validation
    loss (chosen on the same seeds, which favours the baseline) ->
    cosine.jsonl.
 
@@ -50,6 +50,7 @@ RULES = [
     "lookahead", "magma", "skipupdate", "lamb",
 ]
 BATCHES = [64, 256, 1024]
+COSINE_LR_MULTIPLIERS = [1, 2, 3, 4, 6, 8]
 SPIKES = {"steps": [60, 120], "factor": 1000.0}
 CLIPPERS = {
     "clip_grad_norm": {"name": "clip_grad_norm", "config": {"max_norm": 1.0}},
@@ -133,6 +134,25 @@ def run_train_jobs(binary, jobs, path, jobs_at_once):
                 f"({time.time() - t0:.0f} s)")
 
 
+def compact(path):
+    """Drops the per-run loss curves and evaluation lists from a bench
+    report (the plots keep the curves), keeping `evals_count`."""
+    with open(path) as f:
+        r = json.load(f)
+    changed = False
+    for c in r.get("cells", []):
+        for run in c.get("runs", []):
+            if "evals" in run:
+                run["evals_count"] = len(run.pop("evals"))
+                changed = True
+            if "losses" in run:
+                run.pop("losses")
+                changed = True
+    if changed:
+        with open(path, "w") as f:
+            json.dump(r, f, indent=1)
+
+
 def cmd_run(a):
     os.makedirs(a.out, exist_ok=True)
     tuned_path = os.path.join(a.out, "tuned.json")
@@ -147,6 +167,7 @@ def cmd_run(a):
             ",".join(RULES), "--tuned", tuned_path, "--first-seed", str(FIRST_SEED),
             "--seeds", str(a.seeds), "--eval-test", "--jobs", str(a.jobs),
             "--threads", "1", "--out", bench])
+    compact(os.path.join(bench, "report.json"))
     with open(tuned_path) as f:
         tuned = json.load(f)
     seeds = range(FIRST_SEED, FIRST_SEED + a.seeds)
@@ -167,7 +188,7 @@ def cmd_run(a):
                              seed=s, lr_multiplier=m))
     run_train_jobs(a.optimist, jobs, os.path.join(a.out, "warmup.jsonl"), a.jobs)
     jobs = []
-    for m in (1, 2, 3):
+    for m in COSINE_LR_MULTIPLIERS:
         hp = dict(base, lr=base["lr"] * m)
         for s in seeds:
             jobs.append(dict(tag=f"adamw+cosine x{m}", workload=LM, optimizer="adamw",
@@ -458,7 +479,7 @@ def claims(st):
         c2 = compare_steps(st, LM, "adamw_schedulefree", cos)
         add("Schedule-free matches a tuned cosine schedule", "schedule-free paper", LM, [c1, c2],
             combine([not_worse(c1, 0.02, False), matches(c2)]),
-            "final validation loss at most 0.02 nats/char above AdamW with warmup-cosine (best of lr x1, x2, x3 of tuned AdamW), and steps ratio at most 1.1",
+            "final validation loss at most 0.02 nats/char above AdamW with warmup-cosine (best of lr x1 to x8 of tuned AdamW), and steps ratio at most 1.1",
             f"cosine baseline: `{cos}`")
     else:
         add("Schedule-free matches a tuned cosine schedule", "schedule-free paper", LM, [], "not measured", "")
@@ -476,11 +497,18 @@ def claims(st):
             "final validation loss below AdamW's (interval excludes 0); steps ratio shown")
     if "lamb batch 64" in st.extra:
         cs = [compare_steps(st, "digits-mlp", f"lamb batch {b}", f"adamw batch {b}") for b in BATCHES]
+        runs = {t: st.extra[f"{t} batch {b}"] for t in ("lamb", "adamw") for b in BATCHES[-1:]}
         div = ", ".join(f"batch {b}: lamb {sum(r['diverged'] for r in st.extra[f'lamb batch {b}'])}, "
                         f"adamw {sum(r['diverged'] for r in st.extra[f'adamw batch {b}'])}" for b in BATCHES)
-        add("LAMB: stable training at much larger batch sizes", "LAMB paper", "digits-mlp", cs,
-            faster(cs[-1]) if not math.isnan(cs[-1]["ci"][0]) else "inconclusive",
-            f"at the largest batch ({BATCHES[-1]}, lr scaled by sqrt(batch/64)) LAMB needs fewer steps than AdamW (ratio interval below 1)",
+        stable = {t: all(not r["diverged"] and r["steps_to_target"] is not None for r in rs)
+                  for t, rs in runs.items()}
+        v = faster(cs[-1])
+        if not stable["lamb"]:
+            v = "does not hold"
+        elif v != "holds" and stable["adamw"]:
+            v += " (LAMB is stable at the largest batch, and so is AdamW)"
+        add("LAMB: stable training at much larger batch sizes", "LAMB paper", "digits-mlp", cs, v,
+            f"at the largest batch ({BATCHES[-1]}, lr scaled by sqrt(batch/64)) every LAMB run reaches the target without diverging, and LAMB needs fewer steps than AdamW (ratio interval below 1)",
             "diverged runs: " + div)
     else:
         add("LAMB: stable training at much larger batch sizes", "LAMB paper", "-", [], "not measured", "")
@@ -508,7 +536,9 @@ def claims(st):
 
 def svg_ratios(rows, path):
     items = [c for r in rows for c in r["comparisons"] if c["kind"] == "steps ratio"]
-    w, left, top, rowh = 760, 330, 40, 20
+    longest = max((len(f"{c['rule']} / {c['baseline']} ({c['workload']})") for c in items), default=20)
+    left = 20 + 6.5 * longest
+    w, top, rowh = left + 460, 40, 20
     h = top + rowh * len(items) + 50
     xmin, xmax = 0.25, 4.0
 
