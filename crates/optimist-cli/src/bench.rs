@@ -40,8 +40,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// Only these optimizers (comma-separated registry names, or `all` for
-    /// every registered one; default: the 29 of the default suite, listed in
-    /// docs/claims.md).
+    /// every registered one; default: 29, the torch catalogue and the rules
+    /// whose published claims docs/claims.md tests).
     #[arg(long, value_delimiter = ',')]
     optimizers: Vec<String>,
     /// Seeds per optimizer and workload (0, 1, ...).
@@ -270,9 +270,10 @@ pub(crate) fn describe(o: &Outcome, with_final: bool) -> String {
     }
 }
 
-/// The optimizers `bench` runs when `--optimizers` is not given: the set
-/// whose tuned baselines and verdicts docs/claims.md reports (each is in a
-/// plot family below). `--optimizers all` runs the whole registry.
+/// The optimizers `bench` runs when `--optimizers` is not given: the torch
+/// catalogue and the rules of the published claims that docs/claims.md
+/// tests (each is in a plot family below). `--optimizers all` runs the
+/// whole registry.
 pub const DEFAULT_OPTIMIZERS: &[&str] = &[
     "sgd", "adam", "adamw", "sgd_schedulefree", "adamw_schedulefree", "nadam", "radam", "adamax",
     "adagrad", "rmsprop", "adadelta", "adafactor", "lion", "adabelief", "lamb", "adabound",
