@@ -504,17 +504,17 @@ pub fn run(args: &BenchArgs) -> optimist_core::Result<()> {
             "--seeds must be at least 1 and --lr-grid positive numbers",
         ));
     }
+    if args.seeds > MAX_SEEDS {
+        return Err(err(format!(
+            "--seeds {}: must be from 1 to {MAX_SEEDS}",
+            args.seeds
+        )));
+    }
     if args.first_seed.checked_add(args.seeds).is_none_or(|end| end > u64::from(u32::MAX)) {
         return Err(err(format!(
             "--first-seed {}: the seeds must stay below {}",
             args.first_seed,
             u32::MAX
-        )));
-    }
-    if args.seeds > MAX_SEEDS {
-        return Err(err(format!(
-            "--seeds {}: must be from 1 to {MAX_SEEDS}",
-            args.seeds
         )));
     }
     if args.lr_grid.len() > MAX_SEEDS as usize {

@@ -58,6 +58,7 @@ fn huge_counts_are_an_error() {
         assert_clean_error(&format!("bench --steps-scale={bad} --quiet"), "--steps-scale");
     }
     assert_clean_error(&format!("bench --seeds {HUGE} --quiet"), "--seeds");
+    assert_clean_error(&format!("bench --first-seed {HUGE} --quiet"), "--first-seed");
     assert_clean_error(&format!("bench step --optimizer adam --repeats {HUGE}"), "--repeats");
 }
 
