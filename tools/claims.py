@@ -33,7 +33,6 @@ printed in claims.md. Verdicts come from these numbers only.
 """
 
 import argparse
-import tempfile
 import concurrent.futures
 import json
 import math
@@ -41,6 +40,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 
 WORKLOADS = ["digits-mlp", "shakespeare-mini"]
@@ -497,7 +497,7 @@ def claims(st):
             "final validation loss below AdamW's (interval excludes 0); steps ratio shown")
     if "lamb batch 64" in st.extra:
         cs = [compare_steps(st, "digits-mlp", f"lamb batch {b}", f"adamw batch {b}") for b in BATCHES]
-        runs = {t: st.extra[f"{t} batch {b}"] for t in ("lamb", "adamw") for b in BATCHES[-1:]}
+        runs = {t: st.extra[f"{t} batch {BATCHES[-1]}"] for t in ("lamb", "adamw")}
         div = ", ".join(f"batch {b}: lamb {sum(r['diverged'] for r in st.extra[f'lamb batch {b}'])}, "
                         f"adamw {sum(r['diverged'] for r in st.extra[f'adamw batch {b}'])}" for b in BATCHES)
         stable = {t: all(not r["diverged"] and r["steps_to_target"] is not None for r in rs)
