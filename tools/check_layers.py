@@ -29,8 +29,8 @@ import sys
 # cautious), schedule/ (one file per family), stages/, wrappers/, optim/,
 # quant/, gemm/.
 DEFAULT_LAYERS = [
-    ("base", "error cpu rng math validate"),
-    ("data", "tensor quant gemm linalg sqsum state"),
+    ("base", "error cpu rng sqsum math validate"),
+    ("data", "tensor quant gemm linalg state"),
     ("rule", "rule optimizer"),
     ("exec", "exec"),
     ("engine", "engine"),

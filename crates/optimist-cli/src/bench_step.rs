@@ -11,7 +11,7 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 use optimist_core::exec::ExecOptions;
 use optimist_core::registry::build;
-use optimist_core::stream::{parse_pattern, Stream};
+use optimist_core::stream::{parse_pattern, Stream, MAX_STREAMS};
 use optimist_core::tensor::views;
 use optimist_core::{DType, Error, Param, Result};
 use serde_json::{json, Value};
@@ -68,6 +68,13 @@ pub struct StepArgs {
     /// with the steps, and report the step as a fraction of it.
     #[arg(long)]
     bandwidth: bool,
+    /// The step's memory traffic as READS,WRITES f32 arrays per parameter,
+    /// for the GB/s and --bandwidth (default: one pass, 2+S reads and 1+S
+    /// writes for S f32 state buffers). Rules that pass over the memory
+    /// more than once name their whole pattern here: MARS on matrices 7,4
+    /// (the norm pass reads 2, the step 5 and writes 4).
+    #[arg(long)]
+    pattern: Option<String>,
 }
 
 #[derive(Args)]
@@ -202,6 +209,18 @@ fn step(a: &StepArgs) -> Result<()> {
     }
     check_repeats("--repeats", a.repeats)?;
     check_repeats("--warmup", a.warmup)?;
+    let pattern = match &a.pattern {
+        Some(p) => {
+            let (r, w) = parse_pattern(p).map_err(|e| Error::Input(format!("--pattern: {e}")))?;
+            if r == 0 || r > MAX_STREAMS || w > r {
+                return Err(Error::Input(format!(
+                    "--pattern {r},{w}: need 1 <= READS <= {MAX_STREAMS} and WRITES <= READS"
+                )));
+            }
+            Some((r, w))
+        }
+        None => None,
+    };
     let threads = threads_of(a.threads)?;
     let dtype = DType::parse(&a.state_dtype)?;
     let mut opt = build(&a.optimizer, &hp)?;
@@ -231,8 +250,13 @@ fn step(a: &StepArgs) -> Result<()> {
     let n = a.params as f64;
     let state_bytes = opt.state_nbytes() as f64 / n;
     let state_f32_streams = (opt.state_dict().nbytes() as f64 / n / 4.0).round() as usize;
-    let bytes_per_param = 12.0 + 2.0 * state_bytes;
-    let pattern = (2 + state_f32_streams, 1 + state_f32_streams);
+    let (bytes_per_param, pattern) = match pattern {
+        Some((r, w)) => (4.0 * (r + w) as f64, (r, w)),
+        None => (
+            12.0 + 2.0 * state_bytes,
+            (2 + state_f32_streams, 1 + state_f32_streams),
+        ),
+    };
 
     let mut stream = if a.bandwidth {
         let mut s = Stream::new(a.params.min(MAX_STREAM_LEN), pattern.0, pattern.1)?;

@@ -60,6 +60,9 @@ fn huge_counts_are_an_error() {
     assert_clean_error(&format!("bench --seeds {HUGE} --quiet"), "--seeds");
     assert_clean_error(&format!("bench --first-seed {HUGE} --quiet"), "--first-seed");
     assert_clean_error(&format!("bench step --optimizer adam --repeats {HUGE}"), "--repeats");
+    for bad in [format!("{HUGE},{HUGE}"), "9,1".into(), "0,0".into(), "2,3".into(), "x".into()] {
+        assert_clean_error(&format!("bench step --optimizer adam --params 10 --pattern {bad}"), "--pattern");
+    }
 }
 
 #[test]

@@ -207,9 +207,14 @@ impl Ema {
 }
 
 /// The L2 norm of `xs` as torch returns it for an f32 tensor (an f32),
-/// accumulated in f64 and rounded once.
+/// accumulated in f64 and rounded once. The squares go into the
+/// interleaved lanes of [`crate::sqsum`] (a fixed order, the same bits on
+/// every instruction set), not into one chain of additions, so that a
+/// large tensor's norm runs at the memory's pace.
 pub fn l2_norm(xs: &[f32]) -> f32 {
-    xs.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32
+    let mut lanes = [0.0f64; crate::sqsum::LANES];
+    crate::sqsum::add_sq(xs, &mut lanes);
+    crate::sqsum::lanes_sum(&lanes).sqrt() as f32
 }
 
 /// torch's `clamp(x, max=hi)`: `hi` when `x > hi`, otherwise `x` (NaN stays NaN).

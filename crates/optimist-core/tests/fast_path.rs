@@ -283,6 +283,14 @@ fn variants() -> Vec<(&'static str, Value)> {
         // Prodigy: blocked sums for d; decoupled decay, atan2 form, warm-up safeguard.
         ("prodigy", json!({"weight_decay": 0.01, "bias_correction": true})),
         ("prodigy", json!({"eps": null, "safeguard_warmup": true, "maximize": true})),
+        // D-Adaptation: blocked lane sums; L2 and decoupled decay, bias
+        // correction, momentum, maximize.
+        ("dadaptadam", json!({"weight_decay": 0.01, "bias_correction": true})),
+        ("dadaptadam", json!({"weight_decay": 0.01, "weight_decouple": true, "maximize": true})),
+        ("dadaptlion", json!({"weight_decay": 0.01, "weight_decouple": true})),
+        ("dadaptlion", json!({"weight_decay": 0.01, "maximize": true})),
+        ("dadaptsgd", json!({"weight_decay": 0.01, "momentum": 0.5})),
+        ("dadaptsgd", json!({"weight_decay": 0.01, "weight_decouple": true, "maximize": true})),
     ]
 }
 

@@ -248,7 +248,7 @@ impl UpdateRule for Came {
         for i in 0..n {
             u[i] *= g[i];
         }
-        let norm = u.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32;
+        let norm = crate::math::l2_norm(&u);
         let rms = norm / ((n as f64).sqrt() as f32);
         let clip = rms / self.clip_threshold as f32;
         let clip = if clip < 1.0 { 1.0 } else { clip };

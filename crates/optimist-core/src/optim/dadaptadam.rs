@@ -39,7 +39,10 @@
 //!
 //! State: `s`, `exp_avg`, `exp_avg_sq` per parameter; the scalars `d` and
 //! `numerator_weighted`. Sums over a tensor are accumulated in f64 and
-//! rounded to f32 (the reference sums in f32).
+//! rounded to f32 (the reference sums in f32): in eight interleaved lanes
+//! per block of [`BLOCK`] elements (as `sqsum`), the blocks added in order,
+//! so that both passes run in parallel on the fast path and the sums do not
+//! depend on the thread count.
 
 #![allow(clippy::needless_range_loop)]
 
@@ -47,7 +50,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::math::lerp;
-use crate::optim::prodigy::{add_alpha, inf_as_null, GlobalRule};
+use crate::exec::{simd, Blocks};
+use crate::math::Maybe;
+use crate::optim::prodigy::{add_alpha, add_pairs, inf_as_null, GlobalRule, BLOCK};
+use crate::sqsum::{lanes_sum, LANES};
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
 
@@ -130,7 +136,7 @@ impl GlobalRule for DAdaptAdam {
         globals: &mut [f64],
         params: &mut [ParamMut<'_>],
         states: &mut [&mut DAdaptAdamState],
-        _blocks: crate::exec::Blocks,
+        blocks: Blocks,
     ) {
         let [beta1, beta2] = self.betas;
         let b2s = beta2.sqrt();
@@ -142,12 +148,18 @@ impl GlobalRule for DAdaptAdam {
             d * self.lr
         };
         let sgn = if self.maximize { -1.0f32 } else { 1.0 };
-        let l2 = (!self.weight_decouple && self.weight_decay != 0.0).then_some(self.weight_decay as f32);
-        let eps = self.eps as f32;
-        let (b1, b2, b2sf) = (beta1 as f32, beta2 as f32, b2s as f32);
-        let a_m = (d_lr * (1.0 - beta1)) as f32;
-        let w_v = (1.0 - beta2) as f32;
-        let a_s = (d_lr * (1.0 - b2s)) as f32;
+        let l2 = !self.weight_decouple && self.weight_decay != 0.0;
+        let k = MomentConsts {
+            sgn,
+            l2: Maybe::from(l2.then_some(self.weight_decay as f32)),
+            eps: self.eps as f32,
+            b1: beta1 as f32,
+            b2: beta2 as f32,
+            b2sf: b2s as f32,
+            a_m: (d_lr * (1.0 - beta1)) as f32,
+            w_v: (1.0 - beta2) as f32,
+            a_s: (d_lr * (1.0 - b2s)) as f32,
+        };
         let mut acc = 0.0f32;
         let mut l1 = 0.0f32;
         for (p, st) in params.iter_mut().zip(states.iter_mut()) {
@@ -158,25 +170,15 @@ impl GlobalRule for DAdaptAdam {
                 st.exp_avg_sq = StateTensor::zeros(n);
             }
             st.step += 1;
-            let (s, m, vv) = (
-                st.s.as_mut_slice(),
-                st.exp_avg.as_mut_slice(),
-                st.exp_avg_sq.as_mut_slice(),
-            );
-            let mut dot = 0.0f64;
-            let mut abs = 0.0f64;
-            for i in 0..n {
-                let mut g = sgn * p.grad[i];
-                if let Some(wd) = l2 {
-                    g += wd * p.value[i];
-                }
-                let den = vv[i].sqrt() + eps;
-                dot += g as f64 * (s[i] / den) as f64;
-                m[i] = m[i] * b1 + a_m * g;
-                vv[i] = vv[i] * b2 + w_v * g * g;
-                s[i] = s[i] * b2sf + a_s * g;
-                abs += s[i].abs() as f64;
-            }
+            let items = p
+                .value
+                .chunks(BLOCK)
+                .zip(p.grad.chunks(BLOCK))
+                .zip(st.s.as_mut_slice().chunks_mut(BLOCK))
+                .zip(st.exp_avg.as_mut_slice().chunks_mut(BLOCK))
+                .zip(st.exp_avg_sq.as_mut_slice().chunks_mut(BLOCK));
+            let partials = blocks.map(items, |((((x, g), s), m), v)| moments(&k, x, g, s, m, v));
+            let (dot, abs) = add_pairs(&partials);
             acc = add_alpha(acc, dot as f32, d_lr);
             l1 += abs as f32;
         }
@@ -190,19 +192,99 @@ impl GlobalRule for DAdaptAdam {
             d = d.max(d_hat.min(d * self.growth_rate));
             globals[0] = d;
         }
-        let keep = (self.weight_decouple && self.weight_decay != 0.0).then_some(
-            (1.0 - self.weight_decay * if self.fixed_decay { 1.0 } else { d_lr }) as f32,
-        );
-        for (p, st) in params.iter_mut().zip(states.iter_mut()) {
-            let (m, vv) = (st.exp_avg.as_slice(), st.exp_avg_sq.as_slice());
-            for i in 0..p.numel() {
-                let den = vv[i].sqrt() + eps;
-                let mut x = p.value[i];
-                if let Some(k) = keep {
-                    x *= k;
-                }
-                p.value[i] = x + (-m[i]) / den;
-            }
+        let c = StepConsts {
+            keep: Maybe::from((self.weight_decouple && self.weight_decay != 0.0).then_some(
+                (1.0 - self.weight_decay * if self.fixed_decay { 1.0 } else { d_lr }) as f32,
+            )),
+            eps: self.eps as f32,
+        };
+        for (p, st) in params.iter_mut().zip(states.iter()) {
+            let items = p
+                .value
+                .chunks_mut(BLOCK)
+                .zip(st.exp_avg.as_slice().chunks(BLOCK))
+                .zip(st.exp_avg_sq.as_slice().chunks(BLOCK));
+            blocks.map(items, |((x, m), v)| step(&c, x, m, v));
         }
     }
+}
+
+/// Per-step constants of D-Adapt Adam's first pass (f32, as the
+/// reference's tensor arithmetic).
+#[derive(Debug, Clone, Copy)]
+struct MomentConsts {
+    sgn: f32,
+    /// The L2 decay's coefficient, when it applies.
+    l2: Maybe<f32>,
+    eps: f32,
+    b1: f32,
+    b2: f32,
+    b2sf: f32,
+    a_m: f32,
+    w_v: f32,
+    a_s: f32,
+}
+
+/// Pass 1 over one block: the moments and `s`; returns the block's
+/// `<g, s / (sqrt(v) + eps)>` (before the update) and `sum |s|` (after),
+/// each added in f64 in eight interleaved lanes (`sqsum`'s order).
+fn moments(k: &MomentConsts, x: &[f32], g: &[f32], s: &mut [f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
+    simd!(avx512; fn(k: &MomentConsts, x: &[f32], g: &[f32], s: &mut [f32], m: &mut [f32], v: &mut [f32]) -> (f64, f64) {
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments)]
+        fn element(k: &MomentConsts, x: f32, g: f32, s: &mut f32, m: &mut f32, v: &mut f32, dot: &mut f64, abs: &mut f64) {
+            let g = k.sgn * g;
+            let g = match k.l2.get() {
+                Some(wd) => g + wd * x,
+                None => g,
+            };
+            let den = v.sqrt() + k.eps;
+            *dot += g as f64 * (*s / den) as f64;
+            *m = *m * k.b1 + k.a_m * g;
+            *v = *v * k.b2 + k.w_v * g * g;
+            let si = *s * k.b2sf + k.a_s * g;
+            *s = si;
+            *abs += si.abs() as f64;
+        }
+        let n = x.len();
+        let (g, s, m, v) = (&g[..n], &mut s[..n], &mut m[..n], &mut v[..n]);
+        let (mut dot, mut abs) = ([0.0f64; LANES], [0.0f64; LANES]);
+        let (xc, xr) = x.as_chunks::<LANES>();
+        let (gc, gr) = g.as_chunks::<LANES>();
+        let (sc, sr) = s.as_chunks_mut::<LANES>();
+        let (mc, mr) = m.as_chunks_mut::<LANES>();
+        let (vc, vr) = v.as_chunks_mut::<LANES>();
+        for ((((x, g), s), m), v) in xc.iter().zip(gc).zip(sc).zip(mc).zip(vc) {
+            for j in 0..LANES {
+                element(k, x[j], g[j], &mut s[j], &mut m[j], &mut v[j], &mut dot[j], &mut abs[j]);
+            }
+        }
+        for j in 0..xr.len() {
+            element(k, xr[j], gr[j], &mut sr[j], &mut mr[j], &mut vr[j], &mut dot[j], &mut abs[j]);
+        }
+        (lanes_sum(&dot), lanes_sum(&abs))
+    })
+}
+
+/// Per-step constants of D-Adapt Adam's second pass.
+#[derive(Debug, Clone, Copy)]
+struct StepConsts {
+    /// The decoupled decay's factor, when it applies.
+    keep: Maybe<f32>,
+    eps: f32,
+}
+
+/// Pass 2 over one block: the decay and the step.
+fn step(c: &StepConsts, x: &mut [f32], m: &[f32], v: &[f32]) {
+    simd!(avx512; fn(c: &StepConsts, x: &mut [f32], m: &[f32], v: &[f32]) {
+        let n = x.len();
+        let (m, v) = (&m[..n], &v[..n]);
+        let keep = c.keep.get().unwrap_or(1.0);
+        let decay = c.keep.get().is_some();
+        for i in 0..n {
+            let den = v[i].sqrt() + c.eps;
+            let xi = if decay { x[i] * keep } else { x[i] };
+            x[i] = xi + (-m[i]) / den;
+        }
+    })
 }

@@ -34,7 +34,10 @@
 //!
 //! State: `exp_avg`, `s` per parameter; the scalars `d` and
 //! `numerator_weighted`. Sums over a tensor are accumulated in f64 and
-//! rounded to f32 (the reference sums in f32).
+//! rounded to f32 (the reference sums in f32): in eight interleaved lanes
+//! per block of [`BLOCK`] elements (as `sqsum`), the blocks added in order,
+//! so that the one pass runs in parallel on the fast path and the sums do
+//! not depend on the thread count.
 
 #![allow(clippy::needless_range_loop)]
 
@@ -42,7 +45,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::math::{lerp, sign, WeightDecay};
-use crate::optim::prodigy::{add_alpha, GlobalRule};
+use crate::exec::{simd, Blocks};
+use crate::optim::prodigy::{add_alpha, add_pairs, GlobalRule, BLOCK};
+use crate::sqsum::{lanes_sum, LANES};
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
 
@@ -110,7 +115,7 @@ impl GlobalRule for DAdaptLion {
         globals: &mut [f64],
         params: &mut [ParamMut<'_>],
         states: &mut [&mut DAdaptLionState],
-        _blocks: crate::exec::Blocks,
+        blocks: Blocks,
     ) {
         let [beta1, beta2] = self.betas;
         let b2s = beta2.sqrt();
@@ -128,6 +133,7 @@ impl GlobalRule for DAdaptLion {
         let b2sf = b2s as f32;
         let a_s = ((1.0 - b2s) * d_lr) as f32;
         let neg = (-d_lr) as f32;
+        let k = Consts { sgn, wd, w1, b2, a_m, b2sf, a_s, neg };
         let mut acc = 0.0f32;
         let mut l1 = 0.0f32;
         for (p, st) in params.iter_mut().zip(states.iter_mut()) {
@@ -137,19 +143,14 @@ impl GlobalRule for DAdaptLion {
                 st.s = StateTensor::zeros(n);
             }
             st.step += 1;
-            let (m, s) = (st.exp_avg.as_mut_slice(), st.s.as_mut_slice());
-            let mut dot = 0.0f64;
-            let mut abs = 0.0f64;
-            for i in 0..n {
-                let x = &mut p.value[i];
-                let g = wd.apply(x, sgn * p.grad[i]);
-                let u = sign(lerp(m[i], g, w1));
-                *x += neg * u;
-                m[i] = m[i] * b2 + a_m * g;
-                dot += u as f64 * s[i] as f64;
-                s[i] = s[i] * b2sf + a_s * u;
-                abs += s[i].abs() as f64;
-            }
+            let items = p
+                .value
+                .chunks_mut(BLOCK)
+                .zip(p.grad.chunks(BLOCK))
+                .zip(st.exp_avg.as_mut_slice().chunks_mut(BLOCK))
+                .zip(st.s.as_mut_slice().chunks_mut(BLOCK));
+            let partials = blocks.map(items, |(((x, g), m), s)| block(&k, x, g, m, s));
+            let (dot, abs) = add_pairs(&partials);
             acc = add_alpha(acc, dot as f32, d_lr);
             l1 += abs as f32;
         }
@@ -163,4 +164,52 @@ impl GlobalRule for DAdaptLion {
             globals[0] = d.max(d_hat);
         }
     }
+}
+
+/// Per-step constants of D-Adapt Lion's pass (f32, as the reference's
+/// tensor arithmetic).
+#[derive(Debug, Clone, Copy)]
+struct Consts {
+    sgn: f32,
+    wd: WeightDecay,
+    w1: f32,
+    b2: f32,
+    a_m: f32,
+    b2sf: f32,
+    a_s: f32,
+    neg: f32,
+}
+
+/// The step over one block; returns the block's `<u, s>` (before `s` is
+/// updated) and `sum |s|` (after).
+fn block(k: &Consts, x: &mut [f32], g: &[f32], m: &mut [f32], s: &mut [f32]) -> (f64, f64) {
+    simd!(avx512; fn(k: &Consts, x: &mut [f32], g: &[f32], m: &mut [f32], s: &mut [f32]) -> (f64, f64) {
+        #[inline(always)]
+        fn element(k: &Consts, x: &mut f32, g: f32, m: &mut f32, s: &mut f32, dot: &mut f64, abs: &mut f64) {
+            let g = k.wd.apply(x, k.sgn * g);
+            let u = sign(lerp(*m, g, k.w1));
+            *x += k.neg * u;
+            *m = *m * k.b2 + k.a_m * g;
+            *dot += u as f64 * *s as f64;
+            let si = *s * k.b2sf + k.a_s * u;
+            *s = si;
+            *abs += si.abs() as f64;
+        }
+        let n = x.len();
+        let (g, m, s) = (&g[..n], &mut m[..n], &mut s[..n]);
+        let (mut dot, mut abs) = ([0.0f64; LANES], [0.0f64; LANES]);
+        let (xc, xr) = x.as_chunks_mut::<LANES>();
+        let (gc, gr) = g.as_chunks::<LANES>();
+        let (mc, mr) = m.as_chunks_mut::<LANES>();
+        let (sc, sr) = s.as_chunks_mut::<LANES>();
+        for (((x, g), m), s) in xc.iter_mut().zip(gc).zip(mc).zip(sc) {
+            for j in 0..LANES {
+                element(k, &mut x[j], g[j], &mut m[j], &mut s[j], &mut dot[j], &mut abs[j]);
+            }
+        }
+        for j in 0..xr.len() {
+            element(k, &mut xr[j], gr[j], &mut mr[j], &mut sr[j], &mut dot[j], &mut abs[j]);
+        }
+        (lanes_sum(&dot), lanes_sum(&abs))
+    })
 }

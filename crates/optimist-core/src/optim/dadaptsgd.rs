@@ -36,7 +36,10 @@
 //!
 //! State: `z`, `s`, `x0` per parameter; the scalars `d`,
 //! `numerator_weighted`, `g0_norm` and `k`. Sums over a tensor are
-//! accumulated in f64 and rounded to f32 (the reference sums in f32).
+//! accumulated in f64 and rounded to f32 (the reference sums in f32): in
+//! eight interleaved lanes per block of [`BLOCK`] elements (as `sqsum`),
+//! the blocks added in order, so that both passes run in parallel on the
+//! fast path and the sums do not depend on the thread count.
 
 #![allow(clippy::needless_range_loop)]
 
@@ -44,7 +47,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::math::lerp;
-use crate::optim::prodigy::{add_alpha, inf_as_null, GlobalRule};
+use crate::exec::{simd, Blocks};
+use crate::math::WeightDecay;
+use crate::optim::prodigy::{add_alpha, add_pairs, inf_as_null, GlobalRule, BLOCK};
+use crate::sqsum::{lanes_sum, LANES};
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
 
@@ -122,7 +128,7 @@ impl GlobalRule for DAdaptSgd {
         globals: &mut [f64],
         params: &mut [ParamMut<'_>],
         states: &mut [&mut DAdaptSgdState],
-        _blocks: crate::exec::Blocks,
+        blocks: Blocks,
     ) {
         // State first (the reference's init_group runs before any early return).
         for (p, st) in params.iter_mut().zip(states.iter_mut()) {
@@ -147,25 +153,23 @@ impl GlobalRule for DAdaptSgd {
         let mut d = globals[0];
         let d_lr = d * self.lr / g0;
         let sgn = if self.maximize { -1.0f32 } else { 1.0 };
-        let wd = crate::math::WeightDecay::new(
+        let wd = WeightDecay::new(
             self.weight_decay,
             self.weight_decouple,
             if self.fixed_decay { 1.0 } else { d_lr },
         );
-        let a_s = d_lr as f32;
+        let k = Consts { sgn, wd, a_s: d_lr as f32 };
         let mut num = globals[1] as f32;
         let mut sq = 0.0f32;
         for (p, st) in params.iter_mut().zip(states.iter_mut()) {
             st.step += 1;
-            let s = st.s.as_mut_slice();
-            let mut dot = 0.0f64;
-            let mut ssq = 0.0f64;
-            for i in 0..p.numel() {
-                let g = wd.apply(&mut p.value[i], sgn * p.grad[i]);
-                dot += g as f64 * s[i] as f64;
-                s[i] += a_s * g;
-                ssq += (s[i] * s[i]) as f64;
-            }
+            let items = p
+                .value
+                .chunks_mut(BLOCK)
+                .zip(p.grad.chunks(BLOCK))
+                .zip(st.s.as_mut_slice().chunks_mut(BLOCK));
+            let partials = blocks.map(items, |((x, g), s)| accumulate(&k, x, g, s));
+            let (dot, ssq) = add_pairs(&partials);
             num = add_alpha(num, dot as f32, d_lr);
             sq += ssq as f32;
         }
@@ -178,12 +182,65 @@ impl GlobalRule for DAdaptSgd {
         globals[3] += 1.0;
         let w = (1.0 - self.momentum) as f32;
         for (p, st) in params.iter_mut().zip(states.iter_mut()) {
-            let (z, s) = (st.z.as_mut_slice(), st.s.as_slice());
-            let x0 = st.x0.as_slice();
-            for i in 0..p.numel() {
-                z[i] = x0[i] - s[i];
-                p.value[i] = lerp(p.value[i], z[i], w);
-            }
+            let items = p
+                .value
+                .chunks_mut(BLOCK)
+                .zip(st.z.as_mut_slice().chunks_mut(BLOCK))
+                .zip(st.x0.as_slice().chunks(BLOCK))
+                .zip(st.s.as_slice().chunks(BLOCK));
+            blocks.map(items, |(((x, z), x0), s)| step(w, x, z, x0, s));
         }
     }
+}
+
+/// Per-step constants of D-Adapt SGD's first pass.
+#[derive(Debug, Clone, Copy)]
+struct Consts {
+    sgn: f32,
+    wd: WeightDecay,
+    a_s: f32,
+}
+
+/// Pass 1 over one block: the decay and `s`; returns the block's `<g, s>`
+/// (before `s` is updated) and `sum s^2` (after; each square in f32, as the
+/// reference), each added in f64 in eight interleaved lanes (`sqsum`'s
+/// order).
+fn accumulate(k: &Consts, x: &mut [f32], g: &[f32], s: &mut [f32]) -> (f64, f64) {
+    simd!(avx512; fn(k: &Consts, x: &mut [f32], g: &[f32], s: &mut [f32]) -> (f64, f64) {
+        #[inline(always)]
+        fn element(k: &Consts, x: &mut f32, g: f32, s: &mut f32, dot: &mut f64, ssq: &mut f64) {
+            let g = k.wd.apply(x, k.sgn * g);
+            *dot += g as f64 * *s as f64;
+            let si = *s + k.a_s * g;
+            *s = si;
+            *ssq += (si * si) as f64;
+        }
+        let n = x.len();
+        let (g, s) = (&g[..n], &mut s[..n]);
+        let (mut dot, mut ssq) = ([0.0f64; LANES], [0.0f64; LANES]);
+        let (xc, xr) = x.as_chunks_mut::<LANES>();
+        let (gc, gr) = g.as_chunks::<LANES>();
+        let (sc, sr) = s.as_chunks_mut::<LANES>();
+        for ((x, g), s) in xc.iter_mut().zip(gc).zip(sc) {
+            for j in 0..LANES {
+                element(k, &mut x[j], g[j], &mut s[j], &mut dot[j], &mut ssq[j]);
+            }
+        }
+        for j in 0..xr.len() {
+            element(k, &mut xr[j], gr[j], &mut sr[j], &mut dot[j], &mut ssq[j]);
+        }
+        (lanes_sum(&dot), lanes_sum(&ssq))
+    })
+}
+
+/// Pass 2 over one block: `z = x0 - s`, `x = lerp(x, z, w)`.
+fn step(w: f32, x: &mut [f32], z: &mut [f32], x0: &[f32], s: &[f32]) {
+    simd!(avx512; fn(w: f32, x: &mut [f32], z: &mut [f32], x0: &[f32], s: &[f32]) {
+        let n = x.len();
+        let (z, x0, s) = (&mut z[..n], &x0[..n], &s[..n]);
+        for i in 0..n {
+            z[i] = x0[i] - s[i];
+            x[i] = lerp(x[i], z[i], w);
+        }
+    })
 }

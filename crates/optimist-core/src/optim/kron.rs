@@ -420,7 +420,7 @@ fn norm_lower_bound(a: &[f32], d: usize) -> f32 {
     };
     let (value0, i) = argmax(&col);
     let (value1, j) = argmax(&row);
-    let norm = |v: &[f32]| -> f32 { v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32 };
+    let norm = crate::math::l2_norm;
     let tiny = f32::MIN_POSITIVE;
     let bound = if value0 > value1 {
         // x0 = a[:, i] @ a; bound0 = ||(x0 / ||x0||) @ a^T||

@@ -39,8 +39,9 @@
 //!
 //! The norm of `c` is over the tensor, so MARS runs per parameter (not
 //! on the fused elementwise path), in two passes over fixed blocks (in
-//! parallel on the fast path): the norm, accumulated in f64 per block and
-//! added in block order, then the step. The cautious mask's count needs
+//! parallel on the fast path): the norm, accumulated in f64 per block (in
+//! eight interleaved lanes, as `sqsum`) and added in block order, then the
+//! step. The cautious mask's count needs
 //! the whole tensor, so with `cautious` the step runs in order.
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,7 @@ use super::pytorch_optimizer::max_nan;
 use crate::error::{Error, Result};
 use crate::exec::{cautious_scale, run_blocked, simd, Blocks};
 use crate::math::{bias_correction, lerp, sign, Ema, WeightDecay};
+use crate::sqsum::{add_sq, lanes_sum, LANES};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::state::StateStore;
 use crate::tensor::{ParamMut, StateTensor};
@@ -368,19 +370,34 @@ impl MarsConsts {
     }
 }
 
-/// The block's sum of the squared corrections `c` (before the norm), in f64
-/// in element order.
+/// The block's sum of the squared corrections `c` (before the norm), in f64:
+/// `c` computed in runs of [`RUN`] values, whose squares go into eight
+/// interleaved f64 lanes ([`crate::sqsum::add_sq`]: element `i` of the
+/// block into lane `i % LANES`, the lanes added in order at the end).
+/// Independent lanes, not one chain of additions, so that the pass runs at
+/// the memory's pace; the block is fixed, so the sum does not depend on the
+/// thread count, and the lanes give the same bits on every instruction set.
 fn norm_sq(k: &MarsConsts, g: &[f32], last: &[f32]) -> f64 {
     simd!(avx2; fn(k: &MarsConsts, g: &[f32], last: &[f32]) -> f64 {
         let last = &last[..g.len()];
-        let mut sq = 0.0f64;
-        for (&g, &l) in g.iter().zip(last) {
-            let gi = k.sg * g;
-            sq += (((gi - l) * k.k + gi) as f64).powi(2);
+        let mut lanes = [0.0f64; LANES];
+        let mut buf = [0.0f32; RUN];
+        for (g, l) in g.chunks(RUN).zip(last.chunks(RUN)) {
+            let buf = &mut buf[..g.len()];
+            for ((c, &g), &l) in buf.iter_mut().zip(g).zip(l) {
+                let gi = k.sg * g;
+                *c = (gi - l) * k.k + gi;
+            }
+            add_sq(buf, &mut lanes);
         }
-        sq
+        lanes_sum(&lanes)
     })
 }
+
+/// Values of `c` per run of [`norm_sq`] (a multiple of [`LANES`], so that
+/// element `i` of the block still goes to lane `i % LANES`).
+const RUN: usize = 1024;
+const _: () = assert!(RUN.is_multiple_of(LANES));
 
 /// The step over one block (no cautious mask); `vmax` is empty unless
 /// `ams_bound`.

@@ -56,6 +56,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, Result};
 use crate::exec::{self, simd, Blocks};
 use crate::math::Maybe;
+use crate::sqsum::{lanes_sum, LANES};
 use crate::rule::ExecOptions;
 use crate::optimizer::{Optimizer, OptimizerSpec};
 use crate::rule::OptimizerConfig;
@@ -261,21 +262,6 @@ pub mod inf_as_null {
     }
 }
 
-/// `sum(xs)` of an f32 tensor as an f32 (accumulated in f64, rounded once).
-#[allow(dead_code)]
-pub(crate) fn sum_f32(xs: impl Iterator<Item = f32>) -> f32 {
-    xs.map(|x| x as f64).sum::<f64>() as f32
-}
-
-/// `torch.dot` of two f32 vectors as an f32 (accumulated in f64).
-#[allow(dead_code)]
-pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| x as f64 * y as f64)
-        .sum::<f64>() as f32
-}
-
 /// `x.add_(y, alpha)` of one-element f32 tensors: `x + alpha * y` in f32.
 #[inline]
 pub(crate) fn add_alpha(x: f32, y: f32, alpha: f64) -> f32 {
@@ -427,9 +413,7 @@ impl GlobalRule for Prodigy {
             let partials = blocks.map(items, |(((((x, g), p0), m), v), s)| {
                 moments(&k, x, g, p0, m, v, s)
             });
-            let (dot, abs) = partials
-                .iter()
-                .fold((0.0f64, 0.0f64), |(a, b), &(x, y)| (a + x, b + y));
+            let (dot, abs) = add_pairs(&partials);
             num = add_alpha(num, dot as f32, a_num);
             den += abs as f32;
         }
@@ -467,9 +451,15 @@ impl GlobalRule for Prodigy {
     }
 }
 
-/// Elements per block of Prodigy's passes and partial sums: fixed, so that
-/// the sums do not depend on the thread count.
-const BLOCK: usize = crate::exec::CHUNK;
+/// Elements per block of the passes and partial sums of Prodigy and the
+/// D-Adaptation rules: fixed, so that the sums do not depend on the thread
+/// count.
+pub(crate) const BLOCK: usize = crate::exec::CHUNK;
+
+/// The blocks' partial sums (pairs of sums), added in block order.
+pub(crate) fn add_pairs(partials: &[(f64, f64)]) -> (f64, f64) {
+    partials.iter().fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y))
+}
 
 /// Per-step constants of Prodigy's first pass (f32, as the reference's
 /// tensor arithmetic).
@@ -485,7 +475,8 @@ struct MomentConsts {
 }
 
 /// Pass 1 over one block: the moments and `s`; returns the block's
-/// `<g, p0 - p>` and `sum |s|`, each added in f64 in element order.
+/// `<g, p0 - p>` and `sum |s|`, each added in f64 in eight interleaved
+/// lanes ([`crate::sqsum`]'s order).
 fn moments(
     k: &MomentConsts,
     x: &[f32],
@@ -495,21 +486,39 @@ fn moments(
     v: &mut [f32],
     s: &mut [f32],
 ) -> (f64, f64) {
-    simd!(avx2; fn(k: &MomentConsts, x: &[f32], g: &[f32], p0: &[f32], m: &mut [f32], v: &mut [f32], s: &mut [f32]) -> (f64, f64) {
+    simd!(avx512; fn(k: &MomentConsts, x: &[f32], g: &[f32], p0: &[f32], m: &mut [f32], v: &mut [f32], s: &mut [f32]) -> (f64, f64) {
         let n = x.len();
         let (g, p0, m, v, s) = (&g[..n], &p0[..n], &mut m[..n], &mut v[..n], &mut s[..n]);
-        for i in 0..n {
-            let gi = k.sgn * g[i];
-            m[i] = m[i] * k.b1 + k.a_m * gi;
-            v[i] = v[i] * k.b2 + k.a_v * gi * gi;
-            s[i] = s[i] * k.b3 + k.a_s * gi;
+        // Element `i` of the block into lane `i % LANES` of each sum, the
+        // lanes added in order at the end: independent chains of additions
+        // (one chain would hold the pass to its latency).
+        let (mut dot, mut abs) = ([0.0f64; LANES], [0.0f64; LANES]);
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments)]
+        fn element(k: &MomentConsts, x: f32, g: f32, p0: f32, m: &mut f32, v: &mut f32, s: &mut f32, dot: &mut f64, abs: &mut f64) {
+            let gi = k.sgn * g;
+            *m = *m * k.b1 + k.a_m * gi;
+            *v = *v * k.b2 + k.a_v * gi * gi;
+            let si = *s * k.b3 + k.a_s * gi;
+            *s = si;
+            *dot += gi as f64 * (p0 - x) as f64;
+            *abs += si.abs() as f64;
         }
-        let (mut dot, mut abs) = (0.0f64, 0.0f64);
-        for i in 0..n {
-            dot += (k.sgn * g[i]) as f64 * (p0[i] - x[i]) as f64;
-            abs += s[i].abs() as f64;
+        let (xc, xr) = x.as_chunks::<LANES>();
+        let (gc, gr) = g.as_chunks::<LANES>();
+        let (pc, pr) = p0.as_chunks::<LANES>();
+        let (mc, mr) = m.as_chunks_mut::<LANES>();
+        let (vc, vr) = v.as_chunks_mut::<LANES>();
+        let (sc, sr) = s.as_chunks_mut::<LANES>();
+        for (((((x, g), p0), m), v), s) in xc.iter().zip(gc).zip(pc).zip(mc).zip(vc).zip(sc) {
+            for j in 0..LANES {
+                element(k, x[j], g[j], p0[j], &mut m[j], &mut v[j], &mut s[j], &mut dot[j], &mut abs[j]);
+            }
         }
-        (dot, abs)
+        for j in 0..xr.len() {
+            element(k, xr[j], gr[j], pr[j], &mut mr[j], &mut vr[j], &mut sr[j], &mut dot[j], &mut abs[j]);
+        }
+        (lanes_sum(&dot), lanes_sum(&abs))
     })
 }
 

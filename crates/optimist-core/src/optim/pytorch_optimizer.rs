@@ -109,7 +109,7 @@ pub fn project_radial(p: &[f32], g: &[f32], u: &mut [f32], channels: usize, delt
 
 /// `sqrt(sum x^2)` of f32 values, accumulated in f64, as f32.
 fn norm(xs: &[f32]) -> f32 {
-    xs.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32
+    crate::math::l2_norm(xs)
 }
 
 /// One view of [`project_radial`]: `rows` rows of `cols` values.

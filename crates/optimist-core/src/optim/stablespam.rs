@@ -207,7 +207,7 @@ impl GlobalRule for StableSpam {
                     *x = *x / max_grad * hat;
                 }
             }
-            let norm = g.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32;
+            let norm = crate::math::l2_norm(&g);
             if norm == 0.0 {
                 continue;
             }
