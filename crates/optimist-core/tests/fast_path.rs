@@ -887,6 +887,30 @@ fn adafactor_matrices_are_thread_count_independent() {
     }
 }
 
+/// Rules with a norm over each matrix (LARS's trust ratio, MARS's
+/// corrected gradient): per-block sums in interleaved lanes, added in block
+/// order, so the fast path equals the simple path bit for bit at every
+/// thread count, on matrices spanning several blocks.
+#[test]
+fn matrix_norm_rules_are_thread_count_independent() {
+    let shapes: [&[usize]; 5] = [&[300, 200], &[129, 129], &[5, 40, 30], &[2, 1, 20_000], &[77]];
+    for (name, hp) in [
+        ("lars", json!({"lr": 0.1, "weight_decay": 0.01})),
+        ("lars", json!({"lr": 0.1, "weight_decay": 0.01, "nesterov": true, "maximize": true})),
+        ("lars", json!({"lr": 0.1, "momentum": 0.0, "trust_coefficient": 0.02})),
+        ("mars", json!({"lr": 0.01, "weight_decay": 0.01})),
+        ("mars", json!({"lr": 0.01, "mars_type": "lion", "ams_bound": true})),
+    ] {
+        assert_every_path_agrees(ExecOptions::default(), &format!("{name} {hp}"), |exec| {
+            let mut opt = build(name, &hp).unwrap();
+            opt.set_exec_options(exec).unwrap();
+            let mut rng = Rng(23);
+            let ps = shaped(&shapes, &mut rng);
+            train(opt.as_mut(), ps, &mut rng, 3)
+        });
+    }
+}
+
 /// Wrappers hand execution options to the optimizer they wrap: a wrapped
 /// optimizer accepts them (the default refuses), and its fast path equals
 /// its simple path bit for bit at every thread count.
