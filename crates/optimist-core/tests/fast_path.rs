@@ -291,6 +291,12 @@ fn variants() -> Vec<(&'static str, Value)> {
         ("dadaptlion", json!({"weight_decay": 0.01, "maximize": true})),
         ("dadaptsgd", json!({"weight_decay": 0.01, "momentum": 0.5})),
         ("dadaptsgd", json!({"weight_decay": 0.01, "weight_decouple": true, "maximize": true})),
+        // NovoGrad: blocked squared norm; averaging, decay, debias.
+        ("novograd", json!({"lr": 1e-2, "grad_averaging": true, "weight_decay": 0.01})),
+        (
+            "novograd",
+            json!({"lr": 1e-2, "weight_decay": 0.01, "weight_decouple": true, "adam_debias": true, "maximize": true}),
+        ),
     ]
 }
 

@@ -52,7 +52,7 @@ use crate::error::{Error, Result};
 use crate::math::lerp;
 use crate::exec::{simd, Blocks};
 use crate::math::Maybe;
-use crate::optim::prodigy::{add_alpha, add_pairs, inf_as_null, GlobalRule, BLOCK};
+use crate::optim::prodigy::{add_alpha, add_pairs, inf_as_null, step_params, GlobalRule, StepConsts, BLOCK};
 use crate::sqsum::{lanes_sum, LANES};
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
@@ -192,20 +192,17 @@ impl GlobalRule for DAdaptAdam {
             d = d.max(d_hat.min(d * self.growth_rate));
             globals[0] = d;
         }
+        // `p + (-m) / (sqrt(v) + eps)`: Prodigy's step with a factor of -1
+        // (exact: -1 * m is -m).
         let c = StepConsts {
             keep: Maybe::from((self.weight_decouple && self.weight_decay != 0.0).then_some(
                 (1.0 - self.weight_decay * if self.fixed_decay { 1.0 } else { d_lr }) as f32,
             )),
-            eps: self.eps as f32,
+            neg_lr: -1.0,
+            de: Maybe::from(Some(self.eps as f32)),
         };
-        for (p, st) in params.iter_mut().zip(states.iter()) {
-            let items = p
-                .value
-                .chunks_mut(BLOCK)
-                .zip(st.exp_avg.as_slice().chunks(BLOCK))
-                .zip(st.exp_avg_sq.as_slice().chunks(BLOCK));
-            blocks.map(items, |((x, m), v)| step(&c, x, m, v));
-        }
+        let moments = states.iter().map(|st| (st.exp_avg.as_slice(), st.exp_avg_sq.as_slice()));
+        step_params(&c, params, moments, blocks);
     }
 }
 
@@ -263,28 +260,5 @@ fn moments(k: &MomentConsts, x: &[f32], g: &[f32], s: &mut [f32], m: &mut [f32],
             element(k, xr[j], gr[j], &mut sr[j], &mut mr[j], &mut vr[j], &mut dot[j], &mut abs[j]);
         }
         (lanes_sum(&dot), lanes_sum(&abs))
-    })
-}
-
-/// Per-step constants of D-Adapt Adam's second pass.
-#[derive(Debug, Clone, Copy)]
-struct StepConsts {
-    /// The decoupled decay's factor, when it applies.
-    keep: Maybe<f32>,
-    eps: f32,
-}
-
-/// Pass 2 over one block: the decay and the step.
-fn step(c: &StepConsts, x: &mut [f32], m: &[f32], v: &[f32]) {
-    simd!(avx512; fn(c: &StepConsts, x: &mut [f32], m: &[f32], v: &[f32]) {
-        let n = x.len();
-        let (m, v) = (&m[..n], &v[..n]);
-        let keep = c.keep.get().unwrap_or(1.0);
-        let decay = c.keep.get().is_some();
-        for i in 0..n {
-            let den = v[i].sqrt() + c.eps;
-            let xi = if decay { x[i] * keep } else { x[i] };
-            x[i] = xi + (-m[i]) / den;
-        }
     })
 }

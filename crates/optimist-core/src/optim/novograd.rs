@@ -25,12 +25,20 @@
 //! eps = 1e-8, adam_debias = false (read by the reference from its
 //! keyword arguments), maximize = false. Validation as the reference:
 //! lr >= 0, betas in [0, 1), weight_decay >= 0, eps >= 0.
+//!
+//! ||g||^2 is summed in f64 over fixed blocks (eight interleaved lanes
+//! each, as `sqsum`), the blocks added in order; the sum and the step run
+//! over the blocks in parallel on the fast path, with the same values at
+//! any thread count.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::exec::{run_blocked, simd, Blocks};
 use crate::math::{descent_sign, lerp, WeightDecay};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
+use crate::sqsum::{add_sq, lanes_sum, LANES};
+use crate::state::StateStore;
 use crate::tensor::ParamMut;
 
 crate::param_state! {
@@ -92,13 +100,44 @@ impl OptimizerConfig for NovoGrad {
 
 impl UpdateRule for NovoGrad {
     type State = NovoGradState;
+    const BLOCKED: bool = true;
 
     fn update(&self, info: &StepInfo, p: &mut ParamMut<'_>, st: &mut NovoGradState) -> Result<()> {
+        self.update_param(info, p, st, Blocks::SEQUENTIAL)
+    }
+
+    /// The squared norm and the step over fixed blocks, in parallel on the
+    /// fast path.
+    fn update_all(
+        &self,
+        info: &StepInfo,
+        params: &mut [ParamMut<'_>],
+        states: &mut StateStore<NovoGradState>,
+    ) -> Option<Result<()>> {
+        Some(run_blocked(info, params, states, |p, st, blocks| {
+            self.update_param(info, p, st, blocks)
+        }))
+    }
+}
+
+impl NovoGrad {
+    fn update_param(
+        &self,
+        info: &StepInfo,
+        p: &mut ParamMut<'_>,
+        st: &mut NovoGradState,
+        blocks: Blocks,
+    ) -> Result<()> {
         let n = p.numel();
         let first = !st.grads_ema.is_allocated();
-        let sgn = descent_sign(self.maximize);
-        let sq: f64 = p.grad.iter().map(|&x| x as f64 * x as f64).sum();
-        let sq = sq as f32;
+        // ||g||^2 from per-block sums in interleaved lanes, added in block
+        // order.
+        let sums = blocks.map(p.grad.chunks(BLOCK), |g| {
+            let mut lanes = [0.0f64; LANES];
+            add_sq(g, &mut lanes);
+            lanes_sum(&lanes)
+        });
+        let sq = sums.iter().fold(0.0f64, |a, &x| a + x) as f32;
         let ema = st.grads_ema.get_or_fill(p.name, "grads_ema", 1, sq)?;
         if !first {
             ema[0] = lerp(ema[0], sq, (1.0 - self.betas[1]) as f32);
@@ -108,25 +147,66 @@ impl UpdateRule for NovoGrad {
         st.step += 1;
         let [beta1, beta2] = self.betas;
         let decay_lr = if self.fixed_decay { 1.0 } else { self.lr };
-        let wd = WeightDecay::new(self.weight_decay, self.weight_decouple, decay_lr);
         let step_size = if self.adam_debias {
             self.lr * (1.0 - beta2.powf(info.step as f64)).sqrt()
         } else {
             self.lr
         } as f32;
-        let (b1, avg) = (beta1 as f32, (1.0 - beta1) as f32);
-        let m = st.moments.as_mut_slice();
-        for ((x, &g), mi) in p.value.iter_mut().zip(p.grad.iter()).zip(m.iter_mut()) {
-            let (xd, gi) = wd.apply_to(*x, (sgn * g) / denom);
-            *mi = if first {
-                gi
-            } else if self.grad_averaging {
-                *mi * b1 + gi * avg
-            } else {
-                *mi * b1 + gi
-            };
-            *x = xd - step_size * *mi;
-        }
+        let k = Consts {
+            sgn: descent_sign(self.maximize),
+            denom,
+            wd: WeightDecay::new(self.weight_decay, self.weight_decouple, decay_lr),
+            first,
+            averaging: self.grad_averaging,
+            b1: beta1 as f32,
+            avg: (1.0 - beta1) as f32,
+            step_size,
+        };
+        let items = p
+            .value
+            .chunks_mut(BLOCK)
+            .zip(p.grad.chunks(BLOCK))
+            .zip(st.moments.as_mut_slice().chunks_mut(BLOCK));
+        blocks.map(items, |((x, g), m)| step(&k, x, g, m));
         Ok(())
     }
+}
+
+/// Elements per block of NovoGrad's passes and of the norm's partial sums:
+/// fixed, so that the values do not depend on the thread count.
+const BLOCK: usize = crate::exec::CHUNK;
+
+/// Per-step constants of one NovoGrad parameter.
+#[derive(Debug, Clone, Copy)]
+struct Consts {
+    sgn: f32,
+    /// `sqrt(ema of ||g||^2) + eps`.
+    denom: f32,
+    wd: WeightDecay,
+    /// The parameter's first step: the moment starts at the normalized g.
+    first: bool,
+    averaging: bool,
+    b1: f32,
+    avg: f32,
+    step_size: f32,
+}
+
+/// The step over one block.
+fn step(k: &Consts, x: &mut [f32], g: &[f32], m: &mut [f32]) {
+    simd!(avx512; fn(k: &Consts, x: &mut [f32], g: &[f32], m: &mut [f32]) {
+        let n = x.len();
+        let (g, m) = (&g[..n], &mut m[..n]);
+        for i in 0..n {
+            let (xd, gi) = k.wd.apply_to(x[i], (k.sgn * g[i]) / k.denom);
+            let mi = if k.first {
+                gi
+            } else if k.averaging {
+                m[i] * k.b1 + gi * k.avg
+            } else {
+                m[i] * k.b1 + gi
+            };
+            m[i] = mi;
+            x[i] = xd - k.step_size * mi;
+        }
+    })
 }

@@ -440,14 +440,24 @@ impl GlobalRule for Prodigy {
             neg_lr: (-d_lr) as f32,
             de: self.eps.map(|eps| (d * eps) as f32).into(),
         };
-        for (p, st) in params.iter_mut().zip(states.iter()) {
-            let items = p
-                .value
-                .chunks_mut(BLOCK)
-                .zip(st.exp_avg.as_slice().chunks(BLOCK))
-                .zip(st.exp_avg_sq.as_slice().chunks(BLOCK));
-            blocks.map(items, |((x, m), v)| step(&s, x, m, v));
-        }
+        let moments = states.iter().map(|st| (st.exp_avg.as_slice(), st.exp_avg_sq.as_slice()));
+        step_params(&s, params, moments, blocks);
+    }
+}
+
+/// The second pass of Prodigy and D-Adapt Adam over every parameter, in
+/// fixed blocks: `p <- p * keep` (when given), then `p <- p + neg_lr * m /
+/// (sqrt(v) + de)` (`atan2(m, sqrt(v))` when `de` is absent), with `m` and
+/// `v` the parameter's moments.
+pub(crate) fn step_params<'a>(
+    c: &StepConsts,
+    params: &mut [ParamMut<'_>],
+    moments: impl Iterator<Item = (&'a [f32], &'a [f32])>,
+    blocks: Blocks,
+) {
+    for (p, (m, v)) in params.iter_mut().zip(moments) {
+        let items = p.value.chunks_mut(BLOCK).zip(m.chunks(BLOCK)).zip(v.chunks(BLOCK));
+        blocks.map(items, |((x, m), v)| step(c, x, m, v));
     }
 }
 
@@ -522,14 +532,16 @@ fn moments(
     })
 }
 
-/// Per-step constants of Prodigy's second pass.
+/// Per-step constants of the second pass of Prodigy and D-Adapt Adam.
 #[derive(Debug, Clone, Copy)]
-struct StepConsts {
+pub(crate) struct StepConsts {
     /// The decoupled decay's factor, when it applies.
-    keep: Maybe<f32>,
-    neg_lr: f32,
-    /// `d * eps`; `None` for the atan2 update.
-    de: Maybe<f32>,
+    pub keep: Maybe<f32>,
+    /// The step's factor (`-d_lr`; -1 for D-Adapt Adam, whose moments carry it).
+    pub neg_lr: f32,
+    /// Added to `sqrt(v)` (`d * eps`; `eps` for D-Adapt Adam); `None` for
+    /// the atan2 update.
+    pub de: Maybe<f32>,
 }
 
 /// Pass 2 over one block: the decay and the step.
