@@ -131,6 +131,12 @@ fn add_sq_row_rest(
     }
 }
 
+/// Per-block partial sums (pairs of sums), added in block order: the last
+/// step of a blocked pass's sums, after [`lanes_sum`] per block.
+pub fn add_pairs(partials: &[(f64, f64)]) -> (f64, f64) {
+    partials.iter().fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y))
+}
+
 /// Adds the lanes in order.
 #[inline(always)]
 pub fn lanes_sum(lanes: &[f64; LANES]) -> f64 {

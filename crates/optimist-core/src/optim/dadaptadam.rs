@@ -52,8 +52,8 @@ use crate::error::{Error, Result};
 use crate::math::lerp;
 use crate::exec::{simd, Blocks};
 use crate::math::Maybe;
-use crate::optim::prodigy::{add_alpha, add_pairs, inf_as_null, step_params, GlobalRule, StepConsts, BLOCK};
-use crate::sqsum::{lanes_sum, LANES};
+use crate::optim::prodigy::{add_alpha, inf_as_null, step_params, GlobalRule, StepConsts, BLOCK};
+use crate::sqsum::{add_pairs, lanes_sum, LANES};
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
 

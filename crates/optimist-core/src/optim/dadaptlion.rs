@@ -46,8 +46,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::math::{lerp, sign, WeightDecay};
 use crate::exec::{simd, Blocks};
-use crate::optim::prodigy::{add_alpha, add_pairs, GlobalRule, BLOCK};
-use crate::sqsum::{lanes_sum, LANES};
+use crate::optim::prodigy::{add_alpha, GlobalRule, BLOCK};
+use crate::sqsum::{add_pairs, lanes_sum, LANES};
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
 

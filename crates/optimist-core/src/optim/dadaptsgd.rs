@@ -49,8 +49,8 @@ use crate::error::{Error, Result};
 use crate::math::lerp;
 use crate::exec::{simd, Blocks};
 use crate::math::WeightDecay;
-use crate::optim::prodigy::{add_alpha, add_pairs, inf_as_null, GlobalRule, BLOCK};
-use crate::sqsum::{lanes_sum, LANES};
+use crate::optim::prodigy::{add_alpha, inf_as_null, GlobalRule, BLOCK};
+use crate::sqsum::{add_pairs, lanes_sum, LANES};
 use crate::rule::OptimizerConfig;
 use crate::tensor::{ParamMut, StateTensor};
 

@@ -35,7 +35,7 @@ use crate::error::Result;
 use crate::exec::{run_blocked, simd, Blocks};
 use crate::math::{descent_sign, Maybe};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
-use crate::sqsum::{add_sq2, lanes_sum, LANES};
+use crate::sqsum::{add_pairs, add_sq2, lanes_sum, LANES};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
 
@@ -130,7 +130,7 @@ impl Lars {
                 add_sq2(x, g, &mut lx, &mut lg);
                 (lanes_sum(&lx), lanes_sum(&lg))
             });
-            let (px, pg) = sums.iter().fold((0.0f64, 0.0f64), |(a, b), &(x, y)| (a + x, b + y));
+            let (px, pg) = add_pairs(&sums);
             let (pn, gn) = (px.sqrt() as f32, pg.sqrt() as f32);
             let wd = self.weight_decay as f32;
             let denom = gn + wd * pn;

@@ -56,7 +56,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, Result};
 use crate::exec::{self, simd, Blocks};
 use crate::math::Maybe;
-use crate::sqsum::{lanes_sum, LANES};
+use crate::sqsum::{add_pairs, lanes_sum, LANES};
 use crate::rule::ExecOptions;
 use crate::optimizer::{Optimizer, OptimizerSpec};
 use crate::rule::OptimizerConfig;
@@ -465,11 +465,6 @@ pub(crate) fn step_params<'a>(
 /// D-Adaptation rules: fixed, so that the sums do not depend on the thread
 /// count.
 pub(crate) const BLOCK: usize = crate::exec::CHUNK;
-
-/// The blocks' partial sums (pairs of sums), added in block order.
-pub(crate) fn add_pairs(partials: &[(f64, f64)]) -> (f64, f64) {
-    partials.iter().fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y))
-}
 
 /// Per-step constants of Prodigy's first pass (f32, as the reference's
 /// tensor arithmetic).
