@@ -139,9 +139,11 @@ pub struct AdaHessianScalars {
     step_size: f32,
 }
 
-/// One element: `(p, g, m, h, est)` to the step and the new `m`, `h`.
+/// One element: `(p, g, m, h, est)` to the step and the new `m`, `h`
+/// (`SQRT`: `s.sqrt`, a constant so that the square-root loop vectorizes
+/// without `powf` beside it).
 #[inline(always)]
-fn element<const HESSIAN: bool>(
+fn element<const HESSIAN: bool, const SQRT: bool>(
     s: &AdaHessianScalars,
     x: f32,
     g: f32,
@@ -153,7 +155,7 @@ fn element<const HESSIAN: bool>(
     let m = lerp(m, g, s.w1);
     let h = if HESSIAN { s.ema2.sq(h, est) } else { h };
     let q = h / s.bc2;
-    let d = if s.sqrt { q.sqrt() } else { q.powf(s.half_power) } + s.eps;
+    let d = if SQRT { q.sqrt() } else { q.powf(s.half_power) } + s.eps;
     (Step { x, g, lr: s.step_size, u: m / d }, m, h)
 }
 
@@ -193,11 +195,20 @@ impl Elementwise for AdaHessian {
 
     #[inline(always)]
     fn kernel<A: Apply>(&self, s: &AdaHessianScalars, c: Chunk<'_>, apply: &mut A) {
-        sink2_hessian(
-            c,
-            apply,
-            |x, g, m, h, e| element::<true>(s, x, g, m, h, e),
-            |x, g, m, h, e| element::<false>(s, x, g, m, h, e),
-        );
+        if s.sqrt {
+            sink2_hessian(
+                c,
+                apply,
+                |x, g, m, h, e| element::<true, true>(s, x, g, m, h, e),
+                |x, g, m, h, e| element::<false, true>(s, x, g, m, h, e),
+            );
+        } else {
+            sink2_hessian(
+                c,
+                apply,
+                |x, g, m, h, e| element::<true, false>(s, x, g, m, h, e),
+                |x, g, m, h, e| element::<false, false>(s, x, g, m, h, e),
+            );
+        }
     }
 }

@@ -116,23 +116,37 @@ pub fn direct2<A: Apply, S>(
     apply: &A,
     f: impl Fn(&S, f32, f32, f32, f32) -> (f32, f32, f32),
 ) {
+    direct2_with(s, c, apply, NoInput, |s, x, g, a, b, _| f(s, x, g, a, b))
+}
+
+/// [`direct2`] with a fifth input per element, `e` ([`Input`]).
+#[inline(always)]
+fn direct2_with<A: Apply, S, E: Input>(
+    s: &S,
+    c: Chunk<'_>,
+    apply: &A,
+    e: E,
+    f: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
+) {
     #[inline(always)]
-    fn run<S>(
-        s: &S,
+    fn run<S, E: Input>(
+        (s, e): (&S, E),
         x: &mut [f32],
         g: &[f32],
         mut a: impl Lane,
         mut b: impl Lane,
-        f: impl Fn(&S, f32, f32, f32, f32) -> (f32, f32, f32),
+        f: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
     ) {
+        let e = e.cut(x.len());
         for (i, (x, &g)) in x.iter_mut().zip(g).enumerate() {
-            let (xi, ai, bi) = f(s, *x, g, a.get(i), b.get(i));
+            let (xi, ai, bi) = f(s, *x, g, a.get(i), b.get(i), e.at(i));
             *x = xi;
             a.put(i, ai);
             b.put(i, bi);
         }
     }
-    direct_lanes!(s, c, apply, f, 2, run, [a / da, b / db])
+    let se = (s, e);
+    direct_lanes!(se, c, apply, f, 2, run, [a / da, b / db])
 }
 
 /// `x, a, b, d <- f(s, x, g, a, b, d)` on every element (three state buffers).
@@ -175,28 +189,48 @@ pub fn direct2_hessian<A: Apply, S>(
     with: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
     without: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
 ) {
-    #[inline(always)]
-    fn run<S>(
-        (s, e): (&S, &[f32]),
-        x: &mut [f32],
-        g: &[f32],
-        mut a: impl Lane,
-        mut b: impl Lane,
-        f: impl Fn(&S, f32, f32, f32, f32, f32) -> (f32, f32, f32),
-    ) {
-        for (i, ((x, &g), &e)) in x.iter_mut().zip(g).zip(e).enumerate() {
-            let (xi, ai, bi) = f(s, *x, g, a.get(i), b.get(i), e);
-            *x = xi;
-            a.put(i, ai);
-            b.put(i, bi);
-        }
+    match c.hessian {
+        Some(e) => direct2_with(s, c, apply, e, with),
+        None => direct2_with(s, c, apply, NoInput, without),
     }
-    let Some(e) = c.hessian else {
-        return direct2(s, c, apply, |s, x, g, a, b| without(s, x, g, a, b, 0.0));
-    };
-    let e = &e[..c.value.len()];
-    let se = (s, e);
-    direct_lanes!(se, c, apply, with, 2, run, [a / da, b / db])
+}
+
+/// A per-element input of a loop besides the gradient and the state: the
+/// chunk's Hessian estimate (a slice), or none ([`NoInput`], read as 0).
+pub(crate) trait Input: Copy {
+    /// The input cut to the chunk's `n` elements (no bounds checks in the
+    /// loop).
+    fn cut(self, n: usize) -> Self;
+    /// Element `i`.
+    fn at(self, i: usize) -> f32;
+}
+
+/// No per-element input: every element reads 0.
+#[derive(Clone, Copy)]
+pub(crate) struct NoInput;
+
+impl Input for NoInput {
+    #[inline(always)]
+    fn cut(self, _: usize) -> Self {
+        self
+    }
+
+    #[inline(always)]
+    fn at(self, _: usize) -> f32 {
+        0.0
+    }
+}
+
+impl Input for &[f32] {
+    #[inline(always)]
+    fn cut(self, n: usize) -> Self {
+        &self[..n]
+    }
+
+    #[inline(always)]
+    fn at(self, i: usize) -> f32 {
+        self[i]
+    }
 }
 
 /// The loop of every `sink*` kernel: `sink_loop!(x, apply, |i, xi| step)`
@@ -301,15 +335,15 @@ impl Lane for Bf16Lane<'_> {
 }
 
 /// Runs `$run(apply, x, g, e, lanes..., f)` on a chunk's first state
-/// buffers (`e`: the Hessian estimate, if any): as [`Bf16Lane`]s where the
+/// buffers (`e`: the loop's [`Input`]): as [`Bf16Lane`]s where the
 /// sink packs ([`Apply::PACKS`]) and the chunk has bf16 destinations for
 /// all of them, else as f32 slices. Each arm is one monomorphized loop;
 /// for every sink but the packing one the first arm is compiled out.
 macro_rules! with_lanes {
-    ($c:ident, $apply:ident, $f:expr, $k:literal, $run:ident, [$($l:ident / $d:ident),+]) => {{
+    ($c:ident, $apply:ident, $e:expr, $f:expr, $k:literal, $run:ident, [$($l:ident / $d:ident),+]) => {{
         let mut c = $c;
         let n = c.value.len();
-        let e = c.hessian.map(|e| &e[..n]);
+        let e = $e;
         let packed = if packs(&*$apply) { c.packed.first::<$k>() } else { None };
         let (x, g) = (c.value, &c.grad[..n]);
         match packed {
@@ -336,7 +370,7 @@ pub fn sink1<A: Apply>(c: Chunk<'_>, apply: &mut A, f: impl Fn(f32, f32, f32) ->
         apply: &mut A,
         x: &mut [f32],
         g: &[f32],
-        _: Option<&[f32]>,
+        _: NoInput,
         mut a: impl Lane,
         f: impl Fn(f32, f32, f32) -> (Step, f32),
     ) {
@@ -346,7 +380,7 @@ pub fn sink1<A: Apply>(c: Chunk<'_>, apply: &mut A, f: impl Fn(f32, f32, f32) ->
             step
         });
     }
-    with_lanes!(c, apply, &f, 1, run, [a / da])
+    with_lanes!(c, apply, NoInput, &f, 1, run, [a / da])
 }
 
 /// Two state buffers: `f(x, g, a, b)` gives the element's [`Step`] and
@@ -357,24 +391,7 @@ pub fn sink2<A: Apply>(
     apply: &mut A,
     f: impl Fn(f32, f32, f32, f32) -> (Step, f32, f32),
 ) {
-    #[inline(always)]
-    fn run<A: Apply>(
-        apply: &mut A,
-        x: &mut [f32],
-        g: &[f32],
-        _: Option<&[f32]>,
-        mut a: impl Lane,
-        mut b: impl Lane,
-        f: impl Fn(f32, f32, f32, f32) -> (Step, f32, f32),
-    ) {
-        sink_loop!(x, apply, |i, xi| {
-            let (step, ai, bi) = f(xi, g[i], a.get(i), b.get(i));
-            a.put(i, ai);
-            b.put(i, bi);
-            step
-        });
-    }
-    with_lanes!(c, apply, &f, 2, run, [a / da, b / db])
+    sink2_with(c, apply, NoInput, |x, g, a, b, _| f(x, g, a, b))
 }
 
 /// [`sink2`] with the chunk's Hessian estimate `e` as a fifth input:
@@ -387,30 +404,39 @@ pub fn sink2_hessian<A: Apply>(
     with: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32),
     without: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32),
 ) {
-    if c.hessian.is_none() {
-        return sink2(c, apply, |x, g, a, b| without(x, g, a, b, 0.0));
+    match c.hessian {
+        Some(e) => sink2_with(c, apply, e, with),
+        None => sink2_with(c, apply, NoInput, without),
     }
+}
+
+/// [`sink2`] with a fifth input per element, `e` ([`Input`]).
+#[inline(always)]
+fn sink2_with<A: Apply, E: Input>(
+    c: Chunk<'_>,
+    apply: &mut A,
+    e: E,
+    f: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32),
+) {
     #[inline(always)]
-    fn run<A: Apply>(
+    fn run<A: Apply, E: Input>(
         apply: &mut A,
         x: &mut [f32],
         g: &[f32],
-        e: Option<&[f32]>,
+        e: E,
         mut a: impl Lane,
         mut b: impl Lane,
-        with: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32),
+        f: impl Fn(f32, f32, f32, f32, f32) -> (Step, f32, f32),
     ) {
-        // The estimate is there (checked by the caller), cut to the chunk.
-        let e = e.unwrap_or_default();
-        let e = &e[..x.len().min(e.len())];
+        let e = e.cut(x.len());
         sink_loop!(x, apply, |i, xi| {
-            let (step, ai, bi) = with(xi, g[i], a.get(i), b.get(i), e[i]);
+            let (step, ai, bi) = f(xi, g[i], a.get(i), b.get(i), e.at(i));
             a.put(i, ai);
             b.put(i, bi);
             step
         });
     }
-    with_lanes!(c, apply, &with, 2, run, [a / da, b / db])
+    with_lanes!(c, apply, e, &f, 2, run, [a / da, b / db])
 }
 
 /// Three state buffers: `f(x, g, a, b, d)` gives the element's [`Step`]
@@ -427,7 +453,7 @@ pub fn sink3<A: Apply>(
         apply: &mut A,
         x: &mut [f32],
         g: &[f32],
-        _: Option<&[f32]>,
+        _: NoInput,
         mut a: impl Lane,
         mut b: impl Lane,
         mut d: impl Lane,
@@ -441,5 +467,5 @@ pub fn sink3<A: Apply>(
             step
         });
     }
-    with_lanes!(c, apply, &f, 3, run, [a / da, b / db, d / dd])
+    with_lanes!(c, apply, NoInput, &f, 3, run, [a / da, b / db, d / dd])
 }

@@ -4,7 +4,7 @@
 //! lookups as gathers from the packed tables ([`super::Packed`]). Tested
 //! equal to the scalar loops bit for bit (codes and decoded values).
 
-use super::{Book, LUT_LEN};
+use super::{BlockMode as Mode, Book, LUT_LEN};
 use std::arch::x86_64::*;
 
 /// Whether the CPU runs these loops.
@@ -51,14 +51,6 @@ unsafe fn uniform8(base: __m256i, hc: __m256i) -> __m256 {
     x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x846c_a68bu32 as i32));
     x = _mm256_xor_si256(x, _mm256_srli_epi32::<16>(x));
     _mm256_cvtepi32_ps(_mm256_srli_epi32::<8>(x))
-}
-
-/// How one block is rounded: nearest, or stochastic with the block's
-/// stream (`base`, index of its first element `lo`).
-#[derive(Clone, Copy)]
-pub(super) enum Mode {
-    Nearest,
-    Stochastic { base: u32, lo: u32 },
 }
 
 /// Encodes the whole groups of 8 values of one block `x` (no NaN) with

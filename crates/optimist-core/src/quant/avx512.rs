@@ -3,7 +3,7 @@
 //! time, with the table lookups as gathers. Tested equal to the scalar
 //! loops bit for bit (codes and decoded values).
 
-use super::{Book, LUT_LEN};
+use super::{BlockMode as Mode, Book, LUT_LEN};
 use std::arch::x86_64::*;
 
 /// Whether the CPU runs these loops.
@@ -121,14 +121,6 @@ unsafe fn uniform16(base: __m512i, hc: __m512i) -> __m512 {
     x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x846c_a68bu32 as i32));
     x = _mm512_xor_si512(x, _mm512_srli_epi32::<16>(x));
     _mm512_cvtepi32_ps(_mm512_srli_epi32::<8>(x))
-}
-
-/// How one block is rounded: nearest, or stochastic with the block's
-/// stream (`base`, index of its first element `lo`).
-#[derive(Clone, Copy)]
-pub(super) enum Mode {
-    Nearest,
-    Stochastic { base: u32, lo: u32 },
 }
 
 /// Encodes the whole groups of 16 values of one block `x` (no NaN) with

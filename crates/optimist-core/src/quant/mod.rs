@@ -556,6 +556,7 @@ fn block_stats(x: &[f32], loops: Loops) -> (f32, bool, bool) {
 
 /// How one block is rounded: to the nearest code, or stochastically with
 /// the block's random stream (`base`, index of its first element `lo`).
+/// The vector loops (`avx512`, `avx2`) take it as it is.
 #[derive(Clone, Copy)]
 enum BlockMode {
     Nearest,
@@ -582,19 +583,11 @@ fn encode_block(
     {
         debug_assert_eq!(book.signed, signed);
         if loops == Loops::Avx512 && avx512::available() {
-            let m = match mode {
-                BlockMode::Nearest => avx512::Mode::Nearest,
-                BlockMode::Stochastic { base, lo } => avx512::Mode::Stochastic { base, lo },
-            };
             // SAFETY: AVX-512F checked just above.
-            start = unsafe { avx512::encode_block(book, x, c, inv, m) };
+            start = unsafe { avx512::encode_block(book, x, c, inv, mode) };
         } else if loops == Loops::Avx2 && avx2::available() {
-            let m = match mode {
-                BlockMode::Nearest => avx2::Mode::Nearest,
-                BlockMode::Stochastic { base, lo } => avx2::Mode::Stochastic { base, lo },
-            };
             // SAFETY: AVX2 checked just above.
-            start = unsafe { avx2::encode_block(book, x, c, inv, m) };
+            start = unsafe { avx2::encode_block(book, x, c, inv, mode) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
