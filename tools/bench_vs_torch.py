@@ -11,7 +11,9 @@ with the median time per step, the effective bandwidth and the ratio
 
 Effective GB/s uses optimist's byte count per parameter for every
 implementation of an optimizer: 12 bytes (read p and g, write p) plus twice
-the optimizer's state bytes (read and write); see docs/performance.md.
+the optimizer's state bytes (read and write), or, for the rules that pass
+over the memory twice (PATTERNS below), their whole traffic; see
+docs/performance.md.
 Optimizers that optimist does not have are measured on the reference side
 and reported as "not implemented".
 
@@ -39,6 +41,12 @@ CASES = {
 }
 
 MUON_CASE = ("10x1024x1024", [1024 * 1024] * 10)
+
+# The whole memory traffic (f32 arrays read, written per parameter) of the
+# rules that pass over the memory more than once, for `bench step
+# --pattern`: their "optimist / bandwidth" is against the same-run
+# bandwidth of that traffic (docs/performance.md, Benchmarks).
+PATTERNS = {"mars": "7,4", "prodigy": "8,5"}
 
 
 def shape_of(n, dims):
@@ -119,6 +127,8 @@ def optimist_time(binary, name, hparams, sizes, dims, threads, warmup, repeats):
         "--threads", str(threads), "--warmup", str(warmup), "--repeats", str(repeats),
         "--bandwidth",
     ]
+    if name in PATTERNS:
+        cmd += ["--pattern", PATTERNS[name]]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -199,7 +209,9 @@ def main():
             frac = statistics.median(r["fraction_of_bandwidth"] for r in opt_runs) if opt_runs else None
             for rname in refs:
                 if rname in failed:
-                    print(f"| {case_name} | {label} | {rname} | failed: {failed[rname]} | | | | | |")
+                    o_cells = ("not implemented | — | —" if o_s is None
+                               else f"{fmt_ms(o_s)} | {fmt_gbps(o_bpp, n, o_s)} | {frac:.0%}")
+                    print(f"| {case_name} | {label} | {rname} | failed: {failed[rname]} | — | {o_cells} | — |")
                     continue
                 r_s = statistics.median(ref_times[rname])
                 if o_s is None:
