@@ -23,7 +23,7 @@
 //! Every output element is the same sequence of operations whatever the
 //! thread count (row blocks are multiples of 32 rows).
 
-use super::avx512::{pack, Kind};
+use super::avx512::{pack_panels, Kind};
 use super::{bf16_bits, row_blocks, PackedBlock, Product, View, ROW_BLOCK};
 use std::arch::asm;
 use std::arch::x86_64::*;
@@ -241,19 +241,10 @@ pub(super) fn gemm(product: &Product<'_>, c: &mut [f32]) -> bool {
 /// `B` (`k x n`, `steps = ceil(k / 2)`) packed into `ceil(n / NR)` panels
 /// of `steps16 x NR` pairs, the steps beyond `steps` zero.
 fn pack_b(b: &View<'_>, steps: usize, steps16: usize, out: &mut Vec<u32>) {
-    let panels = b.cols.div_ceil(NR);
+    debug_assert!(steps16 >= steps);
     out.clear();
-    out.resize(panels * steps16 * NR, 0);
-    let bt = b.t();
-    let one = |(p, panel): (usize, &mut [u32])| {
-        pack::<NR>(Kind::Bf16, &bt, p * NR, steps, &mut panel[..steps * NR]);
-    };
-    if rayon::current_thread_index().is_some() {
-        use rayon::prelude::*;
-        out.par_chunks_mut(steps16 * NR).enumerate().for_each(one);
-    } else {
-        out.chunks_mut(steps16 * NR).enumerate().for_each(one);
-    }
+    out.resize(b.cols.div_ceil(NR) * steps16 * NR, 0);
+    pack_panels(Kind::Bf16, b, steps16 * NR, out);
 }
 
 /// Rows `i0..i0 + mb` of `A` packed for the tile loads: groups of 16

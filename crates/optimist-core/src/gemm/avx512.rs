@@ -318,18 +318,48 @@ unsafe fn pack_full<const WIDTH: usize>(
 /// `ceil(n / NR)` panels of `steps(k) x NR` values.
 pub(super) fn pack_b(kind: Kind, b: &View<'_>, out: &mut Vec<u32>) {
     let steps = kind.steps(b.rows);
-    let panels = b.cols.div_ceil(NR);
     out.clear();
-    out.resize(panels * steps * NR, 0);
+    out.resize(b.cols.div_ceil(NR) * steps * NR, 0);
+    pack_panels(kind, b, steps * NR, out);
+}
+
+/// Panels of `B` packed by one task of [`pack_panels`].
+const PANEL_GROUP: usize = 8;
+/// Steps packed per pass over a group's panels.
+const STEP_BLOCK: usize = 64;
+
+/// `B` (`k x n`) packed into `out`, `ceil(n / NR)` panels of `stride`
+/// values each: the first `steps(k) x NR` of each as [`pack`] packs them,
+/// the rest left as it is (the caller zeroes `out`). The panels are packed
+/// in groups of [`PANEL_GROUP`] (in parallel on the current thread pool
+/// when called from one) and each group [`STEP_BLOCK`] steps at a time
+/// across its panels, so that the rows of `B` a pass reads stay in the
+/// cache for all the group's panels instead of being read again from
+/// memory for each panel. Same values as packing panel by panel.
+pub(super) fn pack_panels(kind: Kind, b: &View<'_>, stride: usize, out: &mut [u32]) {
+    let steps = kind.steps(b.rows);
+    let per_step = match kind {
+        Kind::F32 => 1,
+        Kind::Bf16 => 2,
+    };
+    debug_assert!(stride >= steps * NR && out.len() >= b.cols.div_ceil(NR) * stride);
     let bt = b.t();
-    let chunk = steps * NR;
+    let group = |(g, chunk): (usize, &mut [u32])| {
+        for s0 in (0..steps).step_by(STEP_BLOCK) {
+            let sc = STEP_BLOCK.min(steps - s0);
+            let sub = bt.columns(per_step * s0, per_step * sc);
+            for (q, panel) in chunk.chunks_mut(stride).enumerate() {
+                let r0 = (g * PANEL_GROUP + q) * NR;
+                pack::<NR>(kind, &sub, r0, sc, &mut panel[s0 * NR..(s0 + sc) * NR]);
+            }
+        }
+    };
+    let len = PANEL_GROUP * stride;
     if rayon::current_thread_index().is_some() {
         use rayon::prelude::*;
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(p, panel)| pack::<NR>(kind, &bt, p * NR, steps, panel));
+        out.par_chunks_mut(len).enumerate().for_each(group);
     } else {
-        pack::<NR>(kind, &bt, 0, steps, out);
+        out.chunks_mut(len).enumerate().for_each(group);
     }
 }
 

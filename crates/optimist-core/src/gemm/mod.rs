@@ -199,6 +199,25 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Columns `c0..c0 + cols` (clamped to the view's columns), without
+    /// copying; in bounds whenever the view is.
+    pub(crate) fn columns(self, c0: usize, cols: usize) -> Self {
+        let c0 = c0.min(self.cols);
+        let cols = cols.min(self.cols - c0);
+        let off = if cols == 0 || self.rows == 0 {
+            0
+        } else {
+            (c0 * self.col_stride).min(self.data.len())
+        };
+        View {
+            data: &self.data[off..],
+            rows: self.rows,
+            cols,
+            row_stride: self.row_stride,
+            col_stride: self.col_stride,
+        }
+    }
+
     /// Whether every element the strides address lies inside `data`.
     pub fn in_bounds(&self) -> bool {
         if self.rows == 0 || self.cols == 0 {
@@ -546,13 +565,15 @@ mod tests {
     fn products_match_f64_for_odd_shapes_strides_and_precisions() {
         // Shapes off the kernel's tile sizes (8 x 32), inner dimensions over
         // one chunk (256) and odd (a zero-padded bf16 pair), more than one
-        // row block (128).
+        // row block (128), and B packed in more than one group of panels
+        // and block of steps (n > 8 * 32, k > 2 * 64).
         for &(m, k, n) in &[
             (1usize, 1usize, 1usize),
             (7, 5, 33),
             (37, 301, 45),
             (130, 17, 129),
             (200, 513, 64),
+            (40, 301, 300),
         ] {
             let a = data(m * k, (m * k) as u64);
             let b = data(k * n, (k + n) as u64);
@@ -664,6 +685,7 @@ mod tests {
             (130, 65, 97),
             (64, 600, 64),
             (257, 96, 300),
+            (70, 259, 290),
         ] {
             let a = data(m * k, (3 * m + k) as u64);
             let b = data(k * n, (k + 5 * n) as u64);
