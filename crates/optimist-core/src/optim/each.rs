@@ -282,7 +282,8 @@ pub fn sink0<A: Apply>(c: Chunk<'_>, apply: &mut A, f: impl Fn(f32, f32) -> Step
 pub(crate) trait Lane {
     /// Element `i`.
     fn get(&self, i: usize) -> f32;
-    /// Stores element `i`'s new value.
+    /// Stores element `i`'s new value. A loop puts every element once, in
+    /// index order ([`Bf16Lane`] counts its random stream along).
     fn put(&mut self, i: usize, v: f32);
 }
 
@@ -305,8 +306,11 @@ impl Lane for &mut [f32] {
 pub(crate) struct Bf16Lane<'s> {
     bits: &'s mut [u16],
     base: u32,
-    /// `lo * φ`: element `i`'s Weyl value is `weyl + i * φ`, which the
-    /// vectorized loop steps by addition.
+    /// The Weyl value of the next element [`Lane::put`] stores: `lo * φ`
+    /// first, then `φ` more per element. The loops put every element once,
+    /// in index order, so this is element `i`'s `(lo + i) * φ`, kept as a
+    /// running sum: the vectorized loop steps it with one addition per
+    /// vector instead of a multiplication.
     weyl: u32,
 }
 
@@ -329,8 +333,8 @@ impl Lane for Bf16Lane<'_> {
 
     #[inline(always)]
     fn put(&mut self, i: usize, v: f32) {
-        let weyl = self.weyl.wrapping_add((i as u32).wrapping_mul(quant::WEYL));
-        self.bits[i] = quant::bf16_round_weyl(v, self.base, weyl);
+        self.bits[i] = quant::bf16_round_weyl(v, self.base, self.weyl);
+        self.weyl = self.weyl.wrapping_add(quant::WEYL);
     }
 }
 
