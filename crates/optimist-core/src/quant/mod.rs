@@ -143,8 +143,12 @@ pub fn bf16_encode(src: &[f32], dst: &mut [u16], key: u64, offset: usize) {
 fn bf16_encode_segment(src: &[f32], dst: &mut [u16], base: u32, lo: u32) {
     let n = src.len().min(dst.len());
     let (src, dst) = (&src[..n], &mut dst[..n]);
+    // Element `lo + i`'s Weyl value `(lo + i) * φ` as a running sum: one
+    // addition per vector instead of a multiplication.
+    let mut weyl = lo.wrapping_mul(WEYL);
     for i in 0..n {
-        dst[i] = bf16_round(src[i], base, lo.wrapping_add(i as u32));
+        dst[i] = bf16_round_weyl(src[i], base, weyl);
+        weyl = weyl.wrapping_add(WEYL);
     }
 }
 
