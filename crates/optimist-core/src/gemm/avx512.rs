@@ -34,12 +34,18 @@ pub(super) enum Kind {
 }
 
 impl Kind {
+    /// Values of the inner dimension per packed step: one f32, or a pair
+    /// of bf16 values.
+    fn per_step(self) -> usize {
+        match self {
+            Kind::F32 => 1,
+            Kind::Bf16 => 2,
+        }
+    }
+
     /// Inner-dimension steps after packing: `k`, or `ceil(k / 2)` pairs.
     fn steps(self, k: usize) -> usize {
-        match self {
-            Kind::F32 => k,
-            Kind::Bf16 => k.div_ceil(2),
-        }
+        k.div_ceil(self.per_step())
     }
 }
 
@@ -338,10 +344,7 @@ const STEP_BLOCK: usize = 64;
 /// memory for each panel. Same values as packing panel by panel.
 pub(super) fn pack_panels(kind: Kind, b: &View<'_>, stride: usize, out: &mut [u32]) {
     let steps = kind.steps(b.rows);
-    let per_step = match kind {
-        Kind::F32 => 1,
-        Kind::Bf16 => 2,
-    };
+    let per_step = kind.per_step();
     debug_assert!(stride >= steps * NR && out.len() >= b.cols.div_ceil(NR) * stride);
     let bt = b.t();
     let group = |(g, chunk): (usize, &mut [u32])| {
