@@ -60,8 +60,33 @@ def test_matches_torch_step_for_step(kw):
         assert abs(lr_ - lo) <= 1e-5 * (1 + abs(lr_)), (step, lr_, lo)
         assert close(po, pr), f"step {step + 1}"
     st_r, st_o = ref.state_dict()["state"][0], opt.state_dict()["state"][0]
-    assert st_r["n_iter"] == st_o["n_iter"] and st_r["func_evals"] == st_o["func_evals"]
+    assert st_r["n_iter"] == st_o["n_iter"]
+    if "line_search_fn" not in kw:
+        assert st_r["func_evals"] == st_o["func_evals"]
+    # With the line search, these runs reach the minimum in the first step.
+    # From then on each zoom compares losses that differ in their last bit
+    # (0.84244436 against 0.84244442), at parameters 1 ulp apart: which
+    # branch it takes depends on the rounding of the dot products, which
+    # differs between torch's kernels on one CPU and another. The number of
+    # evaluations there is rounding, not the algorithm; the test below
+    # compares it exactly where the line search is above that floor.
     assert len(st_r["old_dirs"]) == len(st_o["old_dirs"])
+
+
+def test_strong_wolfe_evaluations_match_torch_above_the_rounding_floor():
+    # Six iterations of the strong-Wolfe line search (three steps of
+    # three), stopping where the gradient is still about 0.008: every zoom
+    # compares losses far apart, so the evaluation count must match.
+    kw = {"line_search_fn": "strong_wolfe", "max_iter": 3}
+    pr, po = make_params(), make_params()
+    ref, opt = torch.optim.LBFGS(pr, **kw), ot.LBFGS(po, **kw)
+    for step in range(3):
+        ref.step(closure_for(pr, ref))
+        opt.step(closure_for(po, opt))
+        assert close(po, pr), f"step {step + 1}"
+    assert max(p.grad.abs().max().item() for p in pr) > 1e-3  # still above the floor
+    st_r, st_o = ref.state_dict()["state"][0], opt.state_dict()["state"][0]
+    assert (st_r["n_iter"], st_r["func_evals"]) == (st_o["n_iter"], st_o["func_evals"]) == (6, 9)
 
 
 @pytest.mark.parametrize("kw", CONFIGS[:3], ids=[str(k) for k in CONFIGS[:3]])
