@@ -305,10 +305,10 @@ impl Lane for &mut [f32] {
 /// rule's arithmetic instead of in passes of their own.
 pub(crate) struct Bf16Lane<'s> {
     bits: &'s mut [u16],
-    base: u32,
-    /// The Weyl value of the next element [`Lane::put`] stores: `lo * φ`
-    /// first, then `φ` more per element. The loops put every element once,
-    /// in index order, so this is element `i`'s `(lo + i) * φ`, kept as a
+    /// The Weyl value of the next element [`Lane::put`] stores:
+    /// `base + lo * φ` first, then `φ` more per element. The loops put
+    /// every element once, in index order, so this is element `i`'s
+    /// `base + (lo + i) * φ` ([`quant::weyl_start`]), kept as a
     /// running sum: the vectorized loop steps it with one addition per
     /// vector instead of a multiplication.
     weyl: u32,
@@ -319,8 +319,7 @@ impl<'s> Bf16Lane<'s> {
     fn new(d: Bf16Dest<'s>, n: usize) -> Self {
         Bf16Lane {
             bits: &mut d.bits[..n],
-            base: d.base,
-            weyl: d.lo.wrapping_mul(quant::WEYL),
+            weyl: quant::weyl_start(d.base, d.lo),
         }
     }
 }
@@ -333,7 +332,7 @@ impl Lane for Bf16Lane<'_> {
 
     #[inline(always)]
     fn put(&mut self, i: usize, v: f32) {
-        self.bits[i] = quant::bf16_round_weyl(v, self.base, self.weyl);
+        self.bits[i] = quant::bf16_round_weyl(v, self.weyl);
         self.weyl = self.weyl.wrapping_add(quant::WEYL);
     }
 }
