@@ -23,7 +23,7 @@
 //! Every output element is the same sequence of operations whatever the
 //! thread count (row blocks are multiples of 32 rows).
 
-use super::avx512::{pack_panels, Kind};
+use super::avx512::{bf16_16, pack_panels, Kind};
 use super::{bf16_bits, row_blocks, PackedBlock, Product, View, ROW_BLOCK};
 use std::arch::asm;
 use std::arch::x86_64::*;
@@ -67,10 +67,11 @@ fn detect() -> Result<(), &'static str> {
     }
     if !(std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512bf16")
         && std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("xsave"))
     {
-        return Err("AMX without AVX-512F/BW, AVX2 or XSAVE");
+        return Err("AMX without AVX-512F/BW, AVX512-BF16, AVX2 or XSAVE");
     }
     // SAFETY: CPUID exists on x86-64; OSXSAVE (CPUID.1:ECX bit 27) is
     // checked before XGETBV, and leaves 0x1d/0x1e only when leaf 0 says
@@ -259,9 +260,10 @@ fn pack_a(a: &View<'_>, i0: usize, mb: usize, steps16: usize, out: &mut Vec<u32>
         let group = &mut out[r / KT * KT * steps16..][..KT * steps16];
         let at = (i0 + r) * a.row_stride;
         if a.col_stride == 1 {
-            // SAFETY: `available` implies AVX-512F/BW; the row's k values
-            // are inside the bounds-checked view, and the group holds
-            // steps16 >= ceil(k / 2) pairs of each of its 16 rows.
+            // SAFETY: `available` implies AVX-512F/BW and AVX512-BF16; the
+            // row's k values are inside the bounds-checked view, and the
+            // group holds steps16 >= ceil(k / 2) pairs of each of its 16
+            // rows.
             unsafe { pack_row(&a.data[at..at + k], group, r % KT) };
         } else {
             for s in 0..k.div_ceil(2) {
@@ -284,30 +286,18 @@ fn a_index(row: usize, s: usize) -> usize {
     s / KT * KT * KT + row * KT + s % KT
 }
 
-/// The bf16 bits of 16 lanes as [`bf16_bits`] computes them, in the low
-/// halves of the 32-bit lanes.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn bf16_lanes(x: __m512) -> __m512i {
-    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
-    let b = _mm512_castps_si512(x);
-    let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
-    let rounded = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), lsb);
-    let quiet = _mm512_or_si512(b, _mm512_set1_epi32(0x0040_0000));
-    _mm512_srli_epi32::<16>(_mm512_mask_blend_epi32(nan, rounded, quiet))
-}
-
 /// `src` (`k` values) rounded to bf16 into the pairs of row `row` of the
 /// packed group `dst` (value `l` in the low half of pair `l / 2` for even
 /// `l`, the high half for odd, pairs placed by [`a_index`]), 16 values at
-/// a time; a missing last high half is zero.
+/// a time, rounded by `vcvtneps2bf16` (subnormals by integer arithmetic,
+/// see `avx512::bf16_16`); a missing last high half is zero.
 ///
 /// # Safety
-/// The CPU must have AVX-512F and AVX-512BW, `row < 16`, and `dst` must
-/// hold a group of `16 * s16` pairs with `s16 >= ceil(k / 2)` a multiple
-/// of 16 (every half written, at `2 a_index(row, l / 2) + l % 2` for
-/// `l <= k`, is then inside it).
-#[target_feature(enable = "avx512f,avx512bw")]
+/// The CPU must have AVX-512F, AVX-512BW and AVX512-BF16, `row < 16`,
+/// and `dst` must hold a group of `16 * s16` pairs with `s16 >=
+/// ceil(k / 2)` a multiple of 16 (every half written, at `2 a_index(row,
+/// l / 2) + l % 2` for `l <= k`, is then inside it).
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn pack_row(src: &[f32], dst: &mut [u32], row: usize) {
     let k = src.len();
     let out = dst.as_mut_ptr() as *mut u16;
@@ -316,17 +306,13 @@ unsafe fn pack_row(src: &[f32], dst: &mut [u32], row: usize) {
     let half = |l: usize| 2 * a_index(row, l / 2) + l % 2;
     let full = k / 16 * 16;
     for l in (0..full).step_by(16) {
-        let v = bf16_lanes(_mm512_loadu_ps(src.as_ptr().add(l)));
-        _mm256_storeu_si256(out.add(half(l)) as *mut __m256i, _mm512_cvtepi32_epi16(v));
+        let v = bf16_16(_mm512_loadu_ps(src.as_ptr().add(l)));
+        _mm256_storeu_si256(out.add(half(l)) as *mut __m256i, v);
     }
     if full < k {
         let mask: __mmask16 = (1u16 << (k - full)) - 1;
-        let v = bf16_lanes(_mm512_maskz_loadu_ps(mask, src.as_ptr().add(full)));
-        _mm256_mask_storeu_epi16(
-            out.add(half(full)) as *mut i16,
-            mask,
-            _mm512_cvtepi32_epi16(v),
-        );
+        let v = bf16_16(_mm512_maskz_loadu_ps(mask, src.as_ptr().add(full)));
+        _mm256_mask_storeu_epi16(out.add(half(full)) as *mut i16, mask, v);
     }
     if !k.is_multiple_of(2) {
         // The missing high half of the last pair.
@@ -495,17 +481,23 @@ unsafe fn run_block(blk: PackedBlock<'_>, c: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::avx512::convert_available;
     use super::*;
 
+    /// The row packing needs AVX-512BW and AVX512-BF16, not AMX: it runs
+    /// on every CPU with those (AMD Zen 4 and 5 included).
     #[test]
-    fn vectorized_row_packing_equals_bf16_bits_skipped_without_amx() {
-        if !available() {
+    fn vectorized_row_packing_equals_bf16_bits_skipped_without_avx512_bf16() {
+        if !convert_available() {
             let ci = std::env::var("CI").is_ok_and(|v| v == "true");
             assert!(
-                !(ci && cpu_has_amx_bf16()),
-                "CI=true: the CPU has AMX-BF16 but the AMX row packing test was skipped"
+                !(ci && std::arch::is_x86_feature_detected!("avx512bf16")),
+                "CI=true: the CPU has AVX512-BF16 but the AMX row packing test was skipped"
             );
-            eprintln!("SKIPPED vectorized_row_packing_equals_bf16_bits_skipped_without_amx: {}", status().unwrap_err());
+            eprintln!(
+                "SKIPPED vectorized_row_packing_equals_bf16_bits_skipped_without_avx512_bf16: \
+                 this CPU has no AVX512-BF16 with AVX-512BW"
+            );
             return;
         }
         let mut x = 0x1234_5678u32;
@@ -526,6 +518,10 @@ mod tests {
         src[3] = f32::NAN;
         src[8] = f32::INFINITY;
         src[9] = -f32::MAX;
+        // Subnormals (read as zero by the hardware conversion).
+        src[20] = f32::from_bits(0x0000_8000);
+        src[41] = f32::from_bits(0x807f_ffff);
+        src[70] = f32::from_bits(0x0000_0001);
         for len in [0usize, 1, 15, 16, 17, 32, 33, 77] {
             let s16 = len.div_ceil(2).div_ceil(KT).max(1) * KT;
             for row in [0, 5, 15] {

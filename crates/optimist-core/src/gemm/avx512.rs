@@ -76,7 +76,8 @@ pub(super) fn pack<const WIDTH: usize>(
     pack_with::<WIDTH>(kind, v, r0, steps, out, true)
 }
 
-/// [`pack`], with the vectorized full panels ([`pack_full`]) or without.
+/// [`pack`], with the vectorized full panels ([`pack_full_f32`],
+/// [`pack_full_bf16`]) or without.
 fn pack_with<const WIDTH: usize>(
     kind: Kind,
     v: &View<'_>,
@@ -91,9 +92,20 @@ fn pack_with<const WIDTH: usize>(
         let base = r0 + p * WIDTH;
         let width = WIDTH.min(v.rows.saturating_sub(base));
         // SAFETY: `available` (checked by every caller) implies AVX-512F,
-        // hence AVX2; `pack_full` checks its own bounds.
-        if fast && width == WIDTH && unsafe { pack_full::<WIDTH>(kind, v, base, steps, panel) } {
-            continue;
+        // hence AVX2 for `pack_full_f32`; `pack_full_bf16` runs only where
+        // `convert_available` found its instructions. Both check their
+        // own bounds.
+        if fast && width == WIDTH {
+            let done = match kind {
+                Kind::F32 => unsafe { pack_full_f32::<WIDTH>(v, base, steps, panel) },
+                Kind::Bf16 if convert_available() => unsafe {
+                    pack_full_bf16::<WIDTH>(v, base, steps, panel)
+                },
+                Kind::Bf16 => false,
+            };
+            if done {
+                continue;
+            }
         }
         match kind {
             Kind::F32 if cs == 1 || width == 0 => {
@@ -139,29 +151,6 @@ fn pack_with<const WIDTH: usize>(
             }
         }
     }
-}
-
-/// The high half of `x` rounded to bfloat16 as [`bf16_bits`] does (low
-/// half zero), eight lanes at a time.
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn round_hi(x: __m256i) -> __m256i {
-    let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(
-        _mm256_castsi256_ps(x),
-        _mm256_castsi256_ps(x),
-    ));
-    let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(x), _mm256_set1_epi32(1));
-    let rounded = _mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb);
-    let quiet = _mm256_or_si256(x, _mm256_set1_epi32(0x0040_0000));
-    let hi = _mm256_blendv_epi8(rounded, quiet, nan);
-    _mm256_and_si256(hi, _mm256_set1_epi32(0xffff_0000u32 as i32))
-}
-
-/// One bf16 pair per lane from the f32 lanes `lo` and `hi`.
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn pair8(lo: __m256i, hi: __m256i) -> __m256i {
-    _mm256_or_si256(_mm256_srli_epi32::<16>(round_hi(lo)), round_hi(hi))
 }
 
 /// Transposes the 8x8 block of 32-bit values in `r` (row `i` in `r[i]`).
@@ -218,103 +207,238 @@ pub(super) unsafe fn mirror_block8(c: *mut f32, n: usize, bi: usize, bj: usize) 
     }
 }
 
-/// [`pack`] of one full panel (rows `base..base + WIDTH` all inside `v`)
-/// with eight-lane loads: straight copies when rows are adjacent in memory,
-/// 8x8 register transposes when columns are. The same values as the scalar
-/// loops; steps left over after the last group of eight go through them.
-/// Returns false, having written nothing, for other layouts.
-#[target_feature(enable = "avx2")]
-unsafe fn pack_full<const WIDTH: usize>(
+/// Whether the CPU converts f32 to bf16 in hardware (`vcvtneps2bf16`,
+/// AVX512-BF16) and has the AVX-512BW permutes [`pack_full_bf16`] uses.
+pub(super) fn convert_available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512bf16")
+}
+
+/// The bits of 16 lanes rounded as [`bf16_bits`] rounds them, in the low
+/// halves of the 32-bit lanes, by integer arithmetic.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn bf16_lanes(x: __m512) -> __m512i {
+    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+    let b = _mm512_castps_si512(x);
+    let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+    let rounded = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), lsb);
+    let quiet = _mm512_or_si512(b, _mm512_set1_epi32(0x0040_0000));
+    _mm512_srli_epi32::<16>(_mm512_mask_blend_epi32(nan, rounded, quiet))
+}
+
+/// Lanes of `x` that hold subnormal numbers (zero exponent, non-zero
+/// fraction).
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn subnormal(x: __m512) -> __mmask16 {
+    let b = _mm512_castps_si512(x);
+    _mm512_mask_test_epi32_mask(
+        _mm512_testn_epi32_mask(b, _mm512_set1_epi32(0x7f80_0000)),
+        b,
+        _mm512_set1_epi32(0x007f_ffff),
+    )
+}
+
+/// The 16 lanes of `x` rounded to bf16 as [`bf16_bits`] rounds them, in
+/// order (8 pairs). `vcvtneps2bf16` rounds to nearest even and quiets NaNs
+/// as `bf16_bits` does, but reads subnormal inputs as zero; a vector with
+/// one goes through [`bf16_lanes`] instead.
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[inline]
+pub(super) unsafe fn bf16_16(x: __m512) -> __m256i {
+    if subnormal(x) == 0 {
+        std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(x))
+    } else {
+        _mm512_cvtepi32_epi16(bf16_lanes(x))
+    }
+}
+
+/// 16 bf16 pairs from the lanes of `lo` and `hi`: lane `i` holds `lo[i]`
+/// rounded in its low half and `hi[i]` rounded in its high half, as
+/// [`bf16_bits`] rounds them (see [`bf16_16`] for the subnormals).
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[inline]
+unsafe fn bf16_pairs16(lo: __m512, hi: __m512) -> __m512i {
+    if subnormal(lo) | subnormal(hi) == 0 {
+        // Halves 0..16 are lo's, 16..32 hi's; interleave them.
+        let both: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+        let idx = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20,
+            4, 19, 3, 18, 2, 17, 1, 16, 0,
+        );
+        _mm512_permutexvar_epi16(idx, both)
+    } else {
+        _mm512_or_si512(bf16_lanes(lo), _mm512_slli_epi32::<16>(bf16_lanes(hi)))
+    }
+}
+
+/// Steps `0..full` (a multiple of 8) of a panel of `WIDTH` rows at `out`
+/// (`WIDTH` values per step), from a source whose columns are adjacent:
+/// `load(w, s0)` gives row `w`'s eight packed steps from `s0` on, and
+/// each 8 x 8 block is transposed in registers.
+///
+/// # Safety
+/// The CPU must have AVX2, `out` must hold `full * WIDTH` values and
+/// `load` must be safe to call for every `w < WIDTH`, `s0 < full`.
+#[inline(always)]
+unsafe fn transpose_steps<const WIDTH: usize>(
+    full: usize,
+    out: *mut f32,
+    load: impl Fn(usize, usize) -> __m256,
+) {
+    for s0 in (0..full).step_by(8) {
+        for g in 0..WIDTH / 8 {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (w, rw) in r.iter_mut().enumerate() {
+                *rw = load(8 * g + w, s0);
+            }
+            let t = transpose8(r);
+            for (k, col) in t.iter().enumerate() {
+                _mm256_storeu_ps(out.add((s0 + k) * WIDTH + 8 * g), *col);
+            }
+        }
+    }
+}
+
+/// Whether the vector loops pack a full panel of `WIDTH` rows of `v`
+/// (`steps` packed steps, all of `v`'s columns, into `panel`): rows or
+/// columns adjacent in memory, and `WIDTH` a multiple of 8.
+fn vector_packable<const WIDTH: usize>(
     kind: Kind,
+    v: &View<'_>,
+    steps: usize,
+    panel: &[u32],
+) -> bool {
+    WIDTH.is_multiple_of(8)
+        && v.cols > 0
+        && steps == kind.steps(v.cols)
+        && panel.len() >= steps * WIDTH
+        && (v.row_stride == 1 || v.col_stride == 1)
+}
+
+/// [`pack`] of one full panel for [`Kind::Bf16`], with the f32-to-bf16
+/// conversion in hardware and 16-lane loads (8-row transposes when
+/// columns are adjacent): the same values (every value rounded as
+/// [`bf16_bits`] rounds it). Returns false, having written nothing, for
+/// layouts other than adjacent rows or adjacent columns.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX-512BW and AVX512-BF16
+/// ([`convert_available`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx2")]
+unsafe fn pack_full_bf16<const WIDTH: usize>(
     v: &View<'_>,
     base: usize,
     steps: usize,
     panel: &mut [u32],
 ) -> bool {
     let (rs, cs, cols) = (v.row_stride, v.col_stride, v.cols);
-    if !WIDTH.is_multiple_of(8) || cols == 0 || panel.len() < steps * WIDTH || !(rs == 1 || cs == 1)
-    {
+    if !vector_packable::<WIDTH>(Kind::Bf16, v, steps, panel) {
+        return false;
+    }
+    // Every element read below is (base + w, l) with w < WIDTH, l < cols
+    // (2 s + 1 < cols is checked, 2 s < cols holds for s < steps): inside
+    // `v`, which is bounds-checked, as the caller's full panel is.
+    let ptr = v.data.as_ptr();
+    let out = panel.as_mut_ptr();
+    if rs == 1 {
+        // Rows adjacent: the WIDTH rows of one column are contiguous, 16
+        // rows (or 8 in a panel of 8) per pass.
+        let column = |row: usize, l: usize| {
+            if l >= cols {
+                _mm512_setzero_ps()
+            } else if WIDTH.is_multiple_of(16) {
+                _mm512_loadu_ps(ptr.add(row + l * cs))
+            } else {
+                _mm512_zextps256_ps512(_mm256_loadu_ps(ptr.add(row + l * cs)))
+            }
+        };
+        for s in 0..steps {
+            if WIDTH.is_multiple_of(16) {
+                for g in 0..WIDTH / 16 {
+                    let row = base + 16 * g;
+                    let x = bf16_pairs16(column(row, 2 * s), column(row, 2 * s + 1));
+                    _mm512_storeu_si512(out.add(s * WIDTH + 16 * g) as *mut __m512i, x);
+                }
+            } else {
+                for g in 0..WIDTH / 8 {
+                    let row = base + 8 * g;
+                    let x = bf16_pairs16(column(row, 2 * s), column(row, 2 * s + 1));
+                    _mm256_storeu_si256(
+                        out.add(s * WIDTH + 8 * g) as *mut __m256i,
+                        _mm512_castsi512_si256(x),
+                    );
+                }
+            }
+        }
+        return true;
+    }
+    // Columns adjacent: eight pairs (16 values) of each of eight rows,
+    // transposed in registers.
+    let full = cols / 16 * 8;
+    transpose_steps::<WIDTH>(full, out as *mut f32, |row, s0| {
+        let at = ptr.add((base + row) * rs + 2 * s0);
+        _mm256_castsi256_ps(bf16_16(_mm512_loadu_ps(at)))
+    });
+    // Leftover pairs, one at a time.
+    for w in 0..WIDTH {
+        let at = (base + w) * rs;
+        for s in full..steps {
+            let lo = bf16_bits(v.data[at + 2 * s]);
+            let hi = if 2 * s + 1 < cols {
+                bf16_bits(v.data[at + 2 * s + 1])
+            } else {
+                0
+            };
+            panel[s * WIDTH + w] = lo | (hi << 16);
+        }
+    }
+    true
+}
+
+/// [`pack`] of one full panel of f32 values (rows `base..base + WIDTH` all
+/// inside `v`) with eight-lane loads: straight copies when rows are
+/// adjacent in memory, 8x8 register transposes when columns are. The same
+/// values as the scalar loops; steps left over after the last group of
+/// eight go through them. Returns false, having written nothing, for other
+/// layouts.
+#[target_feature(enable = "avx2")]
+unsafe fn pack_full_f32<const WIDTH: usize>(
+    v: &View<'_>,
+    base: usize,
+    steps: usize,
+    panel: &mut [u32],
+) -> bool {
+    let (rs, cs, cols) = (v.row_stride, v.col_stride, v.cols);
+    if !vector_packable::<WIDTH>(Kind::F32, v, steps, panel) {
         return false;
     }
     // Every element read below is (base + w, l) with w < WIDTH, l < cols:
     // inside `v`, which is bounds-checked, as the caller's full panel is.
     let ptr = v.data.as_ptr();
-    let out = panel.as_mut_ptr() as *mut __m256;
+    let out = panel.as_mut_ptr() as *mut f32;
     if rs == 1 {
         // Rows adjacent: the WIDTH rows of one column are contiguous.
-        let load =
-            |row: usize, l: usize| _mm256_loadu_si256(ptr.add(row + l * cs) as *const __m256i);
         for s in 0..steps {
             for g in 0..WIDTH / 8 {
-                let row = base + 8 * g;
-                let x = match kind {
-                    Kind::F32 => load(row, s),
-                    Kind::Bf16 => {
-                        let hi = if 2 * s + 1 < cols {
-                            load(row, 2 * s + 1)
-                        } else {
-                            _mm256_setzero_si256()
-                        };
-                        pair8(load(row, 2 * s), hi)
-                    }
-                };
-                _mm256_storeu_ps(
-                    out.add((s * WIDTH) / 8 + g) as *mut f32,
-                    _mm256_castsi256_ps(x),
-                );
+                let x = _mm256_loadu_ps(ptr.add(base + 8 * g + s * cs));
+                _mm256_storeu_ps(out.add(s * WIDTH + 8 * g), x);
             }
         }
         return true;
     }
     // Columns adjacent: eight steps of eight rows, transposed in registers.
-    let full = match kind {
-        Kind::F32 => cols / 8,
-        Kind::Bf16 => cols / 16,
-    } * 8;
-    for s0 in (0..full).step_by(8) {
-        for g in 0..WIDTH / 8 {
-            let mut r = [_mm256_setzero_ps(); 8];
-            for (w, rw) in r.iter_mut().enumerate() {
-                let at = ptr.add((base + 8 * g + w) * rs);
-                *rw = match kind {
-                    Kind::F32 => _mm256_loadu_ps(at.add(s0)),
-                    Kind::Bf16 => {
-                        // 16 values = 8 pairs, the high halves of the
-                        // rounded values packed in order.
-                        let a = _mm256_srli_epi32::<16>(round_hi(_mm256_loadu_si256(
-                            at.add(2 * s0) as *const __m256i,
-                        )));
-                        let b = _mm256_srli_epi32::<16>(round_hi(_mm256_loadu_si256(
-                            at.add(2 * s0 + 8) as *const __m256i,
-                        )));
-                        let p =
-                            _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(a, b));
-                        _mm256_castsi256_ps(p)
-                    }
-                };
-            }
-            let t = transpose8(r);
-            for (k, col) in t.iter().enumerate() {
-                _mm256_storeu_ps(out.add(((s0 + k) * WIDTH) / 8 + g) as *mut f32, *col);
-            }
-        }
-    }
+    let full = cols / 8 * 8;
+    transpose_steps::<WIDTH>(full, out, |row, s0| {
+        _mm256_loadu_ps(ptr.add((base + row) * rs + s0))
+    });
     // Leftover steps, one value at a time.
     for w in 0..WIDTH {
         let at = (base + w) * rs;
         for s in full..steps {
-            panel[s * WIDTH + w] = match kind {
-                Kind::F32 => v.data[at + s].to_bits(),
-                Kind::Bf16 => {
-                    let lo = bf16_bits(v.data[at + 2 * s]);
-                    let hi = if 2 * s + 1 < cols {
-                        bf16_bits(v.data[at + 2 * s + 1])
-                    } else {
-                        0
-                    };
-                    lo | (hi << 16)
-                }
-            };
+            panel[s * WIDTH + w] = v.data[at + s].to_bits();
         }
     }
     true
@@ -348,6 +472,26 @@ pub(super) fn pack_panels(kind: Kind, b: &View<'_>, stride: usize, out: &mut [u3
     debug_assert!(stride >= steps * NR && out.len() >= b.cols.div_ceil(NR) * stride);
     let bt = b.t();
     let group = |(g, chunk): (usize, &mut [u32])| {
+        let (r0, panels) = (g * PANEL_GROUP * NR, chunk.len() / stride);
+        if bt.row_stride == 1 && chunk.len() == panels * stride && r0 + panels * NR <= bt.rows {
+            let rows = PanelGroup {
+                base: r0,
+                panels,
+                stride,
+            };
+            // SAFETY: `available(kind)` (checked by every caller) gives
+            // AVX-512F; `pack_rows_bf16` runs only where
+            // `convert_available` found its instructions. Both check
+            // their bounds.
+            let done = match kind {
+                Kind::F32 => unsafe { pack_rows_f32(&bt, rows, chunk) },
+                Kind::Bf16 if convert_available() => unsafe { pack_rows_bf16(&bt, rows, chunk) },
+                Kind::Bf16 => false,
+            };
+            if done {
+                return;
+            }
+        }
         for s0 in (0..steps).step_by(STEP_BLOCK) {
             let sc = STEP_BLOCK.min(steps - s0);
             let sub = bt.columns(per_step * s0, per_step * sc);
@@ -364,6 +508,84 @@ pub(super) fn pack_panels(kind: Kind, b: &View<'_>, stride: usize, out: &mut [u3
     } else {
         out.chunks_mut(len).enumerate().for_each(group);
     }
+}
+
+/// A group of `panels` panels of `B` packed together: the first holds rows
+/// `base..base + NR` of `Bᵀ`, panel `q` starts at `q * stride` in the
+/// output.
+#[derive(Debug, Clone, Copy)]
+struct PanelGroup {
+    base: usize,
+    panels: usize,
+    stride: usize,
+}
+
+/// `panels` full panels of [`NR`] rows of `v` from row `base` on, packed
+/// as [`pack`] packs them into `out` (panel `q` at `q * stride`), for a
+/// `v` whose rows are adjacent in memory (`row_stride == 1`: `B` stored
+/// row-major, `v` its transpose). Step by step across all the panels, so
+/// that each step reads a contiguous run of `panels * NR` values of each
+/// of its columns of `v` (rows of `B`) instead of `NR` at a time per
+/// panel. Returns false, having written nothing, for other layouts or
+/// sizes.
+///
+/// # Safety
+/// The CPU must have AVX-512F, and for `BF16` AVX-512BW and AVX512-BF16
+/// ([`convert_available`]).
+#[inline(always)]
+unsafe fn pack_rows<const BF16: bool>(v: &View<'_>, group: PanelGroup, out: &mut [u32]) -> bool {
+    let PanelGroup {
+        base,
+        panels,
+        stride,
+    } = group;
+    let (cs, cols) = (v.col_stride, v.cols);
+    let steps = if BF16 { cols.div_ceil(2) } else { cols };
+    if v.row_stride != 1
+        || cols == 0
+        || base + panels * NR > v.rows
+        || stride < steps * NR
+        || out.len() < panels * stride
+    {
+        return false;
+    }
+    // Every element read is (base + r, l) with r < panels * NR, l < cols:
+    // inside the bounds-checked `v`. Every value written lies in the
+    // first `steps * NR` of its panel, inside `out`.
+    let ptr = v.data.as_ptr();
+    let o = out.as_mut_ptr();
+    for s in 0..steps {
+        for q in 0..panels {
+            for h in 0..NR / 16 {
+                let row = base + q * NR + 16 * h;
+                let x = if BF16 {
+                    let lo = _mm512_loadu_ps(ptr.add(row + 2 * s * cs));
+                    let hi = if 2 * s + 1 < cols {
+                        _mm512_loadu_ps(ptr.add(row + (2 * s + 1) * cs))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    bf16_pairs16(lo, hi)
+                } else {
+                    _mm512_castps_si512(_mm512_loadu_ps(ptr.add(row + s * cs)))
+                };
+                _mm512_storeu_si512(o.add(q * stride + s * NR + 16 * h) as *mut __m512i, x);
+            }
+        }
+    }
+    true
+}
+
+/// [`pack_rows`] of f32 values.
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_rows_f32(v: &View<'_>, group: PanelGroup, out: &mut [u32]) -> bool {
+    pack_rows::<false>(v, group, out)
+}
+
+/// [`pack_rows`] of bf16 pairs.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pack_rows_bf16(v: &View<'_>, group: PanelGroup, out: &mut [u32]) -> bool {
+    pack_rows::<true>(v, group, out)
 }
 
 /// Writes `alpha * acc + beta * C` (or `alpha * acc` when `beta` is
@@ -424,6 +646,7 @@ unsafe fn store_part(
 }
 
 /// The f32 micro-kernel: the `MR x NR` sum over `steps` packed steps.
+#[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel_f32(steps: usize, a: *const u32, b: *const u32) -> [[__m512; 2]; MR] {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
@@ -443,6 +666,7 @@ unsafe fn kernel_f32(steps: usize, a: *const u32, b: *const u32) -> [[__m512; 2]
 }
 
 /// The bf16 micro-kernel: the `MR x NR` sum over `steps` packed pairs.
+#[inline]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn kernel_bf16(steps: usize, a: *const u32, b: *const u32) -> [[__m512; 2]; MR] {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
@@ -492,7 +716,12 @@ pub(super) fn block(
         beta: product.beta,
     };
     // SAFETY: `available(kind)` was checked by the caller before any call.
-    unsafe { run_block(kind, blk, c) }
+    unsafe {
+        match kind {
+            Kind::F32 => run_block_f32(blk, c),
+            Kind::Bf16 => run_block_bf16(blk, c),
+        }
+    }
 }
 
 /// Asks for part `part` of `parts` of `data` to be fetched into the L2
@@ -511,9 +740,30 @@ fn prefetch_part_l2(data: &[u32], part: usize, parts: usize) {
     }
 }
 
-/// The loops of [`block`] over chunks and panels.
+/// [`run_block`] with the f32 kernel.
 #[target_feature(enable = "avx512f")]
-unsafe fn run_block(kind: Kind, blk: PackedBlock<'_>, c: &mut [f32]) {
+unsafe fn run_block_f32(blk: PackedBlock<'_>, c: &mut [f32]) {
+    run_block::<false>(blk, c)
+}
+
+/// [`run_block`] with the bf16 kernel. A function of its own with the
+/// bf16 instructions enabled, so that the kernel is inlined into the loops
+/// and its accumulators go from registers straight to `C` (called from a
+/// function without them, the kernel returned its 16 accumulators through
+/// the stack).
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn run_block_bf16(blk: PackedBlock<'_>, c: &mut [f32]) {
+    run_block::<true>(blk, c)
+}
+
+/// The loops of [`block`] over chunks and panels, with the bf16 kernel
+/// (`BF16`) or the f32 one. Inlined into [`run_block_f32`] and
+/// [`run_block_bf16`], which enable the instructions.
+///
+/// # Safety
+/// The CPU must have the kernel's instructions ([`available`]).
+#[inline(always)]
+unsafe fn run_block<const BF16: bool>(blk: PackedBlock<'_>, c: &mut [f32]) {
     let PackedBlock {
         alpha,
         apack,
@@ -559,9 +809,10 @@ unsafe fn run_block(kind: Kind, blk: PackedBlock<'_>, c: &mut [f32]) {
                 // inside it (mr <= mb - ip*MR, nr <= n - jp*NR). The CPU
                 // features were checked by `available` before any call.
                 {
-                    let acc = match kind {
-                        Kind::F32 => kernel_f32(sc, ap, bp),
-                        Kind::Bf16 => kernel_bf16(sc, ap, bp),
+                    let acc = if BF16 {
+                        kernel_bf16(sc, ap, bp)
+                    } else {
+                        kernel_f32(sc, ap, bp)
                     };
                     let ct = cp.add(ip * MR * n + jp * NR);
                     if mr == MR && nr == NR {
@@ -594,6 +845,13 @@ mod tests {
         for (i, v) in out.iter_mut().enumerate().step_by(7) {
             *v = f32::from_bits((v.to_bits() & 0xffff_0000) | 0x8000 | ((i as u32 & 1) << 16));
         }
+        // Subnormals of both signs (the hardware conversion reads them as
+        // zero; the packing must not).
+        for (i, v) in out.iter_mut().enumerate().skip(5).step_by(13) {
+            *v = f32::from_bits(
+                ((i as u32).wrapping_mul(40_503) % 0x007f_ffff + 1) | ((i as u32 & 2) << 30),
+            );
+        }
         if len > 20 {
             out[3] = f32::NAN;
             out[11] = f32::INFINITY;
@@ -615,7 +873,10 @@ mod tests {
 
     #[test]
     fn vectorized_packing_equals_the_scalar_loops_skipped_without_avx512() {
-        if !crate::cpu::avx512_test_runs("vectorized_packing_equals_the_scalar_loops_skipped_without_avx512") || !available(Kind::F32) {
+        if !crate::cpu::avx512_test_runs(
+            "vectorized_packing_equals_the_scalar_loops_skipped_without_avx512",
+        ) || !available(Kind::F32)
+        {
             return;
         }
         for kind in [Kind::F32, Kind::Bf16] {
@@ -631,6 +892,144 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `pack_panels` (rows of `B` read step by step across a group of
+    /// panels where `B` is row-major) packs what the scalar loops pack
+    /// panel by panel, and leaves the padding after each panel alone.
+    #[test]
+    fn panel_packing_equals_the_scalar_loops_skipped_without_avx512() {
+        if !crate::cpu::avx512_test_runs(
+            "panel_packing_equals_the_scalar_loops_skipped_without_avx512",
+        ) {
+            return;
+        }
+        const PAD: u32 = 0xdead_beef;
+        for kind in [Kind::F32, Kind::Bf16] {
+            if !available(kind) {
+                continue;
+            }
+            for &(k, n) in &[
+                (37usize, 256usize),
+                (64, 512),
+                (33, 300),
+                (130, 96),
+                (1, 32),
+                (17, 288),
+                (2, 8),
+            ] {
+                let d = data(k * n, (k * 7 + n) as u32);
+                let row_major = View::new(&d, k, n);
+                let col_major = View::new(&d, n, k).t();
+                for b in [row_major, col_major] {
+                    let steps = kind.steps(k);
+                    let stride = steps * NR + 3 * NR;
+                    let panels = n.div_ceil(NR);
+                    // Zero where the panels go (as the callers do), the
+                    // padding after each one marked.
+                    let mut got = vec![PAD; panels * stride];
+                    for panel in got.chunks_mut(stride) {
+                        panel[..steps * NR].fill(0);
+                    }
+                    pack_panels(kind, &b, stride, &mut got);
+                    let mut want = vec![PAD; panels * stride];
+                    for (p, panel) in want.chunks_mut(stride).enumerate() {
+                        panel[..steps * NR].fill(0);
+                        pack_with::<NR>(
+                            kind,
+                            &b.t(),
+                            p * NR,
+                            steps,
+                            &mut panel[..steps * NR],
+                            false,
+                        );
+                    }
+                    assert_eq!(
+                        got,
+                        want,
+                        "{kind:?} {k}x{n} strides {:?}",
+                        (b.row_stride, b.col_stride)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Checks `bf16_16` and `bf16_pairs16` against the integer rounding of
+    /// `bf16_lanes` for every f32 bit pattern; returns the first pattern
+    /// that differs.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn first_conversion_mismatch() -> Option<u32> {
+        let mut v = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let step = _mm512_set1_epi32(16);
+        let low = _mm512_set1_epi32(0xffff);
+        for _ in 0..(1u64 << 32) / 16 {
+            let x = _mm512_castsi512_ps(v);
+            // The partner of each value in the pairs: another pattern.
+            let y = _mm512_castsi512_ps(_mm512_xor_si512(
+                v,
+                _mm512_set1_epi32(0x8123_4567u32 as i32),
+            ));
+            let (sx, sy) = (bf16_lanes(x), bf16_lanes(y));
+            let single = _mm512_cvtepu16_epi32(bf16_16(x));
+            let pairs = bf16_pairs16(x, y);
+            let bad = _mm512_cmpneq_epi32_mask(single, sx)
+                | _mm512_cmpneq_epi32_mask(_mm512_and_si512(pairs, low), sx)
+                | _mm512_cmpneq_epi32_mask(_mm512_srli_epi32::<16>(pairs), sy);
+            if bad != 0 {
+                let mut lanes = [0u32; 16];
+                _mm512_storeu_si512(lanes.as_mut_ptr() as *mut __m512i, v);
+                return Some(lanes[bad.trailing_zeros() as usize]);
+            }
+            v = _mm512_add_epi32(v, step);
+        }
+        None
+    }
+
+    /// The hardware conversion (`vcvtneps2bf16`, with the subnormal
+    /// fallback) gives `bf16_bits` for every f32, and so does the integer
+    /// rounding it falls back to (on a sample of patterns).
+    #[test]
+    fn hardware_bf16_conversion_equals_bf16_bits_for_every_f32_skipped_without_avx512_bf16() {
+        let name =
+            "hardware_bf16_conversion_equals_bf16_bits_for_every_f32_skipped_without_avx512_bf16";
+        if !convert_available() {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+            assert!(
+                !(ci && std::arch::is_x86_feature_detected!("avx512bf16")),
+                "CI=true: the CPU has AVX512-BF16 but {name} skipped"
+            );
+            eprintln!("SKIPPED {name}: this CPU has no AVX512-BF16 with AVX-512BW, so the packing does not convert in hardware");
+            return;
+        }
+        let samples = (0..=u32::MAX).step_by(4099).chain([
+            0x0000_0001,
+            0x007f_ffff,
+            0x8000_0001,
+            0x7f7f_ffff,
+            0x7f80_0000,
+            0x7fc0_0000,
+            0xff80_0001,
+        ]);
+        for bits in samples {
+            let mut lanes = [0u32; 16];
+            // SAFETY: AVX-512F was detected by `convert_available`.
+            unsafe {
+                let v = bf16_lanes(_mm512_set1_ps(f32::from_bits(bits)));
+                _mm512_storeu_si512(lanes.as_mut_ptr() as *mut __m512i, v);
+            }
+            assert_eq!(
+                lanes[0],
+                bf16_bits(f32::from_bits(bits)),
+                "integer rounding of {bits:#010x}"
+            );
+        }
+        // SAFETY: the features were detected by `convert_available`.
+        let bad = unsafe { first_conversion_mismatch() };
+        assert_eq!(
+            bad, None,
+            "hardware conversion differs from bf16_bits for {bad:#010x?}"
+        );
     }
 
     #[test]
