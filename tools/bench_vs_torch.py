@@ -160,7 +160,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=10, help="timed steps per round")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--cases", default="10M,100M,10Mx1000,muon")
-    ap.add_argument("--only", default="", help="comma-separated optimizer keys (adamw,sgd,radam,nadam,adafactor,lion,adabelief,lamb,muon,adopt,ademamix,mars,adan,prodigy,soap,kron)")
+    ap.add_argument("--only", default="", help="comma-separated optimizer keys (adamw,sgd,radam,nadam,adafactor,lion,adabelief,lamb,muon,adopt,ademamix,mars,adan,prodigy,soap,kron,shampoo)")
     ap.add_argument("--json", default="", help="also write every measurement to this JSON-lines file")
     args = ap.parse_args()
 
@@ -237,7 +237,8 @@ def main():
             # The preconditioned rules at ten 1024x1024 matrices (pytorch-optimizer's
             # defaults on both sides; the byte count is p, g and p again only).
             entries = [("soap", "SOAP", "soap", {}, {"pytorch-optimizer": lambda ps: po.SOAP(ps)}, 2, 0),
-                       ("kron", "PSGD-Kron", "kron", {}, {"pytorch-optimizer": lambda ps: po.Kron(ps)}, 2, 0)]
+                       ("kron", "PSGD-Kron", "kron", {}, {"pytorch-optimizer": lambda ps: po.Kron(ps)}, 2, 0),
+                       ("shampoo", "Shampoo", "shampoo", {}, {"pytorch-optimizer": lambda ps: po.Shampoo(ps)}, 2, 0)]
             if po is None:
                 sys.exit("the matrix case needs pytorch-optimizer")
             run_case(MUON_CASE[0], MUON_CASE[1], entries)

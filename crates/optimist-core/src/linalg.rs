@@ -119,22 +119,54 @@ pub fn eigh_jacobi(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
 /// [`eigh`] by Householder reduction to tridiagonal form and the implicit
 /// QL method with shifts (the EISPACK routines `tred2` and `tql2`, as in
 /// the public-domain JAMA package): `O(n^3)` with a small constant.
+///
+/// Compiled for AVX-512F or AVX2 where the CPU has them (plain multiplies
+/// and adds, so the same bits at every vector width).
 pub fn eigh_tridiagonal(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma,avx512f")]
+        unsafe fn avx512(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+            tridiagonal_ql(a, n)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+            tridiagonal_ql(a, n)
+        }
+        if crate::cpu::has_avx512() {
+            // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked at run time).
+            return unsafe { avx512(a, n) };
+        }
+        if crate::cpu::has_avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            return unsafe { avx2(a, n) };
+        }
+    }
+    tridiagonal_ql(a, n)
+}
+
+#[inline(always)]
+fn tridiagonal_ql(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     if n == 0 {
         return (Vec::new(), Vec::new());
     }
-    // v: row-major n x n, symmetrized input.
-    let mut v = vec![0.0f64; n * n];
+    // t: row-major n x n, the symmetrized input; the algorithm below is
+    // JAMA's `tred2` on the transpose of its matrix `V` (t[a][b] = V[b][a]),
+    // so that its O(n^3) loops, which walk V's columns, read contiguous rows
+    // of t. The operations and their order are JAMA's. At the end the rows
+    // of t are the eigenvectors of the tridiagonal reduction, the layout
+    // `tql2` rotates below.
+    let mut t = vec![0.0f64; n * n];
     for i in 0..n {
         for j in 0..n {
-            v[i * n + j] = 0.5 * (a[i * n + j] + a[j * n + i]);
+            t[i * n + j] = 0.5 * (a[i * n + j] + a[j * n + i]);
         }
     }
     let mut d = vec![0.0f64; n];
     let mut e = vec![0.0f64; n];
     // tred2
     for j in 0..n {
-        d[j] = v[(n - 1) * n + j];
+        d[j] = t[j * n + n - 1];
     }
     for i in (1..n).rev() {
         let mut scale = 0.0f64;
@@ -145,9 +177,9 @@ pub fn eigh_tridiagonal(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
         if scale == 0.0 {
             e[i] = d[i - 1];
             for j in 0..i {
-                d[j] = v[(i - 1) * n + j];
-                v[i * n + j] = 0.0;
-                v[j * n + i] = 0.0;
+                d[j] = t[j * n + i - 1];
+                t[j * n + i] = 0.0;
+                t[i * n + j] = 0.0;
             }
         } else {
             for k in 0..i {
@@ -165,16 +197,20 @@ pub fn eigh_tridiagonal(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
             for x in e.iter_mut().take(i) {
                 *x = 0.0;
             }
+            // e = (lower triangle of t) d, JAMA's loop split in two: every
+            // e[k] first takes its terms `t[j][k] d[j]` (j < k, ascending
+            // j, as JAMA adds them), then each row j's sum `e[j] + t[j][j]
+            // d[j] + sum_{k>j} t[j][k] d[k]`, in JAMA's order; the rows'
+            // sums are independent, so `row_sums` runs four at once.
             for j in 0..i {
                 f = d[j];
-                v[j * n + i] = f;
-                g = e[j] + v[j * n + j] * f;
-                for k in (j + 1)..i {
-                    g += v[k * n + j] * d[k];
-                    e[k] += v[k * n + j] * f;
+                t[i * n + j] = f;
+                let row = &t[j * n + j + 1..j * n + i];
+                for (x, &r) in e[j + 1..i].iter_mut().zip(row) {
+                    *x += r * f;
                 }
-                e[j] = g;
             }
+            row_sums(&t, n, i, &d, &mut e);
             f = 0.0;
             for j in 0..i {
                 e[j] /= h;
@@ -187,50 +223,52 @@ pub fn eigh_tridiagonal(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
             for j in 0..i {
                 f = d[j];
                 g = e[j];
-                for k in j..i {
-                    v[k * n + j] -= f * e[k] + g * d[k];
+                let row = &mut t[j * n..j * n + i];
+                for ((x, &ek), &dk) in row[j..].iter_mut().zip(&e[j..i]).zip(&d[j..i]) {
+                    *x -= f * ek + g * dk;
                 }
-                d[j] = v[(i - 1) * n + j];
-                v[i * n + j] = 0.0;
+                d[j] = row[i - 1];
+                t[j * n + i] = 0.0;
             }
         }
         d[i] = h;
     }
     for i in 0..n - 1 {
-        v[(n - 1) * n + i] = v[i * n + i];
-        v[i * n + i] = 1.0;
+        t[i * n + n - 1] = t[i * n + i];
+        t[i * n + i] = 1.0;
         let h = d[i + 1];
         if h != 0.0 {
+            let (lo, hi) = t.split_at_mut((i + 1) * n);
+            let house = &hi[..=i];
             for k in 0..=i {
-                d[k] = v[k * n + i + 1] / h;
+                d[k] = house[k] / h;
             }
-            for j in 0..=i {
-                let mut g = 0.0f64;
-                for k in 0..=i {
-                    g += v[k * n + i + 1] * v[k * n + j];
-                }
-                for k in 0..=i {
-                    v[k * n + j] -= g * d[k];
+            // Rows 0..=i of t minus (house . row) d: each row's sum in
+            // JAMA's order, four rows at a time.
+            for rows in lo[..(i + 1) * n].chunks_mut(4 * n) {
+                let g = dots4(house, rows, n);
+                for (row, &g) in rows.chunks_mut(n).zip(&g) {
+                    for (x, &dk) in row[..=i].iter_mut().zip(&d[..=i]) {
+                        *x -= g * dk;
+                    }
                 }
             }
         }
         for k in 0..=i {
-            v[k * n + i + 1] = 0.0;
+            t[(i + 1) * n + k] = 0.0;
         }
     }
     for j in 0..n {
-        d[j] = v[(n - 1) * n + j];
-        v[(n - 1) * n + j] = 0.0;
+        d[j] = t[j * n + n - 1];
+        t[j * n + n - 1] = 0.0;
     }
-    v[(n - 1) * n + n - 1] = 1.0;
+    t[(n - 1) * n + n - 1] = 1.0;
     e[0] = 0.0;
-    // tql2, with the eigenvectors as rows of w = v^T (contiguous rotations).
-    let mut w = vec![0.0f64; n * n];
-    for i in 0..n {
-        for k in 0..n {
-            w[i * n + k] = v[k * n + i];
-        }
-    }
+    // tql2, with the eigenvectors as rows of w. Its iterations read only d
+    // and e, so their rotations of w's rows are recorded and applied later,
+    // in the same order, by blocks of columns (`rotate_rows`).
+    let mut w = t;
+    let mut rots: Vec<Rotation> = Vec::new();
     for i in 1..n {
         e[i - 1] = e[i];
     }
@@ -285,14 +323,11 @@ pub fn eigh_tridiagonal(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
                     c = p / r;
                     p = c * d[i] - s * g;
                     d[i + 1] = h + s * (c * g + s * d[i]);
-                    let (lo, hi) = w.split_at_mut((i + 1) * n);
-                    let wi = &mut lo[i * n..(i + 1) * n];
-                    let wi1 = &mut hi[..n];
-                    for (x, y) in wi.iter_mut().zip(wi1.iter_mut()) {
-                        let hh = *y;
-                        *y = s * *x + c * hh;
-                        *x = c * *x - s * hh;
-                    }
+                    rots.push(Rotation { row: i, c, s });
+                }
+                if rots.len() >= ROTATIONS_BUFFERED {
+                    rotate_rows(&mut w, n, &rots);
+                    rots.clear();
                 }
                 p = -s * s2 * c3 * el1 * e[l] / dl1;
                 e[l] = s * p;
@@ -305,6 +340,7 @@ pub fn eigh_tridiagonal(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
         d[l] += f;
         e[l] = 0.0;
     }
+    rotate_rows(&mut w, n, &rots);
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&x, &y| d[x].total_cmp(&d[y]));
     let ws = order.iter().map(|&i| d[i]).collect();
@@ -315,6 +351,143 @@ pub fn eigh_tridiagonal(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
         }
     }
     (ws, vs)
+}
+
+/// A Givens rotation of rows `row` and `row + 1` of a row-major matrix:
+/// `(x, y) <- (c x - s y, s x + c y)`, column by column.
+struct Rotation {
+    row: usize,
+    c: f64,
+    s: f64,
+}
+
+/// Rotations `tql2` records before applying them (24 bytes each).
+const ROTATIONS_BUFFERED: usize = 1 << 15;
+
+/// Applies `rots` in order to the rows of the row-major `n`-column matrix
+/// `w`, by blocks of columns that stay in the L2 cache while every rotation
+/// passes over them (in parallel on the current thread pool when called
+/// from one). Each value sees the same rotations in the same order as
+/// rotating whole rows one after the other, so the bits are the same.
+fn rotate_rows(w: &mut [f64], n: usize, rots: &[Rotation]) {
+    if rots.is_empty() || n == 0 {
+        return;
+    }
+    // Column blocks of about 512 KiB over all rows, whole 64-byte lines.
+    let width = ((512 << 10) / (8 * n)).clamp(8, n.max(8)) / 8 * 8;
+    let blocks = n.div_ceil(width);
+    let mut parts: Vec<Vec<&mut [f64]>> = (0..blocks).map(|_| Vec::with_capacity(n)).collect();
+    for row in w.chunks_mut(n) {
+        for (part, piece) in parts.iter_mut().zip(row.chunks_mut(width)) {
+            part.push(piece);
+        }
+    }
+    let apply = |rows: &mut Vec<&mut [f64]>| rotate_block(rows, rots);
+    if blocks > 1 && rayon::current_thread_index().is_some() {
+        use rayon::prelude::*;
+        parts.par_iter_mut().for_each(apply);
+    } else {
+        parts.iter_mut().for_each(apply);
+    }
+}
+
+/// [`rotate_rows`] on one block of columns (`rows[r]`: row r's piece),
+/// compiled for AVX-512F or AVX2 where the CPU has them. Plain multiplies
+/// and adds: the same bits at every vector width.
+fn rotate_block(rows: &mut [&mut [f64]], rots: &[Rotation]) {
+    #[inline(always)]
+    fn portable(rows: &mut [&mut [f64]], rots: &[Rotation]) {
+        for r in rots {
+            let (lo, hi) = rows.split_at_mut(r.row + 1);
+            let (c, s) = (r.c, r.s);
+            for (x, y) in lo[r.row].iter_mut().zip(hi[0].iter_mut()) {
+                let hh = *y;
+                *y = s * *x + c * hh;
+                *x = c * *x - s * hh;
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma,avx512f")]
+        unsafe fn avx512(rows: &mut [&mut [f64]], rots: &[Rotation]) {
+            portable(rows, rots)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(rows: &mut [&mut [f64]], rots: &[Rotation]) {
+            portable(rows, rots)
+        }
+        if crate::cpu::has_avx512() {
+            // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked at run time).
+            return unsafe { avx512(rows, rots) };
+        }
+        if crate::cpu::has_avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            return unsafe { avx2(rows, rots) };
+        }
+    }
+    portable(rows, rots)
+}
+
+/// For `j < i`: `e[j] <- e[j] + t[j][j] d[j] + sum_{k=j+1}^{i-1} t[j][k]
+/// d[k]`, each sum added left to right (`tred2`'s order), rows four at a
+/// time so that four independent sums are in flight.
+#[inline(always)]
+fn row_sums(t: &[f64], n: usize, i: usize, d: &[f64], e: &mut [f64]) {
+    let mut j = 0;
+    while j + 4 <= i {
+        let mut g = [0.0f64; 4];
+        // Each row's terms before column j + 4, one row at a time.
+        for (r, g) in g.iter_mut().enumerate() {
+            let row = &t[(j + r) * n..(j + r) * n + i];
+            *g = e[j + r] + row[j + r] * d[j + r];
+            for k in j + r + 1..j + 4 {
+                *g += row[k] * d[k];
+            }
+        }
+        let rows = [0, 1, 2, 3].map(|r| &t[(j + r) * n + j + 4..(j + r) * n + i]);
+        for (k, &dk) in d[j + 4..i].iter().enumerate() {
+            g[0] += rows[0][k] * dk;
+            g[1] += rows[1][k] * dk;
+            g[2] += rows[2][k] * dk;
+            g[3] += rows[3][k] * dk;
+        }
+        e[j..j + 4].copy_from_slice(&g);
+        j += 4;
+    }
+    for j in j..i {
+        let row = &t[j * n..j * n + i];
+        let mut g = e[j] + row[j] * d[j];
+        for k in j + 1..i {
+            g += row[k] * d[k];
+        }
+        e[j] = g;
+    }
+}
+
+/// `house . row` for each of the (up to four) rows of length `n` in
+/// `rows`, over the first `house.len()` columns, each sum from 0.0 left to
+/// right; unused entries are 0.
+#[inline(always)]
+fn dots4(house: &[f64], rows: &[f64], n: usize) -> [f64; 4] {
+    let m = house.len();
+    let mut g = [0.0f64; 4];
+    if rows.len() == 4 * n {
+        let r = [0, 1, 2, 3].map(|r| &rows[r * n..r * n + m]);
+        for (k, &h) in house.iter().enumerate() {
+            g[0] += h * r[0][k];
+            g[1] += h * r[1][k];
+            g[2] += h * r[2][k];
+            g[3] += h * r[3][k];
+        }
+    } else {
+        for (row, g) in rows.chunks(n).zip(g.iter_mut()) {
+            for (&h, &x) in house.iter().zip(&row[..m]) {
+                *g += h * x;
+            }
+        }
+    }
+    g
 }
 
 /// The thin `Q` (`m x n`, orthonormal columns) of the Householder QR of the
@@ -398,7 +571,11 @@ pub fn svd(a: &[f64], m: usize, n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     // vectors times S); vcols: k columns of length k.
     let (cols, s, vcols) = one_sided_jacobi(a, m.max(n), k, !tall);
     // The columns of U and the rows of V^T, and which of them to normalize.
-    let (ucols, vtcols) = if tall { (&cols, &vcols) } else { (&vcols, &cols) };
+    let (ucols, vtcols) = if tall {
+        (&cols, &vcols)
+    } else {
+        (&vcols, &cols)
+    };
     let mut u = vec![0.0f64; m * k];
     let mut vt = vec![0.0f64; k * n];
     for j in 0..k {
@@ -475,7 +652,13 @@ fn one_sided_jacobi(
         }
     }
     let s: Vec<f64> = (0..cols)
-        .map(|j| u[j * rows..(j + 1) * rows].iter().map(|x| x * x).sum::<f64>().sqrt())
+        .map(|j| {
+            u[j * rows..(j + 1) * rows]
+                .iter()
+                .map(|x| x * x)
+                .sum::<f64>()
+                .sqrt()
+        })
         .collect();
     let mut order: Vec<usize> = (0..cols).collect();
     order.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
@@ -529,7 +712,10 @@ mod tests {
     }
 
     fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
     }
 
     fn identity(n: usize) -> Vec<f64> {
@@ -542,7 +728,8 @@ mod tests {
 
     #[test]
     fn eigh_reconstructs_and_is_orthonormal() {
-        for &n in &[1usize, 2, 5, 17, 40] {
+        // 300: the tridiagonal path, its rotations in two column blocks.
+        for &n in &[1usize, 2, 5, 17, 40, 300] {
             let g = random(n, n + 3, n as u64);
             let a = matmul(&g, &transpose(&g, n, n + 3), n, n + 3, n);
             let (w, v) = eigh(&a, n);
@@ -557,8 +744,70 @@ mod tests {
                     vw[i * n + j] *= w[j];
                 }
             }
-            assert!(max_abs_diff(&av, &vw) < 1e-11, "n = {n}");
+            assert!(
+                max_abs_diff(&av, &vw) < 1e-11 * (n as f64).max(1.0),
+                "n = {n}"
+            );
         }
+    }
+
+    #[test]
+    fn blocked_rotations_equal_whole_row_rotations() {
+        // Column blocks (in parallel on a pool, or not) against rotating
+        // whole rows one rotation at a time: the same bits.
+        let mut r = SplitMix64::new(11);
+        for &(rows, n) in &[(7usize, 5usize), (40, 300), (300, 700)] {
+            let w0 = random(rows, n, n as u64);
+            let rots: Vec<Rotation> = (0..3000)
+                .map(|_| {
+                    let t = r.uniform() * 6.0;
+                    Rotation {
+                        row: (r.next_u64() % (rows as u64 - 1)) as usize,
+                        c: t.cos(),
+                        s: t.sin(),
+                    }
+                })
+                .collect();
+            let mut want = w0.clone();
+            for q in &rots {
+                for k in 0..n {
+                    let (x, y) = (want[q.row * n + k], want[(q.row + 1) * n + k]);
+                    want[q.row * n + k] = q.c * x - q.s * y;
+                    want[(q.row + 1) * n + k] = q.s * x + q.c * y;
+                }
+            }
+            let mut alone = w0.clone();
+            rotate_rows(&mut alone, n, &rots);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap();
+            let mut pooled = w0.clone();
+            pool.install(|| rotate_rows(&mut pooled, n, &rots));
+            for (got, name) in [(&alone, "alone"), (&pooled, "pool")] {
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{rows}x{n} {name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn eigh_on_a_thread_pool_equals_eigh_alone() {
+        let n = 700;
+        let g = random(n, n, 5);
+        let a = matmul(&g, &transpose(&g, n, n), n, n, n);
+        let alone = eigh(&a, n);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let pooled = pool.install(|| eigh(&a, n));
+        let same = |x: &[f64], y: &[f64]| x.iter().zip(y).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same(&alone.0, &pooled.0) && same(&alone.1, &pooled.1));
     }
 
     #[test]
@@ -625,7 +874,10 @@ mod tests {
                     us[i * k + j] *= s[j];
                 }
             }
-            assert!(max_abs_diff(&matmul(&us, &vt, m, k, n), &a) < 1e-12, "{m}x{n}");
+            assert!(
+                max_abs_diff(&matmul(&us, &vt, m, k, n), &a) < 1e-12,
+                "{m}x{n}"
+            );
             let ut = transpose(&u, m, k);
             assert!(max_abs_diff(&matmul(&ut, &u, k, m, k), &identity(k)) < 1e-12);
             let v = transpose(&vt, k, n);

@@ -382,3 +382,118 @@ fn soap_merge_dims_fails_where_the_reference_cannot_reshape() {
     let c = opt("soap", json!({})).config();
     assert_eq!((c["merge_dims"].clone(), c["data_format"].clone()), (json!(false), json!("channels_first")));
 }
+
+/// Shampoo's update in f64, straight from the formulas (no momentum, no
+/// weight decay): `L_k += G_(k) G_(k)^T`, `P_k = L_k^(-1/(2r))` through
+/// `linalg::eigh`, `u = g x_0 P_0 ... x_{r-1} P_{r-1}`, `p -= lr u`.
+fn shampoo_f64(p: &mut [f64], shape: &[usize], grads: &[Vec<f32>], lr: f64, eps: f64) {
+    let r = shape.len();
+    let mut stats: Vec<Vec<f64>> = shape
+        .iter()
+        .map(|&d| {
+            (0..d * d)
+                .map(|i| if i % (d + 1) == 0 { eps } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    for g in grads {
+        let g: Vec<f64> = g.iter().map(|&x| x as f64).collect();
+        let mut u = g.clone();
+        for k in 0..r {
+            let d = shape[k];
+            let pre: usize = shape[..k].iter().product();
+            let post: usize = shape[k + 1..].iter().product();
+            let at = |x: &[f64], a: usize, i: usize, b: usize| x[(a * d + i) * post + b];
+            for i in 0..d {
+                for j in 0..d {
+                    let mut s = 0.0;
+                    for a in 0..pre {
+                        for b in 0..post {
+                            s += at(&g, a, i, b) * at(&g, a, j, b);
+                        }
+                    }
+                    stats[k][i * d + j] += s;
+                }
+            }
+            let (w, v) = optimist_core::linalg::eigh(&stats[k], d);
+            let f: Vec<f64> = w
+                .iter()
+                .map(|x| x.abs().powf(-1.0 / (2.0 * r as f64)))
+                .collect();
+            let root: Vec<f64> = (0..d * d)
+                .map(|ij| {
+                    (0..d)
+                        .map(|m| f[m] * v[ij / d * d + m] * v[ij % d * d + m])
+                        .sum()
+                })
+                .collect();
+            let mut out = vec![0.0; u.len()];
+            for a in 0..pre {
+                for j in 0..d {
+                    for b in 0..post {
+                        out[(a * d + j) * post + b] =
+                            (0..d).map(|i| root[j * d + i] * at(&u, a, i, b)).sum();
+                    }
+                }
+            }
+            u = out;
+        }
+        for (x, u) in p.iter_mut().zip(&u) {
+            *x -= lr * u;
+        }
+    }
+}
+
+#[test]
+fn shampoo_matches_an_f64_transcription_on_larger_shapes() {
+    // Shapes past the GEMM's 128-row blocks and the parallel roots (n >= 64),
+    // a first and a last dimension of different sizes, and a middle one.
+    use optimist_core::ExecOptions;
+    for shape in [vec![150usize, 70], vec![3, 90, 5], vec![200]] {
+        let n: usize = shape.iter().product();
+        let mut s = 7u32;
+        let mut next = move || {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((s >> 8) as f32 / (1u32 << 24) as f32) * 2.0 - 1.0
+        };
+        let p0: Vec<f32> = (0..n).map(|_| next()).collect();
+        let grads: Vec<Vec<f32>> = (0..3).map(|_| (0..n).map(|_| next()).collect()).collect();
+        let mut want: Vec<f64> = p0.iter().map(|&x| x as f64).collect();
+        shampoo_f64(&mut want, &shape, &grads, 0.01, 1e-6);
+        let mut runs = Vec::new();
+        for threads in [1usize, 2, 3] {
+            let mut o = opt("shampoo", json!({"lr": 0.01}));
+            o.set_exec_options(ExecOptions {
+                threads,
+                ..Default::default()
+            })
+            .unwrap();
+            let mut p = Param::new("w", shape.clone(), p0.clone()).unwrap();
+            for g in &grads {
+                p.grad.copy_from_slice(g);
+                o.step(&mut [p.view()]).unwrap();
+            }
+            runs.push(p.data);
+        }
+        assert!(
+            runs.iter().all(|r| r == &runs[0]),
+            "{shape:?}: thread counts differ"
+        );
+        // The f32 products and statistics against f64: relative to the
+        // largest step taken.
+        let step = want
+            .iter()
+            .zip(&p0)
+            .map(|(w, &p)| (w - p as f64).abs())
+            .fold(0.0, f64::max);
+        let err = runs[0]
+            .iter()
+            .zip(&want)
+            .map(|(&g, w)| (g as f64 - w).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            step > 0.0 && err <= 1e-3 * step,
+            "{shape:?}: error {err:e}, largest step {step:e}"
+        );
+    }
+}

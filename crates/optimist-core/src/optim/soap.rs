@@ -78,7 +78,7 @@
 #![allow(clippy::needless_range_loop)]
 use serde::{Deserialize, Serialize};
 
-use super::shampoo::{mode_gram, split};
+use super::shampoo::{gram, split};
 use crate::error::{Error, Result};
 use crate::gemm::{gemm, View};
 use crate::linalg;
@@ -258,25 +258,6 @@ fn project(x: &[f32], shape: &[usize], qs: &[Option<&[f32]>], forward: bool) -> 
         cur_shape.rotate_left(1);
     }
     Ok(cur)
-}
-
-/// `G_(k) G_(k)^T` of `g` for dimension `k`, rounded to f32: one f32 GEMM
-/// when `k` is the first or last dimension, f64 sums otherwise.
-fn gram(g: &[f32], shape: &[usize], k: usize) -> Result<Vec<f32>> {
-    let (pre, d, post) = split(shape, k);
-    let mut out = vec![0.0f32; d * d];
-    if pre == 1 {
-        let x = View::new(g, d, post);
-        gemm(1.0, x, x.t(), 0.0, &mut out, true)?;
-    } else if post == 1 {
-        let x = View::new(g, pre, d);
-        gemm(1.0, x.t(), x, 0.0, &mut out, true)?;
-    } else {
-        for (o, s) in out.iter_mut().zip(mode_gram(g, shape, k)) {
-            *o = s as f32;
-        }
-    }
-    Ok(out)
 }
 
 /// Offsets of each dimension's `d x d` block in the `gg`/`q` buffers
