@@ -32,7 +32,8 @@
 //!
 //! **Roots.** The reference takes `U diag(s^(-1/2r)) V^T` from an f32 SVD of
 //! `L_k`; here `L_k` (symmetric positive definite) goes through the f64
-//! Jacobi eigendecomposition of [`crate::linalg`], `V diag(|w|^(-1/2r))
+//! eigendecomposition of [`crate::linalg::eigh`] (Jacobi rotations up to
+//! 64 x 64, Householder and QL above), `V diag(|w|^(-1/2r))
 //! V^T`, rounded to f32: the same matrix, more accurately. The dimensions'
 //! roots are computed in parallel on the step's thread pool. The statistics
 //! `G_(k) G_(k)^T` and the mode products run in f32 on [`crate::gemm`], as
