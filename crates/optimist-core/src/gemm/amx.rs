@@ -225,6 +225,8 @@ pub(super) fn gemm(product: &Product<'_>, c: &mut [f32]) -> bool {
             n,
             j0: product.first_column(i0),
             beta: product.beta,
+            i0,
+            zeros: (product.a.triangle, product.b.triangle),
         };
         // SAFETY: `available` checked AMX-BF16 with the tile permission,
         // AVX-512F/BW; the packed buffers have the sizes `run_block`
@@ -429,6 +431,7 @@ unsafe fn run_block(blk: PackedBlock<'_>, c: &mut [f32]) {
         n,
         j0,
         beta,
+        ..
     } = blk;
     let groups = mb.div_ceil(TILE);
     assert!(apack.len() >= groups * TILE * steps16 && steps16.is_multiple_of(KT));

@@ -14,7 +14,7 @@
 //! packed into one 32-bit lane (low half first), as `vdpbf16ps` expects;
 //! an odd inner dimension is padded with a zero.
 
-use super::{bf16_bits, PackedBlock, Product, View};
+use super::{bf16_bits, needed_chunks, PackedBlock, Product, Triangle, View};
 use std::arch::x86_64::*;
 
 /// Rows of the micro-kernel's output tile.
@@ -714,6 +714,8 @@ pub(super) fn block(
         n,
         j0: product.first_column(i0),
         beta: product.beta,
+        i0,
+        zeros: (product.a.triangle, product.b.triangle),
     };
     // SAFETY: `available(kind)` was checked by the caller before any call.
     unsafe {
@@ -773,19 +775,18 @@ unsafe fn run_block<const BF16: bool>(blk: PackedBlock<'_>, c: &mut [f32]) {
         n,
         j0,
         beta,
+        i0,
+        zeros,
     } = blk;
     let apanels = mb.div_ceil(MR);
     let bpanels = n.div_ceil(NR);
     let cp = c.as_mut_ptr();
+    let chunks = steps.div_ceil(KC);
+    let width = KC * if BF16 { 2 } else { 1 };
+    let full = zeros == (Triangle::Full, Triangle::Full);
     for s0 in (0..steps).step_by(KC) {
         let sc = KC.min(steps - s0);
-        let beta_eff = if s0 > 0 {
-            Some(1.0)
-        } else if beta == 0.0 {
-            None
-        } else {
-            Some(beta)
-        };
+        let chunk = s0 / KC;
         for jp in j0 / NR..bpanels {
             let bp = bpack[jp * steps * NR + s0 * NR..].as_ptr();
             let nr = NR.min(n - jp * NR);
@@ -800,8 +801,28 @@ unsafe fn run_block<const BF16: bool>(blk: PackedBlock<'_>, c: &mut [f32]) {
                 if let Some(next) = next {
                     prefetch_part_l2(next, ip, apanels);
                 }
-                let ap = apack[ip * steps * MR + s0 * MR..].as_ptr();
                 let mr = MR.min(mb - ip * MR);
+                // The chunks this tile needs: all of them, unless a
+                // triangular operand makes some multiply only zeros. The
+                // first one needed takes `beta C`, the others add to it.
+                let first = if full {
+                    0
+                } else {
+                    let rows = i0 + ip * MR..i0 + ip * MR + mr;
+                    let (lo, hi) = needed_chunks(zeros, rows, jp * NR..jp * NR + nr, width, chunks);
+                    if chunk < lo || chunk >= hi {
+                        continue;
+                    }
+                    lo
+                };
+                let beta_eff = if chunk > first {
+                    Some(1.0)
+                } else if beta == 0.0 {
+                    None
+                } else {
+                    Some(beta)
+                };
+                let ap = apack[ip * steps * MR + s0 * MR..].as_ptr();
                 // SAFETY: the kernels read `sc` steps of one packed panel
                 // of A (MR values per step) and of B (NR per step), inside
                 // the buffers sized above; the tile written is rows

@@ -166,6 +166,28 @@ pub fn cpu_has_amx_bf16() -> bool {
     }
 }
 
+/// Which entries of a [`View`] are known to be zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Triangle {
+    /// None known.
+    #[default]
+    Full,
+    /// Upper triangular: `x[i][j] = 0` for `j < i`.
+    Upper,
+    /// Lower triangular: `x[i][j] = 0` for `j > i`.
+    Lower,
+}
+
+impl Triangle {
+    fn transposed(self) -> Self {
+        match self {
+            Triangle::Full => Triangle::Full,
+            Triangle::Upper => Triangle::Lower,
+            Triangle::Lower => Triangle::Upper,
+        }
+    }
+}
+
 /// A strided read-only matrix view for [`gemm`].
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
@@ -174,6 +196,7 @@ pub struct View<'a> {
     cols: usize,
     row_stride: usize,
     col_stride: usize,
+    triangle: Triangle,
 }
 
 impl<'a> View<'a> {
@@ -185,10 +208,20 @@ impl<'a> View<'a> {
             cols,
             row_stride: cols,
             col_stride: 1,
+            triangle: Triangle::Full,
         }
     }
 
-    /// The transpose, without copying.
+    /// The same view, with the promise that the entries outside `triangle`
+    /// are zero (the diagonal counts as inside). Products may then skip
+    /// them: see [`gemm`]. A promise that does not hold gives wrong
+    /// products, never unsafe memory access.
+    pub fn triangular(self, triangle: Triangle) -> Self {
+        View { triangle, ..self }
+    }
+
+    /// The transpose, without copying (an upper triangular view becomes a
+    /// lower triangular one).
     pub fn t(self) -> Self {
         View {
             data: self.data,
@@ -196,6 +229,7 @@ impl<'a> View<'a> {
             cols: self.rows,
             row_stride: self.col_stride,
             col_stride: self.row_stride,
+            triangle: self.triangle.transposed(),
         }
     }
 
@@ -215,6 +249,11 @@ impl<'a> View<'a> {
             cols,
             row_stride: self.row_stride,
             col_stride: self.col_stride,
+            triangle: if c0 == 0 {
+                self.triangle
+            } else {
+                Triangle::Full
+            },
         }
     }
 
@@ -245,6 +284,16 @@ const ROW_BLOCK: usize = 128;
 /// for a symmetric `A`, with `C` symmetric too): only the blocks on and
 /// above the diagonal are computed, and the lower triangle is copied from
 /// the upper one.
+///
+/// Where `a` or `b` is marked triangular ([`View::triangular`]), the
+/// AVX-512 kernels skip each chunk of the inner dimension in which a tile
+/// of the output meets only the promised zeros (about a third of the work
+/// of a product with one 1024 x 1024 triangular factor). Every other term
+/// is added as in the full product, in the same order, so the results are
+/// the same bits as the full product's, except for the sign of a zero
+/// result and where the skipped part of the other operand holds an
+/// infinity or a NaN (the full product's 0 x inf is a NaN). The other
+/// kernels compute the full product.
 ///
 /// The output is split into blocks of [`ROW_BLOCK`] rows, run in parallel
 /// on the current thread pool when called from one (sequentially
@@ -376,6 +425,41 @@ impl Product<'_> {
     }
 }
 
+/// The chunks `lo..hi` of the inner dimension (of `width` indices each,
+/// `chunks` in all) that the output tile of rows `rows` and columns `cols`
+/// needs, given the zeros promised by the triangles of `A` and `B`: the
+/// others multiply zeros of `A` or of `B` only. Never empty (a tile that
+/// meets only zeros still takes its first chunk, which writes `beta C`).
+#[cfg(target_arch = "x86_64")]
+fn needed_chunks(
+    zeros: (Triangle, Triangle),
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    width: usize,
+    chunks: usize,
+) -> (usize, usize) {
+    let (mut lo, mut hi) = (0, chunks);
+    match zeros.0 {
+        // A[i][l] = 0 for l < i: chunks ending at or before the first row.
+        Triangle::Upper => lo = lo.max(rows.start / width),
+        // A[i][l] = 0 for l > i: chunks starting after the last row.
+        Triangle::Lower => hi = hi.min(rows.end.div_ceil(width)),
+        Triangle::Full => {}
+    }
+    match zeros.1 {
+        // B[l][j] = 0 for l > j: chunks starting after the last column.
+        Triangle::Upper => hi = hi.min(cols.end.div_ceil(width)),
+        // B[l][j] = 0 for l < j: chunks ending at or before the first column.
+        Triangle::Lower => lo = lo.max(cols.start / width),
+        Triangle::Full => {}
+    }
+    if lo < hi {
+        (lo, hi)
+    } else {
+        (0, 1)
+    }
+}
+
 /// One row block of a packed product, for the kernels' inner loops:
 /// `alpha` times the packed rows of `A` (`apack`, `mb` rows) by the packed
 /// `B` (`bpack`, `n` columns), `steps` packed steps of the inner dimension,
@@ -391,6 +475,10 @@ struct PackedBlock<'a> {
     n: usize,
     j0: usize,
     beta: f32,
+    /// The first row of the block in `A` and the triangles of `A` and `B`
+    /// (for [`needed_chunks`]).
+    i0: usize,
+    zeros: (Triangle, Triangle),
 }
 
 /// `block((index, rows))` for each block of `len` values of `c`: in
@@ -658,6 +746,101 @@ mod tests {
                     p.iter().zip(&p1).all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{prec:?} (no AMX: {no_amx}) {threads} threads"
                 );
+            }
+        }
+    }
+
+    /// `x` with the entries outside `triangle` set to zero.
+    fn zero_outside(mut x: Vec<f32>, rows: usize, cols: usize, triangle: Triangle) -> Vec<f32> {
+        for i in 0..rows {
+            for j in 0..cols {
+                let outside = match triangle {
+                    Triangle::Full => false,
+                    Triangle::Upper => j < i,
+                    Triangle::Lower => j > i,
+                };
+                if outside {
+                    x[i * cols + j] = 0.0;
+                }
+            }
+        }
+        x
+    }
+
+    #[test]
+    fn triangular_views_skip_only_zeros() {
+        use Triangle::{Full, Lower, Upper};
+        // Inner dimensions over two chunks (256 f32 steps, 512 bf16
+        // values), rows of A and columns of B wholly in the zeros (m, n >
+        // k), and triangles reached through transposes.
+        let cases = [
+            (600, 600, 600, Upper, Full, false),
+            (600, 600, 600, Lower, Full, false),
+            (600, 600, 600, Full, Upper, false),
+            (600, 600, 600, Full, Lower, false),
+            (600, 600, 600, Upper, Upper, false),
+            (530, 530, 530, Upper, Lower, true),
+            (700, 300, 90, Upper, Full, false),
+            (90, 300, 700, Full, Lower, false),
+            (1100, 1100, 70, Lower, Full, false),
+        ];
+        let mut precisions = vec![(Precision::F32, false)];
+        precisions.extend(no_amx_settings().into_iter().map(|s| (Precision::Bf16, s)));
+        for (m, k, n, ta, tb, transposed) in cases {
+            // Stored as the transpose when `transposed`, viewed through `t()`.
+            let (ra, ca, sa) = if transposed {
+                (k, m, ta.transposed())
+            } else {
+                (m, k, ta)
+            };
+            let (rb, cb, sb) = if transposed {
+                (n, k, tb.transposed())
+            } else {
+                (k, n, tb)
+            };
+            let a = zero_outside(data(m * k, 5), ra, ca, sa);
+            let b = zero_outside(data(k * n, 6), rb, cb, sb);
+            let view = |x: &'static [f32], r: usize, c: usize, t: Triangle, mark: bool| {
+                let v = View::new(x, r, c);
+                let v = if mark { v.triangular(t) } else { v };
+                if transposed {
+                    v.t()
+                } else {
+                    v
+                }
+            };
+            let a: &'static [f32] = Vec::leak(a);
+            let b: &'static [f32] = Vec::leak(b);
+            let c0 = data(m * n, 7);
+            for &(prec, no_amx) in &precisions {
+                for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, -1.5)] {
+                    let run = |mark: bool, threads: usize| {
+                        let mut c = if beta == 0.0 {
+                            vec![9.0f32; m * n]
+                        } else {
+                            c0.clone()
+                        };
+                        pool(threads).install(|| {
+                            with_no_amx(no_amx, || {
+                                let av = view(a, ra, ca, sa, mark);
+                                let bv = view(b, rb, cb, sb, mark);
+                                assert_eq!(av.triangle, if mark { ta } else { Full });
+                                gemm_with(prec, alpha, av, bv, beta, &mut c, false).unwrap();
+                            })
+                        });
+                        c
+                    };
+                    let want = run(false, 1);
+                    for threads in [1, 3] {
+                        let got = run(true, threads);
+                        let at = got.iter().zip(&want).position(|(g, w)| g != w);
+                        assert!(
+                            at.is_none(),
+                            "{m}x{k}x{n} {ta:?} {tb:?} {prec:?} (no AMX: {no_amx}) beta {beta}, \
+                             {threads} threads: differs at {at:?}"
+                        );
+                    }
+                }
             }
         }
     }

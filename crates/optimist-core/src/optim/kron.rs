@@ -73,7 +73,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gemm::{gemm, View};
+use crate::gemm::{gemm, Triangle, View};
+use crate::linalg;
 use crate::math::{bias_correction, descent_sign};
 use crate::rng::SplitMix64;
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
@@ -293,7 +294,8 @@ fn apply_axis(
             })
             .collect());
     }
-    let fv = View::new(f, a.d, a.d);
+    // The factor is upper triangular: the products skip its zeros.
+    let fv = View::new(f, a.d, a.d).triangular(Triangle::Upper);
     if axis == 0 {
         let fv = if transposed { fv.t() } else { fv };
         mm(fv, View::new(x, rows, cols), rows, cols)
@@ -324,14 +326,34 @@ fn solve_axis(x: &[f32], rows: usize, cols: usize, axis: usize, a: Axis, f: &[f3
     } else {
         (rows, cols, 1)
     };
-    let mut out = vec![0.0f32; x.len()];
     let layout = Lines {
         d,
         stride_line,
         stride_elem,
     };
-    for l0 in (0..lines).step_by(LINES) {
-        solve_lines(x, f, layout, l0, LINES.min(lines - l0), &mut out);
+    // Blocks of lines are independent: on the step's thread pool they are
+    // solved in parallel, each into its own buffer, then put in place.
+    let starts: Vec<usize> = (0..lines).step_by(LINES).collect();
+    let block = |&l0: &usize| {
+        let nl = LINES.min(lines - l0);
+        let mut y = vec![0.0f32; d * nl];
+        solve_lines(x, f, layout, l0, nl, &mut y);
+        y
+    };
+    let blocks: Vec<Vec<f32>> = if starts.len() > 1 && rayon::current_thread_index().is_some() {
+        use rayon::prelude::*;
+        starts.par_iter().map(block).collect()
+    } else {
+        starts.iter().map(block).collect()
+    };
+    let mut out = vec![0.0f32; x.len()];
+    for (&l0, y) in starts.iter().zip(&blocks) {
+        let nl = y.len() / d.max(1);
+        for j in 0..d {
+            for l in 0..nl {
+                out[(l0 + l) * stride_line + j * stride_elem] = y[j * nl + l];
+            }
+        }
     }
     out
 }
@@ -347,39 +369,23 @@ struct Lines {
     stride_elem: usize,
 }
 
-/// Lines `l0..l0 + nl` of [`solve_axis`]: the solutions kept k-major
-/// (`y[k][line]`) so that the inner loop runs across the lines; every line
-/// still adds its terms in the order k = 0, 1, ..., j - 1, each product
-/// rounded before the difference (no fused multiply-add), as one line
-/// alone would.
+/// Lines `l0..l0 + nl` of [`solve_axis`], written to `out` k-major
+/// (`out[j * nl + line]`, `d x nl`): the right-hand sides gathered k-major
+/// in f64, solved together by [`linalg::solve_upper_lines`] (every line
+/// subtracts its terms in the order k = 0, 1, ..., j - 1, products rounded
+/// before the differences, as one line alone would).
 fn solve_lines(x: &[f32], f: &[f32], at: Lines, l0: usize, nl: usize, out: &mut [f32]) {
-    crate::exec::simd!(avx512; fn(x: &[f32], f: &[f32], at: Lines, l0: usize, nl: usize, out: &mut [f32]) {
-        let d = at.d;
-        let mut y = vec![0.0f64; d * LINES];
-        let mut acc = [0.0f64; LINES];
-        let s = &mut acc[..nl];
-        for j in 0..d {
-            for (l, s) in s.iter_mut().enumerate() {
-                *s = x[(l0 + l) * at.stride_line + j * at.stride_elem] as f64;
-            }
-            // y U = x_l: y_j = (x_j - sum_{k<j} y_k U[k, j]) / U[j, j]
-            for k in 0..j {
-                let u = f[k * d + j] as f64;
-                for (s, &y) in s.iter_mut().zip(&y[k * LINES..k * LINES + nl]) {
-                    *s -= y * u;
-                }
-            }
-            let ujj = f[j * d + j] as f64;
-            for (yl, &s) in y[j * LINES..j * LINES + nl].iter_mut().zip(s.iter()) {
-                *yl = s / ujj;
-            }
+    let d = at.d;
+    let mut y = vec![0.0f64; d * nl];
+    for j in 0..d {
+        for l in 0..nl {
+            y[j * nl + l] = x[(l0 + l) * at.stride_line + j * at.stride_elem] as f64;
         }
-        for j in 0..d {
-            for l in 0..nl {
-                out[(l0 + l) * at.stride_line + j * at.stride_elem] = y[j * LINES + l] as f32;
-            }
-        }
-    })
+    }
+    linalg::solve_upper_lines(&mut y, nl, nl, f, d);
+    for (o, &y) in out.iter_mut().zip(&y) {
+        *o = y as f32;
+    }
 }
 
 /// `A_(k) A_(k)^T` (`tri`) or its diagonal, for the `rows x cols` matrix.
@@ -561,7 +567,8 @@ impl UpdateRule for Kron {
                     }
                     let denom = norm_lower_bound(&sum, d) + f32::MIN_POSITIVE;
                     tmp.iter_mut().for_each(|x| *x /= denom);
-                    let prod = mm(View::new(&tmp, d, d), View::new(f, d, d), d, d)?;
+                    let up = |x| View::new(x, d, d).triangular(Triangle::Upper);
+                    let prod = mm(up(&tmp), up(f), d, d)?;
                     new_q.extend(f.iter().zip(&prod).map(|(q, t)| q - t));
                 } else {
                     let denom = sum.iter().fold(0.0f32, |m, &x| m.max(x.abs())) + f32::MIN_POSITIVE;
@@ -613,5 +620,78 @@ impl UpdateRule for Kron {
             self.check_params(params)
                 .and_then(|()| crate::exec::run_per_param(self, info, params, states)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The triangular solve one line at a time, as the formula reads.
+    fn plain_solve(x: &[f32], rows: usize, cols: usize, axis: usize, f: &[f32]) -> Vec<f32> {
+        let (d, lines) = if axis == 0 {
+            (rows, cols)
+        } else {
+            (cols, rows)
+        };
+        let at = |l: usize, j: usize| {
+            if axis == 0 {
+                j * cols + l
+            } else {
+                l * cols + j
+            }
+        };
+        let mut out = vec![0.0f32; x.len()];
+        for l in 0..lines {
+            let mut y = vec![0.0f64; d];
+            for j in 0..d {
+                let mut s = x[at(l, j)] as f64;
+                for k in 0..j {
+                    s -= y[k] * f[k * d + j] as f64;
+                }
+                y[j] = s / f[j * d + j] as f64;
+                out[at(l, j)] = y[j] as f32;
+            }
+        }
+        out
+    }
+
+    fn upper_triangular(d: usize, rng: &mut SplitMix64) -> Vec<f32> {
+        let mut f = vec![0.0f32; d * d];
+        for i in 0..d {
+            f[i * d + i] = 1.0 + rng.uniform() as f32;
+            for j in i + 1..d {
+                f[i * d + j] = (rng.normal() * 0.1) as f32;
+            }
+        }
+        f
+    }
+
+    #[test]
+    fn blocked_solve_on_a_pool_equals_one_line_at_a_time() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let mut rng = SplitMix64::new(7);
+        // Several blocks of lines, a last block cut short, and a single line.
+        for (rows, cols) in [(70, 150), (150, 70), (1, 65), (200, 1), (9, 9)] {
+            let x: Vec<f32> = (0..rows * cols).map(|_| rng.normal() as f32).collect();
+            for axis in 0..2 {
+                let d = if axis == 0 { rows } else { cols };
+                let f = upper_triangular(d, &mut rng);
+                let a = Axis { d, tri: true };
+                let want = plain_solve(&x, rows, cols, axis, &f);
+                let alone = solve_axis(&x, rows, cols, axis, a, &f);
+                let pooled = pool.install(|| solve_axis(&x, rows, cols, axis, a, &f));
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&alone), bits(&want), "{rows}x{cols}, axis {axis}");
+                assert_eq!(
+                    bits(&pooled),
+                    bits(&want),
+                    "{rows}x{cols}, axis {axis}, on a pool"
+                );
+            }
+        }
     }
 }
