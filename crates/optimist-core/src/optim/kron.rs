@@ -392,11 +392,17 @@ fn solve_lines(x: &[f32], f: &[f32], at: Lines, l0: usize, nl: usize, out: &mut 
 fn term(x: &[f32], rows: usize, cols: usize, axis: usize, tri: bool) -> Result<Vec<f32>> {
     let xv = View::new(x, rows, cols);
     if tri {
-        return if axis == 0 {
-            mm(xv, xv.t(), rows, rows)
+        // Symmetric: the GEMM computes the upper triangle and mirrors it,
+        // the same bits as the full product (C[i][j] and C[j][i] add the
+        // same products in the same order) for half the work.
+        let (a, d) = if axis == 0 {
+            (xv, rows)
         } else {
-            mm(xv.t(), xv, cols, cols)
+            (xv.t(), cols)
         };
+        let mut c = vec![0.0f32; d * d];
+        gemm(1.0, a, a.t(), 0.0, &mut c, true)?;
+        return Ok(c);
     }
     let d = if axis == 0 { rows } else { cols };
     let mut out = vec![0.0f64; d];
