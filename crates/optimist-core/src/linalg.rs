@@ -156,17 +156,22 @@ fn tridiagonal_ql(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     // of t. The operations and their order are JAMA's. At the end the rows
     // of t are the eigenvectors of the tridiagonal reduction, the layout
     // `tql2` rotates below.
-    let mut t = vec![0.0f64; n * n];
+    // Rows `ld` values apart: rows a multiple of 4 KiB apart (n = 512,
+    // 1024, ...) would share the L1 cache's sets and make loads of one row
+    // wait on stores to another (their addresses agreeing in the low 12
+    // bits).
+    let ld = n + 8;
+    let mut t = vec![0.0f64; n * ld];
     for i in 0..n {
         for j in 0..n {
-            t[i * n + j] = 0.5 * (a[i * n + j] + a[j * n + i]);
+            t[i * ld + j] = 0.5 * (a[i * n + j] + a[j * n + i]);
         }
     }
     let mut d = vec![0.0f64; n];
     let mut e = vec![0.0f64; n];
     // tred2
     for j in 0..n {
-        d[j] = t[j * n + n - 1];
+        d[j] = t[j * ld + n - 1];
     }
     for i in (1..n).rev() {
         let mut scale = 0.0f64;
@@ -177,9 +182,9 @@ fn tridiagonal_ql(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
         if scale == 0.0 {
             e[i] = d[i - 1];
             for j in 0..i {
-                d[j] = t[j * n + i - 1];
-                t[j * n + i] = 0.0;
-                t[i * n + j] = 0.0;
+                d[j] = t[j * ld + i - 1];
+                t[j * ld + i] = 0.0;
+                t[i * ld + j] = 0.0;
             }
         } else {
             for k in 0..i {
@@ -201,16 +206,16 @@ fn tridiagonal_ql(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
             // e[k] first takes its terms `t[j][k] d[j]` (j < k, ascending
             // j, as JAMA adds them), then each row j's sum `e[j] + t[j][j]
             // d[j] + sum_{k>j} t[j][k] d[k]`, in JAMA's order; the rows'
-            // sums are independent, so `row_sums` runs four at once.
+            // sums are independent, so `row_sums` runs [`SUMS`] at once.
             for j in 0..i {
                 f = d[j];
-                t[i * n + j] = f;
-                let row = &t[j * n + j + 1..j * n + i];
+                t[i * ld + j] = f;
+                let row = &t[j * ld + j + 1..j * ld + i];
                 for (x, &r) in e[j + 1..i].iter_mut().zip(row) {
                     *x += r * f;
                 }
             }
-            row_sums(&t, n, i, &d, &mut e);
+            row_sums(&t, ld, i, &d, &mut e);
             f = 0.0;
             for j in 0..i {
                 e[j] /= h;
@@ -223,31 +228,31 @@ fn tridiagonal_ql(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
             for j in 0..i {
                 f = d[j];
                 g = e[j];
-                let row = &mut t[j * n..j * n + i];
+                let row = &mut t[j * ld..j * ld + i];
                 for ((x, &ek), &dk) in row[j..].iter_mut().zip(&e[j..i]).zip(&d[j..i]) {
                     *x -= f * ek + g * dk;
                 }
                 d[j] = row[i - 1];
-                t[j * n + i] = 0.0;
+                t[j * ld + i] = 0.0;
             }
         }
         d[i] = h;
     }
     for i in 0..n - 1 {
-        t[i * n + n - 1] = t[i * n + i];
-        t[i * n + i] = 1.0;
+        t[i * ld + n - 1] = t[i * ld + i];
+        t[i * ld + i] = 1.0;
         let h = d[i + 1];
         if h != 0.0 {
-            let (lo, hi) = t.split_at_mut((i + 1) * n);
+            let (lo, hi) = t.split_at_mut((i + 1) * ld);
             let house = &hi[..=i];
             for k in 0..=i {
                 d[k] = house[k] / h;
             }
             // Rows 0..=i of t minus (house . row) d: each row's sum in
-            // JAMA's order, four rows at a time.
-            for rows in lo[..(i + 1) * n].chunks_mut(4 * n) {
-                let g = dots4(house, rows, n);
-                for (row, &g) in rows.chunks_mut(n).zip(&g) {
+            // JAMA's order, [`SUMS`] rows at a time.
+            for rows in lo[..(i + 1) * ld].chunks_mut(SUMS * ld) {
+                let g = dots(house, rows, ld);
+                for (row, &g) in rows.chunks_mut(ld).zip(&g) {
                     for (x, &dk) in row[..=i].iter_mut().zip(&d[..=i]) {
                         *x -= g * dk;
                     }
@@ -255,14 +260,14 @@ fn tridiagonal_ql(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
             }
         }
         for k in 0..=i {
-            t[(i + 1) * n + k] = 0.0;
+            t[(i + 1) * ld + k] = 0.0;
         }
     }
     for j in 0..n {
-        d[j] = t[j * n + n - 1];
-        t[j * n + n - 1] = 0.0;
+        d[j] = t[j * ld + n - 1];
+        t[j * ld + n - 1] = 0.0;
     }
-    t[(n - 1) * n + n - 1] = 1.0;
+    t[(n - 1) * ld + n - 1] = 1.0;
     e[0] = 0.0;
     // tql2, with the eigenvectors as rows of w. Its iterations read only d
     // and e, so their rotations of w's rows are recorded and applied later,
@@ -326,7 +331,7 @@ fn tridiagonal_ql(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
                     rots.push(Rotation { row: i, c, s });
                 }
                 if rots.len() >= ROTATIONS_BUFFERED {
-                    rotate_rows(&mut w, n, &rots);
+                    rotate_rows(&mut w, n, ld, &rots);
                     rots.clear();
                 }
                 p = -s * s2 * c3 * el1 * e[l] / dl1;
@@ -340,14 +345,14 @@ fn tridiagonal_ql(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
         d[l] += f;
         e[l] = 0.0;
     }
-    rotate_rows(&mut w, n, &rots);
+    rotate_rows(&mut w, n, ld, &rots);
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&x, &y| d[x].total_cmp(&d[y]));
     let ws = order.iter().map(|&i| d[i]).collect();
     let mut vs = vec![0.0f64; n * n];
     for (jn, &jo) in order.iter().enumerate() {
         for k in 0..n {
-            vs[k * n + jn] = w[jo * n + k];
+            vs[k * n + jn] = w[jo * ld + k];
         }
     }
     (ws, vs)
@@ -365,11 +370,11 @@ struct Rotation {
 const ROTATIONS_BUFFERED: usize = 1 << 15;
 
 /// Applies `rots` in order to the rows of the row-major `n`-column matrix
-/// `w`, by blocks of columns that stay in the L2 cache while every rotation
+/// `w` (rows `ld` values apart), by blocks of columns that stay in the L2 cache while every rotation
 /// passes over them (in parallel on the current thread pool when called
 /// from one). Each value sees the same rotations in the same order as
 /// rotating whole rows one after the other, so the bits are the same.
-fn rotate_rows(w: &mut [f64], n: usize, rots: &[Rotation]) {
+fn rotate_rows(w: &mut [f64], n: usize, ld: usize, rots: &[Rotation]) {
     if rots.is_empty() || n == 0 {
         return;
     }
@@ -377,12 +382,29 @@ fn rotate_rows(w: &mut [f64], n: usize, rots: &[Rotation]) {
     let width = ((512 << 10) / (8 * n)).clamp(8, n.max(8)) / 8 * 8;
     let blocks = n.div_ceil(width);
     let mut parts: Vec<Vec<&mut [f64]>> = (0..blocks).map(|_| Vec::with_capacity(n)).collect();
-    for row in w.chunks_mut(n) {
-        for (part, piece) in parts.iter_mut().zip(row.chunks_mut(width)) {
+    for row in w.chunks_mut(ld) {
+        for (part, piece) in parts.iter_mut().zip(row[..n].chunks_mut(width)) {
             part.push(piece);
         }
     }
-    let apply = |rows: &mut Vec<&mut [f64]>| rotate_block(rows, rots);
+    // Each block is rotated in a copy whose rows are 64 bytes longer than
+    // the block: rows a multiple of 4 KiB apart (n = 512, 1024, ...) make
+    // every load of a row wait on the store to the row before it (their
+    // addresses agree in the low 12 bits), and put each row on a page of
+    // its own, where the hardware's prefetchers stop.
+    let apply = |rows: &mut Vec<&mut [f64]>| {
+        let wb = rows[0].len();
+        let stride = wb + 8;
+        let mut copy = vec![0.0f64; rows.len() * stride];
+        for (to, from) in copy.chunks_mut(stride).zip(rows.iter()) {
+            to[..wb].copy_from_slice(from);
+        }
+        let mut padded: Vec<&mut [f64]> = copy.chunks_mut(stride).map(|r| &mut r[..wb]).collect();
+        rotate_block(&mut padded, rots);
+        for (to, from) in rows.iter_mut().zip(copy.chunks(stride)) {
+            to.copy_from_slice(&from[..wb]);
+        }
+    };
     if blocks > 1 && rayon::current_thread_index().is_some() {
         use rayon::prelude::*;
         parts.par_iter_mut().for_each(apply);
@@ -395,27 +417,15 @@ fn rotate_rows(w: &mut [f64], n: usize, rots: &[Rotation]) {
 /// compiled for AVX-512F or AVX2 where the CPU has them. Plain multiplies
 /// and adds: the same bits at every vector width.
 fn rotate_block(rows: &mut [&mut [f64]], rots: &[Rotation]) {
-    #[inline(always)]
-    fn portable(rows: &mut [&mut [f64]], rots: &[Rotation]) {
-        for r in rots {
-            let (lo, hi) = rows.split_at_mut(r.row + 1);
-            let (c, s) = (r.c, r.s);
-            for (x, y) in lo[r.row].iter_mut().zip(hi[0].iter_mut()) {
-                let hh = *y;
-                *y = s * *x + c * hh;
-                *x = c * *x - s * hh;
-            }
-        }
-    }
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2,fma,avx512f")]
         unsafe fn avx512(rows: &mut [&mut [f64]], rots: &[Rotation]) {
-            portable(rows, rots)
+            rotate_block_body::<true>(rows, rots)
         }
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2(rows: &mut [&mut [f64]], rots: &[Rotation]) {
-            portable(rows, rots)
+            rotate_block_body::<false>(rows, rots)
         }
         if crate::cpu::has_avx512() {
             // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked at run time).
@@ -426,34 +436,121 @@ fn rotate_block(rows: &mut [&mut [f64]], rots: &[Rotation]) {
             return unsafe { avx2(rows, rots) };
         }
     }
-    portable(rows, rots)
+    rotate_block_body::<false>(rows, rots)
+}
+
+/// The body of [`rotate_block`]; `WIDE`: the CPU has AVX-512F.
+///
+/// With AVX-512, each QL sweep (rotations of rows `i, i - 1, i - 2, ...`,
+/// each with the row below it) runs over strips of 32 columns with the
+/// running row in registers: row `i` leaves rotation `i` as the lower row
+/// of rotation `i - 1`, so each rotation loads one row and stores one
+/// instead of two and two. Other columns, and other CPUs, rotate row
+/// pairs one rotation at a time.
+#[inline(always)]
+fn rotate_block_body<const WIDE: bool>(rows: &mut [&mut [f64]], rots: &[Rotation]) {
+    let width = rows.first().map_or(0, |r| r.len());
+    let pairs = |rows: &mut [&mut [f64]], run: &[Rotation], from: usize| {
+        for r in run {
+            let (lo, hi) = rows.split_at_mut(r.row + 1);
+            let (c, s) = (r.c, r.s);
+            for (x, y) in lo[r.row][from..].iter_mut().zip(hi[0][from..].iter_mut()) {
+                let hh = *y;
+                *y = s * *x + c * hh;
+                *x = c * *x - s * hh;
+            }
+        }
+    };
+    if !WIDE || width < 32 {
+        return pairs(rows, rots, 0);
+    }
+    let mut rest = rots;
+    while !rest.is_empty() {
+        let len = 1 + rest
+            .windows(2)
+            .take_while(|w| w[1].row + 1 == w[0].row)
+            .count();
+        let (run, next) = rest.split_at(len);
+        let mut c0 = 0;
+        #[cfg(target_arch = "x86_64")]
+        while c0 + 32 <= width {
+            // SAFETY: `WIDE` only where the CPU has AVX-512F.
+            unsafe { sweep_avx512(rows, run, c0) };
+            c0 += 32;
+        }
+        if c0 < width {
+            pairs(rows, run, c0);
+        }
+        rest = next;
+    }
+}
+
+/// One sweep `run` (rows `i, i - 1, ...`, nonempty) over columns `c0..c0 +
+/// 32`: the running row in four registers, each value rotated with the
+/// multiplies and adds of the plain loop.
+///
+/// # Safety
+/// The CPU must have AVX-512F. (Memory is reached through bounds-checked
+/// slices only.)
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sweep_avx512(rows: &mut [&mut [f64]], run: &[Rotation], c0: usize) {
+    use std::arch::x86_64::*;
+    const V: usize = 4;
+    let mut y = [_mm512_setzero_pd(); V];
+    let top = &rows[run[0].row + 1][c0..c0 + 8 * V];
+    for v in 0..V {
+        // SAFETY: `top` holds 8 * V values.
+        y[v] = unsafe { _mm512_loadu_pd(top.as_ptr().add(8 * v)) };
+    }
+    for r in run {
+        let (c, s) = (_mm512_set1_pd(r.c), _mm512_set1_pd(r.s));
+        let (lo, hi) = rows.split_at_mut(r.row + 1);
+        let x = &lo[r.row][c0..c0 + 8 * V];
+        let below = &mut hi[0][c0..c0 + 8 * V];
+        for v in 0..V {
+            // SAFETY: `x` and `below` hold 8 * V values.
+            let xv = unsafe { _mm512_loadu_pd(x.as_ptr().add(8 * v)) };
+            let nb = _mm512_add_pd(_mm512_mul_pd(s, xv), _mm512_mul_pd(c, y[v]));
+            y[v] = _mm512_sub_pd(_mm512_mul_pd(c, xv), _mm512_mul_pd(s, y[v]));
+            // SAFETY: as above.
+            unsafe { _mm512_storeu_pd(below.as_mut_ptr().add(8 * v), nb) };
+        }
+    }
+    let last = &mut rows[run[run.len() - 1].row][c0..c0 + 8 * V];
+    for v in 0..V {
+        // SAFETY: `last` holds 8 * V values.
+        unsafe { _mm512_storeu_pd(last.as_mut_ptr().add(8 * v), y[v]) };
+    }
 }
 
 /// For `j < i`: `e[j] <- e[j] + t[j][j] d[j] + sum_{k=j+1}^{i-1} t[j][k]
-/// d[k]`, each sum added left to right (`tred2`'s order), rows four at a
-/// time so that four independent sums are in flight.
+/// d[k]`, each sum added left to right (`tred2`'s order), [`SUMS`] rows at
+/// a time so that as many independent sums are in flight (`n`: the stride
+/// of `t`'s rows).
 #[inline(always)]
 fn row_sums(t: &[f64], n: usize, i: usize, d: &[f64], e: &mut [f64]) {
     let mut j = 0;
-    while j + 4 <= i {
-        let mut g = [0.0f64; 4];
-        // Each row's terms before column j + 4, one row at a time.
+    while j + SUMS <= i {
+        let mut g = [0.0f64; SUMS];
+        // Each row's terms before column j + SUMS, one row at a time.
         for (r, g) in g.iter_mut().enumerate() {
             let row = &t[(j + r) * n..(j + r) * n + i];
             *g = e[j + r] + row[j + r] * d[j + r];
-            for k in j + r + 1..j + 4 {
+            for k in j + r + 1..j + SUMS {
                 *g += row[k] * d[k];
             }
         }
-        let rows = [0, 1, 2, 3].map(|r| &t[(j + r) * n + j + 4..(j + r) * n + i]);
-        for (k, &dk) in d[j + 4..i].iter().enumerate() {
-            g[0] += rows[0][k] * dk;
-            g[1] += rows[1][k] * dk;
-            g[2] += rows[2][k] * dk;
-            g[3] += rows[3][k] * dk;
+        let tail = &d[j + SUMS..i];
+        let rows: [&[f64]; SUMS] =
+            std::array::from_fn(|r| &t[(j + r) * n + j + SUMS..][..tail.len()]);
+        for (k, &dk) in tail.iter().enumerate() {
+            for r in 0..SUMS {
+                g[r] += rows[r][k] * dk;
+            }
         }
-        e[j..j + 4].copy_from_slice(&g);
-        j += 4;
+        e[j..j + SUMS].copy_from_slice(&g);
+        j += SUMS;
     }
     for j in j..i {
         let row = &t[j * n..j * n + i];
@@ -465,20 +562,23 @@ fn row_sums(t: &[f64], n: usize, i: usize, d: &[f64], e: &mut [f64]) {
     }
 }
 
-/// `house . row` for each of the (up to four) rows of length `n` in
+/// Rows whose sums [`row_sums`] and [`dots`] keep in flight together
+/// (independent chains of adds, each in its own order).
+const SUMS: usize = 4;
+
+/// `house . row` for each of the (up to [`SUMS`]) rows of length `n` in
 /// `rows`, over the first `house.len()` columns, each sum from 0.0 left to
 /// right; unused entries are 0.
 #[inline(always)]
-fn dots4(house: &[f64], rows: &[f64], n: usize) -> [f64; 4] {
+fn dots(house: &[f64], rows: &[f64], n: usize) -> [f64; SUMS] {
     let m = house.len();
-    let mut g = [0.0f64; 4];
-    if rows.len() == 4 * n {
-        let r = [0, 1, 2, 3].map(|r| &rows[r * n..r * n + m]);
+    let mut g = [0.0f64; SUMS];
+    if rows.len() == SUMS * n {
+        let r: [&[f64]; SUMS] = std::array::from_fn(|r| &rows[r * n..][..house.len()]);
         for (k, &h) in house.iter().enumerate() {
-            g[0] += h * r[0][k];
-            g[1] += h * r[1][k];
-            g[2] += h * r[2][k];
-            g[3] += h * r[3][k];
+            for q in 0..SUMS {
+                g[q] += h * r[q][k];
+            }
         }
     } else {
         for (row, g) in rows.chunks(n).zip(g.iter_mut()) {
@@ -947,34 +1047,41 @@ mod tests {
         // Column blocks (in parallel on a pool, or not) against rotating
         // whole rows one rotation at a time: the same bits.
         let mut r = SplitMix64::new(11);
-        for &(rows, n) in &[(7usize, 5usize), (40, 300), (300, 700)] {
-            let w0 = random(rows, n, n as u64);
-            let rots: Vec<Rotation> = (0..3000)
-                .map(|_| {
+        for &(rows, n) in &[(7usize, 5usize), (40, 300), (300, 700), (90, 77)] {
+            // Rows `ld` apart; the values past column n must stay as they are.
+            let ld = if n % 2 == 0 { n + 5 } else { n };
+            let w0 = random(rows, ld, n as u64);
+            // Runs of rows i, i - 1, ..., as QL's sweeps record them, of
+            // random lengths (1 included), one after the other.
+            let mut rots: Vec<Rotation> = Vec::new();
+            while rots.len() < 3000 {
+                let top = (r.next_u64() % (rows as u64 - 1)) as usize;
+                let len = 1 + (r.next_u64() % (top as u64 + 1)) as usize;
+                for row in (top + 1 - len..=top).rev() {
                     let t = r.uniform() * 6.0;
-                    Rotation {
-                        row: (r.next_u64() % (rows as u64 - 1)) as usize,
+                    rots.push(Rotation {
+                        row,
                         c: t.cos(),
                         s: t.sin(),
-                    }
-                })
-                .collect();
+                    });
+                }
+            }
             let mut want = w0.clone();
             for q in &rots {
                 for k in 0..n {
-                    let (x, y) = (want[q.row * n + k], want[(q.row + 1) * n + k]);
-                    want[q.row * n + k] = q.c * x - q.s * y;
-                    want[(q.row + 1) * n + k] = q.s * x + q.c * y;
+                    let (x, y) = (want[q.row * ld + k], want[(q.row + 1) * ld + k]);
+                    want[q.row * ld + k] = q.c * x - q.s * y;
+                    want[(q.row + 1) * ld + k] = q.s * x + q.c * y;
                 }
             }
             let mut alone = w0.clone();
-            rotate_rows(&mut alone, n, &rots);
+            rotate_rows(&mut alone, n, ld, &rots);
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(3)
                 .build()
                 .unwrap();
             let mut pooled = w0.clone();
-            pool.install(|| rotate_rows(&mut pooled, n, &rots));
+            pool.install(|| rotate_rows(&mut pooled, n, ld, &rots));
             for (got, name) in [(&alone, "alone"), (&pooled, "pool")] {
                 assert!(
                     got.iter()
