@@ -370,9 +370,9 @@ struct Rotation {
 const ROTATIONS_BUFFERED: usize = 1 << 15;
 
 /// Applies `rots` in order to the rows of the row-major `n`-column matrix
-/// `w` (rows `ld` values apart), by blocks of columns that stay in the L2 cache while every rotation
-/// passes over them (in parallel on the current thread pool when called
-/// from one). Each value sees the same rotations in the same order as
+/// `w` (rows `ld` values apart), by blocks of columns that stay in the L2
+/// cache while every rotation passes over them (in parallel on the current
+/// thread pool when called from one). Each value sees the same rotations in the same order as
 /// rotating whole rows one after the other, so the bits are the same.
 fn rotate_rows(w: &mut [f64], n: usize, ld: usize, rots: &[Rotation]) {
     if rots.is_empty() || n == 0 {
