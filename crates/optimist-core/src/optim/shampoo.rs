@@ -218,10 +218,10 @@ pub(crate) fn gram(g: &[f32], shape: &[usize], k: usize) -> Result<Vec<f32>> {
 
 /// `V diag(|w|^(-1 / root)) V^T` of the symmetric `n x n` matrix `a`,
 /// rounded to f32 (exactly symmetric). Each entry is summed in f64 over
-/// the eigenvalues in order. Rows of the upper triangle are computed four
-/// at a time, each row's entries side by side in vector lanes (from `V^T`,
-/// whose rows are `V`'s columns), in parallel on the current thread pool
-/// when called from one.
+/// the eigenvalues in order. The upper triangle is computed by tiles of
+/// [`ROOT_ROWS`] rows (in parallel on the current thread pool when called
+/// from one), each row's entries side by side in vector lanes (from `V^T`,
+/// whose rows are `V`'s columns).
 pub(crate) fn inverse_root(a: &[f32], n: usize, root: f64) -> Vec<f32> {
     let a64: Vec<f64> = a.iter().map(|&x| x as f64).collect();
     let (w, vecs) = linalg::eigh(&a64, n);
@@ -230,20 +230,28 @@ pub(crate) fn inverse_root(a: &[f32], n: usize, root: f64) -> Vec<f32> {
     if n == 0 {
         return out;
     }
-    let mut vt = vec![0.0f64; n * n];
+    // V^T with rows `ld` values apart: the tiles read it down its columns,
+    // and rows a multiple of 4 KiB apart would share the L1 cache's sets.
+    let ld = n + 8;
+    let mut vt = vec![0.0f64; n * ld];
     for i in 0..n {
         for k in 0..n {
-            vt[k * n + i] = vecs[i * n + k];
+            vt[k * ld + i] = vecs[i * n + k];
         }
     }
-    let rows = |(b, out): (usize, &mut [f32])| {
-        root_rows(&vecs, &vt, &f, n, 4 * b, out);
+    let m = Root {
+        vecs: &vecs,
+        vt: &vt,
+        ld,
+        f: &f,
+        n,
     };
+    let rows = |(b, out): (usize, &mut [f32])| root_rows(&m, ROOT_ROWS * b, out);
     if rayon::current_thread_index().is_some() && n >= 64 {
         use rayon::prelude::*;
-        out.par_chunks_mut(4 * n).enumerate().for_each(rows);
+        out.par_chunks_mut(ROOT_ROWS * n).enumerate().for_each(rows);
     } else {
-        out.chunks_mut(4 * n).enumerate().for_each(rows);
+        out.chunks_mut(ROOT_ROWS * n).enumerate().for_each(rows);
     }
     for i in 0..n {
         for j in 0..i {
@@ -253,22 +261,50 @@ pub(crate) fn inverse_root(a: &[f32], n: usize, root: f64) -> Vec<f32> {
     out
 }
 
-/// Rows `i0..` (as many as `out` holds, at most 4) of `V diag(f) V^T`,
-/// columns `i0..n`: `out[r][j] = sum_k f[k] (V[i0 + r][k] V[j][k])`, added
-/// in order of `k`; the columns before `i0` are left alone.
-fn root_rows(vecs: &[f64], vt: &[f64], f: &[f64], n: usize, i0: usize, out: &mut [f32]) {
-    simd!(avx512; fn(vecs: &[f64], vt: &[f64], f: &[f64], n: usize, i0: usize, out: &mut [f32]) {
+/// The operands of [`root_rows`]: `V` (row-major `n x n`), `V^T` (rows
+/// `ld` values apart) and the factors `f`.
+struct Root<'a> {
+    vecs: &'a [f64],
+    vt: &'a [f64],
+    ld: usize,
+    f: &'a [f64],
+    n: usize,
+}
+
+/// Rows of [`inverse_root`]'s tiles: the rows of `V^T` a tile reads for
+/// one range of eigenvalues serve all of them.
+const ROOT_ROWS: usize = 16;
+
+/// Eigenvalues whose rows of `V^T` a tile reads before moving on (64 rows
+/// of `V^T`, 512 KiB at n = 1024, stay in the L2 cache for the tile's rows).
+const ROOT_K: usize = 64;
+
+/// Rows `i0..` (as many as `out` holds, at most [`ROOT_ROWS`]) of `V
+/// diag(f) V^T`, columns `i0..n`: `out[r][j] = sum_k f[k] (V[i0 + r][k]
+/// V[j][k])`, added in order of `k`; the columns before `i0` are left
+/// alone. The sums stay in f64 between ranges of [`ROOT_K`] eigenvalues;
+/// within a range, 4 rows x 8 columns of them in registers.
+fn root_rows(m: &Root<'_>, i0: usize, out: &mut [f32]) {
+    simd!(avx512; fn(m: &Root<'_>, i0: usize, out: &mut [f32]) {
+        let n = m.n;
         let rows = out.len() / n;
-        let mut acc = vec![0.0f64; 4 * (n - i0)];
         let width = n - i0;
-        for (k, &fk) in f.iter().enumerate() {
-            let col = &vt[k * n + i0..(k + 1) * n];
-            for (r, acc) in acc.chunks_mut(width).take(rows).enumerate() {
-                let x = vecs[(i0 + r) * n + k];
-                for (s, &y) in acc.iter_mut().zip(col) {
-                    *s += fk * (x * y);
+        let mut acc = vec![0.0f64; rows * width];
+        let mut k0 = 0;
+        while k0 < n {
+            let k1 = (k0 + ROOT_K).min(n);
+            let mut r0 = 0;
+            while r0 < rows {
+                let group = &mut acc[r0 * width..];
+                match rows - r0 {
+                    1 => root_group::<1>(m, i0 + r0, k0..k1, i0, group),
+                    2 => root_group::<2>(m, i0 + r0, k0..k1, i0, group),
+                    3 => root_group::<3>(m, i0 + r0, k0..k1, i0, group),
+                    _ => root_group::<4>(m, i0 + r0, k0..k1, i0, group),
                 }
+                r0 += 4;
             }
+            k0 = k1;
         }
         for (r, acc) in acc.chunks(width).take(rows).enumerate() {
             for (o, &s) in out[r * n + i0..(r + 1) * n].iter_mut().zip(acc) {
@@ -276,6 +312,70 @@ fn root_rows(vecs: &[f64], vt: &[f64], f: &[f64], n: usize, i0: usize, out: &mut
             }
         }
     })
+}
+
+/// [`root_rows`] for rows `i..i + R` of `V diag(f) V^T` and eigenvalues
+/// `ks` (at most [`ROOT_K`]), columns `j0..n`; `acc`: the rows' sums,
+/// `n - j0` apart.
+#[inline(always)]
+fn root_group<const R: usize>(
+    m: &Root<'_>,
+    i: usize,
+    ks: std::ops::Range<usize>,
+    j0: usize,
+    acc: &mut [f64],
+) {
+    let (n, width) = (m.n, m.n - j0);
+    // The rows' values for each eigenvalue, side by side.
+    let mut x = [[0.0f64; R]; ROOT_K];
+    for (q, k) in ks.clone().enumerate() {
+        for r in 0..R {
+            x[q][r] = m.vecs[(i + r) * n + k];
+        }
+    }
+    let x = &x[..ks.len()];
+    let f = &m.f[ks.clone()];
+    let vt = &m.vt[ks.start * m.ld..];
+    let mut c = 0;
+    while c + ROOT_COLS <= width {
+        root_tile::<R, ROOT_COLS>(x, f, vt, m.ld, j0 + c, &mut acc[c..], width);
+        c += ROOT_COLS;
+    }
+    for c in c..width {
+        root_tile::<R, 1>(x, f, vt, m.ld, j0 + c, &mut acc[c..], width);
+    }
+}
+
+/// Columns of a [`root_group`] tile (one AVX-512 or two AVX2 registers).
+const ROOT_COLS: usize = 8;
+
+/// `acc[r * width + q] += f[k] (x[k][r] vt[k][j + q])` for `r < R`, `q <
+/// W`, `k` ascending (`vt`'s rows `ld` values apart), the sums in
+/// registers.
+#[inline(always)]
+fn root_tile<const R: usize, const W: usize>(
+    x: &[[f64; R]],
+    f: &[f64],
+    vt: &[f64],
+    ld: usize,
+    j: usize,
+    acc: &mut [f64],
+    width: usize,
+) {
+    let mut a: [[f64; W]; R] =
+        std::array::from_fn(|r| acc[r * width..][..W].try_into().expect("W values"));
+    for ((&fk, xk), row) in f.iter().zip(x).zip(vt[j..].chunks(ld)) {
+        let col: &[f64; W] = row[..W].try_into().expect("W values");
+        for r in 0..R {
+            let xr = xk[r];
+            for (s, &y) in a[r].iter_mut().zip(col) {
+                *s += fk * (xr * y);
+            }
+        }
+    }
+    for (r, a) in a.iter().enumerate() {
+        acc[r * width..][..W].copy_from_slice(a);
+    }
 }
 
 impl UpdateRule for Shampoo {
