@@ -248,13 +248,7 @@ fn tridiagonal_ql(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
                         rank2_row(&mut v[r * ld..r * ld + m], d[r], e[r], &e[..m], &d[..m]);
                         v[r * ld + m] = dn[r];
                     }
-                    if rows == ROWS {
-                        accumulate_block::<ROWS>(&v, ld, r0, &dn[r0..r0 + ROWS], &mut en[..m]);
-                    } else {
-                        for r in r0..r0 + rows {
-                            accumulate_block::<1>(&v, ld, r, &dn[r..=r], &mut en[..m]);
-                        }
-                    }
+                    accumulate_rows(&v[r0 * ld..], ld, &dn[r0..r0 + rows], &mut en[..m]);
                     r0 += rows;
                 }
                 e[..m].copy_from_slice(&en[..m]);
@@ -315,16 +309,15 @@ fn tridiagonal_ql(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
                 for r in r0..r0 + rows {
                     reflect_row(&mut v[r * ld..r * ld + i + 1], &g[..=i], d[r]);
                 }
-                if rows == ROWS {
-                    accumulate_block::<ROWS>(&v, ld, r0, &dn[r0..r0 + ROWS], &mut gn[..=i + 1]);
-                } else {
-                    for r in r0..r0 + rows {
-                        accumulate_block::<1>(&v, ld, r, &dn[r..=r], &mut gn[..=i + 1]);
-                    }
-                }
+                accumulate_rows(&v[r0 * ld..], ld, &dn[r0..r0 + rows], &mut gn[..=i + 1]);
                 r0 += rows;
             }
-            accumulate_block::<1>(&v, ld, i + 1, &dn[i + 1..=i + 1], &mut gn[..=i + 1]);
+            accumulate_rows(
+                &v[(i + 1) * ld..],
+                ld,
+                &dn[i + 1..=i + 1],
+                &mut gn[..=i + 1],
+            );
             g[..=i + 1].copy_from_slice(&gn[..=i + 1]);
             summed = true;
         } else if h != 0.0 {
