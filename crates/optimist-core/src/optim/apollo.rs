@@ -250,7 +250,8 @@ impl Apollo {
                 // Row norms (torch.norm(dim=1)), one factor per row.
                 for i in 0..rr {
                     let row = i * rc..(i + 1) * rc;
-                    let f = l2_norm(&norm_grad[row.clone()]) / (l2_norm(&r_grad[row.clone()]) + TINY);
+                    let f =
+                        l2_norm(&norm_grad[row.clone()]) / (l2_norm(&r_grad[row.clone()]) + TINY);
                     for (s, &g) in s[row.clone()].iter_mut().zip(&r_grad[row]) {
                         *s = g * f;
                     }
@@ -315,7 +316,10 @@ impl UpdateRule for Apollo {
                     Side::Full => (count(p.name, rows, k)?, count(p.name, k, cols)?),
                 };
                 let total = plen.checked_add(qlen).ok_or_else(|| {
-                    Error::Shape(format!("apollo: the projection of '{}' is too large", p.name))
+                    Error::Shape(format!(
+                        "apollo: the projection of '{}' is too large",
+                        p.name
+                    ))
                 })?;
                 let gap = self.update_proj_gap.unwrap_or(1).max(1);
                 if !st.ortho.is_allocated() || t.is_multiple_of(gap) {
@@ -336,12 +340,19 @@ impl UpdateRule for Apollo {
                 (r, Some((s, rows, cols, k, rr, rc)))
             }
         };
-        let norm_grad =
-            adam_ratio(&mut st.exp_avg, &mut st.exp_avg_sq, p.name, &r_grad, self.betas, self.eps)?;
+        let norm_grad = adam_ratio(
+            &mut st.exp_avg,
+            &mut st.exp_avg_sq,
+            p.name,
+            &r_grad,
+            self.betas,
+            self.eps,
+        )?;
         let u = match back {
             None => norm_grad,
             Some((s, rows, cols, k, rr, rc)) => {
-                let mut low = self.scaled(&r_grad, &norm_grad, rr, rc, &mut st.scaling_grad, p.name)?;
+                let mut low =
+                    self.scaled(&r_grad, &norm_grad, rr, rc, &mut st.scaling_grad, p.name)?;
                 let scale = self.scale.unwrap_or(1.0);
                 let root = scale.sqrt() as f32;
                 low.iter_mut().for_each(|x| *x *= root);
@@ -353,7 +364,8 @@ impl UpdateRule for Apollo {
         };
         let alpha = (-step_size) as f32;
         let decay = self.weight_decouple && self.weight_decay != 0.0;
-        let keep = (1.0 - self.weight_decay * if self.fixed_decay { 1.0 } else { step_size }) as f32;
+        let keep =
+            (1.0 - self.weight_decay * if self.fixed_decay { 1.0 } else { step_size }) as f32;
         apply(p.value, &u, alpha, decay, keep);
         Ok(())
     }

@@ -67,7 +67,6 @@
 //! `mu_dtype` and `precondition_dtype` (torch dtypes) are not offered: both
 //! are f32 here.
 
-
 // Index loops over several arrays at once, as in the reference's formulas.
 #![allow(clippy::needless_range_loop)]
 use serde::{Deserialize, Serialize};
@@ -160,8 +159,12 @@ impl OptimizerConfig for Kron {
         "PSGD with Kronecker-factored triangular preconditioners fitted to random probes";
 
     fn validate(&self) -> Result<()> {
-        crate::checks!(self, non_negative(lr), unit_interval_open(momentum),
-            non_negative(weight_decay))?;
+        crate::checks!(
+            self,
+            non_negative(lr),
+            unit_interval_open(momentum),
+            non_negative(weight_decay)
+        )?;
         if let Some(p) = self.pre_conditioner_update_probability {
             v::finite(Self::NAME, "pre_conditioner_update_probability", p)?;
         }
@@ -264,7 +267,9 @@ fn split_factors<'a>(q: &'a [f32], axes: &[Axis]) -> Vec<&'a [f32]> {
 }
 
 fn factors_len(axes: &[Axis]) -> usize {
-    axes.iter().map(|a| if a.tri { a.d * a.d } else { a.d }).sum()
+    axes.iter()
+        .map(|a| if a.tri { a.d * a.d } else { a.d })
+        .sum()
 }
 
 fn mm(a: View<'_>, b: View<'_>, m: usize, n: usize) -> Result<Vec<f32>> {
@@ -415,7 +420,9 @@ fn term(x: &[f32], rows: usize, cols: usize, axis: usize, tri: bool) -> Result<V
 
 /// The reference's `norm_lower_bound` of a square matrix (f32).
 fn norm_lower_bound(a: &[f32], d: usize) -> f32 {
-    let max_abs = a.iter().fold(0.0f32, |m, &x| if x.abs() > m { x.abs() } else { m });
+    let max_abs = a
+        .iter()
+        .fold(0.0f32, |m, &x| if x.abs() > m { x.abs() } else { m });
     let div = if max_abs > 0.0 { max_abs } else { 1.0 };
     let a: Vec<f32> = a.iter().map(|&x| x / div).collect();
     let col = |j: usize| -> f64 { (0..d).map(|i| (a[i * d + j] as f64).powi(2)).sum() };
@@ -437,23 +444,39 @@ fn norm_lower_bound(a: &[f32], d: usize) -> f32 {
     let bound = if value0 > value1 {
         // x0 = a[:, i] @ a; bound0 = ||(x0 / ||x0||) @ a^T||
         let x0: Vec<f32> = (0..d)
-            .map(|c| (0..d).map(|r| a[r * d + i] as f64 * a[r * d + c] as f64).sum::<f64>() as f32)
+            .map(|c| {
+                (0..d)
+                    .map(|r| a[r * d + i] as f64 * a[r * d + c] as f64)
+                    .sum::<f64>() as f32
+            })
             .collect();
         let n0 = norm(&x0).max(tiny);
         let y: Vec<f32> = x0.iter().map(|&x| x / n0).collect();
         let z: Vec<f32> = (0..d)
-            .map(|r| (0..d).map(|c| y[c] as f64 * a[r * d + c] as f64).sum::<f64>() as f32)
+            .map(|r| {
+                (0..d)
+                    .map(|c| y[c] as f64 * a[r * d + c] as f64)
+                    .sum::<f64>() as f32
+            })
             .collect();
         norm(&z)
     } else {
         // x1 = a @ a[j, :]; bound1 = ||a^T @ (x1 / ||x1||)||
         let x1: Vec<f32> = (0..d)
-            .map(|r| (0..d).map(|c| a[r * d + c] as f64 * a[j * d + c] as f64).sum::<f64>() as f32)
+            .map(|r| {
+                (0..d)
+                    .map(|c| a[r * d + c] as f64 * a[j * d + c] as f64)
+                    .sum::<f64>() as f32
+            })
             .collect();
         let n1 = norm(&x1).max(tiny);
         let y: Vec<f32> = x1.iter().map(|&x| x / n1).collect();
         let z: Vec<f32> = (0..d)
-            .map(|c| (0..d).map(|r| a[r * d + c] as f64 * y[r] as f64).sum::<f64>() as f32)
+            .map(|c| {
+                (0..d)
+                    .map(|r| a[r * d + c] as f64 * y[r] as f64)
+                    .sum::<f64>() as f32
+            })
             .collect();
         norm(&z)
     };
@@ -479,7 +502,9 @@ impl UpdateRule for Kron {
         let t = st.step;
         // Update decision (the reference's group-wide counter, kept per parameter).
         let prob = self.probability(prev);
-        let counter = st.update_counter.get_or_fill(p.name, "update_counter", 1, 0.0)?;
+        let counter = st
+            .update_counter
+            .get_or_fill(p.name, "update_counter", 1, 0.0)?;
         let c = counter[0] as f64 + 1.0;
         let do_update = prob > 0.0 && c >= 1.0 / prob;
         counter[0] = if do_update { 0.0 } else { c as f32 };
@@ -528,7 +553,11 @@ impl UpdateRule for Kron {
             let mut norms = Vec::new();
             for a in &axes {
                 let len = if a.tri { a.d * a.d } else { a.d };
-                norms.push(q[off..off + len].iter().fold(0.0f32, |m, &x| m.max(x.abs())));
+                norms.push(
+                    q[off..off + len]
+                        .iter()
+                        .fold(0.0f32, |m, &x| m.max(x.abs())),
+                );
                 off += len;
             }
             let prod: f32 = norms.iter().product();
@@ -549,7 +578,11 @@ impl UpdateRule for Kron {
         if do_update {
             let mut rng = SplitMix64::new(stream_key(self.seed, t, p.name));
             let probe: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
-            let h = if self.momentum_into_precondition_update { &mh } else { &g };
+            let h = if self.momentum_into_precondition_update {
+                &mh
+            } else {
+                &g
+            };
             let fs = split_factors(q, &axes);
             // A = Q(h); B = Q^-T(V).
             let mut a_mat = h.clone();
@@ -578,11 +611,7 @@ impl UpdateRule for Kron {
                     new_q.extend(f.iter().zip(&prod).map(|(q, t)| q - t));
                 } else {
                     let denom = sum.iter().fold(0.0f32, |m, &x| m.max(x.abs())) + f32::MIN_POSITIVE;
-                    new_q.extend(
-                        f.iter()
-                            .zip(&tmp)
-                            .map(|(&q, &t)| q - (t * q) / denom),
-                    );
+                    new_q.extend(f.iter().zip(&tmp).map(|(&q, &t)| q - (t * q) / denom));
                 }
             }
             q.copy_from_slice(&new_q);
