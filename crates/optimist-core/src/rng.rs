@@ -15,6 +15,40 @@ pub struct SplitMix64 {
     state: u64,
 }
 
+/// The constant SplitMix64 adds to its state per output.
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Outputs of [`SplitMix64::next_u64`] that one [`SplitMix64::normal`]
+/// takes.
+pub const DRAWS_PER_NORMAL: u64 = 2;
+
+/// Normals [`normals_f32`] draws per task on a thread pool.
+const NORMALS_PER_TASK: usize = 1 << 14;
+
+/// `out[i]` = the `i`-th [`SplitMix64::normal`] of the stream started from
+/// `seed`, rounded to f32: the values of
+/// `(0..n).map(|_| rng.normal() as f32)`. Called on a rayon thread pool
+/// (inside a step), pieces of [`NORMALS_PER_TASK`] values are drawn in
+/// parallel, each from the stream skipped to its first value
+/// ([`SplitMix64::skip`]), so the values do not depend on the thread count.
+pub fn normals_f32(seed: u64, out: &mut [f32]) {
+    let piece = |(k, part): (usize, &mut [f32])| {
+        let mut rng = SplitMix64::new(seed);
+        rng.skip((k as u64 * NORMALS_PER_TASK as u64).wrapping_mul(DRAWS_PER_NORMAL));
+        for x in part {
+            *x = rng.normal() as f32;
+        }
+    };
+    if out.len() > NORMALS_PER_TASK && rayon::current_thread_index().is_some() {
+        use rayon::prelude::*;
+        out.par_chunks_mut(NORMALS_PER_TASK)
+            .enumerate()
+            .for_each(piece);
+    } else {
+        out.chunks_mut(NORMALS_PER_TASK).enumerate().for_each(piece);
+    }
+}
+
 impl SplitMix64 {
     /// A generator started from `seed`.
     pub fn new(seed: u64) -> Self {
@@ -31,9 +65,15 @@ impl SplitMix64 {
         self.state = state;
     }
 
+    /// Advances the stream by `n` outputs of [`SplitMix64::next_u64`] at
+    /// once (the state is a counter: `n` steps add `n` times the constant).
+    pub fn skip(&mut self, n: u64) {
+        self.state = self.state.wrapping_add(n.wrapping_mul(GAMMA));
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.state = self.state.wrapping_add(GAMMA);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -79,6 +119,63 @@ mod tests {
         let mut r = SplitMix64::new(0);
         assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn skip_equals_drawing() {
+        for n in [0u64, 1, 2, 7, 1000] {
+            let mut a = SplitMix64::new(42);
+            for _ in 0..n {
+                a.next_u64();
+            }
+            let mut b = SplitMix64::new(42);
+            b.skip(n);
+            assert_eq!(a, b, "n = {n}");
+        }
+        // Wrapping: the counter runs over u64's end.
+        let mut a = SplitMix64::new(u64::MAX - 3);
+        a.next_u64();
+        a.next_u64();
+        let mut b = SplitMix64::new(u64::MAX - 3);
+        b.skip(2);
+        assert_eq!(a.next_u64(), b.next_u64());
+    }
+
+    #[test]
+    fn normals_in_pieces_equal_one_stream_at_any_thread_count() {
+        let n_max = 3 * NORMALS_PER_TASK + 5;
+        let mut rng = SplitMix64::new(9);
+        let plain: Vec<f32> = (0..n_max).map(|_| rng.normal() as f32).collect();
+        let sizes = [
+            0,
+            1,
+            NORMALS_PER_TASK - 1,
+            NORMALS_PER_TASK,
+            NORMALS_PER_TASK + 1,
+            2 * NORMALS_PER_TASK,
+            n_max,
+        ];
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for &n in &sizes {
+                let mut out = vec![f32::NAN; n];
+                pool.install(|| normals_f32(9, &mut out));
+                let same = out
+                    .iter()
+                    .zip(&plain)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "n = {n}, {threads} threads");
+            }
+        }
+        let mut alone = vec![0.0f32; n_max];
+        normals_f32(9, &mut alone);
+        assert!(alone
+            .iter()
+            .zip(&plain)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     #[test]

@@ -73,8 +73,8 @@
 //! draw, whichever it uses). Here they come from SplitMix64
 //! ([`crate::rng`]) streams keyed by `seed`, the step and the parameter's
 //! name, as Kron's probes ([`super::kron::stream_key`]): `P` is the normals
-//! (Box-Muller, [`SplitMix64::normal`], rounded to f32, row-major) of
-//! `key(seed, t, name + "#left")`, `Q` those of
+//! (Box-Muller, [`SplitMix64::normal`](crate::rng::SplitMix64::normal),
+//! rounded to f32, row-major) of `key(seed, t, name + "#left")`, `Q` those of
 //! `key(seed, t, name + "#right")`, each divided by `sqrt(rank)` in f32.
 //! Runs are reproducible from the seed whatever the thread count; the drawn
 //! projection is part of the state (buffer `ortho`: `P`, `Q`, or `P` then
@@ -92,7 +92,7 @@ use super::galore::{adam_ratio, apply, project, project_back, side, ProjectionTy
 use super::kron::stream_key;
 use crate::error::{Error, Result};
 use crate::math::{bias_correction, descent_sign, l2_norm};
-use crate::rng::SplitMix64;
+use crate::rng;
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::tensor::{ParamMut, StateTensor};
 use crate::validate as v;
@@ -206,8 +206,11 @@ fn count(name: &str, a: usize, b: usize) -> Result<usize> {
 /// `n` normals of the stream `key(seed, t, name + suffix)`, each divided by
 /// `root` in f32, appended to `out`.
 fn draw(out: &mut Vec<f32>, seed: u64, t: u64, name: &str, suffix: &str, n: usize, root: f32) {
-    let mut rng = SplitMix64::new(stream_key(seed, t, &format!("{name}{suffix}")));
-    out.extend((0..n).map(|_| rng.normal() as f32 / root));
+    let start = out.len();
+    out.resize(start + n, 0.0);
+    let drawn = &mut out[start..];
+    rng::normals_f32(stream_key(seed, t, &format!("{name}{suffix}")), drawn);
+    drawn.iter_mut().for_each(|x| *x /= root);
 }
 
 impl Apollo {

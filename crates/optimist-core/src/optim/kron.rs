@@ -56,8 +56,11 @@
 //! normals (Box-Muller, [`SplitMix64::normal`](crate::rng::SplitMix64::normal),
 //! rounded to f32, row-major) of `key(seed, t, name)`, with
 //! `key(seed, t, s) = seed ^ (t * 0xD1B54A32D192ED03) ^ fnv1a64(s)`
-//! (wrapping). Runs are reproducible from the seed whatever the thread
-//! count, and nothing random needs checkpointing. The golden cases were
+//! (wrapping). The probe is drawn in pieces on the step's thread pool,
+//! each from the stream skipped ahead to its first value
+//! ([`rng::normals_f32`]): the same values as one stream drawn in order.
+//! Runs are reproducible from the seed whatever the thread count, and
+//! nothing random needs checkpointing. The golden cases were
 //! made by running the reference with these same draws in place of its
 //! own (the generator replaces `torch.randn_like` and `np.random.random`
 //! inside `pytorch_optimizer.optimizer.psgd`).
@@ -75,7 +78,7 @@ use crate::error::{Error, Result};
 use crate::gemm::{gemm, Triangle, View};
 use crate::linalg;
 use crate::math::{bias_correction, descent_sign};
-use crate::rng::SplitMix64;
+use crate::rng::{self, SplitMix64};
 use crate::rule::{OptimizerConfig, StepInfo, UpdateRule};
 use crate::state::StateStore;
 use crate::tensor::ParamMut;
@@ -576,8 +579,8 @@ impl UpdateRule for Kron {
             }
         }
         if do_update {
-            let mut rng = SplitMix64::new(stream_key(self.seed, t, p.name));
-            let probe: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+            let mut probe = vec![0.0f32; n];
+            rng::normals_f32(stream_key(self.seed, t, p.name), &mut probe);
             let h = if self.momentum_into_precondition_update {
                 &mh
             } else {
